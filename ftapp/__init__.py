@@ -1,0 +1,1 @@
+"""ftapp service layer: use cases, validation rules and orchestration over ``storage``."""

@@ -1,0 +1,5 @@
+import sys
+
+from ftapp.cli import main
+
+sys.exit(main())

@@ -1,0 +1,185 @@
+"""Typed config blobs. Each dataclass validates itself; ``help`` metadata is the UI's help text.
+
+A stored config is a JSON object whose keys are fields of one of these classes. Unknown keys are
+refused (a typo like ``learning_rat`` would otherwise be ignored silently by the trainer), and
+so are secret-looking keys: tokens live in Settings, never in configs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from ftapp.errors import Problem
+from ftapp.secrets import SECRET_KEY
+
+
+def _f(default: Any, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass(frozen=True)
+class TrainingArguments:
+    num_train_epochs: float = _f(1.0, "Passes over the training split.", minimum=0, exclusive=True)
+    max_steps: int = _f(-1, "Stop after this many optimizer steps (-1: run the epochs).", minimum=-1)
+    learning_rate: float = _f(2e-4, "Peak learning rate.", minimum=0, exclusive=True)
+    lr_scheduler_type: str = _f("cosine", "Learning-rate schedule.", choices=("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_min_lr", "polynomial", "inverse_sqrt"))
+    warmup_ratio: float = _f(0.03, "Fraction of steps spent warming up the learning rate.", minimum=0, maximum=1)
+    warmup_steps: int = _f(0, "Warm-up steps (overrides warmup_ratio when > 0).", minimum=0)
+    weight_decay: float = _f(0.0, "AdamW weight decay.", minimum=0)
+    max_grad_norm: float = _f(1.0, "Gradient clipping norm (0 turns clipping off).", minimum=0)
+    optim: str = _f("adamw_torch_fused", "Optimizer.", choices=("adamw_torch", "adamw_torch_fused", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "adafactor", "sgd", "lion_32bit"))
+    per_device_train_batch_size: int = _f(8, "Sequences per device per micro-batch (with padding_free, an upper bound next to max_tokens_per_batch).", minimum=1)
+    gradient_accumulation_steps: int = _f(1, "Micro-batches per optimizer step.", minimum=1)
+    max_tokens_per_batch: int = _f(0, "Token budget per micro-batch for padding-free batching (0: batch by sequence count).", minimum=0)
+    per_device_eval_batch_size: int = _f(8, "Sequences per device when computing eval loss.", minimum=1)
+    max_length: int = _f(1024, "Longest tokenized example; longer ones are truncated.", minimum=8)
+    packing: bool = _f(False, "Pack several examples into one sequence.")
+    padding_free: bool = _f(True, "Concatenate examples without padding (needs flash or flex attention).")
+    bf16: str = _f("auto", "bfloat16 mixed precision: auto (when the GPU supports it), true or false.", choices=("auto", "true", "false"))
+    fp16: bool = _f(False, "float16 mixed precision (seed 001's default; translated to bf16 where weights are bf16).")
+    gradient_checkpointing: str = _f("auto", "Recompute activations to save memory: auto (only when memory requires it), true or false.", choices=("auto", "true", "false"))
+    use_liger_kernel: str = _f("auto", "Fused Liger kernels when installed: auto, true or false.", choices=("auto", "true", "false"))
+    torch_compile: bool = _f(False, "Compile the model's repeated blocks with torch.compile.")
+    completion_only_loss: bool = _f(True, "Train only on the completion part of each prompt.")
+    assistant_only_loss: bool = _f(True, "For chat data, train only on assistant turns.")
+    neftune_noise_alpha: float = _f(0.0, "NEFTune embedding noise (0: off).", minimum=0)
+    eval_strategy: str = _f("steps", "When to compute eval loss.", choices=("no", "steps", "epoch"))
+    eval_steps: int = _f(50, "Eval loss every N optimizer steps (eval_strategy=steps).", minimum=1)
+    save_strategy: str = _f("steps", "When to write checkpoints.", choices=("no", "steps", "epoch"))
+    save_steps: int = _f(200, "Checkpoint every N steps (save_strategy=steps).", minimum=1)
+    save_total_limit: int = _f(2, "Checkpoints kept on disk.", minimum=1)
+    logging_steps: int = _f(1, "Log loss every N steps.", minimum=1)
+    seed: int = _f(42, "Random seed for initialisation, shuffling and the train/validation split.", minimum=0)
+    dataloader_num_workers: int = _f(0, "Data-loading worker processes.", minimum=0)
+    report_to: str = _f("mlflow", "Experiment tracker.", choices=("mlflow", "none"))
+    disable_tqdm: bool = _f(True, "Hide progress bars in the trainer log.")
+    ddp_find_unused_parameters: bool = _f(False, "DDP: search for unused parameters (slow; only for odd models).")
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    r: int = _f(16, "LoRA rank.", minimum=1, maximum=1024)
+    lora_alpha: float = _f(32, "LoRA scaling numerator (scale = alpha / r).", minimum=0, exclusive=True)
+    lora_dropout: float = _f(0.0, "Dropout on the LoRA input.", minimum=0, maximum=1)
+    bias: str = _f("none", "Which biases to train.", choices=("none", "all", "lora_only"))
+    task_type: str = _f("CAUSAL_LM", "PEFT task type.", choices=("CAUSAL_LM",))
+    target_modules: str | list[str] = _f("all-linear", "Modules that get adapters: 'all-linear' or a list of names such as ['q_proj', 'v_proj'].")
+    use_rslora: bool = _f(False, "Rank-stabilised scaling (alpha / sqrt(r)).")
+    use_dora: bool = _f(False, "Weight-decomposed LoRA (slower, sometimes better).")
+    modules_to_save: list[str] | None = _f(None, "Extra modules trained fully and saved with the adapter.")
+
+
+@dataclass(frozen=True)
+class BitsAndBytesSettings:
+    load_in_4bit: bool = _f(True, "Load the base model in 4 bits (QLoRA).")
+    load_in_8bit: bool = _f(False, "Load the base model in 8 bits.")
+    bnb_4bit_quant_type: str = _f("nf4", "4-bit data type.", choices=("nf4", "fp4"))
+    bnb_4bit_compute_dtype: str = _f("bfloat16", "Dtype the 4-bit matmuls compute in.", choices=("bfloat16", "float16", "float32"))
+    bnb_4bit_use_double_quant: bool = _f(True, "Quantise the quantisation constants too (saves ~0.4 bit/param).")
+    bnb_4bit_quant_storage: str = _f("uint8", "Storage dtype of the packed weights.", choices=("uint8", "bfloat16", "float16", "float32"))
+    quant_method: str = _f("bitsandbytes", "Quantisation backend.", choices=("bitsandbytes",))
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    do_sample: bool = _f(False, "Sample (true) or decode greedily (false).")
+    temperature: float = _f(1.0, "Sampling temperature.", minimum=0, exclusive=True)
+    top_p: float = _f(1.0, "Nucleus sampling mass.", minimum=0, maximum=1, exclusive=True)
+    top_k: int = _f(50, "Sample among the k most likely tokens (0: off).", minimum=0)
+    num_beams: int = _f(1, "Beam search width.", minimum=1)
+    repetition_penalty: float = _f(1.0, "Penalty for repeated tokens (1: off).", minimum=0, exclusive=True)
+    max_new_tokens: int = _f(128, "Most tokens to generate.", minimum=1)
+    max_length: int | None = _f(None, "Prompt + generation length cap (null: unused).", minimum=1)
+
+
+SCHEMAS: dict[str, type] = {
+    "training_arguments": TrainingArguments,
+    "lora_config": LoraSettings,
+    "bitsandbytes_config": BitsAndBytesSettings,
+    "generation_config": GenerationSettings,
+}
+
+
+def help_text(schema: type) -> dict[str, str]:
+    return {f.name: f.metadata.get("help", "") for f in fields(schema)}
+
+
+def _type_matches(value: Any, annotation: Any) -> bool:
+    hint = eval(annotation, {"list": list, "str": str, "int": int, "float": float, "bool": bool}) if isinstance(annotation, str) else annotation
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for option in options:
+        origin = typing.get_origin(option) or option
+        if option is type(None) and value is None:
+            return True
+        if origin is bool and isinstance(value, bool):
+            return True
+        if origin is int and isinstance(value, int) and not isinstance(value, bool):
+            return True
+        if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return True
+        if origin is str and isinstance(value, str):
+            return True
+        if origin is list and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return True
+    return False
+
+
+def _coerce_flag(value: Any, choices: tuple) -> Any:
+    # "auto"/"true"/"false" fields also accept JSON booleans, as written by hand or by the seed.
+    if isinstance(value, bool) and "true" in choices:
+        return "true" if value else "false"
+    return value
+
+
+def check_config(config_type: str, values: Any) -> list[Problem]:
+    """CF-005 problems for a parsed config of a typed kind; untyped kinds pass."""
+    schema = SCHEMAS.get(config_type)
+    if schema is None:
+        return []
+    if not isinstance(values, dict):
+        return [Problem("CF-005", f"a {config_type} config must be a JSON object, got {type(values).__name__}", "config")]
+    known = {f.name: f for f in fields(schema)}
+    problems: list[Problem] = []
+    for key, value in values.items():
+        if SECRET_KEY.search(key):
+            problems.append(Problem("CF-005", f"'{key}' looks like a secret; configs are exported and shown, so put tokens in Settings instead", key))
+            continue
+        spec = known.get(key)
+        if spec is None:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(Problem("CF-005", f"unknown {config_type} field '{key}'{hint}", key))
+            continue
+        choices = spec.metadata.get("choices")
+        value = _coerce_flag(value, choices or ())
+        if not _type_matches(value, spec.type):
+            problems.append(Problem("CF-005", f"{key} must be {spec.type}, got {value!r}", key))
+            continue
+        if choices and value not in choices:
+            problems.append(Problem("CF-005", f"{key} must be one of {', '.join(choices)} (got {value!r})", key))
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            low, high = spec.metadata.get("minimum"), spec.metadata.get("maximum")
+            exclusive = spec.metadata.get("exclusive", False)
+            if low is not None and (value < low or (exclusive and value == low)):
+                problems.append(Problem("CF-005", f"{key} must be {'>' if exclusive else '>='} {low} (got {value})", key))
+            if high is not None and value > high:
+                problems.append(Problem("CF-005", f"{key} must be <= {high} (got {value})", key))
+    if config_type == "bitsandbytes_config" and values.get("load_in_4bit") and values.get("load_in_8bit"):
+        problems.append(Problem("CF-005", "load_in_4bit and load_in_8bit cannot both be true", "load_in_8bit"))
+    return problems
+
+
+def resolve(config_type: str, values: dict[str, Any]) -> Any:
+    """A validated config as its dataclass, with defaults for keys not given."""
+    schema = SCHEMAS[config_type]
+    known = {f.name: f for f in fields(schema)}
+    cleaned = {k: _coerce_flag(v, known[k].metadata.get("choices") or ()) for k, v in values.items()}
+    return schema(**cleaned)
+
+
+def defaults(config_type: str) -> dict[str, Any]:
+    return asdict(SCHEMAS[config_type]())

@@ -1,0 +1,58 @@
+"""Domain errors raised by the service layer.
+
+The UI turns these into ``gr.Error`` and the CLI into a non-zero exit with the message on stderr;
+nothing below ``ui``/``cli`` knows about either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One broken rule: its catalogue ID, the offending field and a sentence a user can act on."""
+
+    rule_id: str | None
+    message: str
+    field: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.rule_id}: {self.message}" if self.rule_id else self.message
+
+
+class FtappError(Exception):
+    """Base of every error the service layer raises on purpose."""
+
+
+class ValidationError(FtappError):
+    """A request broke one or more rules; every problem of the request is reported at once."""
+
+    def __init__(self, problems: list[Problem] | Problem):
+        if isinstance(problems, Problem):
+            problems = [problems]
+        if not problems:
+            raise ValueError("ValidationError needs at least one problem")
+        self.problems: list[Problem] = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    @property
+    def rule_ids(self) -> list[str]:
+        return [p.rule_id for p in self.problems if p.rule_id]
+
+
+class NotFoundError(FtappError):
+    """An id that names nothing in the registry."""
+
+    def __init__(self, kind: str, ident: str, rule_id: str | None = None):
+        self.kind, self.ident, self.rule_id = kind, ident, rule_id
+        prefix = f"{rule_id}: " if rule_id else ""
+        super().__init__(f"{prefix}{kind} '{ident}' not found")
+
+
+class ConflictError(FtappError):
+    """The change would break a uniqueness or reference rule the database enforces."""
+
+
+class NetworkRequiredError(FtappError):
+    """The request needs the Hugging Face Hub and this process is offline."""

@@ -1,0 +1,85 @@
+"""The validation catalogue: every rule ID the service layer can raise.
+
+Seed 001's rules keep their IDs. Rules written for a cluster (CPU/memory counts, CML ids) are
+re-read for a workstation and say so in ``constraint``; rules the seed lacked are marked
+``origin="added"``. ``tests/ftapp/test_rule_catalogue.py`` fails if any rule here is never
+triggered by a test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    field: str
+    constraint: str
+    severity: str = "ERROR"
+    origin: str = "seed"  # seed | reread | added
+
+
+_RULES = [
+    Rule("FT-001", "method, training_mode", "method is one of sft, dpo, grpo and training_mode one of lora, qlora, full (the seed's framework_type)", origin="reread"),
+    Rule("FT-002", "adapter_name", "matches ^[a-zA-Z0-9-]+$ and names no registered adapter"),
+    Rule("FT-003", "output_dir", "when given, an existing writable directory"),
+    Rule("FT-004", "cpu_threads", "between 1 and this machine's core count (the seed's num_cpu)", origin="reread"),
+    Rule("FT-005", "gpus", "'cpu', 'auto' or GPU ids that exist on this machine (the seed's num_gpu)", origin="reread"),
+    Rule("FT-006", "memory", "the estimated peak memory fits the chosen device's free memory (the seed's num_memory)", origin="reread"),
+    Rule("FT-007", "num_processes", "at least 1 and at most the number of chosen GPUs (1 on CPU) (the seed's num_workers)", origin="reread"),
+    Rule("FT-008", "num_epochs", "> 0"),
+    Rule("FT-009", "learning_rate", "> 0"),
+    Rule("FT-010", "dataset_fraction", "in (0, 1]"),
+    Rule("FT-011", "train_test_split", "in (0, 1]"),
+    Rule("FT-012", "training_mode", "QLoRA needs a bitsandbytes config and a CUDA GPU (the seed's axolotl_config_id cross-check)", origin="reread"),
+    Rule("FT-013", "base_model_id", "exists in models"),
+    Rule("FT-014", "dataset_id", "exists in datasets"),
+    Rule("FT-015", "prompt_id", "exists in prompts; required when the dataset has plain columns"),
+    Rule("FT-016", "*_config_id", "every referenced config exists and has the right type"),
+    Rule("EV-001", "combinations", "non-empty"),
+    Rule("EV-002", "dataset_id", "non-empty"),
+    Rule("EV-003", "prompt_id", "non-empty"),
+    Rule("EV-004", "gpus", "'cpu', 'auto' or GPU ids that exist on this machine (the seed's cpu/gpu/memory)", origin="reread"),
+    Rule("EV-005", "combinations[].model_id", "each exists in models"),
+    Rule("EV-006", "combinations[].adapter_id", "each exists in adapters (or is empty for the base model) and was trained on that model"),
+    Rule("EV-007", "dataset_id", "exists in datasets"),
+    Rule("EV-008", "prompt_id", "exists in prompts"),
+    Rule("DS-001", "type", "one of huggingface, project, project_csv, project_json, project_jsonl, project_parquet"),
+    Rule("DS-002", "huggingface_name", "resolves on the Hugging Face Hub (name, config, split)"),
+    Rule("DS-003", "location", "exists and its extension matches the type"),
+    Rule("DS-004", "name", "required, unique", origin="added"),
+    Rule("DS-005", "content", "parses as a table: not empty, valid JSON/JSONL/CSV/Parquet, UTF-8, rectangular", origin="added"),
+    Rule("DS-006", "content", "no single value longer than 1,000,000 characters", origin="added"),
+    Rule("MD-001", "type", "one of huggingface, project, model_registry"),
+    Rule("MD-002", "huggingface_name", "resolves on the Hugging Face Hub (or in the local Hub cache when offline)"),
+    Rule("MD-003", "registry_name", "resolves in the local MLflow model registry (the seed's CML registry)", origin="reread"),
+    Rule("MD-004", "location", "a directory with a readable config.json (project type)", origin="added"),
+    Rule("MD-005", "name", "required, unique", origin="added"),
+    Rule("AD-001", "name", "required, unique"),
+    Rule("AD-002", "model_id", "required, exists in models"),
+    Rule("AD-003", "location", "a directory with adapter_config.json (project type)"),
+    Rule("AD-004", "run_id", "exists in runs when given (the seed's fine_tuning_job_id)"),
+    Rule("AD-005", "prompt_id", "exists in prompts when given"),
+    Rule("AD-006", "huggingface_name", "resolves on the Hub and holds adapter_config.json (huggingface type)", origin="added"),
+    Rule("PR-001", "name", "required, unique"),
+    Rule("PR-002", "dataset_id", "required, exists in datasets"),
+    Rule("PR-003", "prompt_template", "required, non-empty"),
+    Rule("PR-004", "input_template", "required"),
+    Rule("PR-005", "completion_template", "required"),
+    Rule("PR-006", "templates", "every {placeholder} is a column of the dataset", origin="added"),
+    Rule("PR-007", "templates", "valid format strings: balanced braces, named placeholders only", origin="added"),
+    Rule("CF-001", "type", "one of the config types"),
+    Rule("CF-002", "config", "valid JSON (non-axolotl types)"),
+    Rule("CF-003", "config", "valid YAML (axolotl type)"),
+    Rule("CF-004", "config", "identical content returns the existing config", severity="INFO"),
+    Rule("CF-005", "config", "typed fields: known keys, right types, values in range, no secrets", origin="added"),
+    Rule("EX-001", "base_model_id", "required, exists in models"),
+    Rule("EX-002", "adapter_id", "required, exists in adapters"),
+    Rule("EX-003", "model_name", "required; a registry name: letters, digits, '-', '_', '.', 1-63 chars, starting with a letter or digit"),
+    Rule("EX-004", "adapter type", "the adapter has local files (project type) to merge or serve"),
+    Rule("EX-005", "model type", "the base model has weights to load (huggingface or project type)"),
+    Rule("DB-001", "file", "a database export of this schema version", origin="added"),
+]
+
+RULES: dict[str, Rule] = {rule.id: rule for rule in _RULES}

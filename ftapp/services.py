@@ -1,0 +1,58 @@
+"""The composition of every service over one home directory and its database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ftapp.adapters import AdapterService
+from ftapp.configs import ConfigService
+from ftapp.database_transfer import DatabaseTransfer
+from ftapp.datasets import DatasetService
+from ftapp.demo import DemoInstaller
+from ftapp.machine import Machine, detect_machine
+from ftapp.models import ModelService
+from ftapp.prompts import PromptService
+from ftapp.secrets import HfToken
+from ftapp.settings import Settings
+from storage import Database
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    datasets: DatasetService
+    models: ModelService
+    adapters: AdapterService
+    prompts: PromptService
+    configs: ConfigService
+    database: DatabaseTransfer
+    demo: DemoInstaller
+    hf_token: HfToken
+
+    def machine(self) -> Machine:
+        return detect_machine()
+
+    def is_empty(self) -> bool:
+        with self.db.transaction() as tx:
+            return tx.models.count() == 0 and tx.datasets.count() == 0
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def open_services(settings: Settings) -> Services:
+    settings.create_dirs()
+    db = Database.open(settings.db_path)
+    datasets = DatasetService(settings, db)
+    models = ModelService(settings, db)
+    adapters = AdapterService(settings, db)
+    prompts = PromptService(db, datasets)
+    configs = ConfigService(db)
+    configs.ensure_presets()
+    return Services(
+        settings=settings, db=db, datasets=datasets, models=models, adapters=adapters,
+        prompts=prompts, configs=configs, database=DatabaseTransfer(db),
+        demo=DemoInstaller(settings, models, datasets, prompts, adapters),
+        hf_token=HfToken(settings.secrets_dir),
+    )

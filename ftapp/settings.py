@@ -1,0 +1,58 @@
+"""The one settings object, built in ``launch.py`` (or the CLI) and handed to every service."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    host: str = "127.0.0.1"
+    port: int = 7860
+    offline: bool = False
+
+    @classmethod
+    def from_env(cls, home: str | Path | None = None, **overrides) -> Settings:
+        chosen = home or os.environ.get("FTAPP_HOME") or Path.home() / ".ftapp"
+        offline = _flag(os.environ.get("HF_HUB_OFFLINE")) or _flag(os.environ.get("FTAPP_OFFLINE"))
+        return cls(home=Path(chosen).expanduser().resolve(), offline=offline, **overrides)
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "ftapp.db"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.home / "datasets"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.home / "secrets"
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        return f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        return self.home / "mlartifacts"
+
+    def create_dirs(self) -> None:
+        for path in (self.home, self.datasets_dir, self.models_dir, self.runs_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        self.secrets_dir.mkdir(mode=0o700, exist_ok=True)

@@ -1,0 +1,119 @@
+"""The SQLite engine, migrations on open, and transactions that expose one repository per table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage.records import (
+    AdapterRecord,
+    ArtifactRecord,
+    ConfigRecord,
+    DatasetRecord,
+    ModelRecord,
+    PromptRecord,
+    RunRecord,
+)
+from storage.repository import MetricPointRepository, Repository
+from storage.tables import AdapterRow, ArtifactRow, ConfigRow, DatasetRow, ModelRow, PromptRow, RunRow
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+BUSY_TIMEOUT_MS = 10_000
+
+
+def _set_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the UI read while the supervisor writes; busy_timeout makes a second writer wait
+    # instead of failing with "database is locked".
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(path: Path) -> Engine:
+    engine = create_engine(
+        f"sqlite:///{path}",
+        connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
+    )
+    event.listen(engine, "connect", _set_pragmas)
+    return engine
+
+
+def alembic_config() -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision; a no-op when it already is."""
+    if current_revision(engine) == head_revision():
+        return
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+class Transaction:
+    """One unit of work: every repository shares the session, so it commits or rolls back whole."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.models = Repository(session, ModelRow, ModelRecord)
+        self.datasets = Repository(session, DatasetRow, DatasetRecord)
+        self.prompts = Repository(session, PromptRow, PromptRecord)
+        self.configs = Repository(session, ConfigRow, ConfigRecord)
+        self.runs = Repository(session, RunRow, RunRecord)
+        self.adapters = Repository(session, AdapterRow, AdapterRecord)
+        self.artifacts = Repository(session, ArtifactRow, ArtifactRecord)
+        self.metric_points = MetricPointRepository(session)
+
+
+class Database:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, path: Path) -> Database:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(path)
+        migrate(engine)
+        return cls(engine)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        session = self._sessions()
+        try:
+            yield Transaction(session)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,161 @@
+"""Frozen dataclasses: the only shape in which rows leave ``storage``.
+
+Handing out ORM objects would let callers lazy-load after the session closed, or mutate a row
+without going through a transaction; plain frozen records make both impossible.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, TypeVar
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    id: str
+    name: str
+    type: str
+    huggingface_name: str | None
+    location: str | None
+    registry_name: str | None
+    registry_version: str | None
+    architecture: str | None
+    model_type: str | None
+    num_parameters: int | None
+    gated: bool | None
+    license: str | None
+    license_accepted_at: datetime | None
+    description: str
+    created_at: datetime
+
+    @property
+    def source(self) -> str:
+        """What a trainer passes to ``from_pretrained``: a hub id or a local directory."""
+        return self.location or self.huggingface_name or ""
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    id: str
+    name: str
+    type: str
+    huggingface_name: str | None
+    hf_config: str | None
+    hf_split: str | None
+    location: str | None
+    source: str | None
+    format: str
+    features: str
+    num_rows: int | None
+    description: str
+    created_at: datetime
+
+    @property
+    def feature_types(self) -> dict[str, str]:
+        return json.loads(self.features)
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.feature_types)
+
+
+@dataclass(frozen=True)
+class PromptRecord:
+    id: str
+    name: str
+    type: str
+    dataset_id: str
+    prompt_template: str
+    input_template: str
+    completion_template: str
+    description: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ConfigRecord:
+    id: str
+    type: str
+    name: str | None
+    description: str
+    config: str
+    content_hash: str
+    model_family: str
+    is_default: bool
+    created_at: datetime
+
+    @property
+    def values(self) -> Any:
+        return json.loads(self.config)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    kind: str
+    name: str | None
+    status: str
+    spec: str
+    run_dir: str | None
+    log_path: str | None
+    base_model_id: str | None
+    dataset_id: str | None
+    prompt_id: str | None
+    adapter_id: str | None
+    parent_run_id: str | None
+    gpus: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    pid: int | None
+    process_start_time: float | None
+    exit_code: int | None
+    error_text: str | None
+    error_cause: str | None
+    mlflow_run_id: str | None
+    events_offset: int
+    malformed_events: int
+
+
+@dataclass(frozen=True)
+class AdapterRecord:
+    id: str
+    name: str
+    type: str
+    model_id: str
+    location: str | None
+    huggingface_name: str | None
+    run_id: str | None
+    prompt_id: str | None
+    base_model_name: str | None
+    peft_type: str | None
+    description: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class MetricPointRecord:
+    id: int
+    run_id: str
+    step: int
+    name: str
+    value: float
+    time: float
+
+
+@dataclass(frozen=True)
+class ArtifactRecord:
+    id: str
+    run_id: str | None
+    kind: str
+    path: str
+    size_bytes: int | None
+    created_at: datetime
+
+
+def to_record(record_cls: type[R], row: object) -> R:
+    return record_cls(**{f.name: getattr(row, f.name) for f in fields(record_cls)})  # type: ignore[arg-type]

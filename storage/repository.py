@@ -1,0 +1,124 @@
+"""Generic create/read/update/delete over one table, inside one session."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from storage.errors import DuplicateError, MissingReferenceError
+from storage.records import MetricPointRecord, to_record
+from storage.tables import Base, MetricPointRow
+
+R = TypeVar("R")
+
+_UNIQUE = re.compile(r"UNIQUE constraint failed: (.+)")
+
+
+def translate_integrity_error(error: IntegrityError) -> Exception:
+    text = str(error.orig)
+    match = _UNIQUE.search(text)
+    if match:
+        cols = [c.strip() for c in match.group(1).split(",")]
+        table = cols[0].split(".")[0]
+        return DuplicateError(table, [c.split(".")[-1] for c in cols])
+    if "FOREIGN KEY" in text:
+        return MissingReferenceError(text)
+    return error
+
+
+class Repository(Generic[R]):
+    def __init__(self, session: Session, row_cls: type[Base], record_cls: type[R]):
+        self.session, self.row_cls, self.record_cls = session, row_cls, record_cls
+
+    def _order(self):
+        cols = self.row_cls.__table__.c
+        return (cols.created_at, cols.id) if "created_at" in cols else (cols.id,)
+
+    def _flush(self) -> None:
+        try:
+            self.session.flush()
+        except IntegrityError as error:
+            raise translate_integrity_error(error) from error
+
+    def add(self, **values: Any) -> R:
+        row = self.row_cls(**values)
+        self.session.add(row)
+        self._flush()
+        return to_record(self.record_cls, row)
+
+    def get(self, ident: str) -> R | None:
+        row = self.session.get(self.row_cls, ident)
+        return None if row is None else to_record(self.record_cls, row)
+
+    def find(self, **filters: Any) -> list[R]:
+        query = select(self.row_cls).filter_by(**filters).order_by(*self._order())
+        return [to_record(self.record_cls, row) for row in self.session.scalars(query)]
+
+    def find_one(self, **filters: Any) -> R | None:
+        found = self.find(**filters)
+        return found[0] if found else None
+
+    def list(self) -> list[R]:
+        return self.find()
+
+    def count(self, **filters: Any) -> int:
+        query = select(func.count()).select_from(self.row_cls).filter_by(**filters)
+        return int(self.session.scalar(query) or 0)
+
+    def update(self, ident: str, **values: Any) -> R:
+        row = self.session.get(self.row_cls, ident)
+        if row is None:
+            raise KeyError(ident)
+        for key, value in values.items():
+            if not hasattr(row, key):
+                raise AttributeError(f"{self.row_cls.__tablename__} has no column {key!r}")
+            setattr(row, key, value)
+        self._flush()
+        return to_record(self.record_cls, row)
+
+    def remove(self, ident: str) -> bool:
+        row = self.session.get(self.row_cls, ident)
+        if row is None:
+            return False
+        self.session.delete(row)
+        self._flush()
+        return True
+
+
+class MetricPointRepository(Repository[MetricPointRecord]):
+    def __init__(self, session: Session):
+        super().__init__(session, MetricPointRow, MetricPointRecord)
+
+    def add_many(self, points: list[dict[str, Any]]) -> int:
+        """Insert points, ignoring ones already stored, so re-ingesting an events file is harmless."""
+        if not points:
+            return 0
+        statement = sqlite_insert(MetricPointRow).on_conflict_do_nothing(
+            index_elements=["run_id", "name", "step"]
+        )
+        result = self.session.execute(statement, points)
+        return int(result.rowcount or 0)
+
+    def series(self, run_id: str) -> dict[str, list[tuple[int, float]]]:
+        query = (
+            select(MetricPointRow.name, MetricPointRow.step, MetricPointRow.value)
+            .where(MetricPointRow.run_id == run_id)
+            .order_by(MetricPointRow.name, MetricPointRow.step)
+        )
+        out: dict[str, list[tuple[int, float]]] = {}
+        for name, step, value in self.session.execute(query):
+            out.setdefault(name, []).append((step, value))
+        return out
+
+    def remove_for_run(self, run_id: str) -> int:
+        result = self.session.execute(delete(MetricPointRow).where(MetricPointRow.run_id == run_id))
+        return int(result.rowcount or 0)
+
+    def _order(self):
+        cols = MetricPointRow.__table__.c
+        return (cols.run_id, cols.name, cols.step)

@@ -1,0 +1,206 @@
+"""Whole-database export to a JSON-able dict and import from one.
+
+Import is one transaction: either every non-duplicate row lands or nothing does. Rows that
+already exist (same id, or same unique key such as a name) are skipped and counted, never
+silently dropped; references to a skipped row are pointed at the row that already exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import inspect, select, text
+from sqlalchemy.exc import IntegrityError, StatementError
+
+from storage.database import Transaction, head_revision
+from storage.errors import SnapshotError
+from storage.tables import (
+    AdapterRow,
+    ArtifactRow,
+    Base,
+    ConfigRow,
+    DatasetRow,
+    MetricPointRow,
+    ModelRow,
+    PromptRow,
+    RunRow,
+)
+from storage.types import UTCDateTime
+
+SNAPSHOT_FORMAT = "ftapp-database"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    row_cls: type[Base]
+    unique_keys: tuple[tuple[str, ...], ...]
+    references: dict[str, str]  # column -> referenced table
+    exported_id: bool = True
+
+
+# Parents before children; runs <-> adapters is a cycle, handled with deferred foreign keys.
+TABLES: tuple[TableSpec, ...] = (
+    TableSpec("models", ModelRow, (("id",), ("name",)), {}),
+    TableSpec("datasets", DatasetRow, (("id",), ("name",)), {}),
+    TableSpec("prompts", PromptRow, (("id",), ("name",)), {"dataset_id": "datasets"}),
+    TableSpec("configs", ConfigRow, (("id",), ("type", "model_family", "content_hash")), {}),
+    TableSpec(
+        "runs",
+        RunRow,
+        (("id",),),
+        {
+            "base_model_id": "models",
+            "dataset_id": "datasets",
+            "prompt_id": "prompts",
+            "adapter_id": "adapters",
+            "parent_run_id": "runs",
+        },
+    ),
+    TableSpec(
+        "adapters",
+        AdapterRow,
+        (("id",), ("name",)),
+        {"model_id": "models", "run_id": "runs", "prompt_id": "prompts"},
+    ),
+    # The surrogate integer id of a metric point means nothing outside one database.
+    TableSpec("metric_points", MetricPointRow, (("run_id", "name", "step"),), {"run_id": "runs"}, False),
+    TableSpec("artifacts", ArtifactRow, (("id",),), {"run_id": "runs"}),
+)
+
+
+@dataclass
+class TableImport:
+    imported: int = 0
+    duplicates: int = 0
+    duplicate_keys: list[str] = field(default_factory=list)
+
+
+def _columns(spec: TableSpec) -> list[str]:
+    names = [c.key for c in inspect(spec.row_cls).columns]
+    return names if spec.exported_id else [n for n in names if n != "id"]
+
+
+def _is_datetime(spec: TableSpec, column: str) -> bool:
+    return isinstance(spec.row_cls.__table__.c[column].type, UTCDateTime)
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return UTCDateTime().process_bind_param(value, None)
+    return value
+
+
+def export_snapshot(tx: Transaction) -> dict[str, Any]:
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for spec in TABLES:
+        columns = _columns(spec)
+        order = [spec.row_cls.__table__.c[k] for k in spec.unique_keys[0]]
+        rows = tx.session.scalars(select(spec.row_cls).order_by(*order))
+        tables[spec.name] = [{c: _encode(getattr(row, c)) for c in columns} for row in rows]
+    return {"format": SNAPSHOT_FORMAT, "schema_revision": head_revision(), "tables": tables}
+
+
+def _check_shape(data: Any) -> dict[str, list[dict[str, Any]]]:
+    if not isinstance(data, dict) or data.get("format") != SNAPSHOT_FORMAT:
+        raise SnapshotError(f"not an ftapp database export (expected \"format\": \"{SNAPSHOT_FORMAT}\")")
+    if data.get("schema_revision") != head_revision():
+        raise SnapshotError(
+            f"export has schema revision {data.get('schema_revision')!r}; this version reads "
+            f"{head_revision()!r}"
+        )
+    tables = data.get("tables")
+    if not isinstance(tables, dict):
+        raise SnapshotError("\"tables\" must be an object of table name -> list of rows")
+    known = {spec.name for spec in TABLES}
+    unknown = sorted(set(tables) - known)
+    if unknown:
+        raise SnapshotError(f"unknown tables: {', '.join(unknown)}")
+    for spec in TABLES:
+        rows = tables.get(spec.name, [])
+        if not isinstance(rows, list):
+            raise SnapshotError(f"{spec.name}: expected a list of rows")
+        allowed = set(_columns(spec))
+        for index, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise SnapshotError(f"{spec.name} row {index}: expected an object")
+            extra = sorted(set(row) - allowed)
+            if extra:
+                raise SnapshotError(f"{spec.name} row {index}: unknown columns {', '.join(extra)}")
+            missing = [k for keys in spec.unique_keys for k in keys if row.get(k) in (None, "")]
+            if missing:
+                raise SnapshotError(f"{spec.name} row {index}: missing {', '.join(missing)}")
+    return {spec.name: tables.get(spec.name, []) for spec in TABLES}
+
+
+def _decode(spec: TableSpec, row: dict[str, Any], index: int) -> dict[str, Any]:
+    out = dict(row)
+    for column, value in row.items():
+        if value is not None and _is_datetime(spec, column):
+            try:
+                out[column] = datetime.fromisoformat(value)
+            except (TypeError, ValueError) as error:
+                raise SnapshotError(f"{spec.name} row {index}: {column} is not a timestamp") from error
+    return out
+
+
+def _existing_id(tx: Transaction, spec: TableSpec, keys: tuple[str, ...], row: dict[str, Any]) -> Any:
+    table = spec.row_cls.__table__
+    query = select(table.c.id).where(*(table.c[k] == row.get(k) for k in keys))
+    return tx.session.execute(query).scalar()
+
+
+def import_snapshot(tx: Transaction, data: Any) -> dict[str, TableImport]:
+    tables = _check_shape(data)
+    report = {spec.name: TableImport() for spec in TABLES}
+    remap: dict[str, dict[Any, Any]] = {spec.name: {} for spec in TABLES}
+    planned: list[tuple[TableSpec, dict[str, Any]]] = []
+
+    # Pass 1: decide which rows are duplicates. A duplicate's id maps to the row that exists.
+    for spec in TABLES:
+        seen: dict[tuple[str, ...], dict[tuple, Any]] = {keys: {} for keys in spec.unique_keys}
+        for index, raw in enumerate(tables[spec.name]):
+            row = _decode(spec, raw, index)
+            for column, target in spec.references.items():
+                if row.get(column) is not None:
+                    row[column] = remap[target].get(row[column], row[column])
+            match = None
+            for keys in spec.unique_keys:
+                key = tuple(row.get(k) for k in keys)
+                match = seen[keys].get(key) or _existing_id(tx, spec, keys, row)
+                if match is not None:
+                    break
+            if match is not None:
+                entry = report[spec.name]
+                entry.duplicates += 1
+                entry.duplicate_keys.append(str(row.get("name") or row.get("id") or key))
+                if spec.exported_id:
+                    remap[spec.name][row["id"]] = match
+                continue
+            for keys in spec.unique_keys:
+                seen[keys][tuple(row.get(k) for k in keys)] = row.get("id", True)
+            planned.append((spec, row))
+
+    # Pass 2: insert, with references that point forward (runs.adapter_id) remapped too.
+    tx.session.execute(text("PRAGMA defer_foreign_keys=ON"))
+    for spec, row in planned:
+        for column, target in spec.references.items():
+            if row.get(column) is not None:
+                row[column] = remap[target].get(row[column], row[column])
+        tx.session.add(spec.row_cls(**row))
+        report[spec.name].imported += 1
+    try:
+        tx.session.flush()
+    except (IntegrityError, StatementError) as error:
+        raise SnapshotError(f"export does not fit this database: {error.orig}") from error
+    # Deferred foreign keys are only checked at COMMIT; check now to name the broken reference.
+    broken = tx.session.execute(text("PRAGMA foreign_key_check")).all()
+    if broken:
+        table, _rowid, parent, _fk = broken[0]
+        raise SnapshotError(
+            f"{len(broken)} row(s) refer to rows that are neither in the export nor in this "
+            f"database (first: a row of {table} refers to a missing row of {parent})"
+        )
+    return report

@@ -1,0 +1,158 @@
+"""SQLAlchemy tables. Alembic migrations in ``storage/migrations`` create exactly these.
+
+Names are unique in the database itself (not only in code), ids are UUID strings, and every
+reference is a real foreign key so that SQLite (``foreign_keys=ON``) refuses dangling rows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, Float, ForeignKey, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from storage.types import UTCDateTime, utc_now
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class ModelRow(Base):
+    __tablename__ = "models"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    type: Mapped[str] = mapped_column(String(32))
+    huggingface_name: Mapped[str | None] = mapped_column(String(200))
+    location: Mapped[str | None] = mapped_column(Text)
+    registry_name: Mapped[str | None] = mapped_column(String(200))
+    registry_version: Mapped[str | None] = mapped_column(String(32))
+    architecture: Mapped[str | None] = mapped_column(String(100))
+    model_type: Mapped[str | None] = mapped_column(String(64))
+    num_parameters: Mapped[int | None] = mapped_column(Integer)
+    gated: Mapped[bool | None] = mapped_column(Boolean)
+    license: Mapped[str | None] = mapped_column(String(100))
+    license_accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+class DatasetRow(Base):
+    __tablename__ = "datasets"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    type: Mapped[str] = mapped_column(String(32))
+    huggingface_name: Mapped[str | None] = mapped_column(String(200))
+    hf_config: Mapped[str | None] = mapped_column(String(200))
+    hf_split: Mapped[str | None] = mapped_column(String(100))
+    location: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str | None] = mapped_column(Text)
+    format: Mapped[str] = mapped_column(String(32), default="plain")
+    features: Mapped[str] = mapped_column(Text, default="{}")
+    num_rows: Mapped[int | None] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+class PromptRow(Base):
+    __tablename__ = "prompts"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    type: Mapped[str] = mapped_column(String(32), default="in_place")
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id", ondelete="RESTRICT"))
+    prompt_template: Mapped[str] = mapped_column(Text)
+    input_template: Mapped[str] = mapped_column(Text)
+    completion_template: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+class ConfigRow(Base):
+    __tablename__ = "configs"
+    __table_args__ = (UniqueConstraint("type", "model_family", "content_hash"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str | None] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    config: Mapped[str] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    model_family: Mapped[str] = mapped_column(String(100), default="")
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+class RunRow(Base):
+    """A supervised subprocess: fine-tuning, evaluation, export or serving."""
+
+    __tablename__ = "runs"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    spec: Mapped[str] = mapped_column(Text, default="{}")
+    run_dir: Mapped[str | None] = mapped_column(Text)
+    log_path: Mapped[str | None] = mapped_column(Text)
+    base_model_id: Mapped[str | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
+    dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"))
+    prompt_id: Mapped[str | None] = mapped_column(ForeignKey("prompts.id", ondelete="SET NULL"))
+    adapter_id: Mapped[str | None] = mapped_column(
+        ForeignKey("adapters.id", ondelete="SET NULL", use_alter=True)
+    )
+    parent_run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    gpus: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    process_start_time: Mapped[float | None] = mapped_column(Float)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    error_text: Mapped[str | None] = mapped_column(Text)
+    error_cause: Mapped[str | None] = mapped_column(String(64))
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
+    events_offset: Mapped[int] = mapped_column(Integer, default=0)
+    malformed_events: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AdapterRow(Base):
+    __tablename__ = "adapters"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    type: Mapped[str] = mapped_column(String(32))
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.id", ondelete="RESTRICT"))
+    location: Mapped[str | None] = mapped_column(Text)
+    huggingface_name: Mapped[str | None] = mapped_column(String(200))
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    prompt_id: Mapped[str | None] = mapped_column(ForeignKey("prompts.id", ondelete="SET NULL"))
+    base_model_name: Mapped[str | None] = mapped_column(Text)
+    peft_type: Mapped[str | None] = mapped_column(String(32))
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+class MetricPointRow(Base):
+    __tablename__ = "metric_points"
+    __table_args__ = (UniqueConstraint("run_id", "name", "step"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(100))
+    value: Mapped[float] = mapped_column(Float)
+    time: Mapped[float] = mapped_column(Float)
+
+
+class ArtifactRow(Base):
+    __tablename__ = "artifacts"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    path: Mapped[str] = mapped_column(Text)
+    size_bytes: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
