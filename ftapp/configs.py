@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 import yaml
@@ -14,7 +16,10 @@ from ftapp.errors import ConflictError, NotFoundError, Problem, ValidationError
 from ftapp.ids import new_id
 from ftapp.presets import DESCRIPTIONS, PRESETS
 from storage import ConfigRecord, Database, DuplicateError
+from storage.types import utc_now
 
+PRESET_NAMESPACE = uuid.UUID("6f0a3c52-9d7e-4b8f-a1e2-5c3d4b6a7f80")
+SHIPPED_AT = datetime(2026, 1, 1, tzinfo=timezone.utc)
 CONFIG_TYPES = (
     "training_arguments", "bitsandbytes_config", "generation_config", "lora_config", "custom",
     "axolotl", "axolotl_dataset_formats",
@@ -69,7 +74,10 @@ class ConfigService:
     def __init__(self, db: Database):
         self.db = db
 
-    def add(self, request: AddConfigRequest, is_default: bool = False) -> AddConfigResult:
+    def add(self, request: AddConfigRequest) -> AddConfigResult:
+        return self._store(request, is_default=False, config_id=new_id(), created_at=utc_now())
+
+    def _store(self, request: AddConfigRequest, is_default: bool, config_id: str, created_at: datetime) -> AddConfigResult:
         if request.type not in CONFIG_TYPES:
             raise ValidationError(Problem("CF-001", f"type must be one of {', '.join(CONFIG_TYPES)} (got {request.type!r})", "type"))
         values, problems = parse_config(request.type, request.config)
@@ -88,7 +96,7 @@ class ConfigService:
                 return AddConfigResult(existing, True)
             try:
                 record = tx.configs.add(
-                    id=new_id(), type=request.type, name=request.name, description=request.description,
+                    id=config_id, created_at=created_at, type=request.type, name=request.name, description=request.description,
                     config=stored, content_hash=content_hash, model_family=request.model_family,
                     is_default=is_default,
                 )
@@ -101,9 +109,13 @@ class ConfigService:
         return AddConfigResult(record, False)
 
     def ensure_presets(self) -> None:
+        """Install the shipped presets with the same ids and time in every home, so that an
+        export from one home imports into another without the presets differing."""
         for preset, configs in PRESETS.items():
             for config_type, values in configs.items():
-                self.add(AddConfigRequest(config_type, values, DESCRIPTIONS[preset], name=preset), is_default=True)
+                request = AddConfigRequest(config_type, values, DESCRIPTIONS[preset], name=preset)
+                preset_id = str(uuid.uuid5(PRESET_NAMESPACE, f"{preset}/{config_type}/{canonical(values)}"))
+                self._store(request, is_default=True, config_id=preset_id, created_at=SHIPPED_AT)
 
     def presets(self) -> list[Preset]:
         with self.db.transaction() as tx:

@@ -147,8 +147,7 @@ class _Problems:
         if not self._shown:
             return
         summary = [
-            Problem(rule_id, f"... and {count} more problem(s) like these not shown", "location")
-            for rule_id, count in self._hidden.items()
+            Problem(rule_id, f"... and {count} more problem(s) like these not shown", "location") for rule_id, count in self._hidden.items()
         ]
         raise ValidationError(self._shown + summary)
 
@@ -161,9 +160,7 @@ def _check_type(dataset_type: str) -> None:
         # A caller bug rather than a user error: Hub datasets have no local path to read.
         raise ValueError("'huggingface' datasets are read with ftapp.hub_datasets, not from a local path")
     if dataset_type not in DATASET_TYPES:
-        raise ValidationError(
-            Problem("DS-001", f"unknown dataset type '{dataset_type}'; use one of {', '.join(DATASET_TYPES)}", "type")
-        )
+        raise ValidationError(Problem("DS-001", f"unknown dataset type '{dataset_type}'; use one of {', '.join(DATASET_TYPES)}", "type"))
 
 
 def _check_location(path: Path, dataset_type: str) -> None:
@@ -328,9 +325,7 @@ def _jsonl_records(text: str, problems: _Problems) -> Iterator[_Record]:
         if not line.strip():
             continue
         if not seen_content and line.lstrip().startswith("["):
-            problems.fatal(
-                "DS-005", f"line {line_no}: this looks like a JSON array, not JSON Lines; give the file a .json extension"
-            )
+            problems.fatal("DS-005", f"line {line_no}: this looks like a JSON array, not JSON Lines; give the file a .json extension")
         seen_content = True
         try:
             value = json.loads(line, object_pairs_hook=duplicates)

@@ -24,6 +24,8 @@ PROBE_TIMEOUT_S = 10.0
 # The variables huggingface_hub and datasets honour, in the spelling they accept as "on".
 _OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 _TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
+# Problem.field names: the fields of the dataset import request (ftapp.datasets.AddDatasetRequest).
+NAME_FIELD, CONFIG_FIELD, SPLIT_FIELD = "huggingface_name", "hf_config", "hf_split"
 _IMPORT_INSTEAD = "Import the data as a local file instead (CSV, JSON, JSONL or Parquet), or retry with network access."
 
 
@@ -44,9 +46,7 @@ class HubUnreachableError(ValidationError, NetworkRequiredError):
     so callers that catch either ``ValidationError`` or ``NetworkRequiredError`` handle it."""
 
 
-def inspect_hub_dataset(
-    name: str, config: str | None = None, split: str = "train", token: str | None = None
-) -> HubDatasetInfo:
+def inspect_hub_dataset(name: str, config: str | None = None, split: str = "train", token: str | None = None) -> HubDatasetInfo:
     """Check that ``name`` / ``config`` / ``split`` resolve on the Hub and describe the split.
 
     Streams only the sample rows; nothing is downloaded in full. Raises ``ValidationError``
@@ -60,13 +60,13 @@ def inspect_hub_dataset(
 
     try:
         builder = datasets.load_dataset_builder(name, config, token=token)
+    except datasets.exceptions.DatasetNotFoundError as exc:  # its message tells missing from gated
+        raise ValidationError(Problem("DS-002", str(exc), NAME_FIELD)) from exc
     except Exception as exc:  # any failure to resolve the id or config is DS-002; see _as_problem
-        raise _as_problem(exc, name, "config") from exc
+        raise _as_problem(exc, name, CONFIG_FIELD) from exc
     splits = list(builder.info.splits or {}) or list(getattr(builder.config, "data_files", None) or {})
     if splits and split not in splits:
-        raise ValidationError(
-            Problem("DS-002", f"dataset '{name}' has no split '{split}'; available: {', '.join(splits)}", "split")
-        )
+        raise ValidationError(Problem("DS-002", f"dataset '{name}' has no split '{split}'; available: {', '.join(splits)}", SPLIT_FIELD))
     stream = _open_stream(name, config, split, token)
     sample = _take(stream, 0, SAMPLE_ROWS, name)
     features = builder.info.features or stream.features
@@ -84,9 +84,7 @@ def inspect_hub_dataset(
     )
 
 
-def read_hub_rows(
-    name: str, config: str | None, split: str, offset: int = 0, limit: int = 20, token: str | None = None
-) -> list[dict]:
+def read_hub_rows(name: str, config: str | None, split: str, offset: int = 0, limit: int = 20, token: str | None = None) -> list[dict]:
     """Rows ``offset`` .. ``offset + limit - 1`` of a Hub split, streamed so a preview never
     downloads the whole dataset. Raises like ``inspect_hub_dataset``."""
     if offset < 0 or limit < 0:
@@ -104,14 +102,14 @@ def _check_request(name: str, split: str) -> None:
 
     problems = []
     if not name or not name.strip():
-        problems.append(Problem("DS-002", "a Hugging Face dataset id is required, e.g. 'tatsu-lab/alpaca'", "name"))
+        problems.append(Problem("DS-002", "a Hugging Face dataset id is required, e.g. 'tatsu-lab/alpaca'", NAME_FIELD))
     else:
         try:
             validate_repo_id(name)
         except HFValidationError as exc:
-            problems.append(Problem("DS-002", f"'{name}' is not a valid Hugging Face dataset id ({exc})", "name"))
+            problems.append(Problem("DS-002", f"'{name}' is not a valid Hugging Face dataset id ({exc})", NAME_FIELD))
     if not split or not split.strip():
-        problems.append(Problem("DS-002", "a split name is required, e.g. 'train'", "split"))
+        problems.append(Problem("DS-002", "a split name is required, e.g. 'train'", SPLIT_FIELD))
     if problems:
         raise ValidationError(problems)
 
@@ -124,7 +122,7 @@ def _refuse_when_offline(name: str) -> None:
                     "DS-002",
                     f"the Hugging Face Hub cannot be reached: this process is offline ({variable}="
                     f"{os.environ[variable]}), so dataset '{name}' cannot be resolved. {_IMPORT_INSTEAD}",
-                    "name",
+                    NAME_FIELD,
                 )
             )
 
@@ -135,7 +133,7 @@ def _probe(name: str, token: str | None):  # -> huggingface_hub.hf_api.DatasetIn
     try:
         return HfApi().dataset_info(name, token=token, timeout=PROBE_TIMEOUT_S)
     except Exception as exc:  # classified by _as_problem
-        raise _as_problem(exc, name, "name") from exc
+        raise _as_problem(exc, name, NAME_FIELD) from exc
 
 
 def _open_stream(name: str, config: str | None, split: str, token: str | None):  # -> datasets.IterableDataset
@@ -143,8 +141,10 @@ def _open_stream(name: str, config: str | None, split: str, token: str | None): 
 
     try:
         return datasets.load_dataset(name, config, split=split, streaming=True, token=token)
+    except datasets.exceptions.DatasetNotFoundError as exc:
+        raise ValidationError(Problem("DS-002", str(exc), NAME_FIELD)) from exc
     except Exception as exc:
-        raise _as_problem(exc, name, "split") from exc
+        raise _as_problem(exc, name, SPLIT_FIELD) from exc
 
 
 def _take(stream, offset: int, limit: int, name: str) -> list[dict]:
@@ -152,7 +152,7 @@ def _take(stream, offset: int, limit: int, name: str) -> list[dict]:
     try:
         return list(itertools.islice(rows, limit))
     except Exception as exc:  # remote files that do not parse, or a dropped connection
-        raise _as_problem(exc, name, "name") from exc
+        raise _as_problem(exc, name, NAME_FIELD) from exc
 
 
 def _as_problem(exc: Exception, name: str, field: str) -> ValidationError:
@@ -165,22 +165,20 @@ def _as_problem(exc: Exception, name: str, field: str) -> ValidationError:
 
     if isinstance(exc, errors.OfflineModeIsEnabled):
         return HubUnreachableError(
-            Problem("DS-002", f"the Hugging Face Hub cannot be reached: offline mode is enabled. {_IMPORT_INSTEAD}", "name")
+            Problem("DS-002", f"the Hugging Face Hub cannot be reached: offline mode is enabled. {_IMPORT_INSTEAD}", NAME_FIELD)
         )
     if isinstance(exc, errors.GatedRepoError):
         message = f"dataset '{name}' is gated: accept its terms on huggingface.co and provide an access token"
-        return ValidationError(Problem("DS-002", message, "name"))
+        return ValidationError(Problem("DS-002", message, NAME_FIELD))
     if isinstance(exc, errors.RepositoryNotFoundError):
         message = f"dataset '{name}' was not found on the Hugging Face Hub (a private dataset also needs an access token)"
-        return ValidationError(Problem("DS-002", message, "name"))
+        return ValidationError(Problem("DS-002", message, NAME_FIELD))
     if isinstance(exc, errors.HfHubHTTPError):
         status = exc.response.status_code if exc.response is not None else "an error"
-        return ValidationError(Problem("DS-002", f"the Hub answered {status} for dataset '{name}' ({exc})", "name"))
+        return ValidationError(Problem("DS-002", f"the Hub answered {status} for dataset '{name}' ({exc})", NAME_FIELD))
     # errors.HTTPError is the HTTP client's base class: what is left of it is a transport failure.
     if isinstance(exc, (errors.HTTPError, ConnectionError, TimeoutError)):
-        return HubUnreachableError(
-            Problem("DS-002", f"the Hugging Face Hub cannot be reached ({exc}). {_IMPORT_INSTEAD}", "name")
-        )
+        return HubUnreachableError(Problem("DS-002", f"the Hugging Face Hub cannot be reached ({exc}). {_IMPORT_INSTEAD}", NAME_FIELD))
     return ValidationError(Problem("DS-002", f"dataset '{name}' cannot be loaded ({type(exc).__name__}: {exc})", field))
 
 

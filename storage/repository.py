@@ -101,7 +101,8 @@ class MetricPointRepository(Repository[MetricPointRecord]):
         statement = sqlite_insert(MetricPointRow).on_conflict_do_nothing(
             index_elements=["run_id", "name", "step"]
         )
-        result = self.session.execute(statement, points)
+        # Core execution (not ORM) so executemany reports how many rows were really inserted.
+        result = self.session.connection().execute(statement, points)
         return int(result.rowcount or 0)
 
     def series(self, run_id: str) -> dict[str, list[tuple[int, float]]]:

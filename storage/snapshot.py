@@ -129,7 +129,7 @@ def _check_shape(data: Any) -> dict[str, list[dict[str, Any]]]:
             extra = sorted(set(row) - allowed)
             if extra:
                 raise SnapshotError(f"{spec.name} row {index}: unknown columns {', '.join(extra)}")
-            missing = [k for keys in spec.unique_keys for k in keys if row.get(k) in (None, "")]
+            missing = [k for keys in spec.unique_keys for k in keys if row.get(k) is None]
             if missing:
                 raise SnapshotError(f"{spec.name} row {index}: missing {', '.join(missing)}")
     return {spec.name: tables.get(spec.name, []) for spec in TABLES}

@@ -82,18 +82,21 @@ def load_demo_kit(out_dir: Path) -> DemoKit:
     return DemoKit(**fields)
 
 
-def build_demo_kit(out_dir: Path, *, pretrain_steps: int = 200, seed: int = 0) -> DemoKit:
+def build_demo_kit(out_dir: Path, *, pretrain_steps: int = 300, seed: int = 0) -> DemoKit:
     """Build a kit into ``out_dir``, which must be absent or empty.
 
     The kit is assembled in a hidden sibling directory and renamed into place at the end, so an
     interrupted build leaves no directory that looks like a finished kit.
     """
+    if pretrain_steps < 0:
+        raise ValueError(f"pretrain_steps must be >= 0, got {pretrain_steps}")
     out_dir = Path(out_dir).resolve()
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"demo kit directory is not empty: {out_dir}")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
     try:
+        staging.chmod(0o755)  # mkdtemp's private 0700 would otherwise become the kit's mode
         kit = _build_into(staging, pretrain_steps=pretrain_steps, seed=seed)
         # rename(2) replaces an empty directory atomically, so a pre-created empty out_dir is fine.
         os.replace(staging, out_dir)
@@ -253,9 +256,13 @@ def _seeded(seed: int) -> Iterator[None]:
 
 @contextmanager
 def _cpu_threads() -> Iterator[None]:
-    """Use at most 4 threads: the matrices are tiny, more threads only add synchronisation cost."""
+    """Half the cores, at most 4: the matrices are tiny, so extra threads mostly spin and wait.
+
+    On a busy 2-core machine (the app's server or a test run alongside) two threads were measured
+    5-9x slower than one, because OpenMP workers contend for cores that are already taken.
+    """
     previous = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    torch.set_num_threads(max(1, min(4, (os.cpu_count() or 1) // 2)))
     try:
         yield
     finally:

@@ -1,0 +1,213 @@
+"""Every rule of the validation catalogue is triggered by a real request here.
+
+``test_every_rule_has_a_trigger`` fails when a rule is added to ftapp.rules without a case
+below; each case then proves its rule fires, with the rule ID leading the message.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ftapp.adapters import AddAdapterRequest
+from ftapp.configs import AddConfigRequest
+from ftapp.datasets import AddDatasetRequest
+from ftapp.errors import Problem, ValidationError
+from ftapp.evaluation_request import Combination, EvaluationRequest, validate_evaluation
+from ftapp.export_request import ExportRequest, validate_export
+from ftapp.fine_tune_request import FineTuneRequest, validate_fine_tune
+from ftapp.machine import GpuInfo, Machine
+from ftapp.models import AddModelRequest
+from ftapp.prompts import AddPromptRequest
+from ftapp.rules import RULES
+
+CPU = Machine(gpus=(), cpu_count=2, memory_available_mib=16_000)
+ONE_GPU = Machine(gpus=(GpuInfo(0, "NVIDIA H200", 143_771, 1_000),), cpu_count=16, memory_available_mib=120_000)
+
+
+def fine_tune(ctx, machine: Machine = CPU, **changes) -> list[Problem]:
+    values = dict(base_model_id=ctx.reg.model.id, dataset_id=ctx.reg.dataset.id, prompt_id=ctx.reg.prompt.id,
+                  adapter_name="ok-adapter", gpus="cpu")
+    values.update(changes)
+    with ctx.services.db.transaction() as tx:
+        return validate_fine_tune(tx, FineTuneRequest(**values), machine)
+
+
+def evaluation(ctx, **changes) -> list[Problem]:
+    values = dict(dataset_id=ctx.reg.dataset.id, prompt_id=ctx.reg.prompt.id,
+                  combinations=(Combination(ctx.reg.model.id),), gpus="cpu")
+    values.update(changes)
+    with ctx.services.db.transaction() as tx:
+        return validate_evaluation(tx, EvaluationRequest(**values), CPU)
+
+
+def export(ctx, **changes) -> list[Problem]:
+    values = dict(base_model_id=ctx.reg.model.id, adapter_id=ctx.adapter().id, model_name="tiny-merged")
+    values.update(changes)
+    with ctx.services.db.transaction() as tx:
+        return validate_export(tx, ExportRequest(**values))
+
+
+def adapter_dir(tmp: Path, name: str = "adapter") -> Path:
+    path = tmp / name
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": "tiny"}))
+    return path
+
+
+class Ctx:
+    def __init__(self, services, reg, tmp: Path, monkeypatch, demo_kit):
+        self.services, self.reg, self.tmp, self.monkeypatch, self.kit = services, reg, tmp, monkeypatch, demo_kit
+        self._adapter = None
+
+    def adapter(self):
+        if self._adapter is None:
+            self._adapter = self.services.adapters.add(AddAdapterRequest(
+                name="tiny-lora", model_id=self.reg.model.id, location=str(adapter_dir(self.tmp))))
+        return self._adapter
+
+    def file(self, name: str, content: str | bytes) -> str:
+        path = self.tmp / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        return str(path)
+
+    def offline(self) -> None:
+        self.monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        # An empty cache, so a model cached on a developer's machine cannot satisfy the look-up.
+        self.monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(self.tmp / "empty-hub-cache"))
+
+
+def raised(call: Callable[[], object]) -> list[Problem]:
+    with pytest.raises(ValidationError) as caught:
+        call()
+    return caught.value.problems
+
+
+def other_model_adapter(ctx) -> str:
+    copy = ctx.tmp / "other-model"
+    shutil.copytree(ctx.kit.model_dir, copy)
+    other = ctx.services.models.add(AddModelRequest(type="project", name="other", location=str(copy)))
+    return ctx.services.adapters.add(AddAdapterRequest(
+        name="other-lora", model_id=other.id, location=str(adapter_dir(ctx.tmp, "other-adapter")))).id
+
+
+def vanished_model(ctx) -> str:
+    copy = ctx.tmp / "vanishing-model"
+    shutil.copytree(ctx.kit.model_dir, copy)
+    model = ctx.services.models.add(AddModelRequest(type="project", name="vanishing", location=str(copy)))
+    shutil.rmtree(copy)
+    return model.id
+
+
+def hub_adapter(ctx) -> str:
+    with ctx.services.db.transaction() as tx:
+        return tx.adapters.add(id="hub-adapter", name="hub-lora", type="huggingface", model_id=ctx.reg.model.id,
+                               huggingface_name="someone/lora").id
+
+
+def deduplicated_config(ctx) -> list[Problem]:
+    first = ctx.services.configs.add(AddConfigRequest(type="lora_config", config='{"r": 8, "lora_alpha": 16}'))
+    again = ctx.services.configs.add(AddConfigRequest(type="lora_config", config='{"lora_alpha":16,"r":8}'))
+    if first.deduplicated or not again.deduplicated or again.record.id != first.record.id:
+        return []
+    assert again.notice and again.notice.startswith("CF-004: ")
+    return [Problem("CF-004", again.notice.removeprefix("CF-004: "))]
+
+
+def registry_missing(ctx):
+    return ctx.services.models.add(AddModelRequest(type="model_registry", name="r", registry_name="no-such-model"))
+
+
+TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
+    "FT-001": lambda c: fine_tune(c, method="ppo"),
+    "FT-002": lambda c: fine_tune(c, adapter_name="my adapter"),
+    "FT-003": lambda c: fine_tune(c, output_dir=str(c.tmp / "missing")),
+    "FT-004": lambda c: fine_tune(c, cpu_threads=99),
+    "FT-005": lambda c: fine_tune(c, gpus="3"),
+    "FT-006": lambda c: fine_tune(c, machine=Machine((), 2, memory_available_mib=1)),
+    "FT-007": lambda c: fine_tune(c, num_processes=2),
+    "FT-008": lambda c: fine_tune(c, num_epochs=0),
+    "FT-009": lambda c: fine_tune(c, learning_rate=-1e-4),
+    "FT-010": lambda c: fine_tune(c, dataset_fraction=1.5),
+    "FT-011": lambda c: fine_tune(c, train_test_split=0),
+    "FT-012": lambda c: fine_tune(c, machine=ONE_GPU, gpus="0", training_mode="qlora"),
+    "FT-013": lambda c: fine_tune(c, base_model_id="no-such-model"),
+    "FT-014": lambda c: fine_tune(c, dataset_id="no-such-dataset"),
+    "FT-015": lambda c: fine_tune(c, prompt_id="no-such-prompt"),
+    "FT-016": lambda c: fine_tune(c, lora_config_id=c.services.configs.presets()[0].configs["training_arguments"].id),
+    "EV-001": lambda c: evaluation(c, combinations=()),
+    "EV-002": lambda c: evaluation(c, dataset_id=""),
+    "EV-003": lambda c: evaluation(c, prompt_id=""),
+    "EV-004": lambda c: evaluation(c, gpus="7"),
+    "EV-005": lambda c: evaluation(c, combinations=(Combination("no-such-model"),)),
+    "EV-006": lambda c: evaluation(c, combinations=(Combination(c.reg.model.id, other_model_adapter(c)),)),
+    "EV-007": lambda c: evaluation(c, dataset_id="no-such-dataset"),
+    "EV-008": lambda c: evaluation(c, prompt_id="no-such-prompt"),
+    "DS-001": lambda c: raised(lambda: c.services.datasets.add(AddDatasetRequest(name="x", type="xml", location=c.file("a.csv", "a\n1\n")))),
+    "DS-002": lambda c: (c.offline(), raised(lambda: c.services.datasets.add(AddDatasetRequest(huggingface_name="tatsu-lab/alpaca"))))[1],
+    "DS-003": lambda c: raised(lambda: c.services.datasets.add(AddDatasetRequest(location=str(c.tmp / "absent.csv")))),
+    "DS-004": lambda c: raised(lambda: c.services.datasets.add(AddDatasetRequest(name="intents", location=str(c.kit.dataset_path)))),
+    "DS-005": lambda c: raised(lambda: c.services.datasets.add(AddDatasetRequest(location=c.file("bad.jsonl", '{"a": 1}\n{"a": \n')))),
+    "DS-006": lambda c: raised(lambda: c.services.datasets.add(AddDatasetRequest(location=c.file("huge.csv", "a,b\n1," + "x" * 1_000_001 + "\n")))),
+    "MD-001": lambda c: raised(lambda: c.services.models.add(AddModelRequest(type="cml", name="m"))),
+    "MD-002": lambda c: (c.offline(), raised(lambda: c.services.models.add(AddModelRequest(huggingface_name="meta-llama/Llama-3.2-1B"))))[1],
+    "MD-003": lambda c: raised(lambda: registry_missing(c)),
+    "MD-004": lambda c: raised(lambda: c.services.models.add(AddModelRequest(type="project", name="m", location=str(adapter_dir(c.tmp))))),
+    "MD-005": lambda c: raised(lambda: c.services.models.add(AddModelRequest(type="project", name="tiny", location=str(c.kit.model_dir)))),
+    "AD-001": lambda c: raised(lambda: c.services.adapters.add(AddAdapterRequest(name=" ", model_id=c.reg.model.id, location=str(adapter_dir(c.tmp))))),
+    "AD-002": lambda c: raised(lambda: c.services.adapters.add(AddAdapterRequest(name="a", model_id="no-such-model", location=str(adapter_dir(c.tmp))))),
+    "AD-003": lambda c: raised(lambda: c.services.adapters.add(AddAdapterRequest(name="a", model_id=c.reg.model.id, location=str(c.kit.model_dir)))),
+    "AD-004": lambda c: raised(lambda: c.services.adapters.add(AddAdapterRequest(name="a", model_id=c.reg.model.id, location=str(adapter_dir(c.tmp)), run_id="no-such-run"))),
+    "AD-005": lambda c: raised(lambda: c.services.adapters.add(AddAdapterRequest(name="a", model_id=c.reg.model.id, location=str(adapter_dir(c.tmp)), prompt_id="no-such-prompt"))),
+    "AD-006": lambda c: (c.offline(), raised(lambda: c.services.adapters.add(AddAdapterRequest(name="a", model_id=c.reg.model.id, type="huggingface", huggingface_name="someone/lora"))))[1],
+    "PR-001": lambda c: raised(lambda: c.services.prompts.add(AddPromptRequest(name="intent-prompt", dataset_id=c.reg.dataset.id, prompt_template="{request}", input_template="{request}", completion_template=""))),
+    "PR-002": lambda c: raised(lambda: c.services.prompts.add(AddPromptRequest(name="p", dataset_id="", prompt_template="x", input_template="x", completion_template=""))),
+    "PR-003": lambda c: raised(lambda: c.services.prompts.add(AddPromptRequest(name="p", dataset_id=c.reg.dataset.id, prompt_template="  ", input_template="", completion_template=""))),
+    "PR-004": lambda c: raised(lambda: c.services.prompts.add(AddPromptRequest(name="p", dataset_id=c.reg.dataset.id, prompt_template="{request}", input_template=None, completion_template=""))),
+    "PR-005": lambda c: raised(lambda: c.services.prompts.add(AddPromptRequest(name="p", dataset_id=c.reg.dataset.id, prompt_template="{request}", input_template="{request}", completion_template=None))),
+    "PR-006": lambda c: raised(lambda: c.services.prompts.add(AddPromptRequest(name="p", dataset_id=c.reg.dataset.id, prompt_template="{question}", input_template="{question}", completion_template=""))),
+    "PR-007": lambda c: raised(lambda: c.services.prompts.add(AddPromptRequest(name="p", dataset_id=c.reg.dataset.id, prompt_template="{request", input_template="{0}", completion_template=""))),
+    "CF-001": lambda c: raised(lambda: c.services.configs.add(AddConfigRequest(type="yaml", config="{}"))),
+    "CF-002": lambda c: raised(lambda: c.services.configs.add(AddConfigRequest(type="lora_config", config='{"r": 8,'))),
+    "CF-003": lambda c: raised(lambda: c.services.configs.add(AddConfigRequest(type="axolotl", config="base_model: [unclosed"))),
+    "CF-004": lambda c: deduplicated_config(c),
+    "CF-005": lambda c: raised(lambda: c.services.configs.add(AddConfigRequest(type="training_arguments", config='{"learning_rat": 0.1}'))),
+    "EX-001": lambda c: export(c, base_model_id=""),
+    "EX-002": lambda c: export(c, adapter_id="no-such-adapter"),
+    "EX-003": lambda c: export(c, model_name="bad name!"),
+    "EX-004": lambda c: export(c, adapter_id=hub_adapter(c)),
+    "EX-005": lambda c: export(c, base_model_id=vanished_model(c), adapter_id=c.services.adapters.add(AddAdapterRequest(
+        name="lost-base-lora", model_id=c.services.models.list()[-1].id, location=str(adapter_dir(c.tmp, "lost")))).id),
+    "DB-001": lambda c: raised(lambda: c.services.database.import_from(Path(c.file("export.json", "not json")))),
+}
+
+
+def test_every_rule_has_a_trigger():
+    assert sorted(set(RULES) - set(TRIGGERS)) == [], "rules without a test that triggers them"
+    assert sorted(set(TRIGGERS) - set(RULES)) == [], "triggers for rules not in the catalogue"
+
+
+@pytest.mark.parametrize("rule_id", sorted(RULES))
+def test_rule_fires(rule_id, services, registered, tmp_path, monkeypatch, demo_kit):
+    problems = TRIGGERS[rule_id](Ctx(services, registered, tmp_path, monkeypatch, demo_kit))
+    fired = [p for p in problems if p.rule_id == rule_id]
+    assert fired, f"{rule_id} did not fire; got {[str(p) for p in problems]}"
+    assert all(str(p).startswith(f"{rule_id}: ") for p in fired)
+
+
+def test_valid_requests_have_no_problems(services, registered, tmp_path, monkeypatch, demo_kit):
+    ctx = Ctx(services, registered, tmp_path, monkeypatch, demo_kit)
+    assert fine_tune(ctx) == []
+    assert fine_tune(ctx, machine=ONE_GPU, gpus="0") == []
+    assert evaluation(ctx, combinations=(Combination(registered.model.id), Combination(registered.model.id, ctx.adapter().id))) == []
+    assert export(ctx) == []
+
+
+def test_all_problems_of_one_request_come_together(services, registered, tmp_path, monkeypatch, demo_kit):
+    ctx = Ctx(services, registered, tmp_path, monkeypatch, demo_kit)
+    problems = fine_tune(ctx, adapter_name="bad name", num_epochs=0, learning_rate=0, gpus="5", dataset_id="x")
+    assert {p.rule_id for p in problems} >= {"FT-002", "FT-008", "FT-009", "FT-005", "FT-014"}

@@ -1,0 +1,43 @@
+"""``python -m trainer <verb> <arg>``: the process boundary between ftapp and the ML stack.
+
+Each verb prints progress however it likes but ends with ONE line of JSON on stdout, which the
+caller parses; failures go to stderr with exit status 1 (2 for a malformed command line).
+Verbs import their module inside the function so that a verb only pays for, and can only be
+broken by, the libraries it actually uses.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+
+def _demo(out_dir: str) -> str:
+    from trainer.demo_model import build_demo_kit
+
+    return build_demo_kit(Path(out_dir)).to_json()
+
+
+VERBS: dict[str, Callable[[str], str]] = {
+    "demo": _demo,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] not in VERBS:
+        print(f"usage: python -m trainer {{{','.join(VERBS)}}} ARG", file=sys.stderr)
+        return 2
+    verb, arg = args
+    try:
+        result = VERBS[verb](arg)
+    except Exception as exc:  # the caller only sees stderr and the exit status, so report everything
+        print(f"{verb} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(result, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
