@@ -28,6 +28,9 @@ class AddDatasetRequest:
     hf_config: str | None = None
     hf_split: str | None = None
     description: str = ""
+    # Where the file came from, as the user knows it (e.g. "upload: train.json"); the location is
+    # then only the temp copy a web upload made, which is not worth remembering.
+    origin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,7 @@ class DatasetService:
             staging.rename(final)
             return self._insert(
                 dataset_id, name=name, type=dataset_type, location=str(final / source.name),
-                source=str(source), format=detect_format(table.columns, table.sample_rows),
+                source=request.origin or str(source), format=detect_format(table.columns, table.sample_rows),
                 features=json.dumps(table.features), num_rows=table.num_rows,
                 description=request.description,
             )

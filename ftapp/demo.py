@@ -6,13 +6,14 @@ torch and the app process never imports torch.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftapp.adapters import AdapterService
 from ftapp.datasets import AddDatasetRequest, DatasetService
 from ftapp.errors import FtappError
 from ftapp.models import AddModelRequest, ModelService
@@ -36,9 +37,9 @@ class DemoResources:
 
 class DemoInstaller:
     def __init__(self, settings: Settings, models: ModelService, datasets: DatasetService,
-                 prompts: PromptService, adapters: AdapterService):
+                 prompts: PromptService):
         self.settings, self.models, self.datasets, self.prompts = settings, models, datasets, prompts
-        self.adapters = adapters
+        self._lock = threading.Lock()
 
     @property
     def kit_dir(self) -> Path:
@@ -64,8 +65,22 @@ class DemoInstaller:
             return json.loads(summary.read_text(encoding="utf-8"))
         return None
 
+    def is_building(self) -> bool:
+        return self._lock.locked()
+
     def install(self) -> DemoResources:
-        """Build (once) and register the demo; registering again returns what exists."""
+        """Build (once) and register the demo; registering again returns what exists.
+
+        The first app start builds in a background thread while a user may click the Home tab's
+        button or run `ftapp models demo`; a thread lock and a file lock make the later callers
+        wait for the build and then reuse it instead of building into the same directory.
+        """
+        self.settings.models_dir.mkdir(parents=True, exist_ok=True)
+        with self._lock, open(self.settings.models_dir / f".{DEMO_MODEL}.lock", "w") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            return self._install_locked()
+
+    def _install_locked(self) -> DemoResources:
         kit = self._existing_kit()
         built = kit is None
         if kit is None:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ftapp.errors import FtappError
+
 ENV_NAMES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_ACCESS_TOKEN")
 # "hub_token" and "api_key" are secrets; "max_new_tokens" is not.
 SECRET_KEY = re.compile(r"((^|[_-])token$)|password|passwd|secret|api[_-]?key", re.IGNORECASE)
@@ -46,7 +48,7 @@ class HfToken:
     def store(self, token: str) -> None:
         token = token.strip()
         if not token:
-            raise ValueError("empty token")
+            raise FtappError("the token is empty; paste a Hugging Face access token (hf_...)")
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         temp = self.path.with_suffix(".tmp")
         # Create with 0600 from the start so the token is never readable by others, even briefly.

@@ -53,6 +53,6 @@ def open_services(settings: Settings) -> Services:
     return Services(
         settings=settings, db=db, datasets=datasets, models=models, adapters=adapters,
         prompts=prompts, configs=configs, database=DatabaseTransfer(db),
-        demo=DemoInstaller(settings, models, datasets, prompts, adapters),
+        demo=DemoInstaller(settings, models, datasets, prompts),
         hf_token=HfToken(settings.secrets_dir),
     )

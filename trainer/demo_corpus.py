@@ -32,12 +32,36 @@ def demo_prompt() -> dict[str, str]:
 
 _SLOTS: Mapping[str, Sequence[str]] = {
     "item": (
-        "lamp", "jacket", "blender", "phone case", "desk chair", "headphones", "rug", "backpack",
-        "coffee maker", "sofa", "kettle", "monitor", "sneakers", "toaster", "bookshelf", "watch",
+        "lamp",
+        "jacket",
+        "blender",
+        "phone case",
+        "desk chair",
+        "headphones",
+        "rug",
+        "backpack",
+        "coffee maker",
+        "sofa",
+        "kettle",
+        "monitor",
+        "sneakers",
+        "toaster",
+        "bookshelf",
+        "watch",
     ),
     "city": (
-        "Boston", "Denver", "Seattle", "Austin", "Chicago", "Miami", "Portland", "Atlanta",
-        "Dallas", "Phoenix", "Detroit", "Toronto",
+        "Boston",
+        "Denver",
+        "Seattle",
+        "Austin",
+        "Chicago",
+        "Miami",
+        "Portland",
+        "Atlanta",
+        "Dallas",
+        "Phoenix",
+        "Detroit",
+        "Toronto",
     ),
     "payment": ("credit card", "debit card", "PayPal account", "gift card", "bank transfer", "Visa card"),
     "when": ("yesterday", "last week", "two days ago", "this morning", "on Monday", "last night"),
@@ -218,8 +242,14 @@ _GENERAL_SLOTS: Mapping[str, Sequence[str]] = {
 }
 
 _CAPITALS = (
-    ("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Spain", "Madrid"),
-    ("Canada", "Ottawa"), ("Egypt", "Cairo"), ("Germany", "Berlin"), ("Kenya", "Nairobi"),
+    ("France", "Paris"),
+    ("Japan", "Tokyo"),
+    ("Italy", "Rome"),
+    ("Spain", "Madrid"),
+    ("Canada", "Ottawa"),
+    ("Egypt", "Cairo"),
+    ("Germany", "Berlin"),
+    ("Kenya", "Nairobi"),
 )
 _COLORS = (("the sky", "blue"), ("grass", "green"), ("snow", "white"), ("a banana", "yellow"), ("coal", "black"))
 
@@ -263,9 +293,7 @@ def pretraining_texts(seed: int = 0, documents: int = 3000) -> list[str]:
 
     def assistant_example() -> str:
         intent = rng.choice(tuple(_ASSISTANT_TEMPLATES))
-        return INPUT_TEMPLATE.format(request=_request(_ASSISTANT_TEMPLATES[intent], rng)) + COMPLETION_TEMPLATE.format(
-            intent=intent
-        )
+        return INPUT_TEMPLATE.format(request=_request(_ASSISTANT_TEMPLATES[intent], rng)) + COMPLETION_TEMPLATE.format(intent=intent)
 
     def qa_example() -> str:
         question, answer = rng.choice(_QA_GENERATORS)(rng)

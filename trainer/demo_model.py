@@ -49,7 +49,7 @@ _VOCAB_SIZE = 1536
 _BLOCK_SIZE = 128
 _BATCH_SIZE = 8
 _EVAL_BLOCKS = 16
-_PEAK_LR = 3e-3
+_PEAK_LR = 5e-3
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def load_demo_kit(out_dir: Path) -> DemoKit:
     return DemoKit(**fields)
 
 
-def build_demo_kit(out_dir: Path, *, pretrain_steps: int = 300, seed: int = 0) -> DemoKit:
+def build_demo_kit(out_dir: Path, *, pretrain_steps: int = 200, seed: int = 0) -> DemoKit:
     """Build a kit into ``out_dir``, which must be absent or empty.
 
     The kit is assembled in a hidden sibling directory and renamed into place at the end, so an
@@ -198,9 +198,7 @@ def _pack(tokenizer: PreTrainedTokenizerFast, texts: list[str], chats: list[tupl
     """Concatenate every document (each ending in EOS) and cut the stream into fixed-length blocks."""
     plain = tokenizer(texts).input_ids  # BOS is prepended by the tokenizer
     rendered = [
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": q}, {"role": "assistant", "content": a}], tokenize=False
-        )
+        tokenizer.apply_chat_template([{"role": "user", "content": q}, {"role": "assistant", "content": a}], tokenize=False)
         for q, a in chats
     ]
     # The chat template already emits BOS and EOS, so no special tokens are added here.
@@ -258,8 +256,8 @@ def _seeded(seed: int) -> Iterator[None]:
 def _cpu_threads() -> Iterator[None]:
     """Half the cores, at most 4: the matrices are tiny, so extra threads mostly spin and wait.
 
-    On a busy 2-core machine (the app's server or a test run alongside) two threads were measured
-    5-9x slower than one, because OpenMP workers contend for cores that are already taken.
+    Measured on 2 cores: two threads were no faster than one on an idle machine, and 5-9x slower
+    while another process (the app's server, a parallel test run) kept a core busy.
     """
     previous = torch.get_num_threads()
     torch.set_num_threads(max(1, min(4, (os.cpu_count() or 1) // 2)))

@@ -44,12 +44,11 @@ def tokenizer(demo_kit: DemoKit):
 
 
 def _generate(model, tokenizer, requests: list[str], input_template: str) -> list[str]:
-    answers = []
-    for request in requests:
-        ids = tokenizer(input_template.format(request=request), return_tensors="pt").input_ids
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False)
-        answers.append(tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip())
-    return answers
+    """Greedy answers, batched: left padding keeps every prompt's last token at the same position."""
+    prompts = [input_template.format(request=request) for request in requests]
+    batch = tokenizer(prompts, padding=True, padding_side="left", return_tensors="pt")
+    out = model.generate(**batch, max_new_tokens=12, do_sample=False)
+    return [answer.strip() for answer in tokenizer.batch_decode(out[:, batch.input_ids.shape[1] :], skip_special_tokens=True)]
 
 
 def test_model_and_tokenizer_load_with_the_hub_offline(demo_kit: DemoKit, offline: None) -> None:
@@ -83,12 +82,8 @@ def test_chat_template_renders_roles_and_the_generation_prompt(tokenizer) -> Non
         {"role": "assistant", "content": "track_order"},
     ]
     rendered = tokenizer.apply_chat_template(messages, tokenize=False)
-    assert rendered == (
-        "<s><|system|>\nClassify requests.</s>\n<|user|>\nWhere is my lamp?</s>\n<|assistant|>\ntrack_order</s>\n"
-    )
-    prompt_ids = tokenizer.apply_chat_template(messages[:2], add_generation_prompt=True, tokenize=True)
-    if not isinstance(prompt_ids, list):  # some versions return a BatchEncoding
-        prompt_ids = prompt_ids["input_ids"]
+    assert rendered == ("<s><|system|>\nClassify requests.</s>\n<|user|>\nWhere is my lamp?</s>\n<|assistant|>\ntrack_order</s>\n")
+    prompt_ids = tokenizer.apply_chat_template(messages[:2], add_generation_prompt=True, tokenize=True, return_dict=False)
     assert prompt_ids[0] == tokenizer.bos_token_id
     assert tokenizer.decode(prompt_ids[-2:]) == "<|assistant|>\n"
 
@@ -184,9 +179,7 @@ def test_a_short_lora_fine_tune_learns_the_demo_task(demo_kit: DemoKit, tokenize
     examples = [_encode_for_completion_loss(tokenizer, prompt, row) for row in train_rows]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        lora = get_peft_model(
-            model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
-        )
+        lora = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"))
         optimizer = torch.optim.AdamW([p for p in lora.parameters() if p.requires_grad], lr=5e-3)
         sampler = torch.Generator().manual_seed(0)
         losses = []
@@ -211,23 +204,31 @@ def test_a_short_lora_fine_tune_learns_the_demo_task(demo_kit: DemoKit, tokenize
     assert correct_after >= max(correct_before + 8, 12)
 
 
-def test_cli_demo_prints_one_json_line_naming_existing_paths(tmp_path: Path) -> None:
+def test_cli_demo_prints_one_json_line_naming_existing_paths(tmp_path: Path, demo_kit: DemoKit) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "trainer", "demo", str(tmp_path / "kit")],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["architecture"] == "LlamaForCausalLM"
     assert Path(summary["model_dir"], "config.json").is_file()
     assert Path(summary["dataset_path"]).is_file()
-    assert summary["pretrain_loss_end"] < summary["pretrain_loss_start"]
+    # Another process, same default seed: the very same model as the in-process build.
+    assert (summary["pretrain_loss_start"], summary["pretrain_loss_end"]) == (
+        demo_kit.pretrain_loss_start,
+        demo_kit.pretrain_loss_end,
+    )
+    assert _first_layer_checksum(Path(summary["model_dir"])) == _first_layer_checksum(demo_kit.model_dir)
 
 
-def test_cli_reports_failures_on_stderr_with_a_non_zero_status(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_reports_failures_on_stderr_with_a_non_zero_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "taken.txt").write_text("x")
     assert main(["demo", str(tmp_path)]) == 1
     assert "FileExistsError" in capsys.readouterr().err

@@ -1,0 +1,107 @@
+"""Start the ftapp web UI: the composition root (settings → services → ui.build_app → launch).
+
+Reaching the app from another machine (``--share``, or ``--host`` other than a loopback
+address) requires ``--auth user:pass``; without it the app refuses to start. It does not invent
+credentials: a password printed to a log is a password in the log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+import time
+
+from ftapp.errors import FtappError
+from ftapp.services import Services, open_services
+from ftapp.settings import Settings
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+log = logging.getLogger("ftapp.launch")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="launch.py",
+        description="Start the ftapp fine-tuning studio in the browser.",
+        epilog="Exposing the app (--share, or a --host that is not 127.0.0.1/localhost/::1) requires "
+               "--auth user:pass; without it launch.py exits with status 2. No credentials are generated.",
+    )
+    parser.add_argument("--home", help="data directory (default: $FTAPP_HOME or ~/.ftapp)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=7860, help="port to listen on (default: 7860)")
+    parser.add_argument("--share", action="store_true", help="open a public gradio.live link (requires --auth)")
+    parser.add_argument("--auth", metavar="USER:PASS", help="require this login; needed with --share or a non-local --host")
+    parser.add_argument("--root-path", default=None, help="URL prefix when served behind a reverse proxy, e.g. /ftapp")
+    parser.add_argument("--no-demo", action="store_true",
+                        help="do not build the offline demo on the first start with an empty registry")
+    return parser
+
+
+def parse_auth(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, str] | None:
+    """The login gradio should require, or a parser error when exposing the app without one."""
+    exposed = args.share or args.host not in LOOPBACK_HOSTS
+    if args.auth is None:
+        if exposed:
+            reason = "--share publishes a public link" if args.share else f"--host {args.host} listens beyond this machine"
+            parser.error(f"refusing to start: {reason} and anyone who reaches it could read your data and start "
+                         "jobs; add --auth user:pass")
+        return None
+    user, sep, password = args.auth.partition(":")
+    if not sep or not user or not password:
+        parser.error("--auth must be user:pass with both parts non-empty")
+    return user, password
+
+
+def build_demo_in_background(services: Services) -> threading.Thread:
+    """Build and register the offline demo without holding up the UI (the build takes ~20 s)."""
+
+    def build() -> None:
+        try:
+            demo = services.demo.install()
+        except Exception:  # a thread's failure is otherwise lost; the UI keeps running without the demo
+            log.exception("building the offline demo failed; use the Home tab's button to retry")
+            return
+        log.info("offline demo registered: model %s, dataset %s, prompt %s",
+                 demo.model.name, demo.dataset.name, demo.prompt.name)
+
+    thread = threading.Thread(target=build, name="demo-build", daemon=True)
+    thread.start()
+    return thread
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Our own progress at INFO; the libraries' (alembic, httpx) only when something is wrong.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    log.setLevel(logging.INFO)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    auth = parse_auth(parser, args)
+    started = time.monotonic()
+    settings = Settings.from_env(args.home, host=args.host, port=args.port)
+    try:
+        services = open_services(settings)
+    except FtappError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not args.no_demo and services.is_empty():
+        log.info("empty registry: building the offline demo in the background")
+        build_demo_in_background(services)
+
+    import ui  # after the checks above, so a refused start does not pay gradio's import time
+
+    app = ui.build_app(services)
+    log.info("home %s; UI built in %.1f s", settings.home, time.monotonic() - started)
+    try:
+        app.launch(
+            server_name=settings.host, server_port=settings.port, share=args.share, auth=auth,
+            root_path=args.root_path, ssr_mode=False,
+        )
+    finally:
+        services.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""The Prompts tab: generate templates from columns, preview them on real rows, save."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from ftapp.datasets import AddDatasetRequest
+from ftapp.services import Services
+from ui import prompts
+
+
+@pytest.fixture
+def dataset_id(services: Services, alpaca: Path) -> str:
+    return services.datasets.add(AddDatasetRequest(location=str(alpaca))).id
+
+
+def test_generate_fills_the_three_templates_from_the_columns(services: Services, dataset_id: str) -> None:
+    prompt, input_template, completion, note = prompts.generate_templates(services, dataset_id)
+
+    assert "{instruction}" in input_template and "{input}" in input_template
+    assert completion == "{output}\n"
+    assert prompt == input_template + completion
+    assert "**output**" in note
+
+
+def test_preview_renders_real_rows_with_the_completion_marked(services: Services, dataset_id: str, alpaca: Path) -> None:
+    first = json.loads(alpaca.read_text(encoding="utf-8"))[0]
+    templates = prompts.generate_templates(services, dataset_id)[:3]
+
+    html = prompts.preview_prompt(services, dataset_id, *templates)
+
+    assert html.count("<pre") == prompts.PREVIEW_ROWS
+    assert "Describe a process of making crepes." in html  # row 1's instruction, rendered in place
+    assert "Note:" not in html  # input + completion equal the prompt template
+    completion = html.split("<mark", 1)[1].split(">", 1)[1]
+    assert completion.startswith(first["output"][:40].replace("'", "&#x27;"))
+
+
+def test_preview_lists_template_problems_in_place(services: Services, dataset_id: str) -> None:
+    html = prompts.preview_prompt(services, dataset_id, "{instruction} {answer}", "{instruction} ", "{answer}")
+
+    assert "Not yet renderable" in html
+    assert html.count("PR-006") == 2 and "{answer}" in html
+    assert "<pre" not in html
+
+
+def test_save_then_list(services: Services, dataset_id: str) -> None:
+    templates = prompts.generate_templates(services, dataset_id)[:3]
+
+    status = prompts.save_prompt(services, "alpaca-prompt", dataset_id, *templates, "made in a test")
+
+    assert "alpaca-prompt" in status
+    table, chosen, dataset_picker = prompts.list_prompts(services)
+    assert table["name"].tolist() == ["alpaca-prompt"]
+    assert table["dataset"].tolist() == ["alpaca_en_demo"]
+    assert dataset_picker.choices == [("alpaca_en_demo", dataset_id)]
+    assert prompts.show_prompt(services, chosen.choices[0][1]) == (dataset_id, *templates)
+
+
+def test_saving_a_bad_prompt_reports_every_rule_and_writes_nothing(services: Services, dataset_id: str) -> None:
+    with pytest.raises(gr.Error) as caught:
+        prompts.save_prompt(services, "", dataset_id, "{instruction} {answer}", "{instruction} {0}", "{answer}", "")
+
+    message = caught.value.message
+    assert "PR-001: name is required" in message
+    assert "PR-006" in message and "PR-007" in message
+    assert services.prompts.list() == []

@@ -1,0 +1,107 @@
+"""Adapters: register a PEFT adapter (local directory or Hub id) on its base model; see its lineage."""
+
+from __future__ import annotations
+
+import gradio as gr
+import pandas as pd
+
+from ftapp.adapters import AddAdapterRequest
+from ftapp.services import Services
+from ui.errors import shows_errors
+from ui.tables import clicked_id, frame
+from ui.wiring import bind, on_show
+
+# Lineage: which model it sits on, which prompt and run produced it, and what its own
+# adapter_config.json says the base was (a mismatch with "base model" is worth seeing).
+LIST_COLUMNS = ["name", "base model", "prompt", "run", "peft", "trained on (adapter config)", "source", "id"]
+COLUMN_WIDTHS = ["12%", "12%", "11%", "9%", "6%", "13%", "17%", "20%"]  # keeps empty columns readable
+
+
+def list_adapters(services: Services) -> tuple[pd.DataFrame, gr.Dropdown, gr.Dropdown, gr.Dropdown]:
+    adapters = services.adapters.list()
+    models = {m.id: m.name for m in services.models.list()}
+    prompts = {p.id: p.name for p in services.prompts.list()}
+    rows = [
+        {"name": a.name, "base model": models.get(a.model_id, a.model_id),
+         "prompt": prompts.get(a.prompt_id, a.prompt_id or ""), "run": a.run_id, "peft": a.peft_type,
+         "trained on (adapter config)": a.base_model_name, "source": a.huggingface_name or a.location, "id": a.id}
+        for a in adapters
+    ]
+    return (
+        frame(rows, LIST_COLUMNS),
+        gr.Dropdown(choices=[(a.name, a.id) for a in adapters]),
+        gr.Dropdown(choices=[(name, model_id) for model_id, name in models.items()]),
+        gr.Dropdown(choices=[(name, prompt_id) for prompt_id, name in prompts.items()]),
+    )
+
+
+def _registered(services: Services, request: AddAdapterRequest) -> str:
+    record = services.adapters.add(request)
+    return f"Registered adapter **{record.name}** ({record.peft_type or 'unknown PEFT type'})."
+
+
+@shows_errors
+def register_local(services: Services, path: str, name: str, model_id: str | None, prompt_id: str | None,
+                   description: str) -> str:
+    return _registered(services, AddAdapterRequest(
+        name=name, model_id=model_id or "", type="project", location=path.strip() or None,
+        prompt_id=prompt_id or None, description=description,
+    ))
+
+
+@shows_errors
+def register_hub(services: Services, hub_id: str, name: str, model_id: str | None, prompt_id: str | None,
+                 description: str) -> str:
+    return _registered(services, AddAdapterRequest(
+        name=name, model_id=model_id or "", type="huggingface", huggingface_name=hub_id.strip() or None,
+        prompt_id=prompt_id or None, description=description,
+    ))
+
+
+@shows_errors
+def remove_adapter(services: Services, adapter_id: str | None, confirmed: bool) -> tuple[str, None, bool]:
+    if not adapter_id:
+        raise gr.Error("Choose an adapter first.")
+    if not confirmed:
+        raise gr.Error("Tick the confirmation box to remove the adapter.")
+    services.adapters.remove(adapter_id)
+    return "Removed the adapter from the registry; its files were left where they are.", None, False
+
+
+def render(services: Services) -> None:
+    with gr.Tab("Adapters", id="adapters") as tab:
+        with gr.Accordion("Register an adapter", open=True):
+            with gr.Row():
+                name = gr.Textbox(label="Name")
+                base_model = gr.Dropdown(label="Base model", choices=[], value=None)
+                prompt = gr.Dropdown(label="Prompt it was trained with (optional)", choices=[], value=None)
+            description = gr.Textbox(label="Description")
+            with gr.Tabs():
+                with gr.Tab("Local directory", id="adapter-local"):
+                    path = gr.Textbox(label="Directory with adapter_config.json", placeholder="/adapters/my-lora")
+                    path_button = gr.Button("Register the directory", variant="primary")
+                with gr.Tab("Hugging Face Hub", id="adapter-hub"):
+                    hub_id = gr.Textbox(label="Adapter id", placeholder="user/my-lora")
+                    hub_button = gr.Button("Register from the Hub", variant="primary")
+            register_status = gr.Markdown()
+        table = gr.Dataframe(label="Adapters (click a row to choose it)", interactive=False, wrap=True, max_height=360,
+                             column_widths=COLUMN_WIDTHS)
+        chosen = gr.Dropdown(label="Adapter", choices=[], value=None)
+        with gr.Accordion("Remove the chosen adapter", open=False):
+            confirm = gr.Checkbox(label="Yes, forget this adapter")
+            remove_button = gr.Button("Remove adapter", variant="stop")
+            remove_status = gr.Markdown()
+
+    refresh = bind(list_adapters, services)
+    outputs = [table, chosen, base_model, prompt]
+    on_show(tab, refresh, outputs)
+    path_button.click(
+        bind(register_local, services), [path, name, base_model, prompt, description], register_status,
+    ).success(refresh, outputs=outputs, show_progress="hidden")
+    hub_button.click(
+        bind(register_hub, services), [hub_id, name, base_model, prompt, description], register_status,
+    ).success(refresh, outputs=outputs, show_progress="hidden")
+    table.select(clicked_id, outputs=chosen, show_progress="hidden")
+    remove_button.click(bind(remove_adapter, services), [chosen, confirm], [remove_status, chosen, confirm]).success(
+        refresh, outputs=outputs, show_progress="hidden",
+    )

@@ -1,0 +1,157 @@
+"""Prompts: templates over a dataset's columns, generated or written, previewed on real rows."""
+
+from __future__ import annotations
+
+import html
+
+import gradio as gr
+import pandas as pd
+
+from ftapp.errors import ValidationError
+from ftapp.prompts import AddPromptRequest
+from ftapp.services import Services
+from ui.errors import shows_errors
+from ui.tables import clicked_id, frame
+from ui.wiring import bind, on_show
+
+PREVIEW_ROWS = 3
+EMPTY_PREVIEW = "<p><i>Choose a dataset and write or generate templates to see them rendered on real rows.</i></p>"
+LIST_COLUMNS = ["name", "dataset", "completion", "description", "added", "id"]
+COLUMN_WIDTHS = ["16%", "16%", "12%", "24%", "12%", "20%"]  # keeps empty columns readable
+TEMPLATE_HELP = (
+    "Write `{column}` where a dataset column goes; a literal brace is `{{` or `}}`. The model is trained on "
+    "the prompt template; the loss is taken on the part the completion template renders, so input + "
+    "completion should equal the prompt template."
+)
+
+
+def list_prompts(services: Services) -> tuple[pd.DataFrame, gr.Dropdown, gr.Dropdown]:
+    prompts = services.prompts.list()
+    datasets = services.datasets.list()
+    names = {d.id: d.name for d in datasets}
+    rows = [
+        {"name": p.name, "dataset": names.get(p.dataset_id, p.dataset_id),
+         "completion": p.completion_template, "description": p.description,
+         "added": p.created_at, "id": p.id}
+        for p in prompts
+    ]
+    return (
+        frame(rows, LIST_COLUMNS),
+        gr.Dropdown(choices=[(p.name, p.id) for p in prompts]),
+        gr.Dropdown(choices=[(d.name, d.id) for d in datasets]),
+    )
+
+
+@shows_errors
+def generate_templates(services: Services, dataset_id: str | None) -> tuple[str, str, str, str]:
+    if not dataset_id:
+        raise gr.Error("Choose a dataset first.")
+    generated = services.prompts.generate(dataset_id)
+    note = f"Generated from the columns; the completion is column **{generated.output_column}**."
+    return generated.prompt_template, generated.input_template, generated.completion_template, note
+
+
+def _rendered_row(number: int, input_text: str, completion: str) -> str:
+    return (
+        f"<p><b>Row {number}</b></p>"
+        f"<pre style='white-space: pre-wrap; margin: 0 0 1em 0'>{html.escape(input_text)}"
+        f"<mark title='completion: the loss is taken here'>{html.escape(completion)}</mark></pre>"
+    )
+
+
+@shows_errors
+def preview_prompt(services: Services, dataset_id: str | None, prompt_template: str, input_template: str,
+                   completion_template: str) -> str:
+    """The templates rendered on the dataset's first rows, as HTML with the completion highlighted."""
+    if not dataset_id or not (prompt_template or input_template or completion_template):
+        return EMPTY_PREVIEW
+    try:
+        rows = services.prompts.render_preview(
+            dataset_id, prompt_template, input_template, completion_template, limit=PREVIEW_ROWS,
+        )
+    except ValidationError as error:
+        # The preview follows every keystroke; half-typed placeholders are normal there, so the
+        # problems are shown in place instead of as an error toast. Saving still raises them.
+        items = "".join(f"<li>{html.escape(str(p))}</li>" for p in error.problems)
+        return f"<p><b>Not yet renderable:</b></p><ul>{items}</ul>"
+    parts = [_rendered_row(n, r.input, r.completion) for n, r in enumerate(rows, start=1)]
+    if input_template + completion_template != prompt_template:
+        parts.insert(0, "<p><b>Note:</b> input + completion differ from the prompt template; the model "
+                        "trains on the prompt template and the highlighted part may not be where the loss is.</p>")
+    return "".join(parts)
+
+
+@shows_errors
+def save_prompt(services: Services, name: str, dataset_id: str | None, prompt_template: str, input_template: str,
+                completion_template: str, description: str) -> str:
+    record = services.prompts.add(AddPromptRequest(
+        name=name, dataset_id=dataset_id or "", prompt_template=prompt_template,
+        input_template=input_template, completion_template=completion_template, description=description,
+    ))
+    return f"Saved prompt **{record.name}**."
+
+
+@shows_errors
+def show_prompt(services: Services, prompt_id: str | None) -> tuple[str, str, str, str]:
+    """A saved prompt's templates and dataset, loaded back into the editor."""
+    if not prompt_id:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    record = services.prompts.get(prompt_id)
+    return record.dataset_id, record.prompt_template, record.input_template, record.completion_template
+
+
+@shows_errors
+def remove_prompt(services: Services, prompt_id: str | None, confirmed: bool) -> tuple[str, None, bool]:
+    if not prompt_id:
+        raise gr.Error("Choose a prompt first.")
+    if not confirmed:
+        raise gr.Error("Tick the confirmation box to remove the prompt.")
+    services.prompts.remove(prompt_id)
+    return "Removed the prompt.", None, False
+
+
+def render(services: Services) -> None:
+    with gr.Tab("Prompts", id="prompts") as tab:
+        with gr.Row():
+            dataset = gr.Dropdown(label="Dataset", choices=[], value=None, scale=2)
+            generate_button = gr.Button("Generate from columns", scale=0, min_width=260)
+        generated_note = gr.Markdown()
+        gr.Markdown(TEMPLATE_HELP)
+        with gr.Row(equal_height=False):
+            with gr.Column():
+                prompt_template = gr.Textbox(label="Prompt template", lines=8, max_lines=20)
+                input_template = gr.Textbox(label="Input template", lines=6, max_lines=20)
+                completion_template = gr.Textbox(label="Completion template", lines=2, max_lines=8)
+            with gr.Column():
+                gr.Markdown("**Preview on the first rows** (highlighted: the completion)")
+                preview = gr.HTML(EMPTY_PREVIEW, max_height=620, padding=True, container=True)
+        with gr.Row():
+            name = gr.Textbox(label="Prompt name")
+            description = gr.Textbox(label="Description", scale=2)
+            save_button = gr.Button("Save prompt", variant="primary", scale=0, min_width=160)
+        save_status = gr.Markdown()
+        table = gr.Dataframe(label="Prompts (click a row to load it into the editor)", interactive=False,
+                             wrap=True, max_height=360, column_widths=COLUMN_WIDTHS)
+        chosen = gr.Dropdown(label="Prompt", choices=[], value=None)
+        with gr.Accordion("Remove the chosen prompt", open=False):
+            confirm = gr.Checkbox(label="Yes, remove this prompt (adapters trained with it keep no prompt)")
+            remove_button = gr.Button("Remove prompt", variant="stop")
+            remove_status = gr.Markdown()
+
+    refresh = bind(list_prompts, services)
+    outputs = [table, chosen, dataset]
+    on_show(tab, refresh, outputs)
+    templates = [prompt_template, input_template, completion_template]
+    generate_button.click(bind(generate_templates, services), dataset, [*templates, generated_note])
+    gr.on(
+        [dataset.change, *(t.change for t in templates)], bind(preview_prompt, services),
+        [dataset, *templates], preview, trigger_mode="always_last", show_progress="hidden",
+    )
+    save_button.click(
+        bind(save_prompt, services), [name, dataset, *templates, description], save_status,
+    ).success(refresh, outputs=outputs, show_progress="hidden")
+    table.select(clicked_id, outputs=chosen, show_progress="hidden")
+    chosen.change(bind(show_prompt, services), chosen, [dataset, *templates])
+    remove_button.click(bind(remove_prompt, services), [chosen, confirm], [remove_status, chosen, confirm]).success(
+        refresh, outputs=outputs, show_progress="hidden",
+    )

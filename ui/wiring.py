@@ -1,0 +1,33 @@
+"""Attaching module-level handlers to the services and to the page's events."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gradio as gr
+
+from ftapp.services import Services
+
+
+def bind(handler: Callable[..., Any], services: Services) -> Callable[..., Any]:
+    """``handler`` with ``services`` as its first argument, keeping its name.
+
+    gradio names API endpoints after ``__name__``; a bare partial would make them all
+    "partial". ``functools.wraps`` is not used because gradio would then read the signature
+    of the unbound handler and count ``services`` as an input.
+    """
+    bound = functools.partial(handler, services)
+    bound.__name__ = handler.__name__  # type: ignore[attr-defined]
+    return bound
+
+
+def on_show(tab: gr.Tab, fn: Callable[[], Any], outputs: Sequence[gr.components.Component]) -> None:
+    """Run ``fn`` on every page load and whenever ``tab`` is selected.
+
+    The database is the only state: page load makes a reload show everything again, and tab
+    select picks up what another tab, the CLI or the background demo build registered since.
+    """
+    gr.on(None, fn, outputs=list(outputs), show_progress="hidden")  # no triggers, no inputs: page load
+    tab.select(fn, outputs=list(outputs), show_progress="hidden")
