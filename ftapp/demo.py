@@ -25,6 +25,7 @@ DEMO_MODEL = "demo-tiny-llama"
 DEMO_DATASET = "demo-support-intents"
 DEMO_PROMPT = "demo-intent-prompt"
 BUILD_TIMEOUT_S = 600
+KIT_MANIFEST = "demo_kit.json"  # trainer.demo_model.MANIFEST_FILE; ftapp may not import trainer
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,15 @@ class DemoInstaller:
         return json.loads(result.stdout.strip().splitlines()[-1])
 
     def _existing_kit(self) -> dict | None:
-        summary = self.kit_dir / "demo_kit.json"
-        if summary.is_file() and (self.kit_dir / "model" / "config.json").is_file():
-            return json.loads(summary.read_text(encoding="utf-8"))
-        return None
+        # The builder writes its manifest last (paths relative to the kit), so its presence means
+        # a finished build.
+        manifest = self.kit_dir / KIT_MANIFEST
+        if not manifest.is_file():
+            return None
+        kit = json.loads(manifest.read_text(encoding="utf-8"))
+        kit["model_dir"] = str(self.kit_dir / kit["model_dir"])
+        kit["dataset_path"] = str(self.kit_dir / kit["dataset_path"])
+        return kit
 
     def is_building(self) -> bool:
         return self._lock.locked()
@@ -85,7 +91,6 @@ class DemoInstaller:
         built = kit is None
         if kit is None:
             kit = self._build()
-            (self.kit_dir / "demo_kit.json").write_text(json.dumps(kit, indent=2), encoding="utf-8")
         model = next((m for m in self.models.list() if m.name == DEMO_MODEL), None)
         if model is None:
             model = self.models.add(AddModelRequest(
