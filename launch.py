@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     except FtappError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    # Re-attach to runs that kept training while the app was down, then keep supervising.
+    services.supervisor.start_background()
     if not args.no_demo and services.is_empty():
         log.info("empty registry: building the offline demo in the background")
         build_demo_in_background(services)

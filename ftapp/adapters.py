@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftapp.errors import NotFoundError, Problem, ValidationError
+from ftapp.errors import NotFoundError, Problem, ValidationError, require_found
 from ftapp.hub_models import inspect_hub_repo
 from ftapp.ids import new_id
 from ftapp.secrets import HfToken
@@ -103,10 +103,7 @@ class AdapterService:
 
     def get(self, adapter_id: str) -> AdapterRecord:
         with self.db.transaction() as tx:
-            record = tx.adapters.get(adapter_id)
-        if record is None:
-            raise NotFoundError("adapter", adapter_id)
-        return record
+            return require_found(tx.adapters.get(adapter_id), "adapter", adapter_id)
 
     def remove(self, adapter_id: str) -> None:
         """Forget the adapter; its files stay where they are (they may be the user's own)."""

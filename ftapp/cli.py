@@ -13,6 +13,7 @@ from typing import Any
 
 from ftapp.adapters import AddAdapterRequest
 from ftapp.cli_output import details, plain, table, to_json
+from ftapp.cli_runs import run_runs, run_train
 from ftapp.configs import AddConfigRequest
 from ftapp.datasets import AddDatasetRequest
 from ftapp.errors import FtappError, ValidationError
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "action", None):
+    if args.group != "train" and not getattr(args, "action", None):
         parser.parse_args([args.group, "--help"] if getattr(args, "group", None) else ["--help"])
     try:
         services = open_services(Settings.from_env(args.home))
@@ -199,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
+        if args.group == "train":
+            return run_train(services, args)
+        if args.group == "runs":
+            return run_runs(services, args)
         if not run_common(services, args):
             RUNNERS[args.group](services, args)
     except ValidationError as error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ftapp.cli_runs import add_run_parsers
 from ftapp.configs import CONFIG_TYPES
 from ftapp.datasets import DATASET_TYPES
 
@@ -102,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     db = groups.add_parser("db", help="database export / import").add_subparsers(dest="action")
     db.add_parser("export", help="write the whole registry to a JSON file").add_argument("file")
     db.add_parser("import", parents=[common], help="import a JSON export; duplicates are skipped and counted").add_argument("file")
+
+    add_run_parsers(groups, common)
 
     token = groups.add_parser("token", help="the Hugging Face token (stored 0600, never in the database)").add_subparsers(dest="action")
     token.add_parser("set", help="read a token from standard input and store it")

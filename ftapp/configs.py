@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from ftapp.config_schemas import check_config
-from ftapp.errors import ConflictError, NotFoundError, Problem, ValidationError
+from ftapp.errors import ConflictError, Problem, ValidationError, require_found
 from ftapp.ids import new_id
 from ftapp.presets import DESCRIPTIONS, PRESETS
 from storage import ConfigRecord, Database, DuplicateError
@@ -134,10 +134,7 @@ class ConfigService:
 
     def get(self, config_id: str) -> ConfigRecord:
         with self.db.transaction() as tx:
-            record = tx.configs.get(config_id)
-        if record is None:
-            raise NotFoundError("config", config_id)
-        return record
+            return require_found(tx.configs.get(config_id), "config", config_id)
 
     def remove(self, config_id: str) -> None:
         record = self.get(config_id)

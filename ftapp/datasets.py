@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ftapp import dataset_files, hub_datasets
 from ftapp.dataset_formats import detect_format
-from ftapp.errors import ConflictError, NotFoundError, Problem, ValidationError
+from ftapp.errors import ConflictError, NotFoundError, Problem, ValidationError, require_found
 from ftapp.ids import new_id
 from ftapp.secrets import HfToken
 from ftapp.settings import Settings
@@ -165,10 +165,7 @@ class DatasetService:
 
     def get(self, dataset_id: str) -> DatasetRecord:
         with self.db.transaction() as tx:
-            record = tx.datasets.get(dataset_id)
-        if record is None:
-            raise NotFoundError("dataset", dataset_id)
-        return record
+            return require_found(tx.datasets.get(dataset_id), "dataset", dataset_id)
 
     def preview(self, dataset_id: str, offset: int = 0, limit: int = 20) -> DatasetPage:
         if offset < 0 or not 1 <= limit <= 1000:

@@ -7,6 +7,9 @@ nothing below ``ui``/``cli`` knows about either.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -56,3 +59,10 @@ class ConflictError(FtappError):
 
 class NetworkRequiredError(FtappError):
     """The request needs the Hugging Face Hub and this process is offline."""
+
+
+def require_found(record: R | None, kind: str, ident: str) -> R:
+    """The record, or NotFoundError naming what was looked up."""
+    if record is None:
+        raise NotFoundError(kind, ident)
+    return record

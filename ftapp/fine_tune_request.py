@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from ftapp.config_schemas import TrainingArguments, resolve
+from ftapp.config_schemas import check_config, defaults
 from ftapp.device_choice import DeviceChoice, choose_devices
 from ftapp.errors import Problem
 from ftapp.machine import Machine
-from ftapp.memory_estimate import estimate_training_memory
-from ftapp.model_configs import read_local_model_config
 from ftapp.prompt_templates import check_templates
 from storage import Transaction
 
@@ -47,6 +46,25 @@ class FineTuneRequest:
     lora_config_id: str | None = None
     bitsandbytes_config_id: str | None = None
     generation_config_id: str | None = None
+    # Individual TrainingArguments fields set on top of the chosen config (CLI --set key=value).
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def config_values(tx: Transaction, config_id: str | None, config_type: str) -> dict[str, Any]:
+    """A referenced config's values on top of the type's defaults (the modern preset's values)."""
+    values = defaults(config_type)
+    record = tx.configs.get(config_id) if config_id else None
+    if record is not None and record.type == config_type:
+        values.update(record.values)
+    return values
+
+
+def training_values(tx: Transaction, request: FineTuneRequest) -> dict[str, Any]:
+    """TrainingArguments as the run will use them: config, then the request's own fields, then --set."""
+    values = config_values(tx, request.training_arguments_config_id, "training_arguments")
+    values.update(num_train_epochs=request.num_epochs, learning_rate=request.learning_rate)
+    values.update(request.overrides)
+    return values
 
 
 def _local_problems(request: FineTuneRequest, machine: Machine) -> list[Problem]:
@@ -87,33 +105,9 @@ def _device_problems(request: FineTuneRequest, machine: Machine) -> tuple[Device
     return devices, problems
 
 
-def _memory_problem(tx: Transaction, request: FineTuneRequest, devices: DeviceChoice, machine: Machine) -> Problem | None:
-    model = tx.models.get(request.base_model_id)
-    if model is None or not model.num_parameters or request.training_mode not in ("lora", "qlora", "full"):
-        return None
-    config = read_local_model_config(model.location) if model.location else None
-    args = TrainingArguments()
-    if request.training_arguments_config_id:
-        record = tx.configs.get(request.training_arguments_config_id)
-        if record is not None and record.type == "training_arguments":
-            args = resolve("training_arguments", record.values)
-    hidden = int((config or {}).get("hidden_size") or 0)
-    layers = int((config or {}).get("num_hidden_layers") or 0)
-    tokens = args.max_tokens_per_batch or args.per_device_train_batch_size * args.max_length
-    estimate = estimate_training_memory(model.num_parameters, request.training_mode, tokens, hidden, layers)
-    if devices.kind == "cpu":
-        available, where = machine.memory_available_mib, "available host memory"
-    else:
-        available = min(machine.gpu(i).memory_free_mib for i in devices.gpu_ids)
-        where = f"free memory on GPU {devices.label}"
-    if estimate.total_mib > available:
-        return Problem("FT-006", f"estimated peak memory {estimate.total_mib / 1024:.1f} GiB exceeds the {available / 1024:.1f} GiB of {where}; use QLoRA, a smaller micro-batch or max_length, or another device", "memory")
-    return None
-
-
 def validate_fine_tune(tx: Transaction, request: FineTuneRequest, machine: Machine) -> list[Problem]:
     problems = _local_problems(request, machine)
-    devices, device_problems = _device_problems(request, machine)
+    _devices, device_problems = _device_problems(request, machine)
     problems += device_problems
     if request.adapter_name and ADAPTER_NAME.match(request.adapter_name) and tx.adapters.find_one(name=request.adapter_name):
         problems.append(Problem("FT-002", f"an adapter named '{request.adapter_name}' already exists", "adapter_name"))
@@ -133,18 +127,16 @@ def validate_fine_tune(tx: Transaction, request: FineTuneRequest, machine: Machi
                 problems.append(Problem("FT-015", f"prompt '{prompt.name}' does not fit dataset '{dataset.name}': {problem.message}", "prompt_id"))
     elif dataset is not None and dataset.format == "plain" and request.method == "sft":
         problems.append(Problem("FT-015", f"dataset '{dataset.name}' has plain columns ({', '.join(dataset.columns)}); choose a prompt that maps them to text", "prompt_id"))
-    for field, config_type in CONFIG_REFERENCES.items():
-        config_id = getattr(request, field)
+    for name, config_type in CONFIG_REFERENCES.items():
+        config_id = getattr(request, name)
         if config_id:
             record = tx.configs.get(config_id)
             if record is None:
-                problems.append(Problem("FT-016", f"{field} '{config_id}' not found", field))
+                problems.append(Problem("FT-016", f"{name} '{config_id}' not found", name))
             elif record.type != config_type:
-                problems.append(Problem("FT-016", f"{field} '{config_id}' is a {record.type} config, not {config_type}", field))
+                problems.append(Problem("FT-016", f"{name} '{config_id}' is a {record.type} config, not {config_type}", name))
+    problems += check_config("training_arguments", request.overrides)
     if request.training_mode == "qlora" and not request.bitsandbytes_config_id:
         problems.append(Problem("FT-012", "QLoRA needs a bitsandbytes_config_id (the presets ship one)", "bitsandbytes_config_id"))
-    if devices is not None and not problems:
-        memory = _memory_problem(tx, request, devices, machine)
-        if memory:
-            problems.append(memory)
+    # FT-006 (memory) needs the preflight estimate: RunService.check adds it once these pass.
     return problems

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftapp.errors import ConflictError, NotFoundError, Problem, ValidationError
+from ftapp.errors import ConflictError, NotFoundError, Problem, ValidationError, require_found
 from ftapp.hub_models import inspect_hub_repo
 from ftapp.ids import new_id
 from ftapp.model_configs import load_config_file, read_model_config
@@ -103,10 +103,7 @@ class ModelService:
 
     def get(self, model_id: str) -> ModelRecord:
         with self.db.transaction() as tx:
-            record = tx.models.get(model_id)
-        if record is None:
-            raise NotFoundError("model", model_id)
-        return record
+            return require_found(tx.models.get(model_id), "model", model_id)
 
     def accept_license(self, model_id: str) -> ModelRecord:
         self.get(model_id)

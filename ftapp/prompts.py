@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ftapp.datasets import DatasetService
-from ftapp.errors import NotFoundError, Problem, ValidationError
+from ftapp.errors import NotFoundError, Problem, ValidationError, require_found
 from ftapp.ids import new_id
 from ftapp.prompt_templates import GeneratedTemplates, check_templates, generate_templates, render
 from storage import Database, DuplicateError, PromptRecord
@@ -103,10 +103,7 @@ class PromptService:
 
     def get(self, prompt_id: str) -> PromptRecord:
         with self.db.transaction() as tx:
-            record = tx.prompts.get(prompt_id)
-        if record is None:
-            raise NotFoundError("prompt", prompt_id)
-        return record
+            return require_found(tx.prompts.get(prompt_id), "prompt", prompt_id)
 
     def remove(self, prompt_id: str) -> None:
         with self.db.transaction() as tx:

@@ -12,8 +12,10 @@ from ftapp.demo import DemoInstaller
 from ftapp.machine import Machine, detect_machine
 from ftapp.models import ModelService
 from ftapp.prompts import PromptService
+from ftapp.runs import RunService
 from ftapp.secrets import HfToken
 from ftapp.settings import Settings
+from ftapp.supervisor import Supervisor
 from storage import Database
 
 
@@ -29,6 +31,8 @@ class Services:
     database: DatabaseTransfer
     demo: DemoInstaller
     hf_token: HfToken
+    supervisor: Supervisor
+    runs: RunService
 
     def machine(self) -> Machine:
         return detect_machine()
@@ -38,6 +42,7 @@ class Services:
             return tx.models.count() == 0 and tx.datasets.count() == 0
 
     def close(self) -> None:
+        self.supervisor.stop_background()
         self.db.close()
 
 
@@ -50,9 +55,11 @@ def open_services(settings: Settings) -> Services:
     prompts = PromptService(db, datasets)
     configs = ConfigService(db)
     configs.ensure_presets()
+    supervisor = Supervisor(settings, db, adapters, models)
     return Services(
         settings=settings, db=db, datasets=datasets, models=models, adapters=adapters,
         prompts=prompts, configs=configs, database=DatabaseTransfer(db),
         demo=DemoInstaller(settings, models, datasets, prompts),
-        hf_token=HfToken(settings.secrets_dir),
+        hf_token=HfToken(settings.secrets_dir), supervisor=supervisor,
+        runs=RunService(settings, db, datasets, supervisor),
     )

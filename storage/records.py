@@ -119,6 +119,11 @@ class RunRecord:
     mlflow_run_id: str | None
     events_offset: int
     malformed_events: int
+    step: int | None
+    total_steps: int | None
+    eta_s: float | None
+    cancel_requested_at: datetime | None
+    devices_requested: str
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,11 @@ class RunRow(Base):
     mlflow_run_id: Mapped[str | None] = mapped_column(String(64))
     events_offset: Mapped[int] = mapped_column(Integer, default=0)
     malformed_events: Mapped[int] = mapped_column(Integer, default=0)
+    step: Mapped[int | None] = mapped_column(Integer)
+    total_steps: Mapped[int | None] = mapped_column(Integer)
+    eta_s: Mapped[float | None] = mapped_column(Float)
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    devices_requested: Mapped[str] = mapped_column(String(64), default="auto", server_default="auto")
 
 
 class AdapterRow(Base):

@@ -37,6 +37,14 @@ def fine_tune(ctx, machine: Machine = CPU, **changes) -> list[Problem]:
         return validate_fine_tune(tx, FineTuneRequest(**values), machine)
 
 
+def preflight_problems(ctx, machine: Machine) -> list[Problem]:
+    request = FineTuneRequest(base_model_id=ctx.reg.model.id, dataset_id=ctx.reg.dataset.id, prompt_id=ctx.reg.prompt.id,
+                              adapter_name="ok-adapter", gpus="cpu")
+    problems, preflight = ctx.services.runs.check(request, machine)
+    assert preflight is not None and not preflight.fits
+    return problems
+
+
 def evaluation(ctx, **changes) -> list[Problem]:
     values = dict(dataset_id=ctx.reg.dataset.id, prompt_id=ctx.reg.prompt.id,
                   combinations=(Combination(ctx.reg.model.id),), gpus="cpu")
@@ -128,7 +136,7 @@ TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
     "FT-003": lambda c: fine_tune(c, output_dir=str(c.tmp / "missing")),
     "FT-004": lambda c: fine_tune(c, cpu_threads=99),
     "FT-005": lambda c: fine_tune(c, gpus="3"),
-    "FT-006": lambda c: fine_tune(c, machine=Machine((), 2, memory_available_mib=1)),
+    "FT-006": lambda c: preflight_problems(c, Machine((), 2, memory_available_mib=1)),
     "FT-007": lambda c: fine_tune(c, num_processes=2),
     "FT-008": lambda c: fine_tune(c, num_epochs=0),
     "FT-009": lambda c: fine_tune(c, learning_rate=-1e-4),
@@ -203,6 +211,10 @@ def test_valid_requests_have_no_problems(services, registered, tmp_path, monkeyp
     ctx = Ctx(services, registered, tmp_path, monkeypatch, demo_kit)
     assert fine_tune(ctx) == []
     assert fine_tune(ctx, machine=ONE_GPU, gpus="0") == []
+    request = FineTuneRequest(base_model_id=registered.model.id, dataset_id=registered.dataset.id,
+                              prompt_id=registered.prompt.id, adapter_name="ok-adapter", gpus="cpu")
+    problems, preflight = services.runs.check(request, CPU)
+    assert problems == [] and preflight.fits and preflight.train_tokens > 0 and preflight.seconds > 0
     assert evaluation(ctx, combinations=(Combination(registered.model.id), Combination(registered.model.id, ctx.adapter().id))) == []
     assert export(ctx) == []
 

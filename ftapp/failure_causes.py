@@ -1,0 +1,51 @@
+"""Why a run failed, in words a user can act on, from its exit status, events and log tail."""
+
+from __future__ import annotations
+
+import re
+import signal
+from dataclasses import dataclass
+
+LOG_TAIL_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class FailureCause:
+    cause: str
+    suggestion: str
+
+
+_PATTERNS: tuple[tuple[re.Pattern[str], FailureCause], ...] = (
+    (re.compile(r"CUDA out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED", re.I),
+     FailureCause("out of GPU memory", "halve per_device_train_batch_size (double gradient_accumulation_steps to keep the batch), lower max_length, or use QLoRA / gradient checkpointing")),
+    (re.compile(r"ModuleNotFoundError|ImportError", re.I),
+     FailureCause("import error", "a library is missing or broken in the training environment; reinstall with the README's command")),
+    (re.compile(r"FileNotFoundError|No such file or directory|does not appear to have a file", re.I),
+     FailureCause("missing file", "a model, dataset or checkpoint path no longer exists; check the registry entries")),
+    (re.compile(r"\b(ValueError|TypeError|KeyError)\b", re.I),
+     FailureCause("bad config", "a setting or the data does not fit the model; see the log tail")),
+)
+
+
+def classify(exit_code: int | None, log_tail: str, error_type: str | None = None) -> FailureCause:
+    text = f"{error_type or ''}\n{log_tail}"
+    for pattern, cause in _PATTERNS:
+        if pattern.search(text):
+            return cause
+    if exit_code is not None and exit_code < 0:
+        name = signal.Signals(-exit_code).name if -exit_code in signal.Signals._value2member_map_ else str(-exit_code)
+        return FailureCause("killed", f"the trainer was stopped by {name} (out of host memory, or killed by hand)")
+    return FailureCause("crashed", "see the log tail")
+
+
+def read_tail(path: str | None, chars: int = LOG_TAIL_CHARS) -> str:
+    if not path:
+        return ""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, 2)
+            size = handle.tell()
+            handle.seek(max(0, size - chars))
+            return handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""

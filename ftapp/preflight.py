@@ -1,0 +1,83 @@
+"""Before any GPU time is spent: will the run fit, and roughly how long will it take? (seeds 000, 003)
+
+Memory comes from ``memory_estimate`` (weights, LoRA/optimizer state, activations). Time comes
+from the number of training tokens and a per-device throughput table: peak bf16 TFLOP/s at an
+assumed 40% utilisation, with LoRA costing ~4N FLOPs per token (forward + input gradients) and
+full fine-tuning ~6N. It is an order-of-magnitude estimate shown to the user, not a promise.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from ftapp.config_schemas import resolve
+from ftapp.device_choice import DeviceChoice
+from ftapp.machine import Machine
+from ftapp.memory_estimate import MemoryEstimate, estimate_training_memory
+from ftapp.prompt_templates import render
+
+PEAK_BF16_TFLOPS = {"H200": 790, "H100": 790, "A100": 312, "L40S": 362, "L40": 181, "4090": 165, "A6000": 155,
+                    "A10": 125, "L4": 121, "V100": 125, "T4": 65}
+CPU_TFLOPS = 0.05  # a few cores of fp32 matmul in practice
+UTILISATION = 0.4
+CHARS_PER_TOKEN = 4.0
+
+
+@dataclass(frozen=True)
+class Preflight:
+    device: str
+    memory: MemoryEstimate
+    available_mib: float
+    train_tokens: int
+    tokens_per_s: float
+
+    @property
+    def fits(self) -> bool:
+        return self.memory.total_mib <= self.available_mib
+
+    @property
+    def seconds(self) -> float:
+        return self.train_tokens / self.tokens_per_s if self.tokens_per_s > 0 else float("inf")
+
+    def summary(self) -> str:
+        minutes = self.seconds / 60
+        verdict = "fits" if self.fits else "does NOT fit"
+        return (f"peak memory ~{self.memory.total_mib / 1024:.1f} GiB of {self.available_mib / 1024:.1f} GiB "
+                f"on {self.device} ({verdict}); ~{self.train_tokens:,} training tokens at ~{self.tokens_per_s:,.0f} "
+                f"tokens/s ≈ {minutes:.1f} min")
+
+
+def _peak_tflops(devices: DeviceChoice, machine: Machine) -> float:
+    if devices.kind == "cpu":
+        return CPU_TFLOPS
+    name = machine.gpu(devices.gpu_ids[0]).name if machine.gpu(devices.gpu_ids[0]) else ""
+    per_gpu = next((tflops for key, tflops in PEAK_BF16_TFLOPS.items() if key in name), 100.0)
+    return per_gpu * len(devices.gpu_ids)
+
+
+def average_tokens(rows: list[dict], template: str | None) -> float:
+    if not rows:
+        return 256.0
+    texts = [render(template, row) if template else json.dumps(row, ensure_ascii=False) for row in rows]
+    return max(1.0, sum(len(t) for t in texts) / len(texts) / CHARS_PER_TOKEN)
+
+
+def estimate(*, num_parameters: int, hidden_size: int, num_layers: int, training_mode: str,
+             training: dict, train_rows: int, sample_rows: list[dict], template: str | None,
+             devices: DeviceChoice, machine: Machine) -> Preflight:
+    args = resolve("training_arguments", training)
+    per_example = min(average_tokens(sample_rows, template), args.max_length)
+    micro_batch_tokens = args.max_tokens_per_batch or int(args.per_device_train_batch_size * per_example)
+    memory = estimate_training_memory(num_parameters, training_mode, micro_batch_tokens, hidden_size, num_layers)
+    if args.max_steps > 0:
+        tokens = args.max_steps * args.gradient_accumulation_steps * micro_batch_tokens
+    else:
+        tokens = int(train_rows * args.num_train_epochs * per_example)
+    flops_per_token = (6 if training_mode == "full" else 4) * num_parameters * (1.4 if training_mode == "qlora" else 1.0)
+    tokens_per_s = _peak_tflops(devices, machine) * 1e12 * UTILISATION / max(flops_per_token, 1)
+    if devices.kind == "cpu":
+        available = machine.memory_available_mib
+    else:
+        available = min(machine.gpu(i).memory_free_mib for i in devices.gpu_ids)
+    return Preflight(devices.label, memory, float(available), tokens, tokens_per_s)

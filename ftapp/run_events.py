@@ -1,0 +1,80 @@
+"""Turn trainer events into stored state: metric points, progress fields, artifacts."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ftapp.ids import new_id
+from storage import RunRecord, Transaction
+from trainer.protocol import ARTIFACT, DONE, EVAL, FAILED, PROGRESS, STARTED, Event, read_events
+
+# progress keys stored as metric points, under these names
+PROGRESS_METRICS = {"loss": "loss", "lr": "learning_rate", "grad_norm": "grad_norm",
+                    "tokens_per_s": "tokens_per_s", "epoch": "epoch"}
+OUTPUT_KINDS = ("adapter", "model")
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def ingest(tx: Transaction, run: RunRecord) -> int:
+    """Store what the run wrote since the last read; returns how many events were read."""
+    if not run.run_dir:
+        return 0
+    batch = read_events(Path(run.run_dir) / "events.jsonl", run.events_offset)
+    points: list[dict[str, Any]] = []
+    updates: dict[str, Any] = {}
+    for event in batch.events:
+        step = event.data.get("step")
+        if event.type == STARTED:
+            updates.update(mlflow_run_id=event.data.get("mlflow_run_id"), total_steps=event.data.get("total_steps"))
+        elif event.type == PROGRESS and isinstance(step, int):
+            updates.update(step=step, total_steps=event.data.get("total_steps", run.total_steps),
+                           eta_s=_number(event.data.get("eta_s")))
+            for key, name in PROGRESS_METRICS.items():
+                value = _number(event.data.get(key))
+                if value is not None:
+                    points.append({"run_id": run.id, "step": step, "name": name, "value": value, "time": event.time})
+        elif event.type == EVAL and isinstance(step, int):
+            for key, raw in event.data.items():
+                value = _number(raw)
+                if key != "step" and value is not None:
+                    points.append({"run_id": run.id, "step": step, "name": key, "value": value, "time": event.time})
+        elif event.type == ARTIFACT and event.data.get("path"):
+            path = Path(str(event.data["path"]))
+            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else (
+                path.stat().st_size if path.exists() else None)
+            tx.artifacts.add(id=new_id(), run_id=run.id,
+                             kind=str(event.data.get("kind", "file")), path=str(path), size_bytes=size)
+    tx.metric_points.add_many(points)
+    tx.runs.update(run.id, events_offset=batch.offset, malformed_events=run.malformed_events + batch.malformed,
+                   **{k: v for k, v in updates.items() if v is not None})
+    return len(batch.events)
+
+
+@dataclass
+class RunOutcome:
+    """What the whole events file says about how the run ended."""
+
+    done: bool = False
+    failure: tuple[str, str] | None = None  # (error_type, message)
+    outputs: list[Path] = field(default_factory=list)
+
+
+def read_outcome(run_dir: str) -> RunOutcome:
+    outcome = RunOutcome()
+    events: list[Event] = read_events(Path(run_dir) / "events.jsonl", 0).events
+    for event in events:
+        if event.type == DONE:
+            outcome.done = True
+        elif event.type == FAILED:
+            outcome.failure = (str(event.data.get("error_type", "")), str(event.data.get("message", "")))
+        elif event.type == ARTIFACT and event.data.get("kind") in OUTPUT_KINDS and event.data.get("path"):
+            outcome.outputs.append(Path(str(event.data["path"])))
+    return outcome

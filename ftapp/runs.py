@@ -1,0 +1,138 @@
+"""Run use cases: check (validation + preflight), submit, list, inspect, cancel, resume, wait."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from ftapp.datasets import DatasetService
+from ftapp.device_choice import choose_devices
+from ftapp.errors import ConflictError, NotFoundError, Problem, ValidationError, require_found
+from ftapp.failure_causes import read_tail
+from ftapp.fine_tune_request import FineTuneRequest, training_values, validate_fine_tune
+from ftapp.ids import new_id
+from ftapp.machine import Machine, detect_machine
+from ftapp.model_configs import read_local_model_config
+from ftapp.preflight import Preflight, estimate
+from ftapp.run_specs import build_train_spec
+from ftapp.settings import Settings
+from ftapp.supervisor import TERMINAL, Supervisor
+from storage import Database, RunRecord
+from trainer.protocol import LOG_FILE, SPEC_FILE, read_spec, write_spec
+
+PREFLIGHT_SAMPLE_ROWS = 50
+
+
+class RunService:
+    def __init__(self, settings: Settings, db: Database, datasets: DatasetService, supervisor: Supervisor):
+        self.settings, self.db, self.datasets, self.supervisor = settings, db, datasets, supervisor
+
+    def check(self, request: FineTuneRequest, machine: Machine | None = None) -> tuple[list[Problem], Preflight | None]:
+        """Every problem of the request, and the preflight estimate when the request is otherwise valid."""
+        machine = machine or detect_machine()
+        with self.db.transaction() as tx:
+            problems = validate_fine_tune(tx, request, machine)
+            if problems:
+                return problems, None
+            model = tx.models.get(request.base_model_id)
+            dataset = tx.datasets.get(request.dataset_id)
+            prompt = tx.prompts.get(request.prompt_id) if request.prompt_id else None
+            training = training_values(tx, request)
+        devices, _ = choose_devices(request.gpus, machine, "FT-005")
+        config = read_local_model_config(model.location) if model.location else None
+        rows = self.datasets.read_rows(dataset, 0, PREFLIGHT_SAMPLE_ROWS) if dataset.type != "huggingface" else []
+        train_rows = int((dataset.num_rows or len(rows)) * request.dataset_fraction * request.train_test_split)
+        preflight = estimate(
+            num_parameters=model.num_parameters or 0, hidden_size=int((config or {}).get("hidden_size") or 0),
+            num_layers=int((config or {}).get("num_hidden_layers") or 0), training_mode=request.training_mode,
+            training=training, train_rows=train_rows, sample_rows=rows,
+            template=prompt.prompt_template if prompt else None, devices=devices, machine=machine,
+        )
+        if model.num_parameters and not preflight.fits:
+            problems.append(Problem("FT-006", f"does not fit: {preflight.summary()}; use QLoRA, a smaller micro-batch or max_length, or another device", "memory"))
+        return problems, preflight
+
+    def submit(self, request: FineTuneRequest, machine: Machine | None = None) -> tuple[RunRecord, Preflight]:
+        """Queue a run; returns it with the preflight estimate the user should see."""
+        problems, preflight = self.check(request, machine)
+        if problems:
+            raise ValidationError(problems)
+        run_id = new_id()
+        with self.db.transaction() as tx:
+            spec = build_train_spec(tx, self.settings, request, run_id, device="cpu")
+        run_dir = Path(spec.run_dir)
+        run_dir.mkdir(parents=True)
+        try:
+            write_spec(spec)
+            with self.db.transaction() as tx:
+                run = tx.runs.add(
+                    id=run_id, kind="finetune", name=request.adapter_name, status="queued", spec=json.dumps(spec.to_dict()),
+                    run_dir=str(run_dir), log_path=str(run_dir / LOG_FILE), base_model_id=request.base_model_id,
+                    dataset_id=request.dataset_id, prompt_id=request.prompt_id, devices_requested=request.gpus,
+                )
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        self.supervisor.wake()
+        return run, preflight
+
+    def resume(self, run_id: str) -> RunRecord:
+        """A new run that continues the given one from its last checkpoint (optimizer state included)."""
+        old = self.get(run_id)
+        if old.status not in ("failed", "cancelled"):
+            raise ConflictError(f"run {run_id} is {old.status}; only a failed or cancelled run can be resumed")
+        checkpoints = sorted(Path(old.run_dir or "").glob("checkpoints/checkpoint-*"),
+                             key=lambda p: int(p.name.rsplit("-", 1)[-1]) if p.name.rsplit("-", 1)[-1].isdigit() else -1)
+        if not checkpoints:
+            raise ConflictError(f"run {run_id} wrote no checkpoint to resume from")
+        new_run_id = new_id()
+        spec = read_spec(Path(old.run_dir) / SPEC_FILE)
+        run_dir = Path(spec.run_dir).parent / new_run_id
+        spec = replace(spec, run_id=new_run_id, run_dir=str(run_dir), resume_from=str(checkpoints[-1]))
+        run_dir.mkdir(parents=True)
+        write_spec(spec)
+        with self.db.transaction() as tx:
+            run = tx.runs.add(
+                id=new_run_id, kind=old.kind, name=old.name, status="queued", spec=json.dumps(spec.to_dict()),
+                run_dir=str(run_dir), log_path=str(run_dir / LOG_FILE), base_model_id=old.base_model_id,
+                dataset_id=old.dataset_id, prompt_id=old.prompt_id, parent_run_id=old.id,
+                devices_requested=old.devices_requested,
+            )
+        self.supervisor.wake()
+        return run
+
+    def cancel(self, run_id: str) -> RunRecord:
+        return self.supervisor.cancel(run_id)
+
+    def list(self, status: str | None = None) -> list[RunRecord]:
+        with self.db.transaction() as tx:
+            return tx.runs.find(status=status) if status else tx.runs.list()
+
+    def get(self, run_id: str) -> RunRecord:
+        with self.db.transaction() as tx:
+            return require_found(tx.runs.get(run_id), "run", run_id)
+
+    def metrics(self, run_id: str) -> dict[str, list[tuple[int, float]]]:
+        self.get(run_id)
+        with self.db.transaction() as tx:
+            return tx.metric_points.series(run_id)
+
+    def log_tail(self, run_id: str, chars: int = 4000) -> str:
+        return read_tail(self.get(run_id).log_path, chars)
+
+    def wait(self, run_id: str, timeout_s: float = 3600, on_tick=None) -> RunRecord:
+        """Supervise until the run ends (the CLI's --wait); ``on_tick(run)`` sees each update."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.supervisor.tick()
+            run = self.get(run_id)
+            if on_tick:
+                on_tick(run)
+            if run.status in TERMINAL:
+                return run
+            if time.monotonic() > deadline:
+                raise NotFoundError("finished run", run_id)
+            time.sleep(self.supervisor.poll_interval_s)

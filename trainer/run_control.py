@@ -1,0 +1,59 @@
+"""Trainer callbacks that steer the run: stop with a checkpoint on cancel, and injected faults for tests.
+
+``FAULT_ENV`` is a TEST HOOK for the supervisor's tests, not a user feature: with
+``FTAPP_TRAINER_FAULT=cuda_oom_at_step=N`` the run raises the same ``torch.OutOfMemoryError`` a GPU
+would at the start of optimizer step N, so the failure path (``failed`` event, exit status 1, the
+"out of GPU memory" diagnosis) can be exercised on a machine without a GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from trainer.cancellation import Cancellation
+
+FAULT_ENV = "FTAPP_TRAINER_FAULT"
+OOM_MESSAGE = (
+    "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.19 GiB of which 1.02 GiB is free. "
+    f"(injected by {FAULT_ENV})"
+)
+
+
+class StopOnCancel(TrainerCallback):
+    """Switch SIGTERM from "exit now" to "checkpoint and stop" for the span of the training loop."""
+
+    def __init__(self, cancellation: Cancellation):
+        self.cancellation = cancellation
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        self.cancellation.training_started()
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if self.cancellation.requested:
+            # The Trainer saves (model, optimizer, scheduler, RNG, step) before it checks for the stop.
+            control.should_save = True
+            control.should_training_stop = True
+
+
+class OutOfMemoryAtStep(TrainerCallback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if state.global_step + 1 == self.step:
+            raise torch.OutOfMemoryError(OOM_MESSAGE)
+
+
+def injected_faults(environ: Mapping[str, str]) -> list[TrainerCallback]:
+    """The fault callbacks ``FTAPP_TRAINER_FAULT`` asks for; a value we do not know is an error, not a no-op."""
+    value = environ.get(FAULT_ENV, "").strip()
+    if not value:
+        return []
+    name, _, argument = value.partition("=")
+    if name == "cuda_oom_at_step" and argument.isdigit() and int(argument) >= 1:
+        return [OutOfMemoryAtStep(int(argument))]
+    raise ValueError(f"{FAULT_ENV}={value!r} is not a known fault; expected cuda_oom_at_step=N with N >= 1")
