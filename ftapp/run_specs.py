@@ -41,6 +41,6 @@ def build_train_spec(tx: Transaction, settings: Settings, request: FineTuneReque
         num_processes=request.num_processes,
         cpu_threads=request.cpu_threads,
         resume_from=resume_from,
-        mlflow_tracking_uri=settings.mlflow_tracking_uri,
+        mlflow_tracking_uri=settings.mlflow_tracking_uri if settings.mlflow_enabled else None,
         mlflow_experiment="ftapp",
     )

@@ -17,12 +17,15 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 7860
     offline: bool = False
+    # Runs log to the local MLflow store unless FTAPP_MLFLOW=0 (e.g. a training host without mlflow).
+    mlflow_enabled: bool = True
 
     @classmethod
     def from_env(cls, home: str | Path | None = None, **overrides) -> Settings:
         chosen = home or os.environ.get("FTAPP_HOME") or Path.home() / ".ftapp"
         offline = _flag(os.environ.get("HF_HUB_OFFLINE")) or _flag(os.environ.get("FTAPP_OFFLINE"))
-        return cls(home=Path(chosen).expanduser().resolve(), offline=offline, **overrides)
+        mlflow = os.environ.get("FTAPP_MLFLOW", "1").strip().lower() not in {"0", "false", "no", "off"}
+        return cls(home=Path(chosen).expanduser().resolve(), offline=offline, mlflow_enabled=mlflow, **overrides)
 
     @property
     def db_path(self) -> Path:

@@ -111,10 +111,12 @@ class Supervisor:
         self._finish(fresh, code)
 
     def _finish(self, run: RunRecord, code: int | None) -> None:
-        self._children.pop(run.id, None)
+        owned = self._children.pop(run.id, None) is not None
         self._kill_at.pop(run.id, None)
-        if run.pid:
-            signal_group(run.pid, signal.SIGKILL)  # leave no worker of the group behind
+        if run.pid and (owned or run.cancel_requested_at is not None):
+            # Leave no worker of the group behind (DDP children). Only for a group we know is ours:
+            # an old pid seen after a restart may have been reused by an unrelated process.
+            signal_group(run.pid, signal.SIGKILL)
         outcome = read_outcome(run.run_dir or "")
         tail = read_tail(run.log_path)
         values: dict = {"finished_at": utc_now(), "exit_code": code}

@@ -1,7 +1,9 @@
 """``python -m trainer <verb> <arg>``: the process boundary between ftapp and the ML stack.
 
-Each verb prints progress however it likes but ends with ONE line of JSON on stdout, which the
-caller parses; failures go to stderr with exit status 1 (2 for a malformed command line).
+Result verbs (``demo``) print progress however they like but end with ONE line of JSON on stdout,
+which the caller parses; failures go to stderr with exit status 1 (2 for a malformed command line).
+Run verbs (``sft SPEC_JSON``) follow the run contract instead: events in ``<run_dir>/events.jsonl``
+and the exit statuses documented in ``trainer.sft``.
 Verbs import their module inside the function so that a verb only pays for, and can only be
 broken by, the libraries it actually uses.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 
 def _demo(out_dir: str) -> str:
@@ -19,17 +22,28 @@ def _demo(out_dir: str) -> str:
     return build_demo_kit(Path(out_dir)).to_json()
 
 
+def _sft(spec_path: str) -> NoReturn:
+    from trainer.sft import main as run_sft_process
+
+    run_sft_process(spec_path)
+
+
 VERBS: dict[str, Callable[[str], str]] = {
     "demo": _demo,
+}
+RUN_VERBS: dict[str, Callable[[str], NoReturn]] = {
+    "sft": _sft,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2 or args[0] not in VERBS:
-        print(f"usage: python -m trainer {{{','.join(VERBS)}}} ARG", file=sys.stderr)
+    if len(args) != 2 or args[0] not in (*VERBS, *RUN_VERBS):
+        print(f"usage: python -m trainer {{{','.join((*VERBS, *RUN_VERBS))}}} ARG", file=sys.stderr)
         return 2
     verb, arg = args
+    if verb in RUN_VERBS:
+        RUN_VERBS[verb](arg)  # exits the process itself, with the run contract's status
     try:
         result = VERBS[verb](arg)
     except Exception as exc:  # the caller only sees stderr and the exit status, so report everything

@@ -66,9 +66,7 @@ def load_model(spec: TrainSpec, resolved: ResolvedTraining, device: DeviceCaps) 
         kwargs["device_map"] = {"": local_rank()}  # one whole copy per process; quantised weights load in place
     if resolved.attn_implementation:
         kwargs["attn_implementation"] = resolved.attn_implementation
-    if spec.training_mode == "qlora":
-        if device.kind != "cuda":
-            raise ValueError("QLoRA needs a CUDA GPU: bitsandbytes 4-bit weights do not train on CPU; use training_mode 'lora'")
+    if spec.training_mode == "qlora":  # trainer.sft refused QLoRA on CPU already
         kwargs["quantization_config"] = quantization_config(spec.bitsandbytes or {})
     model = AutoModelForCausalLM.from_pretrained(spec.model.source, **kwargs)
     if spec.training_mode == "full":

@@ -151,7 +151,8 @@ class EventWriter:
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the run
         self._stdout = stdout
 
-    def emit(self, kind: str, **data: Any) -> Event:
+    def emit(self, kind: str, /, **data: Any) -> Event:
+        # Positional-only: artifact events carry a "kind" field of their own.
         if kind not in EVENT_TYPES:
             raise ValueError(f"unknown event type {kind!r}")
         event = Event(kind, time.time(), data)

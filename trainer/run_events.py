@@ -23,7 +23,7 @@ SPEED_METRICS = ("eval_runtime", "eval_samples_per_second", "eval_steps_per_seco
 
 
 class EventSink(Protocol):
-    def emit(self, kind: str, **data: Any) -> Any: ...
+    def emit(self, kind: str, /, **data: Any) -> Any: ...
 
 
 def finite(value: Any) -> float | None:

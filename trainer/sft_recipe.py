@@ -119,10 +119,9 @@ def train(run: SftRun, spec: TrainSpec, cancellation: Cancellation) -> bool:
     """Run the training loop (from ``spec.resume_from`` when given); False when cancelled."""
     try:
         run.trainer.train(resume_from_checkpoint=spec.resume_from)
-    except BaseException:
-        cancellation.training_ended()
-        raise
-    return not cancellation.training_ended()
+    finally:
+        cancelled = cancellation.training_ended()
+    return not cancelled
 
 
 def save(run: SftRun, spec: TrainSpec, events: EventSink) -> None:

@@ -1,0 +1,108 @@
+"""Translating a spec's training settings for the device: what CPU runs and GPU runs really get."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import pytest
+
+from ftapp.config_schemas import BitsAndBytesSettings, LoraSettings, TrainingArguments
+from trainer.training_arguments import KNOWN_SETTINGS, DeviceCaps, resolve_training
+
+CPU = DeviceCaps("cpu", "cpu")
+AMPERE = DeviceCaps("cuda", "NVIDIA A100", bf16=True)
+TURING = DeviceCaps("cuda", "Tesla T4", bf16=False)
+WITH_FLASH = DeviceCaps("cuda", "NVIDIA H100", bf16=True, flash_attention=True)
+# The seed's preset as ftapp stores it: fp16, paged AdamW, everything "on".
+SEED = {"fp16": True, "bf16": "false", "optim": "paged_adamw_32bit", "gradient_checkpointing": "true",
+        "use_liger_kernel": "true", "padding_free": True, "torch_compile": True, "max_tokens_per_batch": 4096,
+        "warmup_ratio": 0.03, "max_length": 512, "per_device_train_batch_size": 1}
+
+
+def resolve(settings: dict, device: DeviceCaps, mode: str = "lora", has_validation: bool = True):
+    return resolve_training(settings, device, training_mode=mode, output_dir="/runs/r/checkpoints",
+                            has_validation=has_validation, completion_only_loss=True, assistant_only_loss=False)
+
+
+def test_the_trainer_knows_every_setting_ftapp_can_store() -> None:
+    # An unknown key is refused at run time, so a field added to ftapp's schema must be handled here.
+    assert {f.name for f in fields(TrainingArguments)} == KNOWN_SETTINGS
+    from trainer.model_loading import BITSANDBYTES_SETTINGS, LORA_SETTINGS
+
+    assert {f.name for f in fields(LoraSettings)} == LORA_SETTINGS
+    assert {f.name for f in fields(BitsAndBytesSettings)} == BITSANDBYTES_SETTINGS
+
+
+def test_on_cpu_everything_gpu_only_is_turned_off_and_said_so() -> None:
+    resolved = resolve(SEED, CPU)
+    config = resolved.config
+    assert (config["bf16"], config["fp16"], config["gradient_checkpointing"]) == (False, False, False)
+    assert (config["use_liger_kernel"], config["torch_compile"], config["optim"]) == (False, False, "adamw_torch")
+    assert "padding_free" not in config and config["use_cpu"] is True
+    assert resolved.dtype == "float32" and resolved.attn_implementation is None
+    notes = " | ".join(resolved.notes)
+    for topic in ("mixed precision", "gradient checkpointing", "liger", "paged_adamw_32bit", "torch_compile", "padding-free", "max_tokens_per_batch"):
+        assert topic in notes
+
+
+def test_sft_config_defaults_that_fail_on_cpu_are_always_set_explicitly() -> None:
+    # SFTConfig turns bf16 and gradient checkpointing on when they are not given.
+    config = resolve({}, CPU).config
+    assert config["bf16"] is False and config["gradient_checkpointing"] is False
+    assert config["report_to"] == "none" and config["disable_tqdm"] is True
+
+
+def test_the_seeds_fp16_becomes_bf16_on_a_gpu_that_has_it() -> None:
+    resolved = resolve(SEED, AMPERE)
+    assert (resolved.config["bf16"], resolved.config["fp16"], resolved.dtype) == (True, False, "bfloat16")
+    assert any("fp16 replaced by bf16" in note for note in resolved.notes)
+    assert resolved.config["optim"] == "paged_adamw_32bit"  # bitsandbytes' paged states work on CUDA
+
+
+@pytest.mark.parametrize(
+    ("bf16", "fp16", "device", "mode", "expected"),
+    [
+        ("auto", False, AMPERE, "lora", (True, False, "bfloat16")),
+        ("auto", False, TURING, "lora", (False, False, "float32")),
+        ("auto", True, TURING, "lora", (False, True, "float16")),
+        ("auto", True, TURING, "full", (False, True, "float32")),  # fp16 AMP needs float32 master weights
+        ("true", False, TURING, "lora", (False, True, "float16")),
+        ("false", False, AMPERE, "lora", (False, False, "float32")),
+        (True, False, AMPERE, "full", (True, False, "bfloat16")),  # JSON booleans, as hand-written configs have them
+    ],
+)
+def test_precision_follows_the_gpu(bf16, fp16, device, mode, expected) -> None:
+    resolved = resolve({"bf16": bf16, "fp16": fp16}, device, mode)
+    assert (resolved.config["bf16"], resolved.config["fp16"], resolved.dtype) == expected
+
+
+def test_auto_gradient_checkpointing_is_for_the_memory_hungry_modes() -> None:
+    assert resolve({"gradient_checkpointing": "auto"}, AMPERE, "lora").config["gradient_checkpointing"] is False
+    assert resolve({"gradient_checkpointing": "auto"}, AMPERE, "qlora").config["gradient_checkpointing"] is True
+    assert resolve({"gradient_checkpointing": "auto"}, AMPERE, "full").config["gradient_checkpointing"] is True
+    assert resolve({"gradient_checkpointing": "false"}, AMPERE, "full").config["gradient_checkpointing"] is False
+
+
+def test_padding_free_needs_flash_attention_and_then_packs_by_token_budget() -> None:
+    without = resolve({"padding_free": True, "max_tokens_per_batch": 8192}, AMPERE)
+    assert "padding_free" not in without.config and without.attn_implementation is None
+    with_flash = resolve({"padding_free": True, "max_tokens_per_batch": 8192, "per_device_train_batch_size": 8,
+                          "max_length": 1024}, WITH_FLASH)
+    assert with_flash.attn_implementation == "flash_attention_2"
+    assert with_flash.config | {"packing": True, "packing_strategy": "bfd", "padding_free": True,
+                                "max_length": 8192, "per_device_train_batch_size": 1} == with_flash.config
+    no_budget = resolve({"padding_free": True, "max_length": 1024}, WITH_FLASH).config
+    assert (no_budget["packing"], no_budget["max_length"]) == (True, 1024)
+
+
+def test_warmup_ratio_becomes_a_fractional_warmup_steps_unless_steps_are_given() -> None:
+    assert resolve({"warmup_ratio": 0.03, "warmup_steps": 0}, CPU).config["warmup_steps"] == 0.03
+    assert resolve({"warmup_ratio": 0.03, "warmup_steps": 10}, CPU).config["warmup_steps"] == 10
+    assert resolve({"warmup_ratio": 1.0}, CPU).config["warmup_steps"] < 1  # 1.0 would read as "one step"
+
+
+def test_without_validation_rows_there_is_no_eval_and_unknown_settings_are_refused() -> None:
+    resolved = resolve({"eval_strategy": "steps", "eval_steps": 5}, CPU, has_validation=False)
+    assert resolved.config["eval_strategy"] == "no"
+    with pytest.raises(ValueError, match="unknown settings: learning_rat"):
+        resolve({"learning_rat": 1e-4}, CPU)
