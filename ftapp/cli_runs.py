@@ -59,19 +59,18 @@ def _progress_line(run: RunRecord) -> str:
 
 
 def _follow(services: Services, run_id: str, quiet: bool) -> RunRecord:
-    seen: dict[str, int] = {}
+    last: dict[str, str] = {}
 
     def show(run: RunRecord) -> None:
         if quiet:
             return
         line = _progress_line(run)
         series = services.runs.metrics(run.id).get("loss", [])
-        if series and series[-1][0] != seen.get("step"):
-            seen["step"] = series[-1][0]
-            line += f" loss {series[-1][1]:.4f}"
-        if line != seen.get("line"):
+        if series:
+            line += f", loss {series[-1][1]:.4f} at step {series[-1][0]}"
+        if line != last.get("line"):
             print(line, flush=True)
-            seen["line"] = line  # type: ignore[assignment]
+            last["line"] = line
 
     return services.runs.wait(run_id, on_tick=show)
 

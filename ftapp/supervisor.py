@@ -176,7 +176,9 @@ class Supervisor:
     def _command(self, verb: str, spec_path: Path, processes: int) -> list[str]:
         if processes > 1:
             # Several GPUs: DDP through accelerate, one process per GPU, same entry point.
+            # Precision is the trainer's business (bf16 through SFTConfig), so accelerate adds none.
             return [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes),
+                    "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                     "-m", "trainer", verb, str(spec_path)]
         return [sys.executable, "-m", "trainer", verb, str(spec_path)]
 

@@ -76,7 +76,7 @@ def load_model(spec: TrainSpec, resolved: ResolvedTraining, device: DeviceCaps) 
         # adapters through the frozen 4-bit layers, with checkpointing when the run uses it.
         model = prepare_model_for_kbit_training(
             model,
-            use_gradient_checkpointing=resolved.config["gradient_checkpointing"],
+            use_gradient_checkpointing=resolved.config["activation_checkpointing"],
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
     return model, lora_config(spec.lora)

@@ -1,4 +1,4 @@
-"""The supervised fine-tuning recipe: setup → train → save → cleanup, reported as run events.
+"""The supervised fine-tuning recipe: setup → train → final report → save → cleanup, reported as run events.
 
 Shaped like torchtune's single-device recipes: each phase is one function reading top to bottom.
 Events, in order: ``started`` (when the training loop begins), ``progress`` per logging step,
@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import datasets
 import torch
@@ -22,14 +23,16 @@ from transformers import PreTrainedTokenizerBase
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from trl import SFTConfig, SFTTrainer
 
+if TYPE_CHECKING:
+    from trainer.run_tracking import RunTracking
+
 from trainer.cancellation import Cancellation
 from trainer.dataset_loading import load_rows, split_rows, write_split
 from trainer.model_loading import detect_device, load_model, load_tokenizer
 from trainer.protocol import ARTIFACT, DONE, SAMPLE, SPLIT_FILE, TrainSpec
 from trainer.run_control import StopOnCancel, injected_faults
 from trainer.run_events import EventSink, RunEvents
-from trainer.run_tracking import RunTracking, run_params
-from trainer.training_arguments import resolve_training
+from trainer.training_arguments import fit_to_installed, resolve_training
 from trainer.training_data import TrainingData, build_training_data, sample_cases
 from trainer.validation_samples import generate_samples
 
@@ -51,6 +54,7 @@ def run_sft(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> b
         if not train(run, spec, cancellation):
             status = "KILLED"
             return False
+        report_final(run, events)
         save(run, spec, events)
         status = "FINISHED"
     finally:
@@ -95,7 +99,7 @@ def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> Sft
     run_events = RunEvents(events, facts)
     trainer = SFTTrainer(
         model=model,
-        args=SFTConfig(**resolved.config),
+        args=SFTConfig(**fit_to_installed(resolved.config, {f.name for f in fields(SFTConfig)})),
         train_dataset=data.train,
         eval_dataset=data.validation if len(data.validation) else None,
         processing_class=tokenizer,
@@ -107,7 +111,10 @@ def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> Sft
     trainer.remove_callback(ProgressCallback)
 
     tracking = None
-    if spec.mlflow_tracking_uri:
+    if spec.mlflow_tracking_uri and trainer.is_world_process_zero():  # one MLflow run per run, not per GPU
+        # Imported only when tracking is on: a training host may have no mlflow (FTAPP_MLFLOW=0).
+        from trainer.run_tracking import RunTracking, run_params
+
         # Started last, so a run that cannot even be set up leaves no dangling "RUNNING" MLflow run.
         tracking = RunTracking.start(spec, run_params(spec, resolved.notes))
         facts["mlflow_run_id"] = tracking.run_id
@@ -124,16 +131,20 @@ def train(run: SftRun, spec: TrainSpec, cancellation: Cancellation) -> bool:
     return not cancelled
 
 
-def save(run: SftRun, spec: TrainSpec, events: EventSink) -> None:
+def report_final(run: SftRun, events: EventSink) -> None:
+    """The eval loss of the final weights (whatever the eval interval) and a few greedy answers."""
     trainer = run.trainer
     step = trainer.state.global_step
     if len(run.data.validation) and run.run_events.last_eval_step != step:
-        trainer.evaluate()  # the eval loss of the final weights, whatever the eval interval
+        trainer.evaluate()  # reported by RunEvents.on_evaluate
     cases = sample_cases(run.data.validation, run.data.layout)
-    if cases:
+    if cases and trainer.is_world_process_zero():
         events.emit(SAMPLE, step=step, rows=generate_samples(trainer.model, run.tokenizer, cases))
+
+
+def save(run: SftRun, spec: TrainSpec, events: EventSink) -> None:
     # An adapter (plus tokenizer) for LoRA/QLoRA, the whole model (plus tokenizer) for full fine-tuning.
-    trainer.save_model(str(spec.output_dir))
+    run.trainer.save_model(str(spec.output_dir))
     events.emit(ARTIFACT, kind="model" if spec.training_mode == "full" else "adapter", path=str(spec.output_dir))
     if run.tracking:
         run.tracking.log_output(spec.output_dir, include_weights=spec.training_mode != "full")

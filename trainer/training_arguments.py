@@ -7,8 +7,9 @@ function of the settings and the device's capabilities, what the Trainer really 
 its config. Standard library only: the rules are unit-tested without torch.
 
 TRL 1.x / transformers 5 names: ``max_length`` (not ``max_seq_length``), ``eval_strategy``,
-``warmup_steps`` (a float below 1 is a ratio; ``warmup_ratio`` is gone). ``SFTConfig`` defaults
-``bf16`` and ``gradient_checkpointing`` to on, which fails on CPU, so both are always set here.
+``warmup_steps`` (a float below 1 is a ratio; ``warmup_ratio`` is gone), ``activation_checkpointing``
+(``gradient_checkpointing`` is its deprecated alias and mirrors it). ``SFTConfig`` defaults ``bf16``
+and gradient checkpointing to on, which fails on CPU, so both are always set here.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def resolve_training(
 
     precision = _precision(settings, device, notes)
     config.update(bf16=precision == "bf16", fp16=precision == "fp16")
-    config["gradient_checkpointing"] = _gradient_checkpointing(settings, device, training_mode, notes)
+    config["activation_checkpointing"] = _gradient_checkpointing(settings, device, training_mode, notes)
     config["use_liger_kernel"] = _liger(settings, device, notes)
     config["optim"] = _optimizer(settings, device, notes)
     config["torch_compile"] = bool(settings.get("torch_compile")) and device.kind == "cuda"
@@ -184,3 +185,21 @@ def _batching(settings: dict[str, Any], device: DeviceCaps, config: dict[str, An
         config.update(max_length=budget, per_device_train_batch_size=1)
         notes.append(f"padding-free: one packed row of up to {budget} tokens per micro-batch")
     return "flash_attention_2"
+
+
+# New name -> the name older transformers 5.x releases still use (a GPU host may lag behind).
+RENAMED_SINCE = {"activation_checkpointing": "gradient_checkpointing"}
+
+
+def fit_to_installed(config: dict[str, Any], accepted: set[str]) -> dict[str, Any]:
+    """``config`` with names the installed ``SFTConfig`` knows: renamed fields go back to their old
+    name, and a warm-up ratio passed as a fractional ``warmup_steps`` goes to ``warmup_ratio`` where
+    that field still exists."""
+    fitted = dict(config)
+    for new, old in RENAMED_SINCE.items():
+        if new in fitted and new not in accepted and old in accepted:
+            fitted[old] = fitted.pop(new)
+    warmup = fitted.get("warmup_steps")
+    if isinstance(warmup, float) and warmup < 1 and "warmup_ratio" in accepted:
+        fitted.update(warmup_ratio=warmup, warmup_steps=0)
+    return fitted

@@ -3,7 +3,8 @@
 Which layout a run gets:
 
 * ``input_template`` + ``completion_template`` (a prompt chosen for plain columns) → TRL
-  prompt-completion text; the loss is on the completion (``completion_only_loss``).
+  prompt-completion text; the loss is on the completion (``completion_only_loss``). Trailing
+  spaces of the prompt move to the completion (see ``prompt_at_token_boundary``).
 * ``prompt_template`` alone → language-modeling text; the loss is on every token.
 * ``messages`` / ``sharegpt`` / ``alpaca`` rows become conversations. With a chat template that has
   (or TRL can patch in) ``{% generation %}`` markers, they train as conversations with the loss on
@@ -79,12 +80,25 @@ def build_training_data(
     return TrainingData(train, validation, layout, only_completion, False)
 
 
+def prompt_at_token_boundary(prompt: str, completion: str) -> dict[str, str]:
+    """A text prompt-completion pair with the prompt's trailing spaces moved to the completion.
+
+    Byte-level BPE and SentencePiece tokenizers attach a space to the word after it, so "Intent: "
+    alone ends in a lone-space token that "Intent: cancel" never contains. TRL then trains on
+    "Intent:" + " cancel" while generation from the raw prompt feeds the lone space, a context the
+    model never saw, and it answers garbage ("l_refund"). Whoever prompts the trained model with
+    this template (evaluation, serving) must strip the trailing spaces the same way.
+    """
+    stripped = prompt.rstrip(" ")
+    return {"prompt": stripped, "completion": prompt[len(stripped) :] + completion}
+
+
 def sample_cases(validation: datasets.Dataset, layout: str, limit: int = 3) -> list[SampleCase]:
     """The first ``limit`` validation rows as generation prompts; none for plain text (no answer part)."""
     cases = []
     for example in validation.select(range(min(limit, len(validation)))):
         if layout == PROMPT_COMPLETION:
-            cases.append(SampleCase(example["prompt"], example["completion"], example["prompt"]))
+            cases.append(SampleCase(example["prompt"], example["completion"].strip(), example["prompt"]))
         elif layout == CHAT_PROMPT_COMPLETION:
             prompt = example["prompt"]
             cases.append(SampleCase(prompt[-1]["content"], example["completion"][0]["content"], prompt))
@@ -109,7 +123,7 @@ def _choose_layout(
 ) -> tuple[str, Callable[[dict[str, Any]], dict[str, Any]]]:
     if data.input_template and data.completion_template:
         prompt, completion = data.input_template, data.completion_template
-        return PROMPT_COMPLETION, lambda row: {"prompt": _render(prompt, row), "completion": _render(completion, row)}
+        return PROMPT_COMPLETION, lambda row: prompt_at_token_boundary(_render(prompt, row), _render(completion, row))
     if data.prompt_template:
         text = data.prompt_template
         return TEXT, lambda row: {"text": _render(text, row)}
@@ -197,7 +211,7 @@ def _chat_prompt_completion(turns: list[Turn]) -> dict[str, Any]:
 def _plain_prompt_completion(turns: list[Turn]) -> dict[str, str]:
     prompt, answer = split_last_answer(turns)
     rendered = "".join(_plain_header(turn["role"]) + turn["content"] + "\n\n" for turn in prompt)
-    return {"prompt": rendered + _plain_header("assistant"), "completion": answer["content"]}
+    return prompt_at_token_boundary(rendered + _plain_header("assistant"), answer["content"])
 
 
 def _plain_header(role: str) -> str:

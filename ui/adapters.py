@@ -9,7 +9,7 @@ from ftapp.adapters import AddAdapterRequest
 from ftapp.services import Services
 from ui.errors import shows_errors
 from ui.tables import clicked_id, frame
-from ui.wiring import bind, on_show
+from ui.wiring import bind, check_removal, on_show
 
 # Lineage: which model it sits on, which prompt and run produced it, and what its own
 # adapter_config.json says the base was (a mismatch with "base model" is worth seeing).
@@ -60,10 +60,7 @@ def register_hub(services: Services, hub_id: str, name: str, model_id: str | Non
 
 @shows_errors
 def remove_adapter(services: Services, adapter_id: str | None, confirmed: bool) -> tuple[str, None, bool]:
-    if not adapter_id:
-        raise gr.Error("Choose an adapter first.")
-    if not confirmed:
-        raise gr.Error("Tick the confirmation box to remove the adapter.")
+    check_removal(adapter_id, confirmed, "an adapter")
     services.adapters.remove(adapter_id)
     return "Removed the adapter from the registry; its files were left where they are.", None, False
 

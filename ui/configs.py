@@ -13,7 +13,7 @@ from ftapp.configs import CONFIG_TYPES, AddConfigRequest
 from ftapp.services import Services
 from ui.errors import shows_errors
 from ui.tables import clicked_id, frame
-from ui.wiring import bind, on_show
+from ui.wiring import bind, check_removal, on_show
 
 LIST_COLUMNS = ["type", "name", "preset", "family", "description", "added", "id"]
 COLUMN_WIDTHS = ["15%", "14%", "6%", "8%", "26%", "11%", "20%"]  # keeps empty columns readable
@@ -110,10 +110,7 @@ def show_config(services: Services, config_id: str | None) -> gr.Code:
 
 @shows_errors
 def remove_config(services: Services, config_id: str | None, confirmed: bool) -> tuple[str, None, bool]:
-    if not config_id:
-        raise gr.Error("Choose a config first.")
-    if not confirmed:
-        raise gr.Error("Tick the confirmation box to remove the config.")
+    check_removal(config_id, confirmed, "a config")
     services.configs.remove(config_id)
     return "Removed the config.", None, False
 

@@ -11,7 +11,7 @@ from ftapp.datasets import AddDatasetRequest
 from ftapp.services import Services
 from ui.errors import shows_errors
 from ui.tables import clicked_id, frame
-from ui.wiring import bind, on_show
+from ui.wiring import bind, check_removal, on_show, picker
 
 PAGE_SIZE = 10
 FILE_TYPES = [".csv", ".json", ".jsonl", ".parquet"]
@@ -43,9 +43,7 @@ def list_datasets(services: Services, selected: str | None = None) -> tuple[pd.D
         for r in records
     ]
     choices = [(r.name, r.id) for r in records]
-    # Without a selection only the choices change, so a refresh never clears what the user picked.
-    picker = gr.Dropdown(choices=choices, value=selected) if selected else gr.Dropdown(choices=choices)
-    return frame(rows, LIST_COLUMNS), picker
+    return frame(rows, LIST_COLUMNS), picker(choices, selected)
 
 
 def _imported(services: Services, request: AddDatasetRequest) -> tuple[str, str]:
@@ -138,10 +136,7 @@ def previous_page(services: Services, dataset_id: str | None, offset: int) -> Pa
 @shows_errors
 def remove_dataset(services: Services, dataset_id: str | None, confirmed: bool,
                    with_prompts: bool) -> tuple[str, None, bool]:
-    if not dataset_id:
-        raise gr.Error("Choose a dataset first.")
-    if not confirmed:
-        raise gr.Error("Tick the confirmation box to remove the dataset.")
+    check_removal(dataset_id, confirmed, "a dataset")
     removed_prompts = services.datasets.remove(dataset_id, remove_prompts=with_prompts)
     extra = f" and its prompts {', '.join(removed_prompts)}" if removed_prompts else ""
     return f"Removed the dataset{extra}.", None, False

@@ -9,7 +9,7 @@ from ftapp.models import AddModelRequest
 from ftapp.services import Services
 from ui.errors import shows_errors
 from ui.tables import clicked_id, frame
-from ui.wiring import bind, on_show
+from ui.wiring import bind, check_removal, on_show, picker
 
 LIST_COLUMNS = ["name", "type", "architecture", "parameters", "source", "licence", "id"]
 # Without widths, an empty column shrinks until its header wraps one letter per line.
@@ -42,8 +42,7 @@ def list_models(services: Services, selected: str | None = None) -> tuple[pd.Dat
         for r in records
     ]
     choices = [(r.name, r.id) for r in records]
-    picker = gr.Dropdown(choices=choices, value=selected) if selected else gr.Dropdown(choices=choices)
-    return frame(rows, LIST_COLUMNS), picker
+    return frame(rows, LIST_COLUMNS), picker(choices, selected)
 
 
 def _registered(services: Services, request: AddModelRequest) -> tuple[str, str]:
@@ -102,10 +101,7 @@ def accept_license(services: Services, model_id: str | None) -> str:
 
 @shows_errors
 def remove_model(services: Services, model_id: str | None, confirmed: bool) -> tuple[str, None, bool]:
-    if not model_id:
-        raise gr.Error("Choose a model first.")
-    if not confirmed:
-        raise gr.Error("Tick the confirmation box to remove the model.")
+    check_removal(model_id, confirmed, "a model")
     services.models.remove(model_id)
     return "Removed the model from the registry; its files were left where they are.", None, False
 

@@ -12,7 +12,7 @@ from ftapp.prompts import AddPromptRequest
 from ftapp.services import Services
 from ui.errors import shows_errors
 from ui.tables import clicked_id, frame
-from ui.wiring import bind, on_show
+from ui.wiring import bind, check_removal, on_show
 
 PREVIEW_ROWS = 3
 EMPTY_PREVIEW = "<p><i>Choose a dataset and write or generate templates to see them rendered on real rows.</i></p>"
@@ -102,10 +102,7 @@ def show_prompt(services: Services, prompt_id: str | None) -> tuple[str, str, st
 
 @shows_errors
 def remove_prompt(services: Services, prompt_id: str | None, confirmed: bool) -> tuple[str, None, bool]:
-    if not prompt_id:
-        raise gr.Error("Choose a prompt first.")
-    if not confirmed:
-        raise gr.Error("Tick the confirmation box to remove the prompt.")
+    check_removal(prompt_id, confirmed, "a prompt")
     services.prompts.remove(prompt_id)
     return "Removed the prompt.", None, False
 

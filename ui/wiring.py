@@ -31,3 +31,17 @@ def on_show(tab: gr.Tab, fn: Callable[[], Any], outputs: Sequence[gr.components.
     """
     gr.on(None, fn, outputs=list(outputs), show_progress="hidden")  # no triggers, no inputs: page load
     tab.select(fn, outputs=list(outputs), show_progress="hidden")
+
+
+def check_removal(ident: str | None, confirmed: bool, noun: str) -> str:
+    """The id to remove, once something is chosen and the confirmation box is ticked."""
+    if not ident:
+        raise gr.Error(f"Choose {noun} first.")
+    if not confirmed:
+        raise gr.Error(f"Tick the confirmation box to remove the {noun.split(' ', 1)[-1]}.")
+    return ident
+
+
+def picker(choices: list[tuple[str, str]], selected: str | None) -> gr.Dropdown:
+    # Without a selection only the choices change, so a refresh never clears what the user picked.
+    return gr.Dropdown(choices=choices, value=selected) if selected else gr.Dropdown(choices=choices)

@@ -155,3 +155,26 @@ def test_job_done_without_its_artifact_fails_closed_and_bad_lines_are_counted(se
     final = services.runs.get("fake")
     assert (final.status, final.error_cause, final.malformed_events) == ("failed", "artifact missing", 2)
     assert services.runs.metrics("fake")["loss"] == [(1, 1.0)]
+
+
+def test_the_cli_trains_with_wait_and_shows_the_run(tmp_path, registered, services):
+    home = str(services.settings.home)
+    services.close()
+    exe = str(Path(sys.executable).parent / "ftapp")
+    sets = [arg for key, value in FAST.items() for arg in ("--set", f"{key}={value}")]
+    trained = subprocess.run([exe, "--home", home, "train", "--model", registered.model.id, "--dataset", registered.dataset.id,
+                              "--prompt", registered.prompt.id, "--name", "cli-lora", "--gpus", "cpu", *sets, "--wait"],
+                             capture_output=True, text=True, timeout=600)
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    assert "preflight: peak memory" in trained.stderr and ", loss " in trained.stdout
+    assert trained.stdout.rstrip().endswith("succeeded")
+    listed = json.loads(subprocess.run([exe, "--home", home, "runs", "list", "--json"], capture_output=True, text=True, timeout=120).stdout)
+    assert [(r["name"], r["status"]) for r in listed] == [("cli-lora", "succeeded")]
+    shown = json.loads(subprocess.run([exe, "--home", home, "runs", "show", listed[0]["id"], "--json"],
+                                      capture_output=True, text=True, timeout=120).stdout)
+    assert len(shown["metrics"]["loss"]) == 6
+    logs = subprocess.run([exe, "--home", home, "runs", "logs", listed[0]["id"]], capture_output=True, text=True, timeout=120)
+    assert "JOB_DONE" in logs.stdout
+    refused = subprocess.run([exe, "--home", home, "train", "--model", registered.model.id, "--dataset", registered.dataset.id,
+                              "--name", "bad name", "--gpus", "7"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "FT-002" in refused.stderr and "FT-005" in refused.stderr

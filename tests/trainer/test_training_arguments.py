@@ -36,7 +36,7 @@ def test_the_trainer_knows_every_setting_ftapp_can_store() -> None:
 def test_on_cpu_everything_gpu_only_is_turned_off_and_said_so() -> None:
     resolved = resolve(SEED, CPU)
     config = resolved.config
-    assert (config["bf16"], config["fp16"], config["gradient_checkpointing"]) == (False, False, False)
+    assert (config["bf16"], config["fp16"], config["activation_checkpointing"]) == (False, False, False)
     assert (config["use_liger_kernel"], config["torch_compile"], config["optim"]) == (False, False, "adamw_torch")
     assert "padding_free" not in config and config["use_cpu"] is True
     assert resolved.dtype == "float32" and resolved.attn_implementation is None
@@ -45,11 +45,14 @@ def test_on_cpu_everything_gpu_only_is_turned_off_and_said_so() -> None:
         assert topic in notes
 
 
-def test_sft_config_defaults_that_fail_on_cpu_are_always_set_explicitly() -> None:
+def test_sft_config_defaults_that_fail_on_cpu_are_always_set_explicitly(tmp_path) -> None:
     # SFTConfig turns bf16 and gradient checkpointing on when they are not given.
-    config = resolve({}, CPU).config
-    assert config["bf16"] is False and config["gradient_checkpointing"] is False
-    assert config["report_to"] == "none" and config["disable_tqdm"] is True
+    from trl import SFTConfig
+
+    config = SFTConfig(**{**resolve({}, CPU).config, "output_dir": str(tmp_path)})
+    assert (config.bf16, config.fp16, config.gradient_checkpointing, config.activation_checkpointing) == (False, False, False, False)
+    assert config.report_to == []  # "none": no integration callbacks, MLflow included
+    assert config.use_cpu and config.disable_tqdm
 
 
 def test_the_seeds_fp16_becomes_bf16_on_a_gpu_that_has_it() -> None:
@@ -77,10 +80,10 @@ def test_precision_follows_the_gpu(bf16, fp16, device, mode, expected) -> None:
 
 
 def test_auto_gradient_checkpointing_is_for_the_memory_hungry_modes() -> None:
-    assert resolve({"gradient_checkpointing": "auto"}, AMPERE, "lora").config["gradient_checkpointing"] is False
-    assert resolve({"gradient_checkpointing": "auto"}, AMPERE, "qlora").config["gradient_checkpointing"] is True
-    assert resolve({"gradient_checkpointing": "auto"}, AMPERE, "full").config["gradient_checkpointing"] is True
-    assert resolve({"gradient_checkpointing": "false"}, AMPERE, "full").config["gradient_checkpointing"] is False
+    assert resolve({"gradient_checkpointing": "auto"}, AMPERE, "lora").config["activation_checkpointing"] is False
+    assert resolve({"gradient_checkpointing": "auto"}, AMPERE, "qlora").config["activation_checkpointing"] is True
+    assert resolve({"gradient_checkpointing": "auto"}, AMPERE, "full").config["activation_checkpointing"] is True
+    assert resolve({"gradient_checkpointing": "false"}, AMPERE, "full").config["activation_checkpointing"] is False
 
 
 def test_padding_free_needs_flash_attention_and_then_packs_by_token_budget() -> None:
@@ -106,3 +109,12 @@ def test_without_validation_rows_there_is_no_eval_and_unknown_settings_are_refus
     assert resolved.config["eval_strategy"] == "no"
     with pytest.raises(ValueError, match="unknown settings: learning_rat"):
         resolve({"learning_rat": 1e-4}, CPU)
+
+
+def test_new_names_fall_back_to_what_an_older_transformers_accepts():
+    from trainer.training_arguments import fit_to_installed
+
+    config = {"activation_checkpointing": True, "warmup_steps": 0.03, "bf16": True}
+    assert fit_to_installed(config, {"activation_checkpointing", "warmup_steps", "bf16"}) == config
+    older = fit_to_installed(config, {"gradient_checkpointing", "warmup_steps", "warmup_ratio", "bf16"})
+    assert older == {"gradient_checkpointing": True, "warmup_steps": 0, "warmup_ratio": 0.03, "bf16": True}

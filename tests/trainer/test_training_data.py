@@ -1,4 +1,4 @@
-"""Rows to training examples: the deterministic split, the dataset layouts, and which tokens carry the loss."""
+"""Rows to training examples: the dataset layouts, and which tokens carry the loss."""
 
 from __future__ import annotations
 
@@ -14,7 +14,14 @@ from transformers import AutoTokenizer
 from trainer.cancellation import Cancellation
 from trainer.dataset_loading import split_rows
 from trainer.protocol import DataSource
-from trainer.training_data import CHAT, CHAT_PROMPT_COMPLETION, PROMPT_COMPLETION, build_training_data, sample_cases
+from trainer.training_data import (
+    CHAT,
+    CHAT_PROMPT_COMPLETION,
+    PROMPT_COMPLETION,
+    build_training_data,
+    prompt_at_token_boundary,
+    sample_cases,
+)
 
 ALPACA = {"instruction": "Name the intent.", "input": "where is my order #12345", "output": "track_order", "system": ""}
 SHAREGPT = {"conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "refund please"},
@@ -40,23 +47,6 @@ def _build(rows: list[dict], fmt: str, tokenizer, assistant_only_loss: bool = Tr
     split = split_rows(len(rows), fraction=1.0, train_split=1.0, seed=0)
     return build_training_data(datasets.Dataset.from_list(rows), split, DataSource(kind="project_jsonl", format=fmt), tokenizer,
                                completion_only_loss=True, assistant_only_loss=assistant_only_loss)
-
-
-def test_the_split_is_a_pure_function_of_rows_fraction_split_and_seed() -> None:
-    first = split_rows(320, fraction=1.0, train_split=0.9, seed=0)
-    assert first == split_rows(320, fraction=1.0, train_split=0.9, seed=0)
-    assert first.validation_indices != split_rows(320, fraction=1.0, train_split=0.9, seed=1).validation_indices
-    assert (len(first.train_indices), len(first.validation_indices)) == (288, 32)
-    assert not set(first.train_indices) & set(first.validation_indices)
-    assert sorted(first.train_indices + first.validation_indices) == list(range(320))
-    assert first.validation_indices == sorted(first.validation_indices)
-
-    half = split_rows(320, fraction=0.5, train_split=0.9, seed=0)
-    assert (len(half.train_indices), len(half.validation_indices)) == (144, 16)
-    # float products like 0.29 * 100 = 28.999... must not lose a row
-    assert len(split_rows(100, fraction=1.0, train_split=0.29, seed=0).train_indices) == 29
-    assert split_rows(1, fraction=0.1, train_split=0.5, seed=0).train_indices == [0]
-    assert split_rows(50, fraction=1.0, train_split=1.0, seed=0).validation_indices == []
 
 
 def test_alpaca_sharegpt_and_messages_become_conversations_for_a_chat_tokenizer(tokenizer) -> None:
@@ -86,6 +76,22 @@ def test_without_a_chat_template_conversations_become_plain_prompt_completion(to
                               "completion": "get_refund"}
     (case,) = sample_cases(built.train, built.layout)
     assert (case.reference, case.prompt) == ("get_refund", built.train[0]["prompt"])
+
+
+def test_a_prompt_ending_in_a_space_gives_the_space_to_the_completion(tokenizer) -> None:
+    raw_prompt, completion = "Request: cancel my ticket\nIntent: ", "cancel_ticket"
+    moved = prompt_at_token_boundary(raw_prompt, completion)
+    assert moved == {"prompt": "Request: cancel my ticket\nIntent:", "completion": " cancel_ticket"}
+
+    def is_prefix(prompt: str, completion: str) -> bool:
+        ids = tokenizer(prompt).input_ids
+        return tokenizer(prompt + completion).input_ids[: len(ids)] == ids
+
+    # Why: the space merges into the next word, so the raw prompt's last token never occurs in training.
+    assert not is_prefix(raw_prompt, completion)
+    assert is_prefix(moved["prompt"], moved["completion"])
+    (case,) = sample_cases(datasets.Dataset.from_list([moved]), PROMPT_COMPLETION)
+    assert (case.prompt, case.reference) == (moved["prompt"], "cancel_ticket")
 
 
 def test_data_the_trainer_cannot_learn_from_is_refused_with_the_row(tokenizer) -> None:
