@@ -12,6 +12,7 @@ import logging
 import sys
 import threading
 import time
+from pathlib import Path
 
 from ftapp.errors import FtappError
 from ftapp.services import Services, open_services
@@ -34,16 +35,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--share", action="store_true", help="open a public gradio.live link (requires --auth)")
     parser.add_argument("--auth", metavar="USER:PASS", help="require this login; needed with --share or a non-local --host")
     parser.add_argument("--root-path", default=None, help="URL prefix when served behind a reverse proxy, e.g. /ftapp")
+    parser.add_argument("--allow-root", action="append", default=[], metavar="DIR",
+                        help="when shared or exposed, a server folder users may import from (default: uploads only)")
     parser.add_argument("--no-demo", action="store_true",
                         help="do not build the offline demo on the first start with an empty registry")
     return parser
 
 
+def is_exposed(args: argparse.Namespace) -> bool:
+    """Reachable by people other than this machine's user."""
+    return args.share or args.host not in LOOPBACK_HOSTS
+
+
 def parse_auth(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, str] | None:
     """The login gradio should require, or a parser error when exposing the app without one."""
-    exposed = args.share or args.host not in LOOPBACK_HOSTS
     if args.auth is None:
-        if exposed:
+        if is_exposed(args):
             reason = "--share publishes a public link" if args.share else f"--host {args.host} listens beyond this machine"
             parser.error(f"refusing to start: {reason} and anyone who reaches it could read your data and start "
                          "jobs; add --auth user:pass")
@@ -52,6 +59,13 @@ def parse_auth(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tup
     if not sep or not user or not password:
         parser.error("--auth must be user:pass with both parts non-empty")
     return user, password
+
+
+def allowed_roots(extra: list[str]) -> tuple[Path, ...]:
+    """Server folders a visitor of a shared app may import from: gradio's uploads, plus --allow-root."""
+    from gradio.utils import get_upload_folder  # gradio is imported for the UI anyway
+
+    return (Path(get_upload_folder()), *(Path(p).expanduser().resolve() for p in extra))
 
 
 def build_demo_in_background(services: Services) -> threading.Thread:
@@ -79,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     auth = parse_auth(parser, args)
     started = time.monotonic()
-    settings = Settings.from_env(args.home, host=args.host, port=args.port)
+    exposed = is_exposed(args)
+    settings = Settings.from_env(args.home, host=args.host, port=args.port,
+                                 allowed_roots=allowed_roots(args.allow_root) if exposed else None)
     try:
         services = open_services(settings)
     except FtappError as error:

@@ -9,6 +9,7 @@ from pathlib import Path
 from ftapp.errors import NotFoundError, Problem, ValidationError, require_found
 from ftapp.hub_models import inspect_hub_repo
 from ftapp.ids import new_id
+from ftapp.path_policy import path_problem
 from ftapp.secrets import HfToken
 from ftapp.settings import Settings
 from storage import AdapterRecord, Database, DuplicateError
@@ -67,8 +68,11 @@ class AdapterService:
         config: dict | None = None
         location = None
         if request.type == "project":
+            outside = path_problem(self.settings, request.location, "AD-003", "location") if request.location else None
             if not request.location:
                 problems.append(Problem("AD-003", "location is required for a local adapter", "location"))
+            elif outside:
+                problems.append(outside)
             elif not Path(request.location).expanduser().is_dir():
                 problems.append(Problem("AD-003", f"{request.location} is not a directory", "location"))
             else:

@@ -11,6 +11,7 @@ from ftapp import dataset_files, hub_datasets
 from ftapp.dataset_formats import detect_format
 from ftapp.errors import ConflictError, NotFoundError, Problem, ValidationError, require_found
 from ftapp.ids import new_id
+from ftapp.path_policy import path_problem
 from ftapp.secrets import HfToken
 from ftapp.settings import Settings
 from storage import Database, DatasetRecord, DuplicateError
@@ -97,6 +98,9 @@ class DatasetService:
         if not location:
             return [Problem("DS-003", f"location is required for a {dataset_type} dataset", "location")]
         path = Path(location).expanduser()
+        outside = path_problem(self.settings, path, "DS-003", "location")
+        if outside:
+            return [outside]
         if not path.exists():
             return [Problem("DS-003", f"{path} does not exist", "location")]
         if dataset_type == "project":

@@ -10,6 +10,7 @@ from ftapp.hub_models import inspect_hub_repo
 from ftapp.ids import new_id
 from ftapp.model_configs import load_config_file, read_model_config
 from ftapp.model_registry import resolve_registered_model
+from ftapp.path_policy import path_problem
 from ftapp.secrets import HfToken
 from ftapp.settings import Settings
 from storage import Database, DuplicateError, ModelRecord
@@ -56,7 +57,8 @@ class ModelService:
         if request.type == "model_registry" and not source:
             problems.append(Problem("MD-003", "registry_name is required for a registry model", "registry_name"))
         if request.type == "project":
-            problems.extend(self._directory_problems(source))
+            outside = path_problem(self.settings, source or ".", "MD-004", "location")
+            problems.extend([outside] if outside else self._directory_problems(source))
         if problems:
             raise ValidationError(problems)
 

@@ -19,6 +19,9 @@ class Settings:
     offline: bool = False
     # Runs log to the local MLflow store unless FTAPP_MLFLOW=0 (e.g. a training host without mlflow).
     mlflow_enabled: bool = True
+    # Server folders a request may name (uploads, operator-allowed roots); None: any path, which is
+    # right for a local app but not for one shared with other people.
+    allowed_roots: tuple[Path, ...] | None = None
 
     @classmethod
     def from_env(cls, home: str | Path | None = None, **overrides) -> Settings:

@@ -123,3 +123,19 @@ def test_the_app_serves_its_page(tmp_path: Path, record_property) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def test_a_shared_app_reads_only_uploads_and_allowed_roots(tmp_path: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("launch_under_test", ROOT / "launch.py")
+    launch = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(launch)
+    parser = launch.build_parser()
+    local = parser.parse_args([])
+    shared = parser.parse_args(["--share", "--auth", "a:b", "--allow-root", str(tmp_path)])
+    assert not launch.is_exposed(local) and launch.is_exposed(shared)
+    from gradio.utils import get_upload_folder
+
+    roots = launch.allowed_roots(shared.allow_root)
+    assert roots == (Path(get_upload_folder()), tmp_path.resolve())
