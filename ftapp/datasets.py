@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ftapp import dataset_files, hub_datasets
 from ftapp.dataset_formats import detect_format
+from ftapp.dataset_stats import ColumnStats, column_stats
 from ftapp.errors import ConflictError, NotFoundError, Problem, ValidationError, require_found
 from ftapp.ids import new_id
 from ftapp.path_policy import path_problem
@@ -18,6 +19,8 @@ from storage import Database, DatasetRecord, DuplicateError
 
 DATASET_TYPES = ("huggingface", "project", "project_csv", "project_json", "project_jsonl", "project_parquet")
 MAX_NAME = 200
+STATS_ROWS = 5000
+HUB_STATS_ROWS = 200
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,13 @@ class DatasetService:
         if record.type == "project":
             return dataset_files.read_directory_rows(path, offset, limit)
         return dataset_files.read_rows(path, record.type, offset, limit)
+
+    def column_stats(self, dataset_id: str, max_rows: int = STATS_ROWS) -> list[ColumnStats]:
+        """Empties and lengths per column over the first ``max_rows`` rows (all of a small file)."""
+        record = self.get(dataset_id)
+        if record.type == "huggingface":
+            max_rows = min(max_rows, HUB_STATS_ROWS)  # streamed from the Hub: keep the preview quick
+        return column_stats(record.columns, self.read_rows(record, 0, max_rows))
 
     def remove(self, dataset_id: str, remove_prompts: bool = False) -> list[str]:
         """Remove a dataset; its prompts go with it only when asked. Returns removed prompt names."""

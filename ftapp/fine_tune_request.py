@@ -48,6 +48,8 @@ class FineTuneRequest:
     generation_config_id: str | None = None
     # Individual TrainingArguments fields set on top of the chosen config (CLI --set key=value).
     overrides: dict[str, Any] = field(default_factory=dict)
+    # LoRA fields (r, lora_alpha, ...) set on top of the chosen LoRA config.
+    lora_overrides: dict[str, Any] = field(default_factory=dict)
 
 
 def config_values(tx: Transaction, config_id: str | None, config_type: str) -> dict[str, Any]:
@@ -65,6 +67,10 @@ def training_values(tx: Transaction, request: FineTuneRequest) -> dict[str, Any]
     values.update(num_train_epochs=request.num_epochs, learning_rate=request.learning_rate)
     values.update(request.overrides)
     return values
+
+
+def lora_values(tx: Transaction, request: FineTuneRequest) -> dict[str, Any]:
+    return {**config_values(tx, request.lora_config_id, "lora_config"), **request.lora_overrides}
 
 
 def _local_problems(request: FineTuneRequest, machine: Machine) -> list[Problem]:
@@ -111,8 +117,12 @@ def validate_fine_tune(tx: Transaction, request: FineTuneRequest, machine: Machi
     problems += device_problems
     if request.adapter_name and ADAPTER_NAME.match(request.adapter_name) and tx.adapters.find_one(name=request.adapter_name):
         problems.append(Problem("FT-002", f"an adapter named '{request.adapter_name}' already exists", "adapter_name"))
-    if tx.models.get(request.base_model_id or "") is None:
+    model = tx.models.get(request.base_model_id or "")
+    if model is None:
         problems.append(Problem("FT-013", f"model '{request.base_model_id}' not found", "base_model_id"))
+    elif model.gated and model.license_accepted_at is None:
+        # seed 002: a gated model's licence is accepted explicitly before its first use.
+        problems.append(Problem("FT-013", f"model '{model.name}' is gated ({model.license or 'licence on the Hub'}); accept its licence first", "base_model_id"))
     dataset = tx.datasets.get(request.dataset_id or "")
     if dataset is None:
         problems.append(Problem("FT-014", f"dataset '{request.dataset_id}' not found", "dataset_id"))
@@ -136,6 +146,7 @@ def validate_fine_tune(tx: Transaction, request: FineTuneRequest, machine: Machi
             elif record.type != config_type:
                 problems.append(Problem("FT-016", f"{name} '{config_id}' is a {record.type} config, not {config_type}", name))
     problems += check_config("training_arguments", request.overrides)
+    problems += check_config("lora_config", request.lora_overrides)
     if request.training_mode == "qlora" and not request.bitsandbytes_config_id:
         problems.append(Problem("FT-012", "QLoRA needs a bitsandbytes_config_id (the presets ship one)", "bitsandbytes_config_id"))
     # FT-006 (memory) needs the preflight estimate: RunService.check adds it once these pass.

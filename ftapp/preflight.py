@@ -22,6 +22,8 @@ PEAK_BF16_TFLOPS = {"H200": 790, "H100": 790, "A100": 312, "L40S": 362, "L40": 1
 CPU_TFLOPS = 0.05  # a few cores of fp32 matmul in practice
 UTILISATION = 0.4
 CHARS_PER_TOKEN = 4.0
+# Starting the trainer process (torch/transformers/TRL imports, loading the model) before the first step.
+STARTUP_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class Preflight:
 
     @property
     def seconds(self) -> float:
-        return self.train_tokens / self.tokens_per_s if self.tokens_per_s > 0 else float("inf")
+        return STARTUP_S + self.train_tokens / self.tokens_per_s if self.tokens_per_s > 0 else float("inf")
 
     def summary(self) -> str:
         minutes = self.seconds / 60

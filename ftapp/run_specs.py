@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ftapp.fine_tune_request import FineTuneRequest, config_values, training_values
+from ftapp.fine_tune_request import FineTuneRequest, config_values, lora_values, training_values
 from ftapp.settings import Settings
 from storage import Transaction
 from trainer.protocol import DataSource, ModelSource, TrainSpec
@@ -34,7 +34,7 @@ def build_train_spec(tx: Transaction, settings: Settings, request: FineTuneReque
         data=data,
         adapter_name=request.adapter_name,
         training=training,
-        lora=config_values(tx, request.lora_config_id, "lora_config") if request.training_mode != "full" else {},
+        lora=lora_values(tx, request) if request.training_mode != "full" else {},
         bitsandbytes=config_values(tx, request.bitsandbytes_config_id, "bitsandbytes_config")
         if request.training_mode == "qlora" else None,
         device=device,

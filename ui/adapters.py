@@ -11,22 +11,42 @@ from ui.errors import shows_errors
 from ui.tables import clicked_id, frame
 from ui.wiring import bind, check_removal, on_show
 
-# Lineage: which model it sits on, which prompt and run produced it, and what its own
-# adapter_config.json says the base was (a mismatch with "base model" is worth seeing).
-LIST_COLUMNS = ["name", "base model", "prompt", "run", "peft", "trained on (adapter config)", "source", "id"]
-COLUMN_WIDTHS = ["12%", "12%", "11%", "9%", "6%", "13%", "17%", "20%"]  # keeps empty columns readable
+# Lineage: which model it sits on, which prompt and run produced it (and how low that run's losses
+# ended), and what its own adapter_config.json says the base was (a mismatch with "base model" is
+# worth seeing).
+LIST_COLUMNS = ["name", "base model", "prompt", "run", "train loss", "eval loss", "peft",
+                "trained on (adapter config)", "source", "id"]
+COLUMN_WIDTHS = ["11%", "10%", "10%", "11%", "6%", "6%", "5%", "11%", "15%", "15%"]  # keeps empty columns readable
+
+
+def final_losses(services: Services, run_id: str | None) -> tuple[str, str]:
+    """The last train and eval loss the run logged, as the table shows them."""
+    if not run_id:
+        return "", ""
+    metrics = services.runs.metrics(run_id)
+
+    def last(name: str) -> str:
+        return f"{metrics[name][-1][1]:.4f}" if metrics.get(name) else ""
+
+    return last("loss"), last("eval_loss")
 
 
 def list_adapters(services: Services) -> tuple[pd.DataFrame, gr.Dropdown, gr.Dropdown, gr.Dropdown]:
     adapters = services.adapters.list()
     models = {m.id: m.name for m in services.models.list()}
     prompts = {p.id: p.name for p in services.prompts.list()}
-    rows = [
-        {"name": a.name, "base model": models.get(a.model_id, a.model_id),
-         "prompt": prompts.get(a.prompt_id, a.prompt_id or ""), "run": a.run_id, "peft": a.peft_type,
-         "trained on (adapter config)": a.base_model_name, "source": a.huggingface_name or a.location, "id": a.id}
-        for a in adapters
-    ]
+    runs = {r.id: r for r in services.runs.list()}
+    rows = []
+    for a in adapters:
+        run = runs.get(a.run_id or "")
+        train_loss, eval_loss = final_losses(services, run.id if run else None)
+        rows.append({
+            "name": a.name, "base model": models.get(a.model_id, a.model_id),
+            "prompt": prompts.get(a.prompt_id, a.prompt_id or ""),
+            "run": f"{run.name or run.kind} · {run.id[:8]}" if run else a.run_id, "train loss": train_loss,
+            "eval loss": eval_loss, "peft": a.peft_type, "trained on (adapter config)": a.base_model_name,
+            "source": a.huggingface_name or a.location, "id": a.id,
+        })
     return (
         frame(rows, LIST_COLUMNS),
         gr.Dropdown(choices=[(a.name, a.id) for a in adapters]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ftapp.services import Services
-from ui import adapters, configs, datasets, home, models, prompts, settings
+from ui import adapters, configs, datasets, home, models, prompts, runs, settings, train
 
 
 def build_app(services: Services) -> gr.Blocks:
@@ -18,6 +18,8 @@ def build_app(services: Services) -> gr.Blocks:
             models.render(services)
             prompts.render(services)
             configs.render(services)
+            train.render(services)
+            runs.render(services)
             adapters.render(services)
             settings.render(services)
     return app

@@ -94,8 +94,15 @@ def describe_dataset(services: Services, dataset_id: str | None) -> tuple[str, g
         lines.append(f"**Stored at:** `{record.location}`  ")
     if record.description:
         lines.append(f"**Description:** {record.description}")
-    lines += ["", "| Column | Kind |", "|---|---|"]
-    lines += [f"| {column} | {kind} |" for column, kind in record.feature_types.items()]
+    stats = {s.column: s for s in services.datasets.column_stats(dataset_id)}
+    sampled = next(iter(stats.values())).rows if stats else 0
+    lines += ["", f"Column statistics over the first {sampled:,} rows:", "",
+              "| Column | Kind | Empty | Mean length | Max length |", "|---|---|---|---|---|"]
+    for column, kind in record.feature_types.items():
+        st = stats.get(column)
+        empty = f"{st.empty:,} ({st.empty / st.rows:.0%})" if st and st.rows else "–"
+        lengths = (f"{st.mean_chars:,.0f} | {st.max_chars:,}") if st else "– | –"
+        lines.append(f"| {column} | {kind} | {empty} | {lengths} |")
     return "\n".join(lines), gr.Column(visible=True)
 
 

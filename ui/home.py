@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import gradio as gr
 
 from ftapp.services import Services
 from ui.errors import shows_errors
+from ui.run_text import duration, local_time, progress_bar, progress_fraction, progress_text, status_label
 from ui.wiring import bind, on_show
 
+RECENT_ADAPTERS = 5
+LIVE_REFRESH_S = 5.0  # progress on Home is a glance; the Runs tab is the place to watch a run closely
 DEMO_HELP = (
     "The offline demo builds a tiny Llama model on this machine (no network; about a minute on a CPU) and "
     "registers it with a small support-intent dataset and a prompt, so every tab has something real "
@@ -15,20 +21,35 @@ DEMO_HELP = (
 )
 
 
-def machine_summary(services: Services) -> str:
+def gpu_holders(runs: Sequence[Any]) -> dict[str, list[str]]:
+    """Device label ("0", "1", "cpu") -> names of the running runs placed on it."""
+    holders: dict[str, list[str]] = {}
+    for run in runs:
+        for device in (run.gpus or "").split(","):
+            if device.strip():
+                holders.setdefault(device.strip(), []).append(f"{run.name or run.kind} (`{run.id[:8]}`)")
+    return holders
+
+
+def machine_summary(services: Services, running: Sequence[Any] = ()) -> str:
     machine = services.machine()
+    holders = gpu_holders(running)
     memory_gib = machine.memory_available_mib / 1024
     lines = [
         "### This machine",
         f"- **CPU cores:** {machine.cpu_count}",
         f"- **Memory available:** {memory_gib:.1f} GiB",
     ]
+    if holders.get("cpu"):
+        lines.append(f"- **Training on the CPU:** {', '.join(holders['cpu'])}")
     if not machine.gpus:
         lines.append("- **GPUs:** none found (nvidia-smi); runs go to the CPU")
+        return "\n".join(lines)
+    lines += ["", "| GPU | Name | Memory used | Held by |", "|---:|---|---|---|"]
     for gpu in machine.gpus:
         lines.append(
-            f"- **GPU {gpu.index}:** {gpu.name}, {gpu.memory_free_mib / 1024:.1f} of "
-            f"{gpu.memory_total_mib / 1024:.1f} GiB free"
+            f"| {gpu.index} | {gpu.name} | {gpu.memory_used_mib / 1024:.1f} of {gpu.memory_total_mib / 1024:.1f} GiB | "
+            f"{', '.join(holders.get(str(gpu.index), [])) or 'free'} |"
         )
     return "\n".join(lines)
 
@@ -52,7 +73,38 @@ def summaries(services: Services) -> tuple[str, str, gr.Button]:
     # The demo button stays usable once the registry has content; it only stops being the
     # obvious next step.
     variant = "primary" if services.is_empty() else "secondary"
-    return machine_summary(services), registry_summary(services), gr.Button(variant=variant)
+    running = services.runs.list("running")
+    return machine_summary(services, running), registry_summary(services), gr.Button(variant=variant)
+
+
+def activity_summary(services: Services) -> str:
+    """Running and queued runs with their progress, then the newest adapters."""
+    live = [*services.runs.list("running"), *services.runs.list("queued")]
+    lines = ["### Training now"]
+    if not live:
+        lines.append("Nothing is training or queued. Start a run in the **Train** tab.")
+    else:
+        lines += ["| Status | Run | Progress | ETA | Devices |", "|---|---|---|---|---|"]
+        for run in live:
+            bar = f"`{progress_bar(progress_fraction(run), 12)}` " if run.status == "running" else ""
+            step = f"{run.step or 0}/{run.total_steps}" if run.total_steps else progress_text(run)
+            eta = duration(run.eta_s) if run.status == "running" and run.eta_s is not None else ""
+            lines.append(f"| {status_label(run.status)} | {run.name or run.kind} (`{run.id[:8]}`) | {bar}{step} | "
+                         f"{eta} | {run.gpus or run.devices_requested} |")
+    adapters = sorted(services.adapters.list(), key=lambda a: a.created_at, reverse=True)[:RECENT_ADAPTERS]
+    lines.append("\n### Recent adapters")
+    if not adapters:
+        lines.append("None yet: a successful run registers its adapter here.")
+    else:
+        models = {m.id: m.name for m in services.models.list()}
+        lines += ["| Adapter | Base model | From run | Added |", "|---|---|---|---|"]
+        lines += [f"| {a.name} | {models.get(a.model_id, a.model_id)} | {f'`{a.run_id[:8]}`' if a.run_id else '—'} | "
+                  f"{local_time(a.created_at)} |" for a in adapters]
+    return "\n".join(lines)
+
+
+def live_summaries(services: Services) -> tuple[str, str]:
+    return machine_summary(services, services.runs.list("running")), activity_summary(services)
 
 
 @shows_errors
@@ -73,11 +125,15 @@ def render(services: Services) -> None:
         with gr.Row(equal_height=False):
             machine = gr.Markdown()
             registry = gr.Markdown()
+        activity = gr.Markdown(elem_id="home-activity")
         gr.Markdown(f"### Offline demo\n{DEMO_HELP}")
         demo_button = gr.Button("Build the offline demo", variant="secondary", scale=0)
         demo_result = gr.Markdown()
+        timer = gr.Timer(LIVE_REFRESH_S)  # inside the tab: in gr.Tabs it would count as a tab
     refresh = bind(summaries, services)
     on_show(tab, refresh, [machine, registry, demo_button])
+    on_show(tab, bind(activity_summary, services), [activity])
+    timer.tick(bind(live_summaries, services), outputs=[machine, activity], show_progress="hidden")
     # One build at a time: two concurrent builds would write the same model directory.
     demo_button.click(
         bind(build_demo, services), outputs=demo_result, concurrency_limit=1, concurrency_id="demo-build",

@@ -7,12 +7,13 @@ import html
 import gradio as gr
 import pandas as pd
 
+from ftapp.chat_preview import CHAT_FORMATS, Segment, chat_preview_by_id
 from ftapp.errors import ValidationError
 from ftapp.prompts import AddPromptRequest
 from ftapp.services import Services
 from ui.errors import shows_errors
 from ui.tables import clicked_id, frame
-from ui.wiring import bind, check_removal, on_show
+from ui.wiring import bind, check_removal, on_show, picker
 
 PREVIEW_ROWS = 3
 EMPTY_PREVIEW = "<p><i>Choose a dataset and write or generate templates to see them rendered on real rows.</i></p>"
@@ -23,6 +24,13 @@ TEMPLATE_HELP = (
     "the prompt template; the loss is taken on the part the completion template renders, so input + "
     "completion should equal the prompt template."
 )
+EMPTY_CHAT_PREVIEW = "<p><i>Choose a model to see the first conversations rendered through its chat template.</i></p>"
+CHAT_HELP = (
+    "This dataset holds conversations: they train through the model's chat template, with the loss on the "
+    "assistant turns, so no prompt is needed. Templates written below replace the chat template when saved "
+    "and chosen for a run."
+)
+CHAT_LEGEND = "**Conversations through the chat template** (highlighted: trained on; the rest is masked)"
 
 
 def list_prompts(services: Services) -> tuple[pd.DataFrame, gr.Dropdown, gr.Dropdown]:
@@ -81,6 +89,36 @@ def preview_prompt(services: Services, dataset_id: str | None, prompt_template: 
     return "".join(parts)
 
 
+def list_chat_models(services: Services, selected: str | None) -> gr.Dropdown:
+    """The registered models whose chat template can render conversations; the first one by default."""
+    choices = [(m.name, m.id) for m in services.models.list()]
+    return picker(choices, selected or (choices[0][1] if choices else None))
+
+
+@shows_errors
+def chat_mode(services: Services, dataset_id: str | None) -> tuple[gr.Column, bool]:
+    """Show the chat-template preview when the chosen dataset holds conversations."""
+    is_chat = bool(dataset_id) and services.datasets.get(dataset_id).format in CHAT_FORMATS
+    return gr.Column(visible=is_chat), is_chat
+
+
+def _rendered_conversation(number: int, segments: list[Segment]) -> str:
+    parts = "".join(
+        f"<mark title='assistant turn: trained on'>{html.escape(s.text)}</mark>" if s.trained else html.escape(s.text)
+        for s in segments
+    )
+    return f"<p><b>Row {number}</b></p><pre style='white-space: pre-wrap; margin: 0 0 1em 0'>{parts}</pre>"
+
+
+@shows_errors
+def preview_chat(services: Services, dataset_id: str | None, model_id: str | None, is_chat: bool) -> str:
+    """The dataset's first conversations through the model's chat template, the trained parts highlighted."""
+    if not (is_chat and dataset_id and model_id):
+        return EMPTY_CHAT_PREVIEW
+    rows = chat_preview_by_id(services, model_id, dataset_id, limit=PREVIEW_ROWS)
+    return "".join(_rendered_conversation(n, segments) for n, segments in enumerate(rows, start=1))
+
+
 @shows_errors
 def save_prompt(services: Services, name: str, dataset_id: str | None, prompt_template: str, input_template: str,
                 completion_template: str, description: str) -> str:
@@ -113,6 +151,12 @@ def render(services: Services) -> None:
             dataset = gr.Dropdown(label="Dataset", choices=[], value=None, scale=2)
             generate_button = gr.Button("Generate from columns", scale=0, min_width=260)
         generated_note = gr.Markdown()
+        is_chat = gr.State(False)
+        with gr.Column(visible=False) as chat_block:
+            gr.Markdown(CHAT_HELP)
+            chat_model = gr.Dropdown(label="Model (its chat template renders the conversations)", choices=[], value=None)
+            gr.Markdown(CHAT_LEGEND)
+            chat_preview = gr.HTML(EMPTY_CHAT_PREVIEW, max_height=620, padding=True, container=True)
         gr.Markdown(TEMPLATE_HELP)
         with gr.Row(equal_height=False):
             with gr.Column():
@@ -138,6 +182,12 @@ def render(services: Services) -> None:
     refresh = bind(list_prompts, services)
     outputs = [table, chosen, dataset]
     on_show(tab, refresh, outputs)
+    on_show(tab, bind(list_chat_models, services), [chat_model], inputs=[chat_model])
+    show_chat = bind(preview_chat, services)
+    dataset.change(bind(chat_mode, services), dataset, [chat_block, is_chat], show_progress="hidden").then(
+        show_chat, [dataset, chat_model, is_chat], chat_preview, show_progress="hidden",
+    )
+    chat_model.change(show_chat, [dataset, chat_model, is_chat], chat_preview, show_progress="hidden")
     templates = [prompt_template, input_template, completion_template]
     generate_button.click(bind(generate_templates, services), dataset, [*templates, generated_note])
     gr.on(

@@ -23,14 +23,16 @@ def bind(handler: Callable[..., Any], services: Services) -> Callable[..., Any]:
     return bound
 
 
-def on_show(tab: gr.Tab, fn: Callable[[], Any], outputs: Sequence[gr.components.Component]) -> None:
+def on_show(tab: gr.Tab, fn: Callable[..., Any], outputs: Sequence[gr.components.Component],
+            inputs: Sequence[gr.components.Component] = ()) -> None:
     """Run ``fn`` on every page load and whenever ``tab`` is selected.
 
     The database is the only state: page load makes a reload show everything again, and tab
     select picks up what another tab, the CLI or the background demo build registered since.
+    ``inputs`` lets ``fn`` keep what the user chose (the current value of a picker).
     """
-    gr.on(None, fn, outputs=list(outputs), show_progress="hidden")  # no triggers, no inputs: page load
-    tab.select(fn, outputs=list(outputs), show_progress="hidden")
+    gr.on(None, fn, inputs=list(inputs), outputs=list(outputs), show_progress="hidden")  # no triggers: page load
+    tab.select(fn, inputs=list(inputs), outputs=list(outputs), show_progress="hidden")
 
 
 def check_removal(ident: str | None, confirmed: bool, noun: str) -> str:

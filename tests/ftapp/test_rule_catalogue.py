@@ -223,3 +223,13 @@ def test_all_problems_of_one_request_come_together(services, registered, tmp_pat
     ctx = Ctx(services, registered, tmp_path, monkeypatch, demo_kit)
     problems = fine_tune(ctx, adapter_name="bad name", num_epochs=0, learning_rate=0, gpus="5", dataset_id="x")
     assert {p.rule_id for p in problems} >= {"FT-002", "FT-008", "FT-009", "FT-005", "FT-014"}
+
+
+def test_a_gated_model_needs_its_licence_accepted_before_training(services, registered, tmp_path, monkeypatch, demo_kit):
+    ctx = Ctx(services, registered, tmp_path, monkeypatch, demo_kit)
+    with services.db.transaction() as tx:
+        tx.models.update(registered.model.id, gated=True, license="llama3.2")
+    problems = fine_tune(ctx)
+    assert [p.rule_id for p in problems] == ["FT-013"] and "accept its licence" in problems[0].message
+    services.models.accept_license(registered.model.id)
+    assert fine_tune(ctx) == []

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 
 from ftapp.datasets import AddDatasetRequest
+from ftapp.machine import GpuInfo, Machine
 from ftapp.services import Services
-from ui import build_app, home
+from ui import build_app, home, train
 
 
 def test_summaries_count_the_registry_and_push_the_demo_when_empty(services: Services, alpaca: Path) -> None:
@@ -32,9 +34,10 @@ def test_the_page_has_every_resource_tab_and_nothing_else(services: Services) ->
 
     labels = [block.label for block in app.blocks.values() if isinstance(block, gr.Tab)]
     assert labels[:1] == ["Home"]
-    top_level = {"Home", "Datasets", "Models", "Prompts", "Configs", "Adapters", "Settings"}
+    top_level = {"Home", "Datasets", "Models", "Prompts", "Configs", "Train", "Runs", "Adapters", "Settings"}
     assert top_level <= set(labels)
-    assert not {"Training", "Runs", "Evaluation", "Export"} & set(labels)
+    assert labels.index("Configs") < labels.index("Train") < labels.index("Runs") < labels.index("Adapters")
+    assert not {"Evaluation", "Export"} & set(labels)  # not built yet: no stubs
 
 
 def test_every_child_of_a_tab_bar_is_a_tab(services: Services) -> None:
@@ -79,3 +82,27 @@ def test_the_demo_button_registers_a_kit_built_earlier(services: Services) -> No
     assert "`demo-support-intents` (2 rows" in message and "`demo-intent-prompt`" in message
     assert home.build_demo(services) == message  # a second click registers nothing new
     assert (len(services.models.list()), len(services.datasets.list()), len(services.prompts.list())) == (1, 1, 1)
+
+
+def test_gpus_are_listed_with_the_runs_that_hold_them(services: Services, monkeypatch) -> None:
+    machine = Machine(gpus=(GpuInfo(0, "NVIDIA H200", 143771, 40960), GpuInfo(1, "NVIDIA H200", 143771, 0)),
+                      cpu_count=32, memory_available_mib=200_000)
+    monkeypatch.setattr(services, "machine", lambda: machine)
+    running = [SimpleNamespace(id="abcdef0123", name="big-run", kind="finetune", gpus="0"),
+               SimpleNamespace(id="9876543210", name="cpu-run", kind="finetune", gpus="cpu")]
+
+    text = home.machine_summary(services, running)
+
+    assert "| 0 | NVIDIA H200 | 40.0 of 140.4 GiB | big-run (`abcdef01`) |" in text
+    assert "| 1 | NVIDIA H200 | 0.0 of 140.4 GiB | free |" in text
+    assert "**Training on the CPU:** cpu-run (`98765432`)" in text
+
+
+def test_activity_shows_queued_runs_and_says_when_nothing_happens(services: Services, train_values) -> None:
+    quiet = home.activity_summary(services)
+    assert "Nothing is training or queued" in quiet and "None yet" in quiet
+
+    train.start(services, *train_values(adapter_name="waiting"))
+
+    busy = home.activity_summary(services)
+    assert "| ⏳ queued | waiting (`" in busy and "| cpu |" in busy

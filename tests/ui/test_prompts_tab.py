@@ -9,6 +9,7 @@ import gradio as gr
 import pytest
 
 from ftapp.datasets import AddDatasetRequest
+from ftapp.models import AddModelRequest
 from ftapp.services import Services
 from ui import prompts
 
@@ -69,3 +70,50 @@ def test_saving_a_bad_prompt_reports_every_rule_and_writes_nothing(services: Ser
     assert "PR-001: name is required" in message
     assert "PR-006" in message and "PR-007" in message
     assert services.prompts.list() == []
+
+
+CHATS = [
+    {"messages": [{"role": "user", "content": "Cancel my order <now>."},
+                  {"role": "assistant", "content": "Your order is cancelled."}]},
+    {"messages": [{"role": "user", "content": "Where is my parcel?"},
+                  {"role": "assistant", "content": "On its way."}]},
+]
+
+
+@pytest.fixture
+def chats_id(services: Services, tmp_path: Path) -> str:
+    path = tmp_path / "chats.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in CHATS), encoding="utf-8")
+    return services.datasets.add(AddDatasetRequest(name="chats", location=str(path))).id
+
+
+def test_conversations_preview_through_the_chat_template_with_the_assistant_marked(
+    services: Services, demo_kit, chats_id: str,
+) -> None:
+    model_id = services.models.add(AddModelRequest(type="project", name="tiny", location=str(demo_kit.model_dir))).id
+    block, is_chat = prompts.chat_mode(services, chats_id)
+    assert block.visible is True and is_chat is True
+    assert prompts.list_chat_models(services, None).value == model_id  # the first model is picked
+
+    html = prompts.preview_chat(services, chats_id, model_id, is_chat)
+
+    assert html.count("<pre") == len(CHATS)
+    marked = [part.split(">", 1)[1].split("</mark>", 1)[0] for part in html.split("<mark")[1:]]
+    assert marked == ["Your order is cancelled.&lt;/s&gt;\n", "On its way.&lt;/s&gt;\n"]
+    assert "&lt;s&gt;&lt;|user|&gt;\nCancel my order &lt;now&gt;." in html  # masked, escaped, through the template
+
+
+def test_the_chat_preview_stays_away_for_column_data_and_reports_models_without_a_template(
+    services: Services, dataset_id: str, chats_id: str, tmp_path: Path, demo_kit,
+) -> None:
+    block, is_chat = prompts.chat_mode(services, dataset_id)
+    assert block.visible is False and is_chat is False
+    assert prompts.preview_chat(services, dataset_id, "any-model", is_chat) == prompts.EMPTY_CHAT_PREVIEW
+    assert prompts.preview_chat(services, chats_id, None, True) == prompts.EMPTY_CHAT_PREVIEW
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "config.json").write_bytes((demo_kit.model_dir / "config.json").read_bytes())
+    model_id = services.models.add(AddModelRequest(type="project", name="bare", location=str(bare))).id
+
+    with pytest.raises(gr.Error, match="no chat template"):
+        prompts.preview_chat(services, chats_id, model_id, True)

@@ -1,0 +1,179 @@
+"""The Runs tab's handlers on real services, including one real CPU run started from the Train tab."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+
+import gradio as gr
+import pytest
+
+from ftapp.services import Services
+from ui import adapters, home, runs, train
+from ui.run_compare import spec_differences
+
+SKIP = gr.skip()
+VIEW = ["status", "loss", "lr", "grad", "speed", "log", "spec", "error", "output", "cancel", "resume", "shown"]
+
+
+@pytest.fixture(autouse=True)
+def no_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Autouse, so it is set before the services fixture reads the environment. MLflow logging
+    # triples the CPU run here (~12 s of 20 s on two cores) and tests/ftapp/test_runs.py covers it.
+    monkeypatch.setenv("FTAPP_MLFLOW", "0")
+
+
+def view(values: tuple) -> dict:
+    assert len(values) == len(VIEW) == runs.VIEW_SIZE
+    return dict(zip(VIEW, values))
+
+
+def queue(services: Services, train_values, name: str, **changes) -> str:
+    train.start(services, *train_values(adapter_name=name, **changes))
+    return runs.list_runs(services)[1].value  # the picker chooses the newest run
+
+
+def test_the_table_lists_newest_first_and_filters_by_status(services: Services, train_values) -> None:
+    first = queue(services, train_values, "first")
+    second = queue(services, train_values, "second")
+    runs.cancel_run(services, first)
+
+    table, pick, compare = runs.list_runs(services, runs.ALL, None)
+
+    assert list(table["name"]) == ["second", "first"]
+    assert list(table["status"]) == ["⏳ queued", "⏹ cancelled"]
+    assert pick.value == second and [value for _, value in pick.choices] == [second, first]
+    assert [value for _, value in compare.choices] == [second, first]
+
+    table, pick, compare = runs.list_runs(services, "cancelled", second)
+    assert list(table["id"]) == [first] and pick.value == first  # the chosen run is filtered out: newest listed
+    assert len(compare.choices) == 2  # any run can still be compared
+    table, pick, _ = runs.list_runs(services, "running", None)
+    assert table.empty and pick.value is None and list(table.columns) == runs.LIST_COLUMNS
+
+
+def test_opening_the_tab_jumps_to_a_run_started_since_the_last_look(services: Services, train_values) -> None:
+    first = queue(services, train_values, "first")
+    second = queue(services, train_values, "second")
+
+    _, pick, _, newest = runs.show_runs(services, runs.ALL, None, None)
+    assert pick.value == second == newest
+    _, pick, _, newest = runs.show_runs(services, runs.ALL, first, newest)  # the user chose an older run
+    assert pick.value == first and newest == second
+
+    third = queue(services, train_values, "third")  # e.g. from the Train tab, then back to Runs
+    _, pick, _, newest = runs.show_runs(services, runs.ALL, first, newest)
+    assert pick.value == third == newest
+
+
+def test_a_queued_run_shows_its_status_and_cancels_at_once(services: Services, train_values) -> None:
+    run_id = queue(services, train_values, "waiting")
+
+    shown = view(runs.show_run(services, run_id))
+    assert "⏳ queued" in shown["status"] and "waiting for its devices" in shown["status"]
+    assert shown["cancel"].interactive is True and shown["resume"].interactive is False
+    assert shown["spec"]["adapter_name"] == "waiting" and shown["spec"]["training"]["max_steps"] == 4
+
+    assert runs.cancel_run(services, run_id).startswith("Cancelled the queued run")
+    shown = view(runs.show_run(services, run_id))
+    assert "⏹ cancelled" in shown["status"]
+    assert shown["cancel"].interactive is False and shown["resume"].interactive is True
+    assert shown["error"].visible and "Cancelled" in shown["error"].value
+    with pytest.raises(gr.Error, match="no checkpoint"):  # it never trained, so there is nothing to resume
+        runs.resume_run(services, run_id)
+    with pytest.raises(gr.Error, match="already cancelled"):
+        runs.cancel_run(services, run_id)
+
+
+def test_nothing_chosen_shows_where_runs_come_from(services: Services) -> None:
+    shown = view(runs.show_run(services, None))
+
+    assert "Train" in shown["status"] and shown["cancel"].interactive is False
+    assert all(value == SKIP for value in runs.poll_run(services, None, "", runs.ALL))
+
+
+def test_compare_lists_only_the_settings_that_differ(services: Services, train_values) -> None:
+    a = queue(services, train_values, "lr-high", learning_rate=3e-3)
+    b = queue(services, train_values, "lr-low", learning_rate=1e-4, lora_r=8)
+
+    figure, differences = runs.compare_runs(services, [a, b])
+
+    assert list(differences["setting"]) == ["adapter_name", "lora.r", "training.learning_rate"]
+    assert list(differences.iloc[2, 1:]) == ["0.003", "0.0001"]
+    assert len(figure.data) == 0  # queued runs have no loss yet: the chart waits
+    assert differences.columns[1].endswith(a[:8]) and differences.columns[2].endswith(b[:8])
+
+
+def test_spec_differences_count_a_missing_section_as_different() -> None:
+    table = spec_differences({
+        "lora run": {"run_id": "1", "training_mode": "lora", "lora": {"r": 16}, "training": {"seed": 1}},
+        "full run": {"run_id": "2", "training_mode": "full", "lora": {}, "training": {"seed": 1}},
+    })
+
+    assert table.set_index("setting").to_dict("index") == {
+        "lora": {"lora run": "—", "full run": "{}"},
+        "lora.r": {"lora run": "16", "full run": "—"},
+        "training_mode": {"lora run": "lora", "full run": "full"},
+    }
+
+
+def test_a_cpu_run_started_from_the_train_tab_ends_on_the_runs_tab(services: Services, train_values) -> None:
+    run_id = queue(services, train_values, "tiny-intents")
+    before = view(runs.show_run(services, run_id))
+    assert before["loss"].layout.annotations  # "waiting for the first step"
+
+    # A page polling while the run trains: what each tick would put on screen.
+    page = {"shown": before["shown"], "statuses": []}
+
+    def tick(_run) -> None:
+        out = runs.poll_run(services, run_id, page["shown"], runs.ALL)
+        if out[runs.VIEW_SIZE - 1] != SKIP:
+            page["shown"] = out[runs.VIEW_SIZE - 1]
+        if out[0] != SKIP:
+            page["statuses"].append(out[0])
+
+    final = services.runs.wait(run_id, timeout_s=240, on_tick=tick)
+
+    assert final.status == "succeeded", final.error_text
+    # Four tiny steps may all land between two ticks; the start (torch's import alone) cannot.
+    assert any("▶ running" in status for status in page["statuses"])
+    # The timer's next tick notices the change: a new view, and the table with the new status.
+    ticked = runs.poll_run(services, run_id, before["shown"], runs.ALL)
+    shown = view(ticked[:runs.VIEW_SIZE])
+    table = ticked[runs.VIEW_SIZE]
+    assert "✅ succeeded" in shown["status"] and "step 4 of 4" in shown["status"]
+    loss = next(trace for trace in shown["loss"].data if trace.name == "train loss")
+    assert list(loss.x) == [1, 2, 3, 4]
+    assert [trace.name for trace in shown["loss"].data] == ["train loss", "eval loss"]
+    assert len(shown["lr"].data[0].x) == 4 and len(shown["speed"].data[0].x) == 4
+    assert "JOB_DONE" in shown["log"]
+    assert "Produced adapter:** `tiny-intents`" in shown["output"]
+    assert shown["cancel"].interactive is False and shown["error"].visible is False
+    assert list(table["status"]) == ["✅ succeeded"]
+    # Once the finished run is on screen, further ticks do nothing.
+    assert all(value == SKIP for value in runs.poll_run(services, run_id, shown["shown"], runs.ALL))
+
+    # The adapter's lineage carries the run and its final losses; Home lists it as recent.
+    listed = adapters.list_adapters(services)[0].iloc[0]
+    assert listed["run"] == f"tiny-intents · {run_id[:8]}" and listed["prompt"] == "intent-prompt"
+    assert float(listed["train loss"]) > 0 and float(listed["eval loss"]) > 0
+    assert "| tiny-intents | tiny |" in home.activity_summary(services)
+
+
+def test_a_failed_run_says_why_above_the_log_instead_of_repeating_it() -> None:
+    started = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    run = SimpleNamespace(
+        id="946fd1cc-9d58-47cb-8f64-71e9cfa46933", name="oom-demo", kind="finetune", status="failed", step=14,
+        total_steps=40, eta_s=None, gpus="0", devices_requested="auto", created_at=started, started_at=started,
+        finished_at=started + timedelta(seconds=75), parent_run_id=None, mlflow_run_id=None,
+        error_cause="out of GPU memory",
+        error_text="CUDA out of memory.\nSuggestion: halve per_device_train_batch_size\n--- log tail ---\nFINETUNE_PROGRESS {}",
+    )
+
+    error = runs.error_markdown(run)
+    status = runs.status_markdown(run)
+
+    assert error.visible and "Why it failed: out of GPU memory" in error.value
+    assert "Suggestion: halve" in error.value and "FINETUNE_PROGRESS" not in error.value
+    assert "❌ failed" in status and "step 14 of 40" in status and "ran 1 min 15 s" in status
+    assert "ETA" not in status and "devices **0**" in status

@@ -1,0 +1,263 @@
+"""Runs: every training run from the database, one followed live, cancelled, resumed or compared."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from ftapp.services import Services
+from ui import charts
+from ui.errors import shows_errors
+from ui.run_compare import compare_runs
+from ui.run_text import (
+    FINISHED,
+    LIVE,
+    STATUS_ICONS,
+    duration,
+    elapsed_s,
+    local_time,
+    progress_bar,
+    progress_fraction,
+    progress_text,
+    run_label,
+    status_label,
+)
+from ui.tables import clicked_id, frame
+from ui.wiring import bind, on_show
+
+LOG_CHARS = 6000
+POLL_S = 1.0  # with the supervisor's 0.5 s ingest, a logged step reaches the page within ~2 s
+ALL = "all"
+FILTERS = [("All", ALL), *((status_label(s), s) for s in STATUS_ICONS)]
+LIST_COLUMNS = ["status", "name", "progress", "devices", "model", "dataset", "queued", "ran", "id"]
+COLUMN_WIDTHS = ["11%", "14%", "8%", "7%", "12%", "14%", "12%", "8%", "14%"]
+RESUMABLE = ("failed", "cancelled")
+LOG_TAIL_MARKER = "\n--- log tail ---\n"
+NOTHING_CHOSEN = "No run chosen. Start one in the **Train** tab; it appears here at once."
+# Keep the newest lines in sight, unless the user clicked into the log to read it. (Textbox's own
+# autoscroll left this log at its top in Chromium: the log is filled while the tab is hidden.)
+FOLLOW_LOG = """() => {
+  const box = document.querySelector('#runs-log textarea');
+  if (box && document.activeElement !== box) { box.scrollTop = box.scrollHeight; }
+}"""
+# How many outputs the run view has (status … resume button, then the shown-signature state).
+VIEW_SIZE = 12
+
+
+def _filtered(services: Services, status_filter: str | None) -> list:
+    status = None if status_filter in (None, ALL) else status_filter
+    return list(reversed(services.runs.list(status)))  # newest first
+
+
+def runs_frame(services: Services, runs: list) -> pd.DataFrame:
+    models = {m.id: m.name for m in services.models.list()}
+    datasets = {d.id: d.name for d in services.datasets.list()}
+    rows = [
+        {"status": status_label(r.status), "name": r.name or r.kind,
+         "progress": f"{r.step or 0}/{r.total_steps}" if r.total_steps else "",
+         "devices": r.gpus or r.devices_requested, "model": models.get(r.base_model_id, r.base_model_id),
+         "dataset": datasets.get(r.dataset_id, r.dataset_id), "queued": local_time(r.created_at),
+         "ran": duration(elapsed_s(r)) if r.started_at else "", "id": r.id}
+        for r in runs
+    ]
+    return frame(rows, LIST_COLUMNS)
+
+
+def list_runs(services: Services, status_filter: str | None = ALL,
+              selected: str | None = None) -> tuple[pd.DataFrame, gr.Dropdown, gr.Dropdown]:
+    """The table and the picker (the chosen run while it is listed, else the newest) and compare choices."""
+    runs = _filtered(services, status_filter)
+    choices = [(run_label(r), r.id) for r in runs]
+    ids = [r.id for r in runs]
+    everything = runs if status_filter in (None, ALL) else _filtered(services, ALL)
+    return (
+        runs_frame(services, runs),
+        gr.Dropdown(choices=choices, value=selected if selected in ids else (ids[0] if ids else None)),
+        gr.Dropdown(choices=[(run_label(r), r.id) for r in everything]),
+    )
+
+
+def show_runs(services: Services, status_filter: str | None, selected: str | None,
+              newest_seen: str | None) -> tuple[pd.DataFrame, gr.Dropdown, gr.Dropdown, str | None]:
+    """The listing when the tab opens: a run started since the last look (from the Train tab, the
+    CLI) is chosen, since that is the one the user came to see; otherwise the choice is kept."""
+    table, pick, compare = list_runs(services, status_filter, selected)
+    newest = pick.choices[0][1] if pick.choices else None
+    if newest != newest_seen:
+        pick = gr.Dropdown(choices=pick.choices, value=newest)
+    return table, pick, compare, newest
+
+
+def status_markdown(run: Any) -> str:
+    lines = [f"### {status_label(run.status)} · {run.name or run.kind}"]
+    if run.status == "queued":
+        lines.append(f"⏳ {progress_text(run)}")
+    else:
+        lines.append(f"`{progress_bar(progress_fraction(run))}` {progress_text(run)}")
+    facts = [f"devices **{run.gpus}**" if run.gpus else f"devices **{run.devices_requested}** (requested)",
+             f"queued {local_time(run.created_at)}"]
+    if run.started_at:
+        facts.append(f"started {local_time(run.started_at)}")
+        facts.append(f"{'ran' if run.finished_at else 'running for'} {duration(elapsed_s(run))}")
+    if run.parent_run_id:
+        facts.append(f"resumed from run `{run.parent_run_id[:8]}`")
+    if run.mlflow_run_id:
+        facts.append(f"MLflow run `{run.mlflow_run_id}`")
+    lines.append(" · ".join(facts) + f"  \nRun id `{run.id}`")
+    return "\n\n".join(lines)
+
+
+def error_markdown(run: Any) -> gr.Markdown:
+    if run.status == "cancelled":
+        text = ("#### Cancelled\nStopped on request. **Resume** continues from the last checkpoint, if the "
+                "trainer wrote one before it stopped.")
+        return gr.Markdown(text, visible=True)
+    if not run.error_text:
+        return gr.Markdown("", visible=False)
+    heading = f"#### Why it failed: {run.error_cause or 'unknown'}" if run.status == "failed" else "#### Note"
+    # The supervisor appends the log tail after this marker; the log box below shows it already.
+    summary, marker, _ = run.error_text.partition(LOG_TAIL_MARKER)
+    after = "\n\nThe trainer log below ends where it failed." if marker else ""
+    # Five backticks: a log line of three (a markdown-printing library) cannot close the block early.
+    return gr.Markdown(f"{heading}\n`````text\n{summary.strip()}\n`````{after}", visible=True)
+
+
+def output_markdown(services: Services, run: Any) -> str:
+    if run.status != "succeeded":
+        return ""
+    produced = [a for a in services.adapters.list() if a.run_id == run.id]
+    if produced:
+        return "\n".join(f"**Produced adapter:** `{a.name}` at `{a.location}` (see the Adapters tab)" for a in produced)
+    spec = json.loads(run.spec)
+    if spec.get("training_mode") == "full":
+        return f"**Produced model:** `{spec.get('adapter_name')}` (see the Models tab)"
+    return "The run succeeded but registered nothing; the note above says why."
+
+
+def signature(run: Any) -> str:
+    """What changes when there is something new to draw: status and how far the events were read."""
+    return f"{run.id}|{run.status}|{run.events_offset}"
+
+
+def run_view(services: Services, run: Any) -> tuple[Any, ...]:
+    metrics = services.runs.metrics(run.id)
+    return (
+        status_markdown(run),
+        charts.loss_figure(metrics), charts.learning_rate_figure(metrics),
+        charts.grad_norm_figure(metrics), charts.throughput_figure(metrics),
+        services.runs.log_tail(run.id, LOG_CHARS), json.loads(run.spec),
+        error_markdown(run), output_markdown(services, run),
+        gr.Button(interactive=run.status in LIVE), gr.Button(interactive=run.status in RESUMABLE),
+        signature(run),
+    )
+
+
+def _empty_view() -> tuple[Any, ...]:
+    empty = charts.loss_figure({})
+    return (NOTHING_CHOSEN, empty, charts.learning_rate_figure({}), charts.grad_norm_figure({}),
+            charts.throughput_figure({}), "", None, gr.Markdown("", visible=False), "",
+            gr.Button(interactive=False), gr.Button(interactive=False), "")
+
+
+@shows_errors
+def show_run(services: Services, run_id: str | None) -> tuple[Any, ...]:
+    return run_view(services, services.runs.get(run_id)) if run_id else _empty_view()
+
+
+@shows_errors
+def poll_run(services: Services, run_id: str | None, shown: str | None, status_filter: str | None) -> tuple[Any, ...]:
+    """The timer's tick: nothing for a finished run already on screen, little while nothing new came in.
+
+    Outputs: the run view, then the table, the picker and the compare choices.
+    """
+    skip = gr.skip()
+    unchanged = (skip,) * (VIEW_SIZE + 3)
+    shown_id, shown_status, _ = ((shown or "").split("|") + ["", ""])[:3]
+    if not run_id or (shown_id == run_id and shown_status in FINISHED):
+        return unchanged  # a finished run never changes again: no query at all
+    run = services.runs.get(run_id)
+    if signature(run) == shown:
+        # No new events: the log may still grow (model loading) and "running for" moves on.
+        log = services.runs.log_tail(run.id, LOG_CHARS) if run.status == "running" else skip
+        return (status_markdown(run), *(skip,) * 4, log, *(skip,) * (VIEW_SIZE - 6), skip, skip, skip)
+    table, pick, compare = list_runs(services, status_filter, run_id)
+    if shown_id == run_id and shown_status == run.status:
+        # Only the icons in the picker's labels depend on status; leaving the picker alone keeps
+        # an open dropdown from being redrawn under the user's pointer every second.
+        pick, compare = skip, skip
+    return (*run_view(services, run), table, pick, compare)
+
+
+@shows_errors
+def cancel_run(services: Services, run_id: str | None) -> str:
+    if not run_id:
+        raise gr.Error("Choose a run first.")
+    run = services.runs.cancel(run_id)
+    if run.status == "cancelled":
+        return "Cancelled the queued run; it never started."
+    return "Asked the trainer to stop: it saves a checkpoint, then ends (killed if it takes too long)."
+
+
+@shows_errors
+def resume_run(services: Services, run_id: str | None) -> tuple[str, str]:
+    if not run_id:
+        raise gr.Error("Choose a run first.")
+    run = services.runs.resume(run_id)
+    return f"Queued run `{run.id}`, continuing from the last checkpoint of `{run_id[:8]}`.", run.id
+
+
+def render(services: Services) -> None:
+    with gr.Tab("Runs", id="runs") as tab:
+        status_filter = gr.Radio(label="Show", choices=FILTERS, value=ALL, elem_id="runs-filter")
+        table = gr.Dataframe(label="Runs, newest first (click a row to follow it)", interactive=False, wrap=True,
+                             max_height=300, column_widths=COLUMN_WIDTHS, elem_id="runs-table")
+        pick = gr.Dropdown(label="Run", choices=[], value=None, elem_id="runs-pick")
+        status = gr.Markdown(NOTHING_CHOSEN, elem_id="runs-status")
+        with gr.Row(equal_height=True):
+            cancel_button = gr.Button("⏹ Cancel", variant="stop", interactive=False, elem_id="runs-cancel",
+                                      scale=0, min_width=150)
+            resume_button = gr.Button("↻ Resume", interactive=False, elem_id="runs-resume", scale=0, min_width=150)
+            action_result = gr.Markdown(elem_id="runs-action-result")
+        error = gr.Markdown(visible=False, elem_id="runs-error")
+        produced = gr.Markdown(elem_id="runs-output")
+        # The figures carry their own titles; a label badge on top would say it twice.
+        with gr.Row():
+            loss_chart = gr.Plot(show_label=False, elem_id="runs-loss-chart")
+            lr_chart = gr.Plot(show_label=False, elem_id="runs-lr-chart")
+        with gr.Row():
+            grad_chart = gr.Plot(show_label=False, elem_id="runs-grad-chart")
+            speed_chart = gr.Plot(show_label=False, elem_id="runs-speed-chart")
+        log = gr.Textbox(label="Trainer log (last lines)", lines=14, max_lines=14, interactive=False,
+                         autoscroll=False, elem_id="runs-log")
+        spec = gr.JSON(label="Resolved spec (what the trainer was given)", elem_id="runs-spec", max_height=360, open=True)
+        with gr.Accordion("Compare runs", open=True):
+            compare = gr.Dropdown(label="Runs to compare", choices=[], value=[], multiselect=True, elem_id="runs-compare")
+            compare_chart = gr.Plot(show_label=False, elem_id="runs-compare-chart")
+            differences = gr.Dataframe(label="Settings that differ", interactive=False, wrap=True, max_height=360,
+                                       elem_id="runs-compare-diff")
+        # Inside the tab: a State or Timer placed directly in gr.Tabs would count as a tab.
+        shown, new_run, newest_seen = gr.State(""), gr.State(None), gr.State(None)
+        timer = gr.Timer(POLL_S)
+
+    listing = [table, pick, compare]
+    view = [status, loss_chart, lr_chart, grad_chart, speed_chart, log, spec, error, produced,
+            cancel_button, resume_button, shown]
+    refresh = bind(list_runs, services)
+    on_show(tab, bind(show_runs, services), [*listing, newest_seen], inputs=[status_filter, pick, newest_seen])
+    status_filter.change(refresh, [status_filter, pick], listing, show_progress="hidden")
+    table.select(clicked_id, outputs=pick, show_progress="hidden")
+    pick.change(bind(show_run, services), pick, view, show_progress="hidden")
+    # Cheap and read-only, so ticks of several open pages need not wait for each other.
+    timer.tick(bind(poll_run, services), [pick, shown, status_filter], [*view, *listing],
+               show_progress="hidden", concurrency_limit=None)
+    cancel_button.click(bind(cancel_run, services), pick, action_result).success(
+        bind(show_run, services), pick, view, show_progress="hidden",
+    ).success(refresh, [status_filter, pick], listing, show_progress="hidden")
+    resume_button.click(bind(resume_run, services), pick, [action_result, new_run]).success(
+        refresh, [status_filter, new_run], listing, show_progress="hidden",
+    )
+    compare.change(bind(compare_runs, services), compare, [compare_chart, differences], show_progress="hidden")
+    log.change(None, js=FOLLOW_LOG)
