@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ftapp.datasets import AddDatasetRequest
-from ftapp.models import AddModelRequest
 from ftapp.presets import MODERN
-from ftapp.prompts import AddPromptRequest
-from ftapp.services import Services, open_services
-from ftapp.settings import Settings
 from ui.train_form import TrainForm
 
 SHARED_DATA = (Path(__file__).resolve().parents[2] / "../shared/data").resolve()
@@ -30,36 +25,10 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def services(tmp_path: Path) -> Iterator[Services]:
-    opened = open_services(Settings.from_env(tmp_path / "home"))
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
 def alpaca() -> Path:
     if not ALPACA.is_file():
         pytest.skip(f"real sample data {ALPACA} is absent")
     return ALPACA
-
-
-@dataclass(frozen=True)
-class Registered:
-    model_id: str
-    dataset_id: str
-    prompt_id: str
-
-
-@pytest.fixture
-def registered(services: Services, demo_kit) -> Registered:
-    """The demo kit's tiny model, its dataset and prompt, registered through the real services."""
-    model = services.models.add(AddModelRequest(type="project", name="tiny", location=str(demo_kit.model_dir)))
-    dataset = services.datasets.add(AddDatasetRequest(name="intents", location=str(demo_kit.dataset_path)))
-    prompt = services.prompts.add(AddPromptRequest(
-        name="intent-prompt", dataset_id=dataset.id, prompt_template=demo_kit.prompt["prompt_template"],
-        input_template=demo_kit.prompt["input_template"], completion_template=demo_kit.prompt["completion_template"],
-    ))
-    return Registered(model.id, dataset.id, prompt.id)
 
 
 # Small enough for a few seconds per step on two CPU cores, with an eval and a checkpoint on the way.
@@ -67,7 +36,7 @@ FAST_EXTRA = '{"logging_steps": 1, "eval_steps": 2, "save_steps": 2}'
 
 
 @pytest.fixture
-def train_values(registered: Registered) -> Callable[..., list[Any]]:
+def train_values(registered) -> Callable[..., list[Any]]:
     """Train-tab widget values as the browser sends them, for the demo kit; keywords change fields."""
 
     def values(**changes: Any) -> list[Any]:
