@@ -16,15 +16,6 @@ SHARED_DATA = (Path(__file__).resolve().parents[2] / "../shared/data").resolve()
 needs_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"real sample data folder {SHARED_DATA} is absent")
 
 
-def rejected(path: Path, dataset_type: str) -> ValidationError:
-    with pytest.raises(ValidationError) as caught:
-        inspect_file(path, dataset_type)
-    return caught.value
-
-
-def messages(error: ValidationError) -> list[str]:
-    return [str(problem) for problem in error.problems]
-
 # --- directories (type project) -----------------------------------------------------------------
 
 
@@ -136,6 +127,7 @@ def test_healthy_csv_values():
 
 @needs_shared_data
 def test_project_defaults_is_not_a_dataset():
-    error = rejected(SHARED_DATA / "project_defaults.json", "project_json")
-    assert error.rule_ids == ["DS-005"]
-    assert "holds a JSON object" in str(error)
+    with pytest.raises(ValidationError) as caught:
+        inspect_file(SHARED_DATA / "project_defaults.json", "project_json")
+    assert caught.value.rule_ids == ["DS-005"]
+    assert "holds a JSON object" in str(caught.value)
