@@ -115,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         app.launch(
             server_name=settings.host, server_port=settings.port, share=args.share, auth=auth,
             root_path=args.root_path, ssr_mode=False,
+            allowed_paths=[str(settings.exports_dir)],  # archives of the Export tab's download button
         )
     finally:
         services.close()

@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ftapp.adapters import AddAdapterRequest
+from ftapp.cli_compare import run_compare
+from ftapp.cli_evaluations import run_evaluate
+from ftapp.cli_exports import run_export, run_serve
 from ftapp.cli_output import details, plain, table, to_json
 from ftapp.cli_runs import run_runs, run_train
 from ftapp.configs import AddConfigRequest
@@ -192,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.group != "train" and not getattr(args, "action", None):
+    if args.group not in ("train", "evaluate", "compare", "serve") and not getattr(args, "action", None):
         parser.parse_args([args.group, "--help"] if getattr(args, "group", None) else ["--help"])
     try:
         services = open_services(Settings.from_env(args.home))
@@ -204,6 +207,14 @@ def main(argv: list[str] | None = None) -> int:
             return run_train(services, args)
         if args.group == "runs":
             return run_runs(services, args)
+        if args.group == "evaluate":
+            return run_evaluate(services, args)
+        if args.group == "compare":
+            return run_compare(services, args)
+        if args.group == "export":
+            return run_export(services, args)
+        if args.group == "serve":
+            return run_serve(services, args)
         if not run_common(services, args):
             RUNNERS[args.group](services, args)
     except ValidationError as error:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from ftapp.cli_compare import add_compare_parser
+from ftapp.cli_evaluations import add_evaluate_parser
+from ftapp.cli_exports import add_export_parsers
 from ftapp.cli_runs import add_run_parsers
 from ftapp.configs import CONFIG_TYPES
 from ftapp.datasets import DATASET_TYPES
@@ -105,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_parser("import", parents=[common], help="import a JSON export; duplicates are skipped and counted").add_argument("file")
 
     add_run_parsers(groups, common)
+    add_evaluate_parser(groups, common)
+    add_export_parsers(groups, common)
+    add_compare_parser(groups, common)
 
     token = groups.add_parser("token", help="the Hugging Face token (stored 0600, never in the database)").add_subparsers(dest="action")
     token.add_parser("set", help="read a token from standard input and store it")

@@ -12,9 +12,10 @@ from ftapp.errors import FtappError
 from ftapp.fine_tune_request import FineTuneRequest
 from ftapp.presets import MODERN
 from ftapp.services import Services
+from ftapp.supervisor import EVALUATION
 from storage import RunRecord
 
-RUN_COLUMNS = ["id", "name", "status", "step", "total_steps", "gpus", "created_at", "error_cause"]
+RUN_COLUMNS = ["id", "kind", "name", "status", "step", "total_steps", "gpus", "created_at", "error_cause"]
 
 
 def parse_assignments(pairs: list[str]) -> dict[str, Any]:
@@ -106,12 +107,17 @@ def run_runs(services: Services, args: argparse.Namespace) -> int:
         services.supervisor.tick()
         run = services.runs.get(args.id)
         metrics = services.runs.metrics(args.id)
+        results = services.evaluations.results(args.id) if run.kind == EVALUATION else None
         if args.json:
-            print(to_json({"run": run, "metrics": metrics}))
+            print(to_json({"run": run, "metrics": metrics, **({"evaluation": results} if results else {})}))
         else:
             print(details(run))
             for name, points in metrics.items():
                 print(f"{name}: {len(points)} points, last {points[-1][1]:.5g} at step {points[-1][0]}")
+            if results:
+                from ftapp.cli_evaluations import results_table  # it imports this module's parse_assignments
+
+                print(results_table(results))
     elif args.action == "logs":
         print(services.runs.log_tail(args.id, args.chars))
     elif args.action == "cancel":
@@ -158,7 +164,7 @@ def add_run_parsers(groups, common: argparse.ArgumentParser) -> None:
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="a training argument, e.g. --set max_steps=50")
     train.add_argument("--wait", action="store_true", help="follow the run until it ends")
 
-    runs = groups.add_parser("runs", help="training runs").add_subparsers(dest="action")
+    runs = groups.add_parser("runs", help="training and evaluation runs").add_subparsers(dest="action")
     runs.add_parser("list", parents=[common], help="all runs").add_argument("--status")
     runs.add_parser("show", parents=[common], help="a run, its metrics and state").add_argument("id")
     logs = runs.add_parser("logs", help="the tail of a run's log")

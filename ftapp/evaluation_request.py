@@ -1,9 +1,11 @@
-"""An evaluation request (N model/adapter combinations on one dataset) and EV-001..EV-008."""
+"""An evaluation request (N model/adapter combinations on one dataset) and EV-001..EV-012."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from ftapp.config_schemas import check_config
 from ftapp.device_choice import choose_devices
 from ftapp.errors import Problem
 from ftapp.machine import Machine
@@ -23,7 +25,18 @@ class EvaluationRequest:
     combinations: tuple[Combination, ...] = field(default_factory=tuple)
     gpus: str = "auto"
     generation_config_id: str | None = None
-    dataset_fraction: float = 1.0
+    generation: dict[str, Any] = field(default_factory=dict)  # GenerationSettings fields over the config
+    dataset_fraction: float = 1.0  # used when no adapter's held-out split applies
+    max_rows: int | None = None  # a seeded sample of the chosen rows, for a quick look
+    seed: int = 42
+    batch_size: int = 16
+
+    @property
+    def combination_text(self) -> str:
+        return " ".join(f"{c.model_id}:{c.adapter_id}" if c.adapter_id else c.model_id for c in self.combinations)
+
+
+CONVERSATIONAL_FORMATS = ("messages", "sharegpt", "alpaca")
 
 
 def validate_evaluation(tx: Transaction, request: EvaluationRequest, machine: Machine) -> list[Problem]:
@@ -36,8 +49,27 @@ def validate_evaluation(tx: Transaction, request: EvaluationRequest, machine: Ma
         problems.append(Problem("EV-007", f"dataset '{request.dataset_id}' not found", "dataset_id"))
     if not request.prompt_id:
         problems.append(Problem("EV-003", "prompt_id is required", "prompt_id"))
-    elif tx.prompts.get(request.prompt_id) is None:
-        problems.append(Problem("EV-008", f"prompt '{request.prompt_id}' not found", "prompt_id"))
+    else:
+        prompt = tx.prompts.get(request.prompt_id)
+        dataset = tx.datasets.get(request.dataset_id or "")
+        if prompt is None:
+            problems.append(Problem("EV-008", f"prompt '{request.prompt_id}' not found", "prompt_id"))
+        elif not (prompt.input_template and prompt.completion_template) and (
+                dataset is None or dataset.format not in CONVERSATIONAL_FORMATS):
+            problems.append(Problem("EV-009", f"prompt '{prompt.name}' has no input_template and completion_template, so rows have "
+                                              "no reference answer to score against", "prompt_id"))
+    if not 0 < request.dataset_fraction <= 1:
+        problems.append(Problem("EV-010", f"dataset_fraction must be in (0, 1] (got {request.dataset_fraction})", "dataset_fraction"))
+    if request.max_rows is not None and request.max_rows < 1:
+        problems.append(Problem("EV-010", f"max_rows must be at least 1 (got {request.max_rows})", "max_rows"))
+    if request.batch_size < 1:
+        problems.append(Problem("EV-010", f"batch_size must be at least 1 (got {request.batch_size})", "batch_size"))
+    if request.generation_config_id:
+        config = tx.configs.get(request.generation_config_id)
+        if config is None or config.type != "generation_config":
+            what = "not found" if config is None else f"a {config.type} config, not a generation_config"
+            problems.append(Problem("EV-012", f"generation_config_id '{request.generation_config_id}' is {what}", "generation_config_id"))
+    problems += check_config("generation_config", request.generation)
     problems += choose_devices(request.gpus, machine, "EV-004")[1]
     for number, combo in enumerate(request.combinations, start=1):
         model = tx.models.get(combo.model_id or "")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ftapp.evaluation_events import answer_rows, score_rows
 from ftapp.ids import new_id
 from storage import RunRecord, Transaction
-from trainer.protocol import ARTIFACT, DONE, EVAL, FAILED, PROGRESS, STARTED, Event, read_events
+from trainer.protocol import ARTIFACT, DONE, EVAL, FAILED, PROGRESS, SAMPLE, STARTED, Event, finite_number, read_events
 
 # progress keys stored as metric points, under these names
 PROGRESS_METRICS = {"loss": "loss", "lr": "learning_rate", "grad_norm": "grad_norm",
@@ -17,10 +17,7 @@ PROGRESS_METRICS = {"loss": "loss", "lr": "learning_rate", "grad_norm": "grad_no
 OUTPUT_KINDS = ("adapter", "model")
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
+EVALUATION = "evaluation"
 
 
 def ingest(tx: Transaction, run: RunRecord) -> int:
@@ -29,21 +26,27 @@ def ingest(tx: Transaction, run: RunRecord) -> int:
         return 0
     batch = read_events(Path(run.run_dir) / "events.jsonl", run.events_offset)
     points: list[dict[str, Any]] = []
+    answers: list[dict[str, Any]] = []
+    scores: list[dict[str, Any]] = []
     updates: dict[str, Any] = {}
     for event in batch.events:
         step = event.data.get("step")
-        if event.type == STARTED:
+        if run.kind == EVALUATION and event.type == SAMPLE:
+            answers += answer_rows(run.id, event)
+        elif run.kind == EVALUATION and event.type == EVAL:
+            scores += score_rows(run.id, event)
+        elif event.type == STARTED:
             updates.update(mlflow_run_id=event.data.get("mlflow_run_id"), total_steps=event.data.get("total_steps"))
         elif event.type == PROGRESS and isinstance(step, int):
             updates.update(step=step, total_steps=event.data.get("total_steps", run.total_steps),
-                           eta_s=_number(event.data.get("eta_s")))
+                           eta_s=finite_number(event.data.get("eta_s")))
             for key, name in PROGRESS_METRICS.items():
-                value = _number(event.data.get(key))
+                value = finite_number(event.data.get(key))
                 if value is not None:
                     points.append({"run_id": run.id, "step": step, "name": name, "value": value, "time": event.time})
         elif event.type == EVAL and isinstance(step, int):
             for key, raw in event.data.items():
-                value = _number(raw)
+                value = finite_number(raw)
                 if key != "step" and value is not None:
                     points.append({"run_id": run.id, "step": step, "name": key, "value": value, "time": event.time})
         elif event.type == ARTIFACT and event.data.get("path"):
@@ -53,6 +56,8 @@ def ingest(tx: Transaction, run: RunRecord) -> int:
             tx.artifacts.add(id=new_id(), run_id=run.id,
                              kind=str(event.data.get("kind", "file")), path=str(path), size_bytes=size)
     tx.metric_points.add_many(points)
+    tx.evaluation_answers.add_missing(answers, ["run_id", "position", "row_index"])
+    tx.evaluation_scores.add_missing(scores, ["run_id", "position", "metric"])
     tx.runs.update(run.id, events_offset=batch.offset, malformed_events=run.malformed_events + batch.malformed,
                    **{k: v for k, v in updates.items() if v is not None})
     return len(batch.events)

@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ftapp.fine_tune_request import FineTuneRequest, config_values, lora_values, training_values
 from ftapp.settings import Settings
-from storage import Transaction
+from storage import DatasetRecord, PromptRecord, Transaction
 from trainer.protocol import DataSource, ModelSource, TrainSpec
+
+
+def data_source(dataset: DatasetRecord, prompt: PromptRecord | None, **sampling: Any) -> DataSource:
+    """Where a trainer reads the dataset and how it renders rows (``sampling``: fraction, train_split, seed)."""
+    return DataSource(
+        kind=dataset.type, path=dataset.location, hub_name=dataset.huggingface_name,
+        hub_config=dataset.hf_config, hub_split=dataset.hf_split or "train", format=dataset.format,
+        prompt_template=prompt.prompt_template if prompt else None,
+        input_template=prompt.input_template if prompt else None,
+        completion_template=prompt.completion_template if prompt else None,
+        **sampling,
+    )
 
 
 def build_train_spec(tx: Transaction, settings: Settings, request: FineTuneRequest, run_id: str,
@@ -17,14 +30,8 @@ def build_train_spec(tx: Transaction, settings: Settings, request: FineTuneReque
     prompt = tx.prompts.get(request.prompt_id) if request.prompt_id else None
     assert model is not None and dataset is not None, "validate the request first"
     training = training_values(tx, request)
-    data = DataSource(
-        kind=dataset.type, path=dataset.location, hub_name=dataset.huggingface_name,
-        hub_config=dataset.hf_config, hub_split=dataset.hf_split or "train", format=dataset.format,
-        prompt_template=prompt.prompt_template if prompt else None,
-        input_template=prompt.input_template if prompt else None,
-        completion_template=prompt.completion_template if prompt else None,
-        fraction=request.dataset_fraction, train_split=request.train_test_split, seed=int(training["seed"]),
-    )
+    data = data_source(dataset, prompt, fraction=request.dataset_fraction, train_split=request.train_test_split,
+                       seed=int(training["seed"]))
     return TrainSpec(
         run_id=run_id,
         run_dir=str(Path(request.output_dir) / run_id if request.output_dir else settings.runs_dir / run_id),

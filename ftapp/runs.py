@@ -19,7 +19,7 @@ from ftapp.model_configs import read_local_model_config
 from ftapp.preflight import Preflight, estimate
 from ftapp.run_specs import build_train_spec
 from ftapp.settings import Settings
-from ftapp.supervisor import TERMINAL, Supervisor
+from ftapp.supervisor import FINETUNE, TERMINAL, Supervisor
 from storage import Database, RunRecord
 from trainer.protocol import LOG_FILE, SPEC_FILE, read_spec, write_spec
 
@@ -69,7 +69,7 @@ class RunService:
             write_spec(spec)
             with self.db.transaction() as tx:
                 run = tx.runs.add(
-                    id=run_id, kind="finetune", name=request.adapter_name, status="queued", spec=json.dumps(spec.to_dict()),
+                    id=run_id, kind=FINETUNE, name=request.adapter_name, status="queued", spec=json.dumps(spec.to_dict()),
                     run_dir=str(run_dir), log_path=str(run_dir / LOG_FILE), base_model_id=request.base_model_id,
                     dataset_id=request.dataset_id, prompt_id=request.prompt_id, devices_requested=request.gpus,
                 )
@@ -82,6 +82,8 @@ class RunService:
     def resume(self, run_id: str) -> RunRecord:
         """A new run that continues the given one from its last checkpoint (optimizer state included)."""
         old = self.get(run_id)
+        if old.kind != FINETUNE:
+            raise ConflictError(f"run {run_id} is an {old.kind} run; only training runs resume from a checkpoint")
         if old.status not in ("failed", "cancelled"):
             raise ConflictError(f"run {run_id} is {old.status}; only a failed or cancelled run can be resumed")
         checkpoints = sorted(Path(old.run_dir or "").glob("checkpoints/checkpoint-*"),

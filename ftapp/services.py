@@ -5,15 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ftapp.adapters import AdapterService
+from ftapp.comparisons import ComparisonService
 from ftapp.configs import ConfigService
 from ftapp.database_transfer import DatabaseTransfer
 from ftapp.datasets import DatasetService
 from ftapp.demo import DemoInstaller
+from ftapp.evaluations import EvaluationService
+from ftapp.exports import ExportService
 from ftapp.machine import Machine, detect_machine
 from ftapp.models import ModelService
 from ftapp.prompts import PromptService
 from ftapp.runs import RunService
 from ftapp.secrets import HfToken
+from ftapp.serving import ServeService
 from ftapp.settings import Settings
 from ftapp.supervisor import Supervisor
 from storage import Database
@@ -33,6 +37,10 @@ class Services:
     hf_token: HfToken
     supervisor: Supervisor
     runs: RunService
+    comparisons: ComparisonService
+    evaluations: EvaluationService
+    exports: ExportService
+    serving: ServeService
 
     def machine(self) -> Machine:
         return detect_machine()
@@ -62,4 +70,8 @@ def open_services(settings: Settings) -> Services:
         demo=DemoInstaller(settings, models, datasets, prompts),
         hf_token=HfToken(settings.secrets_dir), supervisor=supervisor,
         runs=RunService(settings, db, datasets, supervisor),
+        comparisons=ComparisonService(settings, db, datasets, supervisor),
+        evaluations=EvaluationService(settings, db, supervisor),
+        exports=ExportService(settings, db, supervisor),
+        serving=ServeService(settings, db, supervisor),
     )

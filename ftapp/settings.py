@@ -47,6 +47,11 @@ class Settings:
         return self.home / "runs"
 
     @property
+    def exports_dir(self) -> Path:
+        """Export archives only: the one folder of the home the UI may hand to a browser (no specs, no keys)."""
+        return self.home / "exports"
+
+    @property
     def secrets_dir(self) -> Path:
         return self.home / "secrets"
 

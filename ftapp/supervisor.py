@@ -33,10 +33,15 @@ from ftapp.secrets import HfToken
 from ftapp.settings import Settings
 from storage import Database, RunRecord
 from storage.types import utc_now
-from trainer.protocol import LOG_FILE, SPEC_FILE, read_spec, write_spec
+from trainer.protocol import LOG_FILE, SPEC_FILE, read_run_spec, read_spec, write_spec
 
 log = logging.getLogger("ftapp.supervisor")
 TERMINAL = ("succeeded", "failed", "cancelled")
+FINETUNE, EVALUATION, INFERENCE = "finetune", "evaluation", "inference"
+EXPORT, SERVE = "export", "serve"
+# Inference workers and servers idle most of their life (a server lives until stopped); on CPU they
+# do not count against the one CPU run at a time, or an endpoint left running would block all training.
+CPU_EXEMPT_KINDS = (INFERENCE, SERVE)
 
 
 class Supervisor:
@@ -122,6 +127,8 @@ class Supervisor:
         values: dict = {"finished_at": utc_now(), "exit_code": code}
         if run.cancel_requested_at is not None and not (outcome.done and code in (0, None)):
             values.update(status="cancelled", error_cause="cancelled", error_text=None)
+        elif outcome.done and code in (0, None) and run.kind != FINETUNE:
+            values.update(status="succeeded", **self._register_merged(run, outcome.outputs))
         elif outcome.done and code in (0, None):
             output = next((p for p in reversed(outcome.outputs) if p.is_dir() and any(p.iterdir())), None)
             if output is None:
@@ -137,6 +144,18 @@ class Supervisor:
                           error_text=f"{summary}\nSuggestion: {cause.suggestion}\n--- log tail ---\n{tail}")
         with self.db.transaction() as tx:
             tx.runs.update(run.id, **values)
+
+    def _register_merged(self, run: RunRecord, outputs: list[Path]) -> dict:
+        """A merge's model becomes a model of its own, to serve, evaluate or export; a clash is noted, not fatal."""
+        if run.kind != EXPORT or not outputs:
+            return {}
+        spec = read_run_spec(Path(run.run_dir or "") / SPEC_FILE)
+        try:
+            self.models.add(AddModelRequest(type="project", name=getattr(spec, "name", ""), location=str(outputs[-1]),
+                                            description=f"{run.name} (export run {run.id})"))
+        except FtappError as error:
+            return {"error_text": f"merged, but not registered as a model: {error}"}
+        return {}
 
     def _register_output(self, run: RunRecord, output: Path) -> dict:
         """Register the adapter (or full model) with its lineage; a clash is noted, not fatal."""
@@ -162,9 +181,13 @@ class Supervisor:
         if not queued:
             return
         busy = {int(g) for r in running for g in r.gpus.split(",") if g.isdigit()}
-        cpu_runs = sum(1 for r in running if r.gpus == "cpu")
+        cpu_runs = sum(1 for r in running if r.gpus == "cpu" and r.kind not in CPU_EXEMPT_KINDS)
         gpus = [g.index for g in detect_gpus()]
-        for placement in plan_starts([(r.id, r.devices_requested) for r in queued], busy, cpu_runs, gpus, self.max_cpu_runs):
+        exempt = [r for r in queued if r.kind in CPU_EXEMPT_KINDS and (r.devices_requested == "cpu" or not gpus)]
+        placements = [Placement(r.id, "cpu", ()) for r in exempt]
+        placements += plan_starts([(r.id, r.devices_requested) for r in queued if r not in exempt], busy, cpu_runs, gpus,
+                                  self.max_cpu_runs)
+        for placement in placements:
             run = next(r for r in queued if r.id == placement.run_id)
             try:
                 self._launch(run, placement)
@@ -185,7 +208,7 @@ class Supervisor:
     def _launch(self, run: RunRecord, placement: Placement) -> None:
         run_dir = Path(run.run_dir or "")
         spec_path = run_dir / SPEC_FILE
-        spec = read_spec(spec_path)
+        spec = read_run_spec(spec_path)
         if spec.device != placement.device:
             write_spec(replace(spec, device=placement.device), spec_path)
         env = dict(os.environ, PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES=",".join(map(str, placement.gpu_ids)))
@@ -195,7 +218,7 @@ class Supervisor:
         log_path = run_dir / LOG_FILE
         with open(log_path, "ab") as log_file:
             child = subprocess.Popen(
-                self._command(spec.method, spec_path, spec.num_processes), stdout=log_file,
+                self._command(spec.verb, spec_path, spec.num_processes), stdout=log_file,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env, cwd=run_dir,
             )
         self._children[run.id] = child

@@ -16,14 +16,30 @@ from sqlalchemy.orm import Session, sessionmaker
 from storage.records import (
     AdapterRecord,
     ArtifactRecord,
+    ComparisonVoteRecord,
     ConfigRecord,
     DatasetRecord,
+    EvaluationAnswerRecord,
+    EvaluationCombinationRecord,
+    EvaluationScoreRecord,
     ModelRecord,
     PromptRecord,
     RunRecord,
 )
 from storage.repository import MetricPointRepository, Repository
-from storage.tables import AdapterRow, ArtifactRow, ConfigRow, DatasetRow, ModelRow, PromptRow, RunRow
+from storage.tables import (
+    AdapterRow,
+    ArtifactRow,
+    ComparisonVoteRow,
+    ConfigRow,
+    DatasetRow,
+    EvaluationAnswerRow,
+    EvaluationCombinationRow,
+    EvaluationScoreRow,
+    ModelRow,
+    PromptRow,
+    RunRow,
+)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 BUSY_TIMEOUT_MS = 10_000
@@ -89,6 +105,10 @@ class Transaction:
         self.adapters = Repository(session, AdapterRow, AdapterRecord)
         self.artifacts = Repository(session, ArtifactRow, ArtifactRecord)
         self.metric_points = MetricPointRepository(session)
+        self.evaluation_combinations = Repository(session, EvaluationCombinationRow, EvaluationCombinationRecord)
+        self.evaluation_answers = Repository(session, EvaluationAnswerRow, EvaluationAnswerRecord)
+        self.evaluation_scores = Repository(session, EvaluationScoreRow, EvaluationScoreRecord)
+        self.comparison_votes = Repository(session, ComparisonVoteRow, ComparisonVoteRecord)
 
 
 class Database:

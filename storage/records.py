@@ -162,5 +162,56 @@ class ArtifactRecord:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class EvaluationCombinationRecord:
+    id: int
+    run_id: str
+    position: int
+    label: str
+    model_id: str | None
+    adapter_id: str | None
+
+
+@dataclass(frozen=True)
+class EvaluationAnswerRecord:
+    id: int
+    run_id: str
+    position: int
+    row_index: int
+    input: str
+    reference: str
+    output: str
+    scores: str
+    new_tokens: int
+    latency_s: float
+    log_likelihood: float | None
+    reference_tokens: int
+
+    @property
+    def score_values(self) -> dict[str, float]:
+        return json.loads(self.scores)
+
+
+@dataclass(frozen=True)
+class EvaluationScoreRecord:
+    id: int
+    run_id: str
+    position: int
+    metric: str
+    value: float
+
+
+@dataclass(frozen=True)
+class ComparisonVoteRecord:
+    id: str
+    model_id: str | None
+    prompt: str
+    settings: str
+    candidates: str
+    blind: bool
+    winner: str
+    created_at: datetime
+
+
 def to_record(record_cls: type[R], row: object) -> R:
     return record_cls(**{f.name: getattr(row, f.name) for f in fields(record_cls)})  # type: ignore[arg-type]

@@ -81,6 +81,15 @@ class Repository(Generic[R]):
         self._flush()
         return to_record(self.record_cls, row)
 
+    def add_missing(self, rows: list[dict[str, Any]], key: list[str]) -> int:
+        """Insert rows, skipping ones whose ``key`` columns are stored already (re-reading an events file is harmless)."""
+        if not rows:
+            return 0
+        statement = sqlite_insert(self.row_cls).on_conflict_do_nothing(index_elements=key)
+        # Core execution (not ORM) so executemany reports how many rows were really inserted.
+        result = self.session.connection().execute(statement, rows)
+        return int(result.rowcount or 0)
+
     def remove(self, ident: str) -> bool:
         row = self.session.get(self.row_cls, ident)
         if row is None:
@@ -95,15 +104,7 @@ class MetricPointRepository(Repository[MetricPointRecord]):
         super().__init__(session, MetricPointRow, MetricPointRecord)
 
     def add_many(self, points: list[dict[str, Any]]) -> int:
-        """Insert points, ignoring ones already stored, so re-ingesting an events file is harmless."""
-        if not points:
-            return 0
-        statement = sqlite_insert(MetricPointRow).on_conflict_do_nothing(
-            index_elements=["run_id", "name", "step"]
-        )
-        # Core execution (not ORM) so executemany reports how many rows were really inserted.
-        result = self.session.connection().execute(statement, points)
-        return int(result.rowcount or 0)
+        return self.add_missing(points, ["run_id", "name", "step"])
 
     def series(self, run_id: str) -> dict[str, list[tuple[int, float]]]:
         query = (

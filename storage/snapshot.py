@@ -20,8 +20,12 @@ from storage.tables import (
     AdapterRow,
     ArtifactRow,
     Base,
+    ComparisonVoteRow,
     ConfigRow,
     DatasetRow,
+    EvaluationAnswerRow,
+    EvaluationCombinationRow,
+    EvaluationScoreRow,
     MetricPointRow,
     ModelRow,
     PromptRow,
@@ -68,6 +72,11 @@ TABLES: tuple[TableSpec, ...] = (
     # The surrogate integer id of a metric point means nothing outside one database.
     TableSpec("metric_points", MetricPointRow, (("run_id", "name", "step"),), {"run_id": "runs"}, False),
     TableSpec("artifacts", ArtifactRow, (("id",),), {"run_id": "runs"}),
+    TableSpec("evaluation_combinations", EvaluationCombinationRow, (("run_id", "position"),),
+              {"run_id": "runs", "model_id": "models", "adapter_id": "adapters"}, False),
+    TableSpec("evaluation_answers", EvaluationAnswerRow, (("run_id", "position", "row_index"),), {"run_id": "runs"}, False),
+    TableSpec("evaluation_scores", EvaluationScoreRow, (("run_id", "position", "metric"),), {"run_id": "runs"}, False),
+    TableSpec("comparison_votes", ComparisonVoteRow, (("id",),), {"model_id": "models"}),
 )
 
 

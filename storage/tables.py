@@ -161,3 +161,61 @@ class ArtifactRow(Base):
     path: Mapped[str] = mapped_column(Text)
     size_bytes: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+class EvaluationCombinationRow(Base):
+    """One column of an evaluation run: a model, with an adapter or alone. Position 1 is the baseline."""
+
+    __tablename__ = "evaluation_combinations"
+    __table_args__ = (UniqueConstraint("run_id", "position"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    label: Mapped[str] = mapped_column(String(200))
+    model_id: Mapped[str | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
+    adapter_id: Mapped[str | None] = mapped_column(ForeignKey("adapters.id", ondelete="SET NULL"))
+
+
+class EvaluationAnswerRow(Base):
+    """One combination's answer to one dataset row, with its per-row scores (JSON)."""
+
+    __tablename__ = "evaluation_answers"
+    __table_args__ = (UniqueConstraint("run_id", "position", "row_index"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    row_index: Mapped[int] = mapped_column(Integer)
+    input: Mapped[str] = mapped_column(Text)
+    reference: Mapped[str] = mapped_column(Text)
+    output: Mapped[str] = mapped_column(Text)
+    scores: Mapped[str] = mapped_column(Text, default="{}")
+    new_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    latency_s: Mapped[float] = mapped_column(Float, default=0.0)
+    log_likelihood: Mapped[float | None] = mapped_column(Float)
+    reference_tokens: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class EvaluationScoreRow(Base):
+    """One aggregate metric of one combination (deltas against the baseline are computed on read)."""
+
+    __tablename__ = "evaluation_scores"
+    __table_args__ = (UniqueConstraint("run_id", "position", "metric"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    metric: Mapped[str] = mapped_column(String(100))
+    value: Mapped[float] = mapped_column(Float)
+
+
+class ComparisonVoteRow(Base):
+    """A side-by-side comparison a person judged: what was shown (in which order) and which answer won."""
+
+    __tablename__ = "comparison_votes"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    model_id: Mapped[str | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
+    prompt: Mapped[str] = mapped_column(Text)
+    settings: Mapped[str] = mapped_column(Text, default="{}")  # generation settings and seed, JSON
+    candidates: Mapped[str] = mapped_column(Text, default="[]")  # [{label, adapter_id, output}] in shown order, JSON
+    blind: Mapped[bool] = mapped_column(Boolean, default=False)
+    winner: Mapped[str] = mapped_column(String(200))  # a candidate's label, or "tie"
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)

@@ -60,3 +60,26 @@ def registered(services: Services, demo_kit) -> Registered:
         input_template=demo_kit.prompt["input_template"], completion_template=demo_kit.prompt["completion_template"],
     ))
     return Registered(model, dataset, prompt)
+
+
+@pytest.fixture(scope="session")
+def random_adapter(demo_kit, tmp_path_factory):
+    """A factory of LoRA adapters on the demo model with random (seeded) weights: real PEFT
+    directories whose answers differ from the base model's, made in a second instead of a training run."""
+
+    def make(seed: int, scale: float = 0.05) -> Path:
+        import torch
+        from peft import LoraConfig, get_peft_model
+        from transformers import AutoModelForCausalLM
+
+        out = tmp_path_factory.mktemp(f"random-adapter-{seed}")
+        model = get_peft_model(AutoModelForCausalLM.from_pretrained(demo_kit.model_dir),
+                               LoraConfig(r=4, target_modules="all-linear"))
+        generator = torch.Generator().manual_seed(seed)
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.data = torch.randn(parameter.shape, generator=generator) * scale
+        model.save_pretrained(out)
+        return out
+
+    return make

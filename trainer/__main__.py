@@ -2,8 +2,8 @@
 
 Result verbs (``demo``) print progress however they like but end with ONE line of JSON on stdout,
 which the caller parses; failures go to stderr with exit status 1 (2 for a malformed command line).
-Run verbs (``sft SPEC_JSON``) follow the run contract instead: events in ``<run_dir>/events.jsonl``
-and the exit statuses documented in ``trainer.sft``.
+Run verbs (``sft``, ``evaluate``, ``infer``, ``export``, ``serve`` SPEC_JSON) follow the run contract instead: events in
+``<run_dir>/events.jsonl`` and the exit statuses documented in ``trainer.run_process``.
 Verbs import their module inside the function so that a verb only pays for, and can only be
 broken by, the libraries it actually uses.
 """
@@ -28,11 +28,39 @@ def _sft(spec_path: str) -> NoReturn:
     run_sft_process(spec_path)
 
 
+def _evaluate(spec_path: str) -> NoReturn:
+    from trainer.evaluate import main as run_evaluation_process
+
+    run_evaluation_process(spec_path)
+
+
+def _infer(spec_path: str) -> NoReturn:
+    from trainer.inference_worker import main as run_inference_worker
+
+    run_inference_worker(spec_path)
+
+
+def _export(spec_path: str) -> NoReturn:
+    from trainer.export import main as run_export_process
+
+    run_export_process(spec_path)
+
+
+def _serve(spec_path: str) -> NoReturn:
+    from trainer.serve import main as run_serve_process
+
+    run_serve_process(spec_path)
+
+
 VERBS: dict[str, Callable[[str], str]] = {
     "demo": _demo,
 }
 RUN_VERBS: dict[str, Callable[[str], NoReturn]] = {
     "sft": _sft,
+    "evaluate": _evaluate,
+    "infer": _infer,
+    "export": _export,
+    "serve": _serve,
 }
 
 

@@ -11,6 +11,7 @@ artifact is on disk (seed 000's contract).
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -56,8 +57,22 @@ class DataSource:
     seed: int = 42
 
 
+class RunSpecFile:
+    """What every run spec has besides its fields: where its events go, and its JSON form."""
+
+    run_dir: str
+    num_processes = 1  # a class default; TrainSpec has it as a field (DDP)
+
+    @property
+    def events_path(self) -> Path:
+        return Path(self.run_dir) / EVENTS_FILE
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+
 @dataclass(frozen=True)
-class TrainSpec:
+class TrainSpec(RunSpecFile):
     run_id: str
     run_dir: str
     method: str  # sft | dpo | grpo
@@ -84,28 +99,144 @@ class TrainSpec:
     def checkpoint_dir(self) -> Path:
         return Path(self.run_dir) / "checkpoints"
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainSpec:
+        values = _checked_fields(cls, data)
+        values["model"] = ModelSource(**data["model"])
+        values["data"] = DataSource(**data["data"])
+        return cls(**values)
+
     @property
-    def events_path(self) -> Path:
-        return Path(self.run_dir) / EVENTS_FILE
+    def verb(self) -> str:
+        return self.method
+
+
+@dataclass(frozen=True)
+class EvalCombination:
+    """One column of an evaluation: a base model alone or with one adapter. Position 1 is the baseline."""
+
+    position: int
+    label: str
+    model: ModelSource
+    adapter_path: str | None = None
+
+
+@dataclass(frozen=True)
+class EvaluationSpec(RunSpecFile):
+    """``python -m trainer evaluate``: every combination generates an answer for every row.
+
+    Combinations sharing a base model share one loaded copy of it and are generated in the same
+    batches (PEFT's mixed-adapter batches), so a row's answers arrive together.
+    """
+
+    run_id: str
+    run_dir: str
+    combinations: tuple[EvalCombination, ...]
+    data: DataSource
+    row_indices: tuple[int, ...]  # source positions to evaluate, ascending
+    rows_from: str  # for people: "validation split of run X" or "5% sample, seed 42"
+    generation: dict[str, Any]  # ftapp.config_schemas.GenerationSettings fields
+    seed: int = 42
+    batch_size: int = 16  # rows per batch; each row is generated once per combination of its base model
+    device: str = "cpu"
+    cpu_threads: int | None = None
+    mlflow_tracking_uri: str | None = None
+    mlflow_experiment: str = "ftapp-evaluation"
+    kind: str = "evaluate"
+    protocol_version: int = PROTOCOL_VERSION
+
+    verb = "evaluate"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvaluationSpec:
+        values = _checked_fields(cls, data)
+        values["combinations"] = tuple(
+            EvalCombination(**{**c, "model": ModelSource(**c["model"])}) for c in data["combinations"]
+        )
+        values["data"] = DataSource(**data["data"])
+        values["row_indices"] = tuple(data["row_indices"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class InferenceSpec(RunSpecFile):
+    """``python -m trainer infer``: a worker that keeps one base model loaded and answers requests.
+
+    Requests are files ``<run_dir>/requests/<id>.json`` (an ``InferenceRequest``), written whole by
+    rename (``write_json_atomically``); the worker takes the oldest by renaming it to ``<id>.taken``.
+    The answer streams into ``<run_dir>/responses/<id>.jsonl``, one JSON object per line, flushed:
+
+    * ``{"accepted": true, "labels": [...]}`` once the request is taken (adapters may still load);
+    * ``{"step": n, "texts": [...]}`` per decoding step: every target's text so far, in target order;
+    * last, ``{"done": true, "texts", "new_tokens", "seconds", "tokens_per_s"}``, or
+      ``{"error": message, "error_type": name}`` when this request failed (the worker keeps serving).
+
+    The worker exits with ``done`` after ``idle_timeout_s`` without a request, which frees its GPU.
+    Before that it renames ``requests/`` to ``requests.closed/`` and answers whatever landed there
+    meanwhile, so a writer whose write fails (no ``requests/`` any more) knows to start a new worker
+    and no request is ever left unanswered. Events: ``started {device, device_name, model,
+    idle_timeout_s}`` once the model is loaded, ``progress {step: requests served, tokens_per_s}``
+    per request, ``done {served}``.
+    """
+
+    run_id: str
+    run_dir: str
+    model: ModelSource
+    idle_timeout_s: float = 600.0
+    device: str = "cpu"
+    cpu_threads: int | None = None
+    kind: str = "infer"
+    protocol_version: int = PROTOCOL_VERSION
+
+    verb = "infer"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> InferenceSpec:
+        values = _checked_fields(cls, data)
+        values["model"] = ModelSource(**data["model"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class InferenceTarget:
+    label: str
+    adapter_path: str | None = None  # None: the base model alone
+
+
+@dataclass(frozen=True)
+class InferenceRequest:
+    request_id: str
+    prompt: str | list[dict[str, str]]  # text as is, or chat turns rendered with the tokenizer's chat template
+    targets: tuple[InferenceTarget, ...]
+    generation: dict[str, Any]
+    seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainSpec:
-        if data.get("protocol_version") != PROTOCOL_VERSION:
-            raise ValueError(f"spec has protocol version {data.get('protocol_version')!r}, expected {PROTOCOL_VERSION}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"spec has unknown fields: {', '.join(unknown)}")
-        values = dict(data)
-        values["model"] = ModelSource(**data["model"])
-        values["data"] = DataSource(**data["data"])
-        return cls(**values)
+    def from_dict(cls, data: dict[str, Any]) -> InferenceRequest:
+        return cls(request_id=str(data["request_id"]), prompt=data["prompt"],
+                   targets=tuple(InferenceTarget(**t) for t in data["targets"]),
+                   generation=dict(data.get("generation") or {}), seed=int(data.get("seed", 0)))
 
 
-def write_spec(spec: TrainSpec, path: Path | None = None) -> Path:
+REQUESTS_DIR, RESPONSES_DIR = "requests", "responses"
+CLOSED_REQUESTS_DIR = "requests.closed"  # an idle worker's last look: see InferenceSpec
+RunSpec = TrainSpec | EvaluationSpec | InferenceSpec
+_SPEC_KINDS: dict[str, type] = {"evaluate": EvaluationSpec, "infer": InferenceSpec}
+
+
+def _checked_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    if data.get("protocol_version") != PROTOCOL_VERSION:
+        raise ValueError(f"spec has protocol version {data.get('protocol_version')!r}, expected {PROTOCOL_VERSION}")
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ValueError(f"spec has unknown fields: {', '.join(unknown)}")
+    return dict(data)
+
+
+def write_spec(spec: RunSpec, path: Path | None = None) -> Path:
     path = Path(path or Path(spec.run_dir) / SPEC_FILE)
     temp = path.with_suffix(".partial")
     temp.write_text(json.dumps(spec.to_dict(), indent=2, sort_keys=True), encoding="utf-8")
@@ -117,6 +248,19 @@ def read_spec(path: Path) -> TrainSpec:
     return TrainSpec.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
+def read_run_spec(path: Path) -> RunSpec:
+    """Any run's spec: training specs have no ``kind``, the others name theirs."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return _SPEC_KINDS.get(data.get("kind"), TrainSpec).from_dict(data)
+
+
+def write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    """A reader polling for ``path`` sees nothing or the whole file, never half of it."""
+    temp = path.with_name(path.name + ".partial")
+    temp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(temp, path)
+
+
 @dataclass(frozen=True)
 class Event:
     type: str
@@ -125,6 +269,13 @@ class Event:
 
     def to_line(self) -> str:
         return json.dumps({"type": self.type, "time": self.time, **self.data}, allow_nan=False, default=str) + "\n"
+
+
+def finite_number(value: Any) -> float | None:
+    """A JSON-safe number or None: events are written with allow_nan=False, and bools are not numbers."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 def parse_event(line: str) -> Event | None:
@@ -198,3 +349,10 @@ def read_events(path: Path, offset: int = 0) -> EventBatch:
         else:
             events.append(event)
     return EventBatch(events, offset + end + 1, malformed)
+
+
+# Export and serving specs live in their own module; imported last because they build on ModelSource.
+from trainer.export_protocol import EXPORT_ACTIONS, SERVE_ENGINES, ExportSpec, ServeSpec  # noqa: E402, F401
+
+RunSpec = TrainSpec | EvaluationSpec | InferenceSpec | ExportSpec | ServeSpec  # type: ignore[misc]
+_SPEC_KINDS.update(export=ExportSpec, serve=ServeSpec)

@@ -7,7 +7,6 @@ this process's own steps, so a resumed run does not count the earlier run's step
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,6 +16,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from trainer.model_loading import count_parameters
 from trainer.protocol import ARTIFACT, EVAL, PROGRESS, STARTED
+from trainer.protocol import finite_number as finite  # a NaN loss must not crash the run
 
 # Eval metrics about speed say nothing about the model; the supervisor stores every eval number.
 SPEED_METRICS = ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "eval_num_tokens")
@@ -24,13 +24,6 @@ SPEED_METRICS = ("eval_runtime", "eval_samples_per_second", "eval_steps_per_seco
 
 class EventSink(Protocol):
     def emit(self, kind: str, /, **data: Any) -> Any: ...
-
-
-def finite(value: Any) -> float | None:
-    """A JSON-safe number: events are written with allow_nan=False, and a NaN loss must not crash the run."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 class RunEvents(TrainerCallback):

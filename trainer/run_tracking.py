@@ -57,8 +57,8 @@ class RunTracking:
     def start(cls, spec: TrainSpec, params: dict[str, str]) -> RunTracking:
         assert spec.mlflow_tracking_uri, "callers skip tracking when the spec has no tracking URI"
         client = MlflowClient(tracking_uri=spec.mlflow_tracking_uri, registry_uri=spec.mlflow_tracking_uri)
-        experiment_id = _experiment_id(client, spec.mlflow_experiment, spec.mlflow_tracking_uri)
-        run = client.create_run(experiment_id, run_name=spec.adapter_name, tags={"ftapp.run_id": spec.run_id})
+        experiment = experiment_id(client, spec.mlflow_experiment, spec.mlflow_tracking_uri)
+        run = client.create_run(experiment, run_name=spec.adapter_name, tags={"ftapp.run_id": spec.run_id})
         items = [Param(key, value) for key, value in params.items()]
         for start in range(0, len(items), PARAMS_PER_BATCH):
             client.log_batch(run.info.run_id, params=items[start : start + PARAMS_PER_BATCH])
@@ -104,7 +104,7 @@ class _MetricsCallback(TrainerCallback):
         self.tracking.log_metrics(logs or {}, state.global_step)
 
 
-def _experiment_id(client: MlflowClient, name: str, tracking_uri: str) -> str:
+def experiment_id(client: MlflowClient, name: str, tracking_uri: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id

@@ -1,70 +1,29 @@
 """``python -m trainer sft SPEC_JSON``: one supervised fine-tuning run as a process of the run contract.
 
-Exit status: 0 after ``done``; 1 after ``failed {error_type, message}`` (or, when the spec itself
-cannot be read, with only a message on stderr, since there is no events file to write to);
-``EXIT_CANCELLED`` (143) on SIGTERM, before training at once, during training after a checkpoint.
-
-This module stays on the standard library: the SIGTERM handler is installed and a spec that cannot
-run (QLoRA on CPU, a missing dataset) is refused before torch, transformers and peft are imported,
-which takes ~10 s. The recipe itself lives in ``trainer.sft_recipe``.
+Exit statuses are ``trainer.run_process``'s; SIGTERM stops at once before training and after a
+checkpoint during it. This module stays on the standard library: a spec that cannot run (QLoRA on
+CPU, a missing dataset) is refused before torch, transformers and peft are imported, which takes
+~10 s. The recipe itself lives in ``trainer.sft_recipe``.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-import traceback
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
+from trainer import run_process
 from trainer.cancellation import Cancellation
-from trainer.protocol import EXIT_CANCELLED, FAILED, EventWriter, TrainSpec, read_spec
-
-MAX_MESSAGE_CHARS = 4000
-
-
-class _SilentEvents:
-    """Events of non-main processes of a multi-GPU run: rank 0 alone reports, or every line would repeat."""
-
-    def emit(self, kind: str, /, **data: Any) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
+from trainer.protocol import TrainSpec, read_spec
 
 
 def main(spec_path: str) -> NoReturn:
-    # A local studio has no business pinging the hub about which trainer ran.
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # dataloader workers fork after tokenizing
-    cancellation = Cancellation().install()
-    code = run(Path(spec_path), cancellation)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Every event is flushed already; interpreter teardown (torch, thread pools) would cost ~1.5 s.
-    os._exit(code)
+    run_process.main("sft", spec_path, read_spec, check_spec, _train)
 
 
-def run(spec_path: Path, cancellation: Cancellation) -> int:
-    try:
-        spec = read_spec(spec_path)
-    except Exception as exc:  # no spec, no events path: stderr is all there is
-        print(f"sft failed: cannot read the spec {spec_path}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    main_process = os.environ.get("RANK", "0") == "0"
-    events = EventWriter(spec.events_path, stdout=sys.stdout) if main_process else _SilentEvents()
-    try:
-        check_spec(spec)
-        from trainer.sft_recipe import run_sft  # the ~10 s of ML imports start here
+def _train(spec: TrainSpec, events, cancellation: Cancellation) -> bool:
+    from trainer.sft_recipe import run_sft  # the ~10 s of ML imports start here
 
-        return 0 if run_sft(spec, events, cancellation) else EXIT_CANCELLED
-    except BaseException as exc:  # the process ends here either way; the supervisor needs to know why
-        traceback.print_exc()
-        message = (str(exc) or type(exc).__name__)[:MAX_MESSAGE_CHARS]
-        events.emit(FAILED, error_type=type(exc).__name__, message=message)
-        return 1
-    finally:
-        events.close()
+    return run_sft(spec, events, cancellation)
 
 
 def check_spec(spec: TrainSpec) -> None:

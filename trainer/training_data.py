@@ -80,6 +80,39 @@ def build_training_data(
     return TrainingData(train, validation, layout, only_completion, False)
 
 
+@dataclass(frozen=True)
+class EvalCase:
+    """One row to evaluate: what to show, the reference, the prompt, and the answer as it was trained."""
+
+    row_index: int  # position in the source
+    input: str
+    reference: str  # stripped; what the metrics compare with
+    prompt: str | list[Turn]
+    answer: str  # text layouts: the completion with its leading space; chat: the assistant turn's content
+
+
+def evaluation_cases(rows: datasets.Dataset, indices: list[int], data: DataSource,
+                     tokenizer: PreTrainedTokenizerBase) -> list[EvalCase]:
+    """The rows at ``indices`` prompted exactly as training prompted them (same layout choice)."""
+    layout, convert = _choose_layout(data, tokenizer, assistant_only_loss=True)
+    if layout == TEXT:
+        raise ValueError("the prompt has only a prompt_template, so rows have no reference answer to compare with; "
+                         "give the prompt an input_template and a completion_template")
+    cases = []
+    for index, row in zip(indices, rows.select(indices)):
+        try:
+            example = convert(row)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ValueError(f"dataset row {index}: {type(exc).__name__}: {exc}") from exc
+        if layout == PROMPT_COMPLETION:
+            cases.append(EvalCase(index, example["prompt"], example["completion"].strip(), example["prompt"], example["completion"]))
+            continue
+        prompt, answer = (example["prompt"], example["completion"][0]) if layout == CHAT_PROMPT_COMPLETION \
+            else split_last_answer(example["messages"])
+        cases.append(EvalCase(index, prompt[-1]["content"], answer["content"].strip(), prompt, answer["content"]))
+    return cases
+
+
 def prompt_at_token_boundary(prompt: str, completion: str) -> dict[str, str]:
     """A text prompt-completion pair with the prompt's trailing spaces moved to the completion.
 

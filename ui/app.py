@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from ftapp.services import Services
-from ui import adapters, configs, datasets, home, models, prompts, runs, settings, train
+from ui import adapters, compare, configs, datasets, evaluate, export, home, models, prompts, runs, serve, settings, train
 
 
 def build_app(services: Services) -> gr.Blocks:
@@ -21,5 +21,9 @@ def build_app(services: Services) -> gr.Blocks:
             train.render(services)
             runs.render(services)
             adapters.render(services)
+            compare.render(services)
+            evaluate.render(services)
+            export.render(services)
+            serve.render(services)
             settings.render(services)
     return app

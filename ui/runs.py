@@ -128,6 +128,11 @@ def error_markdown(run: Any) -> gr.Markdown:
 def output_markdown(services: Services, run: Any) -> str:
     if run.status != "succeeded":
         return ""
+    if run.kind != "finetune":
+        return {"evaluation": "**Results:** answers and scores are in the **Evaluate** tab.",
+                "inference": "An inference worker of the **Compare** tab; it ended after its idle timeout.",
+                "export": "**Results:** verification, archive, registry and Hub links are in the **Export** tab.",
+                "serve": "An endpoint of the **Serve** tab; it served until it was stopped."}.get(run.kind, "")
     produced = [a for a in services.adapters.list() if a.run_id == run.id]
     if produced:
         return "\n".join(f"**Produced adapter:** `{a.name}` at `{a.location}` (see the Adapters tab)" for a in produced)

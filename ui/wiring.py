@@ -31,7 +31,16 @@ def on_show(tab: gr.Tab, fn: Callable[..., Any], outputs: Sequence[gr.components
     select picks up what another tab, the CLI or the background demo build registered since.
     ``inputs`` lets ``fn`` keep what the user chose (the current value of a picker).
     """
-    gr.on(None, fn, inputs=list(inputs), outputs=list(outputs), show_progress="hidden")  # no triggers: page load
+    # gr.on without triggers runs on page load AND on every change of its inputs: with the pickers as
+    # inputs, choosing an item would re-run the refresh and race the choice. A fresh page has chosen
+    # nothing yet, so page load passes None for every input.
+    blank = [None] * len(inputs)
+
+    def on_load() -> Any:
+        return fn(*blank)
+
+    on_load.__name__ = getattr(fn, "__name__", "on_show")
+    gr.on(None, on_load, inputs=[], outputs=list(outputs), show_progress="hidden")
     tab.select(fn, inputs=list(inputs), outputs=list(outputs), show_progress="hidden")
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ftapp.adapters import AddAdapterRequest
+from ftapp.compare_request import CompareRequest, validate_compare, validate_vote
 from ftapp.configs import AddConfigRequest
 from ftapp.datasets import AddDatasetRequest
 from ftapp.errors import Problem, ValidationError
@@ -24,6 +25,7 @@ from ftapp.machine import GpuInfo, Machine
 from ftapp.models import AddModelRequest
 from ftapp.prompts import AddPromptRequest
 from ftapp.rules import RULES
+from ftapp.serve_request import ServeRequest, validate_serve
 
 CPU = Machine(gpus=(), cpu_count=2, memory_available_mib=16_000)
 ONE_GPU = Machine(gpus=(GpuInfo(0, "NVIDIA H200", 143_771, 1_000),), cpu_count=16, memory_available_mib=120_000)
@@ -57,7 +59,19 @@ def export(ctx, **changes) -> list[Problem]:
     values = dict(base_model_id=ctx.reg.model.id, adapter_id=ctx.adapter().id, model_name="tiny-merged")
     values.update(changes)
     with ctx.services.db.transaction() as tx:
-        return validate_export(tx, ExportRequest(**values))
+        return validate_export(tx, ExportRequest(**values), CPU)
+
+
+def serve(ctx, **changes) -> list[Problem]:
+    values = dict(model_id=ctx.reg.model.id, adapter_id=ctx.adapter().id, gpus="cpu")
+    values.update(changes)
+    with ctx.services.db.transaction() as tx:
+        return validate_serve(tx, ServeRequest(**values), CPU, has_vllm=False)
+
+
+def failed_run(ctx) -> str:
+    with ctx.services.db.transaction() as tx:
+        return tx.runs.add(id="failed-run", kind="finetune", name="failed", status="failed", spec="{}").id
 
 
 def adapter_dir(tmp: Path, name: str = "adapter") -> Path:
@@ -117,6 +131,34 @@ def hub_adapter(ctx) -> str:
                                huggingface_name="someone/lora").id
 
 
+def text_only_prompt(ctx) -> str:
+    """A language-modelling prompt: it trains, but leaves no reference answer to score against."""
+    with ctx.services.db.transaction() as tx:
+        return tx.prompts.add(id="text-only", name="text-only", dataset_id=ctx.reg.dataset.id,
+                              prompt_template=ctx.reg.prompt.prompt_template, input_template="", completion_template="").id
+
+
+def uncounted_dataset_evaluation(ctx) -> list[Problem]:
+    with ctx.services.db.transaction() as tx:
+        tx.datasets.update(ctx.reg.dataset.id, num_rows=None)
+    request = EvaluationRequest(dataset_id=ctx.reg.dataset.id, prompt_id=ctx.reg.prompt.id,
+                                combinations=(Combination(ctx.reg.model.id),), gpus="cpu")
+    return ctx.services.evaluations.check(request, CPU)[0]
+
+
+def compare(ctx, **changes) -> list[Problem]:
+    values = dict(model_id=ctx.reg.model.id, adapter_ids=(ctx.adapter().id,), include_base=True, prompt="Where is my order?")
+    values.update(changes)
+    with ctx.services.db.transaction() as tx:
+        return validate_compare(tx, CompareRequest(**values))
+
+
+def sample(ctx, **changes) -> list[Problem]:
+    values = dict(dataset_id=ctx.reg.dataset.id, prompt_id=ctx.reg.prompt.id, row_index=0)
+    values.update(changes)
+    return raised(lambda: ctx.services.comparisons.sample_prompt(**values))
+
+
 def deduplicated_config(ctx) -> list[Problem]:
     first = ctx.services.configs.add(AddConfigRequest(type="lora_config", config='{"r": 8, "lora_alpha": 16}'))
     again = ctx.services.configs.add(AddConfigRequest(type="lora_config", config='{"lora_alpha":16,"r":8}'))
@@ -155,6 +197,10 @@ TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
     "EV-006": lambda c: evaluation(c, combinations=(Combination(c.reg.model.id, other_model_adapter(c)),)),
     "EV-007": lambda c: evaluation(c, dataset_id="no-such-dataset"),
     "EV-008": lambda c: evaluation(c, prompt_id="no-such-prompt"),
+    "EV-009": lambda c: evaluation(c, prompt_id=text_only_prompt(c)),
+    "EV-010": lambda c: evaluation(c, dataset_fraction=0, max_rows=0, batch_size=0),
+    "EV-011": lambda c: uncounted_dataset_evaluation(c),
+    "EV-012": lambda c: evaluation(c, generation_config_id=c.services.configs.list()[0].id),
     "DS-001": lambda c: raised(lambda: c.services.datasets.add(AddDatasetRequest(name="x", type="xml", location=c.file("a.csv", "a\n1\n")))),
     "DS-002": lambda c: (c.offline(), raised(lambda: c.services.datasets.add(AddDatasetRequest(huggingface_name="tatsu-lab/alpaca"))))[1],
     "DS-003": lambda c: raised(lambda: c.services.datasets.add(AddDatasetRequest(location=str(c.tmp / "absent.csv")))),
@@ -190,6 +236,20 @@ TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
     "EX-004": lambda c: export(c, adapter_id=hub_adapter(c)),
     "EX-005": lambda c: export(c, base_model_id=vanished_model(c), adapter_id=c.services.adapters.add(AddAdapterRequest(
         name="lost-base-lora", model_id=c.services.models.list()[-1].id, location=str(adapter_dir(c.tmp, "lost")))).id),
+    "EX-006": lambda c: export(c, run_id=failed_run(c)),
+    "EX-007": lambda c: export(c, action="publish"),
+    "EX-008": lambda c: export(c, action="push", repo_id="not a repo id!"),
+    "EX-009": lambda c: export(c, gpus="7"),
+    "EX-010": lambda c: serve(c, engine="vllm"),
+    "CP-001": lambda c: compare(c, model_id="no-such-model"),
+    "CP-002": lambda c: compare(c, adapter_ids=(other_model_adapter(c),)),
+    "CP-003": lambda c: compare(c, adapter_ids=(), include_base=False),
+    "CP-004": lambda c: compare(c, prompt="  \n"),
+    "CP-005": lambda c: compare(c, generation={"temperature": 0, "num_beams": 4}),
+    "CP-006": lambda c: compare(c, seed=-1),
+    "CP-007": lambda c: sample(c, prompt_id="no-such-prompt"),
+    "CP-008": lambda c: sample(c, row_index=10**6),
+    "CP-009": lambda c: validate_vote(("A", "B"), "C", finished=True),
     "DB-001": lambda c: raised(lambda: c.services.database.import_from(Path(c.file("export.json", "not json")))),
 }
 
@@ -216,7 +276,8 @@ def test_valid_requests_have_no_problems(services, registered, tmp_path, monkeyp
     problems, preflight = services.runs.check(request, CPU)
     assert problems == [] and preflight.fits and preflight.train_tokens > 0 and preflight.seconds > 0
     assert evaluation(ctx, combinations=(Combination(registered.model.id), Combination(registered.model.id, ctx.adapter().id))) == []
-    assert export(ctx) == []
+    assert export(ctx) == [] and serve(ctx) == []
+    assert compare(ctx) == [] and compare(ctx, blind=True, generation={"do_sample": True, "temperature": 0.7}) == []
 
 
 def test_all_problems_of_one_request_come_together(services, registered, tmp_path, monkeypatch, demo_kit):

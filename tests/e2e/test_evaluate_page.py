@@ -1,0 +1,74 @@
+"""The Evaluate tab in a real browser: start an evaluation of base + adapter, watch rows arrive live."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from ftapp.adapters import AddAdapterRequest
+from ftapp.datasets import AddDatasetRequest
+from ftapp.models import AddModelRequest
+from ftapp.prompts import AddPromptRequest
+from ftapp.services import open_services
+from ftapp.settings import Settings
+
+pytestmark = pytest.mark.browser
+
+ROWS, BATCH = 48, 2  # 24 small batches: answers arrive over several seconds, one batch at a time
+LIVE_LIMIT_S = 150
+ROW_COUNT = "() => document.querySelectorAll('#eval-rows-table tr.eval-row').length"
+
+
+@pytest.fixture(scope="module")
+def registered_home(studio, demo_kit, random_adapter):
+    """The demo model, dataset and prompt plus one adapter, registered in the running studio's home."""
+    services = open_services(Settings.from_env(studio.home))
+    try:
+        model = services.models.add(AddModelRequest(type="project", name="tiny", location=str(demo_kit.model_dir)))
+        dataset = services.datasets.add(AddDatasetRequest(name="intents", location=str(demo_kit.dataset_path)))
+        services.prompts.add(AddPromptRequest(
+            name="intent-prompt", dataset_id=dataset.id, prompt_template=demo_kit.prompt["prompt_template"],
+            input_template=demo_kit.prompt["input_template"], completion_template=demo_kit.prompt["completion_template"]))
+        services.adapters.add(AddAdapterRequest(name="random-lora", model_id=model.id, location=str(random_adapter(7))))
+    finally:
+        services.close()
+    return studio
+
+
+def test_rows_appear_while_the_evaluation_runs(page, registered_home, shots):
+    page.goto(registered_home.url)
+    page.get_by_role("tab", name="Evaluate").click()
+    # The tab fills its choices when shown; choosing before that lands would be overwritten.
+    page.wait_for_function("() => document.querySelector('#eval-prompt input')?.value === 'intent-prompt'")
+    page.locator("#eval-adapters input").click()
+    page.get_by_role("option", name="random-lora").click()
+    page.locator("#eval-status").click()  # close the dropdown
+    page.get_by_text("Rows and generation").click()
+    page.locator("#eval-max-rows input").fill(str(ROWS))
+    page.locator("#eval-batch-size input").fill(str(BATCH))
+    page.locator("#eval-max-new-tokens input").fill("6")
+    page.locator("#eval-start").click()
+    page.get_by_text("Queued evaluation").wait_for()
+
+    seen_while_running: list[int] = []
+    deadline = time.monotonic() + LIVE_LIMIT_S
+    while time.monotonic() < deadline:
+        status = page.locator("#eval-status").inner_text()
+        count = page.evaluate(ROW_COUNT)
+        if "running" in status and count and count not in seen_while_running:
+            seen_while_running.append(count)
+            if len(seen_while_running) == 2:
+                page.screenshot(path=str(shots / "evaluate-live.png"), full_page=True)
+        if "succeeded" in status or "failed" in status:
+            break
+        time.sleep(0.3)
+    assert "succeeded" in page.locator("#eval-status").inner_text(), page.locator("#eval-status").inner_text()
+    assert len(seen_while_running) >= 2 and seen_while_running == sorted(seen_while_running), seen_while_running
+    assert 0 < seen_while_running[0] < ROWS, "rows should show before the last batch is answered"
+    page.wait_for_function(f"() => ({ROW_COUNT})() === {ROWS}")
+    assert page.locator("#eval-aggregate-table").inner_text().count("random-lora") == 1
+    assert "accuracy" in page.locator("#eval-aggregate-table").inner_text()
+    headers = page.locator("#eval-rows-table tr").first.inner_text()
+    assert "#1 tiny" in headers and "#2 random-lora" in headers
+    page.screenshot(path=str(shots / "evaluate-done.png"), full_page=True)

@@ -1,0 +1,84 @@
+"""HTML for an evaluation: the aggregate table with deltas and the side-by-side answers.
+
+Pure functions of ``EvaluationResults``. Every dataset string is escaped: rows are user data.
+Colours say what a reader scans for: green an answer equal to the reference, red one that is not,
+a bold border an answer that differs from the baseline's.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from ftapp.evaluation_results import LOWER_IS_BETTER, EvaluationResults
+
+LEADING = ("accuracy", "macro_f1", "exact_match", "token_f1", "rougeL", "rouge1", "rouge2", "bleu", "perplexity",
+           "mean_log_likelihood", "latency_s", "tokens_per_s")
+MAX_CELL_CHARS = 600
+GOOD, BAD, NEUTRAL = "#e6f4ea", "#fde8e8", "transparent"
+TABLE = "border-collapse:collapse;width:100%;font-size:0.9em"
+SCROLL = "overflow-x:auto;max-width:100%"
+CELL = "border:1px solid #ddd;padding:4px 6px;vertical-align:top;text-align:left"
+
+
+def _clip(text: str) -> str:
+    return escape(text if len(text) <= MAX_CELL_CHARS else text[: MAX_CELL_CHARS - 1] + "…")
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _delta(metric: str, delta: float | None) -> str:
+    if delta is None:
+        return ""
+    if abs(delta) < 1e-12:
+        return " <span style='color:#888'>(±0)</span>"
+    better = (delta < 0) if metric in LOWER_IS_BETTER else (delta > 0)
+    colour = "#137333" if better else "#c5221f"
+    return f" <span style='color:{colour}'>({delta:+.3g})</span>"
+
+
+def aggregate_html(results: EvaluationResults) -> str:
+    names = results.metric_names()
+    metrics = [m for m in LEADING if m in names] + [m for m in names if m not in LEADING]
+    if not metrics:
+        return "<p>No answers yet.</p>"
+    head = "".join(f"<th style='{CELL}'>{escape(m)}</th>" for m in ["#", "combination", *metrics])
+    body = []
+    for combo in results.combinations:
+        state = "" if combo.final else " <em style='color:#888'>(so far)</em>"
+        cells = [str(combo.position), escape(combo.label) + (" <b>baseline</b>" if combo.position == 1 else "") + state]
+        cells += [(_number(combo.metrics[m]) + _delta(m, combo.deltas.get(m))) if m in combo.metrics else "" for m in metrics]
+        body.append("<tr>" + "".join(f"<td style='{CELL}'>{c}</td>" for c in cells) + "</tr>")
+    note = ("<p style='font-size:0.85em;color:#666'>Deltas are against #1 (green: better). Lower is better for "
+            f"{', '.join(sorted(LOWER_IS_BETTER))}. Rows: {escape(results.rows_from)}.</p>")
+    return f"<div style='{SCROLL}'><table style='{TABLE}' id='eval-aggregate-table'><tr>{head}</tr>{''.join(body)}</table></div>{note}"
+
+
+def rows_html(results: EvaluationResults, only_disagreements: bool = False, limit: int = 200) -> str:
+    """The answered rows in dataset order, one column per combination."""
+    positions = [c.position for c in results.combinations]
+    rows = results.rows
+    if only_disagreements:
+        rows = [r for r in rows if len({r.outputs.get(p) for p in positions if p in r.outputs}) > 1]
+    if not rows:
+        return "<p>No rows to show yet.</p>" if not only_disagreements else "<p>Every combination gave the same answers.</p>"
+    head = "".join(f"<th style='{CELL}'>{escape(h)}</th>" for h in
+                   ["row", "input", "reference", *(f"#{c.position} {c.label}" for c in results.combinations)])
+    body = []
+    for row in rows[:limit]:
+        baseline = row.outputs.get(1)
+        cells = [f"<td style='{CELL}'>{row.row_index}</td>", f"<td style='{CELL};white-space:pre-wrap'>{_clip(row.input)}</td>",
+                 f"<td style='{CELL};white-space:pre-wrap'>{_clip(row.reference)}</td>"]
+        for position in positions:
+            if position not in row.outputs:
+                cells.append(f"<td style='{CELL};color:#888'>…</td>")
+                continue
+            output = row.outputs[position]
+            right = (row.scores.get(position) or {}).get("exact_match") == 1.0
+            colour = GOOD if right else BAD
+            border = ";outline:2px solid #444" if position != 1 and baseline is not None and output != baseline else ""
+            cells.append(f"<td style='{CELL};background:{colour};white-space:pre-wrap{border}'>{_clip(output)}</td>")
+        body.append("<tr class='eval-row'>" + "".join(cells) + "</tr>")
+    more = f"<p style='font-size:0.85em;color:#666'>Showing {min(limit, len(rows))} of {len(rows)} rows.</p>"
+    return f"<div style='{SCROLL}'><table style='{TABLE}' id='eval-rows-table'><tr>{head}</tr>{''.join(body)}</table></div>{more}"
