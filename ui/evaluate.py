@@ -11,9 +11,9 @@ from ftapp.evaluation_request import Combination, EvaluationRequest
 from ftapp.services import Services
 from ui.errors import shows_errors
 from ui.evaluation_view import aggregate_html, rows_html
-from ui.run_text import FINISHED, local_time, progress_bar, progress_fraction, status_label
+from ui.run_text import FINISHED, progress_bar, progress_fraction, status_label
 from ui.train_form import device_choices
-from ui.wiring import bind, on_show
+from ui.wiring import bind, on_show, run_picker
 
 POLL_S = 1.0
 GENERATION_HELP = help_text(GenerationSettings)
@@ -27,10 +27,6 @@ def _keep(choices: list[tuple[str, str]], selected: Any, multi: bool = False) ->
     if multi:
         return [v for v in (selected or []) if v in values]
     return selected if selected in values else (values[0] if values else None)
-
-
-def evaluation_label(services: Services, run: Any) -> str:
-    return f"{status_label(run.status)} · {run.name} · {local_time(run.created_at)} · {run.id[:8]}"
 
 
 @shows_errors
@@ -70,10 +66,7 @@ def start_evaluation(services: Services, *form: Any) -> tuple[str, gr.Dropdown]:
 
 
 def list_evaluations(services: Services, selected: str | None = None) -> gr.Dropdown:
-    runs = services.evaluations.list()
-    choices = [(evaluation_label(services, r), r.id) for r in runs]
-    ids = [r.id for r in runs]
-    return gr.Dropdown(choices=choices, value=selected if selected in ids else (ids[0] if ids else None))
+    return run_picker(services.evaluations.list(), selected)
 
 
 def status_markdown(run: Any, answers: int, expected: int) -> str:

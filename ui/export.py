@@ -17,9 +17,9 @@ from ftapp.export_request import ExportRequest
 from ftapp.export_results import ExportResult
 from ftapp.services import Services
 from ui.errors import shows_errors
-from ui.run_text import FINISHED, local_time, status_label
+from ui.run_text import FINISHED, status_label
 from ui.train_form import device_choices
-from ui.wiring import bind, on_show
+from ui.wiring import bind, on_show, run_picker
 
 POLL_S = 1.0
 ACTIONS = [
@@ -69,10 +69,7 @@ def start_export(services: Services, *form: Any) -> tuple[str, gr.Dropdown]:
 
 
 def list_exports(services: Services, selected: str | None = None) -> gr.Dropdown:
-    runs = services.exports.list()
-    choices = [(f"{status_label(r.status)} · {r.name} · {local_time(r.created_at)} · {r.id[:8]}", r.id) for r in runs]
-    ids = [r.id for r in runs]
-    return gr.Dropdown(choices=choices, value=selected if selected in ids else (ids[0] if ids else None))
+    return run_picker(services.exports.list(), selected)
 
 
 def result_markdown(result: ExportResult) -> str:

@@ -17,9 +17,9 @@ from ftapp.serve_request import ServeRequest, vllm_installed
 from ftapp.services import Services
 from ftapp.serving import Endpoint
 from ui.errors import shows_errors
-from ui.run_text import FINISHED, local_time, status_label
+from ui.run_text import FINISHED
 from ui.train_form import device_choices
-from ui.wiring import bind, on_show
+from ui.wiring import bind, on_show, run_picker
 
 POLL_S = 1.0
 NOTHING_CHOSEN = "No endpoint chosen. Pick a model (and optionally an adapter), then **Start endpoint**."
@@ -59,10 +59,7 @@ def start_endpoint(services: Services, *form: Any) -> tuple[str, gr.Dropdown]:
 
 
 def list_endpoints(services: Services, selected: str | None = None) -> gr.Dropdown:
-    runs = services.serving.list()
-    choices = [(f"{status_label(r.status)} · {r.name} · {local_time(r.created_at)} · {r.id[:8]}", r.id) for r in runs]
-    ids = [r.id for r in runs]
-    return gr.Dropdown(choices=choices, value=selected if selected in ids else (ids[0] if ids else None))
+    return run_picker(services.serving.list(), selected)
 
 
 def endpoint_markdown(endpoint: Endpoint) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 import gradio as gr
 
 from ftapp.services import Services
+from ui.run_text import run_label
 
 
 def bind(handler: Callable[..., Any], services: Services) -> Callable[..., Any]:
@@ -56,3 +57,10 @@ def check_removal(ident: str | None, confirmed: bool, noun: str) -> str:
 def picker(choices: list[tuple[str, str]], selected: str | None) -> gr.Dropdown:
     # Without a selection only the choices change, so a refresh never clears what the user picked.
     return gr.Dropdown(choices=choices, value=selected) if selected else gr.Dropdown(choices=choices)
+
+
+def run_picker(runs: Sequence[Any], selected: str | None) -> gr.Dropdown:
+    """A picker of runs (newest first): the chosen run while it is listed, else the newest."""
+    ids = [r.id for r in runs]
+    return gr.Dropdown(choices=[(run_label(r), r.id) for r in runs],
+                       value=selected if selected in ids else (ids[0] if ids else None))
