@@ -3,21 +3,31 @@
 Models load from a local ``save_pretrained`` directory or a hub id; with ``HF_HUB_OFFLINE=1`` a hub
 id resolves from the local cache only (transformers reads the variable itself). LoRA is not applied
 here: the ``LoraConfig`` goes to ``SFTTrainer``, which wraps the model after seeding, so adapter
-initialisation is reproducible, and which handles QLoRA's adapter dtypes.
+initialisation is reproducible, and which handles QLoRA's adapter dtypes. ``speed_up_adapters`` then
+swaps the adapters' forward for a fused one, and ``compile_blocks`` compiles the decoder layers.
 """
 
 from __future__ import annotations
 
 import os
+import types
 from importlib.util import find_spec
 from typing import Any
 
 import torch
 from peft import LoraConfig, prepare_model_for_kbit_training
-from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedModel, PreTrainedTokenizerBase
+from peft.tuners.lora import LoraLayer
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    BitsAndBytesConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from trainer.protocol import ModelSource, TrainSpec
-from trainer.training_arguments import DeviceCaps, ResolvedTraining
+from trainer.training_arguments import DeviceCaps, ModelShape, ResolvedTraining
 
 LORA_SETTINGS = frozenset({
     "r", "lora_alpha", "lora_dropout", "bias", "task_type", "target_modules", "use_rslora", "use_dora", "modules_to_save",
@@ -40,13 +50,36 @@ def detect_device(requested: str) -> DeviceCaps:
     if not torch.cuda.is_available():
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
         raise RuntimeError(f"the spec asks for a CUDA GPU but torch sees none (CUDA_VISIBLE_DEVICES={visible})")
+    rank = local_rank()
+    free_bytes, _ = torch.cuda.mem_get_info(rank)
     return DeviceCaps(
         "cuda",
-        torch.cuda.get_device_name(local_rank()),
+        torch.cuda.get_device_name(rank),
         bf16=torch.cuda.is_bf16_supported(),
         flash_attention=find_spec("flash_attn") is not None,
-        liger=find_spec("liger_kernel") is not None,
+        liger=find_spec("liger_kernel") is not None and find_spec("triton") is not None,
+        # flex_attention's Triton kernels need Ampere or later (and torch >= 2.5, which ships the module).
+        flex_attention=find_spec("torch.nn.attention.flex_attention") is not None
+        and torch.cuda.get_device_capability(rank) >= (8, 0),
+        memory_free_bytes=int(free_bytes),
     )
+
+
+def read_model_shape(source: ModelSource) -> ModelShape | None:
+    """The model's size and layout from its config.json (no weights read); None when it cannot be read."""
+    try:
+        config = AutoConfig.from_pretrained(source.source, revision=source.revision).get_text_config()
+        hidden, layers = int(config.hidden_size), int(config.num_hidden_layers)
+        heads = int(config.num_attention_heads)
+        head_dim = int(getattr(config, "head_dim", None) or hidden // heads)
+        kv_size = int(getattr(config, "num_key_value_heads", None) or heads) * head_dim
+        intermediate = int(getattr(config, "intermediate_size", None) or 4 * hidden)
+        vocab = int(config.vocab_size)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    embeddings = vocab * hidden * (1 if getattr(config, "tie_word_embeddings", False) else 2)
+    per_layer = hidden * (heads * head_dim) * 2 + hidden * kv_size * 2 + 3 * hidden * intermediate
+    return ModelShape(embeddings + layers * per_layer, hidden, intermediate, layers, kv_size, embeddings)
 
 
 def load_tokenizer(source: ModelSource) -> PreTrainedTokenizerBase:
@@ -71,15 +104,76 @@ def load_model(spec: TrainSpec, resolved: ResolvedTraining, device: DeviceCaps) 
     model = AutoModelForCausalLM.from_pretrained(spec.model.source, **kwargs)
     if spec.training_mode == "full":
         return model, None
-    if spec.training_mode == "qlora":
-        # Casts the unquantised layers (norms, embeddings) to float32 and lets gradients reach the
-        # adapters through the frozen 4-bit layers, with checkpointing when the run uses it.
+    if spec.training_mode == "qlora" and resolved.dtype != "bfloat16":
+        # fp16/fp32 runs: norms and embeddings in float32 keep fp16 from overflowing; gradients reach
+        # the adapters through the frozen 4-bit layers, with checkpointing when the run uses it.
         model = prepare_model_for_kbit_training(
             model,
             use_gradient_checkpointing=resolved.config["activation_checkpointing"],
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
+    elif spec.training_mode == "qlora":
+        # In bf16 the float32 copies would only cost memory and bandwidth (4 GiB more for an 8B
+        # model's embeddings and head, a float32 residual stream): freeze, keep the dtypes. TRL
+        # turns on checkpointing and input gradients from the config.
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
     return model, lora_config(spec.lora)
+
+
+def speed_up_adapters(model: torch.nn.Module) -> int:
+    """Give plain LoRA layers a fused forward; returns how many were changed.
+
+    PEFT computes ``base(x) + lora_B(lora_A(dropout(x))) * scaling`` and, with float32 adapters on a
+    bf16 model, first copies ``x`` to float32, which autocast copies straight back to bf16. The fused
+    forward is ``addmm(base(x), lora_A(x), scaling * lora_B.weight.T)``: one matmul writes the sum,
+    with no casts of ``x``, no scaled copy and no separate addition, forward or backward. Layers with
+    dropout, DoRA or other variants, and calls PEFT handles specially (several or disabled adapters,
+    merged weights, ``adapter_names``), keep PEFT's own forward.
+    """
+    changed = 0
+    for module in model.modules():
+        if not isinstance(module, LoraLayer) or not isinstance(module.base_layer, torch.nn.Module):
+            continue
+        names = list(module.lora_A.keys())
+        plain = (
+            len(names) == 1
+            and isinstance(module.lora_A[names[0]], torch.nn.Linear)
+            and isinstance(module.lora_dropout[names[0]], torch.nn.Identity)
+            and not module.use_dora.get(names[0], False)
+            and not getattr(module, "lora_variant", {})
+            and module.lora_A[names[0]].bias is None
+            and module.lora_B[names[0]].bias is None
+        )
+        if plain:
+            module.forward = types.MethodType(_fused_lora_forward, module)
+            changed += 1
+    return changed
+
+
+def _fused_lora_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    name = self.active_adapters[0] if len(self.active_adapters) == 1 else None
+    lora_a = self.lora_A[name] if name in self.lora_A else None
+    autocast = torch.is_autocast_enabled(x.device.type)
+    if (args or kwargs or self.disable_adapters or self.merged or lora_a is None
+            or not (autocast or x.dtype == lora_a.weight.dtype)):
+        return type(self).forward(self, x, *args, **kwargs)
+    result = self.base_layer(x)
+    hidden = torch.nn.functional.linear(x, lora_a.weight)
+    scaled_b = (self.lora_B[name].weight * self.scaling[name]).t()
+    out = torch.addmm(result.reshape(-1, result.shape[-1]), hidden.reshape(-1, hidden.shape[-1]), scaled_b)
+    return out.view(result.shape)
+
+
+def compile_blocks(model: torch.nn.Module) -> int:
+    """Regional compilation: ``torch.compile`` each repeated decoder layer (one compilation serves
+    them all, shapes dynamic so packed micro-batches of any length reuse it); returns the count."""
+    unwrapped = model.get_base_model() if hasattr(model, "get_base_model") else model
+    block_names = set(getattr(unwrapped, "_no_split_modules", None) or ())
+    blocks = [module for module in unwrapped.modules() if type(module).__name__ in block_names]
+    for block in blocks:
+        block.compile(dynamic=True)
+    return len(blocks)
 
 
 def lora_config(settings: dict[str, Any]) -> LoraConfig:

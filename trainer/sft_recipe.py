@@ -10,8 +10,10 @@ exceptions into ``failed`` and owns the exit status.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,13 +30,15 @@ if TYPE_CHECKING:
 
 from trainer.cancellation import Cancellation
 from trainer.dataset_loading import load_rows, split_rows, write_split
-from trainer.model_loading import detect_device, load_model, load_tokenizer
+from trainer.model_loading import compile_blocks, detect_device, load_model, load_tokenizer, read_model_shape, speed_up_adapters
 from trainer.protocol import ARTIFACT, DONE, SAMPLE, SPLIT_FILE, TrainSpec
 from trainer.run_control import StopOnCancel, injected_faults
 from trainer.run_events import EventSink, RunEvents
 from trainer.training_arguments import fit_to_installed, resolve_training
 from trainer.training_data import TrainingData, build_training_data, sample_cases
 from trainer.validation_samples import generate_samples
+
+RECIPE_FILE = "recipe.json"  # in the run directory: what the speed recipe chose on this machine, and why
 
 
 @dataclass
@@ -65,6 +69,7 @@ def run_sft(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> b
 
 def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> SftRun:
     faults = injected_faults(os.environ)  # a mistyped test hook fails before minutes of loading
+    clock = _PhaseClock()
     _quiet_progress_bars()
     device = detect_device(spec.device)
     if device.kind == "cpu" and spec.cpu_threads:
@@ -79,6 +84,7 @@ def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> Sft
         completion_only_loss=bool(spec.training.get("completion_only_loss", True)),
         assistant_only_loss=bool(spec.training.get("assistant_only_loss", True)),
     )
+    clock.lap("data")
     resolved = resolve_training(
         spec.training, device,
         training_mode=spec.training_mode,
@@ -86,15 +92,20 @@ def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> Sft
         has_validation=len(data.validation) > 0,
         completion_only_loss=data.completion_only_loss,
         assistant_only_loss=data.assistant_only_loss,
+        model=read_model_shape(spec.model) if device.kind == "cuda" else None,
     )
     for note in resolved.notes:
         print(f"note: {note}", file=sys.stderr, flush=True)
+    recipe = resolved.recipe()
+    print(f"recipe: {json.dumps(recipe)}", file=sys.stderr, flush=True)
+    (Path(spec.run_dir) / RECIPE_FILE).write_text(json.dumps({**recipe, "notes": resolved.notes}, indent=2) + "\n", encoding="utf-8")
 
     model, peft_config = load_model(spec, resolved, device)
+    clock.lap("model")
     facts = {
         "run_id": spec.run_id, "device": device.kind, "device_name": device.name, "training_mode": spec.training_mode,
         "num_train_rows": len(data.train), "num_eval_rows": len(data.validation), "data_layout": data.layout,
-        "notes": resolved.notes, "mlflow_run_id": None,
+        "notes": resolved.notes, "recipe": recipe, "mlflow_run_id": None,
     }
     run_events = RunEvents(events, facts)
     trainer = SFTTrainer(
@@ -109,6 +120,10 @@ def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> Sft
     # They print each log dict to stdout, where the supervisor expects FINETUNE_PROGRESS lines only.
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
+    speed_up_adapters(trainer.model)  # after SFTTrainer wrapped the model with PEFT
+    if resolved.compile_blocks:
+        compile_blocks(trainer.model)
+    clock.lap("trainer")
 
     tracking = None
     if spec.mlflow_tracking_uri and trainer.is_world_process_zero():  # one MLflow run per run, not per GPU
@@ -153,6 +168,18 @@ def save(run: SftRun, spec: TrainSpec, events: EventSink) -> None:
 def cleanup(run: SftRun, status: str) -> None:
     if run.tracking:
         run.tracking.finish(status)
+
+
+class _PhaseClock:
+    """Prints how long each setup phase took (trainer.log), so a slow start says where its time went."""
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+
+    def lap(self, phase: str) -> None:
+        now = time.monotonic()
+        print(f"setup: {phase} took {now - self.last:.1f}s", file=sys.stderr, flush=True)
+        self.last = now
 
 
 def _quiet_progress_bars() -> None:

@@ -10,6 +10,13 @@ TRL 1.x / transformers 5 names: ``max_length`` (not ``max_seq_length``), ``eval_
 ``warmup_steps`` (a float below 1 is a ratio; ``warmup_ratio`` is gone), ``activation_checkpointing``
 (``gradient_checkpointing`` is its deprecated alias and mirrors it). ``SFTConfig`` defaults ``bf16``
 and gradient checkpointing to on, which fails on CPU, so both are always set here.
+
+The speed recipe on a CUDA GPU (issue 7, measured by ``bench/train_throughput.py``): padding-free
+micro-batches of whole examples packed to a token budget, with the best attention that can run
+them (flash-attention when installed, else PyTorch's flex_attention; SDPA with padding where
+neither can), Liger's fused kernels when installed, the fused AdamW, TRL's chunked loss (always on
+in TRL 1.16), and gradient checkpointing only when the memory estimate says the micro-batch would
+not fit without it (QLoRA keeps it: its point is a small footprint).
 """
 
 from __future__ import annotations
@@ -36,6 +43,15 @@ PASSED_THROUGH = (
 CUDA_ONLY_OPTIMIZERS = frozenset({"adamw_torch_fused", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "lion_32bit"})
 
 
+# Bytes a micro-batch may plan to use of the GPU's free memory; the rest absorbs fragmentation,
+# the CUDA context, the loss's workspace and estimate error.
+MEMORY_HEADROOM = 0.85
+LORA_TRAINED_FRACTION = 0.01  # LoRA r=16 on all linear layers trains ~1% of a decoder's parameters
+ADAM_BYTES_PER_TRAINED = 16  # fp32 weight + gradient + two moments
+GIB = 1024**3
+FLEX_BLOCK = 128  # torch.nn.attention.flex_attention's default sparse block size
+
+
 @dataclass(frozen=True)
 class DeviceCaps:
     kind: str  # cpu | cuda
@@ -43,6 +59,44 @@ class DeviceCaps:
     bf16: bool = False  # the GPU computes in bfloat16 (Ampere and later)
     flash_attention: bool = False  # flash-attn is installed: padding-free batches work
     liger: bool = False  # liger-kernel is installed
+    flex_attention: bool = False  # torch's flex_attention runs on this GPU: padding-free batches work
+    memory_free_bytes: int = 0  # free GPU memory when the run starts (0: unknown)
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the memory estimate needs from the model's config.json."""
+
+    num_parameters: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    kv_size: int  # num_key_value_heads * head_dim
+    embedding_parameters: int  # input embeddings plus an untied output head
+
+    def activation_bytes_per_token(self, *, checkpointing: bool, liger: bool) -> int:
+        """bf16 activations autograd keeps per token. Per layer without checkpointing: the residual
+        and normed input of both halves, q/k/v, the attention output twice (kernel output and
+        o_proj input) and the MLP's gate, up and product (Liger's SwiGLU recomputes the SiLU;
+        without Liger the SiLU output and float32 norm intermediates are kept too). With
+        checkpointing: one hidden state per layer plus one layer being recomputed."""
+        h, i = self.hidden_size, self.intermediate_size
+        per_layer = 2 * (8 * h + 2 * self.kv_size + 3 * i)
+        if not liger:
+            per_layer += 2 * i + 4 * 4 * h
+        if checkpointing:
+            return 2 * h * self.num_layers + per_layer
+        return per_layer * self.num_layers
+
+    def static_bytes(self, training_mode: str) -> int:
+        """Weights (bf16, or nf4 for QLoRA's linear layers) plus the trained parameters' AdamW state."""
+        linear = self.num_parameters - self.embedding_parameters
+        if training_mode == "qlora":
+            weights = 0.56 * linear + 2 * self.embedding_parameters  # nf4 + double-quant constants
+        else:
+            weights = 2 * self.num_parameters
+        trained = self.num_parameters if training_mode == "full" else LORA_TRAINED_FRACTION * self.num_parameters
+        return int(weights + ADAM_BYTES_PER_TRAINED * trained)
 
 
 @dataclass(frozen=True)
@@ -51,6 +105,23 @@ class ResolvedTraining:
     dtype: str  # what to load the weights in: float32 | bfloat16 | float16
     attn_implementation: str | None  # None: the model's default
     notes: list[str] = field(default_factory=list)
+    compile_blocks: bool = False  # torch.compile each decoder layer (regional compilation)
+
+    def recipe(self) -> dict[str, Any]:
+        """The speed-relevant choices, for the run's ``started`` event, its log and ``recipe.json``."""
+        config = self.config
+        rows = int(config.get("per_device_train_batch_size") or 8)
+        return {
+            "attn_implementation": self.attn_implementation or "default",
+            "padding_free": bool(config.get("padding_free")),
+            "tokens_per_micro_batch": rows * int(config["max_length"]) if config.get("padding_free") and config.get("max_length") else None,
+            "rows_per_micro_batch": rows,
+            "gradient_checkpointing": bool(config.get("activation_checkpointing")),
+            "liger": bool(config.get("use_liger_kernel")),
+            "optimizer": config.get("optim"),
+            "dtype": self.dtype,
+            "compile_blocks": self.compile_blocks,
+        }
 
 
 def _flag(value: Any) -> str:
@@ -69,6 +140,7 @@ def resolve_training(
     has_validation: bool,
     completion_only_loss: bool | None,
     assistant_only_loss: bool,
+    model: ModelShape | None = None,
 ) -> ResolvedTraining:
     unknown = sorted(set(settings) - KNOWN_SETTINGS)
     if unknown:
@@ -95,13 +167,16 @@ def resolve_training(
 
     precision = _precision(settings, device, notes)
     config.update(bf16=precision == "bf16", fp16=precision == "fp16")
-    config["activation_checkpointing"] = _gradient_checkpointing(settings, device, training_mode, notes)
     config["use_liger_kernel"] = _liger(settings, device, notes)
     config["optim"] = _optimizer(settings, device, notes)
-    config["torch_compile"] = bool(settings.get("torch_compile")) and device.kind == "cuda"
+    # Trainer's torch_compile compiles the whole model (minutes, and a recompile per batch shape);
+    # ftapp compiles each decoder layer instead (model_loading.compile_blocks), once for all layers.
+    config["torch_compile"] = False
+    compile_blocks = bool(settings.get("torch_compile")) and device.kind == "cuda"
     if settings.get("torch_compile") and device.kind != "cuda":
         notes.append("torch_compile off on CPU: compiling costs minutes and needs a C++ toolchain")
     attn = _batching(settings, device, config, notes)
+    config["activation_checkpointing"] = _gradient_checkpointing(settings, device, training_mode, config, model, notes)
 
     if precision == "bf16":
         dtype = "bfloat16"
@@ -109,7 +184,7 @@ def resolve_training(
         dtype = "float16"  # frozen base weights; PEFT keeps the trained adapter weights in float32
     else:
         dtype = "float32"  # full fine-tuning in fp16 needs float32 master weights for the grad scaler
-    return ResolvedTraining(config, dtype, attn, notes)
+    return ResolvedTraining(config, dtype, attn, notes, compile_blocks)
 
 
 def _warmup(settings: dict[str, Any]) -> float:
@@ -137,16 +212,28 @@ def _precision(settings: dict[str, Any], device: DeviceCaps, notes: list[str]) -
     return "fp16" if fp16 else "fp32"
 
 
-def _gradient_checkpointing(settings: dict[str, Any], device: DeviceCaps, training_mode: str, notes: list[str]) -> bool:
+def _gradient_checkpointing(settings: dict[str, Any], device: DeviceCaps, training_mode: str, config: dict[str, Any],
+                            model: ModelShape | None, notes: list[str]) -> bool:
     wanted = _flag(settings.get("gradient_checkpointing", "auto"))
     if device.kind != "cuda":
         if wanted == "true":
             notes.append("gradient checkpointing off on CPU: memory is not the limit there, time is")
         return False
-    if wanted == "auto":
-        # QLoRA is chosen to save memory and full fine-tuning needs the most; LoRA rarely needs it.
-        return training_mode in ("qlora", "full")
-    return wanted == "true"
+    if wanted != "auto":
+        return wanted == "true"
+    if training_mode == "qlora":
+        return True  # QLoRA is chosen for a small footprint: keep the activations to one layer's worth
+    if model is None or not device.memory_free_bytes:
+        return training_mode == "full"  # nothing to estimate with: full fine-tuning needs the most
+    tokens = int(config.get("per_device_train_batch_size") or 8) * int(config.get("max_length") or 1024)
+    liger = bool(config.get("use_liger_kernel"))
+    needed = model.static_bytes(training_mode) + tokens * model.activation_bytes_per_token(checkpointing=False, liger=liger)
+    budget = MEMORY_HEADROOM * device.memory_free_bytes
+    if needed <= budget:
+        return False
+    notes.append(f"gradient checkpointing on: ~{needed / GIB:.0f} GiB for {tokens:,} tokens per micro-batch "
+                 f"without it, {device.memory_free_bytes / GIB:.0f} GiB free")
+    return True
 
 
 def _liger(settings: dict[str, Any], device: DeviceCaps, notes: list[str]) -> bool:
@@ -168,23 +255,41 @@ def _optimizer(settings: dict[str, Any], device: DeviceCaps, notes: list[str]) -
 
 
 def _batching(settings: dict[str, Any], device: DeviceCaps, config: dict[str, Any], notes: list[str]) -> str | None:
-    """Padding-free batches where flash attention can run them; the attention implementation to load."""
+    """Padding-free micro-batches where an attention kernel can run them; the attention implementation to load.
+
+    Each micro-batch is ``rows`` BFD-packed rows of whole examples (up to ``max_length`` tokens each,
+    longer examples truncated there as without packing) that the collator concatenates into one
+    sequence with per-example position ids: ``rows * max_length`` is the token budget. flash-attention
+    reads the boundaries from the position ids; flex_attention gets a block-diagonal causal mask
+    built from them, computing only the blocks inside each example.
+    """
     budget = int(settings.get("max_tokens_per_batch") or 0)
     if not settings.get("padding_free", False):
-        return None
-    if device.kind != "cuda" or not device.flash_attention:
-        notes.append("padding-free batches off: they need flash attention on a CUDA GPU (padded batches instead)")
         if budget:
             notes.append("max_tokens_per_batch ignored without padding-free batches")
         return None
-    # TRL enforces max_length with padding-free only through BFD packing, which is padding-free by
-    # construction: each packed row holds whole examples up to max_length tokens.
+    if device.kind != "cuda" or not (device.flash_attention or device.flex_attention):
+        notes.append("padding-free batches off: they need flash or flex attention on a CUDA GPU (padded batches with SDPA instead)")
+        if budget:
+            notes.append("max_tokens_per_batch ignored without padding-free batches")
+        return None
+    # TRL enforces max_length with padding-free only through BFD packing, which is padding-free by construction.
     config.update(packing=True, packing_strategy="bfd", padding_free=True)
+    max_length = int(config.get("max_length") or 1024)
     if budget:
-        # One packed row per micro-batch makes the row length the per-micro-batch token budget.
-        config.update(max_length=budget, per_device_train_batch_size=1)
-        notes.append(f"padding-free: one packed row of up to {budget} tokens per micro-batch")
-    return "flash_attention_2"
+        if budget < max_length:
+            notes.append(f"max_length lowered to the token budget {budget}: an example must fit one micro-batch")
+            config["max_length"] = max_length = budget
+        config["per_device_train_batch_size"] = budget // max_length
+    rows = int(config.get("per_device_train_batch_size") or 8)
+    attn = "flash_attention_2" if device.flash_attention else "flex_attention"
+    if attn == "flex_attention":
+        # Compiled flex kernels specialise on the sequence length: rounding it up to flex's 128-token
+        # block keeps nearly every full micro-batch one shape (BFD fills them to ~99.9%), so the
+        # kernels compile once and later runs find them in the compile cache.
+        config["pad_to_multiple_of"] = FLEX_BLOCK
+    notes.append(f"padding-free with {attn}: micro-batches of {rows} packed rows, up to {rows * max_length:,} tokens")
+    return attn
 
 
 # New name -> the name older transformers 5.x releases still use (a GPU host may lag behind).

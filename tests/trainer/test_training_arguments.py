@@ -7,21 +7,26 @@ from dataclasses import fields
 import pytest
 
 from ftapp.config_schemas import BitsAndBytesSettings, LoraSettings, TrainingArguments
-from trainer.training_arguments import KNOWN_SETTINGS, DeviceCaps, resolve_training
+from trainer.training_arguments import GIB, KNOWN_SETTINGS, DeviceCaps, ModelShape, resolve_training
 
 CPU = DeviceCaps("cpu", "cpu")
 AMPERE = DeviceCaps("cuda", "NVIDIA A100", bf16=True)
 TURING = DeviceCaps("cuda", "Tesla T4", bf16=False)
 WITH_FLASH = DeviceCaps("cuda", "NVIDIA H100", bf16=True, flash_attention=True)
+HOPPER = DeviceCaps("cuda", "NVIDIA H200", bf16=True, liger=True, flex_attention=True, memory_free_bytes=139 * GIB)
+# Llama-3.1-8B's config.json, as trainer.model_loading.read_model_shape reads it.
+LLAMA_8B = ModelShape(num_parameters=8_030_261_248, hidden_size=4096, intermediate_size=14336, num_layers=32,
+                      kv_size=1024, embedding_parameters=2 * 128256 * 4096)
 # The seed's preset as ftapp stores it: fp16, paged AdamW, everything "on".
 SEED = {"fp16": True, "bf16": "false", "optim": "paged_adamw_32bit", "gradient_checkpointing": "true",
         "use_liger_kernel": "true", "padding_free": True, "torch_compile": True, "max_tokens_per_batch": 4096,
         "warmup_ratio": 0.03, "max_length": 512, "per_device_train_batch_size": 1}
 
 
-def resolve(settings: dict, device: DeviceCaps, mode: str = "lora", has_validation: bool = True):
+def resolve(settings: dict, device: DeviceCaps, mode: str = "lora", has_validation: bool = True, model: ModelShape | None = None):
     return resolve_training(settings, device, training_mode=mode, output_dir="/runs/r/checkpoints",
-                            has_validation=has_validation, completion_only_loss=True, assistant_only_loss=False)
+                            has_validation=has_validation, completion_only_loss=True, assistant_only_loss=False,
+                            model=model)
 
 
 def test_the_trainer_knows_every_setting_ftapp_can_store() -> None:
@@ -89,13 +94,60 @@ def test_auto_gradient_checkpointing_is_for_the_memory_hungry_modes() -> None:
 def test_padding_free_needs_flash_attention_and_then_packs_by_token_budget() -> None:
     without = resolve({"padding_free": True, "max_tokens_per_batch": 8192}, AMPERE)
     assert "padding_free" not in without.config and without.attn_implementation is None
-    with_flash = resolve({"padding_free": True, "max_tokens_per_batch": 8192, "per_device_train_batch_size": 8,
+    assert any("SDPA" in note for note in without.notes)
+    with_flash = resolve({"padding_free": True, "max_tokens_per_batch": 8192, "per_device_train_batch_size": 2,
                           "max_length": 1024}, WITH_FLASH)
     assert with_flash.attn_implementation == "flash_attention_2"
+    # The budget is whole packed rows of max_length: examples are still truncated at max_length.
     assert with_flash.config | {"packing": True, "packing_strategy": "bfd", "padding_free": True,
-                                "max_length": 8192, "per_device_train_batch_size": 1} == with_flash.config
-    no_budget = resolve({"padding_free": True, "max_length": 1024}, WITH_FLASH).config
-    assert (no_budget["packing"], no_budget["max_length"]) == (True, 1024)
+                                "max_length": 1024, "per_device_train_batch_size": 8} == with_flash.config
+    no_budget = resolve({"padding_free": True, "max_length": 1024, "per_device_train_batch_size": 8}, WITH_FLASH)
+    assert (no_budget.config["packing"], no_budget.config["max_length"]) == (True, 1024)
+    assert no_budget.recipe()["tokens_per_micro_batch"] == 8 * 1024
+    small_budget = resolve({"padding_free": True, "max_tokens_per_batch": 512, "max_length": 1024}, WITH_FLASH).config
+    assert (small_budget["max_length"], small_budget["per_device_train_batch_size"]) == (512, 1)
+
+
+def test_without_flash_attention_a_cuda_gpu_gets_flex_attention_and_cpu_gets_padded_sdpa() -> None:
+    settings = {"padding_free": True, "max_length": 2048, "per_device_train_batch_size": 8}
+    flex = resolve(settings, HOPPER)
+    assert flex.attn_implementation == "flex_attention"
+    assert (flex.config["padding_free"], flex.config["packing_strategy"], flex.config["pad_to_multiple_of"]) == (True, "bfd", 128)
+    assert "pad_to_multiple_of" not in resolve(settings, WITH_FLASH).config  # flash-attention needs no fixed shapes
+    assert flex.recipe() | {"attn_implementation": "flex_attention", "padding_free": True,
+                            "tokens_per_micro_batch": 16384, "liger": True, "optimizer": "adamw_torch"} == flex.recipe()
+    both = resolve(settings, DeviceCaps("cuda", "NVIDIA H100", bf16=True, flash_attention=True, flex_attention=True))
+    assert both.attn_implementation == "flash_attention_2"  # flash-attention first when installed
+    cpu = resolve(settings, CPU)
+    assert cpu.attn_implementation is None and "padding_free" not in cpu.config  # SDPA, padded
+    assert resolve({**settings, "padding_free": False}, HOPPER).attn_implementation is None
+
+
+def test_gradient_checkpointing_auto_turns_on_only_when_the_micro_batch_would_not_fit() -> None:
+    settings = {"padding_free": True, "max_length": 2048, "per_device_train_batch_size": 8}
+    # An H200: 16 GiB of weights plus ~16k tokens of activations fit in 139 GiB without recomputation.
+    assert resolve(settings, HOPPER, model=LLAMA_8B).config["activation_checkpointing"] is False
+    small_gpu = DeviceCaps("cuda", "NVIDIA L4", bf16=True, flex_attention=True, memory_free_bytes=22 * GIB)
+    tight = resolve(settings, small_gpu, model=LLAMA_8B)
+    assert tight.config["activation_checkpointing"] is True
+    assert any("gradient checkpointing on" in note for note in tight.notes)
+    assert resolve(settings, HOPPER, "qlora", model=LLAMA_8B).config["activation_checkpointing"] is True
+    assert resolve({**settings, "gradient_checkpointing": "true"}, HOPPER, model=LLAMA_8B).config["activation_checkpointing"] is True
+
+
+def test_the_memory_estimate_counts_weights_and_activations() -> None:
+    assert 15 * GIB < LLAMA_8B.static_bytes("lora") < 18 * GIB
+    assert 5 * GIB < LLAMA_8B.static_bytes("qlora") < 8 * GIB
+    without = LLAMA_8B.activation_bytes_per_token(checkpointing=False, liger=True)
+    assert 4 * 1024**2 < without < 6 * 1024**2  # ~5 MiB per token for an 8B Llama
+    assert LLAMA_8B.activation_bytes_per_token(checkpointing=True, liger=True) < without / 10
+    assert LLAMA_8B.activation_bytes_per_token(checkpointing=False, liger=False) > without
+
+
+def test_torch_compile_means_regional_compilation_on_cuda_only() -> None:
+    assert resolve({"torch_compile": True}, HOPPER).compile_blocks is True
+    assert resolve({"torch_compile": True}, HOPPER).config["torch_compile"] is False  # not Trainer's whole-model compile
+    assert resolve({"torch_compile": True}, CPU).compile_blocks is False
 
 
 def test_warmup_ratio_becomes_a_fractional_warmup_steps_unless_steps_are_given() -> None:
