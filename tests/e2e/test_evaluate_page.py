@@ -15,7 +15,9 @@ from ftapp.settings import Settings
 
 pytestmark = pytest.mark.browser
 
-ROWS, BATCH = 48, 2  # 24 small batches: answers arrive over several seconds, one batch at a time
+# 160 one-row batches: answers arrive over 10 s or more, one batch at a time, even on an idle fast
+# machine (48 rows in batches of 2 could finish between two 1 s polls of the page).
+ROWS, BATCH = 160, 1
 LIVE_LIMIT_S = 150
 ROW_COUNT = "() => document.querySelectorAll('#eval-rows-table tr.eval-row').length"
 
@@ -47,7 +49,7 @@ def test_rows_appear_while_the_evaluation_runs(page, registered_home, shots):
     page.get_by_text("Rows and generation").click()
     page.locator("#eval-max-rows input").fill(str(ROWS))
     page.locator("#eval-batch-size input").fill(str(BATCH))
-    page.locator("#eval-max-new-tokens input").fill("6")
+    page.locator("#eval-max-new-tokens input").fill("8")
     page.locator("#eval-start").click()
     page.get_by_text("Queued evaluation").wait_for()
 
@@ -63,6 +65,7 @@ def test_rows_appear_while_the_evaluation_runs(page, registered_home, shots):
         if "succeeded" in status or "failed" in status:
             break
         time.sleep(0.3)
+    print(f"\n[e2e] answered rows seen while the evaluation ran: {seen_while_running}")
     assert "succeeded" in page.locator("#eval-status").inner_text(), page.locator("#eval-status").inner_text()
     assert len(seen_while_running) >= 2 and seen_while_running == sorted(seen_while_running), seen_while_running
     assert 0 < seen_while_running[0] < ROWS, "rows should show before the last batch is answered"
