@@ -176,6 +176,12 @@ RUNNERS = {"datasets": run_datasets, "models": run_models, "adapters": run_adapt
            "prompts": run_prompts, "configs": run_configs, "db": run_db, "token": run_token}
 
 
+# Commands that start or follow runs decide their own exit status (1 when the run did not succeed).
+RUN_COMMANDS = {"train": run_train, "runs": run_runs, "evaluate": run_evaluate, "compare": run_compare,
+                "export": run_export, "serve": run_serve}
+ACTIONLESS_COMMANDS = ("train", "evaluate", "compare", "serve")  # no sub-action after the group
+
+
 def run_common(services: Services, args: argparse.Namespace) -> bool:
     """list and show are alike for every resource group."""
     if args.group not in LIST_COLUMNS or args.action not in ("list", "show"):
@@ -195,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.group not in ("train", "evaluate", "compare", "serve") and not getattr(args, "action", None):
+    if args.group not in ACTIONLESS_COMMANDS and not getattr(args, "action", None):
         parser.parse_args([args.group, "--help"] if getattr(args, "group", None) else ["--help"])
     try:
         services = open_services(Settings.from_env(args.home))
@@ -203,18 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
-        if args.group == "train":
-            return run_train(services, args)
-        if args.group == "runs":
-            return run_runs(services, args)
-        if args.group == "evaluate":
-            return run_evaluate(services, args)
-        if args.group == "compare":
-            return run_compare(services, args)
-        if args.group == "export":
-            return run_export(services, args)
-        if args.group == "serve":
-            return run_serve(services, args)
+        if args.group in RUN_COMMANDS:
+            return RUN_COMMANDS[args.group](services, args)
         if not run_common(services, args):
             RUNNERS[args.group](services, args)
     except ValidationError as error:
