@@ -22,6 +22,14 @@ class Settings:
     # Server folders a request may name (uploads, operator-allowed roots); None: any path, which is
     # right for a local app but not for one shared with other people.
     allowed_roots: tuple[Path, ...] | None = None
+    # The public demo (FTAPP_DEMO=1, or on Hugging Face Spaces): visitors upload, train small, download.
+    demo: bool = False
+
+    @property
+    def allows_custom_code(self) -> bool:
+        """Whether a request may run code its sender supplied (custom reward functions): only when the
+        app is local and unshared, since that code runs on the host with the app's rights."""
+        return self.allowed_roots is None and not self.demo
 
     @classmethod
     def from_env(cls, home: str | Path | None = None, **overrides) -> Settings:

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TextIO
 
+from trainer.method_protocol import CUSTOM_REWARD, REWARD_KINDS, RewardSpec  # noqa: F401 - re-exported for ftapp
+
 PROTOCOL_VERSION = 1
 SPEC_FILE = "spec.json"
 EVENTS_FILE = "events.jsonl"
@@ -26,6 +28,12 @@ PROGRESS_PREFIX = "FINETUNE_PROGRESS "
 DONE_MARKER = "JOB_DONE"
 SPLIT_FILE = "split.json"  # <run_dir>/split.json: the held-out rows of a training run, for later evaluation
 EXIT_CANCELLED = 128 + 15  # the exit status of a trainer that stopped on SIGTERM (after a checkpoint when training)
+
+# ``progress`` events of DPO and GRPO runs also carry ``metrics``: {name: number} with the method's own
+# numbers under TRL's names (DPO: rewards/chosen, rewards/rejected, rewards/margins, rewards/accuracies;
+# GRPO: reward, reward_std, rewards/<reward name>/mean and /std, kl, completions/mean_length). The
+# supervisor stores each as a metric point of that name.
+PROGRESS_METRICS_FIELD = "metrics"
 
 # Event types, in the order a healthy run emits them (progress/eval/sample/artifact repeat).
 STARTED, PROGRESS, EVAL, SAMPLE, ARTIFACT, FAILED, DONE = (
@@ -87,6 +95,9 @@ class TrainSpec(RunSpecFile):
     num_processes: int = 1
     cpu_threads: int | None = None
     resume_from: str | None = None  # a checkpoint directory of an earlier run
+    init_adapter: str | None = None  # DPO/GRPO: an adapter directory (e.g. an SFT run's) to keep training
+    method_settings: dict[str, Any] = field(default_factory=dict)  # DPO/GRPO hyper-parameters (ftapp.config_schemas)
+    rewards: tuple[RewardSpec, ...] = ()  # GRPO: the weighted verifiable rewards
     mlflow_tracking_uri: str | None = None
     mlflow_experiment: str = "ftapp"
     protocol_version: int = PROTOCOL_VERSION
@@ -104,6 +115,7 @@ class TrainSpec(RunSpecFile):
         values = _checked_fields(cls, data)
         values["model"] = ModelSource(**data["model"])
         values["data"] = DataSource(**data["data"])
+        values["rewards"] = tuple(RewardSpec(**r) for r in data.get("rewards", ()))
         return cls(**values)
 
     @property
