@@ -41,6 +41,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
+from train_throughput_report import print_tables
 from train_throughput_runs import (
     LORA_R16_ALL,
     Measured,
@@ -56,9 +57,9 @@ from train_throughput_runs import (
 )
 
 STEPS = {  # (steps, warm-up steps) per variant on a GPU; the ftapp runs compile flex attention in steps 1-2
-    "seed": (9, 2), "plain TRL": (14, 2), "parity": (20, 2), "ftapp": (14, 3), "ftapp QLoRA": (11, 3),
+    "seed": (9, 2), "plain TRL": (14, 2), "parity": (20, 2), "ftapp": (14, 3), "ftapp QLoRA": (11, 3), "ftapp 2 GPUs": (14, 3), "ftapp warm": (8, 3),
 }
-SMOKE_STEPS = {"seed": (4, 1), "plain TRL": (6, 1), "parity": (6, 1), "ftapp": (5, 1), "ftapp QLoRA": (5, 1)}
+SMOKE_STEPS = {"seed": (4, 1), "plain TRL": (6, 1), "parity": (6, 1), "ftapp": (5, 1), "ftapp QLoRA": (5, 1), "ftapp 2 GPUs": (5, 1), "ftapp warm": (5, 1)}
 _RUN_NUMBERS = itertools.count(1)  # adapter names are unique in ftapp
 LEARNING_RATE = 1e-3  # high enough that 30 steps of LoRA on a random model show a clear loss curve
 
@@ -76,16 +77,19 @@ def open_ftapp(work: Path, dataset: Path):
     return services, {"dataset": data.id, "prompt": prompt.id}
 
 
-def ftapp_request(services, ids: dict, model_id: str, model_name: str, mode: str, steps: int, device: str):
+def ftapp_request(services, ids: dict, model_id: str, model_name: str, mode: str, steps: int, device: str,
+                  gpus: int = 1, overrides: dict | None = None):
     from ftapp.fine_tune_request import FineTuneRequest
 
     presets = {p.name: p for p in services.configs.presets()}["modern default"].configs
     return FineTuneRequest(
         base_model_id=model_id, dataset_id=ids["dataset"], prompt_id=ids["prompt"], adapter_name=f"{model_name}-{mode}-{next(_RUN_NUMBERS)}",
-        training_mode=mode, gpus="0" if device == "cuda" else "cpu", learning_rate=LEARNING_RATE, train_test_split=1.0,
+        training_mode=mode, gpus=",".join(map(str, range(gpus))) if device == "cuda" else "cpu", num_processes=gpus,
+        learning_rate=LEARNING_RATE, train_test_split=1.0,
         training_arguments_config_id=presets["training_arguments"].id, lora_config_id=presets["lora_config"].id,
         bitsandbytes_config_id=presets["bitsandbytes_config"].id if mode == "qlora" else None,
-        overrides={"max_steps": steps, "logging_steps": 1, "max_length": 2048, "save_strategy": "no", "eval_strategy": "no"},
+        overrides={"max_steps": steps, "logging_steps": 1, "max_length": 2048, "save_strategy": "no", "eval_strategy": "no",
+                   **(overrides or {})},
     )
 
 
@@ -98,15 +102,19 @@ def use_compile_cache(work: Path, cold: bool) -> str:
 
 
 def run_ftapp(services, ids: dict, model_id: str, model_name: str, mode: str, flops: float, steps: tuple[int, int],
-              device: str, work: Path, cold: bool) -> Measured:
+              device: str, work: Path, cold: bool, gpus: int = 1, overrides: dict | None = None,
+              warm: bool = False) -> Measured:
     """A run submitted through ftapp's services and supervised to the end, measured from its events."""
     from trainer.protocol import PROGRESS, STARTED, read_events
 
-    variant = "ftapp QLoRA" if mode == "qlora" else "ftapp"
-    request = ftapp_request(services, ids, model_id, model_name, mode, steps[0], device)
+    variant = "ftapp QLoRA" if mode == "qlora" else "ftapp" if gpus == 1 else f"ftapp {gpus} GPUs"
+    variant += " warm" if warm else ""
+    request = ftapp_request(services, ids, model_id, model_name, mode, steps[0], device, gpus, overrides)
     result = Measured(variant, model_name, detail={"compile_cache": use_compile_cache(work, cold)})
     if device == "cuda":
         torch.cuda.empty_cache()
+    if warm:
+        wait_for_warm_trainer(services)
     poller = MemoryPoller()
     submitted = time.time()
     run, preflight = services.runs.submit(request)
@@ -117,7 +125,9 @@ def run_ftapp(services, ids: dict, model_id: str, model_name: str, mode: str, fl
     result.detail.update(status=final.status, run_dir=final.run_dir, preflight=preflight.summary(),
                          recipe=json.loads(recipe_path.read_text()) if recipe_path.exists() else None)
     log = Path(final.run_dir) / "trainer.log"
-    result.detail["log_tail"] = log.read_text(errors="replace")[-2500:] if log.exists() else None
+    text = log.read_text(errors="replace") if log.exists() else ""
+    result.detail["log_tail"] = text[-2500:] or None
+    result.detail["setup"] = [line for line in text.splitlines() if line.startswith("setup: ")]
     if final.status != "succeeded":
         result.error = f"{final.status}: {(final.error_text or '')[-600:]}"
     started = next((e.time for e in events if e.type == STARTED), None)
@@ -135,8 +145,28 @@ def run_ftapp(services, ids: dict, model_id: str, model_name: str, mode: str, fl
         tokens.append(total)
     result.losses = [float(e.data["loss"]) for e in progress if e.data.get("loss") is not None]
     result.grad_norms = [float(e.data.get("grad_norm") or 0.0) for e in progress]
+    if result.losses and not any(result.losses):
+        result.error = "the loss is 0 at every step: nothing was trained (does the tokenizer encode the rows?)"
     summarize(result, times, tokens, steps[1], flops)
+    if result.mfu is not None:
+        result.mfu = round(result.mfu / gpus, 4)  # per GPU: the ceiling doubles with the GPUs
     return result
+
+
+def wait_for_warm_trainer(services, timeout_s: float = 180) -> None:
+    """As in the app, open a while before someone starts a run: its supervisor keeps a warm trainer process
+    (ftapp.trainer_standby) that has done the imports."""
+    os.environ["FTAPP_WARM_TRAINER"] = "1"
+    services.supervisor.start_background()
+    log = services.settings.home / "standby.log"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        process = services.supervisor.standby._process
+        ready = log.read_text().count("standby: ready") if log.exists() else 0
+        if process is not None and ready >= services.supervisor.standby.starts:
+            return
+        time.sleep(0.5)
+    raise TimeoutError("the warm trainer process did not get ready")
 
 
 def profile_ftapp(services, request, work: Path, flops: float, warmup: int = 3, profiled: int = 2) -> dict:
@@ -221,7 +251,7 @@ def profile_ftapp(services, request, work: Path, flops: float, warmup: int = 3, 
             "compile_times": str(compile_times)[-3000:]}
 
 
-VARIANTS = {"ftapp": "ftapp", "ftapp-cold": "ftapp", "qlora": "ftapp QLoRA", "seed": "seed", "trl": "plain TRL",
+VARIANTS = {"ftapp": "ftapp", "ftapp-cold": "ftapp", "ftapp-warm": "ftapp warm", "ftapp-2gpu": "ftapp 2 GPUs", "qlora": "ftapp QLoRA", "seed": "seed", "trl": "plain TRL",
             "parity": "parity", "profile": "profile"}
 
 
@@ -234,12 +264,15 @@ def main() -> None:
     parser.add_argument("--deadline-s", type=float, default=540, help="start no variant after this many seconds")
     parser.add_argument("--out", default=os.environ.get("OUT") or ".")
     parser.add_argument("--smoke", action="store_true", help="tiny model on the CPU: every code path, no numbers")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                        help="a training argument for the ftapp variants, e.g. max_tokens_per_batch=32768")
     args = parser.parse_args()
     began = time.monotonic()
+    overrides = {key: json.loads(value) for key, _, value in (item.partition("=") for item in args.set)}
     device = "cpu" if args.smoke else "cuda"
     plan = [(name, wanted.split(",")) for name, wanted in (part.split(":") for part in args.plan.split(";"))]
     if args.smoke:
-        plan = [("tiny", ["ftapp-cold", "seed", "parity", "profile", "ftapp"])]
+        plan = [("tiny", ["ftapp-cold", "seed", "parity", "profile", "ftapp", "ftapp-warm"])]
     steps = SMOKE_STEPS if args.smoke else STEPS
     shm = Path("/dev/shm")
     base = shm if shm.is_dir() and shutil.disk_usage(shm).free > 48 * 2**30 else None
@@ -280,9 +313,11 @@ def main() -> None:
                 record(Measured(variant, name, error="not run: past --deadline-s"))
                 continue
             try:
-                if variant in ("ftapp", "ftapp QLoRA"):
+                if variant.startswith("ftapp"):
                     measured = [run_ftapp(services, ids, model_id, name, "qlora" if key == "qlora" else "lora", flops,
-                                          steps[variant], device, work, cold=key == "ftapp-cold")]
+                                          steps[variant], device, work, cold=key == "ftapp-cold",
+                                          gpus=2 if key == "ftapp-2gpu" else 1, overrides=overrides,
+                                          warm=key == "ftapp-warm")]
                 elif variant == "profile":
                     use_compile_cache(work, cold=False)
                     request = ftapp_request(services, ids, model_id, name, "lora", 5, device)
@@ -336,47 +371,6 @@ def run_baseline(variant: str, name: str, model_dir: Path, rows: list, steps: tu
                            passed=bool(diffs) and max(diffs) <= 0.02 and all(g > 0 for g in ours.grad_norms))
         return [plain, ours]
     raise ValueError(f"unknown variant {variant!r}")
-
-
-def print_tables(results: list[Measured], info: dict, profiles: dict) -> None:
-    def fmt(value, spec):
-        return format(value, spec) if isinstance(value, (int, float)) else "-"
-
-    for name, profile in profiles.items():
-        if "first_step_by_self_s" in profile:
-            print(f"\nprofile {name}: setup {profile['setup_s']} s, first step {profile['first_step_s']} s, "
-                  f"then steps of {profile['step_s'][1:]} s; first step (cumulative s, self s, function):")
-            for row in profile["first_step_by_cumulative_s"] + [("--", "--", "by self time:")] + profile["first_step_by_self_s"]:
-                print(f"  {row[0]:>7} {row[1]:>7}  {row[2][:110]}")
-        if "families_ms" in profile:
-            print(f"\nprofile {name}: {profile['wall_ms']} ms wall over the profiled steps, GPU busy {profile['busy_ms']} ms")
-            for family, ms in profile["families_ms"].items():
-                print(f"  {family:22s} {ms:9.1f} ms  {ms / profile['wall_ms']:6.1%}")
-            for ms, kernel, count in profile["top_kernels"][:8]:
-                print(f"    {ms:8.1f} ms x{count:<5d} {kernel}")
-    for result in results:
-        if result.variant == "parity":
-            d = result.detail
-            print(f"\nparity ({result.model}, {d.get('steps_compared')} steps, same batches, attn={d.get('attn')}): max rel diff "
-                  f"{d.get('max_rel_diff')}, mean {d.get('mean_rel_diff')}, grad norms non-zero: {d.get('grad_norms_nonzero')} "
-                  f"-> {'PASS' if d.get('passed') else 'FAIL'}")
-        if result.variant.startswith("ftapp") and result.detail.get("recipe"):
-            d = result.detail
-            print(f"{result.model} {result.variant}: compile cache {d.get('compile_cache')}, submit->started "
-                  f"{d.get('submit_to_started_s')} s, first step {d.get('first_step_s')} s; recipe {json.dumps(d['recipe'])}")
-    print(f"\n{'model':9s} {'variant':18s} {'tok/s':>9s} {'MFU':>6s} {'peak GiB':>8s} {'1st loss':>8s} {'x seed':>7s} "
-          f"{'x TRL':>6s} {'loss first->last':>17s}  note")
-    for result in results:
-        if result.variant == "profile":
-            continue
-        same = {r.variant: r for r in results if r.model == result.model}
-        seed, plain = same.get("seed"), same.get("plain TRL")
-        x_seed = result.tokens_per_s / seed.tokens_per_s if result.tokens_per_s and seed and seed.tokens_per_s else None
-        x_plain = result.tokens_per_s / plain.tokens_per_s if result.tokens_per_s and plain and plain.tokens_per_s else None
-        curve = f"{result.losses[0]:.2f}->{result.losses[-1]:.2f}" if result.losses else "-"
-        print(f"{result.model:9s} {result.variant:18s} {fmt(result.tokens_per_s, ',.0f'):>9s} {fmt(result.mfu, '.1%'):>6s} "
-              f"{fmt(result.peak_gib, '.1f'):>8s} {fmt(result.first_loss_s, '.1f'):>8s} {fmt(x_seed, '.1f'):>7s} "
-              f"{fmt(x_plain, '.1f'):>6s} {curve:>17s}  {result.error or ''}")
 
 
 if __name__ == "__main__":

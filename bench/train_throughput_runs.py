@@ -20,6 +20,9 @@ from typing import Any
 
 import torch
 
+from trainer.training_arguments import VARLEN_ATTENTION
+from trainer.varlen_attention import register as register_varlen_attention
+
 WORDS = 4000
 MAX_TOKENS = 2048
 _LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
@@ -33,9 +36,13 @@ SHAPES: dict[str, dict[str, Any]] = {  # the real config.json values that matter
                      num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=128256,
                      tie_word_embeddings=False, max_position_embeddings=131072, rms_norm_eps=1e-5,
                      rope_parameters={**_LLAMA3_ROPE, "factor": 8.0}),
-    "qwen-7b": dict(model_type="qwen2", hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-                    num_attention_heads=28, num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False,
-                    max_position_embeddings=32768, rms_norm_eps=1e-6,
+    # Qwen2.5-7B's dimensions and q/k/v biases, in Llama's classes: transformers 5 loads a model_type
+    # "qwen2" directory's tokenizer as Qwen2Tokenizer, which turns this bench's word-level vocabulary into
+    # nothing (every row trains on EOS alone). Llama with attention_bias is Qwen2 plus an o_proj bias
+    # (3,584 parameters a layer): the same matmuls, the same speed.
+    "qwen-7b": dict(model_type="llama", hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                    num_attention_heads=28, num_key_value_heads=4, head_dim=128, vocab_size=152064,
+                    tie_word_embeddings=False, attention_bias=True, max_position_embeddings=32768, rms_norm_eps=1e-6,
                     rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}),
     "tiny": dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, head_dim=16, vocab_size=WORDS + 8, tie_word_embeddings=False,
@@ -181,6 +188,8 @@ def run_trl(variant: str, model_name: str, model_dir: Path, rows: list[dict[str,
         kwargs["device_map"] = {"": 0}
     if attn:
         kwargs["attn_implementation"] = attn
+    if attn == VARLEN_ATTENTION:
+        register_varlen_attention()  # as trainer.model_loading does before loading
     if quantized:
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                                            bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16)

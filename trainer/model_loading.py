@@ -27,7 +27,9 @@ from transformers import (
 )
 
 from trainer.protocol import ModelSource, TrainSpec
-from trainer.training_arguments import DeviceCaps, ModelShape, ResolvedTraining
+from trainer.training_arguments import VARLEN_ATTENTION, DeviceCaps, ModelShape, ResolvedTraining
+from trainer.varlen_attention import is_available as varlen_available
+from trainer.varlen_attention import register as register_varlen_attention
 
 LORA_SETTINGS = frozenset({
     "r", "lora_alpha", "lora_dropout", "bias", "task_type", "target_modules", "use_rslora", "use_dora", "modules_to_save",
@@ -61,6 +63,7 @@ def detect_device(requested: str) -> DeviceCaps:
         # flex_attention's Triton kernels need Ampere or later (and torch >= 2.5, which ships the module).
         flex_attention=find_spec("torch.nn.attention.flex_attention") is not None
         and torch.cuda.get_device_capability(rank) >= (8, 0),
+        varlen_attention=varlen_available() and torch.cuda.get_device_capability(rank) >= (8, 0),
         memory_free_bytes=int(free_bytes),
     )
 
@@ -97,6 +100,8 @@ def load_model(spec: TrainSpec, resolved: ResolvedTraining, device: DeviceCaps) 
     kwargs: dict[str, Any] = {"dtype": getattr(torch, resolved.dtype), "revision": spec.model.revision}
     if device.kind == "cuda":
         kwargs["device_map"] = {"": local_rank()}  # one whole copy per process; quantised weights load in place
+    if resolved.attn_implementation == VARLEN_ATTENTION:
+        register_varlen_attention()
     if resolved.attn_implementation:
         kwargs["attn_implementation"] = resolved.attn_implementation
     if spec.training_mode == "qlora":  # trainer.sft refused QLoRA on CPU already

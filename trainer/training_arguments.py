@@ -13,8 +13,8 @@ and gradient checkpointing to on, which fails on CPU, so both are always set her
 
 The speed recipe on a CUDA GPU (issue 7, measured by ``bench/train_throughput.py``): padding-free
 micro-batches of whole examples packed to a token budget, with the best attention that can run
-them (flash-attention when installed, else PyTorch's flex_attention; SDPA with padding where
-neither can), Liger's fused kernels when installed, the fused AdamW, TRL's chunked loss (always on
+them (flash-attention when installed, else the same kernels as PyTorch ships them in
+``torch.nn.attention.varlen``, else PyTorch's flex_attention; SDPA with padding where none can), Liger's fused kernels when installed, the fused AdamW, TRL's chunked loss (always on
 in TRL 1.16), and gradient checkpointing only when the memory estimate says the micro-batch would
 not fit without it (QLoRA keeps it: its point is a small footprint).
 """
@@ -50,6 +50,8 @@ LORA_TRAINED_FRACTION = 0.01  # LoRA r=16 on all linear layers trains ~1% of a d
 ADAM_BYTES_PER_TRAINED = 16  # fp32 weight + gradient + two moments
 GIB = 1024**3
 FLEX_BLOCK = 128  # torch.nn.attention.flex_attention's default sparse block size
+QLORA_TOKENS_PER_MICRO_BATCH = 8192  # keeps an 8B model's QLoRA run under 14 GiB with checkpointing
+VARLEN_ATTENTION = "torch_varlen"  # trainer.varlen_attention registers it under this name
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class DeviceCaps:
     flash_attention: bool = False  # flash-attn is installed: padding-free batches work
     liger: bool = False  # liger-kernel is installed
     flex_attention: bool = False  # torch's flex_attention runs on this GPU: padding-free batches work
+    varlen_attention: bool = False  # torch ships varlen flash attention (trainer.varlen_attention): no compile
     memory_free_bytes: int = 0  # free GPU memory when the run starts (0: unknown)
 
 
@@ -175,7 +178,7 @@ def resolve_training(
     compile_blocks = bool(settings.get("torch_compile")) and device.kind == "cuda"
     if settings.get("torch_compile") and device.kind != "cuda":
         notes.append("torch_compile off on CPU: compiling costs minutes and needs a C++ toolchain")
-    attn = _batching(settings, device, config, notes)
+    attn = _batching(settings, device, config, notes, training_mode)
     config["activation_checkpointing"] = _gradient_checkpointing(settings, device, training_mode, config, model, notes)
 
     if precision == "bf16":
@@ -254,13 +257,14 @@ def _optimizer(settings: dict[str, Any], device: DeviceCaps, notes: list[str]) -
     return optim
 
 
-def _batching(settings: dict[str, Any], device: DeviceCaps, config: dict[str, Any], notes: list[str]) -> str | None:
+def _batching(settings: dict[str, Any], device: DeviceCaps, config: dict[str, Any], notes: list[str],
+              training_mode: str = "lora") -> str | None:
     """Padding-free micro-batches where an attention kernel can run them; the attention implementation to load.
 
     Each micro-batch is ``rows`` BFD-packed rows of whole examples (up to ``max_length`` tokens each,
     longer examples truncated there as without packing) that the collator concatenates into one
     sequence with per-example position ids: ``rows * max_length`` is the token budget. flash-attention
-    reads the boundaries from the position ids; flex_attention gets a block-diagonal causal mask
+    and PyTorch's varlen flash kernel read the boundaries from the position ids; flex_attention gets a block-diagonal causal mask
     built from them, computing only the blocks inside each example.
     """
     budget = int(settings.get("max_tokens_per_batch") or 0)
@@ -268,7 +272,7 @@ def _batching(settings: dict[str, Any], device: DeviceCaps, config: dict[str, An
         if budget:
             notes.append("max_tokens_per_batch ignored without padding-free batches")
         return None
-    if device.kind != "cuda" or not (device.flash_attention or device.flex_attention):
+    if device.kind != "cuda" or not (device.flash_attention or device.varlen_attention or device.flex_attention):
         notes.append("padding-free batches off: they need flash or flex attention on a CUDA GPU (padded batches with SDPA instead)")
         if budget:
             notes.append("max_tokens_per_batch ignored without padding-free batches")
@@ -282,7 +286,19 @@ def _batching(settings: dict[str, Any], device: DeviceCaps, config: dict[str, An
             config["max_length"] = max_length = budget
         config["per_device_train_batch_size"] = budget // max_length
     rows = int(config.get("per_device_train_batch_size") or 8)
-    attn = "flash_attention_2" if device.flash_attention else "flex_attention"
+    if training_mode == "qlora" and not budget and rows > 1 and rows * max_length > QLORA_TOKENS_PER_MICRO_BATCH:
+        # QLoRA is chosen for a small footprint: smaller micro-batches, accumulated to the same rows per step.
+        smaller = max(1, QLORA_TOKENS_PER_MICRO_BATCH // max_length)
+        while rows % smaller:
+            smaller -= 1
+        accumulate = int(config.get("gradient_accumulation_steps") or 1) * (rows // smaller)
+        config.update(per_device_train_batch_size=smaller, gradient_accumulation_steps=accumulate)
+        notes.append(f"QLoRA: micro-batches of {smaller} rows accumulated {accumulate}x (same rows per optimizer step, "
+                     f"half the activation memory or less)")
+        rows = smaller
+    # flash-attn's own kernels first; then the same kernels as PyTorch ships them (nothing to compile);
+    # flex_attention last: as fast once compiled, but compiling costs minutes on a cold cache.
+    attn = "flash_attention_2" if device.flash_attention else VARLEN_ATTENTION if device.varlen_attention else "flex_attention"
     if attn == "flex_attention":
         # Compiled flex kernels specialise on the sequence length: rounding it up to flex's 128-token
         # block keeps nearly every full micro-batch one shape (BFD fills them to ~99.9%), so the
