@@ -1,22 +1,29 @@
 """Start the ftapp web UI: the composition root (settings → services → ui.build_app → launch).
 
 Reaching the app from another machine (``--share``, or ``--host`` other than a loopback
-address) requires ``--auth user:pass``; without it the app refuses to start. It does not invent
-credentials: a password printed to a log is a password in the log.
+address) requires ``--auth user:pass`` (or FTAPP_AUTH); without it the app refuses to start. It
+does not invent credentials: a password printed to a log is a password in the log.
+
+The public demo (FTAPP_DEMO=1, and by default on Hugging Face Spaces) is the exception: it needs
+no login, because there every visitor has their own datasets, runs and adapters (a key in a
+cookie), may only upload files, and runs small capped jobs (``ftapp.demo_policy``). On Spaces it
+listens on 0.0.0.0:7860 and keeps its home in the Space's persistent storage (/data) when it has one.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import threading
 import time
 from pathlib import Path
 
+from ftapp.demo_policy import DemoCaps
 from ftapp.errors import FtappError
 from ftapp.services import Services, open_services
-from ftapp.settings import Settings
+from ftapp.settings import Settings, demo_requested, on_spaces
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 log = logging.getLogger("ftapp.launch")
@@ -27,13 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="launch.py",
         description="Start the ftapp fine-tuning studio in the browser.",
         epilog="Exposing the app (--share, or a --host that is not 127.0.0.1/localhost/::1) requires "
-               "--auth user:pass; without it launch.py exits with status 2. No credentials are generated.",
+               "--auth user:pass (or FTAPP_AUTH=user:pass); without it launch.py exits with status 2. No credentials "
+               "are generated. Demo mode (FTAPP_DEMO=1, or on Hugging Face Spaces) needs no login: there each "
+               "visitor sees only their own uploads and runs, may not name server paths, and jobs are capped.",
     )
     parser.add_argument("--home", help="data directory (default: $FTAPP_HOME or ~/.ftapp)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    # Spaces routes visitors to port 7860 of the container, which must listen on every interface.
+    parser.add_argument("--host", default="0.0.0.0" if on_spaces(os.environ) else "127.0.0.1",
+                        help="address to listen on (default: 127.0.0.1; 0.0.0.0 on Hugging Face Spaces)")
     parser.add_argument("--port", type=int, default=7860, help="port to listen on (default: 7860)")
     parser.add_argument("--share", action="store_true", help="open a public gradio.live link (requires --auth)")
-    parser.add_argument("--auth", metavar="USER:PASS", help="require this login; needed with --share or a non-local --host")
+    parser.add_argument("--auth", metavar="USER:PASS", default=os.environ.get("FTAPP_AUTH") or None,
+                        help="require this login (default: $FTAPP_AUTH); needed with --share or a non-local --host")
     parser.add_argument("--root-path", default=None, help="URL prefix when served behind a reverse proxy, e.g. /ftapp")
     parser.add_argument("--allow-root", action="append", default=[], metavar="DIR",
                         help="when shared or exposed, a server folder users may import from (default: uploads only)")
@@ -47,10 +59,10 @@ def is_exposed(args: argparse.Namespace) -> bool:
     return args.share or args.host not in LOOPBACK_HOSTS
 
 
-def parse_auth(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, str] | None:
-    """The login gradio should require, or a parser error when exposing the app without one."""
+def parse_auth(parser: argparse.ArgumentParser, args: argparse.Namespace, demo: bool = False) -> tuple[str, str] | None:
+    """The login gradio should require, or a parser error when exposing the app without one (the demo needs none)."""
     if args.auth is None:
-        if is_exposed(args):
+        if is_exposed(args) and not demo:
             reason = "--share publishes a public link" if args.share else f"--host {args.host} listens beyond this machine"
             parser.error(f"refusing to start: {reason} and anyone who reaches it could read your data and start "
                          "jobs; add --auth user:pass")
@@ -66,6 +78,16 @@ def allowed_roots(extra: list[str]) -> tuple[Path, ...]:
     from gradio.utils import get_upload_folder  # gradio is imported for the UI anyway
 
     return (Path(get_upload_folder()), *(Path(p).expanduser().resolve() for p in extra))
+
+
+def demo_launch_options() -> dict:
+    """The demo's additions to gradio's launch: the visitor cookie, and a cap on upload size."""
+    from starlette.middleware import Middleware  # gradio's web stack
+
+    from ui.visitors import VisitorCookie
+
+    return {"app_kwargs": {"middleware": [Middleware(VisitorCookie)]},
+            "max_file_size": f"{DemoCaps.from_env().max_upload_mb}mb"}
 
 
 def build_demo_in_background(services: Services) -> threading.Thread:
@@ -91,11 +113,17 @@ def main(argv: list[str] | None = None) -> int:
     log.setLevel(logging.INFO)
     parser = build_parser()
     args = parser.parse_args(argv)
-    auth = parse_auth(parser, args)
+    demo = demo_requested(os.environ)
+    if demo and args.allow_root:
+        parser.error("--allow-root does not apply to the demo: its visitors upload files and name no server paths")
+    auth = parse_auth(parser, args, demo)
     started = time.monotonic()
+    # Trainer children start in their run folders; on Spaces the packages are not installed, only
+    # checked out next to this file, so the children are told where they are.
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH")) if p)
     exposed = is_exposed(args)
-    settings = Settings.from_env(args.home, host=args.host, port=args.port,
-                                 allowed_roots=allowed_roots(args.allow_root) if exposed else None)
+    settings = Settings.from_env(args.home, host=args.host, port=args.port, demo=demo,
+                                 allowed_roots=allowed_roots(args.allow_root) if exposed or demo else None)
     try:
         services = open_services(settings)
     except FtappError as error:
@@ -110,12 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     import ui  # after the checks above, so a refused start does not pay gradio's import time
 
     app = ui.build_app(services)
-    log.info("home %s; UI built in %.1f s", settings.home, time.monotonic() - started)
+    log.info("home %s; UI built in %.1f s%s", settings.home, time.monotonic() - started, "; demo mode" if demo else "")
     try:
         app.launch(
             server_name=settings.host, server_port=settings.port, share=args.share, auth=auth,
             root_path=args.root_path, ssr_mode=False,
             allowed_paths=[str(settings.exports_dir)],  # archives of the Export tab's download button
+            **(demo_launch_options() if demo else {}),
         )
     finally:
         services.close()

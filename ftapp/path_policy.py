@@ -9,11 +9,14 @@ from ftapp.errors import Problem
 from ftapp.settings import Settings
 
 
-def path_problem(settings: Settings, location: str | Path, rule_id: str, field: str) -> Problem | None:
-    if settings.allowed_roots is None:
+def path_problem(settings: Settings, location: str | Path, rule_id: str, field: str,
+                 uploads_only: bool = False) -> Problem | None:
+    """``uploads_only``: a demo visitor's request, for whom even the home (other visitors' files) is off limits."""
+    if settings.allowed_roots is None and not uploads_only:
         return None
     path = Path(location).expanduser().resolve()
-    roots = (settings.home, *settings.allowed_roots)  # the app's own files (the demo kit) always count
+    # The app's own files (the demo kit) count, except for a demo visitor.
+    roots = tuple(settings.allowed_roots or ()) if uploads_only else (settings.home, *(settings.allowed_roots or ()))
     if any(path.is_relative_to(Path(root).resolve()) for root in roots):
         return None
     return Problem(rule_id, f"{location} is outside the folders this shared app may read; upload the file instead", field)

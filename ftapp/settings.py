@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 
 def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def on_spaces(environ: Mapping[str, str]) -> bool:
+    """Hugging Face Spaces sets SYSTEM=spaces (what gradio itself checks) and SPACE_ID=owner/name."""
+    return environ.get("SYSTEM") == "spaces" or bool(environ.get("SPACE_ID"))
+
+
+def demo_requested(environ: Mapping[str, str]) -> bool:
+    """FTAPP_DEMO=1 or 0 decides; without it, running on Spaces means the public demo."""
+    raw = (environ.get("FTAPP_DEMO") or "").strip()
+    return _flag(raw) if raw else on_spaces(environ)
+
+
+def demo_home(data: Path = Path("/data")) -> Path:
+    """The demo's home: Spaces' persistent storage when the Space has it (mounted at /data), else a
+    fresh temporary folder, which a restart forgets."""
+    if data.is_dir() and os.access(data, os.W_OK):
+        return data / "ftapp"
+    return Path(tempfile.mkdtemp(prefix="ftapp-demo-"))
 
 
 @dataclass(frozen=True)
@@ -33,7 +54,8 @@ class Settings:
 
     @classmethod
     def from_env(cls, home: str | Path | None = None, **overrides) -> Settings:
-        chosen = home or os.environ.get("FTAPP_HOME") or Path.home() / ".ftapp"
+        overrides.setdefault("demo", demo_requested(os.environ))
+        chosen = home or os.environ.get("FTAPP_HOME") or (demo_home() if overrides["demo"] else Path.home() / ".ftapp")
         offline = _flag(os.environ.get("HF_HUB_OFFLINE")) or _flag(os.environ.get("FTAPP_OFFLINE"))
         mlflow = os.environ.get("FTAPP_MLFLOW", "1").strip().lower() not in {"0", "false", "no", "off"}
         return cls(home=Path(chosen).expanduser().resolve(), offline=offline, mlflow_enabled=mlflow, **overrides)

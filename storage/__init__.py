@@ -4,7 +4,7 @@ Imports nothing of the project.
 """
 
 from storage.database import Database, Transaction
-from storage.errors import DuplicateError, MissingReferenceError, SnapshotError, StorageError
+from storage.errors import DuplicateError, MissingReferenceError, NotOwnedError, SnapshotError, StorageError
 from storage.records import (
     AdapterRecord,
     ArtifactRecord,
@@ -33,6 +33,7 @@ __all__ = [
     "DuplicateError",
     "MetricPointRecord",
     "MissingReferenceError",
+    "NotOwnedError",
     "ModelRecord",
     "PromptRecord",
     "RunRecord",

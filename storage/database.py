@@ -95,14 +95,14 @@ def migrate(engine: Engine) -> None:
 class Transaction:
     """One unit of work: every repository shares the session, so it commits or rolls back whole."""
 
-    def __init__(self, session: Session):
-        self.session = session
+    def __init__(self, session: Session, owner: str | None = None):
+        self.session, self.owner = session, owner
         self.models = Repository(session, ModelRow, ModelRecord)
-        self.datasets = Repository(session, DatasetRow, DatasetRecord)
-        self.prompts = Repository(session, PromptRow, PromptRecord)
+        self.datasets = Repository(session, DatasetRow, DatasetRecord, owner)
+        self.prompts = Repository(session, PromptRow, PromptRecord, owner)
         self.configs = Repository(session, ConfigRow, ConfigRecord)
-        self.runs = Repository(session, RunRow, RunRecord)
-        self.adapters = Repository(session, AdapterRow, AdapterRecord)
+        self.runs = Repository(session, RunRow, RunRecord, owner)
+        self.adapters = Repository(session, AdapterRow, AdapterRecord, owner)
         self.artifacts = Repository(session, ArtifactRow, ArtifactRecord)
         self.metric_points = MetricPointRepository(session)
         self.evaluation_combinations = Repository(session, EvaluationCombinationRow, EvaluationCombinationRecord)
@@ -112,9 +112,14 @@ class Transaction:
 
 
 class Database:
-    def __init__(self, engine: Engine):
-        self.engine = engine
-        self._sessions = sessionmaker(bind=engine, expire_on_commit=False)
+    def __init__(self, engine: Engine, owner: str | None = None, sessions: sessionmaker | None = None):
+        self.engine, self.owner = engine, owner
+        self._sessions = sessions or sessionmaker(bind=engine, expire_on_commit=False)
+
+    def for_owner(self, owner: str) -> Database:
+        """The same database as one demo visitor sees it: its own datasets, prompts, runs and adapters
+        plus the shared ones (see ``Repository``). Closing the view is the root's business."""
+        return Database(self.engine, owner, self._sessions)
 
     @classmethod
     def open(cls, path: Path) -> Database:
@@ -127,7 +132,7 @@ class Database:
     def transaction(self) -> Iterator[Transaction]:
         session = self._sessions()
         try:
-            yield Transaction(session)
+            yield Transaction(session, self.owner)
             session.commit()
         except BaseException:
             session.rollback()

@@ -21,3 +21,11 @@ class MissingReferenceError(StorageError):
 
 class SnapshotError(StorageError):
     """A database export file that is not one this version can import."""
+
+
+class NotOwnedError(StorageError):
+    """A demo visitor's transaction tried to change a row it can see but does not own (a shared one)."""
+
+    def __init__(self, table: str, ident: str):
+        self.table, self.ident = table, ident
+        super().__init__(f"{table} row {ident} is shared; a visitor's transaction may only change its own rows")

@@ -53,6 +53,7 @@ class DatasetRecord:
     num_rows: int | None
     description: str
     created_at: datetime
+    owner: str | None = None  # a demo visitor; None: the host's, visible to everyone
 
     @property
     def feature_types(self) -> dict[str, str]:
@@ -74,6 +75,7 @@ class PromptRecord:
     completion_template: str
     description: str
     created_at: datetime
+    owner: str | None = None  # a demo visitor; None: the host's, visible to everyone
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ class RunRecord:
     eta_s: float | None
     cancel_requested_at: datetime | None
     devices_requested: str
+    owner: str | None = None  # a demo visitor; None: the host's, visible to everyone
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,7 @@ class AdapterRecord:
     peft_type: str | None
     description: str
     created_at: datetime
+    owner: str | None = None  # a demo visitor; None: the host's, visible to everyone
 
 
 @dataclass(frozen=True)

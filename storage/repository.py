@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from storage.errors import DuplicateError, MissingReferenceError
+from storage.errors import DuplicateError, MissingReferenceError, NotOwnedError
 from storage.records import MetricPointRecord, to_record
 from storage.tables import Base, MetricPointRow
 
@@ -32,8 +32,30 @@ def translate_integrity_error(error: IntegrityError) -> Exception:
 
 
 class Repository(Generic[R]):
-    def __init__(self, session: Session, row_cls: type[Base], record_cls: type[R]):
+    """``owner`` scopes a table that has an owner column to one demo visitor: it sees its own rows and
+    the shared ones (owner NULL), changes only its own, and stamps what it adds. None: every row."""
+
+    def __init__(self, session: Session, row_cls: type[Base], record_cls: type[R], owner: str | None = None):
         self.session, self.row_cls, self.record_cls = session, row_cls, record_cls
+        self.owner = owner if "owner" in row_cls.__table__.c else None
+
+    def _visible(self, query):
+        if self.owner is None:
+            return query
+        column = self.row_cls.__table__.c.owner
+        return query.where(or_(column.is_(None), column == self.owner))
+
+    def _row(self, ident: str) -> Any:
+        row = self.session.get(self.row_cls, ident)
+        if row is None or self.owner is None or row.owner in (None, self.owner):
+            return row
+        return None
+
+    def _owned_row(self, ident: str) -> Any:
+        row = self._row(ident)
+        if row is not None and self.owner is not None and row.owner != self.owner:
+            raise NotOwnedError(self.row_cls.__tablename__, ident)
+        return row
 
     def _order(self):
         cols = self.row_cls.__table__.c
@@ -46,17 +68,19 @@ class Repository(Generic[R]):
             raise translate_integrity_error(error) from error
 
     def add(self, **values: Any) -> R:
+        if self.owner is not None:
+            values.setdefault("owner", self.owner)
         row = self.row_cls(**values)
         self.session.add(row)
         self._flush()
         return to_record(self.record_cls, row)
 
     def get(self, ident: str) -> R | None:
-        row = self.session.get(self.row_cls, ident)
+        row = self._row(ident)
         return None if row is None else to_record(self.record_cls, row)
 
     def find(self, **filters: Any) -> list[R]:
-        query = select(self.row_cls).filter_by(**filters).order_by(*self._order())
+        query = self._visible(select(self.row_cls).filter_by(**filters)).order_by(*self._order())
         return [to_record(self.record_cls, row) for row in self.session.scalars(query)]
 
     def find_one(self, **filters: Any) -> R | None:
@@ -67,11 +91,11 @@ class Repository(Generic[R]):
         return self.find()
 
     def count(self, **filters: Any) -> int:
-        query = select(func.count()).select_from(self.row_cls).filter_by(**filters)
+        query = self._visible(select(func.count()).select_from(self.row_cls).filter_by(**filters))
         return int(self.session.scalar(query) or 0)
 
     def update(self, ident: str, **values: Any) -> R:
-        row = self.session.get(self.row_cls, ident)
+        row = self._owned_row(ident)
         if row is None:
             raise KeyError(ident)
         for key, value in values.items():
@@ -91,7 +115,7 @@ class Repository(Generic[R]):
         return int(result.rowcount or 0)
 
     def remove(self, ident: str) -> bool:
-        row = self.session.get(self.row_cls, ident)
+        row = self._owned_row(ident)
         if row is None:
             return False
         self.session.delete(row)

@@ -60,6 +60,8 @@ class DatasetRow(Base):
     num_rows: Mapped[int | None] = mapped_column(Integer)
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    # The visitor of a public demo who made the row; NULL: the host's, visible to everyone.
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class PromptRow(Base):
@@ -73,6 +75,8 @@ class PromptRow(Base):
     completion_template: Mapped[str] = mapped_column(Text)
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    # The visitor of a public demo who made the row; NULL: the host's, visible to everyone.
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class ConfigRow(Base):
@@ -124,6 +128,8 @@ class RunRow(Base):
     eta_s: Mapped[float | None] = mapped_column(Float)
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     devices_requested: Mapped[str] = mapped_column(String(64), default="auto", server_default="auto")
+    # The visitor of a public demo who made the row; NULL: the host's, visible to everyone.
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class AdapterRow(Base):
@@ -140,6 +146,8 @@ class AdapterRow(Base):
     peft_type: Mapped[str | None] = mapped_column(String(32))
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    # The visitor of a public demo who made the row; NULL: the host's, visible to everyone.
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class MetricPointRow(Base):

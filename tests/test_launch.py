@@ -139,3 +139,25 @@ def test_a_shared_app_reads_only_uploads_and_allowed_roots(tmp_path: Path) -> No
 
     roots = launch.allowed_roots(shared.allow_root)
     assert roots == (Path(get_upload_folder()), tmp_path.resolve())
+
+
+def test_on_spaces_the_demo_listens_on_every_interface_without_a_login(monkeypatch, capsys) -> None:
+    import importlib.util
+
+    for name in ("FTAPP_DEMO", "FTAPP_AUTH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SYSTEM", "spaces")
+    monkeypatch.setenv("SPACE_ID", "someone/ftapp")
+    spec = importlib.util.spec_from_file_location("launch_on_spaces", ROOT / "launch.py")
+    launch = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(launch)
+    parser = launch.build_parser()
+    args = parser.parse_args([])
+
+    assert (args.host, args.port) == ("0.0.0.0", 7860) and launch.is_exposed(args)
+    assert launch.parse_auth(parser, args, demo=True) is None  # the demo's isolation and caps stand in for a login
+    with pytest.raises(SystemExit):
+        launch.parse_auth(parser, args)  # the same exposure outside the demo still needs --auth
+    with pytest.raises(SystemExit):
+        launch.main(["--allow-root", "/srv/data"])  # demo visitors name no server folders
+    assert "--allow-root does not apply to the demo" in capsys.readouterr().err

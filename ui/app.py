@@ -4,14 +4,30 @@ from __future__ import annotations
 
 import gradio as gr
 
+from ftapp.demo_policy import DemoCaps
 from ftapp.services import Services
 from ui import adapters, compare, configs, datasets, evaluate, export, home, models, prompts, runs, serve, settings, train
+from ui.visitors import VisitorServices
+
+
+def demo_notice(caps: DemoCaps) -> str:
+    return (f"**Public demo.** Upload your own data (CSV, JSON, JSONL, Parquet; up to {caps.max_dataset_rows:,} rows), "
+            f"train a LoRA adapter on the demo model (up to {caps.max_train_steps} steps, {caps.max_runs_per_visitor} "
+            "job at a time), evaluate, compare and download it. What you upload and train is visible to you "
+            "only (this browser keeps a key in a cookie); the demo model, dataset and prompt are shared. "
+            "No server paths, no Hub downloads or pushes, no custom code.")
 
 
 def build_app(services: Services) -> gr.Blocks:
+    demo = services.settings.demo
+    if demo:
+        # Every tab then sees the current visitor's services, through the same attribute names.
+        services = VisitorServices(services)  # type: ignore[assignment]
     # No analytics: the app runs offline and must not phone home at start.
     with gr.Blocks(title="ftapp — fine-tuning studio", analytics_enabled=False) as app:
         gr.Markdown("## ftapp — fine-tuning studio")
+        if demo:
+            gr.Markdown(demo_notice(services.visitors.caps), elem_id="demo-notice")  # type: ignore[attr-defined]
         with gr.Tabs():
             home.render(services)
             datasets.render(services)

@@ -159,11 +159,12 @@ def render(services: Services) -> None:
                 with gr.Tab("Upload a file", id="dataset-upload"):
                     upload = gr.File(label="CSV, JSON, JSONL or Parquet", file_types=FILE_TYPES, height=150)
                     upload_button = gr.Button("Import the upload", variant="primary")
-                with gr.Tab("Local path", id="dataset-path"):
+                # The public demo takes uploads only (its services refuse paths and Hub ids anyway).
+                with gr.Tab("Local path", id="dataset-path", visible=not services.settings.demo):
                     path = gr.Textbox(label="File or Hugging Face dataset directory on this machine",
                                       placeholder="/data/train.jsonl")
                     path_button = gr.Button("Import from path", variant="primary")
-                with gr.Tab("Hugging Face Hub", id="dataset-hub"):
+                with gr.Tab("Hugging Face Hub", id="dataset-hub", visible=not services.settings.demo):
                     with gr.Row():
                         hub_id = gr.Textbox(label="Dataset id", placeholder="tatsu-lab/alpaca", scale=2)
                         hf_config = gr.Textbox(label="Config", placeholder="default")

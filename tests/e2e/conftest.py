@@ -8,6 +8,7 @@ Chromium binary is absent.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -183,3 +184,33 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = Path(chosen) if chosen else tmp_path_factory.mktemp("shots")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+@pytest.fixture(scope="module")
+def demo_studio(tmp_path_factory: pytest.TempPathFactory, demo_kit) -> Iterator[Studio]:
+    """launch.py as the public demo (FTAPP_DEMO=1, as on Hugging Face Spaces) on a fresh home. The
+    session's demo kit is put where the start-up build looks first, so that the build only registers
+    it (building it again costs ~30 s on two cores); yields once the demo is registered."""
+    base = tmp_path_factory.mktemp("demo-studio")
+    home, log_path = base / "home", base / "launch.log"
+    shutil.copytree(Path(demo_kit.model_dir).parent, home / "models" / "demo-tiny-llama")
+    port = free_port()
+    env = {**child_env(base / "gradio-cache"), "FTAPP_DEMO": "1", "FTAPP_MLFLOW": "0"}
+    with open(log_path, "w", encoding="utf-8") as log:
+        process = subprocess.Popen([sys.executable, "launch.py", "--home", str(home), "--port", str(port)], cwd=ROOT,
+                                   env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+    studio = Studio(url=f"http://127.0.0.1:{port}/", home=home, log_path=log_path, process=process)
+    try:
+        wait_for_http_200(studio.url, process, STARTUP_LIMIT_S)
+        deadline = time.monotonic() + STARTUP_LIMIT_S
+        while "offline demo registered" not in studio.log_tail() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "offline demo registered" in studio.log_tail(), studio.log_tail()
+        yield studio
+    except BaseException:
+        print(f"[e2e] launch.py log tail:\n{studio.log_tail()}")
+        raise
+    finally:
+        stop(process, home)
+        assert not processes_under(home), "processes under the demo home survived the teardown"

@@ -1,0 +1,293 @@
+"""The public demo's visitors: each one gets the services as they should see them.
+
+A visitor's services read and write through ``Database.for_owner``: they see the shared demo
+model, dataset and prompt (rows without an owner) plus what they made themselves, and everything
+they make is stamped with their owner. On top, the subclasses below apply the demo's limits
+(``ftapp.demo_policy``): uploads only, caps on rows, steps and concurrent runs, no Hub push, no
+changes to shared things or to the host's settings. The local app never builds these: owner None
+sees everything, exactly as before.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ftapp import demo_policy as policy
+from ftapp.adapters import AdapterService, AddAdapterRequest
+from ftapp.comparisons import ComparisonService
+from ftapp.configs import AddConfigRequest, AddConfigResult, ConfigService
+from ftapp.database_transfer import DatabaseTransfer, ImportReport
+from ftapp.datasets import AddDatasetRequest, DatasetService
+from ftapp.errors import Problem, ValidationError
+from ftapp.evaluation_request import EvaluationRequest
+from ftapp.evaluations import EvaluationService
+from ftapp.export_request import ExportRequest
+from ftapp.exports import ExportService
+from ftapp.fine_tune_request import FineTuneRequest, training_values
+from ftapp.machine import Machine
+from ftapp.models import AddModelRequest, ModelService
+from ftapp.path_policy import path_problem
+from ftapp.preflight import Preflight
+from ftapp.prompts import PromptService
+from ftapp.runs import RunService
+from ftapp.secrets import HfToken
+from ftapp.serve_request import ServeRequest
+from ftapp.services import Services
+from ftapp.serving import ServeService
+from ftapp.settings import Settings
+from ftapp.supervisor import Supervisor
+from storage import Database, DatasetRecord, ModelRecord, RunRecord
+
+
+class _LiveRuns:
+    """Counts of queued and running jobs, the visitor's own and everyone's (the caps on concurrent runs)."""
+
+    def __init__(self, root: Database, owner: str, caps: policy.DemoCaps):
+        self.root, self.owner, self.caps = root, owner, caps
+
+    def problems(self) -> list[Problem]:
+        with self.root.transaction() as tx:
+            live = [r for status in policy.LIVE for r in tx.runs.find(status=status) if r.kind in policy.CAPPED_KINDS]
+        own = [r.name or r.id[:8] for r in live if r.owner == self.owner]
+        return policy.concurrency_problems(self.caps, own, len(live))
+
+    def adapter_name_taken(self, name: str) -> Problem | None:
+        """Adapter names are unique over all visitors; a clash found only after training would waste the run."""
+        with self.root.transaction() as tx:
+            taken = tx.adapters.find_one(name=name) or any(
+                r.name == name for status in policy.LIVE for r in tx.runs.find(status=status, kind="finetune"))
+        if not taken:
+            return None
+        return Problem("FT-002", f"an adapter named '{name}' exists or is being trained (names are shared by every "
+                                 "visitor of the demo); choose another", "adapter_name")
+
+
+class VisitorDatasets(DatasetService):
+    def __init__(self, settings: Settings, db: Database, caps: policy.DemoCaps):
+        super().__init__(settings, db)
+        self.caps = caps
+        self.files_dir = policy.visitor_dir(settings, db.owner or "") / "datasets"
+
+    def add(self, request: AddDatasetRequest) -> DatasetRecord:
+        if request.type == "huggingface" or (request.huggingface_name and not request.location):
+            raise ValidationError(policy.upload_only("a Hugging Face Hub dataset", "huggingface_name"))
+        if request.location:
+            outside = path_problem(self.settings, request.location, "DS-003", "location", uploads_only=True)
+            if outside:
+                raise ValidationError(outside)
+        return super().add(request)
+
+    def _insert(self, dataset_id: str, **values: Any) -> DatasetRecord:
+        # Called once the file is parsed and copied, inside the clean-up of a failed import.
+        too_many = policy.rows_problem(self.caps, values.get("num_rows"), "location", "dataset")
+        if too_many:
+            raise ValidationError(too_many)
+        return super()._insert(dataset_id, **values)
+
+    def remove(self, dataset_id: str, remove_prompts: bool = False) -> list[str]:
+        record = self.get(dataset_id)
+        if record.owner is None:
+            raise ValidationError(policy.shared_read_only("dataset", record.name))
+        return super().remove(dataset_id, remove_prompts)
+
+
+class VisitorModels(ModelService):
+    def add(self, request: AddModelRequest) -> ModelRecord:
+        raise ValidationError(policy.upload_only("registering a model", "location"))
+
+    def accept_license(self, model_id: str) -> ModelRecord:
+        raise ValidationError(policy.shared_read_only("model", self.get(model_id).name))
+
+    def remove(self, model_id: str) -> None:
+        raise ValidationError(policy.shared_read_only("model", self.get(model_id).name))
+
+
+class VisitorAdapters(AdapterService):
+    def add(self, request: AddAdapterRequest):
+        raise ValidationError(policy.upload_only("registering an adapter from a path or the Hub", "location"))
+
+    def remove(self, adapter_id: str) -> None:
+        record = self.get(adapter_id)
+        if record.owner is None:
+            raise ValidationError(policy.shared_read_only("adapter", record.name))
+        super().remove(adapter_id)
+
+
+class VisitorPrompts(PromptService):
+    def remove(self, prompt_id: str) -> None:
+        record = self.get(prompt_id)
+        if record.owner is None:
+            raise ValidationError(policy.shared_read_only("prompt", record.name))
+        super().remove(prompt_id)
+
+
+class VisitorConfigs(ConfigService):
+    def add(self, request: AddConfigRequest) -> AddConfigResult:
+        raise ValidationError(policy.host_only("saving configs (the Train tab's fields and presets are yours to use)"))
+
+    def remove(self, config_id: str) -> None:
+        raise ValidationError(policy.host_only("removing configs"))
+
+
+class VisitorRuns(RunService):
+    def __init__(self, settings: Settings, db: Database, datasets: DatasetService, supervisor: Supervisor,
+                 caps: policy.DemoCaps, live: _LiveRuns):
+        super().__init__(settings, db, datasets, supervisor)
+        self.caps, self.live = caps, live
+
+    def check(self, request: FineTuneRequest, machine: Machine | None = None) -> tuple[list[Problem], Preflight | None]:
+        problems, preflight = super().check(request, machine)
+        demo = self._demo_problems(request)
+        if any(p.rule_id == "FT-002" for p in problems):  # the visitor's own adapter has the name: said once
+            demo = [p for p in demo if p.rule_id != "FT-002"]
+        return problems + demo, preflight
+
+    def _demo_problems(self, request: FineTuneRequest) -> list[Problem]:
+        problems: list[Problem] = []
+        if request.output_dir is not None:
+            problems.append(policy.upload_only("an output_dir on the server", "output_dir"))
+        if request.training_mode == "full":
+            problems.append(Problem("DM-005", "the demo trains LoRA adapters (a full fine-tune would register a model "
+                                              "every visitor sees)", "training_mode"))
+        with self.db.transaction() as tx:
+            model = tx.models.get(request.base_model_id or "")
+            dataset = tx.datasets.get(request.dataset_id or "")
+            values = training_values(tx, request)
+        if model is not None:
+            problems += policy.device_problems(self.caps, request.gpus, request.num_processes, model.num_parameters, model.name)
+        if dataset is not None:
+            rows = None if dataset.num_rows is None else int(dataset.num_rows * request.dataset_fraction)
+            too_many = policy.rows_problem(self.caps, rows, "dataset_id", "training run")
+            if too_many:
+                problems.append(too_many)
+            else:
+                train_rows = int((rows or 0) * request.train_test_split)
+                steps = policy.steps_problem(self.caps, policy.training_steps(values, train_rows, request.num_epochs))
+                problems += [steps] if steps else []
+        taken = self.live.adapter_name_taken(request.adapter_name) if request.adapter_name else None
+        return problems + ([taken] if taken else []) + self.live.problems()
+
+    def resume(self, run_id: str) -> RunRecord:
+        busy = self.live.problems()
+        if busy:
+            raise ValidationError(busy)
+        return super().resume(run_id)
+
+    def cancel(self, run_id: str) -> RunRecord:
+        run = self.get(run_id)
+        if run.owner is None:
+            raise ValidationError(policy.shared_read_only("run", run.name or run.id))
+        return super().cancel(run_id)
+
+
+class VisitorEvaluations(EvaluationService):
+    def __init__(self, settings: Settings, db: Database, supervisor: Supervisor, caps: policy.DemoCaps, live: _LiveRuns):
+        super().__init__(settings, db, supervisor)
+        self.caps, self.live = caps, live
+
+    def _capped(self, request: EvaluationRequest) -> EvaluationRequest:
+        return request if request.max_rows is not None else replace(request, max_rows=self.caps.max_eval_rows)
+
+    def check(self, request: EvaluationRequest, machine: Machine | None = None):
+        request = self._capped(request)
+        problems, rows = super().check(request, machine)
+        demo = [p for p in (policy.eval_rows_problem(self.caps, request.max_rows or 0), policy.gpus_problem(request.gpus)) if p]
+        return problems + demo + self.live.problems(), rows
+
+    def submit(self, request: EvaluationRequest, machine: Machine | None = None) -> RunRecord:
+        return super().submit(self._capped(request), machine)
+
+
+class VisitorComparisons(ComparisonService):
+    def __init__(self, settings: Settings, db: Database, datasets: DatasetService, supervisor: Supervisor,
+                 root: Database, caps: policy.DemoCaps):
+        super().__init__(settings, db, datasets, supervisor)
+        self.root, self.caps = root, caps
+
+    def _start_worker(self, model: ModelRecord) -> RunRecord:
+        # Each visitor's Compare tab has its own worker (a process holding the model); bound how many live at once.
+        with self.root.transaction() as tx:
+            workers = [r for status in policy.LIVE for r in tx.runs.find(status=status, kind=policy.INFERENCE)]
+        if len(workers) >= self.caps.max_runs_total:
+            raise ValidationError(policy.concurrency_problems(self.caps, [], len(workers))[-1:])
+        return super()._start_worker(model)
+
+
+class VisitorExports(ExportService):
+    def __init__(self, settings: Settings, db: Database, supervisor: Supervisor, live: _LiveRuns):
+        super().__init__(settings, db, supervisor)
+        self.live = live
+
+    def check(self, request: ExportRequest, machine: Machine | None = None) -> list[Problem]:
+        problems = super().check(request, machine)
+        if request.action == "push":
+            problems.append(policy.host_only("pushing to the Hugging Face Hub with the host's token", "action"))
+        elif request.action not in policy.DEMO_EXPORT_ACTIONS:
+            problems.append(policy.host_only(f"export action {request.action!r} (download an archive instead)", "action"))
+        return problems + self.live.problems()
+
+
+class VisitorServing(ServeService):
+    def check(self, request: ServeRequest, machine: Machine | None = None) -> list[Problem]:
+        return [policy.host_only("serving an endpoint", "model_id")]
+
+    def submit(self, request: ServeRequest, machine: Machine | None = None) -> RunRecord:
+        raise ValidationError(self.check(request, machine))
+
+
+class VisitorDatabase(DatabaseTransfer):
+    def export_json(self) -> str:
+        raise ValidationError(policy.host_only("exporting the database"))
+
+    def import_from(self, path: Path) -> ImportReport:
+        raise ValidationError(policy.host_only("importing a database"))
+
+
+class VisitorToken(HfToken):
+    def store(self, token: str) -> None:
+        raise ValidationError(policy.host_only("setting the Hugging Face token"))
+
+    def clear(self) -> None:
+        raise ValidationError(policy.host_only("clearing the Hugging Face token"))
+
+
+def visitor_services(services: Services, owner: str, caps: policy.DemoCaps) -> Services:
+    """``services`` as the visitor ``owner`` sees them; the supervisor and the demo installer stay shared."""
+    settings, root = services.settings, services.db
+    db = root.for_owner(owner)
+    live = _LiveRuns(root, owner, caps)
+    datasets = VisitorDatasets(settings, db, caps)
+    return Services(
+        settings=settings, db=db, datasets=datasets, models=VisitorModels(settings, db),
+        adapters=VisitorAdapters(settings, db), prompts=VisitorPrompts(db, datasets), configs=VisitorConfigs(db),
+        database=VisitorDatabase(db), demo=services.demo, hf_token=VisitorToken(settings.secrets_dir),
+        supervisor=services.supervisor, runs=VisitorRuns(settings, db, datasets, services.supervisor, caps, live),
+        comparisons=VisitorComparisons(settings, db, datasets, services.supervisor, root, caps),
+        evaluations=VisitorEvaluations(settings, db, services.supervisor, caps, live),
+        exports=VisitorExports(settings, db, services.supervisor, live),
+        serving=VisitorServing(settings, db, services.supervisor),
+    )
+
+
+class Visitors:
+    """Each visitor's services, built on first use and kept for the next call (the Compare tab's
+    service remembers which comparisons got their vote); the least recently seen are let go."""
+
+    def __init__(self, services: Services, caps: policy.DemoCaps | None = None, keep: int = 512):
+        self.services, self.caps, self.keep = services, caps or policy.DemoCaps.from_env(), keep
+        self._views: OrderedDict[str, Services] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def for_key(self, visitor_key: str) -> Services:
+        """The services of the visitor whose browser holds ``visitor_key``."""
+        owner = policy.owner_of(visitor_key)
+        with self._lock:
+            view = self._views.pop(owner, None) or visitor_services(self.services, owner, self.caps)
+            self._views[owner] = view
+            while len(self._views) > self.keep:
+                self._views.popitem(last=False)
+            return view
