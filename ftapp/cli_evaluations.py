@@ -6,15 +6,16 @@ import argparse
 import sys
 
 from ftapp.cli_output import table, to_json
-from ftapp.cli_runs import parse_assignments
+from ftapp.cli_runs import parse_assignments, parse_reward
 from ftapp.errors import FtappError
 from ftapp.evaluation_request import Combination, EvaluationRequest
 from ftapp.evaluation_results import LOWER_IS_BETTER, EvaluationResults
 from ftapp.services import Services
 from storage import RunRecord
+from trainer.protocol import REWARD_KINDS
 
 # The columns people look at first; the rest follow in the order the trainer reported them.
-LEADING_METRICS = ("accuracy", "macro_f1", "exact_match", "token_f1", "rougeL", "bleu", "perplexity")
+LEADING_METRICS = ("reward", "preference_accuracy", "reward_accuracy", "reward_margin", "accuracy", "macro_f1", "exact_match", "token_f1", "rougeL", "bleu", "perplexity")
 
 
 def parse_combination(text: str) -> Combination:
@@ -27,7 +28,8 @@ def parse_combination(text: str) -> Combination:
 def add_evaluate_parser(groups, common: argparse.ArgumentParser) -> None:
     evaluate = groups.add_parser("evaluate", parents=[common], help="score model/adapter combinations on a dataset's held-out rows")
     evaluate.add_argument("--dataset", required=True, help="dataset id")
-    evaluate.add_argument("--prompt", required=True, help="prompt id (its input and completion templates)")
+    evaluate.add_argument("--prompt", help="prompt id (its input and completion templates); optional for conversational "
+                                           "and preference datasets")
     evaluate.add_argument("--combo", action="append", required=True, metavar="MODEL[:ADAPTER]",
                           help="a column: a model id, optionally with an adapter id; the first is the baseline")
     evaluate.add_argument("--fraction", type=float, default=1.0, help="fraction of rows when no adapter's held-out split applies")
@@ -37,14 +39,18 @@ def add_evaluate_parser(groups, common: argparse.ArgumentParser) -> None:
     evaluate.add_argument("--gpus", default="auto", help="'auto', 'cpu' or a GPU id")
     evaluate.add_argument("--generation-config", help="generation_config id")
     evaluate.add_argument("--set", action="append", metavar="KEY=VALUE", help="a generation setting, e.g. --set max_new_tokens=32")
+    evaluate.add_argument("--reward", action="append", metavar="KIND[:WEIGHT][,param=value...]",
+                          help="score every answer with this reward, repeatable, as `train --reward` takes it (kinds: "
+                               f"{', '.join(REWARD_KINDS)}); default: the rewards of the adapters' GRPO run")
     evaluate.add_argument("--wait", action="store_true", help="follow the run and print the results table")
 
 
 def run_evaluate(services: Services, args: argparse.Namespace) -> int:
     request = EvaluationRequest(
-        dataset_id=args.dataset, prompt_id=args.prompt, combinations=tuple(parse_combination(c) for c in args.combo),
+        dataset_id=args.dataset, prompt_id=args.prompt or "", combinations=tuple(parse_combination(c) for c in args.combo),
         gpus=args.gpus, generation_config_id=args.generation_config, generation=parse_assignments(args.set or []),
         dataset_fraction=args.fraction, max_rows=args.max_rows, seed=args.seed, batch_size=args.batch_size,
+        rewards=tuple(parse_reward(text) for text in args.reward) if args.reward else None,
     )
     run = services.evaluations.submit(request)
     services.supervisor.tick()

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from ftapp.cli_bundles import BUNDLE_ACTIONS, add_bundle_parsers, run_bundle_action
 from ftapp.cli_output import details, plain, table, to_json
 from ftapp.errors import FtappError
 from ftapp.fine_tune_request import FineTuneRequest
@@ -14,22 +15,56 @@ from ftapp.presets import MODERN
 from ftapp.services import Services
 from ftapp.supervisor import EVALUATION
 from storage import RunRecord
+from trainer.protocol import REWARD_KINDS
 
 RUN_COLUMNS = ["id", "kind", "name", "status", "step", "total_steps", "gpus", "created_at", "error_cause"]
 
 
-def parse_assignments(pairs: list[str]) -> dict[str, Any]:
+def parse_assignments(pairs: list[str], flag: str = "--set") -> dict[str, Any]:
     """``key=value`` pairs; values are read as JSON when they parse (numbers, true/false), else text."""
     values: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
-            raise FtappError(f"--set takes key=value (got {pair!r})")
+            raise FtappError(f"{flag} takes key=value (got {pair!r})")
         try:
             values[key.strip()] = json.loads(raw)
         except ValueError:
             values[key.strip()] = raw
     return values
+
+
+def _reward_value(key: str, raw: str) -> Any:
+    # Patterns and paths stay text ("123" is a fine regex); numbers that do not parse stay text for FT-018 to name.
+    number = {"weight": float, "tolerance": float, "target_length": int}.get(key)
+    try:
+        return number(raw) if number else raw
+    except ValueError:
+        return raw
+
+
+def parse_reward(text: str) -> dict[str, Any]:
+    """``KIND[:WEIGHT][,param=value...]``, e.g. ``regex_match:0.5,pattern=^\\d+$``.
+
+    A comma followed by text without ``=`` belongs to the value before it, so ``pattern=\\d{1,3}`` survives.
+    """
+    head, _, rest = text.partition(",")
+    kind, sep, weight = head.partition(":")
+    reward: dict[str, Any] = {"kind": kind.strip()}
+    if sep:
+        reward["weight"] = _reward_value("weight", weight.strip())
+    params: list[str] = []
+    for part in rest.split(",") if rest else []:
+        if "=" in part or not params:
+            params.append(part)
+        else:
+            params[-1] += "," + part
+    for param in params:
+        key, sep, raw = param.partition("=")
+        if not sep or not key.strip():
+            raise FtappError(f"--reward takes KIND[:WEIGHT][,param=value...] (got {text!r})")
+        reward[key.strip()] = _reward_value(key.strip(), raw)
+    return reward
 
 
 def _preset_config(services: Services, preset: str, config_type: str) -> str | None:
@@ -50,6 +85,9 @@ def request_from_args(services: Services, args: argparse.Namespace) -> FineTuneR
         lora_config_id=args.lora_config or (_preset_config(services, args.preset, "lora_config") if mode != "full" else None),
         bitsandbytes_config_id=args.bnb_config or (_preset_config(services, args.preset, "bitsandbytes_config") if mode == "qlora" else None),
         overrides=parse_assignments(args.set or []),
+        method_settings=parse_assignments(args.method_set or [], "--method-set"),
+        rewards=tuple(parse_reward(text) for text in args.reward or []),
+        init_adapter_id=args.init_adapter,
     )
 
 
@@ -137,6 +175,8 @@ def run_runs(services: Services, args: argparse.Namespace) -> int:
         final = _follow(services, args.id, quiet=args.json)
         _finish(args, final)
         return 0 if final.status == "succeeded" else 1
+    elif args.action in BUNDLE_ACTIONS:
+        return run_bundle_action(services, args)
     return 0
 
 
@@ -146,7 +186,7 @@ def add_run_parsers(groups, common: argparse.ArgumentParser) -> None:
     train.add_argument("--dataset", required=True, help="dataset id")
     train.add_argument("--prompt", help="prompt id (needed for plain-column datasets)")
     train.add_argument("--name", required=True, help="name of the adapter it produces (letters, digits, -)")
-    train.add_argument("--method", default="sft", help="sft (dpo and grpo come later)")
+    train.add_argument("--method", default="sft", help="sft, dpo (preference pairs) or grpo (verifiable rewards)")
     mode = train.add_mutually_exclusive_group()
     mode.add_argument("--lora", action="store_true", help="LoRA adapter (default)")
     mode.add_argument("--qlora", action="store_true", help="LoRA on a 4-bit base (CUDA only)")
@@ -162,6 +202,13 @@ def add_run_parsers(groups, common: argparse.ArgumentParser) -> None:
     train.add_argument("--lora-config", help="lora_config id (overrides the preset)")
     train.add_argument("--bnb-config", help="bitsandbytes_config id (overrides the preset)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="a training argument, e.g. --set max_steps=50")
+    train.add_argument("--method-set", action="append", metavar="KEY=VALUE",
+                       help="a DPO/GRPO setting, e.g. --method-set beta=0.2 (dpo: beta, loss_type; "
+                            "grpo: num_generations, max_completion_length, temperature, beta)")
+    train.add_argument("--reward", action="append", metavar="KIND[:WEIGHT][,param=value...]",
+                       help=f"a GRPO reward, repeatable, e.g. --reward exact_match --reward regex_match:0.5,pattern=^\\d+$ "
+                            f"(kinds: {', '.join(REWARD_KINDS)}; params: pattern, tolerance, target_length, code_path)")
+    train.add_argument("--init-adapter", metavar="ID", help="DPO/GRPO: id of an adapter on the same base model to keep training")
     train.add_argument("--wait", action="store_true", help="follow the run until it ends")
 
     runs = groups.add_parser("runs", help="training and evaluation runs").add_subparsers(dest="action")
@@ -177,3 +224,4 @@ def add_run_parsers(groups, common: argparse.ArgumentParser) -> None:
     resume.add_argument("id")
     resume.add_argument("--wait", action="store_true")
     runs.add_parser("watch", parents=[common], help="follow a run until it ends").add_argument("id")
+    add_bundle_parsers(runs, common)

@@ -96,12 +96,39 @@ class GenerationSettings:
     max_length: int | None = _f(None, "Prompt + generation length cap (null: unused).", minimum=1)
 
 
+# TRL 1.16's DPOConfig loss types (trl/trainer/dpo_trainer.py raises on any other); one per run here.
+DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+                  "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
+
+
+@dataclass(frozen=True)
+class DpoSettings:
+    """DPO's own settings (``TrainSpec.method_settings``), named as TRL's DPOConfig names them."""
+
+    beta: float = _f(0.1, "How far the model may move from the reference (the base or starting adapter): higher stays closer.", minimum=0, exclusive=True)
+    loss_type: str = _f("sigmoid", "Preference loss: sigmoid is the DPO paper's; ipo, hinge, robust... are TRL's variants.", choices=DPO_LOSS_TYPES)
+
+
+@dataclass(frozen=True)
+class GrpoSettings:
+    """GRPO's own settings (``TrainSpec.method_settings``), named as TRL's GRPOConfig names them."""
+
+    num_generations: int = _f(4, "Completions sampled per prompt and compared with each other; the batch size times gradient accumulation must be a multiple of it.", minimum=2)
+    max_completion_length: int = _f(64, "Most tokens generated per completion.", minimum=1)
+    temperature: float = _f(1.0, "Sampling temperature of the generations: higher gives more varied completions to compare.", minimum=0, exclusive=True)
+    beta: float = _f(0.0, "KL penalty towards the reference model (0: none, and no reference model is loaded).", minimum=0)
+
+
 SCHEMAS: dict[str, type] = {
     "training_arguments": TrainingArguments,
     "lora_config": LoraSettings,
     "bitsandbytes_config": BitsAndBytesSettings,
     "generation_config": GenerationSettings,
+    # Not stored configs (they are no CONFIG_TYPES): a run's method settings, checked by the same rules.
+    "dpo_settings": DpoSettings,
+    "grpo_settings": GrpoSettings,
 }
+METHOD_SCHEMAS = {"dpo": "dpo_settings", "grpo": "grpo_settings"}
 
 
 def help_text(schema: type) -> dict[str, str]:

@@ -44,6 +44,7 @@ __all__ = [
     "infer_features",
     "inspect_directory",
     "inspect_file",
+    "iter_rows",
     "read_directory_rows",
     "read_rows",
 ]
@@ -107,6 +108,17 @@ def read_rows(path: Path, dataset_type: str, offset: int = 0, limit: int = 20) -
     rows = [row for _, _, row in itertools.islice(records, limit)]
     problems.raise_if_any()
     return rows
+
+
+def iter_rows(path: Path, dataset_type: str) -> Iterator[dict]:
+    """Every row, streamed, for checks that need all of them after ``inspect_file`` passed."""
+    path = Path(path)
+    _check_type(dataset_type)
+    _check_location(path, dataset_type)
+    problems = Problems()
+    for _, _, row in _open_records(path, dataset_type, problems):
+        yield row
+    problems.raise_if_any()
 
 
 def inspect_directory(path: Path) -> DatasetTable:

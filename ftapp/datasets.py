@@ -13,6 +13,7 @@ from ftapp.dataset_stats import ColumnStats, column_stats
 from ftapp.errors import ConflictError, NotFoundError, Problem, ValidationError, require_found
 from ftapp.ids import new_id
 from ftapp.path_policy import path_problem
+from ftapp.preference_rows import preference_problems
 from ftapp.secrets import HfToken
 from ftapp.settings import Settings
 from storage import Database, DatasetRecord, DuplicateError
@@ -74,6 +75,7 @@ class DatasetService:
     def __init__(self, settings: Settings, db: Database):
         self.settings, self.db = settings, db
         self.token = HfToken(settings.secrets_dir)
+        self.files_dir = settings.datasets_dir  # where imported files are copied (a demo visitor has their own)
 
     def add(self, request: AddDatasetRequest) -> DatasetRecord:
         dataset_type, problems = _resolve_type(request)
@@ -123,9 +125,15 @@ class DatasetService:
         info = hub_datasets.inspect_hub_dataset(
             request.huggingface_name.strip(), request.hf_config or None, split, token=self.token.value()
         )
+        data_format = detect_format(info.columns, info.sample_rows)
+        if data_format == "preference":
+            # A Hub dataset is only sampled here; the trainer reads the rest.
+            problems = preference_problems(info.sample_rows, sampled=True)
+            if problems:
+                raise ValidationError(problems)
         return self._insert(
             new_id(), name=name, type="huggingface", huggingface_name=info.name, hf_config=info.config,
-            hf_split=info.split, format=detect_format(info.columns, info.sample_rows),
+            hf_split=info.split, format=data_format,
             features=json.dumps(info.features), num_rows=info.num_rows,
             description=request.description or info.description or "",
         )
@@ -136,11 +144,17 @@ class DatasetService:
             dataset_files.inspect_directory(source) if dataset_type == "project"
             else dataset_files.inspect_file(source, dataset_type)
         )
+        data_format = detect_format(table.columns, table.sample_rows)
+        if data_format == "preference":
+            # Every row, before anything is copied or registered: one bad pair fails a DPO run hours in.
+            problems = preference_problems(dataset_files.iter_rows(source, dataset_type))
+            if problems:
+                raise ValidationError(problems)
         dataset_id = new_id()
         # Copy into the home so the registry never points at an upload's temp file; a sibling
         # temp dir + rename means a crash mid-copy leaves nothing that looks registered.
-        final = self.settings.datasets_dir / dataset_id
-        staging = self.settings.datasets_dir / f".{dataset_id}.partial"
+        final = self.files_dir / dataset_id
+        staging = self.files_dir / f".{dataset_id}.partial"
         try:
             staging.mkdir(parents=True)
             if source.is_dir():
@@ -150,7 +164,7 @@ class DatasetService:
             staging.rename(final)
             return self._insert(
                 dataset_id, name=name, type=dataset_type, location=str(final / source.name),
-                source=request.origin or str(source), format=detect_format(table.columns, table.sample_rows),
+                source=request.origin or str(source), format=data_format,
                 features=json.dumps(table.features), num_rows=table.num_rows,
                 description=request.description,
             )
@@ -212,7 +226,7 @@ class DatasetService:
             for prompt in prompts:
                 tx.prompts.remove(prompt.id)  # adapters trained with it keep a NULL prompt_id
             tx.datasets.remove(dataset_id)
-        owned = self.settings.datasets_dir / dataset_id
+        owned = self.files_dir / dataset_id
         if record.location and owned.is_dir():
             shutil.rmtree(owned, ignore_errors=True)
         return [p.name for p in prompts]

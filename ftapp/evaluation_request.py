@@ -1,4 +1,4 @@
-"""An evaluation request (N model/adapter combinations on one dataset) and EV-001..EV-012."""
+"""An evaluation request (N model/adapter combinations on one dataset) and EV-001..EV-013."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from typing import Any
 from ftapp.config_schemas import check_config
 from ftapp.device_choice import choose_devices
 from ftapp.errors import Problem
+from ftapp.evaluation_methods import PREFERENCE, evaluation_reward_problems, evaluation_rewards
 from ftapp.machine import Machine
+from ftapp.settings import Settings
 from storage import Transaction
+from trainer.protocol import RewardSpec
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,13 @@ class EvaluationRequest:
     max_rows: int | None = None  # a seeded sample of the chosen rows, for a quick look
     seed: int = 42
     batch_size: int = 16
+    # Rewards to score every generated answer with (RewardSpec or dicts of its fields); None: the rewards
+    # of the adapters' GRPO run when they all come from GRPO runs with the same rewards, else none.
+    rewards: tuple[RewardSpec | dict[str, Any], ...] | None = None
+
+    @property
+    def adapter_ids(self) -> list[str]:
+        return [c.adapter_id for c in self.combinations if c.adapter_id]
 
     @property
     def combination_text(self) -> str:
@@ -37,25 +47,32 @@ class EvaluationRequest:
 
 
 CONVERSATIONAL_FORMATS = ("messages", "sharegpt", "alpaca")
+# Rows that carry their own prompt and answer(s): a prompt is optional.
+PROMPTLESS_FORMATS = (*CONVERSATIONAL_FORMATS, PREFERENCE)
 
 
-def validate_evaluation(tx: Transaction, request: EvaluationRequest, machine: Machine) -> list[Problem]:
+def validate_evaluation(tx: Transaction, request: EvaluationRequest, machine: Machine,
+                        settings: Settings | None = None) -> list[Problem]:
+    """Every problem of the request; ``settings`` says whether custom reward code may run (EV-013)."""
     problems: list[Problem] = []
     if not request.combinations:
         problems.append(Problem("EV-001", "give at least one model[:adapter] combination to evaluate", "combinations"))
+    dataset = tx.datasets.get(request.dataset_id or "")
     if not request.dataset_id:
         problems.append(Problem("EV-002", "dataset_id is required", "dataset_id"))
-    elif tx.datasets.get(request.dataset_id) is None:
+    elif dataset is None:
         problems.append(Problem("EV-007", f"dataset '{request.dataset_id}' not found", "dataset_id"))
     if not request.prompt_id:
-        problems.append(Problem("EV-003", "prompt_id is required", "prompt_id"))
+        if dataset is None or dataset.format not in PROMPTLESS_FORMATS:
+            problems.append(Problem("EV-003", "prompt_id is required" + (
+                f": dataset '{dataset.name}' has plain columns, and the prompt maps them to input and reference" if dataset else ""),
+                "prompt_id"))
     else:
         prompt = tx.prompts.get(request.prompt_id)
-        dataset = tx.datasets.get(request.dataset_id or "")
         if prompt is None:
             problems.append(Problem("EV-008", f"prompt '{request.prompt_id}' not found", "prompt_id"))
         elif not (prompt.input_template and prompt.completion_template) and (
-                dataset is None or dataset.format not in CONVERSATIONAL_FORMATS):
+                dataset is None or dataset.format not in PROMPTLESS_FORMATS):
             problems.append(Problem("EV-009", f"prompt '{prompt.name}' has no input_template and completion_template, so rows have "
                                               "no reference answer to score against", "prompt_id"))
     if not 0 < request.dataset_fraction <= 1:
@@ -70,6 +87,7 @@ def validate_evaluation(tx: Transaction, request: EvaluationRequest, machine: Ma
             what = "not found" if config is None else f"a {config.type} config, not a generation_config"
             problems.append(Problem("EV-012", f"generation_config_id '{request.generation_config_id}' is {what}", "generation_config_id"))
     problems += check_config("generation_config", request.generation)
+    problems += evaluation_reward_problems(evaluation_rewards(tx, request.rewards, request.adapter_ids, dataset), dataset, settings)
     problems += choose_devices(request.gpus, machine, "EV-004")[1]
     for number, combo in enumerate(request.combinations, start=1):
         model = tx.models.get(combo.model_id or "")

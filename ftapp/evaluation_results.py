@@ -11,9 +11,34 @@ import json
 from dataclasses import dataclass, field
 
 from storage import EvaluationAnswerRecord, EvaluationCombinationRecord, EvaluationScoreRecord, RunRecord
+from trainer.protocol import REJECTED_DIVIDER
 
 # Metrics where a smaller number is better; deltas of these are good when negative.
 LOWER_IS_BETTER = frozenset({"perplexity", "latency_s"})
+# What the metrics of preference pairs (DPO) and rewards (GRPO) mean, for the table's readers.
+METRIC_HELP = {
+    "preference_accuracy": "Share of pairs whose chosen answer is likelier than the rejected one (log p summed over the answer's tokens).",
+    "mean_margin": "Mean of log p(chosen) - log p(rejected), in nats.",
+    "mean_logp_chosen": "Mean log p(chosen answer | prompt), summed over its tokens. DPO often lowers it; what it widens is the margin.",
+    "mean_logp_rejected": "Mean log p(rejected answer | prompt), summed over its tokens.",
+    "reward_accuracy": "DPO's reward accuracy on held-out pairs: the share whose implicit reward "
+                       "β·[(log p_c - ref_c) - (log p_r - ref_r)] is positive, with #1 as the reference policy (β leaves the sign alone).",
+    "reward_margin": "Mean implicit DPO reward margin against #1, scaled by reward_beta.",
+    "reward_beta": "The β of reward_margin: the beta of the DPO run that trained the adapter, or 1 when no DPO run of this app trained it.",
+    "reward": "Mean reward of the generated answers: the weighted sum of the evaluation's rewards (GRPO's reward).",
+    "reward_std": "Standard deviation of the reward over the answers.",
+}
+
+
+def metric_help(name: str) -> str | None:
+    if name in METRIC_HELP:
+        return METRIC_HELP[name]
+    if name.startswith("reward/"):
+        reward = name.removeprefix("reward/")
+        if reward.endswith("/std"):
+            return f"Standard deviation of the {reward.removesuffix('/std')} reward over the answers."
+        return f"Mean {reward} reward of the generated answers (unweighted)."
+    return None
 
 
 @dataclass(frozen=True)
@@ -34,6 +59,12 @@ class AnswerRow:
     reference: str
     outputs: dict[int, str]  # position -> answer
     scores: dict[int, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def pair(self) -> tuple[str, str] | None:
+        """A preference row's (chosen, rejected) answers; None for a row with one reference answer."""
+        chosen, divider, rejected = self.reference.partition(REJECTED_DIVIDER)
+        return (chosen, rejected) if divider else None
 
 
 @dataclass(frozen=True)

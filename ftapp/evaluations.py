@@ -9,12 +9,14 @@ from pathlib import Path
 
 from ftapp.config_schemas import GenerationSettings
 from ftapp.errors import ConflictError, Problem, ValidationError, require_found
+from ftapp.evaluation_methods import dpo_beta, evaluation_rewards
 from ftapp.evaluation_request import EvaluationRequest, validate_evaluation
 from ftapp.evaluation_results import EvaluationResults, build_results
 from ftapp.evaluation_rows import RowChoice, choose_rows
 from ftapp.fine_tune_request import config_values
 from ftapp.ids import new_id
 from ftapp.machine import Machine, detect_machine
+from ftapp.method_request import reward_specs
 from ftapp.run_specs import data_source
 from ftapp.settings import Settings
 from ftapp.supervisor import EVALUATION, Supervisor
@@ -29,7 +31,7 @@ class EvaluationService:
     def check(self, request: EvaluationRequest, machine: Machine | None = None) -> tuple[list[Problem], RowChoice | None]:
         """Every problem of the request, and the rows it would score when it has none."""
         with self.db.transaction() as tx:
-            problems = validate_evaluation(tx, request, machine or detect_machine())
+            problems = validate_evaluation(tx, request, machine or detect_machine(), self.settings)
             if problems:
                 return problems, None
             rows, problems = choose_rows(tx, request, require_found(tx.datasets.get(request.dataset_id), "dataset", request.dataset_id))
@@ -51,7 +53,7 @@ class EvaluationService:
                 run = tx.runs.add(
                     id=run_id, kind=EVALUATION, name=f"evaluate {' vs '.join(c.label for c in spec.combinations)}"[:200],
                     status="queued", spec=json.dumps(spec.to_dict()), run_dir=str(run_dir), log_path=str(run_dir / LOG_FILE),
-                    base_model_id=first.model_id, dataset_id=request.dataset_id, prompt_id=request.prompt_id,
+                    base_model_id=first.model_id, dataset_id=request.dataset_id, prompt_id=request.prompt_id or None,
                     adapter_id=next((c.adapter_id for c in request.combinations if c.adapter_id), None),
                     devices_requested=request.gpus, total_steps=len(rows.indices) * len(spec.combinations),
                 )
@@ -66,8 +68,8 @@ class EvaluationService:
 
     def _spec(self, tx: Transaction, request: EvaluationRequest, rows: RowChoice, run_id: str, run_dir: Path) -> EvaluationSpec:
         dataset = tx.datasets.get(request.dataset_id)
-        prompt = tx.prompts.get(request.prompt_id)
-        assert dataset is not None and prompt is not None, "validate the request first"
+        prompt = tx.prompts.get(request.prompt_id) if request.prompt_id else None  # optional for conversational and preference rows
+        assert dataset is not None, "validate the request first"
         combinations, labels = [], set()
         for position, combo in enumerate(request.combinations, start=1):
             model = tx.models.get(combo.model_id)
@@ -78,7 +80,7 @@ class EvaluationService:
                 label = f"{label} #{position}"
             labels.add(label)
             combinations.append(EvalCombination(position, label, ModelSource(model.source, model.architecture),
-                                                adapter.location if adapter else None))
+                                                adapter.location if adapter else None, dpo_beta(tx, combo.adapter_id)))
         generation = asdict(GenerationSettings(**{**config_values(tx, request.generation_config_id, "generation_config"),
                                                   **request.generation}))
         return EvaluationSpec(
@@ -86,6 +88,7 @@ class EvaluationService:
             data=data_source(dataset, prompt, fraction=1.0, train_split=1.0, seed=request.seed),
             row_indices=rows.indices, rows_from=rows.described, generation=generation, seed=request.seed,
             batch_size=request.batch_size,
+            rewards=reward_specs(evaluation_rewards(tx, request.rewards, request.adapter_ids, dataset)),
             mlflow_tracking_uri=self.settings.mlflow_tracking_uri if self.settings.mlflow_enabled else None,
         )
 

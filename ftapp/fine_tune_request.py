@@ -12,8 +12,11 @@ from ftapp.config_schemas import check_config, defaults
 from ftapp.device_choice import DeviceChoice, choose_devices
 from ftapp.errors import Problem
 from ftapp.machine import Machine
+from ftapp.method_request import method_problems
 from ftapp.prompt_templates import check_templates
+from ftapp.settings import Settings
 from storage import Transaction
+from trainer.protocol import RewardSpec
 
 ADAPTER_NAME = re.compile(r"^[a-zA-Z0-9-]+$")
 METHODS = ("sft", "dpo", "grpo")
@@ -50,6 +53,12 @@ class FineTuneRequest:
     overrides: dict[str, Any] = field(default_factory=dict)
     # LoRA fields (r, lora_alpha, ...) set on top of the chosen LoRA config.
     lora_overrides: dict[str, Any] = field(default_factory=dict)
+    # DPO/GRPO: DpoSettings/GrpoSettings fields (ftapp.config_schemas); defaults fill the rest.
+    method_settings: dict[str, Any] = field(default_factory=dict)
+    # GRPO: the weighted rewards, as RewardSpec or dicts of its fields.
+    rewards: tuple[RewardSpec | dict[str, Any], ...] = ()
+    # DPO/GRPO: a registered adapter on the same base model to keep training (e.g. an SFT run's).
+    init_adapter_id: str | None = None
 
 
 def config_values(tx: Transaction, config_id: str | None, config_type: str) -> dict[str, Any]:
@@ -111,7 +120,9 @@ def _device_problems(request: FineTuneRequest, machine: Machine) -> tuple[Device
     return devices, problems
 
 
-def validate_fine_tune(tx: Transaction, request: FineTuneRequest, machine: Machine) -> list[Problem]:
+def validate_fine_tune(tx: Transaction, request: FineTuneRequest, machine: Machine,
+                       settings: Settings | None = None) -> list[Problem]:
+    """Every problem of the request; ``settings`` says whether custom reward code may run (FT-018)."""
     problems = _local_problems(request, machine)
     _devices, device_problems = _device_problems(request, machine)
     problems += device_problems
@@ -126,6 +137,7 @@ def validate_fine_tune(tx: Transaction, request: FineTuneRequest, machine: Machi
     dataset = tx.datasets.get(request.dataset_id or "")
     if dataset is None:
         problems.append(Problem("FT-014", f"dataset '{request.dataset_id}' not found", "dataset_id"))
+    prompt = None
     if request.prompt_id:
         prompt = tx.prompts.get(request.prompt_id)
         if prompt is None:
@@ -149,5 +161,6 @@ def validate_fine_tune(tx: Transaction, request: FineTuneRequest, machine: Machi
     problems += check_config("lora_config", request.lora_overrides)
     if request.training_mode == "qlora" and not request.bitsandbytes_config_id:
         problems.append(Problem("FT-012", "QLoRA needs a bitsandbytes_config_id (the presets ship one)", "bitsandbytes_config_id"))
+    problems += method_problems(tx, request, model, dataset, prompt, training_values(tx, request), settings)
     # FT-006 (memory) needs the preflight estimate: RunService.check adds it once these pass.
     return problems

@@ -37,24 +37,34 @@ _RULES = [
     Rule("FT-014", "dataset_id", "exists in datasets"),
     Rule("FT-015", "prompt_id", "exists in prompts; required when the dataset has plain columns"),
     Rule("FT-016", "*_config_id", "every referenced config exists and has the right type"),
+    Rule("FT-017", "method, dataset_id, prompt_id", "the data fits the method: DPO needs preference pairs; GRPO a prompt per row, with a "
+         "reference (input and completion templates, or alpaca/messages/sharegpt data) when exact_match or numeric_match score it; "
+         "SFT does not train on preference pairs", origin="added"),
+    Rule("FT-018", "rewards", "GRPO only, at least one; known kinds, finite weights not all zero, a compiling regex_match pattern, "
+         "length_penalty target_length >= 1; custom_python only in a local unshared app, with an existing .py file", origin="added"),
+    Rule("FT-019", "method_settings, init_adapter_id", "DPO/GRPO settings in range (beta, loss_type; num_generations >= 2 dividing "
+         "the effective batch, max_completion_length, temperature); a starting adapter exists, has files and shares the base model", origin="added"),
     Rule("EV-001", "combinations", "non-empty"),
     Rule("EV-002", "dataset_id", "non-empty"),
-    Rule("EV-003", "prompt_id", "non-empty"),
+    Rule("EV-003", "prompt_id", "non-empty, unless the rows carry their own prompt (messages, sharegpt, alpaca or preference data)", origin="reread"),
     Rule("EV-004", "gpus", "'cpu', 'auto' or GPU ids that exist on this machine (the seed's cpu/gpu/memory)", origin="reread"),
     Rule("EV-005", "combinations[].model_id", "each exists in models"),
     Rule("EV-006", "combinations[].adapter_id", "each exists in adapters (or is empty for the base model) and was trained on that model"),
     Rule("EV-007", "dataset_id", "exists in datasets"),
     Rule("EV-008", "prompt_id", "exists in prompts"),
-    Rule("EV-009", "prompt_id", "gives each row a reference answer: input and completion templates, or a conversational dataset", origin="added"),
+    Rule("EV-009", "prompt_id", "gives each row a reference answer: input and completion templates, or a conversational or preference dataset", origin="added"),
     Rule("EV-010", "dataset_fraction, max_rows, batch_size", "fraction in (0, 1]; max_rows and batch_size at least 1", origin="added"),
     Rule("EV-011", "rows", "there are rows to evaluate: the adapters' held-out splits overlap, or the dataset's row count is known", origin="added"),
     Rule("EV-012", "generation_config_id", "exists and is a generation_config", origin="added"),
+    Rule("EV-013", "rewards", "the rewards scoring generated answers (given, or the adapters' GRPO run's) pass FT-018's checks, custom_python "
+         "only in a local unshared app; none for preference data, which is scored by likelihood", origin="added"),
     Rule("DS-001", "type", "one of huggingface, project, project_csv, project_json, project_jsonl, project_parquet"),
     Rule("DS-002", "huggingface_name", "resolves on the Hugging Face Hub (name, config, split)"),
     Rule("DS-003", "location", "exists and its extension matches the type"),
     Rule("DS-004", "name", "required, unique", origin="added"),
     Rule("DS-005", "content", "parses as a table: not empty, valid JSON/JSONL/CSV/Parquet, UTF-8, rectangular", origin="added"),
     Rule("DS-006", "content", "no single value longer than 1,000,000 characters", origin="added"),
+    Rule("DS-007", "content", "preference data: every row has a non-empty chosen and rejected that differ (all rows of a local file)", origin="added"),
     Rule("MD-001", "type", "one of huggingface, project, model_registry"),
     Rule("MD-002", "huggingface_name", "resolves on the Hugging Face Hub (or in the local Hub cache when offline)"),
     Rule("MD-003", "registry_name", "resolves in the local MLflow model registry (the seed's CML registry)", origin="reread"),
@@ -89,6 +99,22 @@ _RULES = [
     Rule("EX-009", "gpus", "merge and serve: 'cpu', 'auto' or GPU ids that exist", origin="added"),
     Rule("EX-010", "engine", "serve: auto, transformers, or vllm when it is installed", origin="added"),
     Rule("DB-001", "file", "a database export of this schema version", origin="added"),
+    Rule("BU-001", "run_id, nodes, gpus_per_node, device, out_dir", "cluster bundle: a training run, at least one node and GPU "
+         "(one process on cpu), an absent or empty output folder", origin="added"),
+    Rule("BU-002", "directory, adapter_name", "bundle import: an ftapp bundle that ran (run/events.jsonl), its base model "
+         "registered here, its adapter name free", origin="added"),
+    Rule("DM-001", "location, dataset_id, max_rows", "public demo: at most FTAPP_DEMO_MAX_DATASET_ROWS rows per upload and per "
+         "training run (2,000), FTAPP_DEMO_MAX_EVAL_ROWS per evaluation (50)", origin="added"),
+    Rule("DM-002", "max_steps", "public demo: at most FTAPP_DEMO_MAX_TRAIN_STEPS optimizer steps per run (200)", origin="added"),
+    Rule("DM-003", "runs", "public demo: at most FTAPP_DEMO_MAX_RUNS_PER_VISITOR queued or running jobs per visitor (1)", origin="added"),
+    Rule("DM-004", "runs", "public demo: at most FTAPP_DEMO_MAX_RUNS_TOTAL queued or running jobs over all visitors (4)", origin="added"),
+    Rule("DM-005", "base_model_id, gpus, num_processes, training_mode", "public demo: demo-size models (at most 600M parameters), "
+         "LoRA, one process, the device the demo picks (auto or cpu)", origin="added"),
+    Rule("DM-006", "location, huggingface_name, output_dir", "public demo: uploads only; no server paths, Hub downloads, or "
+         "models and adapters registered by path or Hub id", origin="added"),
+    Rule("DM-007", "action", "public demo: nothing that only the host may do (Hub push with the host's token, serving, merges, "
+         "configs, the token, database export/import)", origin="added"),
+    Rule("DM-008", "id", "public demo: the shared demo model, dataset, prompt and the host's runs are read-only to visitors", origin="added"),
     Rule("CP-001", "model_id", "compare: the base model exists and has weights to load (huggingface or project type)", origin="added"),
     Rule("CP-002", "adapter_ids", "compare: each adapter exists, is listed once, was trained on that base model and has files or a Hub id", origin="added"),
     Rule("CP-003", "adapter_ids, include_base, blind", "compare: at most 4 adapters, at least one output (two in blind A/B mode)", origin="added"),

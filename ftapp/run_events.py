@@ -9,7 +9,19 @@ from typing import Any
 from ftapp.evaluation_events import answer_rows, score_rows
 from ftapp.ids import new_id
 from storage import RunRecord, Transaction
-from trainer.protocol import ARTIFACT, DONE, EVAL, FAILED, PROGRESS, SAMPLE, STARTED, Event, finite_number, read_events
+from trainer.protocol import (
+    ARTIFACT,
+    DONE,
+    EVAL,
+    FAILED,
+    PROGRESS,
+    PROGRESS_METRICS_FIELD,
+    SAMPLE,
+    STARTED,
+    Event,
+    finite_number,
+    read_events,
+)
 
 # progress keys stored as metric points, under these names
 PROGRESS_METRICS = {"loss": "loss", "lr": "learning_rate", "grad_norm": "grad_norm",
@@ -44,6 +56,7 @@ def ingest(tx: Transaction, run: RunRecord) -> int:
                 value = finite_number(event.data.get(key))
                 if value is not None:
                     points.append({"run_id": run.id, "step": step, "name": name, "value": value, "time": event.time})
+            points += method_points(run.id, step, event)
         elif event.type == EVAL and isinstance(step, int):
             for key, raw in event.data.items():
                 value = finite_number(raw)
@@ -61,6 +74,19 @@ def ingest(tx: Transaction, run: RunRecord) -> int:
     tx.runs.update(run.id, events_offset=batch.offset, malformed_events=run.malformed_events + batch.malformed,
                    **{k: v for k, v in updates.items() if v is not None})
     return len(batch.events)
+
+
+def method_points(run_id: str, step: int, event: Event) -> list[dict[str, Any]]:
+    """DPO/GRPO numbers of a progress event (``metrics``), stored under TRL's names as given."""
+    metrics = event.data.get(PROGRESS_METRICS_FIELD)
+    if not isinstance(metrics, dict):
+        return []
+    points = []
+    for name, raw in metrics.items():
+        value = finite_number(raw)
+        if isinstance(name, str) and name and value is not None:
+            points.append({"run_id": run_id, "step": step, "name": name, "value": value, "time": event.time})
+    return points
 
 
 @dataclass

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ftapp.fine_tune_request import FineTuneRequest, config_values, lora_values, training_values
+from ftapp.method_request import resolved_settings, reward_specs
 from ftapp.settings import Settings
 from storage import DatasetRecord, PromptRecord, Transaction
 from trainer.protocol import DataSource, ModelSource, TrainSpec
@@ -28,6 +29,7 @@ def build_train_spec(tx: Transaction, settings: Settings, request: FineTuneReque
     model = tx.models.get(request.base_model_id)
     dataset = tx.datasets.get(request.dataset_id)
     prompt = tx.prompts.get(request.prompt_id) if request.prompt_id else None
+    init_adapter = tx.adapters.get(request.init_adapter_id) if request.init_adapter_id else None
     assert model is not None and dataset is not None, "validate the request first"
     training = training_values(tx, request)
     data = data_source(dataset, prompt, fraction=request.dataset_fraction, train_split=request.train_test_split,
@@ -48,6 +50,9 @@ def build_train_spec(tx: Transaction, settings: Settings, request: FineTuneReque
         num_processes=request.num_processes,
         cpu_threads=request.cpu_threads,
         resume_from=resume_from,
+        init_adapter=init_adapter.location if init_adapter else None,
+        method_settings=resolved_settings(request.method, request.method_settings),
+        rewards=reward_specs(request.rewards),
         mlflow_tracking_uri=settings.mlflow_tracking_uri if settings.mlflow_enabled else None,
         mlflow_experiment="ftapp",
     )

@@ -16,7 +16,7 @@ from ftapp.fine_tune_request import FineTuneRequest, training_values, validate_f
 from ftapp.ids import new_id
 from ftapp.machine import Machine, detect_machine
 from ftapp.model_configs import read_local_model_config
-from ftapp.preflight import Preflight, estimate
+from ftapp.preflight import Preflight, estimate, kv_size
 from ftapp.run_specs import build_train_spec
 from ftapp.settings import Settings
 from ftapp.supervisor import FINETUNE, TERMINAL, Supervisor
@@ -34,7 +34,7 @@ class RunService:
         """Every problem of the request, and the preflight estimate when the request is otherwise valid."""
         machine = machine or detect_machine()
         with self.db.transaction() as tx:
-            problems = validate_fine_tune(tx, request, machine)
+            problems = validate_fine_tune(tx, request, machine, self.settings)
             if problems:
                 return problems, None
             model = tx.models.get(request.base_model_id)
@@ -50,6 +50,8 @@ class RunService:
             num_layers=int((config or {}).get("num_hidden_layers") or 0), training_mode=request.training_mode,
             training=training, train_rows=train_rows, sample_rows=rows,
             template=prompt.prompt_template if prompt else None, devices=devices, machine=machine,
+            method=request.method, method_settings=request.method_settings,
+            input_template=prompt.input_template if prompt else None, kv_units=kv_size(config or {}),
         )
         if model.num_parameters and not preflight.fits:
             problems.append(Problem("FT-006", f"does not fit: {preflight.summary()}; use QLoRA, a smaller micro-batch or max_length, or another device", "memory"))
@@ -72,6 +74,7 @@ class RunService:
                     id=run_id, kind=FINETUNE, name=request.adapter_name, status="queued", spec=json.dumps(spec.to_dict()),
                     run_dir=str(run_dir), log_path=str(run_dir / LOG_FILE), base_model_id=request.base_model_id,
                     dataset_id=request.dataset_id, prompt_id=request.prompt_id, devices_requested=request.gpus,
+                    adapter_id=request.init_adapter_id,  # the adapter it starts from (DPO/GRPO), for lineage
                 )
         except BaseException:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -100,7 +103,7 @@ class RunService:
             run = tx.runs.add(
                 id=new_run_id, kind=old.kind, name=old.name, status="queued", spec=json.dumps(spec.to_dict()),
                 run_dir=str(run_dir), log_path=str(run_dir / LOG_FILE), base_model_id=old.base_model_id,
-                dataset_id=old.dataset_id, prompt_id=old.prompt_id, parent_run_id=old.id,
+                dataset_id=old.dataset_id, prompt_id=old.prompt_id, parent_run_id=old.id, adapter_id=old.adapter_id,
                 devices_requested=old.devices_requested,
             )
         self.supervisor.wake()

@@ -31,6 +31,7 @@ from ftapp.run_events import ingest, read_outcome
 from ftapp.scheduler import Placement, plan_starts
 from ftapp.secrets import HfToken
 from ftapp.settings import Settings
+from ftapp.trainer_standby import TrainerStandby, standby_wanted
 from storage import Database, RunRecord
 from storage.types import utc_now
 from trainer.protocol import LOG_FILE, SPEC_FILE, read_run_spec, read_spec, write_spec
@@ -56,10 +57,15 @@ class Supervisor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock_path = settings.home / "supervisor.lock"
+        # Only the app's background supervisor keeps a warm trainer: a CLI's supervisor ends with its run.
+        self.standby = TrainerStandby(settings.home)
+        self._standby_gpus: list[int] | None = None  # None: no standby
 
     # -- the loop ------------------------------------------------------------------------------
     def start_background(self) -> None:
         if self._thread is None:
+            gpus = [g.index for g in detect_gpus()]
+            self._standby_gpus = gpus if standby_wanted(bool(gpus)) else None
             self._thread = threading.Thread(target=self._loop, name="ftapp-supervisor", daemon=True)
             self._thread.start()
 
@@ -70,6 +76,7 @@ class Supervisor:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        self.standby.stop()
 
     def wake(self) -> None:
         self._wake.set()
@@ -91,6 +98,8 @@ class Supervisor:
             for run in live:
                 self._watch(run)
             self._start_queued()
+            if self._standby_gpus is not None:
+                self._keep_standby(self._standby_gpus)
 
     # -- live runs ---------------------------------------------------------------------------
     def _exit_status(self, run: RunRecord) -> tuple[bool, int | None]:
@@ -165,13 +174,25 @@ class Supervisor:
                 self.models.add(AddModelRequest(type="project", name=spec.adapter_name, location=str(output),
                                                 description=f"full fine-tune by run {run.id}"))
             else:
-                self.adapters.add(AddAdapterRequest(
+                # A demo visitor's adapter is theirs, like the run that made it.
+                adapters = AdapterService(self.settings, self.db.for_owner(run.owner)) if run.owner else self.adapters
+                adapters.add(AddAdapterRequest(
                     name=spec.adapter_name, model_id=run.base_model_id or "", location=str(output),
-                    run_id=run.id, prompt_id=run.prompt_id, description=f"{spec.method} {spec.training_mode} run {run.id}",
+                    run_id=run.id, prompt_id=run.prompt_id,
+                    description=f"{spec.method} {spec.training_mode} run {run.id}{self._started_from(run)}",
                 ))
         except FtappError as error:
             return {"error_text": f"trained, but not registered: {error}"}
         return {}
+
+    def _started_from(self, run: RunRecord) -> str:
+        # Adapters have no parent column: the run's adapter_id holds where a DPO/GRPO run started,
+        # and the description says it for people.
+        if not run.adapter_id:
+            return ""
+        with self.db.transaction() as tx:
+            start = tx.adapters.get(run.adapter_id)
+        return f", from adapter '{start.name}' ({start.id})" if start else f", from adapter {run.adapter_id}"
 
     # -- starting ---------------------------------------------------------------------------------
     def _start_queued(self) -> None:
@@ -213,19 +234,34 @@ class Supervisor:
             write_spec(replace(spec, device=placement.device), spec_path)
         env = dict(os.environ, PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES=",".join(map(str, placement.gpu_ids)))
         token = HfToken(self.settings.secrets_dir).value()
-        if token:
+        if token and not run.owner:  # a demo visitor's run never gets the host's token
             env["HF_TOKEN"] = token  # secrets travel only in the child's environment
         log_path = run_dir / LOG_FILE
-        with open(log_path, "ab") as log_file:
-            child = subprocess.Popen(
-                self._command(spec.verb, spec_path, spec.num_processes), stdout=log_file,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env, cwd=run_dir,
-            )
+        child = self.standby.take(spec.verb, spec_path, env, log_path, run_dir) if spec.num_processes == 1 else None
+        if child is None:
+            with open(log_path, "ab") as log_file:
+                child = subprocess.Popen(
+                    self._command(spec.verb, spec_path, spec.num_processes), stdout=log_file,
+                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env, cwd=run_dir,
+                )
         self._children[run.id] = child
         with self.db.transaction() as tx:
             tx.runs.update(run.id, status="running", started_at=utc_now(), pid=child.pid,
                            process_start_time=process_start_time(child.pid), gpus=placement.label,
                            log_path=str(log_path))
+
+    def _keep_standby(self, gpus: list[int]) -> None:
+        """A warm trainer for the devices the next run most likely gets: a free GPU (the CPU without GPUs)."""
+        if not gpus:
+            self.standby.keep_ready("")
+            return
+        with self.db.transaction() as tx:
+            busy = {g for run in tx.runs.find(status="running") for g in run.gpus.split(",")}
+        free = [str(g) for g in gpus if str(g) not in busy]
+        current = self.standby.devices
+        if current is not None and (current not in busy or not free):
+            return  # still a good guess, or no better one: restarting costs the imports again
+        self.standby.keep_ready(free[0] if free else str(gpus[0]))
 
     # -- cancelling ---------------------------------------------------------------------------
     def cancel(self, run_id: str) -> RunRecord:

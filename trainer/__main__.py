@@ -2,8 +2,10 @@
 
 Result verbs (``demo``) print progress however they like but end with ONE line of JSON on stdout,
 which the caller parses; failures go to stderr with exit status 1 (2 for a malformed command line).
-Run verbs (``sft``, ``evaluate``, ``infer``, ``export``, ``serve`` SPEC_JSON) follow the run contract instead: events in
+Run verbs (``sft``, ``dpo``, ``grpo``, ``evaluate``, ``infer``, ``export``, ``serve`` SPEC_JSON) follow the run contract instead: events in
 ``<run_dir>/events.jsonl`` and the exit statuses documented in ``trainer.run_process``.
+``python -m trainer standby`` imports everything first and then becomes the run the supervisor hands
+it (``trainer.standby``).
 Verbs import their module inside the function so that a verb only pays for, and can only be
 broken by, the libraries it actually uses.
 """
@@ -26,6 +28,18 @@ def _sft(spec_path: str) -> NoReturn:
     from trainer.sft import main as run_sft_process
 
     run_sft_process(spec_path)
+
+
+def _dpo(spec_path: str) -> NoReturn:
+    from trainer.dpo import main as run_dpo_process
+
+    run_dpo_process(spec_path)
+
+
+def _grpo(spec_path: str) -> NoReturn:
+    from trainer.grpo import main as run_grpo_process
+
+    run_grpo_process(spec_path)
 
 
 def _evaluate(spec_path: str) -> NoReturn:
@@ -57,6 +71,8 @@ VERBS: dict[str, Callable[[str], str]] = {
 }
 RUN_VERBS: dict[str, Callable[[str], NoReturn]] = {
     "sft": _sft,
+    "dpo": _dpo,
+    "grpo": _grpo,
     "evaluate": _evaluate,
     "infer": _infer,
     "export": _export,
@@ -66,6 +82,10 @@ RUN_VERBS: dict[str, Callable[[str], NoReturn]] = {
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    if args == ["standby"]:
+        from trainer.standby import main as wait_for_a_run
+
+        wait_for_a_run()
     if len(args) != 2 or args[0] not in (*VERBS, *RUN_VERBS):
         print(f"usage: python -m trainer {{{','.join((*VERBS, *RUN_VERBS))}}} ARG", file=sys.stderr)
         return 2

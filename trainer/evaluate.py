@@ -13,11 +13,11 @@ from typing import NoReturn
 from trainer import run_process
 from trainer.cancellation import Cancellation
 from trainer.protocol import EvaluationSpec
+from trainer.rewards import scorer_for
 
 
 def main(spec_path: str) -> NoReturn:
     run_process.main("evaluate", spec_path, run_process.spec_reader(EvaluationSpec), check_spec, _evaluate)
-
 
 
 def _evaluate(spec: EvaluationSpec, events, cancellation: Cancellation) -> bool:
@@ -40,3 +40,7 @@ def check_spec(spec: EvaluationSpec) -> None:
     for combo in spec.combinations:
         if combo.adapter_path and not Path(combo.adapter_path).exists():
             raise FileNotFoundError(f"combination {combo.position} ({combo.label}): adapter not found at {combo.adapter_path}")
+    if spec.rewards and spec.data.format == "preference":
+        raise ValueError("rewards score generated answers, and preference pairs are scored by likelihood: give no rewards")
+    for reward in spec.rewards:
+        scorer_for(reward)  # a bad pattern or a missing custom file fails here, before any model loads

@@ -6,6 +6,9 @@ combination, once its base model's rows are done, ``eval {position, label, <metr
 delta_<metric>: value}``; ``artifact {kind: evaluation}`` (results.jsonl + aggregates.json); ``done
 {models_loaded}``. Combinations are grouped by base model: each base loads once, its adapters are
 attached under their own names and answer the same prompts in the same batches.
+
+Preference data is scored, not generated (``trainer.preference_evaluation``); the spec's rewards
+score every generated answer (``trainer.reward_evaluation``).
 """
 
 from __future__ import annotations
@@ -27,11 +30,15 @@ from trainer.dataset_loading import load_rows
 from trainer.evaluation_metrics import RowResult, aggregate, label_set, score_row
 from trainer.generation import BASE_ADAPTER, answer_log_likelihood, encode_answer, encode_prompt, generate_batch, generation_config
 from trainer.model_loading import DeviceCaps, detect_device, load_tokenizer
+from trainer.preference_evaluation import preference_aggregates, score_pairs
+from trainer.preference_pairs import preference_cases
 from trainer.protocol import ARTIFACT, DONE, EVAL, PROGRESS, SAMPLE, STARTED, EvalCombination, EvaluationSpec
+from trainer.reward_evaluation import reward_aggregates, reward_scores
 from trainer.run_events import EventSink
 from trainer.training_data import EvalCase, evaluation_cases
 
 RESULTS_FILE, AGGREGATES_FILE = "results.jsonl", "aggregates.json"
+PREFERENCE = "preference"  # DataSource.format of chosen/rejected pairs
 
 
 @dataclass
@@ -77,7 +84,6 @@ def run_evaluation(spec: EvaluationSpec, events: EventSink) -> bool:
                 mlflow_run_id=tracking.run_id if tracking else None)
     progress = Progress(0, len(spec.row_indices) * len(spec.combinations), time.monotonic())
     loads: Counter[str] = Counter()
-    results: dict[int, list[RowResult]] = {}
     aggregates: dict[int, dict[str, float]] = {}
     output_dir = Path(spec.run_dir) / "output"
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -87,17 +93,31 @@ def run_evaluation(spec: EvaluationSpec, events: EventSink) -> bool:
             labels: list[str] | None = None
             for group in groups:
                 tokenizer = load_tokenizer(group.combinations[0].model)
-                cases = evaluation_cases(rows, list(spec.row_indices), spec.data, tokenizer)
-                if labels is None:
-                    labels = label_set([case.reference for case in cases])
-                model = load_model(group, device, loads)
-                seconds = answer_rows(model, tokenizer, group, cases, spec, events, progress, results, results_file)
+                model = None
+                if spec.data.format == PREFERENCE:
+                    pairs = preference_cases(rows, list(spec.row_indices), spec.data, tokenizer)
+                    model = load_model(group, device, loads)
+                    reference = spec.combinations[0] if spec.combinations[0] in group.combinations else None
+                    scored = score_pairs(model, tokenizer, group.combinations, [adapter_name(c) for c in group.combinations],
+                                         pairs, spec, events, progress, results_file, reference)
+                    aggregates.update({position: preference_aggregates(values) for position, values in scored.items()})
+                else:
+                    cases = evaluation_cases(rows, list(spec.row_indices), spec.data, tokenizer)
+                    if labels is None:
+                        labels = label_set([case.reference for case in cases])
+                    model = load_model(group, device, loads)
+                    results: dict[int, list[RowResult]] = {}
+                    rewarded: dict[int, list[dict[str, float]]] = {}
+                    seconds = answer_rows(model, tokenizer, group, cases, spec, events, progress, results, results_file,
+                                          rows, rewarded)
+                    for combo in group.combinations:
+                        aggregates[combo.position] = {**aggregate(results[combo.position], seconds, labels),
+                                                      **reward_aggregates(rewarded.get(combo.position, []))}
                 del model
                 gc.collect()
                 if device.kind == "cuda":
                     torch.cuda.empty_cache()
                 for combo in group.combinations:
-                    aggregates[combo.position] = aggregate(results[combo.position], seconds, labels)
                     report = {**aggregates[combo.position], **deltas(aggregates, combo.position)}
                     events.emit(EVAL, step=combo.position, position=combo.position, label=combo.label, **report)
                     if tracking:
@@ -149,8 +169,10 @@ def load_model(group: Group, device: DeviceCaps, loads: Counter[str]) -> PreTrai
 
 def answer_rows(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, group: Group, cases: list[EvalCase],
                 spec: EvaluationSpec, events: EventSink, progress: Progress, results: dict[int, list[RowResult]],
-                results_file: Any) -> float:
-    """Generate and score every case with every combination of the group; returns the generation seconds."""
+                results_file: Any, source_rows: Any, rewarded: dict[int, list[dict[str, float]]]) -> float:
+    """Generate and score every case with every combination of the group; returns the generation seconds.
+
+    With rewards in the spec, each answer's rewards join its scores and ``rewarded[position]``."""
     config = generation_config(model, tokenizer, spec.generation)
     mixed = isinstance(model, PeftModel)
     prompts = [encode_prompt(tokenizer, case.prompt) for case in cases]
@@ -169,14 +191,17 @@ def answer_rows(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, grou
         generated = generate_batch(model, tokenizer, batch_prompts, config, names)
         scored = answer_log_likelihood(model, batch_prompts, batch_answers, tokenizer.pad_token_id, names)
         seconds += generated.seconds
+        rewards = _reward_scores(spec, generated.texts, [cases[i] for combo in combos for i in batch], source_rows)
         rows = []
         for k, (combo, i) in enumerate((combo, i) for combo in combos for i in batch):
             case = cases[i]
             result = RowResult(generated.texts[k], case.reference, generated.new_tokens[k], generated.seconds,
                                scored[k][0], scored[k][1])
             results[combo.position].append(result)
+            if rewards:
+                rewarded.setdefault(combo.position, []).append(rewards[k])
             row = {"position": combo.position, "row_index": case.row_index, "input": case.input,
-                   "scores": score_row(result.output, result.reference), **asdict(result)}
+                   "scores": {**score_row(result.output, result.reference), **(rewards[k] if rewards else {})}, **asdict(result)}
             rows.append(row)
             results_file.write(json.dumps(row) + "\n")
         results_file.flush()
@@ -187,6 +212,12 @@ def answer_rows(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, grou
                     tokens_per_s=round(sum(generated.new_tokens) / generated.seconds, 1) if generated.seconds else None,
                     eta_s=round(elapsed / progress.done * (progress.total - progress.done), 1))
     return seconds
+
+
+def _reward_scores(spec: EvaluationSpec, outputs: list[str], cases: list[EvalCase], source_rows: Any) -> list[dict[str, float]]:
+    if not spec.rewards:
+        return []
+    return reward_scores(spec.rewards, outputs, [case.reference for case in cases], [dict(source_rows[case.row_index]) for case in cases])
 
 
 def _start_tracking(spec: EvaluationSpec):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from mlflow import MlflowClient
 from mlflow.entities import Param
 
-from trainer.protocol import EvaluationSpec
+from trainer.protocol import EvaluationSpec, reward_names
 from trainer.run_tracking import MAX_PARAM_CHARS, PARAMS_PER_BATCH, RunTracking, experiment_id
 
 
@@ -19,7 +19,7 @@ def start_evaluation_tracking(spec: EvaluationSpec) -> RunTracking:
     run = client.create_run(experiment, run_name=f"evaluation {spec.run_id[:8]}", tags={"ftapp.run_id": spec.run_id})
     params = {"run_id": spec.run_id, "rows_from": spec.rows_from, "num_rows": len(spec.row_indices),
               "data.path": spec.data.path, "data.hub_name": spec.data.hub_name, "batch_size": spec.batch_size,
-              "seed": spec.seed, "device": spec.device}
+              "seed": spec.seed, "device": spec.device, "rewards": ", ".join(reward_names(spec.rewards)) or None}
     params.update({f"generation.{k}": v for k, v in spec.generation.items()})
     for combo in spec.combinations:
         params[f"c{combo.position}.label"] = combo.label

@@ -36,8 +36,19 @@ class RewardSpec:
 
     @property
     def name(self) -> str:
-        """The name its metrics are logged under (``rewards/<name>/mean``)."""
+        """The name of the first reward of its kind; ``reward_names`` numbers the ones after it."""
         return self.kind
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def reward_names(rewards: tuple[RewardSpec, ...] | list[RewardSpec]) -> list[str]:
+    """The names the rewards' metrics are logged under (``rewards/<name>/mean``), in order: the kind,
+    and from the second reward of a kind on, the kind with its count (``regex_match``, ``regex_match_2``)."""
+    seen: dict[str, int] = {}
+    names = []
+    for reward in rewards:
+        seen[reward.kind] = seen.get(reward.kind, 0) + 1
+        names.append(reward.name if seen[reward.kind] == 1 else f"{reward.name}_{seen[reward.kind]}")
+    return names

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TextIO
 
-from trainer.method_protocol import CUSTOM_REWARD, REWARD_KINDS, RewardSpec  # noqa: F401 - re-exported for ftapp
+from trainer.method_protocol import CUSTOM_REWARD, REWARD_KINDS, RewardSpec, reward_names  # noqa: F401 - re-exported for ftapp
 
 PROTOCOL_VERSION = 1
 SPEC_FILE = "spec.json"
@@ -34,6 +34,8 @@ EXIT_CANCELLED = 128 + 15  # the exit status of a trainer that stopped on SIGTER
 # GRPO: reward, reward_std, rewards/<reward name>/mean and /std, kl, completions/mean_length). The
 # supervisor stores each as a metric point of that name.
 PROGRESS_METRICS_FIELD = "metrics"
+# An evaluation's preference rows (sample events) carry the pair as one ``reference``: chosen, this, rejected.
+REJECTED_DIVIDER = "\n\n--- rejected ---\n"
 
 # Event types, in the order a healthy run emits them (progress/eval/sample/artifact repeat).
 STARTED, PROGRESS, EVAL, SAMPLE, ARTIFACT, FAILED, DONE = (
@@ -131,6 +133,7 @@ class EvalCombination:
     label: str
     model: ModelSource
     adapter_path: str | None = None
+    dpo_beta: float | None = None  # the beta of the DPO run that trained the adapter: reward_margin's scale (None: 1)
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,9 @@ class EvaluationSpec(RunSpecFile):
     """``python -m trainer evaluate``: every combination generates an answer for every row.
 
     Combinations sharing a base model share one loaded copy of it and are generated in the same
-    batches (PEFT's mixed-adapter batches), so a row's answers arrive together.
+    batches (PEFT's mixed-adapter batches), so a row's answers arrive together. Preference data
+    (``data.format`` "preference") is scored instead of generated: each combination's log-likelihood
+    of the chosen and the rejected answer. ``rewards`` score every generated answer (GRPO's rewards).
     """
 
     run_id: str
@@ -154,6 +159,7 @@ class EvaluationSpec(RunSpecFile):
     cpu_threads: int | None = None
     mlflow_tracking_uri: str | None = None
     mlflow_experiment: str = "ftapp-evaluation"
+    rewards: tuple[RewardSpec, ...] = ()
     kind: str = "evaluate"
     protocol_version: int = PROTOCOL_VERSION
 
@@ -167,6 +173,7 @@ class EvaluationSpec(RunSpecFile):
         )
         values["data"] = DataSource(**data["data"])
         values["row_indices"] = tuple(data["row_indices"])
+        values["rewards"] = tuple(RewardSpec(**r) for r in data.get("rewards", ()))
         return cls(**values)
 
 

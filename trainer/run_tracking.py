@@ -12,6 +12,7 @@ A new experiment on a ``sqlite:///<dir>/mlflow.db`` store keeps its artifacts in
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -22,7 +23,7 @@ from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from trainer.protocol import TrainSpec
+from trainer.protocol import TrainSpec, reward_names
 from trainer.run_events import finite
 
 PARAMS_PER_BATCH = 100  # MLflow's limit per log_batch call
@@ -42,6 +43,9 @@ def run_params(spec: TrainSpec, notes: list[str]) -> dict[str, str]:
     params.update({f"training.{key}": value for key, value in spec.training.items()})
     params.update({f"lora.{key}": value for key, value in spec.lora.items()})
     params.update({f"bitsandbytes.{key}": value for key, value in (spec.bitsandbytes or {}).items()})
+    params.update({f"{spec.method}.{key}": value for key, value in spec.method_settings.items()})  # DPO/GRPO settings
+    params.update({f"reward.{name}": json.dumps(reward.to_dict()) for name, reward in zip(reward_names(spec.rewards), spec.rewards)})
+    params["init_adapter"] = spec.init_adapter
     if notes:
         params["device_adjustments"] = "; ".join(notes)
     return {key: str(value)[:MAX_PARAM_CHARS] for key, value in params.items() if value is not None}

@@ -8,12 +8,12 @@ CPU, a missing dataset) is refused before torch, transformers and peft are impor
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import NoReturn
 
 from trainer import run_process
 from trainer.cancellation import Cancellation
 from trainer.protocol import TrainSpec, read_spec
+from trainer.spec_checks import check_training_spec
 
 
 def main(spec_path: str) -> NoReturn:
@@ -28,15 +28,4 @@ def _train(spec: TrainSpec, events, cancellation: Cancellation) -> bool:
 
 def check_spec(spec: TrainSpec) -> None:
     """Refuse specs this verb cannot run, with the field to fix, before the expensive imports."""
-    if spec.method != "sft":
-        raise ValueError(f"spec.method is {spec.method!r}; `python -m trainer sft` runs method 'sft' only")
-    if spec.training_mode not in ("lora", "qlora", "full"):
-        raise ValueError(f"spec.training_mode must be lora, qlora or full, got {spec.training_mode!r}")
-    if spec.device not in ("cpu", "cuda"):
-        raise ValueError(f"spec.device must be 'cpu' or 'cuda', got {spec.device!r}")
-    if spec.training_mode == "qlora" and spec.device == "cpu":
-        raise ValueError("QLoRA needs a CUDA GPU: bitsandbytes 4-bit weights do not train on CPU; use training_mode 'lora'")
-    if spec.data.kind != "huggingface" and spec.data.path and not Path(spec.data.path).exists():
-        raise FileNotFoundError(f"dataset not found: {spec.data.path}")
-    if spec.resume_from and not (Path(spec.resume_from) / "trainer_state.json").is_file():
-        raise FileNotFoundError(f"spec.resume_from is not a checkpoint directory (no trainer_state.json): {spec.resume_from}")
+    check_training_spec(spec, "sft")

@@ -97,3 +97,92 @@ def compare_figure(curves: Mapping[str, Points], title: str = "Train loss by run
     for index, (label, points) in enumerate(drawn):
         _add_line(figure, label, points, COLOURS[index % len(COLOURS)])
     return figure
+
+
+# -- DPO and GRPO: the method's own numbers, under TRL's names ------------------------------------------
+
+DPO_REWARDS = (("rewards/chosen", "chosen"), ("rewards/rejected", "rejected"), ("rewards/margins", "margin"))
+DPO_ACCURACY = "rewards/accuracies"
+GRPO_REWARD, GRPO_REWARD_STD = "reward", "reward_std"
+GRPO_KL, GRPO_LENGTH = "kl", "completions/mean_length"
+
+
+def _translucent(colour: str, alpha: float = 0.18) -> str:
+    red, green, blue = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red},{green},{blue},{alpha})"
+
+
+def _add_band(figure: go.Figure, name: str, mean: Points, std: Points, colour: str) -> None:
+    """mean ± std as a shaded band, at the steps that have both."""
+    spread = dict(std)
+    steps = [step for step, _ in mean if step in spread]
+    if not steps:
+        return
+    centre = dict(mean)
+    upper = [centre[s] + spread[s] for s in steps]
+    lower = [centre[s] - spread[s] for s in steps]
+    figure.add_trace(go.Scatter(x=steps + steps[::-1], y=upper + lower[::-1], name=f"{name} ± std", fill="toself",
+                                fillcolor=_translucent(colour), line={"width": 0}, hoverinfo="skip", showlegend=False))
+
+
+def dpo_rewards_figure(metrics: Metrics) -> go.Figure:
+    """Implicit rewards of the chosen and rejected answers, and their margin: chosen should pull away."""
+    figure = _figure("DPO rewards", "reward")
+    drawn = [(key, label, metrics.get(key) or []) for key, label in DPO_REWARDS]
+    if not any(points for _, _, points in drawn):
+        return _waiting(figure)
+    for index, (_, label, points) in enumerate(drawn):
+        if points:
+            _add_line(figure, label, points, COLOURS[index], dash="dot" if label == "margin" else None)
+    return figure
+
+
+def dpo_accuracy_figure(metrics: Metrics) -> go.Figure:
+    """Share of pairs whose chosen answer out-scores the rejected one."""
+    figure = _single(metrics, DPO_ACCURACY, "DPO preference accuracy", "accuracy", COLOURS[2])
+    if metrics.get(DPO_ACCURACY):
+        figure.update_yaxes(range=[0, 1.02], tickformat=".0%")
+    return figure
+
+
+def reward_function_names(metrics: Metrics) -> list[str]:
+    """The reward functions that logged a mean (``rewards/<name>/mean``), in name order."""
+    return sorted(key[len("rewards/"):-len("/mean")] for key in metrics
+                  if key.startswith("rewards/") and key.endswith("/mean"))
+
+
+def grpo_rewards_figure(metrics: Metrics) -> go.Figure:
+    """The weighted reward's mean with a ±std band, and each reward function's mean and band."""
+    figure = _figure("GRPO rewards", "reward")
+    total = metrics.get(GRPO_REWARD) or []
+    names = reward_function_names(metrics)
+    if not total and not names:
+        return _waiting(figure)
+    if total:
+        _add_band(figure, "reward", total, metrics.get(GRPO_REWARD_STD) or [], COLOURS[0])
+        _add_line(figure, "reward (weighted sum)", total, COLOURS[0])
+    for index, name in enumerate(names, start=1):
+        colour = COLOURS[index % len(COLOURS)]
+        mean = metrics.get(f"rewards/{name}/mean") or []
+        _add_band(figure, name, mean, metrics.get(f"rewards/{name}/std") or [], colour)
+        _add_line(figure, name, mean, colour, dash="dot")
+    return figure
+
+
+def grpo_kl_length_figure(metrics: Metrics) -> go.Figure:
+    """KL to the reference (left axis) and mean completion length in tokens (right axis)."""
+    figure = _figure("GRPO KL and completion length", "KL")
+    kl, length = metrics.get(GRPO_KL) or [], metrics.get(GRPO_LENGTH) or []
+    if not kl and not length:
+        return _waiting(figure)
+    if kl:
+        _add_line(figure, "KL", kl, COLOURS[5])
+    if length:
+        _add_line(figure, "completion length", length, COLOURS[4], dash="dash")
+        figure.data[-1].update(yaxis="y2")
+        figure.update_layout(yaxis2={"title": "tokens", "overlaying": "y", "side": "right", "showgrid": False},
+                             margin={"r": 60})
+    return figure
+
+
+METHOD_FIGURES = {"dpo": (dpo_rewards_figure, dpo_accuracy_figure), "grpo": (grpo_rewards_figure, grpo_kl_length_figure)}

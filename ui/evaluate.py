@@ -13,6 +13,7 @@ from ui.errors import shows_errors
 from ui.evaluation_view import aggregate_html, rows_html
 from ui.run_text import FINISHED, progress_bar, progress_fraction, status_label
 from ui.train_form import device_choices
+from ui.train_method import REWARD_COLUMNS, reward_rows, rewards_from_table
 from ui.wiring import bind, on_show, run_picker
 
 POLL_S = 1.0
@@ -20,6 +21,9 @@ GENERATION_HELP = help_text(GenerationSettings)
 NOTHING_CHOSEN = "No evaluation chosen. Pick a dataset, a prompt, a model and its adapters, then **Evaluate**."
 ROWS_HELP = ("By default the rows each adapter's training run held out (its validation split), so no adapter is scored "
              "on rows it trained on; without such an adapter, a seeded fraction of the dataset.")
+REWARDS_HELP = ("Score every generated answer against its row's reference with the ticked rewards, as GRPO scores them: "
+                "the table gets `reward` (their weighted sum) and `reward/<kind>`. None ticked: the rewards of the "
+                "adapters' GRPO run, when they come from one. Preference datasets are scored by likelihood instead.")
 
 
 def _keep(choices: list[tuple[str, str]], selected: Any, multi: bool = False) -> Any:
@@ -50,12 +54,13 @@ def refresh_form(services: Services, dataset_id: str | None, prompt_id: str | No
 
 def evaluation_request(dataset_id: str | None, prompt_id: str | None, model_id: str | None, adapter_ids: list[str] | None,
                        include_base: bool, fraction: float, max_rows: float | None, max_new_tokens: float,
-                       batch_size: float, devices: str | None) -> EvaluationRequest:
+                       batch_size: float, devices: str | None, rewards: Any = None) -> EvaluationRequest:
     combos = ([Combination(model_id or "")] if include_base else []) + [Combination(model_id or "", a) for a in adapter_ids or []]
     return EvaluationRequest(
         dataset_id=dataset_id or "", prompt_id=prompt_id or "", combinations=tuple(combos), gpus=devices or "auto",
         generation={"max_new_tokens": int(max_new_tokens)}, dataset_fraction=float(fraction),
         max_rows=int(max_rows) if max_rows else None, batch_size=int(batch_size),
+        rewards=rewards_from_table(rewards) or None,  # none ticked: the adapters' GRPO rewards
     )
 
 
@@ -115,7 +120,8 @@ def render(services: Services) -> None:
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
                 dataset = gr.Dropdown(label="Dataset", choices=[], elem_id="eval-dataset")
-                prompt = gr.Dropdown(label="Prompt (input → reference answer)", choices=[], elem_id="eval-prompt")
+                prompt = gr.Dropdown(label="Prompt (input → reference answer)", choices=[], elem_id="eval-prompt",
+                                     info="Optional for conversational and preference (chosen/rejected) datasets.")
                 model = gr.Dropdown(label="Base model", choices=[], elem_id="eval-model")
                 adapters = gr.Dropdown(label="Adapters (trained on this model)", choices=[], value=[], multiselect=True,
                                        elem_id="eval-adapters")
@@ -131,6 +137,12 @@ def render(services: Services) -> None:
                     batch_size = gr.Number(label="Rows per batch", value=16, precision=0, minimum=1, elem_id="eval-batch-size",
                                            info="Each row is answered by every combination of a base model in one batch.")
                     devices = gr.Dropdown(label="Device", choices=[], elem_id="eval-devices")
+                with gr.Accordion("Rewards (GRPO)", open=False):
+                    gr.Markdown(REWARDS_HELP)
+                    rewards = gr.Dataframe(
+                        value=[[False, *row[1:]] for row in reward_rows(services.settings.allows_custom_code)],
+                        headers=REWARD_COLUMNS, datatype=["bool", "str", "number", "str", "str"], type="array",
+                        interactive=True, wrap=True, static_columns=[1, 4], elem_id="eval-rewards", label="Rewards")
                 start = gr.Button("▶ Evaluate", variant="primary", elem_id="eval-start")
                 started = gr.Markdown(elem_id="eval-started")
             with gr.Column(scale=3):
@@ -151,7 +163,8 @@ def render(services: Services) -> None:
     model.change(refresh, form, form, show_progress="hidden")
     view = [status, aggregate, rows, shown]
     start.click(bind(start_evaluation, services),
-                [dataset, prompt, model, adapters, include_base, fraction, max_rows, max_new_tokens, batch_size, devices],
+                [dataset, prompt, model, adapters, include_base, fraction, max_rows, max_new_tokens, batch_size, devices,
+                 rewards],
                 [started, pick])
     pick.change(bind(show_evaluation, services), [pick, only_disagreements], view, show_progress="hidden")
     only_disagreements.change(bind(show_evaluation, services), [pick, only_disagreements], view, show_progress="hidden")

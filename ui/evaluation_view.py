@@ -2,16 +2,17 @@
 
 Pure functions of ``EvaluationResults``. Every dataset string is escaped: rows are user data.
 Colours say what a reader scans for: green an answer equal to the reference, red one that is not,
-a bold border an answer that differs from the baseline's.
+a bold border an answer that differs from the baseline's. Preference rows (DPO) show the pair and,
+per combination, its verdict: green when it finds the chosen answer likelier than the rejected one.
 """
 
 from __future__ import annotations
 
 from html import escape
 
-from ftapp.evaluation_results import LOWER_IS_BETTER, EvaluationResults
+from ftapp.evaluation_results import LOWER_IS_BETTER, AnswerRow, EvaluationResults, metric_help
 
-LEADING = ("accuracy", "macro_f1", "exact_match", "token_f1", "rougeL", "rouge1", "rouge2", "bleu", "perplexity",
+LEADING = ("reward", "preference_accuracy", "reward_accuracy", "reward_margin", "mean_margin", "accuracy", "macro_f1", "exact_match", "token_f1", "rougeL", "rouge1", "rouge2", "bleu", "perplexity",
            "mean_log_likelihood", "latency_s", "tokens_per_s")
 MAX_CELL_CHARS = 600
 GOOD, BAD, NEUTRAL = "#e6f4ea", "#fde8e8", "transparent"
@@ -43,7 +44,7 @@ def aggregate_html(results: EvaluationResults) -> str:
     metrics = [m for m in LEADING if m in names] + [m for m in names if m not in LEADING]
     if not metrics:
         return "<p>No answers yet.</p>"
-    head = "".join(f"<th style='{CELL}'>{escape(m)}</th>" for m in ["#", "combination", *metrics])
+    head = "".join(f"<th style='{CELL}'{_title(m)}>{escape(m)}</th>" for m in ["#", "combination", *metrics])
     body = []
     for combo in results.combinations:
         state = "" if combo.final else " <em style='color:#888'>(so far)</em>"
@@ -51,8 +52,43 @@ def aggregate_html(results: EvaluationResults) -> str:
         cells += [(_number(combo.metrics[m]) + _delta(m, combo.deltas.get(m))) if m in combo.metrics else "" for m in metrics]
         body.append("<tr>" + "".join(f"<td style='{CELL}'>{c}</td>" for c in cells) + "</tr>")
     note = ("<p style='font-size:0.85em;color:#666'>Deltas are against #1 (green: better). Lower is better for "
-            f"{', '.join(sorted(LOWER_IS_BETTER))}. Rows: {escape(results.rows_from)}.</p>")
+            f"{', '.join(sorted(LOWER_IS_BETTER))}. Rows: {escape(results.rows_from)}.{_method_note(metrics)} "
+            "Hover a column name for what it measures.</p>")
     return f"<div style='{SCROLL}'><table style='{TABLE}' id='eval-aggregate-table'><tr>{head}</tr>{''.join(body)}</table></div>{note}"
+
+
+def _title(metric: str) -> str:
+    text = metric_help(metric)
+    return f" title='{escape(text, quote=True)}'" if text else ""
+
+
+def _method_note(metrics: list[str]) -> str:
+    if "reward_beta" in metrics:
+        return (" Preference pairs are scored by likelihood, nothing is generated; reward_accuracy and reward_margin are "
+                "each adapter's implicit DPO reward with #1 as the reference policy, β = reward_beta (its DPO run's, else 1).")
+    if "preference_accuracy" in metrics:
+        return " Preference pairs are scored by likelihood, nothing is generated."
+    return ""
+
+
+def _verdict(row: AnswerRow, position: int) -> object:
+    """What "answers differently" compares: a preference row's verdict, else the answer's text."""
+    if row.pair is not None:
+        return (row.scores.get(position) or {}).get("preference_accuracy")
+    return row.outputs.get(position)
+
+
+def _right(row: AnswerRow, position: int) -> bool:
+    scores = row.scores.get(position) or {}
+    return scores.get("preference_accuracy" if row.pair is not None else "exact_match") == 1.0
+
+
+def _reference_cell(row: AnswerRow) -> str:
+    if row.pair is None:
+        return f"<td style='{CELL};white-space:pre-wrap'>{_clip(row.reference)}</td>"
+    chosen, rejected = row.pair
+    return (f"<td style='{CELL};white-space:pre-wrap'><div style='background:{GOOD}'><b>chosen</b>\n{_clip(chosen)}</div>"
+            f"<div style='background:{BAD};margin-top:4px'><b>rejected</b>\n{_clip(rejected)}</div></td>")
 
 
 def rows_html(results: EvaluationResults, only_disagreements: bool = False, limit: int = 200) -> str:
@@ -60,24 +96,24 @@ def rows_html(results: EvaluationResults, only_disagreements: bool = False, limi
     positions = [c.position for c in results.combinations]
     rows = results.rows
     if only_disagreements:
-        rows = [r for r in rows if len({r.outputs.get(p) for p in positions if p in r.outputs}) > 1]
+        rows = [r for r in rows if len({_verdict(r, p) for p in positions if p in r.outputs}) > 1]
     if not rows:
         return "<p>No rows to show yet.</p>" if not only_disagreements else "<p>Every combination gave the same answers.</p>"
+    reference = "chosen / rejected" if rows[0].pair is not None else "reference"
     head = "".join(f"<th style='{CELL}'>{escape(h)}</th>" for h in
-                   ["row", "input", "reference", *(f"#{c.position} {c.label}" for c in results.combinations)])
+                   ["row", "input", reference, *(f"#{c.position} {c.label}" for c in results.combinations)])
     body = []
     for row in rows[:limit]:
-        baseline = row.outputs.get(1)
+        baseline = _verdict(row, 1) if 1 in row.outputs else None
         cells = [f"<td style='{CELL}'>{row.row_index}</td>", f"<td style='{CELL};white-space:pre-wrap'>{_clip(row.input)}</td>",
-                 f"<td style='{CELL};white-space:pre-wrap'>{_clip(row.reference)}</td>"]
+                 _reference_cell(row)]
         for position in positions:
             if position not in row.outputs:
                 cells.append(f"<td style='{CELL};color:#888'>…</td>")
                 continue
             output = row.outputs[position]
-            right = (row.scores.get(position) or {}).get("exact_match") == 1.0
-            colour = GOOD if right else BAD
-            border = ";outline:2px solid #444" if position != 1 and baseline is not None and output != baseline else ""
+            colour = GOOD if _right(row, position) else BAD
+            border = ";outline:2px solid #444" if position != 1 and baseline is not None and _verdict(row, position) != baseline else ""
             cells.append(f"<td style='{CELL};background:{colour};white-space:pre-wrap{border}'>{_clip(output)}</td>")
         body.append("<tr class='eval-row'>" + "".join(cells) + "</tr>")
     more = f"<p style='font-size:0.85em;color:#666'>Showing {min(limit, len(rows))} of {len(rows)} rows.</p>"

@@ -43,8 +43,8 @@ FOLLOW_LOG = """() => {
   const box = document.querySelector('#runs-log textarea');
   if (box && document.activeElement !== box) { box.scrollTop = box.scrollHeight; }
 }"""
-# How many outputs the run view has (status … resume button, then the shown-signature state).
-VIEW_SIZE = 12
+# How many outputs the run view has (status … resume button, the two method charts, then the shown-signature state).
+VIEW_SIZE = 14
 
 
 def _filtered(services: Services, status_filter: str | None) -> list:
@@ -104,6 +104,9 @@ def status_markdown(run: Any) -> str:
         facts.append(f"{'ran' if run.finished_at else 'running for'} {duration(elapsed_s(run))}")
     if run.parent_run_id:
         facts.append(f"resumed from run `{run.parent_run_id[:8]}`")
+    start = getattr(run, "adapter_id", None) if run.kind == "finetune" else None
+    if start:  # a DPO/GRPO run that continues an adapter
+        facts.append(f"starts from adapter `{start[:8]}`")
     if run.mlflow_run_id:
         facts.append(f"MLflow run `{run.mlflow_run_id}`")
     lines.append(" · ".join(facts) + f"  \nRun id `{run.id}`")
@@ -147,15 +150,25 @@ def signature(run: Any) -> str:
     return f"{run.id}|{run.status}|{run.events_offset}"
 
 
+def method_charts(spec: dict, metrics: dict) -> tuple[gr.Plot, gr.Plot]:
+    """DPO and GRPO runs' own charts (rewards, accuracy, KL...); hidden for every other run."""
+    draw = charts.METHOD_FIGURES.get(spec.get("method"))  # only training specs have a method
+    if draw is None:
+        return gr.Plot(value=None, visible=False), gr.Plot(value=None, visible=False)
+    return gr.Plot(value=draw[0](metrics), visible=True), gr.Plot(value=draw[1](metrics), visible=True)
+
+
 def run_view(services: Services, run: Any) -> tuple[Any, ...]:
     metrics = services.runs.metrics(run.id)
+    spec = json.loads(run.spec)
     return (
         status_markdown(run),
         charts.loss_figure(metrics), charts.learning_rate_figure(metrics),
         charts.grad_norm_figure(metrics), charts.throughput_figure(metrics),
-        services.runs.log_tail(run.id, LOG_CHARS), json.loads(run.spec),
+        services.runs.log_tail(run.id, LOG_CHARS), spec,
         error_markdown(run), output_markdown(services, run),
         gr.Button(interactive=run.status in LIVE), gr.Button(interactive=run.status in RESUMABLE),
+        *method_charts(spec, metrics),
         signature(run),
     )
 
@@ -164,7 +177,7 @@ def _empty_view() -> tuple[Any, ...]:
     empty = charts.loss_figure({})
     return (NOTHING_CHOSEN, empty, charts.learning_rate_figure({}), charts.grad_norm_figure({}),
             charts.throughput_figure({}), "", None, gr.Markdown("", visible=False), "",
-            gr.Button(interactive=False), gr.Button(interactive=False), "")
+            gr.Button(interactive=False), gr.Button(interactive=False), *method_charts({}, {}), "")
 
 
 @shows_errors
@@ -235,6 +248,9 @@ def render(services: Services) -> None:
         with gr.Row():
             grad_chart = gr.Plot(show_label=False, elem_id="runs-grad-chart")
             speed_chart = gr.Plot(show_label=False, elem_id="runs-speed-chart")
+        with gr.Row():  # DPO / GRPO runs only
+            method_chart = gr.Plot(show_label=False, visible=False, elem_id="runs-method-chart")
+            method_detail_chart = gr.Plot(show_label=False, visible=False, elem_id="runs-method-detail-chart")
         log = gr.Textbox(label="Trainer log (last lines)", lines=14, max_lines=14, interactive=False,
                          autoscroll=False, elem_id="runs-log")
         spec = gr.JSON(label="Resolved spec (what the trainer was given)", elem_id="runs-spec", max_height=360, open=True)
@@ -249,7 +265,7 @@ def render(services: Services) -> None:
 
     listing = [table, pick, compare]
     view = [status, loss_chart, lr_chart, grad_chart, speed_chart, log, spec, error, produced,
-            cancel_button, resume_button, shown]
+            cancel_button, resume_button, method_chart, method_detail_chart, shown]
     refresh = bind(list_runs, services)
     on_show(tab, bind(show_runs, services), [*listing, newest_seen], inputs=[status_filter, pick, newest_seen])
     status_filter.change(refresh, [status_filter, pick], listing, show_progress="hidden")

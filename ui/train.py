@@ -22,6 +22,7 @@ from ui.train_form import (
     fine_tune_request,
     preflight_markdown,
 )
+from ui.train_method import DATA_NEEDS, METHODS, render_fields, show_method, starting_adapters
 from ui.wiring import bind, on_show
 
 TRAINING_HELP = help_text(TrainingArguments)
@@ -71,6 +72,9 @@ def prompts_for_dataset(services: Services, dataset_id: str | None, prompt_id: s
     if dataset.format in SELF_DESCRIBING_FORMATS:
         choices.append((f"none: use the {dataset.format} layout as it is", NO_PROMPT))
         label = f"Prompt (optional for {dataset.format} data)"
+    elif dataset.format == "preference":
+        choices.insert(0, ("none: DPO reads the pairs as they are", NO_PROMPT))
+        label = "Prompt (none needed for preference pairs)"
     else:
         label = "Prompt (required: it maps the columns to text)" if choices else (
             "Prompt (required: write one for this dataset in the Prompts tab)")
@@ -128,7 +132,8 @@ def render(services: Services) -> None:
                     "before anything runs; **Start** queues the run, which keeps going if this page is closed.")
         with gr.Row():
             model = gr.Dropdown(label="Base model", choices=[], value=None, elem_id="train-model")
-            dataset = gr.Dropdown(label="Dataset", choices=[], value=None, elem_id="train-dataset")
+            dataset = gr.Dropdown(label="Dataset", choices=[], value=None, elem_id="train-dataset",
+                                  info=DATA_NEEDS["sft"])
             prompt = gr.Dropdown(label="Prompt", choices=[], value=None, elem_id="train-prompt")
         with gr.Row():
             adapter_name = gr.Textbox(label="Adapter name", placeholder="letters, digits and -, e.g. support-intents-v1",
@@ -137,13 +142,15 @@ def render(services: Services) -> None:
             devices = gr.Dropdown(label="Devices", choices=[("auto", "auto")], value="auto", elem_id="train-devices",
                                   info="Where the run trains; a queued run waits until these are free.")
         with gr.Row():
-            method = gr.Radio(label="Method", choices=[("SFT: supervised fine-tuning", "sft")], value="sft",
-                              elem_id="train-method")
+            method = gr.Radio(label="Method", choices=METHODS, value="sft", elem_id="train-method",
+                              info="SFT learns answers; DPO prefers chosen over rejected answers; GRPO samples "
+                                   "answers and learns from verifiable rewards.")
             mode = gr.Radio(label="Training mode", choices=MODES, value="lora", elem_id="train-mode")
             with gr.Column():
                 preset = gr.Dropdown(label="Preset", choices=[(MODERN, MODERN)], value=MODERN, elem_id="train-preset",
                                      info="Stored configs the run starts from; the fields below fill from it.")
                 preset_note = gr.Markdown(f"*{DESCRIPTIONS[MODERN]}*")
+        method_fields = render_fields(services)
         gr.Markdown("### Hyper-parameters")
         with gr.Row():
             epochs = _number("Epochs", training["num_train_epochs"], TRAINING_HELP["num_train_epochs"], "train-epochs",
@@ -183,11 +190,16 @@ def render(services: Services) -> None:
     pickers = [model, dataset, preset, devices, prompt]
     on_show(tab, bind(refresh_choices, services), pickers, inputs=pickers)
     dataset.change(bind(prompts_for_dataset, services), [dataset, prompt], prompt, show_progress="hidden")
+    start_adapter = method_fields.start_adapter
+    on_show(tab, bind(starting_adapters, services), [start_adapter], inputs=[model, start_adapter])
+    model.change(bind(starting_adapters, services), [model, start_adapter], start_adapter, show_progress="hidden")
+    method.change(show_method, method, [dataset, method_fields.dpo, method_fields.grpo, method_fields.start],
+                  show_progress="hidden")
     preset.change(bind(apply_preset, services), preset,
                   [epochs, max_steps, learning_rate, batch_size, grad_accumulation, max_length, lora_r, lora_alpha,
                    preset_note], show_progress="hidden")
     form = [model, dataset, prompt, adapter_name, method, mode, preset, devices, epochs, max_steps, learning_rate,
-            batch_size, grad_accumulation, max_length, lora_r, lora_alpha, fraction, split, extra]
+            batch_size, grad_accumulation, max_length, lora_r, lora_alpha, fraction, split, extra, *method_fields.inputs]
     preflight_button.click(bind(preflight, services), form, preflight_result)
     # One start at a time: a double click must not queue the same adapter twice.
     start_button.click(bind(start, services), form, start_result, concurrency_limit=1, concurrency_id="train-start")

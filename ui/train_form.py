@@ -11,7 +11,9 @@ from ftapp.configs import Preset, parse_config
 from ftapp.errors import NotFoundError, Problem, ValidationError
 from ftapp.fine_tune_request import FineTuneRequest
 from ftapp.machine import Machine
+from ftapp.memory_estimate import MemoryEstimate
 from ftapp.preflight import Preflight
+from ui.train_method import NO_ADAPTER, method_settings, rewards_from_table
 
 NO_PROMPT = "none"  # prompt ids are UUIDs, so this cannot name a real prompt
 # Layouts the trainer turns into text by itself; plain columns need a prompt that maps them.
@@ -44,6 +46,15 @@ class TrainForm:
     dataset_fraction: float
     train_split: float
     extra_arguments: str
+    # The method fields (ui.train_method); a cleared one means the method's default.
+    dpo_beta: float | None = None
+    dpo_loss_type: str | None = None
+    num_generations: float | None = None
+    max_completion_length: float | None = None
+    temperature: float | None = None
+    grpo_beta: float | None = None
+    rewards: Any = None  # the rewards table: rows of [use, kind, weight, setting, help]
+    init_adapter_id: str | None = None
 
 
 def find_preset(presets: list[Preset], name: str | None) -> Preset:
@@ -119,6 +130,12 @@ def fine_tune_request(form: TrainForm, preset: Preset) -> FineTuneRequest:
         generation_config_id=preset.configs["generation_config"].id,
         overrides=training_overrides(form),
         lora_overrides=lora_overrides(form) if form.training_mode != "full" else {},
+        method_settings=method_settings(form.method, form.dpo_beta, form.dpo_loss_type, form.num_generations,
+                                        form.max_completion_length, form.temperature, form.grpo_beta),
+        rewards=rewards_from_table(form.rewards) if form.method == "grpo" else (),
+        # Hidden for SFT, so a choice left there from another method does not count.
+        init_adapter_id=form.init_adapter_id if form.method in ("dpo", "grpo") and form.init_adapter_id not in (
+            None, "", NO_ADAPTER) else None,
     )
 
 
@@ -155,6 +172,12 @@ def estimate_line(preflight: Preflight) -> str:
             f"{preflight.device} ({verdict}); time {_time(preflight.seconds)}")
 
 
+def _method_memory(memory: MemoryEstimate) -> str:
+    parts = [f"reference model {_size(memory.reference_mib)}" if memory.reference_mib else "",
+             f"generation KV cache {_size(memory.generation_mib)}" if memory.generation_mib else ""]
+    return "".join(f" · {part}" for part in parts if part)
+
+
 def preflight_markdown(preflight: Preflight, problems: list[Problem]) -> str:
     memory = preflight.memory
     share = memory.total_mib / preflight.available_mib if preflight.available_mib else float("inf")
@@ -165,7 +188,7 @@ def preflight_markdown(preflight: Preflight, problems: list[Problem]) -> str:
         "| | Estimate |", "|---|---|",
         f"| Peak memory | **{_size(memory.total_mib)}** of {_size(preflight.available_mib)} free ({share:.0%}) |",
         f"| of which | weights {_size(memory.weights_mib)} · trained state {_size(memory.trainable_mib)} · "
-        f"activations {_size(memory.activations_mib)} |",
+        f"activations {_size(memory.activations_mib)}{_method_memory(memory)} |",
         f"| Training tokens | ~{preflight.train_tokens:,} |",
         f"| Speed | ~{preflight.tokens_per_s:,.0f} tokens/s |",
         f"| Time | **{when}** |",

@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 
 from ftapp.adapters import AddAdapterRequest
+from ftapp.bundles import BundleRequest, BundleService
 from ftapp.compare_request import CompareRequest, validate_compare, validate_vote
 from ftapp.configs import AddConfigRequest
 from ftapp.datasets import AddDatasetRequest
+from ftapp.demo_policy import DemoCaps, owner_of
 from ftapp.errors import Problem, ValidationError
 from ftapp.evaluation_request import Combination, EvaluationRequest, validate_evaluation
 from ftapp.export_request import ExportRequest, validate_export
@@ -26,6 +28,7 @@ from ftapp.models import AddModelRequest
 from ftapp.prompts import AddPromptRequest
 from ftapp.rules import RULES
 from ftapp.serve_request import ServeRequest, validate_serve
+from ftapp.visitors import Visitors
 
 CPU = Machine(gpus=(), cpu_count=2, memory_available_mib=16_000)
 ONE_GPU = Machine(gpus=(GpuInfo(0, "NVIDIA H200", 143_771, 1_000),), cpu_count=16, memory_available_mib=120_000)
@@ -172,6 +175,22 @@ def registry_missing(ctx):
     return ctx.services.models.add(AddModelRequest(type="model_registry", name="r", registry_name="no-such-model"))
 
 
+def visitor(ctx, **caps):
+    """The public demo's view of the services for one visitor (ftapp.visitors), with these caps."""
+    return Visitors(ctx.services, DemoCaps(**caps)).for_key("catalogue-visitor")
+
+
+def demo_training(ctx, caps: dict | None = None, live_owner: str | None = None, **changes) -> list[Problem]:
+    """A demo visitor's training check; ``live_owner`` first queues a run of that owner ("me": the visitor)."""
+    if live_owner:
+        owner = owner_of("catalogue-visitor") if live_owner == "me" else live_owner
+        with ctx.services.db.for_owner(owner).transaction() as tx:
+            tx.runs.add(id=f"live-{owner}", kind="finetune", name="live", status="queued", spec="{}")
+    values = dict(base_model_id=ctx.reg.model.id, dataset_id=ctx.reg.dataset.id, prompt_id=ctx.reg.prompt.id,
+                  adapter_name="demo-adapter", gpus="cpu")
+    return visitor(ctx, **(caps or {})).runs.check(FineTuneRequest(**{**values, **changes}), CPU)[0]
+
+
 TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
     "FT-001": lambda c: fine_tune(c, method="ppo"),
     "FT-002": lambda c: fine_tune(c, adapter_name="my adapter"),
@@ -189,6 +208,9 @@ TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
     "FT-014": lambda c: fine_tune(c, dataset_id="no-such-dataset"),
     "FT-015": lambda c: fine_tune(c, prompt_id="no-such-prompt"),
     "FT-016": lambda c: fine_tune(c, lora_config_id=c.services.configs.presets()[0].configs["training_arguments"].id),
+    "FT-017": lambda c: fine_tune(c, method="dpo"),  # the demo dataset has plain columns, not preference pairs
+    "FT-018": lambda c: fine_tune(c, method="grpo", rewards=({"kind": "regex_match", "pattern": "(unclosed"},)),
+    "FT-019": lambda c: fine_tune(c, method="grpo", rewards=({"kind": "exact_match"},), method_settings={"num_generations": 3}),
     "EV-001": lambda c: evaluation(c, combinations=()),
     "EV-002": lambda c: evaluation(c, dataset_id=""),
     "EV-003": lambda c: evaluation(c, prompt_id=""),
@@ -201,12 +223,15 @@ TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
     "EV-010": lambda c: evaluation(c, dataset_fraction=0, max_rows=0, batch_size=0),
     "EV-011": lambda c: uncounted_dataset_evaluation(c),
     "EV-012": lambda c: evaluation(c, generation_config_id=c.services.configs.list()[0].id),
+    "EV-013": lambda c: evaluation(c, rewards=({"kind": "regex_match", "pattern": "(unclosed"},)),
     "DS-001": lambda c: raised(lambda: c.services.datasets.add(AddDatasetRequest(name="x", type="xml", location=c.file("a.csv", "a\n1\n")))),
     "DS-002": lambda c: (c.offline(), raised(lambda: c.services.datasets.add(AddDatasetRequest(huggingface_name="tatsu-lab/alpaca"))))[1],
     "DS-003": lambda c: raised(lambda: c.services.datasets.add(AddDatasetRequest(location=str(c.tmp / "absent.csv")))),
     "DS-004": lambda c: raised(lambda: c.services.datasets.add(AddDatasetRequest(name="intents", location=str(c.kit.dataset_path)))),
     "DS-005": lambda c: raised(lambda: c.services.datasets.add(AddDatasetRequest(location=c.file("bad.jsonl", '{"a": 1}\n{"a": \n')))),
     "DS-006": lambda c: raised(lambda: c.services.datasets.add(AddDatasetRequest(location=c.file("huge.csv", "a,b\n1," + "x" * 1_000_001 + "\n")))),
+    "DS-007": lambda c: raised(lambda: c.services.datasets.add(AddDatasetRequest(
+        location=c.file("pairs.jsonl", '{"prompt": "Hi", "chosen": "Hello!", "rejected": "Hello!"}\n')))),
     "MD-001": lambda c: raised(lambda: c.services.models.add(AddModelRequest(type="cml", name="m"))),
     "MD-002": lambda c: (c.offline(), raised(lambda: c.services.models.add(AddModelRequest(huggingface_name="meta-llama/Llama-3.2-1B"))))[1],
     "MD-003": lambda c: raised(lambda: registry_missing(c)),
@@ -251,6 +276,17 @@ TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
     "CP-008": lambda c: sample(c, row_index=10**6),
     "CP-009": lambda c: validate_vote(("A", "B"), "C", finished=True),
     "DB-001": lambda c: raised(lambda: c.services.database.import_from(Path(c.file("export.json", "not json")))),
+    "BU-001": lambda c: raised(lambda: BundleService(c.services.settings, c.services.db, c.services.adapters).export(
+        BundleRequest(run_id=failed_run(c), out_dir=str(c.tmp / "bundle"), nodes=0))),
+    "BU-002": lambda c: raised(lambda: BundleService(c.services.settings, c.services.db, c.services.adapters).import_run(c.tmp)),
+    "DM-001": lambda c: demo_training(c, caps={"max_dataset_rows": 5}),
+    "DM-002": lambda c: demo_training(c, overrides={"max_steps": 10**6}),
+    "DM-003": lambda c: demo_training(c, live_owner="me"),
+    "DM-004": lambda c: demo_training(c, caps={"max_runs_total": 1}, live_owner="someone-else"),
+    "DM-005": lambda c: demo_training(c, training_mode="full"),
+    "DM-006": lambda c: raised(lambda: visitor(c).datasets.add(AddDatasetRequest(huggingface_name="tatsu-lab/alpaca"))),
+    "DM-007": lambda c: raised(lambda: visitor(c).hf_token.store("hf_" + "x" * 34)),
+    "DM-008": lambda c: raised(lambda: visitor(c).datasets.remove(c.reg.dataset.id)),
 }
 
 
@@ -271,6 +307,7 @@ def test_valid_requests_have_no_problems(services, registered, tmp_path, monkeyp
     ctx = Ctx(services, registered, tmp_path, monkeypatch, demo_kit)
     assert fine_tune(ctx) == []
     assert fine_tune(ctx, machine=ONE_GPU, gpus="0") == []
+    assert fine_tune(ctx, method="grpo", rewards=({"kind": "exact_match"},)) == []
     request = FineTuneRequest(base_model_id=registered.model.id, dataset_id=registered.dataset.id,
                               prompt_id=registered.prompt.id, adapter_name="ok-adapter", gpus="cpu")
     problems, preflight = services.runs.check(request, CPU)

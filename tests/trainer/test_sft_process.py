@@ -52,7 +52,7 @@ class TrainerProcess:
         self._stdout = open(self.run_dir / "stdout.txt", "w+")  # files, not pipes: nobody drains a pipe while we wait
         self._stderr = open(self.run_dir / "stderr.txt", "w+")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "trainer", "sft", str(spec_path)],
+            [sys.executable, "-m", "trainer", spec.verb, str(spec_path)],  # sft, dpo or grpo: the spec's method
             cwd=REPO_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
             stdout=self._stdout, stderr=self._stderr, start_new_session=True,
         )

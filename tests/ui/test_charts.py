@@ -72,3 +72,55 @@ def test_the_overlay_has_one_trace_per_run_in_order_and_skips_runs_without_point
     assert [trace.name for trace in figure.data] == ["run a", "run c"]
     assert list(figure.data[1].x) == [1, 2, 3]
     assert figure.data[0].line.color != figure.data[1].line.color
+
+
+DPO = {
+    "rewards/chosen": [(1, 0.1), (2, 0.4), (3, 0.9)],
+    "rewards/rejected": [(1, -0.1), (2, -0.5), (3, -1.2)],
+    "rewards/margins": [(1, 0.2), (2, 0.9), (3, 2.1)],
+    "rewards/accuracies": [(1, 0.5), (2, 0.75), (3, 1.0)],
+}
+GRPO = {
+    "reward": [(1, 0.5), (2, 0.8)], "reward_std": [(1, 0.2), (2, 0.1)],
+    "rewards/exact_match/mean": [(1, 0.25), (2, 0.5)], "rewards/exact_match/std": [(1, 0.4), (2, 0.5)],
+    "rewards/regex_match/mean": [(1, 1.0), (2, 1.0)],
+    "kl": [(1, 0.0), (2, 0.02)], "completions/mean_length": [(1, 30.0), (2, 24.0)],
+}
+
+
+def test_the_dpo_charts_draw_rewards_margin_and_accuracy() -> None:
+    rewards = {trace.name: trace for trace in charts.dpo_rewards_figure(DPO).data}
+    accuracy = charts.dpo_accuracy_figure(DPO)
+
+    assert list(rewards) == ["chosen", "rejected", "margin"]
+    assert list(zip(rewards["margin"].x, rewards["margin"].y)) == DPO["rewards/margins"]
+    assert list(zip(accuracy.data[0].x, accuracy.data[0].y)) == DPO["rewards/accuracies"]
+    assert tuple(accuracy.layout.yaxis.range) == (0, 1.02)
+
+
+def test_the_grpo_reward_chart_bands_each_mean_with_its_std() -> None:
+    figure = charts.grpo_rewards_figure(GRPO)
+
+    traces = {trace.name: trace for trace in figure.data}
+    assert list(traces) == ["reward ± std", "reward (weighted sum)", "exact_match ± std", "exact_match", "regex_match"]
+    band = traces["reward ± std"]
+    assert list(band.x) == [1, 2, 2, 1] and list(band.y) == pytest.approx([0.7, 0.9, 0.7, 0.3]) and band.fill == "toself"
+    assert list(traces["regex_match"].y) == [1.0, 1.0]  # no std logged: a line without a band
+    assert charts.reward_function_names(GRPO) == ["exact_match", "regex_match"]
+
+
+def test_the_grpo_kl_and_length_share_a_chart_on_two_axes() -> None:
+    figure = charts.grpo_kl_length_figure(GRPO)
+
+    kl, length = figure.data
+    assert (kl.name, list(kl.y)) == ("KL", [0.0, 0.02])
+    assert (length.name, length.yaxis, list(length.y)) == ("completion length", "y2", [30.0, 24.0])
+    assert figure.layout.yaxis2.overlaying == "y"
+
+
+@pytest.mark.parametrize("draw", [charts.dpo_rewards_figure, charts.dpo_accuracy_figure, charts.grpo_rewards_figure,
+                                  charts.grpo_kl_length_figure])
+def test_method_charts_wait_for_their_first_numbers(draw) -> None:
+    figure = draw({"loss": [(1, 2.0)]})
+
+    assert len(figure.data) == 0 and [a.text for a in figure.layout.annotations] == [charts.WAITING]

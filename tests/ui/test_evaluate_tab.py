@@ -8,7 +8,8 @@ import gradio as gr
 import pytest
 
 from ftapp.adapters import AddAdapterRequest
-from ftapp.evaluation_results import AnswerRow, CombinationResult, EvaluationResults
+from ftapp.evaluation_results import AnswerRow, CombinationResult, EvaluationResults, metric_help
+from trainer.protocol import REJECTED_DIVIDER
 from ui import evaluate
 from ui.evaluation_view import aggregate_html, rows_html
 
@@ -62,3 +63,46 @@ def test_start_reports_rule_ids_and_queues_a_valid_evaluation(services, register
     assert "0/20 answers" in status and shown.startswith(f"{run.id}|queued")
     # Nothing new stored: the timer redraws nothing.
     assert evaluate.poll_evaluation(services, run.id, shown, False) == (gr.skip(),) * 5
+
+
+def preference_results(rows: list[AnswerRow]) -> EvaluationResults:
+    base = results(rows)
+    combos = [CombinationResult(1, "base", "m", None, {"preference_accuracy": 0.5, "mean_margin": -0.2}, {}, True),
+              CombinationResult(2, "dpo", "m", "a", {"preference_accuracy": 1.0, "mean_margin": 1.5, "reward_accuracy": 1.0,
+                                                     "reward_margin": 0.17, "reward_beta": 0.1},
+                                {"preference_accuracy": 0.5, "mean_margin": 1.7}, True)]
+    return EvaluationResults(base.run, "held-out split", combos, rows, base.answers, base.expected)
+
+
+PAIRS = [
+    AnswerRow(0, "Hi?", "Hello!" + REJECTED_DIVIDER + "Go away.", {1: "prefers chosen · margin +0.400", 2: "prefers chosen · margin +2.000"},
+              {1: {"preference_accuracy": 1.0}, 2: {"preference_accuracy": 1.0}}),
+    AnswerRow(1, "Help?", "Sure." + REJECTED_DIVIDER + "<b>No</b>", {1: "prefers rejected · margin -0.800", 2: "prefers chosen · margin +1.000"},
+              {1: {"preference_accuracy": 0.0}, 2: {"preference_accuracy": 1.0}}),
+]
+
+
+def test_preference_rows_show_the_pair_and_each_verdict():
+    assert PAIRS[1].pair == ("Sure.", "<b>No</b>") and ROWS[0].pair is None
+    html = rows_html(preference_results(PAIRS))
+    assert "chosen / rejected" in html and "&lt;b&gt;No&lt;/b&gt;" in html and "<b>rejected</b>" in html
+    # Green where the combination finds the chosen answer likelier; outlined only where its verdict differs from #1's.
+    assert "background:#fde8e8;white-space:pre-wrap'>prefers rejected" in html
+    assert html.count("outline:2px") == 1
+    only = rows_html(preference_results(PAIRS), only_disagreements=True)
+    assert only.count("class='eval-row'") == 1 and "Help?" in only
+
+
+def test_preference_and_reward_metrics_explain_themselves():
+    html = aggregate_html(preference_results(PAIRS))
+    assert html.index(">preference_accuracy<") < html.index(">mean_margin<"), "the method's metrics lead"
+    assert "title='DPO&#x27;s reward accuracy on held-out pairs" in html and "reference policy" in html
+    assert metric_help("reward/valid_json/std") == "Standard deviation of the valid_json reward over the answers."
+
+
+def test_ticked_rewards_go_into_the_request_and_none_ticked_leaves_the_default():
+    table = [[True, "exact_match", 1.0, "", "…"], [False, "valid_json", 1.0, "", "…"], [True, "regex_match", 0.5, "^[a-z]+$", "…"]]
+    form = ("d", "p", "m", ["a"], True, 1.0, None, 16, 8, "cpu")
+    assert evaluate.evaluation_request(*form, table).rewards == (
+        {"kind": "exact_match", "weight": 1.0}, {"kind": "regex_match", "weight": 0.5, "pattern": "^[a-z]+$"})
+    assert evaluate.evaluation_request(*form, [[False, *row[1:]] for row in table]).rewards is None

@@ -13,7 +13,8 @@ from ui import adapters, home, runs, train
 from ui.run_compare import spec_differences
 
 SKIP = gr.skip()
-VIEW = ["status", "loss", "lr", "grad", "speed", "log", "spec", "error", "output", "cancel", "resume", "shown"]
+VIEW = ["status", "loss", "lr", "grad", "speed", "log", "spec", "error", "output", "cancel", "resume", "method", "method_detail",
+        "shown"]
 
 
 @pytest.fixture(autouse=True)
@@ -85,10 +86,24 @@ def test_a_queued_run_shows_its_status_and_cancels_at_once(services: Services, t
         runs.cancel_run(services, run_id)
 
 
+def test_method_charts_show_for_dpo_and_grpo_runs_only(services: Services, train_values) -> None:
+    sft = view(runs.show_run(services, queue(services, train_values, "plain-sft")))
+    grpo_id = queue(services, train_values, "rewarded", method="grpo", rewards=[[True, "exact_match", 1.0, "", ""]])
+    with services.db.transaction() as tx:
+        tx.metric_points.add_many([{"run_id": grpo_id, "step": 1, "name": name, "value": value, "time": 1.0}
+                                   for name, value in {"reward": 0.5, "reward_std": 0.1, "kl": 0.01}.items()])
+
+    grpo = view(runs.show_run(services, grpo_id))
+
+    assert sft["method"].visible is False and sft["method_detail"].visible is False
+    assert grpo["method"].visible is True and grpo["method_detail"].visible is True
+    assert grpo["method"].value is not None and grpo["method_detail"].value is not None
+
+
 def test_nothing_chosen_shows_where_runs_come_from(services: Services) -> None:
     shown = view(runs.show_run(services, None))
 
-    assert "Train" in shown["status"] and shown["cancel"].interactive is False
+    assert "Train" in shown["status"] and shown["cancel"].interactive is False and shown["method"].visible is False
     assert all(value == SKIP for value in runs.poll_run(services, None, "", runs.ALL))
 
 

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import gradio as gr
 import pytest
 
+from ftapp.adapters import AddAdapterRequest
 from ftapp.datasets import AddDatasetRequest
 from ftapp.machine import GpuInfo, Machine
+from ftapp.models import AddModelRequest
 from ftapp.presets import SEED_001
 from ftapp.services import Services
-from ui import train
+from ui import train, train_method
 from ui.train_form import NO_PROMPT, device_choices, devices_and_processes
 
 
@@ -110,3 +113,102 @@ def test_every_gpu_is_offered_with_its_free_memory_and_all_of_them_together() ->
     assert choices["1"].startswith("GPU 1: NVIDIA H200, 70.2 of")
     assert devices_and_processes("0,1") == ("0,1", 2) and devices_and_processes("1") == ("1", 1)
     assert devices_and_processes(None) == ("auto", 1)
+
+
+# -- DPO and GRPO ---------------------------------------------------------------------------------------
+
+
+def _adapter(services: Services, model_id: str, folder: Path, name: str):
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text('{"peft_type": "LORA"}')
+    return services.adapters.add(AddAdapterRequest(name=name, model_id=model_id, location=str(folder)))
+
+
+def _pairs(services: Services, tmp_path: Path) -> str:
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"Greet {i}", "chosen": f"Hello {i}!", "rejected": "No."}) + "\n"
+                            for i in range(10)))
+    return services.datasets.add(AddDatasetRequest(name="pairs", location=str(path))).id
+
+
+def test_each_method_shows_only_its_fields_and_the_layouts_it_needs() -> None:
+    for method, shown in {"sft": (False, False, False), "dpo": (True, False, True), "grpo": (False, True, True)}.items():
+        dataset, dpo, grpo, start = train_method.show_method(method)
+        assert (dpo.visible, grpo.visible, start.visible) == shown
+        assert dataset.info == train_method.DATA_NEEDS[method]
+    assert "chosen and rejected" in train_method.DATA_NEEDS["dpo"] and "reference" in train_method.DATA_NEEDS["grpo"]
+
+
+def test_the_custom_reward_row_is_offered_only_where_custom_code_may_run() -> None:
+    local = [row[1] for row in train_method.reward_rows(allows_custom_code=True)]
+    shared = [row[1] for row in train_method.reward_rows(allows_custom_code=False)]
+
+    assert local[-1] == "custom_python" and "custom_python" not in shared
+    assert shared == ["exact_match", "numeric_match", "regex_match", "valid_json", "length_penalty"]
+    assert [row[0] for row in train_method.reward_rows(False)] == [True, False, False, False, False]  # exact match on
+
+
+def test_the_start_from_list_holds_the_chosen_models_adapters(services: Services, registered, tmp_path: Path, demo_kit) -> None:
+    mine = _adapter(services, registered.model_id, tmp_path / "mine", "mine")
+    copy = shutil.copytree(demo_kit.model_dir, tmp_path / "other-model")
+    other = services.models.add(AddModelRequest(type="project", name="other", location=str(copy)))
+    _adapter(services, other.id, tmp_path / "theirs", "theirs")
+
+    dropdown = train_method.starting_adapters(services, registered.model_id, None)
+
+    assert [value for _, value in dropdown.choices] == [train_method.NO_ADAPTER, mine.id]
+    assert dropdown.value == train_method.NO_ADAPTER
+    assert train_method.starting_adapters(services, registered.model_id, mine.id).value == mine.id
+
+
+def test_a_dpo_run_queued_from_the_tab_carries_its_settings_and_start(services: Services, registered, train_values,
+                                                                     tmp_path: Path) -> None:
+    start = _adapter(services, registered.model_id, tmp_path / "sft", "sft-start")
+    pairs = _pairs(services, tmp_path)
+    prompt = train.prompts_for_dataset(services, pairs, None)
+    assert prompt.value == NO_PROMPT and "preference" in prompt.label
+
+    train.start(services, *train_values(method="dpo", dataset_id=pairs, prompt_id=prompt.value, dpo_beta=0.3,
+                                        dpo_loss_type="ipo", init_adapter_id=start.id, rewards=train_method.reward_rows(True)))
+
+    [run] = services.runs.list()
+    spec = json.loads(run.spec)
+    assert (spec["method"], spec["method_settings"], spec["init_adapter"]) == ("dpo", {"beta": 0.3, "loss_type": "ipo"}, start.location)
+    assert spec["rewards"] == [] and run.adapter_id == start.id  # the rewards table belongs to GRPO
+
+
+def test_a_grpo_run_takes_the_rewards_switched_on(services: Services, registered, train_values) -> None:
+    table = train_method.reward_rows(True)
+    table[2][0], table[2][2], table[2][3] = True, 0.5, r"^\w+$"  # regex_match
+    table[4][0], table[4][2], table[4][3] = True, 0.1, "40"  # length_penalty
+
+    text = train.preflight(services, *train_values(method="grpo", rewards=table, num_generations=2.0, max_completion_length=16.0))
+    assert "generation KV cache" in text
+    train.start(services, *train_values(method="grpo", rewards=table, num_generations=2.0, max_completion_length=16.0,
+                                        init_adapter_id=train_method.NO_ADAPTER))
+
+    spec = json.loads(services.runs.list()[0].spec)
+    assert spec["method_settings"] == {"num_generations": 2, "max_completion_length": 16, "temperature": 1.0, "beta": 0.0}
+    assert [(r["kind"], r["weight"], r["pattern"], r["target_length"]) for r in spec["rewards"]] == [
+        ("exact_match", 1.0, None, None), ("regex_match", 0.5, r"^\w+$", None), ("length_penalty", 0.1, None, 40)]
+    assert spec["init_adapter"] is None
+
+
+@pytest.mark.parametrize("change, rule", [((2, 3, "(oops"), "FT-018"), ((4, 3, "many"), "FT-018"), ((0, 2, "x"), "FT-018")])
+def test_bad_rewards_in_the_table_are_refused(services: Services, train_values, change, rule: str) -> None:
+    table = train_method.reward_rows(True)
+    row, column, value = change
+    table[row][0], table[row][column] = True, value
+
+    with pytest.raises(gr.Error, match=rule):
+        train.start(services, *train_values(method="grpo", rewards=table))
+    assert services.runs.list() == []
+
+
+def test_sft_ignores_the_fields_of_other_methods(services: Services, registered, train_values, tmp_path: Path) -> None:
+    start = _adapter(services, registered.model_id, tmp_path / "left", "left-over")
+
+    train.start(services, *train_values(dpo_beta=0.5, init_adapter_id=start.id, rewards=train_method.reward_rows(True)))
+
+    spec = json.loads(services.runs.list()[0].spec)
+    assert (spec["method"], spec["method_settings"], spec["rewards"], spec["init_adapter"]) == ("sft", {}, [], None)
