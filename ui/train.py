@@ -56,7 +56,8 @@ def refresh_choices(services: Services, model_id: str | None, dataset_id: str | 
     return (
         gr.Dropdown(choices=models, value=_keep(models, model_id)),
         gr.Dropdown(choices=datasets, value=dataset_id),
-        gr.Dropdown(choices=presets, value=_keep(presets, preset)),
+        # A fresh page starts from the modern recipe; the seed's slow defaults stay one click away.
+        gr.Dropdown(choices=presets, value=_keep(presets, preset or MODERN)),
         gr.Dropdown(choices=machine_devices, value=_keep(machine_devices, devices)),
         # A prompt written in the Prompts tab since shows up without choosing the dataset again.
         prompts_for_dataset(services, dataset_id, prompt_id),

@@ -26,6 +26,7 @@ def test_choices_preselect_what_exists_and_keep_what_the_user_chose(services: Se
     assert prompt.value == registered.prompt_id  # the chosen dataset's prompt
     assert [value for _, value in devices.choices][:2] == ["auto", "cpu"]
     assert {value for _, value in preset.choices} == {"seed 001 defaults", "modern default"}
+    assert preset.value == "modern default"  # not the first in the list: the seed's slow defaults
     _, _, preset, devices, _ = train.refresh_choices(services, registered.model_id, registered.dataset_id, SEED_001,
                                                      "cpu", registered.prompt_id)
     assert (preset.value, devices.value) == (SEED_001, "cpu")
