@@ -55,6 +55,16 @@ class Progress:
     total: int
     started: float
 
+    def report(self, events: Any, results_file: Any, rows: list[dict[str, Any]], tokens_per_s: float | None = None) -> None:
+        """One batch's answers: flushed to results.jsonl, then a ``sample`` and a ``progress`` event."""
+        results_file.flush()
+        events.emit(SAMPLE, rows=rows)
+        self.done += len(rows)
+        elapsed = time.monotonic() - self.started
+        extra = {} if tokens_per_s is None else {"tokens_per_s": tokens_per_s}
+        events.emit(PROGRESS, step=self.done, total_steps=self.total, **extra,
+                    eta_s=round(elapsed / self.done * (self.total - self.done), 1))
+
 
 def group_by_model(combinations: tuple[EvalCombination, ...]) -> list[Group]:
     groups: dict[str, Group] = {}
@@ -204,13 +214,8 @@ def answer_rows(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, grou
                    "scores": {**score_row(result.output, result.reference), **(rewards[k] if rewards else {})}, **asdict(result)}
             rows.append(row)
             results_file.write(json.dumps(row) + "\n")
-        results_file.flush()
-        events.emit(SAMPLE, rows=rows)
-        progress.done += len(rows)
-        elapsed = time.monotonic() - progress.started
-        events.emit(PROGRESS, step=progress.done, total_steps=progress.total,
-                    tokens_per_s=round(sum(generated.new_tokens) / generated.seconds, 1) if generated.seconds else None,
-                    eta_s=round(elapsed / progress.done * (progress.total - progress.done), 1))
+        progress.report(events, results_file, rows,
+                        tokens_per_s=round(sum(generated.new_tokens) / generated.seconds, 1) if generated.seconds else None)
     return seconds
 
 

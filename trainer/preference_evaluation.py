@@ -30,7 +30,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from trainer.generation import answer_log_likelihood
 from trainer.preference_pairs import PreferenceCase, pair_ids
-from trainer.protocol import PROGRESS, REJECTED_DIVIDER, SAMPLE, EvalCombination, EvaluationSpec
+from trainer.protocol import REJECTED_DIVIDER, EvalCombination, EvaluationSpec
 from trainer.run_events import EventSink
 
 # Tokens (padded rows x longest row) per forward pass: DPO answers run to thousands of tokens, and the
@@ -87,12 +87,7 @@ def score_pairs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, comb
                        "logp_rejected": pair.logp_rejected}
                 rows.append(row)
                 results_file.write(json.dumps(row) + "\n")
-        results_file.flush()
-        events.emit(SAMPLE, rows=rows)
-        progress.done += len(rows)
-        elapsed = time.monotonic() - progress.started
-        events.emit(PROGRESS, step=progress.done, total_steps=progress.total,
-                    eta_s=round(elapsed / progress.done * (progress.total - progress.done), 1))
+        progress.report(events, results_file, rows)
     return scores
 
 

@@ -70,9 +70,30 @@ def load_inputs(spec: TrainSpec) -> Inputs:
         torch.set_num_threads(spec.cpu_threads)
     tokenizer = load_tokenizer(spec.model)
     rows = load_rows(spec.data)
+    check_tokenizer_reads(tokenizer, rows, spec.model.source)
     split = split_rows(len(rows), fraction=spec.data.fraction, train_split=spec.data.train_split, seed=spec.data.seed)
     write_split(split, spec.data, Path(spec.run_dir) / SPLIT_FILE)
     return Inputs(device, tokenizer, rows, split, faults, clock)
+
+
+def check_tokenizer_reads(tokenizer: PreTrainedTokenizerBase, rows: datasets.Dataset, model: str, sample: int = 20) -> None:
+    """Refuse a tokenizer that turns the rows' text into no tokens at all: training would run on end-of-text
+    tokens alone, with a loss of 0 and nothing learned (seen with a model_type whose tokenizer class
+    transformers forces over the files it was saved with)."""
+    texts = [text for row in rows.select(range(min(sample, len(rows)))) for text in _strings(row) if text.strip()]
+    if texts and not any(tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts):
+        raise ValueError(f"the tokenizer of {model} ({type(tokenizer).__name__}) turns the dataset's text into no tokens "
+                         f"(e.g. {texts[0][:60]!r} -> []); it does not read this vocabulary: check the model's tokenizer files")
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _strings(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in _strings(item)]
+    return []
 
 
 def announce_recipe(spec: TrainSpec, resolved: ResolvedTraining, notes: list[str] | None = None) -> dict[str, Any]:
