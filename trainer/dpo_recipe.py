@@ -9,33 +9,19 @@ same numbers on the validation pairs, prefixed ``eval_``), ``artifact {kind: che
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-from transformers import PreTrainedTokenizerBase
 from trl import DPOConfig, DPOTrainer
-
-if TYPE_CHECKING:
-    from trainer.run_tracking import RunTracking
 
 from trainer.cancellation import Cancellation
 from trainer.method_settings import dpo_arguments
 from trainer.policy_model import drop_reference_adapter, prepare_policy
 from trainer.preference_data import PreferenceData, build_preference_data, preference_sample_cases
 from trainer.protocol import SAMPLE, TrainSpec
-from trainer.recipe_steps import announce_recipe, load_inputs, prepare_trainer, run_phases, start_tracking
+from trainer.recipe_steps import RecipeRun, announce_recipe, load_inputs, prepare_trainer, run_phases, start_tracking
 from trainer.run_control import StopOnCancel
 from trainer.run_events import EventSink, RunEvents
 from trainer.validation_samples import generate_samples
 
-
-@dataclass
-class DpoRun:
-    trainer: DPOTrainer
-    tokenizer: PreTrainedTokenizerBase
-    data: PreferenceData
-    run_events: RunEvents
-    tracking: RunTracking | None
+DpoRun = RecipeRun[PreferenceData]
 
 
 def run_dpo(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> bool:
@@ -80,7 +66,7 @@ def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> Dpo
     prepare_trainer(trainer, resolved)
     inputs.clock.lap("trainer")
     tracking = start_tracking(spec, trainer, notes, facts)
-    return DpoRun(trainer, tokenizer, data, run_events, tracking)
+    return RecipeRun(trainer, tokenizer, data, run_events, tracking)
 
 
 def report_final(run: DpoRun, events: EventSink) -> None:

@@ -11,34 +11,20 @@ is described in ``trainer.policy_model``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-from transformers import PreTrainedTokenizerBase
 from trl import GRPOConfig, GRPOTrainer
-
-if TYPE_CHECKING:
-    from trainer.run_tracking import RunTracking
 
 from trainer.cancellation import Cancellation
 from trainer.method_settings import grpo_arguments
 from trainer.policy_model import drop_reference_adapter, prepare_policy
 from trainer.protocol import SAMPLE, TrainSpec
-from trainer.recipe_steps import announce_recipe, load_inputs, prepare_trainer, run_phases, start_tracking
+from trainer.recipe_steps import RecipeRun, announce_recipe, load_inputs, prepare_trainer, run_phases, start_tracking
 from trainer.reward_prompts import RewardPrompts, build_reward_prompts
 from trainer.rewards import reward_functions
 from trainer.run_control import StopOnCancel
 from trainer.run_events import EventSink, RunEvents
 from trainer.validation_samples import generate_samples
 
-
-@dataclass
-class GrpoRun:
-    trainer: GRPOTrainer
-    tokenizer: PreTrainedTokenizerBase
-    data: RewardPrompts
-    run_events: RunEvents
-    tracking: RunTracking | None
+GrpoRun = RecipeRun[RewardPrompts]
 
 
 def run_grpo(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> bool:
@@ -79,7 +65,7 @@ def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> Grp
     prepare_trainer(trainer, resolved)
     inputs.clock.lap("trainer")
     tracking = start_tracking(spec, trainer, notes, facts)
-    return GrpoRun(trainer, tokenizer, data, run_events, tracking)
+    return RecipeRun(trainer, tokenizer, data, run_events, tracking)
 
 
 def report_final(run: GrpoRun, events: EventSink) -> None:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import datasets
 import torch
@@ -31,7 +31,7 @@ from trainer.dataset_loading import DataSplit, load_rows, split_rows, write_spli
 from trainer.model_loading import compile_blocks, detect_device, load_tokenizer, speed_up_adapters
 from trainer.protocol import ARTIFACT, DONE, SPLIT_FILE, TrainSpec
 from trainer.run_control import injected_faults
-from trainer.run_events import EventSink
+from trainer.run_events import EventSink, RunEvents
 from trainer.training_arguments import DeviceCaps, ResolvedTraining
 
 RECIPE_FILE = "recipe.json"  # in the run directory: what the speed recipe chose on this machine, and why
@@ -129,8 +129,18 @@ def start_tracking(spec: TrainSpec, trainer: Trainer, notes: list[str], facts: d
     return tracking
 
 
-class RecipeRun(Protocol):
+D = TypeVar("D")
+
+
+@dataclass
+class RecipeRun(Generic[D]):
+    """A set-up run of any recipe: its TRL trainer, tokenizer, data (``D``: the recipe's own kind), the
+    callback that reports it, and its MLflow run when tracking is on."""
+
     trainer: Trainer
+    tokenizer: PreTrainedTokenizerBase
+    data: D
+    run_events: RunEvents
     tracking: RunTracking | None
 
 

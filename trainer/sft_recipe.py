@@ -10,33 +10,21 @@ exceptions into ``failed`` and owns the exit status.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING
+from dataclasses import fields
 
-from transformers import PreTrainedTokenizerBase
 from trl import SFTConfig, SFTTrainer
-
-if TYPE_CHECKING:
-    from trainer.run_tracking import RunTracking
 
 from trainer.cancellation import Cancellation
 from trainer.model_loading import load_model, read_model_shape
 from trainer.protocol import SAMPLE, TrainSpec
-from trainer.recipe_steps import announce_recipe, load_inputs, prepare_trainer, run_phases, start_tracking
+from trainer.recipe_steps import RecipeRun, announce_recipe, load_inputs, prepare_trainer, run_phases, start_tracking
 from trainer.run_control import StopOnCancel
 from trainer.run_events import EventSink, RunEvents
 from trainer.training_arguments import fit_to_installed, resolve_training
 from trainer.training_data import TrainingData, build_training_data, sample_cases
 from trainer.validation_samples import generate_samples
 
-
-@dataclass
-class SftRun:
-    trainer: SFTTrainer
-    tokenizer: PreTrainedTokenizerBase
-    data: TrainingData
-    run_events: RunEvents
-    tracking: RunTracking | None
+SftRun = RecipeRun[TrainingData]
 
 
 def run_sft(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> bool:
@@ -85,7 +73,7 @@ def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> Sft
     prepare_trainer(trainer, resolved)
     inputs.clock.lap("trainer")
     tracking = start_tracking(spec, trainer, resolved.notes, facts)
-    return SftRun(trainer, tokenizer, data, run_events, tracking)
+    return RecipeRun(trainer, tokenizer, data, run_events, tracking)
 
 
 def report_final(run: SftRun, events: EventSink) -> None:
