@@ -16,7 +16,15 @@ from trainer.method_settings import dpo_arguments
 from trainer.policy_model import drop_reference_adapter, prepare_policy
 from trainer.preference_data import PreferenceData, build_preference_data, preference_sample_cases
 from trainer.protocol import SAMPLE, TrainSpec
-from trainer.recipe_steps import RecipeRun, announce_recipe, load_inputs, prepare_trainer, run_phases, start_tracking
+from trainer.recipe_steps import (
+    RecipeRun,
+    announce_recipe,
+    evaluate_final_weights,
+    load_inputs,
+    prepare_trainer,
+    run_phases,
+    start_tracking,
+)
 from trainer.run_control import StopOnCancel
 from trainer.run_events import EventSink, RunEvents
 from trainer.validation_samples import generate_samples
@@ -72,9 +80,7 @@ def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> Dpo
 def report_final(run: DpoRun, events: EventSink) -> None:
     """The validation pairs' loss and rewards for the final weights, and a few greedy answers."""
     trainer = run.trainer
-    step = trainer.state.global_step
-    if len(run.data.validation) and run.run_events.last_eval_step != step:
-        trainer.evaluate()  # reported by RunEvents.on_evaluate
+    step = evaluate_final_weights(run, len(run.data.validation))
     drop_reference_adapter(trainer.model)  # the result is the trained adapter alone
     cases = preference_sample_cases(run.data.validation_cases)
     if cases and trainer.is_world_process_zero():

@@ -17,7 +17,15 @@ from trainer.cancellation import Cancellation
 from trainer.method_settings import grpo_arguments
 from trainer.policy_model import drop_reference_adapter, prepare_policy
 from trainer.protocol import SAMPLE, TrainSpec
-from trainer.recipe_steps import RecipeRun, announce_recipe, load_inputs, prepare_trainer, run_phases, start_tracking
+from trainer.recipe_steps import (
+    RecipeRun,
+    announce_recipe,
+    evaluate_final_weights,
+    load_inputs,
+    prepare_trainer,
+    run_phases,
+    start_tracking,
+)
 from trainer.reward_prompts import RewardPrompts, build_reward_prompts
 from trainer.rewards import reward_functions
 from trainer.run_control import StopOnCancel
@@ -71,9 +79,7 @@ def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> Grp
 def report_final(run: GrpoRun, events: EventSink) -> None:
     """The validation prompts' rewards for the final weights, and a few greedy answers."""
     trainer = run.trainer
-    step = trainer.state.global_step
-    if len(run.data.validation) and run.run_events.last_eval_step != step:
-        trainer.evaluate()  # reported by RunEvents.on_evaluate
+    step = evaluate_final_weights(run, len(run.data.validation))
     drop_reference_adapter(trainer.model)  # the result is the trained adapter alone
     if run.data.samples and trainer.is_world_process_zero():
         events.emit(SAMPLE, step=step, rows=generate_samples(trainer.model, run.tokenizer, run.data.samples))

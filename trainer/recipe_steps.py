@@ -147,6 +147,15 @@ class RecipeRun(Generic[D]):
 R = TypeVar("R", bound=RecipeRun)
 
 
+def evaluate_final_weights(run: RecipeRun, validation_rows: int) -> int:
+    """The eval numbers of the final weights, whatever the eval interval (unless the last step was just
+    evaluated); returns that step. Reported by ``RunEvents.on_evaluate``."""
+    step = run.trainer.state.global_step
+    if validation_rows and run.run_events.last_eval_step != step:
+        run.trainer.evaluate()
+    return step
+
+
 def run_phases(run: R, spec: TrainSpec, events: EventSink, cancellation: Cancellation,
                report_final: Callable[[R, EventSink], None]) -> bool:
     """Train, report, save; True when the run completed, False when a SIGTERM stopped training."""

@@ -17,7 +17,15 @@ from trl import SFTConfig, SFTTrainer
 from trainer.cancellation import Cancellation
 from trainer.model_loading import load_model, read_model_shape
 from trainer.protocol import SAMPLE, TrainSpec
-from trainer.recipe_steps import RecipeRun, announce_recipe, load_inputs, prepare_trainer, run_phases, start_tracking
+from trainer.recipe_steps import (
+    RecipeRun,
+    announce_recipe,
+    evaluate_final_weights,
+    load_inputs,
+    prepare_trainer,
+    run_phases,
+    start_tracking,
+)
 from trainer.run_control import StopOnCancel
 from trainer.run_events import EventSink, RunEvents
 from trainer.training_arguments import fit_to_installed, resolve_training
@@ -79,9 +87,7 @@ def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> Sft
 def report_final(run: SftRun, events: EventSink) -> None:
     """The eval loss of the final weights (whatever the eval interval) and a few greedy answers."""
     trainer = run.trainer
-    step = trainer.state.global_step
-    if len(run.data.validation) and run.run_events.last_eval_step != step:
-        trainer.evaluate()  # reported by RunEvents.on_evaluate
+    step = evaluate_final_weights(run, len(run.data.validation))
     cases = sample_cases(run.data.validation, run.data.layout)
     if cases and trainer.is_world_process_zero():
         events.emit(SAMPLE, step=step, rows=generate_samples(trainer.model, run.tokenizer, cases))
