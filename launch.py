@@ -80,14 +80,29 @@ def allowed_roots(extra: list[str]) -> tuple[Path, ...]:
     return (Path(get_upload_folder()), *(Path(p).expanduser().resolve() for p in extra))
 
 
-def demo_launch_options() -> dict:
-    """The demo's additions to gradio's launch: the visitor cookie, and a cap on upload size."""
+def edge_options(settings: Settings, demo: bool, exposed: bool, auth: tuple[str, str] | None) -> dict:
+    """What gradio's launch takes beyond the defaults: middleware in front of the app, the demo's upload cap.
+
+    With --auth, failed logins are throttled (``ui.login_throttle``). In the demo and in an exposed
+    app, each browser gets a signed visitor cookie (``ui.visitors``) and may hand an event only files
+    it uploaded itself (``ui.uploads``): a path it names, a host file or another visitor's upload, is
+    refused before gradio reads it.
+    """
     from starlette.middleware import Middleware  # gradio's web stack
 
+    from ftapp.client_identity import IdentitySigner, proxy_hops
+    from ui.login_throttle import LoginThrottleMiddleware
+    from ui.uploads import UploadGuard
     from ui.visitors import VisitorCookie
 
-    return {"app_kwargs": {"middleware": [Middleware(VisitorCookie)]},
-            "max_file_size": f"{DemoCaps.from_env().max_upload_mb}mb"}
+    middleware = [Middleware(LoginThrottleMiddleware, hops=proxy_hops())] if auth else []
+    if demo or exposed:
+        signer = IdentitySigner.in_home(settings.secrets_dir)
+        middleware += [Middleware(VisitorCookie, signer=signer), Middleware(UploadGuard, signer=signer, demo=demo)]
+    options: dict = {"app_kwargs": {"middleware": middleware}} if middleware else {}
+    if demo:
+        options["max_file_size"] = f"{DemoCaps.from_env().max_upload_mb}mb"  # gradio refuses larger uploads
+    return options
 
 
 def build_demo_in_background(services: Services) -> threading.Thread:
@@ -144,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             server_name=settings.host, server_port=settings.port, share=args.share, auth=auth,
             root_path=args.root_path, ssr_mode=False,
             allowed_paths=[str(settings.exports_dir)],  # archives of the Export tab's download button
-            **(demo_launch_options() if demo else {}),
+            **edge_options(settings, demo, exposed, auth),
         )
     finally:
         services.close()

@@ -10,6 +10,7 @@ from ftapp.errors import NotFoundError, Problem, ValidationError, require_found
 from ftapp.hub_models import inspect_hub_repo
 from ftapp.ids import new_id
 from ftapp.path_policy import path_problem
+from ftapp.resource_names import adapter_name_problem
 from ftapp.secrets import HfToken
 from ftapp.settings import Settings
 from storage import AdapterRecord, Database, DuplicateError
@@ -55,6 +56,8 @@ class AdapterService:
         with self.db.transaction() as tx:
             if not name:
                 problems.append(Problem("AD-001", "name is required", "name"))
+            elif invalid := adapter_name_problem("AD-001", request.name, "name"):
+                problems.append(invalid)  # the rule a training run's adapter_name follows (FT-002), on the name as given
             elif tx.adapters.find_one(name=name):
                 problems.append(Problem("AD-001", f"an adapter named '{name}' already exists", "name"))
             if not request.model_id:

@@ -22,9 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from ftapp import bundle_files
+from ftapp import number_bounds as nb
 from ftapp.adapters import AdapterService, AddAdapterRequest
 from ftapp.errors import FtappError, NotFoundError, Problem, ValidationError
+from ftapp.home_paths import run_folder
 from ftapp.ids import new_id
+from ftapp.resource_names import adapter_name_problem
 from ftapp.run_events import ingest, read_outcome
 from ftapp.settings import Settings
 from ftapp.supervisor import FINETUNE
@@ -86,9 +89,9 @@ class BundleService:
         problems = []
         if run.kind != FINETUNE:
             problems.append(Problem("BU-001", f"run {run.id} is an {run.kind} run; only training runs make bundles", "run_id"))
-        if request.nodes < 1 or request.gpus_per_node < 1:
-            problems.append(Problem("BU-001", f"nodes and gpus_per_node must be at least 1 (got {request.nodes}, "
-                                              f"{request.gpus_per_node})", "nodes"))
+        counts = (nb.NODES.problem("BU-001", "nodes", request.nodes),
+                  nb.GPUS_PER_NODE.problem("BU-001", "gpus_per_node", request.gpus_per_node))
+        problems += [problem for problem in counts if problem]
         if request.device not in ("cuda", "cpu"):
             problems.append(Problem("BU-001", f"device must be cuda or cpu (got {request.device!r})", "device"))
         elif request.device == "cpu" and request.nodes * request.gpus_per_node != 1:
@@ -106,7 +109,7 @@ class BundleService:
         problems = self._export_problems(request, run)
         if problems:
             raise ValidationError(problems)
-        spec = read_spec(Path(run.run_dir or "") / SPEC_FILE)
+        spec = read_spec(run_folder(self.settings, run) / SPEC_FILE)  # the run's own folder (DB-003)
         out = Path(request.out_dir).expanduser().resolve()
         staging = out.with_name(f".{out.name}.partial")  # renamed into place once complete
         shutil.rmtree(staging, ignore_errors=True)
@@ -184,7 +187,7 @@ class BundleService:
         source = Path(directory).expanduser().resolve()
         manifest = self._read_manifest(source)
         name = adapter_name or manifest["adapter_name"]
-        problems = []
+        problems = [invalid] if (invalid := adapter_name_problem("AD-001", name, "adapter_name")) else []
         if not (source / RUN_DIR / EVENTS_FILE).is_file():
             problems.append(Problem("BU-002", f"{source / RUN_DIR / EVENTS_FILE} is missing: run launch.sh first", "directory"))
         with self.db.transaction() as tx:

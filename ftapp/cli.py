@@ -149,12 +149,13 @@ def run_db(services: Services, args: argparse.Namespace) -> None:
         path = services.database.export_to(Path(args.file))
         print(f"exported to {path}")
     else:
-        report = services.database.import_from(Path(args.file))
+        report = services.database.import_from(Path(args.file), args.allow_root)
         human = "\n".join(
             f"{table_name}: {report.imported[table_name]} imported, {report.duplicates[table_name]} duplicates"
             + (f" ({', '.join(report.duplicate_keys[table_name][:10])})" if report.duplicate_keys.get(table_name) else "")
             for table_name in report.imported
-        )
+        ) + (f"\n{report.live_runs_made_history} queued or running run(s) imported as failed: imported runs are history"
+             if report.live_runs_made_history else "") + "".join(f"\nre-rooted {line}" for line in report.rerooted)
         _emit(args, report, human)
 
 

@@ -48,6 +48,12 @@ def add_export_parsers(groups, common: argparse.ArgumentParser) -> None:
     serve.add_argument("--gpus", default="auto", help="'auto', 'cpu' or a GPU id")
     serve.add_argument("--engine", default="auto", choices=ENGINE_CHOICES, help="auto: vllm when installed, else transformers serve")
     serve.add_argument("--timeout", type=float, default=900, help="seconds to wait for the endpoint to answer")
+    serve.add_argument("--max-tokens", type=int, default=ServeRequest.max_tokens,
+                       help="the most completion tokens one request gets (EX-011)")
+    serve.add_argument("--request-timeout", type=float, default=ServeRequest.request_timeout_s,
+                       help="seconds of generation per request (EX-011)")
+    serve.add_argument("--max-queue", type=int, default=ServeRequest.max_queue,
+                       help="requests waiting for their turn; more get 429 (EX-011)")
 
 
 def run_export(services: Services, args: argparse.Namespace) -> int:
@@ -114,11 +120,14 @@ def _print_result(args: argparse.Namespace, result: ExportResult) -> None:
 def endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
     return {"run_id": endpoint.run.id, "state": endpoint.state, "engine": endpoint.engine, "url": endpoint.url,
             "base_url": endpoint.base_url, "model": endpoint.served_model, "api_key_file": endpoint.api_key_file,
-            "auth": endpoint.auth_note, "merge": endpoint.merge_note, "curl": endpoint.curl}
+            "auth": endpoint.auth_note, "merge": endpoint.merge_note, "curl": endpoint.curl, "limits": endpoint.limits,
+            "limits_note": endpoint.limits_note}
 
 
 def run_serve(services: Services, args: argparse.Namespace) -> int:
-    run = services.serving.submit(ServeRequest(model_id=args.model, adapter_id=args.adapter, gpus=args.gpus, engine=args.engine))
+    run = services.serving.submit(ServeRequest(model_id=args.model, adapter_id=args.adapter, gpus=args.gpus, engine=args.engine,
+                                               max_tokens=args.max_tokens, request_timeout_s=args.request_timeout,
+                                               max_queue=args.max_queue))
     if not args.json:
         print(f"serve run {run.id} queued; waiting for the endpoint (stop it with `ftapp runs cancel {run.id}`)", flush=True)
     endpoint = services.serving.wait_ready(run.id, timeout_s=args.timeout)
@@ -126,6 +135,8 @@ def run_serve(services: Services, args: argparse.Namespace) -> int:
         print(to_json(endpoint_view(endpoint)))
     elif endpoint.state == "serving":
         print(f"serving {endpoint.served_model} at {endpoint.base_url} ({endpoint.engine})\n{endpoint.auth_note}")
+        if endpoint.limits_note:
+            print(endpoint.limits_note)
         if endpoint.merge_note:
             print(endpoint.merge_note)
         print(f"try it:\n{endpoint.curl}\nstop it: ftapp runs cancel {run.id}")

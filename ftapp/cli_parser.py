@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--config", help="Hub dataset configuration")
     add.add_argument("--split", help="Hub dataset split (default train)")
     add.add_argument("--name", help="registry name (default: file stem or Hub id)")
-    add.add_argument("--type", choices=DATASET_TYPES, help="override the type detected from the extension")
+    # Checked by the service, so a wrong type exits with DS-001 like every other rule (not argparse's usage).
+    add.add_argument("--type", help=f"override the type detected from the extension: one of {', '.join(DATASET_TYPES)}")
     add.add_argument("--description", default="")
     preview = datasets.add_parser("preview", parents=[common], help="a page of real rows")
     preview.add_argument("id")
@@ -105,7 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = groups.add_parser("db", help="database export / import").add_subparsers(dest="action")
     db.add_parser("export", help="write the whole registry to a JSON file").add_argument("file")
-    db.add_parser("import", parents=[common], help="import a JSON export; duplicates are skipped and counted").add_argument("file")
+    db_import = db.add_parser("import", parents=[common], help="import a JSON export; duplicates are skipped and counted, "
+                              "queued or running runs come in as failed history")
+    db_import.add_argument("file")
+    db_import.add_argument("--allow-root", action="append", default=[], metavar="FOLDER",
+                           help="a folder, besides this home, that paths in the export may point into (e.g. the home it came "
+                                "from); repeat for several")
 
     add_run_parsers(groups, common)
     add_evaluate_parser(groups, common)

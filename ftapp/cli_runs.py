@@ -123,14 +123,22 @@ def _finish(args: argparse.Namespace, run: RunRecord) -> None:
             print(run.error_text, file=sys.stderr)
 
 
+def _submitted_state(run: RunRecord) -> str:
+    """What a just-submitted run is doing: started only when a process runs it."""
+    if run.status == "queued":
+        return "queued (it starts when its devices are free)"
+    return {"running": "started"}.get(run.status, f"{run.status}: {run.error_cause or ''}".rstrip(": "))
+
+
 def run_train(services: Services, args: argparse.Namespace) -> int:
     run, preflight = services.runs.submit(request_from_args(services, args))
     if not args.json:
         print(f"preflight: {preflight.summary()}", file=sys.stderr)
-    services.supervisor.tick()  # start it now; it keeps running after this command returns
+    services.supervisor.tick()  # start it now if its devices are free; it keeps running after this command returns
     if not args.wait:
-        print(to_json(services.runs.get(run.id)) if args.json else f"run {run.id} started; follow it with `ftapp runs watch {run.id}`")
-        return 0
+        current = services.runs.get(run.id)
+        print(to_json(current) if args.json else f"run {run.id} {_submitted_state(current)}; follow it with `ftapp runs watch {run.id}`")
+        return 0 if current.status != "failed" else 1
     final = _follow(services, run.id, quiet=args.json)
     _finish(args, final)
     return 0 if final.status == "succeeded" else 1

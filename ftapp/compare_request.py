@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ftapp import number_bounds as nb
 from ftapp.config_schemas import GenerationSettings, check_config
 from ftapp.errors import Problem
 from ftapp.prompt_templates import placeholders
@@ -12,7 +13,6 @@ from storage import AdapterRecord, ModelRecord, Transaction
 
 MAX_ADAPTERS = 4
 MAX_NEW_TOKENS = 4096  # a playground answer; longer ones belong in an evaluation run
-MAX_SEED = 2**32 - 1  # torch.manual_seed takes any int, but numpy-style seeds stop here
 TIE = "tie"
 DEFAULT_GENERATION: dict[str, Any] = {**asdict(GenerationSettings()), "max_new_tokens": 128}
 
@@ -42,8 +42,8 @@ def validate_compare(tx: Transaction, request: CompareRequest) -> list[Problem]:
     if not request.prompt.strip():
         problems.append(Problem("CP-004", "the prompt is empty: type one or sample a dataset row", "prompt"))
     problems += _generation_problems(request.generation)
-    if isinstance(request.seed, bool) or not isinstance(request.seed, int) or not 0 <= request.seed <= MAX_SEED:
-        problems.append(Problem("CP-006", f"seed must be a whole number from 0 to {MAX_SEED} (got {request.seed!r})", "seed"))
+    if problem := nb.SEED.problem("CP-006", "seed", request.seed):
+        problems.append(problem)
     return problems
 
 

@@ -11,7 +11,9 @@ from ftapp import dataset_files, hub_datasets
 from ftapp.dataset_formats import detect_format
 from ftapp.dataset_stats import ColumnStats, column_stats
 from ftapp.errors import ConflictError, NotFoundError, Problem, ValidationError, require_found
-from ftapp.ids import new_id
+from ftapp.home_paths import require_inside
+from ftapp.ids import is_uuid, new_id
+from ftapp.number_bounds import ROWS
 from ftapp.path_policy import path_problem
 from ftapp.preference_rows import preference_problems
 from ftapp.secrets import HfToken
@@ -189,8 +191,8 @@ class DatasetService:
             return require_found(tx.datasets.get(dataset_id), "dataset", dataset_id)
 
     def preview(self, dataset_id: str, offset: int = 0, limit: int = 20) -> DatasetPage:
-        if offset < 0 or not 1 <= limit <= 1000:
-            raise ValidationError(Problem(None, "offset must be >= 0 and limit between 1 and 1000"))
+        if not (ROWS.above(0).allows(offset) and ROWS.allows(limit) and limit <= 1000):
+            raise ValidationError(Problem(None, f"offset must be {ROWS.above(0).text} and limit between 1 and 1000"))
         record = self.get(dataset_id)
         rows = self.read_rows(record, offset, limit)
         return DatasetPage(record.id, offset, rows, record.num_rows)
@@ -201,7 +203,8 @@ class DatasetService:
                 record.huggingface_name, record.hf_config, record.hf_split or "train", offset, limit,
                 token=self.token.value(),
             )
-        path = Path(record.location or "")
+        # Every local dataset is a copy in the home (``_add_local``): a row pointing elsewhere is refused (DB-003).
+        path = require_inside(self.settings, record.location or "", f"dataset {record.name!r}: location", "location")
         if record.type == "project":
             return dataset_files.read_directory_rows(path, offset, limit)
         return dataset_files.read_rows(path, record.type, offset, limit)
@@ -213,12 +216,26 @@ class DatasetService:
             max_rows = min(max_rows, HUB_STATS_ROWS)  # streamed from the Hub: keep the preview quick
         return column_stats(record.columns, self.read_rows(record, 0, max_rows))
 
+    def _owned_folder(self, record: DatasetRecord) -> Path | None:
+        """The folder ``_add_local`` copied the dataset into, checked before anything is removed: named by a UUID,
+        strictly below this service's dataset folder, symlinks followed (DB-002, DB-003); None when there is none."""
+        if not record.location:
+            return None
+        if not is_uuid(record.id):
+            raise ValidationError(Problem("DB-002", f"dataset {record.id[:60]!r} has an id that is not a UUID; "
+                                                    "it cannot name a folder to delete", "id"))
+        folder = self.files_dir / record.id
+        if not (folder.exists() or folder.is_symlink()):
+            return None
+        return require_inside(self.settings, folder, f"dataset {record.name!r}: its folder", "location", within=self.files_dir)
+
     def remove(self, dataset_id: str, remove_prompts: bool = False) -> list[str]:
         """Remove a dataset; its prompts go with it only when asked. Returns removed prompt names."""
         with self.db.transaction() as tx:
             record = tx.datasets.get(dataset_id)
             if record is None:
                 raise NotFoundError("dataset", dataset_id)
+            owned = self._owned_folder(record)
             prompts = tx.prompts.find(dataset_id=dataset_id)
             if prompts and not remove_prompts:
                 names = ", ".join(p.name for p in prompts)
@@ -226,7 +243,6 @@ class DatasetService:
             for prompt in prompts:
                 tx.prompts.remove(prompt.id)  # adapters trained with it keep a NULL prompt_id
             tx.datasets.remove(dataset_id)
-        owned = self.files_dir / dataset_id
-        if record.location and owned.is_dir():
+        if owned is not None and owned.is_dir():
             shutil.rmtree(owned, ignore_errors=True)
         return [p.name for p in prompts]

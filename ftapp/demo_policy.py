@@ -3,8 +3,10 @@
 Visitors are anonymous, so these limits stand in for a login: small data, short runs, few at a
 time, demo-size models on one device, uploads only, and nothing that spends the host's token,
 changes the host's settings or runs code a visitor wrote (that last one is FT-018, through
-``Settings.allows_custom_code``). Each limit has its rule ID, DM-001..DM-008; ``ftapp.visitors``
-applies them on top of the usual validation.
+``Settings.allows_custom_code``). Each limit has its rule ID, DM-001..DM-009; ``ftapp.visitors``
+applies them on top of the usual validation. A visitor is a signed cookie (``ftapp.client_identity``),
+which anyone can get afresh, so the caps on concurrent runs also hold per network address (DM-009):
+one client cannot take every slot by clearing its cookies.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class DemoCaps:
     max_eval_rows: int = 50  # an evaluation without max_rows scores this many
     max_runs_per_visitor: int = 1  # queued or running training, evaluation and export runs
     max_runs_total: int = 4  # the same, over all visitors (and, counted apart, the Compare tab's workers)
+    # The same per network address, over every visitor seen there: below max_runs_total, so that one
+    # client (any number of cookies) leaves slots to the others.
+    max_runs_per_address: int = 2
     max_model_parameters: int = 600_000_000  # demo-size models only
     max_upload_mb: int = 20  # gradio refuses larger uploads before they reach the app
 
@@ -105,6 +110,15 @@ def concurrency_problems(caps: DemoCaps, own_live: list[str], all_live: int) -> 
     return problems
 
 
+def address_problem(caps: DemoCaps, address_live: list[str], what: str = "job(s)") -> Problem | None:
+    """``address_live``: names of the queued or running runs of every visitor seen at this visitor's address."""
+    if len(address_live) < caps.max_runs_per_address:
+        return None
+    return Problem("DM-009", f"the demo runs at most {caps.max_runs_per_address} {what} at a time per network address, "
+                             f"whichever browser or cookie asks ({len(address_live)} queued or running from yours: "
+                             f"{', '.join(repr(n) for n in address_live)}); wait for one to finish", "runs")
+
+
 def gpus_problem(gpus: str) -> Problem | None:
     if (gpus or "auto").strip().lower() in ("auto", "cpu"):
         return None
@@ -125,6 +139,14 @@ def device_problems(caps: DemoCaps, gpus: str, num_processes: int, num_parameter
 def upload_only(what: str, field: str) -> Problem:
     return Problem("DM-006", f"the demo takes uploads only: {what} is refused (no Hugging Face Hub downloads, "
                              "no server paths); upload the file instead", field)
+
+
+def not_uploaded_here(name: str, demo: bool) -> Problem:
+    """A request naming a file (a gradio FileData) that this client did not upload: a server path, or another visitor's upload."""
+    if demo:
+        return upload_only(f"{name!r} (not a file this browser uploaded)", "location")
+    return Problem("DS-003", f"{name!r} was not uploaded by this browser: a shared app imports only files uploaded in this "
+                             "session (or, by path, files under an --allow-root folder); upload the file instead", "location")
 
 
 def host_only(action: str, field: str | None = None) -> Problem:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ftapp.config_schemas import check_config
+from ftapp import number_bounds as nb
+from ftapp.config_schemas import check_config, stored_config_problems
 from ftapp.device_choice import choose_devices
 from ftapp.errors import Problem
 from ftapp.evaluation_methods import PREFERENCE, evaluation_reward_problems, evaluation_rewards
 from ftapp.machine import Machine
+from ftapp.prompt_templates import stored_template_problems
 from ftapp.settings import Settings
 from storage import Transaction
 from trainer.protocol import RewardSpec
@@ -71,21 +73,22 @@ def validate_evaluation(tx: Transaction, request: EvaluationRequest, machine: Ma
         prompt = tx.prompts.get(request.prompt_id)
         if prompt is None:
             problems.append(Problem("EV-008", f"prompt '{request.prompt_id}' not found", "prompt_id"))
+        elif syntax := stored_template_problems(prompt):
+            problems += syntax  # PR-007: an imported prompt is checked before a trainer renders it
         elif not (prompt.input_template and prompt.completion_template) and (
                 dataset is None or dataset.format not in PROMPTLESS_FORMATS):
             problems.append(Problem("EV-009", f"prompt '{prompt.name}' has no input_template and completion_template, so rows have "
                                               "no reference answer to score against", "prompt_id"))
-    if not 0 < request.dataset_fraction <= 1:
-        problems.append(Problem("EV-010", f"dataset_fraction must be in (0, 1] (got {request.dataset_fraction})", "dataset_fraction"))
-    if request.max_rows is not None and request.max_rows < 1:
-        problems.append(Problem("EV-010", f"max_rows must be at least 1 (got {request.max_rows})", "max_rows"))
-    if request.batch_size < 1:
-        problems.append(Problem("EV-010", f"batch_size must be at least 1 (got {request.batch_size})", "batch_size"))
+    numbers = [("dataset_fraction", request.dataset_fraction, nb.FRACTION), ("batch_size", request.batch_size, nb.BATCH),
+               ("seed", request.seed, nb.SEED)] + ([("max_rows", request.max_rows, nb.ROWS)] if request.max_rows is not None else [])
+    problems += [p for field, value, bound in numbers if (p := bound.problem("EV-010", field, value))]
     if request.generation_config_id:
         config = tx.configs.get(request.generation_config_id)
         if config is None or config.type != "generation_config":
             what = "not found" if config is None else f"a {config.type} config, not a generation_config"
             problems.append(Problem("EV-012", f"generation_config_id '{request.generation_config_id}' is {what}", "generation_config_id"))
+        else:
+            problems += stored_config_problems(config, "generation_config", "generation_config_id")
     problems += check_config("generation_config", request.generation)
     problems += evaluation_reward_problems(evaluation_rewards(tx, request.rewards, request.adapter_ids, dataset), dataset, settings)
     problems += choose_devices(request.gpus, machine, "EV-004")[1]

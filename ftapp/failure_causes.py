@@ -38,6 +38,25 @@ def classify(exit_code: int | None, log_tail: str, error_type: str | None = None
     return FailureCause("crashed", "see the log tail")
 
 
+def vanished() -> FailureCause:
+    """A run that another process started (so no exit status can be read here) and that ended without reporting
+    ``done`` or ``failed`` and without a traceback: a signal stopped it."""
+    return FailureCause("killed", "it was most likely killed by a signal (SIGKILL: out of host memory, or killed by hand); "
+                                  "give it more host memory or resume it from its last checkpoint")
+
+
+# Why the supervisor itself gave up on one run (the others keep going), and what to do about it.
+SUPERVISION_CAUSES = {
+    "bad events": "the trainer wrote events this app cannot store (a number no database column holds?); the run "
+                  "was stopped so that every other run stays supervised; check its settings and the log",
+    "launch refused": "nothing was started: only a spec that ftapp wrote into the run's own folder <home>/runs/<run id>, "
+                      "for a row that points at that folder, is launched; submit the run again",
+    "launch failed": "the trainer process could not be started; see the message",
+    "finish failed": "the run ended, but storing its result failed; see the message and the log",
+    "supervision failed": "watching the run failed; see the message",
+}
+
+
 def read_tail(path: str | None, chars: int = LOG_TAIL_CHARS) -> str:
     if not path:
         return ""

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ftapp.config_schemas import check_config, defaults
+from ftapp import number_bounds as nb
+from ftapp.config_schemas import check_config, defaults, stored_config_problems
 from ftapp.device_choice import DeviceChoice, choose_devices
 from ftapp.errors import Problem
 from ftapp.machine import Machine
 from ftapp.method_request import method_problems
-from ftapp.prompt_templates import check_templates
+from ftapp.number_bounds import Bound, shown_value
+from ftapp.prompt_templates import check_templates, stored_template_problems
+from ftapp.resource_names import adapter_name_problem, is_adapter_name
 from ftapp.settings import Settings
 from storage import Transaction
 from trainer.protocol import RewardSpec
 
-ADAPTER_NAME = re.compile(r"^[a-zA-Z0-9-]+$")
 METHODS = ("sft", "dpo", "grpo")
 TRAINING_MODES = ("lora", "qlora", "full")
 CONFIG_REFERENCES = {
@@ -88,33 +89,35 @@ def _local_problems(request: FineTuneRequest, machine: Machine) -> list[Problem]
         problems.append(Problem("FT-001", f"method must be one of {', '.join(METHODS)} (got {request.method!r})", "method"))
     if request.training_mode not in TRAINING_MODES:
         problems.append(Problem("FT-001", f"training_mode must be one of {', '.join(TRAINING_MODES)} (got {request.training_mode!r})", "training_mode"))
-    if not ADAPTER_NAME.match(request.adapter_name or ""):
-        problems.append(Problem("FT-002", f"adapter_name must match ^[a-zA-Z0-9-]+$ (got {request.adapter_name!r})", "adapter_name"))
+    if problem := adapter_name_problem("FT-002", request.adapter_name, "adapter_name"):
+        problems.append(problem)
     if request.output_dir is not None:
         out = Path(request.output_dir).expanduser()
         if not out.is_dir():
             problems.append(Problem("FT-003", f"output_dir {out} does not exist as a directory", "output_dir"))
         elif not os.access(out, os.W_OK):
             problems.append(Problem("FT-003", f"output_dir {out} is not writable", "output_dir"))
-    if request.cpu_threads is not None and not 1 <= request.cpu_threads <= machine.cpu_count:
-        problems.append(Problem("FT-004", f"cpu_threads must be between 1 and {machine.cpu_count} (got {request.cpu_threads})", "cpu_threads"))
-    if request.num_epochs <= 0:
-        problems.append(Problem("FT-008", f"num_epochs must be greater than 0 (got {request.num_epochs})", "num_epochs"))
-    if request.learning_rate <= 0:
-        problems.append(Problem("FT-009", f"learning_rate must be greater than 0 (got {request.learning_rate})", "learning_rate"))
-    if not 0 < request.dataset_fraction <= 1:
-        problems.append(Problem("FT-010", f"dataset_fraction must be in (0, 1] (got {request.dataset_fraction})", "dataset_fraction"))
-    if not 0 < request.train_test_split <= 1:
-        problems.append(Problem("FT-011", f"train_test_split must be in (0, 1] (got {request.train_test_split})", "train_test_split"))
+    if request.cpu_threads is not None:
+        problems += _bounded("FT-004", "cpu_threads", request.cpu_threads, Bound(1, machine.cpu_count, whole=True))
+    problems += _bounded("FT-008", "num_epochs", request.num_epochs, nb.EPOCHS)
+    problems += _bounded("FT-009", "learning_rate", request.learning_rate, nb.LEARNING_RATE)
+    problems += _bounded("FT-010", "dataset_fraction", request.dataset_fraction, nb.FRACTION)
+    problems += _bounded("FT-011", "train_test_split", request.train_test_split, nb.FRACTION)
     return problems
+
+
+def _bounded(rule_id: str, field: str, value: Any, bound: Bound) -> list[Problem]:
+    problem = bound.problem(rule_id, field, value)
+    return [problem] if problem else []
 
 
 def _device_problems(request: FineTuneRequest, machine: Machine) -> tuple[DeviceChoice | None, list[Problem]]:
     devices, problems = choose_devices(request.gpus, machine, "FT-005")
     if devices is not None:
         limit = 1 if devices.kind == "cpu" else len(devices.gpu_ids)
-        if not 1 <= request.num_processes <= limit:
-            problems.append(Problem("FT-007", f"num_processes must be between 1 and {limit} for devices '{devices.label}' (got {request.num_processes})", "num_processes"))
+        if not Bound(1, limit, whole=True).allows(request.num_processes):
+            problems.append(Problem("FT-007", f"num_processes must be a whole number from 1 to {limit} for devices '{devices.label}' "
+                                              f"(got {shown_value(request.num_processes)})", "num_processes"))
         if request.training_mode == "qlora" and devices.kind == "cpu":
             problems.append(Problem("FT-012", "QLoRA needs a CUDA GPU (bitsandbytes 4-bit); choose LoRA on CPU", "training_mode"))
     return devices, problems
@@ -126,7 +129,7 @@ def validate_fine_tune(tx: Transaction, request: FineTuneRequest, machine: Machi
     problems = _local_problems(request, machine)
     _devices, device_problems = _device_problems(request, machine)
     problems += device_problems
-    if request.adapter_name and ADAPTER_NAME.match(request.adapter_name) and tx.adapters.find_one(name=request.adapter_name):
+    if is_adapter_name(request.adapter_name) and tx.adapters.find_one(name=request.adapter_name):
         problems.append(Problem("FT-002", f"an adapter named '{request.adapter_name}' already exists", "adapter_name"))
     model = tx.models.get(request.base_model_id or "")
     if model is None:
@@ -142,6 +145,8 @@ def validate_fine_tune(tx: Transaction, request: FineTuneRequest, machine: Machi
         prompt = tx.prompts.get(request.prompt_id)
         if prompt is None:
             problems.append(Problem("FT-015", f"prompt '{request.prompt_id}' not found", "prompt_id"))
+        elif syntax := stored_template_problems(prompt):
+            problems += syntax  # PR-007: stored by an import or a direct write; never rendered
         elif dataset is not None:
             templates = {"prompt_template": prompt.prompt_template, "input_template": prompt.input_template,
                          "completion_template": prompt.completion_template}
@@ -157,6 +162,8 @@ def validate_fine_tune(tx: Transaction, request: FineTuneRequest, machine: Machi
                 problems.append(Problem("FT-016", f"{name} '{config_id}' not found", name))
             elif record.type != config_type:
                 problems.append(Problem("FT-016", f"{name} '{config_id}' is a {record.type} config, not {config_type}", name))
+            else:  # checked when it was saved, but an import or an older version may have stored other numbers
+                problems += stored_config_problems(record, config_type, name)
     problems += check_config("training_arguments", request.overrides)
     problems += check_config("lora_config", request.lora_overrides)
     if request.training_mode == "qlora" and not request.bitsandbytes_config_id:

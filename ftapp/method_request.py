@@ -15,8 +15,10 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ftapp import number_bounds as nb
 from ftapp.config_schemas import METHOD_SCHEMAS, check_config, resolve
 from ftapp.errors import Problem
+from ftapp.number_bounds import shown_value
 from ftapp.settings import Settings
 from storage import DatasetRecord, ModelRecord, PromptRecord, Transaction
 from trainer.protocol import CUSTOM_REWARD, REWARD_KINDS, RewardSpec
@@ -69,8 +71,8 @@ def _one_reward_problems(position: int, reward: RewardSpec, settings: Settings |
     if reward.kind not in REWARD_KINDS:
         return [Problem("FT-018", f"reward {position}: unknown kind {reward.kind!r}; use one of {', '.join(REWARD_KINDS)}", field)]
     problems = []
-    if not _number(reward.weight):
-        problems.append(Problem("FT-018", f"{where}: weight must be a finite number (got {reward.weight!r})", field))
+    if not nb.REWARD_WEIGHT.allows(reward.weight):
+        problems.append(Problem("FT-018", f"{where}: weight must be {nb.REWARD_WEIGHT.text} (got {shown_value(reward.weight)})", field))
     if reward.kind == "regex_match":
         if not isinstance(reward.pattern, str) or not reward.pattern:
             problems.append(Problem("FT-018", f"{where}: a pattern is required (a Python regex the completion must match)", field))
@@ -79,11 +81,11 @@ def _one_reward_problems(position: int, reward: RewardSpec, settings: Settings |
                 re.compile(reward.pattern)
             except re.error as error:
                 problems.append(Problem("FT-018", f"{where}: pattern {reward.pattern!r} does not compile ({error})", field))
-    elif reward.kind == "numeric_match" and not (_number(reward.tolerance) and reward.tolerance >= 0):
-        problems.append(Problem("FT-018", f"{where}: tolerance must be a finite number >= 0 (got {reward.tolerance!r})", field))
-    elif reward.kind == "length_penalty" and not (
-            isinstance(reward.target_length, int) and not isinstance(reward.target_length, bool) and reward.target_length >= 1):
-        problems.append(Problem("FT-018", f"{where}: target_length must be a whole number of characters >= 1 (got {reward.target_length!r})", field))
+    elif reward.kind == "numeric_match" and not nb.REWARD_TOLERANCE.allows(reward.tolerance):
+        problems.append(Problem("FT-018", f"{where}: tolerance must be {nb.REWARD_TOLERANCE.text} (got {shown_value(reward.tolerance)})", field))
+    elif reward.kind == "length_penalty" and not nb.CHARACTERS.allows(reward.target_length):
+        problems.append(Problem("FT-018", f"{where}: target_length must be {nb.CHARACTERS.text} characters "
+                                          f"(got {shown_value(reward.target_length)})", field))
     elif reward.kind == CUSTOM_REWARD:
         if settings is None or not settings.allows_custom_code:
             problems.append(Problem("FT-018", f"{where}: {_custom_refusal(settings)}", field))

@@ -11,6 +11,7 @@ from ftapp.ids import new_id
 from ftapp.model_configs import load_config_file, read_model_config
 from ftapp.model_registry import resolve_registered_model
 from ftapp.path_policy import path_problem
+from ftapp.resource_names import name_problem
 from ftapp.secrets import HfToken
 from ftapp.settings import Settings
 from storage import Database, DuplicateError, ModelRecord
@@ -46,8 +47,8 @@ class ModelService:
         }[request.type]
         source = (source or "").strip()
         name = (request.name or source).strip()
-        if not name:
-            problems.append(Problem("MD-005", "name is required", "name"))
+        if invalid := name_problem("MD-005", name):
+            problems.append(invalid)
         else:
             with self.db.transaction() as tx:
                 if tx.models.find_one(name=name):

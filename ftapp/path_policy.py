@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ftapp.errors import Problem
+from ftapp.home_paths import inside
 from ftapp.settings import Settings
 
 
@@ -14,9 +15,8 @@ def path_problem(settings: Settings, location: str | Path, rule_id: str, field: 
     """``uploads_only``: a demo visitor's request, for whom even the home (other visitors' files) is off limits."""
     if settings.allowed_roots is None and not uploads_only:
         return None
-    path = Path(location).expanduser().resolve()
     # The app's own files (the demo kit) count, except for a demo visitor.
     roots = tuple(settings.allowed_roots or ()) if uploads_only else (settings.home, *(settings.allowed_roots or ()))
-    if any(path.is_relative_to(Path(root).resolve()) for root in roots):
+    if inside(location, roots) is not None:  # the one containment check (ftapp.home_paths), symlinks followed
         return None
     return Problem(rule_id, f"{location} is outside the folders this shared app may read; upload the file instead", field)

@@ -1,16 +1,21 @@
 """Prompt templates: placeholder checks, rendering and generation from a dataset's columns.
 
-Templates use Python format syntax with named placeholders only (``{instruction}``); the
+Templates are plain ``{column}`` fields and literal text (``{{``/``}}`` for braces): no format spec,
+conversion, attribute or index access, nor positional field (PR-007). The rule and the renderer are
+``trainer.template_fields``, shared with the trainer, so a template is read the same way everywhere. The
 training text is ``prompt_template`` and the loss is taken on the part ``completion_template``
 renders, so ``input_template + completion_template`` should equal ``prompt_template``.
 """
 
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass
 
-from ftapp.errors import Problem
+from ftapp.errors import Problem, ValidationError
+from storage import PromptRecord
+from trainer.protocol import TemplateError, compile_template, is_plain_field, render_template, template_problems
+
+TEMPLATE_FIELDS = ("prompt_template", "input_template", "completion_template")
 
 # Most likely output column first (seed 001 ranks common output names; the first match wins,
 # and with no match the last column is the output).
@@ -34,23 +39,15 @@ class GeneratedTemplates:
 
 
 def placeholders(template: str, field: str = "template") -> tuple[list[str], list[Problem]]:
-    """Named placeholders in order of appearance, or PR-007 problems for bad syntax."""
-    names: list[str] = []
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as error:
-        return [], [Problem("PR-007", f"{field} is not a valid template ({error}); write a literal brace as '{{{{' or '}}}}'", field)]
-    problems: list[Problem] = []
-    for _literal, name, _spec, _conversion in parsed:
-        if name is None:
-            continue
-        if name == "" or name.isdigit():
-            problems.append(Problem("PR-007", f"{field} has a positional placeholder '{{{name}}}'; name the column, e.g. '{{instruction}}'", field))
-        elif any(c in name for c in ".["):
-            problems.append(Problem("PR-007", f"{field} placeholder '{{{name}}}' uses attribute or index access; use a plain column name", field))
-        elif name not in names:
-            names.append(name)
-    return names, problems
+    """Named placeholders in order of appearance, or PR-007 problems: anything but plain ``{column}`` fields."""
+    names, problems = template_problems(template)
+    return names, [Problem("PR-007", f"{field} {problem}", field) for problem in problems]
+
+
+def stored_template_problems(prompt: PromptRecord) -> list[Problem]:
+    """PR-007 for a stored prompt a request uses: an import or an older version may hold any text."""
+    return [Problem("PR-007", f"prompt '{prompt.name}': {problem.message}", "prompt_id")
+            for field in TEMPLATE_FIELDS for problem in placeholders(getattr(prompt, field) or "", field)[1]]
 
 
 def check_templates(templates: dict[str, str], columns: list[str]) -> list[Problem]:
@@ -69,9 +66,14 @@ def check_templates(templates: dict[str, str], columns: list[str]) -> list[Probl
     return problems
 
 
-def render(template: str, row: dict) -> str:
-    values = {k: "" if v is None else v for k, v in row.items()}
-    return template.format_map(values)
+def render(template: str, row: dict, field: str = "template") -> str:
+    """The row through the template, plain fields only (a column the row lacks renders empty);
+    a template that is not plain fields raises PR-007, before any row is formatted."""
+    try:
+        parts = compile_template(template)
+    except TemplateError as error:
+        raise ValidationError([Problem("PR-007", f"{field} {problem}", field) for problem in error.problems]) from None
+    return render_template(template, {name: row.get(name) for _literal, name in parts if name is not None})
 
 
 def choose_output_column(columns: list[str]) -> str:
@@ -87,8 +89,12 @@ def _label(column: str) -> str:
 
 
 def generate_templates(columns: list[str]) -> GeneratedTemplates:
+    # A column whose name is no plain field (braces, '.', '[', '!', ':' or digits only) cannot be a placeholder.
+    columns = [c for c in columns if is_plain_field(c)]
     if not columns:
-        raise ValueError("a dataset without columns has no template")
+        raise ValidationError(Problem("PR-007", "the dataset has no column whose name can be a template field "
+                                                "(a name without braces, '.', '[', '!' or ':'); write the templates by hand",
+                                      "dataset_id"))
     output = choose_output_column(columns)
     inputs = [c for c in columns if c != output]
     lines = ["You are an LLM responsible for generating a response. Please provide a response given the user input below.", ""]

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from ftapp.datasets import DatasetService
 from ftapp.errors import NotFoundError, Problem, ValidationError, require_found
 from ftapp.ids import new_id
-from ftapp.prompt_templates import GeneratedTemplates, check_templates, generate_templates, render
+from ftapp.prompt_templates import GeneratedTemplates, check_templates, generate_templates, placeholders, render
+from ftapp.resource_names import name_problem
 from storage import Database, DuplicateError, PromptRecord
 
 
@@ -38,8 +39,8 @@ class PromptService:
         name = request.name.strip()
         columns: list[str] | None = None
         with self.db.transaction() as tx:
-            if not name:
-                problems.append(Problem("PR-001", "name is required", "name"))
+            if invalid := name_problem("PR-001", name):
+                problems.append(invalid)
             elif tx.prompts.find_one(name=name):
                 problems.append(Problem("PR-001", f"a prompt named '{name}' already exists", "name"))
             if not request.dataset_id:
@@ -56,13 +57,15 @@ class PromptService:
             problems.append(Problem("PR-004", "input_template is required (the part the model sees before the completion)", "input_template"))
         if request.completion_template is None:
             problems.append(Problem("PR-005", "completion_template is required (the part the loss is taken on)", "completion_template"))
+        templates = {
+            "prompt_template": request.prompt_template,
+            "input_template": request.input_template or "",
+            "completion_template": request.completion_template or "",
+        }
         if columns is not None:
-            templates = {
-                "prompt_template": request.prompt_template,
-                "input_template": request.input_template or "",
-                "completion_template": request.completion_template or "",
-            }
             problems.extend(check_templates(templates, columns))
+        else:  # no dataset to check the columns against: the syntax still is (PR-007)
+            problems.extend(p for field, template in templates.items() for p in placeholders(template, field)[1])
         return problems
 
     def add(self, request: AddPromptRequest) -> PromptRecord:

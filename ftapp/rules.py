@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ftapp import number_bounds as nb
+from ftapp import resource_names as rn
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -22,16 +25,16 @@ class Rule:
 
 _RULES = [
     Rule("FT-001", "method, training_mode", "method is one of sft, dpo, grpo and training_mode one of lora, qlora, full (the seed's framework_type)", origin="reread"),
-    Rule("FT-002", "adapter_name", "matches ^[a-zA-Z0-9-]+$ and names no registered adapter"),
+    Rule("FT-002", "adapter_name", f"{rn.ADAPTER_NAME_RULE} (the rule AD-001 applies) and names no registered adapter"),
     Rule("FT-003", "output_dir", "when given, an existing writable directory"),
-    Rule("FT-004", "cpu_threads", "between 1 and this machine's core count (the seed's num_cpu)", origin="reread"),
+    Rule("FT-004", "cpu_threads", "a whole number between 1 and this machine's core count (the seed's num_cpu)", origin="reread"),
     Rule("FT-005", "gpus", "'cpu', 'auto' or GPU ids that exist on this machine (the seed's num_gpu)", origin="reread"),
     Rule("FT-006", "memory", "the estimated peak memory fits the chosen device's free memory (the seed's num_memory)", origin="reread"),
-    Rule("FT-007", "num_processes", "at least 1 and at most the number of chosen GPUs (1 on CPU) (the seed's num_workers)", origin="reread"),
-    Rule("FT-008", "num_epochs", "> 0"),
-    Rule("FT-009", "learning_rate", "> 0"),
-    Rule("FT-010", "dataset_fraction", "in (0, 1]"),
-    Rule("FT-011", "train_test_split", "in (0, 1]"),
+    Rule("FT-007", "num_processes", "a whole number, at least 1 and at most the number of chosen GPUs (1 on CPU) (the seed's num_workers)", origin="reread"),
+    Rule("FT-008", "num_epochs", nb.EPOCHS.text),
+    Rule("FT-009", "learning_rate", nb.LEARNING_RATE.text),
+    Rule("FT-010", "dataset_fraction", "in (0, 1]: a finite number"),
+    Rule("FT-011", "train_test_split", "in (0, 1]: a finite number"),
     Rule("FT-012", "training_mode", "QLoRA needs a bitsandbytes config and a CUDA GPU (the seed's axolotl_config_id cross-check)", origin="reread"),
     Rule("FT-013", "base_model_id", "exists in models"),
     Rule("FT-014", "dataset_id", "exists in datasets"),
@@ -40,10 +43,11 @@ _RULES = [
     Rule("FT-017", "method, dataset_id, prompt_id", "the data fits the method: DPO needs preference pairs; GRPO a prompt per row, with a "
          "reference (input and completion templates, or alpaca/messages/sharegpt data) when exact_match or numeric_match score it; "
          "SFT does not train on preference pairs", origin="added"),
-    Rule("FT-018", "rewards", "GRPO only, at least one; known kinds, finite weights not all zero, a compiling regex_match pattern, "
-         "length_penalty target_length >= 1; custom_python only in a local unshared app, with an existing .py file", origin="added"),
+    Rule("FT-018", "rewards", f"GRPO only, at least one; known kinds, weights {nb.REWARD_WEIGHT.text} not all zero, a compiling regex_match pattern, "
+         f"numeric_match tolerance {nb.REWARD_TOLERANCE.text}, length_penalty target_length {nb.CHARACTERS.text}; custom_python "
+         "only in a local unshared app, with an existing .py file", origin="added"),
     Rule("FT-019", "method_settings, init_adapter_id", "DPO/GRPO settings in range (beta, loss_type; num_generations >= 2 dividing "
-         "the effective batch, max_completion_length, temperature); a starting adapter exists, has files and shares the base model", origin="added"),
+         "the effective batch, max_completion_length, temperature; each field's range as CF-005 states it); a starting adapter exists, has files and shares the base model", origin="added"),
     Rule("EV-001", "combinations", "non-empty"),
     Rule("EV-002", "dataset_id", "non-empty"),
     Rule("EV-003", "prompt_id", "non-empty, unless the rows carry their own prompt (messages, sharegpt, alpaca or preference data)", origin="reread"),
@@ -53,7 +57,8 @@ _RULES = [
     Rule("EV-007", "dataset_id", "exists in datasets"),
     Rule("EV-008", "prompt_id", "exists in prompts"),
     Rule("EV-009", "prompt_id", "gives each row a reference answer: input and completion templates, or a conversational or preference dataset", origin="added"),
-    Rule("EV-010", "dataset_fraction, max_rows, batch_size", "fraction in (0, 1]; max_rows and batch_size at least 1", origin="added"),
+    Rule("EV-010", "dataset_fraction, max_rows, batch_size, seed", f"fraction {nb.FRACTION.text}; max_rows {nb.ROWS.text}; batch_size "
+         f"{nb.BATCH.text}; seed {nb.SEED.text}", origin="added"),
     Rule("EV-011", "rows", "there are rows to evaluate: the adapters' held-out splits overlap, or the dataset's row count is known", origin="added"),
     Rule("EV-012", "generation_config_id", "exists and is a generation_config", origin="added"),
     Rule("EV-013", "rewards", "the rewards scoring generated answers (given, or the adapters' GRPO run's) pass FT-018's checks, custom_python "
@@ -61,7 +66,7 @@ _RULES = [
     Rule("DS-001", "type", "one of huggingface, project, project_csv, project_json, project_jsonl, project_parquet"),
     Rule("DS-002", "huggingface_name", "resolves on the Hugging Face Hub (name, config, split)"),
     Rule("DS-003", "location", "exists and its extension matches the type"),
-    Rule("DS-004", "name", "required, unique", origin="added"),
+    Rule("DS-004", "name", f"required, unique, at most {rn.NAME_MAX} characters", origin="added"),
     Rule("DS-005", "content", "parses as a table: not empty, valid JSON/JSONL/CSV/Parquet, UTF-8, rectangular", origin="added"),
     Rule("DS-006", "content", "no single value longer than 1,000,000 characters", origin="added"),
     Rule("DS-007", "content", "preference data: every row has a non-empty chosen and rejected that differ (all rows of a local file)", origin="added"),
@@ -69,25 +74,32 @@ _RULES = [
     Rule("MD-002", "huggingface_name", "resolves on the Hugging Face Hub (or in the local Hub cache when offline)"),
     Rule("MD-003", "registry_name", "resolves in the local MLflow model registry (the seed's CML registry)", origin="reread"),
     Rule("MD-004", "location", "a directory with a readable config.json (project type)", origin="added"),
-    Rule("MD-005", "name", "required, unique", origin="added"),
-    Rule("AD-001", "name", "required, unique"),
+    Rule("MD-005", "name", f"required, unique, {rn.NAME_RULE}", origin="added"),
+    Rule("AD-001", "name", f"required, unique; {rn.ADAPTER_NAME_RULE}, the rule a run's adapter_name follows (FT-002)"),
     Rule("AD-002", "model_id", "required, exists in models"),
     Rule("AD-003", "location", "a directory with adapter_config.json (project type)"),
     Rule("AD-004", "run_id", "exists in runs when given (the seed's fine_tuning_job_id)"),
     Rule("AD-005", "prompt_id", "exists in prompts when given"),
     Rule("AD-006", "huggingface_name", "resolves on the Hub and holds adapter_config.json (huggingface type)", origin="added"),
-    Rule("PR-001", "name", "required, unique"),
+    Rule("PR-001", "name", f"required, unique, {rn.NAME_RULE}"),
     Rule("PR-002", "dataset_id", "required, exists in datasets"),
     Rule("PR-003", "prompt_template", "required, non-empty"),
     Rule("PR-004", "input_template", "required"),
     Rule("PR-005", "completion_template", "required"),
     Rule("PR-006", "templates", "every {placeholder} is a column of the dataset", origin="added"),
-    Rule("PR-007", "templates", "valid format strings: balanced braces, named placeholders only", origin="added"),
+    Rule("PR-007", "templates", "plain {column} fields and literal text only ('{{' and '}}' for braces): balanced braces; no "
+         "format spec or nested field ({a:>10}, {a:>{b}}), conversion ({a!r}), attribute or index access ({a.b}, {a[0]}), "
+         "nor positional field ({}, {0}); checked on save and again when a stored prompt is used (an import may hold any "
+         "text); the trainer applies the same rule", origin="added"),
     Rule("CF-001", "type", "one of the config types"),
     Rule("CF-002", "config", "valid JSON (non-axolotl types)"),
     Rule("CF-003", "config", "valid YAML (axolotl type)"),
     Rule("CF-004", "config", "identical content returns the existing config", severity="INFO"),
-    Rule("CF-005", "config", "typed fields: known keys, right types, values in range, no secrets", origin="added"),
+    Rule("CF-005", "config", "no secrets in any config, run setting or override, at any depth (secret-looking keys such as hub_token, "
+         "api_key, password with a value, or text shaped like an hf_ token: the token goes to `ftapp token set` or the Settings tab); "
+         "typed fields: known keys, right types, numbers finite and in each field's range (its help "
+         f"says it; e.g. max_steps {nb.STEPS.above(-1).text}, batch sizes {nb.BATCH.text}, max_length {nb.TOKENS.above(8).text}); "
+         "also checked again when a request uses a stored config", origin="added"),
     Rule("EX-001", "base_model_id", "required, exists in models"),
     Rule("EX-002", "adapter_id", "required, exists in adapters"),
     Rule("EX-003", "model_name", "required; a registry name: letters, digits, '-', '_', '.', 1-63 chars, starting with a letter or digit; a merge's name is not taken by another model"),
@@ -98,9 +110,15 @@ _RULES = [
     Rule("EX-008", "repo_id", "push: a Hub repo id 'name' or 'owner/name', a Hugging Face token set, the Hub reachable (not offline)", origin="added"),
     Rule("EX-009", "gpus", "merge and serve: 'cpu', 'auto' or GPU ids that exist", origin="added"),
     Rule("EX-010", "engine", "serve: auto, transformers, or vllm when it is installed", origin="added"),
-    Rule("DB-001", "file", "a database export of this schema version", origin="added"),
-    Rule("BU-001", "run_id, nodes, gpus_per_node, device, out_dir", "cluster bundle: a training run, at least one node and GPU "
-         "(one process on cpu), an absent or empty output folder", origin="added"),
+    Rule("EX-011", "max_tokens, request_timeout_s, max_queue", "serve: request limits in range: max_tokens 1..32768, "
+         "request_timeout_s 1..3600, max_queue 0..1024", origin="added"),
+    Rule("DB-001", "file", "a database export of this schema version: a regular UTF-8 JSON file of at most 256 MiB, known tables "
+         "and columns, values of the columns' types", origin="added"),
+    Rule("DB-002", "id, owner", "database import: every id and reference is a UUID, every owner a plain name", origin="added"),
+    Rule("DB-003", "location, run_dir, log_path, path", "paths held in rows resolve inside the home or an allowed root: an import "
+         "brings no others (a run's folder named by its id, its log inside it); deletes stay in the app's folders", origin="added"),
+    Rule("BU-001", "run_id, nodes, gpus_per_node, device, out_dir", f"cluster bundle: a training run, nodes {nb.NODES.text}, gpus_per_node "
+         f"{nb.GPUS_PER_NODE.text} (one process on cpu), an absent or empty output folder", origin="added"),
     Rule("BU-002", "directory, adapter_name", "bundle import: an ftapp bundle that ran (run/events.jsonl), its base model "
          "registered here, its adapter name free", origin="added"),
     Rule("DM-001", "location, dataset_id, max_rows", "public demo: at most FTAPP_DEMO_MAX_DATASET_ROWS rows per upload and per "
@@ -115,14 +133,17 @@ _RULES = [
     Rule("DM-007", "action", "public demo: nothing that only the host may do (Hub push with the host's token, serving, merges, "
          "configs, the token, database export/import)", origin="added"),
     Rule("DM-008", "id", "public demo: the shared demo model, dataset, prompt and the host's runs are read-only to visitors", origin="added"),
+    Rule("DM-009", "runs", "public demo: at most FTAPP_DEMO_MAX_RUNS_PER_ADDRESS queued or running jobs (and Compare workers) per "
+         "network address, over every visitor cookie seen there (2)", origin="added"),
     Rule("CP-001", "model_id", "compare: the base model exists and has weights to load (huggingface or project type)", origin="added"),
     Rule("CP-002", "adapter_ids", "compare: each adapter exists, is listed once, was trained on that base model and has files or a Hub id", origin="added"),
     Rule("CP-003", "adapter_ids, include_base, blind", "compare: at most 4 adapters, at least one output (two in blind A/B mode)", origin="added"),
     Rule("CP-004", "prompt", "compare: the prompt is not empty", origin="added"),
     Rule("CP-005", "generation", "compare: valid generation settings (generation_config fields), num_beams 1 (streaming), max_new_tokens <= 4096", origin="added"),
-    Rule("CP-006", "seed", "compare: a whole number from 0 to 2**32-1", origin="added"),
+    Rule("CP-006", "seed", f"compare: {nb.SEED.text}", origin="added"),
     Rule("CP-007", "dataset_id, prompt_id", "sample a prompt: the dataset and prompt exist and the prompt's input template fits the dataset's columns", origin="added"),
     Rule("CP-008", "row_index", "sample a prompt: a row that exists in the dataset", origin="added"),
+    Rule("RN-001", "run_id", "runs show, logs, watch, cancel, resume: the run exists in runs", origin="added"),
     Rule("CP-009", "winner", "vote: once every output finished, one of the shown labels or 'tie', between at least two outputs", origin="added"),
 ]
 

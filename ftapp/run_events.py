@@ -8,6 +8,7 @@ from typing import Any
 
 from ftapp.evaluation_events import answer_rows, score_rows
 from ftapp.ids import new_id
+from ftapp.number_bounds import storable_int
 from storage import RunRecord, Transaction
 from trainer.protocol import (
     ARTIFACT,
@@ -33,7 +34,11 @@ EVALUATION = "evaluation"
 
 
 def ingest(tx: Transaction, run: RunRecord) -> int:
-    """Store what the run wrote since the last read; returns how many events were read."""
+    """Store what the run wrote since the last read; returns how many events were read.
+
+    Events are untrusted: a value the database cannot hold (a step of 2**70, a non-text MLflow id) is dropped and
+    counted with the malformed lines, never raised, so one run's events cannot stop the supervision of the others.
+    """
     if not run.run_dir:
         return 0
     batch = read_events(Path(run.run_dir) / "events.jsonl", run.events_offset)
@@ -41,39 +46,65 @@ def ingest(tx: Transaction, run: RunRecord) -> int:
     answers: list[dict[str, Any]] = []
     scores: list[dict[str, Any]] = []
     updates: dict[str, Any] = {}
+    dropped = 0
     for event in batch.events:
-        step = event.data.get("step")
+        step = storable_int(event.data.get("step"))
         if run.kind == EVALUATION and event.type == SAMPLE:
             answers += answer_rows(run.id, event)
         elif run.kind == EVALUATION and event.type == EVAL:
             scores += score_rows(run.id, event)
         elif event.type == STARTED:
-            updates.update(mlflow_run_id=event.data.get("mlflow_run_id"), total_steps=event.data.get("total_steps"))
-        elif event.type == PROGRESS and isinstance(step, int):
-            updates.update(step=step, total_steps=event.data.get("total_steps", run.total_steps),
+            mlflow_run_id = event.data.get("mlflow_run_id")
+            mlflow_run_id = mlflow_run_id if isinstance(mlflow_run_id, str) and len(mlflow_run_id) <= 64 else None
+            total, bad = _optional_int(event.data, "total_steps")
+            updates.update(mlflow_run_id=mlflow_run_id, total_steps=total)
+            dropped += bad + (event.data.get("mlflow_run_id") is not None and mlflow_run_id is None)
+        elif event.type == PROGRESS and step is not None:
+            total, bad = _optional_int(event.data, "total_steps")
+            updates.update(step=step, total_steps=total if "total_steps" in event.data else run.total_steps,
                            eta_s=finite_number(event.data.get("eta_s")))
+            dropped += bad
             for key, name in PROGRESS_METRICS.items():
                 value = finite_number(event.data.get(key))
                 if value is not None:
                     points.append({"run_id": run.id, "step": step, "name": name, "value": value, "time": event.time})
             points += method_points(run.id, step, event)
-        elif event.type == EVAL and isinstance(step, int):
+        elif event.type == EVAL and step is not None:
             for key, raw in event.data.items():
                 value = finite_number(raw)
                 if key != "step" and value is not None:
                     points.append({"run_id": run.id, "step": step, "name": key, "value": value, "time": event.time})
+        elif event.type in (PROGRESS, EVAL):
+            dropped += 1  # no step, or one no database column can hold
         elif event.type == ARTIFACT and event.data.get("path"):
-            path = Path(str(event.data["path"]))
-            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else (
-                path.stat().st_size if path.exists() else None)
-            tx.artifacts.add(id=new_id(), run_id=run.id,
-                             kind=str(event.data.get("kind", "file")), path=str(path), size_bytes=size)
+            artifact = _artifact(run.id, event)
+            if artifact is None:
+                dropped += 1
+            else:
+                tx.artifacts.add(**artifact)
     tx.metric_points.add_many(points)
     tx.evaluation_answers.add_missing(answers, ["run_id", "position", "row_index"])
     tx.evaluation_scores.add_missing(scores, ["run_id", "position", "metric"])
-    tx.runs.update(run.id, events_offset=batch.offset, malformed_events=run.malformed_events + batch.malformed,
+    tx.runs.update(run.id, events_offset=batch.offset, malformed_events=run.malformed_events + batch.malformed + dropped,
                    **{k: v for k, v in updates.items() if v is not None})
     return len(batch.events)
+
+
+def _optional_int(data: dict[str, Any], key: str) -> tuple[int | None, int]:
+    """(the value when storable, 1 when one was given that is not)."""
+    value = storable_int(data.get(key))
+    return value, int(data.get(key) is not None and value is None)
+
+
+def _artifact(run_id: str, event: Event) -> dict[str, Any] | None:
+    try:
+        path = Path(str(event.data["path"]))
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else (
+            path.stat().st_size if path.exists() else None)
+    except (OSError, ValueError):  # a path with a NUL byte, a folder that vanished while summed
+        return None
+    return {"id": new_id(), "run_id": run_id, "kind": str(event.data.get("kind", "file"))[:64], "path": str(path),
+            "size_bytes": size}
 
 
 def method_points(run_id: str, step: int, event: Event) -> list[dict[str, Any]]:

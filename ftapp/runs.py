@@ -10,18 +10,20 @@ from pathlib import Path
 
 from ftapp.datasets import DatasetService
 from ftapp.device_choice import choose_devices
-from ftapp.errors import ConflictError, NotFoundError, Problem, ValidationError, require_found
+from ftapp.errors import ConflictError, NotFoundError, Problem, ValidationError
 from ftapp.failure_causes import read_tail
 from ftapp.fine_tune_request import FineTuneRequest, training_values, validate_fine_tune
+from ftapp.home_paths import run_folder, run_log
 from ftapp.ids import new_id
 from ftapp.machine import Machine, detect_machine
+from ftapp.method_request import reward_problems
 from ftapp.model_configs import read_local_model_config
 from ftapp.preflight import Preflight, estimate, kv_size
 from ftapp.run_specs import build_train_spec
 from ftapp.settings import Settings
-from ftapp.supervisor import FINETUNE, TERMINAL, Supervisor
+from ftapp.supervisor import FINETUNE, RUN_RULE, TERMINAL, Supervisor, launch_folder, write_launch_spec
 from storage import Database, RunRecord
-from trainer.protocol import LOG_FILE, SPEC_FILE, read_spec, write_spec
+from trainer.protocol import LOG_FILE, TrainSpec
 
 PREFLIGHT_SAMPLE_ROWS = 50
 
@@ -68,7 +70,7 @@ class RunService:
         run_dir = Path(spec.run_dir)
         run_dir.mkdir(parents=True)
         try:
-            write_spec(spec)
+            write_launch_spec(self.settings, spec)  # into <home>/runs/<id>, the only spec the supervisor launches
             with self.db.transaction() as tx:
                 run = tx.runs.add(
                     id=run_id, kind=FINETUNE, name=request.adapter_name, status="queued", spec=json.dumps(spec.to_dict()),
@@ -78,6 +80,7 @@ class RunService:
                 )
         except BaseException:
             shutil.rmtree(run_dir, ignore_errors=True)
+            shutil.rmtree(launch_folder(self.settings, run_id), ignore_errors=True)
             raise
         self.supervisor.wake()
         return run, preflight
@@ -89,16 +92,17 @@ class RunService:
             raise ConflictError(f"run {run_id} is an {old.kind} run; only training runs resume from a checkpoint")
         if old.status not in ("failed", "cancelled"):
             raise ConflictError(f"run {run_id} is {old.status}; only a failed or cancelled run can be resumed")
-        checkpoints = sorted(Path(old.run_dir or "").glob("checkpoints/checkpoint-*"),
+        folder = run_folder(self.settings, old)  # the run's own folder, never one its row (or an import) points at
+        checkpoints = sorted(folder.glob("checkpoints/checkpoint-*"),
                              key=lambda p: int(p.name.rsplit("-", 1)[-1]) if p.name.rsplit("-", 1)[-1].isdigit() else -1)
         if not checkpoints:
             raise ConflictError(f"run {run_id} wrote no checkpoint to resume from")
+        spec = self._resumable_spec(old)
         new_run_id = new_id()
-        spec = read_spec(Path(old.run_dir) / SPEC_FILE)
-        run_dir = Path(spec.run_dir).parent / new_run_id
+        run_dir = folder.parent / new_run_id
         spec = replace(spec, run_id=new_run_id, run_dir=str(run_dir), resume_from=str(checkpoints[-1]))
         run_dir.mkdir(parents=True)
-        write_spec(spec)
+        write_launch_spec(self.settings, spec)
         with self.db.transaction() as tx:
             run = tx.runs.add(
                 id=new_run_id, kind=old.kind, name=old.name, status="queued", spec=json.dumps(spec.to_dict()),
@@ -109,6 +113,18 @@ class RunService:
         self.supervisor.wake()
         return run
 
+    def _resumable_spec(self, run: RunRecord) -> TrainSpec:
+        """The spec ftapp stored in the run's row at submit (not a spec.json its folder may hold), checked again as a
+        new request would be: the row may have come from an import, and resuming launches what it says."""
+        try:
+            spec = TrainSpec.from_dict(json.loads(run.spec))
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as error:
+            raise ConflictError(f"run {run.id} has no readable spec to resume from ({type(error).__name__})") from error
+        problems = reward_problems(spec.method, spec.rewards, self.settings)
+        if problems:
+            raise ValidationError(problems)
+        return spec
+
     def cancel(self, run_id: str) -> RunRecord:
         return self.supervisor.cancel(run_id)
 
@@ -118,7 +134,10 @@ class RunService:
 
     def get(self, run_id: str) -> RunRecord:
         with self.db.transaction() as tx:
-            return require_found(tx.runs.get(run_id), "run", run_id)
+            run = tx.runs.get(run_id)
+        if run is None:
+            raise NotFoundError("run", run_id, RUN_RULE)
+        return run
 
     def metrics(self, run_id: str) -> dict[str, list[tuple[int, float]]]:
         self.get(run_id)
@@ -126,7 +145,8 @@ class RunService:
             return tx.metric_points.series(run_id)
 
     def log_tail(self, run_id: str, chars: int = 4000) -> str:
-        return read_tail(self.get(run_id).log_path, chars)
+        log = run_log(self.settings, self.get(run_id))  # inside the run's own folder (DB-003)
+        return read_tail(str(log) if log else None, chars)
 
     def wait(self, run_id: str, timeout_s: float = 3600, on_tick=None) -> RunRecord:
         """Supervise until the run ends (the CLI's --wait); ``on_tick(run)`` sees each update."""

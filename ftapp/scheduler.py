@@ -31,6 +31,13 @@ def _wanted(request: str, all_gpus: list[int]) -> tuple[str, tuple[int, ...]] | 
     return "cuda", tuple(int(p) for p in text.split(",") if p.strip())
 
 
+def readable_request(request: str | None) -> bool:
+    """Whether ``request`` names devices the planner reads: 'cpu', 'auto' (or nothing) or GPU ids like 0,1."""
+    text = (request or "auto").strip().lower()
+    ids = [part.strip() for part in text.split(",") if part.strip()]
+    return text in (CPU, "auto") or bool(ids) and all(part.isdigit() for part in ids)
+
+
 def plan_starts(queued: list[tuple[str, str]], busy_gpus: set[int], cpu_runs: int, all_gpus: list[int],
                 max_cpu_runs: int = 1) -> list[Placement]:
     """Placements for the queued ``(run_id, devices_requested)`` pairs, oldest first, that fit now."""

@@ -18,7 +18,10 @@ ENV_NAMES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_ACCESS_TOKEN")
 # "hub_token" and "api_key" are secrets; "max_new_tokens" is not.
 SECRET_KEY = re.compile(r"((^|[_-])token$)|password|passwd|secret|api[_-]?key", re.IGNORECASE)
 _HF_TOKEN_TEXT = re.compile(r"hf_[A-Za-z0-9]{20,}")
+# A tokenizer's special tokens are settings, not credentials ("pad_token": "<|pad|>" in an axolotl config).
+_SPECIAL_TOKEN_KEY = re.compile(r"(pad|eos|bos|unk|sep|cls|mask|additional_special)_tokens?", re.IGNORECASE)
 REDACTED = "***"
+TOKEN_ADVICE = "store the Hugging Face token with `ftapp token set` or in the Settings tab"
 
 
 @dataclass(frozen=True)
@@ -78,3 +81,36 @@ def redact_mapping(value: Any) -> Any:
     if isinstance(value, list):
         return [redact_mapping(v) for v in value]
     return value
+
+
+def is_secret_key(key: object) -> bool:
+    text = str(key)
+    return bool(SECRET_KEY.search(text)) and not _SPECIAL_TOKEN_KEY.fullmatch(text)
+
+
+def looks_like_token(text: str) -> bool:
+    return bool(_HF_TOKEN_TEXT.search(text))
+
+
+def find_secrets(value: Any) -> list[tuple[str, str]]:
+    """Where a JSON-like value holds a secret, as (path, "key" or "value"): a secret-looking key
+    with a value (not null or a flag such as ``hf_use_auth_token: true``), or text that looks like a
+    Hugging Face token, key or value, at any depth. Walked without recursion: any nesting is safe."""
+    found: list[tuple[str, str]] = []
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, dict):
+            for key, inner in item.items():
+                inner_path = f"{path}.{key}" if path else str(key)
+                if is_secret_key(key) and inner is not None and not isinstance(inner, bool):
+                    found.append((inner_path, "key"))
+                elif looks_like_token(str(key)):
+                    found.append((path or "(top level)", "value"))
+                else:
+                    stack.append((inner_path, inner))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((f"{path}[{i}]", inner) for i, inner in enumerate(item))
+        elif isinstance(item, str) and looks_like_token(item):
+            found.append((path or "(top level)", "value"))
+    return sorted(found)

@@ -66,7 +66,7 @@ def open_services(settings: Settings) -> Services:
     supervisor = Supervisor(settings, db, adapters, models)
     return Services(
         settings=settings, db=db, datasets=datasets, models=models, adapters=adapters,
-        prompts=prompts, configs=configs, database=DatabaseTransfer(db),
+        prompts=prompts, configs=configs, database=DatabaseTransfer(db, settings),
         demo=DemoInstaller(settings, models, datasets, prompts),
         hf_token=HfToken(settings.secrets_dir), supervisor=supervisor,
         runs=RunService(settings, db, datasets, supervisor),

@@ -1,7 +1,8 @@
 """Serving use cases: start an OpenAI-compatible endpoint as a supervised run, show how to call it, stop it.
 
 The endpoint is ``python -m trainer serve``, which runs an existing server (``transformers serve``,
-or ``vllm serve`` when vLLM is installed) on 127.0.0.1. A vLLM endpoint requires a bearer token that
+or ``vllm serve`` when vLLM is installed) on 127.0.0.1 behind its request guard (size, prompt-token,
+time and concurrency limits: ``ServeRequest``'s, checked by EX-011). A vLLM endpoint requires a bearer token that
 is generated here and kept in a 0600 file in the run directory: never in the spec, the database, a
 command line or a log; the copy-paste curl reads it from that file. ``transformers serve`` has no
 authentication at all, which ``Endpoint.auth_note`` says instead of pretending otherwise.
@@ -40,6 +41,18 @@ class Endpoint:
     url: str | None = None
     api_key_file: str | None = None  # set when the server requires a bearer token
     merged_adapter: bool = False
+    limits: dict | None = None  # the request guard's, as the serve run reported them
+
+    @property
+    def limits_note(self) -> str | None:
+        if not self.limits:
+            return None
+        limits = self.limits
+        return (f"Limits per request: a body of at most {limits['max_request_bytes']:,} bytes (else 413); prompt + max_tokens "
+                f"within the model's {limits['context_tokens']:,}-token context (else 400); at most {limits['max_tokens']:,} "
+                f"completion tokens (a larger max_tokens is capped) and {limits['request_timeout_s']:g} s of generation "
+                f"(cut with finish_reason \"length\"). {limits['max_concurrent']} generating at a time and {limits['max_queue']} "
+                "waiting; more are answered 429.")
 
     @property
     def base_url(self) -> str | None:
@@ -97,7 +110,9 @@ class ServeService:
         try:
             spec = ServeSpec(run_id=run_id, run_dir=str(run_dir), model=ModelSource(model.source, model.architecture),
                              served_name=name, adapter_path=adapter.location if adapter else None, engine=engine,
-                             api_key_file=str(_new_api_key(run_dir)) if engine == "vllm" else None)
+                             api_key_file=str(_new_api_key(run_dir)) if engine == "vllm" else None,
+                             max_tokens=request.max_tokens, request_timeout_s=float(request.request_timeout_s),
+                             max_queue=request.max_queue)
             write_spec(spec)
             with self.db.transaction() as tx:
                 run = tx.runs.add(
@@ -126,7 +141,8 @@ class ServeService:
             state = "stopped" if started and run.status != "failed" else run.status
         return Endpoint(run=run, state=state, served_model=spec.served_name, engine=spec.engine,
                         url=str(started["url"]) if started and state == "serving" else None,
-                        api_key_file=spec.api_key_file, merged_adapter=bool(started and started.get("merged_adapter")))
+                        api_key_file=spec.api_key_file, merged_adapter=bool(started and started.get("merged_adapter")),
+                        limits=started.get("limits") if started and isinstance(started.get("limits"), dict) else None)
 
     def wait_ready(self, run_id: str, timeout_s: float = 900, on_tick=None) -> Endpoint:
         """Supervise until the endpoint answers (or its run ended); the CLI's and the tests' wait."""

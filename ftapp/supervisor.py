@@ -6,6 +6,11 @@ restart, by pid + start time), and decides the final status. Runs outlive the UI
 depends on a browser tab, and ``tick()`` after a restart re-attaches to live runs and finishes the
 ones that ended while no supervisor was watching. Several processes (the app, the CLI) may each
 run a supervisor: a file lock makes their ticks take turns, so a queued run starts once.
+
+What one run does cannot stop the others: a run whose events cannot be stored, whose launch is
+refused or whose finish raises is marked failed with the reason, and the tick goes on. A cancel's
+SIGKILL deadline is a column of the run, so whichever process watches the run escalates it. Only a
+spec that ftapp wrote into the run's own folder, ``<home>/runs/<run id>``, is ever launched.
 """
 
 from __future__ import annotations
@@ -13,28 +18,32 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 from ftapp.adapters import AdapterService, AddAdapterRequest
 from ftapp.errors import ConflictError, FtappError, NotFoundError
-from ftapp.failure_causes import classify, read_tail
+from ftapp.failure_causes import SUPERVISION_CAUSES, classify, read_tail, vanished
+from ftapp.ids import is_uuid
 from ftapp.machine import detect_gpus
 from ftapp.models import AddModelRequest, ModelService
 from ftapp.process_identity import is_alive, process_start_time, signal_group
 from ftapp.run_events import ingest, read_outcome
-from ftapp.scheduler import Placement, plan_starts
+from ftapp.scheduler import Placement, plan_starts, readable_request
 from ftapp.secrets import HfToken
 from ftapp.settings import Settings
 from ftapp.trainer_standby import TrainerStandby, standby_wanted
 from storage import Database, RunRecord
 from storage.types import utc_now
-from trainer.protocol import LOG_FILE, SPEC_FILE, read_run_spec, read_spec, write_spec
+from trainer.protocol import LOG_FILE, SPEC_FILE, RunSpec, read_run_spec, read_spec, write_spec
 
 log = logging.getLogger("ftapp.supervisor")
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -43,6 +52,30 @@ EXPORT, SERVE = "export", "serve"
 # Inference workers and servers idle most of their life (a server lives until stopped); on CPU they
 # do not count against the one CPU run at a time, or an endpoint left running would block all training.
 CPU_EXEMPT_KINDS = (INFERENCE, SERVE)
+RUN_RULE = "RN-001"  # the run named exists
+_ERROR_TRACE = re.compile(r"Traceback \(most recent call last\)|Fatal Python error|Segmentation fault|cannot read the spec")
+
+
+class LaunchRefused(Exception):
+    """A queued run whose row or folder is not what ftapp made: it is failed, and nothing is started."""
+
+
+def launch_folder(settings: Settings, run_id: str) -> Path:
+    """Where the spec of a run that ftapp launches lives: ``<home>/runs/<run id>``, always; refused for an id that is
+    not a UUID (an imported ``../../x`` names no folder of this home)."""
+    if not is_uuid(run_id):
+        raise LaunchRefused(f"run id {run_id[:100]!r} is not a UUID, so it names no run folder of this home")
+    return settings.runs_dir / run_id
+
+
+def write_launch_spec(settings: Settings, spec: RunSpec) -> None:
+    """Write a new run's spec where its files go and, when that is elsewhere (an FT-003 output_dir), into its
+    folder in the home too: the supervisor launches only the copy in the home."""
+    write_spec(spec)
+    home_copy = launch_folder(settings, spec.run_id) / SPEC_FILE
+    if home_copy.resolve() != (Path(spec.run_dir) / SPEC_FILE).resolve():
+        home_copy.parent.mkdir(parents=True, exist_ok=True)
+        write_spec(spec, home_copy)
 
 
 class Supervisor:
@@ -51,8 +84,8 @@ class Supervisor:
         self.settings, self.db, self.adapters, self.models = settings, db, adapters, models
         self.poll_interval_s, self.cancel_grace_s, self.max_cpu_runs = poll_interval_s, cancel_grace_s, max_cpu_runs
         self._children: dict[str, subprocess.Popen] = {}
-        self._kill_at: dict[str, float] = {}
         self._lock = threading.RLock()
+        self._turn_depth = 0  # > 0 while this process holds the file lock (always under self._lock)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -90,9 +123,23 @@ class Supervisor:
             self._wake.wait(self.poll_interval_s)
             self._wake.clear()
 
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        """This thread's turn among the threads of this process and the supervisors of every other process."""
+        with self._lock:
+            if self._turn_depth:  # already ours (a cancel from within a tick): a second flock would wait on itself
+                yield
+                return
+            with open(self._lock_path, "a") as lock_file:
+                fcntl.flock(lock_file, fcntl.LOCK_EX)
+                self._turn_depth += 1
+                try:
+                    yield
+                finally:
+                    self._turn_depth -= 1
+
     def tick(self) -> None:
-        with self._lock, open(self._lock_path, "a") as lock_file:
-            fcntl.flock(lock_file, fcntl.LOCK_EX)
+        with self._turn():
             with self.db.transaction() as tx:
                 live = tx.runs.find(status="running")
             for run in live:
@@ -111,22 +158,60 @@ class Supervisor:
         return not is_alive(run.pid, run.process_start_time), None
 
     def _watch(self, run: RunRecord) -> None:
+        """One live run's turn in a tick; whatever goes wrong with it fails this run only."""
+        cause = "bad events"
+        try:
+            current = self._ingest(run.id)
+            cause = "supervision failed"
+            exited, code = self._exit_status(run)
+            if not exited:
+                if current.kill_after is not None and utc_now() >= current.kill_after:
+                    # Cancelled, and still alive after the grace period: whoever asked, SIGKILL now. The process
+                    # is the one we started (our child, or pid + start time just checked by _exit_status).
+                    signal_group(run.pid, signal.SIGKILL)
+                return
+            cause = "bad events"
+            fresh = self._ingest(run.id)
+            cause = "finish failed"
+            self._finish(fresh, code)
+        except Exception as error:  # any error of one run is that run's failure, not the tick's
+            self._give_up(run, cause, error)
+
+    def _ingest(self, run_id: str) -> RunRecord:
         with self.db.transaction() as tx:
+            run = tx.runs.get(run_id)
+            if run is None:
+                raise LookupError(f"run {run_id} vanished from the database")
             ingest(tx, run)
-        exited, code = self._exit_status(run)
-        if not exited:
-            deadline = self._kill_at.get(run.id)
-            if deadline is not None and time.monotonic() >= deadline:
+            return tx.runs.get(run_id) or run
+
+    def _give_up(self, run: RunRecord, cause: str, error: Exception) -> None:
+        """Fail this run with the reason and stop its process: nobody watches it any more, so it must not hold its
+        devices. The other runs of the tick keep going."""
+        log.error("run %s: %s", run.id, cause, exc_info=error)
+        child = self._children.pop(run.id, None)
+        try:
+            if child is not None:
+                if child.poll() is None:
+                    signal_group(child.pid, signal.SIGKILL)
+                child.wait(timeout=5)
+            elif run.pid and is_alive(run.pid, run.process_start_time):
                 signal_group(run.pid, signal.SIGKILL)
-            return
-        with self.db.transaction() as tx:
-            fresh = tx.runs.get(run.id)
-            ingest(tx, fresh)
-        self._finish(fresh, code)
+        except (OSError, subprocess.TimeoutExpired):
+            log.warning("run %s: its process did not go away", run.id)
+        detail = f"{type(error).__name__}: {str(error)[:2000]}"
+        try:
+            with self.db.transaction() as tx:
+                current = tx.runs.get(run.id)
+                if current is not None and current.status not in TERMINAL:
+                    tx.runs.update(run.id, status="failed", finished_at=utc_now(), error_cause=cause,
+                                   exit_code=child.returncode if child is not None else None,
+                                   error_text=f"{detail}\nSuggestion: {SUPERVISION_CAUSES[cause]}")
+        except Exception:  # the database itself failing is for the next tick to meet
+            log.exception("run %s: could not be marked failed", run.id)
 
     def _finish(self, run: RunRecord, code: int | None) -> None:
         owned = self._children.pop(run.id, None) is not None
-        self._kill_at.pop(run.id, None)
         if run.pid and (owned or run.cancel_requested_at is not None):
             # Leave no worker of the group behind (DDP children). Only for a group we know is ours:
             # an old pid seen after a restart may have been reused by an unrelated process.
@@ -135,7 +220,9 @@ class Supervisor:
         tail = read_tail(run.log_path)
         values: dict = {"finished_at": utc_now(), "exit_code": code}
         if run.cancel_requested_at is not None and not (outcome.done and code in (0, None)):
-            values.update(status="cancelled", error_cause="cancelled", error_text=None)
+            escalated = code == -signal.SIGKILL or code is None and run.kill_after is not None and utc_now() >= run.kill_after
+            values.update(status="cancelled", error_cause="cancelled", error_text=(
+                "it did not stop within the grace period after SIGTERM, so it was killed (SIGKILL)" if escalated else None))
         elif outcome.done and code in (0, None) and run.kind != FINETUNE:
             values.update(status="succeeded", **self._register_merged(run, outcome.outputs))
         elif outcome.done and code in (0, None):
@@ -148,7 +235,13 @@ class Supervisor:
         else:
             error_type, message = outcome.failure or ("", "")
             cause = classify(code, tail, error_type)
-            summary = message or (f"exit code {code}" if code is not None else "the process ended without finishing")
+            if code is None and outcome.failure is None and not _ERROR_TRACE.search(tail):
+                # Not our child (another process started it), so no exit status to read; it neither finished nor
+                # reported an error, and left no traceback: that is how a process killed by a signal ends.
+                cause = vanished()
+            summary = message or (f"exit code {code}" if code is not None else (
+                "the process ended without reporting done or failed; its exit code is unknown: another process "
+                "started it, and only a process's parent can read its exit status"))
             values.update(status="failed", error_cause=cause.cause,
                           error_text=f"{summary}\nSuggestion: {cause.suggestion}\n--- log tail ---\n{tail}")
         with self.db.transaction() as tx:
@@ -158,17 +251,20 @@ class Supervisor:
         """A merge's model becomes a model of its own, to serve, evaluate or export; a clash is noted, not fatal."""
         if run.kind != EXPORT or not outputs:
             return {}
-        spec = read_run_spec(Path(run.run_dir or "") / SPEC_FILE)
         try:
+            spec = read_run_spec(launch_folder(self.settings, run.id) / SPEC_FILE)
             self.models.add(AddModelRequest(type="project", name=getattr(spec, "name", ""), location=str(outputs[-1]),
                                             description=f"{run.name} (export run {run.id})"))
-        except FtappError as error:
+        except (FtappError, LaunchRefused, OSError, ValueError, TypeError, KeyError) as error:
             return {"error_text": f"merged, but not registered as a model: {error}"}
         return {}
 
     def _register_output(self, run: RunRecord, output: Path) -> dict:
         """Register the adapter (or full model) with its lineage; a clash is noted, not fatal."""
-        spec = read_spec(Path(run.run_dir) / SPEC_FILE)
+        try:
+            spec = read_spec(launch_folder(self.settings, run.id) / SPEC_FILE)  # the spec it was launched with
+        except (LaunchRefused, OSError, ValueError, TypeError, KeyError) as error:
+            return {"error_text": f"trained, but not registered: its spec is unreadable ({type(error).__name__}: {error})"}
         try:
             if spec.training_mode == "full":
                 self.models.add(AddModelRequest(type="project", name=spec.adapter_name, location=str(output),
@@ -199,6 +295,10 @@ class Supervisor:
         with self.db.transaction() as tx:
             queued = tx.runs.find(status="queued")
             running = tx.runs.find(status="running")
+        for run in [r for r in queued if not readable_request(r.devices_requested)]:
+            self._give_up(run, "launch refused", LaunchRefused(f"devices {run.devices_requested[:100]!r} name no devices: "
+                                                               "'cpu', 'auto' or GPU ids like 0,1"))
+        queued = [r for r in queued if readable_request(r.devices_requested)]
         if not queued:
             return
         busy = {int(g) for r in running for g in r.gpus.split(",") if g.isdigit()}
@@ -212,10 +312,10 @@ class Supervisor:
             run = next(r for r in queued if r.id == placement.run_id)
             try:
                 self._launch(run, placement)
-            except OSError as error:
-                with self.db.transaction() as tx:
-                    tx.runs.update(run.id, status="failed", finished_at=utc_now(), error_cause="launch failed",
-                                   error_text=str(error))
+            except LaunchRefused as error:
+                self._give_up(run, "launch refused", error)
+            except Exception as error:  # this run fails; the next ones still start
+                self._give_up(run, "launch failed", error)
 
     def _command(self, verb: str, spec_path: Path, processes: int) -> list[str]:
         if processes > 1:
@@ -226,10 +326,27 @@ class Supervisor:
                     "-m", "trainer", verb, str(spec_path)]
         return [sys.executable, "-m", "trainer", verb, str(spec_path)]
 
-    def _launch(self, run: RunRecord, placement: Placement) -> None:
-        run_dir = Path(run.run_dir or "")
-        spec_path = run_dir / SPEC_FILE
+    def _launch_spec(self, run: RunRecord) -> tuple[Path, RunSpec]:
+        """The spec ftapp wrote for this run into ``<home>/runs/<run id>``, and nothing else: the row (which an
+        import or a hand may have written) only names the run; a row whose run_dir is not where that spec puts the
+        run's files is refused, and so is an id that is not a UUID."""
+        runs_dir = self.settings.runs_dir.resolve()
+        folder = launch_folder(self.settings, run.id).resolve()
+        spec_path = folder / SPEC_FILE
+        if folder.parent != runs_dir or not spec_path.is_file() or spec_path.resolve().parent != folder:
+            raise LaunchRefused(f"no spec.json that ftapp wrote in {runs_dir / run.id}")
         spec = read_run_spec(spec_path)
+        where = Path(spec.run_dir).resolve() if spec.run_id == run.id else None
+        if where is None or where.name != run.id or (where != folder and run.kind != FINETUNE):
+            raise LaunchRefused(f"{spec_path} is not the spec of run {run.id}")
+        if not run.run_dir or Path(run.run_dir).resolve() != where:
+            raise LaunchRefused(f"the run's row names the folder {str(run.run_dir)[:300]!r}, not {where}, where its spec "
+                                "puts its files")
+        return spec_path, spec
+
+    def _launch(self, run: RunRecord, placement: Placement) -> None:
+        spec_path, spec = self._launch_spec(run)
+        run_dir = Path(spec.run_dir)
         if spec.device != placement.device:
             write_spec(replace(spec, device=placement.device), spec_path)
         env = dict(os.environ, PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES=",".join(map(str, placement.gpu_ids)))
@@ -265,18 +382,22 @@ class Supervisor:
 
     # -- cancelling ---------------------------------------------------------------------------
     def cancel(self, run_id: str) -> RunRecord:
-        with self._lock, self.db.transaction() as tx:
+        """SIGTERM now (the trainer saves a checkpoint), SIGKILL from ``kill_after`` on, by whichever supervisor
+        watches the run then: the deadline is in the database, not in this process."""
+        with self._turn(), self.db.transaction() as tx:
             run = tx.runs.get(run_id)
             if run is None:
-                raise NotFoundError("run", run_id)
+                raise NotFoundError("run", run_id, RUN_RULE)
             if run.status in TERMINAL:
                 raise ConflictError(f"run {run_id} already {run.status}")
+            now = utc_now()
             if run.status == "queued":
-                return tx.runs.update(run_id, status="cancelled", cancel_requested_at=utc_now(),
-                                      finished_at=utc_now(), error_cause="cancelled")
-            run = tx.runs.update(run_id, cancel_requested_at=utc_now())
-        # SIGTERM lets the trainer save a checkpoint; SIGKILL follows after the grace period.
-        signal_group(run.pid, signal.SIGTERM)
-        self._kill_at[run_id] = time.monotonic() + self.cancel_grace_s
+                return tx.runs.update(run_id, status="cancelled", cancel_requested_at=now,
+                                      finished_at=now, error_cause="cancelled")
+            run = tx.runs.update(run_id, cancel_requested_at=run.cancel_requested_at or now,
+                                 kill_after=run.kill_after or now + timedelta(seconds=self.cancel_grace_s))
+            child = self._children.get(run_id)
+            if run.pid and (child is not None and child.poll() is None or is_alive(run.pid, run.process_start_time)):
+                signal_group(run.pid, signal.SIGTERM)  # only the process we started: a pid may have been reused
         self.wake()
         return run

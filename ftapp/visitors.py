@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -43,17 +44,85 @@ from ftapp.supervisor import Supervisor
 from storage import Database, DatasetRecord, ModelRecord, RunRecord
 
 
-class _LiveRuns:
-    """Counts of queued and running jobs, the visitor's own and everyone's (the caps on concurrent runs)."""
+class AddressBook:
+    """Which visitors were seen at which network address (memory only, about the most recent ``keep`` visitors).
 
-    def __init__(self, root: Database, owner: str, caps: policy.DemoCaps):
-        self.root, self.owner, self.caps = root, owner, caps
+    The caps per address count the live runs of every visitor that shares an address with the one
+    asking: three cookies from one client are one client. A visitor seen at several addresses counts
+    at each of them (a laptop that moves keeps its runs counted where it was). Visitors with live
+    runs (``busy``) are never forgotten, so a flood of fresh cookies cannot push them out of the book.
+    """
+
+    def __init__(self, keep: int = 50_000, addresses_per_visitor: int = 8, busy: Callable[[], set[str]] = set):
+        self.keep, self.addresses_per_visitor, self.busy = keep, addresses_per_visitor, busy
+        self._addresses: OrderedDict[str, list[str]] = OrderedDict()  # owner -> addresses, newest last
+        self._owners: dict[str, set[str]] = {}  # address -> owners
+        self._lock = threading.Lock()
+
+    def note(self, owner: str, address: str) -> None:
+        with self._lock:
+            seen = self._addresses.pop(owner, [])
+            if address in seen:
+                seen.remove(address)
+            seen.append(address)
+            self._owners.setdefault(address, set()).add(owner)
+            while len(seen) > self.addresses_per_visitor:
+                self._forget(owner, seen.pop(0))
+            self._addresses[owner] = seen
+            if len(self._addresses) > self.keep:
+                self._shrink()
+
+    def _shrink(self) -> None:
+        """Forget the least recently seen visitors down to 90 % of ``keep``, except the busy ones."""
+        busy, target = self.busy(), self.keep * 9 // 10
+        for owner in list(self._addresses):  # least recently seen first
+            if len(self._addresses) <= target:
+                break
+            if owner not in busy:
+                for address in self._addresses.pop(owner):
+                    self._forget(owner, address)
+
+    def _forget(self, owner: str, address: str) -> None:
+        owners = self._owners.get(address, set())
+        owners.discard(owner)
+        if not owners:
+            self._owners.pop(address, None)
+
+    def neighbours(self, owner: str) -> set[str]:
+        """``owner`` and every visitor seen at one of its addresses."""
+        with self._lock:
+            return {owner}.union(*(self._owners.get(a, set()) for a in self._addresses.get(owner, [])))
+
+
+class _LiveRuns:
+    """Counts of queued and running jobs: the visitor's own, its address's and everyone's (the caps on concurrent runs)."""
+
+    def __init__(self, root: Database, owner: str, caps: policy.DemoCaps, book: AddressBook | None = None):
+        self.root, self.owner, self.caps, self.book = root, owner, caps, book or AddressBook()
+
+    def _live(self, kinds: tuple[str, ...]) -> list[RunRecord]:
+        with self.root.transaction() as tx:
+            return [r for status in policy.LIVE for r in tx.runs.find(status=status) if r.kind in kinds]
 
     def problems(self) -> list[Problem]:
-        with self.root.transaction() as tx:
-            live = [r for status in policy.LIVE for r in tx.runs.find(status=status) if r.kind in policy.CAPPED_KINDS]
+        live = self._live(policy.CAPPED_KINDS)
         own = [r.name or r.id[:8] for r in live if r.owner == self.owner]
-        return policy.concurrency_problems(self.caps, own, len(live))
+        problems = policy.concurrency_problems(self.caps, own, len(live))
+        if not any(p.rule_id == "DM-003" for p in problems):  # the visitor's own runs: said once
+            problems += self.address_problems(live)
+        return problems
+
+    def address_problems(self, live: list[RunRecord], what: str = "job(s)") -> list[Problem]:
+        neighbours = self.book.neighbours(self.owner)
+        crowded = policy.address_problem(self.caps, [r.name or r.id[:8] for r in live if r.owner in neighbours], what)
+        return [crowded] if crowded else []
+
+    def worker_problems(self) -> list[Problem]:
+        """The Compare tab's workers: capped over all visitors, and per address."""
+        workers = self._live((policy.INFERENCE,))
+        if len(workers) >= self.caps.max_runs_total:
+            return policy.concurrency_problems(self.caps, [], len(workers))[-1:]
+        return self.address_problems(workers, "Compare worker(s)")
 
     def adapter_name_taken(self, name: str) -> Problem | None:
         """Adapter names are unique over all visitors; a clash found only after training would waste the run."""
@@ -204,16 +273,15 @@ class VisitorEvaluations(EvaluationService):
 
 class VisitorComparisons(ComparisonService):
     def __init__(self, settings: Settings, db: Database, datasets: DatasetService, supervisor: Supervisor,
-                 root: Database, caps: policy.DemoCaps):
+                 live: _LiveRuns):
         super().__init__(settings, db, datasets, supervisor)
-        self.root, self.caps = root, caps
+        self.live = live
 
     def _start_worker(self, model: ModelRecord) -> RunRecord:
         # Each visitor's Compare tab has its own worker (a process holding the model); bound how many live at once.
-        with self.root.transaction() as tx:
-            workers = [r for status in policy.LIVE for r in tx.runs.find(status=status, kind=policy.INFERENCE)]
-        if len(workers) >= self.caps.max_runs_total:
-            raise ValidationError(policy.concurrency_problems(self.caps, [], len(workers))[-1:])
+        busy = self.live.worker_problems()
+        if busy:
+            raise ValidationError(busy)
         return super()._start_worker(model)
 
 
@@ -255,18 +323,18 @@ class VisitorToken(HfToken):
         raise ValidationError(policy.host_only("clearing the Hugging Face token"))
 
 
-def visitor_services(services: Services, owner: str, caps: policy.DemoCaps) -> Services:
+def visitor_services(services: Services, owner: str, caps: policy.DemoCaps, book: AddressBook | None = None) -> Services:
     """``services`` as the visitor ``owner`` sees them; the supervisor and the demo installer stay shared."""
     settings, root = services.settings, services.db
     db = root.for_owner(owner)
-    live = _LiveRuns(root, owner, caps)
+    live = _LiveRuns(root, owner, caps, book)
     datasets = VisitorDatasets(settings, db, caps)
     return Services(
         settings=settings, db=db, datasets=datasets, models=VisitorModels(settings, db),
         adapters=VisitorAdapters(settings, db), prompts=VisitorPrompts(db, datasets), configs=VisitorConfigs(db),
         database=VisitorDatabase(db), demo=services.demo, hf_token=VisitorToken(settings.secrets_dir),
         supervisor=services.supervisor, runs=VisitorRuns(settings, db, datasets, services.supervisor, caps, live),
-        comparisons=VisitorComparisons(settings, db, datasets, services.supervisor, root, caps),
+        comparisons=VisitorComparisons(settings, db, datasets, services.supervisor, live),
         evaluations=VisitorEvaluations(settings, db, services.supervisor, caps, live),
         exports=VisitorExports(settings, db, services.supervisor, live),
         serving=VisitorServing(settings, db, services.supervisor),
@@ -279,14 +347,21 @@ class Visitors:
 
     def __init__(self, services: Services, caps: policy.DemoCaps | None = None, keep: int = 512):
         self.services, self.caps, self.keep = services, caps or policy.DemoCaps.from_env(), keep
+        self.addresses = AddressBook(busy=self._busy_owners)
         self._views: OrderedDict[str, Services] = OrderedDict()
         self._lock = threading.Lock()
 
-    def for_key(self, visitor_key: str) -> Services:
-        """The services of the visitor whose browser holds ``visitor_key``."""
+    def _busy_owners(self) -> set[str]:
+        with self.services.db.transaction() as tx:
+            return {r.owner for status in policy.LIVE for r in tx.runs.find(status=status) if r.owner}
+
+    def for_key(self, visitor_key: str, address: str | None = None) -> Services:
+        """The services of the visitor whose browser holds ``visitor_key``, asking from ``address``."""
         owner = policy.owner_of(visitor_key)
+        if address:
+            self.addresses.note(owner, address)
         with self._lock:
-            view = self._views.pop(owner, None) or visitor_services(self.services, owner, self.caps)
+            view = self._views.pop(owner, None) or visitor_services(self.services, owner, self.caps, self.addresses)
             self._views[owner] = view
             while len(self._views) > self.keep:
                 self._views.popitem(last=False)

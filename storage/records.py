@@ -127,6 +127,7 @@ class RunRecord:
     cancel_requested_at: datetime | None
     devices_requested: str
     owner: str | None = None  # a demo visitor; None: the host's, visible to everyone
+    kill_after: datetime | None = None  # a cancel's SIGKILL deadline (any supervisor sends it)
 
 
 @dataclass(frozen=True)

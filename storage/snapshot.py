@@ -7,11 +7,12 @@ silently dropped; references to a skipped row are pointed at the row that alread
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import inspect, select, text
+from sqlalchemy import Boolean, Float, Integer, String, inspect, select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from storage.database import Transaction, head_revision
@@ -112,7 +113,37 @@ def export_snapshot(tx: Transaction) -> dict[str, Any]:
     return {"format": SNAPSHOT_FORMAT, "schema_revision": head_revision(), "tables": tables}
 
 
-def _check_shape(data: Any) -> dict[str, list[dict[str, Any]]]:
+SQLITE_INTEGER = (-(2**63), 2**63 - 1)
+
+
+def _type_problem(spec: TableSpec, column: str, value: Any) -> str | None:
+    """Why ``value`` cannot be stored in ``column`` (JSON types against the column's), or None."""
+    if value is None:
+        return None
+    kind = spec.row_cls.__table__.c[column].type
+    if isinstance(kind, UTCDateTime) or isinstance(kind, String):  # Text is a String
+        if not isinstance(value, str):
+            return f"must be text (got {type(value).__name__})"
+        length = 32 if isinstance(kind, UTCDateTime) else kind.length
+        return f"is longer than {length} characters" if length and len(value) > length else None
+    if isinstance(kind, Boolean):
+        return None if isinstance(value, bool) else f"must be true or false (got {type(value).__name__})"
+    if isinstance(kind, Integer):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"must be a whole number (got {type(value).__name__})"
+        return None if SQLITE_INTEGER[0] <= value <= SQLITE_INTEGER[1] else "is out of the 64-bit range"
+    if isinstance(kind, Float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"must be a number (got {type(value).__name__})"
+        try:
+            float(value)
+        except OverflowError:
+            return "is too large for a number"
+    return None
+
+
+def check_snapshot(data: Any) -> dict[str, list[dict[str, Any]]]:
+    """The export's rows by table, once its format, tables, columns and value types are right; else SnapshotError."""
     if not isinstance(data, dict) or data.get("format") != SNAPSHOT_FORMAT:
         raise SnapshotError(f"not an ftapp database export (expected \"format\": \"{SNAPSHOT_FORMAT}\")")
     if data.get("schema_revision") != head_revision():
@@ -141,6 +172,10 @@ def _check_shape(data: Any) -> dict[str, list[dict[str, Any]]]:
             missing = [k for keys in spec.unique_keys for k in keys if row.get(k) is None]
             if missing:
                 raise SnapshotError(f"{spec.name} row {index}: missing {', '.join(missing)}")
+            wrong = [f"{column} {problem}" for column, value in row.items()
+                     if (problem := _type_problem(spec, column, value))]
+            if wrong:
+                raise SnapshotError(f"{spec.name} row {index}: {'; '.join(wrong)}")
     return {spec.name: tables.get(spec.name, []) for spec in TABLES}
 
 
@@ -152,6 +187,8 @@ def _decode(spec: TableSpec, row: dict[str, Any], index: int) -> dict[str, Any]:
                 out[column] = datetime.fromisoformat(value)
             except (TypeError, ValueError) as error:
                 raise SnapshotError(f"{spec.name} row {index}: {column} is not a timestamp") from error
+            if out[column].tzinfo is None:
+                raise SnapshotError(f"{spec.name} row {index}: {column} has no time zone")
     return out
 
 
@@ -161,11 +198,17 @@ def _existing_id(tx: Transaction, spec: TableSpec, keys: tuple[str, ...], row: d
     return tx.session.execute(query).scalar()
 
 
-def import_snapshot(tx: Transaction, data: Any) -> dict[str, TableImport]:
-    tables = _check_shape(data)
+# The rows an import will write, by table, each with its position in the export.
+Planned = dict[str, list[tuple[int, dict[str, Any]]]]
+
+
+def import_snapshot(tx: Transaction, data: Any, vet: Callable[[Planned], None] | None = None) -> dict[str, TableImport]:
+    """``vet``: the caller's policy, shown the rows that will be written (duplicates left out, timestamps decoded)
+    before any is; it may change them in place or raise, which writes nothing."""
+    tables = check_snapshot(data)
     report = {spec.name: TableImport() for spec in TABLES}
     remap: dict[str, dict[Any, Any]] = {spec.name: {} for spec in TABLES}
-    planned: list[tuple[TableSpec, dict[str, Any]]] = []
+    planned: list[tuple[TableSpec, int, dict[str, Any]]] = []
 
     # Pass 1: decide which rows are duplicates. A duplicate's id maps to the row that exists.
     for spec in TABLES:
@@ -190,11 +233,14 @@ def import_snapshot(tx: Transaction, data: Any) -> dict[str, TableImport]:
                 continue
             for keys in spec.unique_keys:
                 seen[keys][tuple(row.get(k) for k in keys)] = row.get("id", True)
-            planned.append((spec, row))
+            planned.append((spec, index, row))
+
+    if vet is not None:
+        vet({spec.name: [(index, row) for planned_spec, index, row in planned if planned_spec is spec] for spec in TABLES})
 
     # Pass 2: insert, with references that point forward (runs.adapter_id) remapped too.
     tx.session.execute(text("PRAGMA defer_foreign_keys=ON"))
-    for spec, row in planned:
+    for spec, _index, row in planned:
         for column, target in spec.references.items():
             if row.get(column) is not None:
                 row[column] = remap[target].get(row[column], row[column])

@@ -127,6 +127,8 @@ class RunRow(Base):
     total_steps: Mapped[int | None] = mapped_column(Integer)
     eta_s: Mapped[float | None] = mapped_column(Float)
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When a cancelled run that is still alive gets SIGKILL (set with the SIGTERM; any supervisor honours it).
+    kill_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
     devices_requested: Mapped[str] = mapped_column(String(64), default="auto", server_default="auto")
     # The visitor of a public demo who made the row; NULL: the host's, visible to everyone.
     owner: Mapped[str | None] = mapped_column(String(64), index=True)

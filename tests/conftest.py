@@ -13,6 +13,9 @@ from ftapp.services import Services, open_services
 from ftapp.settings import Settings
 from storage import DatasetRecord, ModelRecord, PromptRecord
 
+# Real sample files the tests read (origins and licences: tests/data/README.md).
+TEST_DATA = Path(__file__).parent / "data"
+
 
 @pytest.fixture(scope="session")
 def demo_kit(tmp_path_factory):

@@ -90,6 +90,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_the_app_serves_its_page(tmp_path: Path, record_property) -> None:
     port = free_port()
     home = tmp_path / "home"

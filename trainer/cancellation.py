@@ -6,6 +6,9 @@ there is nothing worth saving, so the process exits at once. Inside it, the hand
 flag: a Trainer callback sees it at the end of the current optimizer step, asks the Trainer to save a
 checkpoint and stop, and the run ends with ``EXIT_CANCELLED`` after reporting the checkpoint.
 Standard library only, so the handler is in place before the seconds of torch imports begin.
+
+TEST HOOK: ``FTAPP_TRAINER_FAULT=ignore_sigterm`` makes the process ignore SIGTERM altogether, as a hung
+trainer would, so the supervisor's escalation to SIGKILL can be tested with a real trainer.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ from types import FrameType
 from typing import NoReturn
 
 from trainer.protocol import EXIT_CANCELLED
+
+FAULT_ENV = "FTAPP_TRAINER_FAULT"
+IGNORE_SIGTERM = "ignore_sigterm"
 
 
 def _exit_now(code: int) -> NoReturn:
@@ -35,7 +41,8 @@ class Cancellation:
         self.requested = False
 
     def install(self) -> Cancellation:
-        signal.signal(signal.SIGTERM, self._on_sigterm)
+        hung = os.environ.get(FAULT_ENV, "").strip() == IGNORE_SIGTERM  # the test hook above
+        signal.signal(signal.SIGTERM, signal.SIG_IGN if hung else self._on_sigterm)
         return self
 
     def training_started(self) -> None:

@@ -79,7 +79,7 @@ class ServeSpec(RunSpecFile):
     ``api_key_file`` and handed over in ``VLLM_API_KEY``, never on a command line). The server is a
     child in the run's process group, so the supervisor's SIGTERM reaches it. Events: ``started
     {url, served_model, engine, auth, server_pid}`` once it answers ``/health``; ``done {stopped}``
-    after a stop.
+    after a stop. Clients reach the server through the request guard, whose address ``started`` reports.
     """
 
     run_id: str
@@ -94,6 +94,14 @@ class ServeSpec(RunSpecFile):
     startup_timeout_s: float = 900.0
     device: str = "cpu"
     cpu_threads: int | None = None
+    # The request guard in front of the server (trainer.serve_guard): per request at most
+    # max_request_bytes, max_tokens completion tokens and request_timeout_s of generation; max_concurrent
+    # generating (0: the engine's default, 1 for transformers serve) and max_queue waiting, 429 beyond.
+    max_request_bytes: int = 1 << 20
+    max_tokens: int = 1024
+    request_timeout_s: float = 120.0
+    max_concurrent: int = 0
+    max_queue: int = 32
     kind: str = "serve"
     protocol_version: int = PROTOCOL_VERSION
 

@@ -21,6 +21,7 @@ from transformers import PreTrainedTokenizerBase
 from trl.data_utils import extract_prompt
 
 from trainer.protocol import DataSource
+from trainer.template_fields import render_template
 from trainer.training_data import PLAIN_ROLE_HEADERS, SHAREGPT_ROLES
 
 Turn = dict[str, str]
@@ -99,7 +100,7 @@ def _prompt(row: dict[str, Any], data: DataSource) -> str | list[Turn] | None:
                 turns.insert(0, {"role": "system", "content": str(row["system"])})
             return turns
     if data.input_template:
-        return data.input_template.format_map({k: "" if v is None else v for k, v in row.items()})
+        return render_template(data.input_template, row)
     return None
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from trainer.method_protocol import CUSTOM_REWARD, REWARD_KINDS, RewardSpec, reward_names  # noqa: F401 - re-exported for ftapp
+from trainer.template_fields import TemplateError, compile_template, is_plain_field, render_template, template_problems  # noqa: F401 - re-exported for ftapp
 
 PROTOCOL_VERSION = 1
 SPEC_FILE = "spec.json"
@@ -294,22 +295,26 @@ def finite_number(value: Any) -> float | None:
     """A JSON-safe number or None: events are written with allow_nan=False, and bools are not numbers."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value) if math.isfinite(value) else None
+    try:
+        number = float(value)
+    except OverflowError:  # an int past float's range (10**400)
+        return None
+    return number if math.isfinite(number) else None
 
 
 def parse_event(line: str) -> Event | None:
     """The event on one line, or None when the line is not a well-formed event."""
     try:
         raw = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
         return None
     if not isinstance(raw, dict) or raw.get("type") not in EVENT_TYPES:
         return None
-    when = raw.pop("time", None)
+    when = finite_number(raw.pop("time", None))  # 1e400 or NaN is no time
     kind = raw.pop("type")
-    if not isinstance(when, (int, float)):
+    if when is None:
         return None
-    return Event(kind, float(when), raw)
+    return Event(kind, when, raw)
 
 
 class EventWriter:

@@ -19,6 +19,7 @@ from transformers import PreTrainedTokenizerBase
 
 from trainer.dataset_loading import DataSplit
 from trainer.protocol import DataSource
+from trainer.template_fields import render_template
 from trainer.training_data import SampleCase, evaluation_cases
 
 
@@ -45,7 +46,7 @@ def _examples(rows: datasets.Dataset, indices: list[int], data: DataSource,
     source = rows.select(indices)
     if data.prompt_template and not (data.input_template and data.completion_template):
         template = data.prompt_template
-        return [{"prompt": template.format_map({k: "" if v is None else v for k, v in row.items()}), "reference": None,
+        return [{"prompt": render_template(template, row), "reference": None,
                  "row": json.dumps(row, default=str)} for row in source]
     cases = evaluation_cases(rows, indices, data, tokenizer)
     return [{"prompt": case.prompt, "reference": case.reference, "row": json.dumps(row, default=str)}

@@ -3,7 +3,8 @@
 ``FAULT_ENV`` is a TEST HOOK for the supervisor's tests, not a user feature: with
 ``FTAPP_TRAINER_FAULT=cuda_oom_at_step=N`` the run raises the same ``torch.OutOfMemoryError`` a GPU
 would at the start of optimizer step N, so the failure path (``failed`` event, exit status 1, the
-"out of GPU memory" diagnosis) can be exercised on a machine without a GPU.
+"out of GPU memory" diagnosis) can be exercised on a machine without a GPU. ``ignore_sigterm``
+(``trainer.cancellation``) makes it a trainer that a cancel's SIGTERM does not stop.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from typing import Any
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from trainer.cancellation import Cancellation
+from trainer.cancellation import FAULT_ENV, IGNORE_SIGTERM, Cancellation
 
-FAULT_ENV = "FTAPP_TRAINER_FAULT"
 OOM_MESSAGE = (
     "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.19 GiB of which 1.02 GiB is free. "
     f"(injected by {FAULT_ENV})"
@@ -51,9 +51,9 @@ class OutOfMemoryAtStep(TrainerCallback):
 def injected_faults(environ: Mapping[str, str]) -> list[TrainerCallback]:
     """The fault callbacks ``FTAPP_TRAINER_FAULT`` asks for; a value we do not know is an error, not a no-op."""
     value = environ.get(FAULT_ENV, "").strip()
-    if not value:
+    if not value or value == IGNORE_SIGTERM:  # that one acts on the signal handler, not through a callback
         return []
     name, _, argument = value.partition("=")
     if name == "cuda_oom_at_step" and argument.isdigit() and int(argument) >= 1:
         return [OutOfMemoryAtStep(int(argument))]
-    raise ValueError(f"{FAULT_ENV}={value!r} is not a known fault; expected cuda_oom_at_step=N with N >= 1")
+    raise ValueError(f"{FAULT_ENV}={value!r} is not a known fault; expected cuda_oom_at_step=N with N >= 1, or {IGNORE_SIGTERM}")

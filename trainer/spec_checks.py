@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from trainer.protocol import TrainSpec
+from trainer.template_fields import template_problems
 
 
 def check_training_spec(spec: TrainSpec, verb: str) -> None:
@@ -17,6 +18,10 @@ def check_training_spec(spec: TrainSpec, verb: str) -> None:
         raise ValueError(f"spec.device must be 'cpu' or 'cuda', got {spec.device!r}")
     if spec.training_mode == "qlora" and spec.device == "cpu":
         raise ValueError("QLoRA needs a CUDA GPU: bitsandbytes 4-bit weights do not train on CPU; use training_mode 'lora'")
+    for name in ("prompt_template", "input_template", "completion_template"):
+        problems = template_problems(getattr(spec.data, name) or "")[1]
+        if problems:  # the same rule as ftapp's PR-007: plain {column} fields only
+            raise ValueError(f"spec.data.{name} {'; '.join(problems)}")
     if spec.data.kind != "huggingface" and spec.data.path and not Path(spec.data.path).exists():
         raise FileNotFoundError(f"dataset not found: {spec.data.path}")
     if spec.resume_from and not (Path(spec.resume_from) / "trainer_state.json").is_file():

@@ -29,6 +29,7 @@ from trl.chat_template_utils import get_training_chat_template
 
 from trainer.dataset_loading import DataSplit
 from trainer.protocol import DataSource
+from trainer.template_fields import render_template
 
 PROMPT_COMPLETION = "prompt_completion"  # {"prompt": str, "completion": str}
 TEXT = "text"  # {"text": str}
@@ -195,7 +196,7 @@ def _convert(rows: datasets.Dataset, indices: list[int], convert: Callable[[dict
 
 
 def _render(template: str, row: dict[str, Any]) -> str:
-    return template.format_map({key: "" if value is None else value for key, value in row.items()})
+    return render_template(template, row)  # plain {column} fields only: never str.format's specs
 
 
 def _content(value: Any) -> str:

@@ -69,6 +69,8 @@ def endpoint_markdown(endpoint: Endpoint) -> str:
                   f"**Engine**: {endpoint.engine}", ""]
     if endpoint.state in ("serving", "queued", "starting"):
         lines.append(f"**Authentication**: {html.escape(endpoint.auth_note)}")
+    if endpoint.state == "serving" and endpoint.limits_note:
+        lines.append(f"\n{html.escape(endpoint.limits_note)}")
     if endpoint.merge_note:
         lines.append(f"\n{endpoint.merge_note}")
     if endpoint.run.status == "failed":

@@ -73,6 +73,12 @@ def import_database(services: Services, upload: str | None) -> tuple[str, gr.Dat
     ]
     summary = (f"Imported {report.total_imported} rows; {report.total_duplicates} were already here "
                "and were left as they are.")
+    if report.live_runs_made_history:
+        summary += (f" {report.live_runs_made_history} queued or running run(s) came in as failed: imported runs are "
+                    "history, never started or stopped here.")
+    if report.rerooted:
+        summary += (f" {len(report.rerooted)} path(s) of the home the export came from now point into this home "
+                    "(copy its datasets and runs folders here to keep their files).")
     return summary, gr.Dataframe(value=frame(rows, REPORT_COLUMNS), visible=True)
 
 

@@ -1,18 +1,21 @@
 """Who is asking, in the public demo: a browser key kept in a cookie, and the services that visitor sees.
 
 gradio's session hash changes with every page load, so it cannot tell a visitor who reloads from a
-new one. A random key in an HttpOnly cookie can: ``VisitorCookie`` gives each browser one on its
-first request, and every event handler then finds it on the request gradio puts in its context.
-The tabs need no change: they are handed ``VisitorServices``, which looks up the current visitor's
-services each time a handler touches one.
+new one. A key in an HttpOnly cookie can: ``VisitorCookie`` gives each browser one on its first
+request, and every event handler then finds it on the request gradio puts in its context. The key
+is issued and signed by the server (``ftapp.client_identity``): a cookie the server did not sign
+(made up, or another visitor's id with a guessed signature) is replaced by a new identity, so a
+client can neither mint visitors nor step into someone else's. The tabs need no change: they are
+handed ``VisitorServices``, which looks up the current visitor's services, and notes the client's
+network address for the caps per address (DM-009), each time a handler touches one.
 """
 
 from __future__ import annotations
 
-import secrets
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
+from ftapp.client_identity import IdentitySigner, client_address, proxy_hops
 from ftapp.services import Services
 from ftapp.visitors import Visitors
 
@@ -36,26 +39,34 @@ def _header(scope: dict[str, Any], name: bytes) -> str:
     return b"; ".join(value for key, value in scope.get("headers", []) if key.lower() == name).decode("latin-1")
 
 
-class VisitorCookie:
-    """ASGI middleware: a browser without the visitor cookie gets one, on the response to its first request.
+def _without_cookie(header: str, name: str) -> str:
+    """A Cookie header less every ``name=...`` pair (a forged visitor cookie must not reach the app)."""
+    return "; ".join(p.strip() for p in header.split(";") if p.strip() and p.split("=", 1)[0].strip() != name)
 
-    The request that lacks it is given the new key as well, so that even a first API call has a visitor.
-    Behind Spaces' HTTPS proxy (an iframe on huggingface.co) the cookie must be ``SameSite=None; Secure;
-    Partitioned`` to be stored at all; on plain local HTTP it is ``SameSite=Lax``.
+
+class VisitorCookie:
+    """ASGI middleware: a browser without a valid visitor cookie gets one, on the response to its request.
+
+    The request that lacks it is given the new key as well (its Cookie header rewritten, any forged
+    visitor cookie dropped), so that even a first API call has a visitor, and everything behind this
+    middleware sees only keys the server signed. Behind Spaces' HTTPS proxy (an iframe on
+    huggingface.co) the cookie must be ``SameSite=None; Secure; Partitioned`` to be stored at all; on
+    plain local HTTP it is ``SameSite=Lax``.
     """
 
-    def __init__(self, app: Any):
-        self.app = app
+    def __init__(self, app: Any, signer: IdentitySigner):
+        self.app, self.signer = app, signer
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or _cookie(_header(scope, b"cookie"), VISITOR_COOKIE):
+        header = _header(scope, b"cookie") if scope["type"] == "http" else ""
+        if scope["type"] != "http" or self.signer.verify(_cookie(header, VISITOR_COOKIE)):
             await self.app(scope, receive, send)
             return
-        key = secrets.token_urlsafe(24)
+        key = self.signer.mint()
         https = scope.get("scheme") == "https" or _header(scope, b"x-forwarded-proto").split(",")[0].strip() == "https"
         attributes = "SameSite=None; Secure; Partitioned" if https else "SameSite=Lax"
         set_cookie = f"{VISITOR_COOKIE}={key}; Path=/; Max-Age={COOKIE_MAX_AGE_S}; HttpOnly; {attributes}".encode()
-        cookies = "; ".join(c for c in (_header(scope, b"cookie"), f"{VISITOR_COOKIE}={key}") if c)
+        cookies = "; ".join(c for c in (_without_cookie(header, VISITOR_COOKIE), f"{VISITOR_COOKIE}={key}") if c)
         headers = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"cookie"]
         scope = {**scope, "headers": [*headers, (b"cookie", cookies.encode("latin-1"))]}
 
@@ -67,27 +78,42 @@ class VisitorCookie:
         await self.app(scope, receive, send_with_cookie)
 
 
-def current_visitor_key() -> str:
-    """The key of the browser whose event is being handled (gradio keeps its request in a context variable)."""
+def visitor_key(cookie_header: str, signer: IdentitySigner) -> str | None:
+    """The signed visitor key in a Cookie header, or None when there is none the server issued."""
+    key = _cookie(cookie_header, VISITOR_COOKIE)
+    return key if signer.verify(key) else None
+
+
+def current_visitor(signer: IdentitySigner, hops: int = 0) -> tuple[str, str | None]:
+    """The key and network address of the browser whose event is being handled (gradio keeps its
+    request in a context variable); outside any event, ``NOBODY`` from nowhere."""
     from gradio.context import LocalContext
 
     request = LocalContext.request.get(None)
     if request is None:
-        return NOBODY
+        return NOBODY, None
     headers = getattr(request, "headers", None) or {}
-    key = _cookie(str(headers.get("cookie", "")), VISITOR_COOKIE)
+    client = getattr(request, "client", None)
+    # Every X-Forwarded-For line, in order: a proxy appends to the last, a client may send several.
+    forwarded = ", ".join(headers.getlist("x-forwarded-for")) if hasattr(headers, "getlist") else headers.get("x-forwarded-for")
+    address = client_address(getattr(client, "host", None), forwarded, hops)
+    key = visitor_key(str(headers.get("cookie", "")), signer)
     if key:
-        return key
-    # A client that keeps no cookies is a new visitor on every page load: isolated, but forgetful.
+        return key, address
+    # A client that keeps no cookies (or sends one the server did not sign) is a new visitor on
+    # every page load: isolated, but forgetful.
     session = getattr(request, "session_hash", None)
-    return f"session:{session}" if session else NOBODY
+    return (f"session:{session}", address) if session else (NOBODY, address)
 
 
 class VisitorServices:
     """Stands in for ``Services`` in the demo: every attribute is the current visitor's."""
 
-    def __init__(self, services: Services, visitors: Visitors | None = None):
+    def __init__(self, services: Services, visitors: Visitors | None = None, signer: IdentitySigner | None = None,
+                 hops: int | None = None):
         self.visitors = visitors or Visitors(services)
+        self.signer = signer or IdentitySigner.in_home(services.settings.secrets_dir)
+        self.hops = proxy_hops() if hops is None else hops
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.visitors.for_key(current_visitor_key()), name)
+        return getattr(self.visitors.for_key(*current_visitor(self.signer, self.hops)), name)

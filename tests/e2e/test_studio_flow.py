@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 
 from ftapp.demo import DEMO_DATASET, DEMO_MODEL, DEMO_PROMPT
+from tests.conftest import TEST_DATA
 
 pytestmark = pytest.mark.browser
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-ALPACA = SHARED_DATA / "alpaca_en_demo.json"
-ALPACA_NAME, ALPACA_ROWS = "alpaca_en_demo", 999
+ALPACA = TEST_DATA / "alpaca_en_demo.json"
+ALPACA_NAME, ALPACA_ROWS = "alpaca_en_demo", 299
 PROMPT_NAME = "alpaca-e2e-prompt"
 ADAPTER_NAME, LONG_ADAPTER_NAME = "e2e-support-lora", "e2e-long-lora"
 # 60 steps: 10-40 s of CPU training on 2 cores (0.15-0.65 s a step, depending on load); long
@@ -175,7 +175,7 @@ def build_the_demo(steps: Steps) -> None:
 
 
 def import_alpaca(steps: Steps) -> None:
-    """2. The Datasets tab imports the alpaca sample through the upload widget: listed with 999 rows."""
+    """2. The Datasets tab imports the alpaca sample through the upload widget: listed with 299 rows."""
     page = steps.page
     assert ALPACA.is_file(), f"the sample data {ALPACA} is missing"
     steps.open_tab("Datasets")

@@ -39,6 +39,7 @@ def planned_run(services, registered):
     return run
 
 
+@pytest.mark.slow
 def test_a_bundle_runs_its_launch_script_and_comes_back_as_a_registered_adapter(services, registered, planned_run,
                                                                                   tmp_path: Path, capsys):
     home, bundle = str(services.settings.home), tmp_path / "bundle"

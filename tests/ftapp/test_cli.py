@@ -8,11 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from ftapp.cli import main
-
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+from tests.conftest import TEST_DATA
 
 
 def cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -23,18 +20,16 @@ def cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def test_datasets_add_list_show_preview_as_json(tmp_path, capsys):
-    if not SHARED.is_dir():
-        pytest.skip("../shared/data is not here")
     home = str(tmp_path / "home")
-    code, out, _ = cli(capsys, "--home", home, "datasets", "add", str(SHARED / "clean_ticketing.csv"), "--name", "tickets", "--json")
+    code, out, _ = cli(capsys, "--home", home, "datasets", "add", str(TEST_DATA / "clean_ticketing.csv"), "--name", "tickets", "--json")
     assert code == 0
     added = json.loads(out)
-    assert (added["name"], added["num_rows"], added["format"]) == ("tickets", 24_702, "plain")
+    assert (added["name"], added["num_rows"], added["format"]) == ("tickets", 3_088, "plain")
     code, out, _ = cli(capsys, "--home", home, "datasets", "list", "--json")
     assert [d["id"] for d in json.loads(out)] == [added["id"]]
     code, out, _ = cli(capsys, "--home", home, "datasets", "preview", added["id"], "--limit", "3", "--json")
     page = json.loads(out)
-    assert page["total"] == 24_702 and [r["intent"] for r in page["rows"]] == ["cancel_ticket"] * 3
+    assert page["total"] == 3_088 and [r["intent"] for r in page["rows"]] == ["cancel_ticket"] * 3
     code, out, _ = cli(capsys, "--home", home, "prompts", "generate", "--dataset", added["id"], "--json")
     generated = json.loads(out)
     assert generated["output_column"] == "intent" and "{instruction}" in generated["input_template"]
@@ -43,7 +38,7 @@ def test_datasets_add_list_show_preview_as_json(tmp_path, capsys):
                        "--completion-template", generated["completion_template"], "--json")
     assert code == 0 and json.loads(out)["dataset_id"] == added["id"]
     code, out, _ = cli(capsys, "--home", home, "datasets", "list")
-    assert "tickets" in out and "24702" in out
+    assert "tickets" in out and "3088" in out
 
 
 def test_configs_add_reports_deduplication_on_stderr(tmp_path, capsys):
@@ -60,12 +55,16 @@ def test_db_export_import_export_is_identical(tmp_path, capsys, demo_kit):
     assert cli(capsys, "--home", home, "models", "add", "--path", str(demo_kit.model_dir), "--name", "tiny")[0] == 0
     assert cli(capsys, "--home", home, "datasets", "add", str(demo_kit.dataset_path))[0] == 0
     assert cli(capsys, "--home", home, "db", "export", str(tmp_path / "one.json"))[0] == 0
-    code, out, _ = cli(capsys, "--home", other, "db", "import", str(tmp_path / "one.json"), "--json")
+    code, out, err = cli(capsys, "--home", other, "db", "import", str(tmp_path / "one.json"))
+    assert code == 2 and "DB-003: models row 0 ('tiny'): location" in err and "--allow-root" in err
+    # The importer vouches for the model's folder and the home the export came from: every path is kept.
+    trusted = ["--allow-root", str(demo_kit.model_dir), "--allow-root", home]
+    code, out, _ = cli(capsys, "--home", other, "db", "import", str(tmp_path / "one.json"), *trusted, "--json")
     report = json.loads(out)
     assert code == 0 and report["imported"]["models"] == 1 and report["imported"]["datasets"] == 1
     assert cli(capsys, "--home", other, "db", "export", str(tmp_path / "two.json"))[0] == 0
     assert (tmp_path / "one.json").read_text() == (tmp_path / "two.json").read_text()
-    code, out, _ = cli(capsys, "--home", other, "db", "import", str(tmp_path / "one.json"))
+    code, out, _ = cli(capsys, "--home", other, "db", "import", str(tmp_path / "one.json"), *trusted)
     assert "models: 0 imported, 1 duplicates (tiny)" in out
 
 

@@ -65,7 +65,7 @@ CASES: dict[str, tuple[Case, str]] = {
     "missing file": (lambda h: ["datasets", "add", str(h.files / "nope.csv")], "DS-003"),
     "type does not match extension": (lambda h: ["datasets", "add", write(h, "d.csv", "a\n1\n"), "--type", "project_json"], "DS-003"),
     "directory given as csv": (lambda h: ["datasets", "add", folder(h, "dir", {"a.csv": "a\n1\n"}), "--type", "project_csv"], "DS-003"),
-    "unknown dataset type": (lambda h: ["datasets", "add", write(h, "d.csv", "a\n1\n"), "--type", "project_xml"], "invalid choice"),
+    "unknown dataset type": (lambda h: ["datasets", "add", write(h, "d.csv", "a\n1\n"), "--type", "project_xml"], "DS-001"),
     "empty csv": (lambda h: ["datasets", "add", write(h, "empty.csv", "")], "DS-005"),
     "empty json": (lambda h: ["datasets", "add", write(h, "empty.json", "")], "DS-005"),
     "empty jsonl": (lambda h: ["datasets", "add", write(h, "empty.jsonl", "\n\n")], "DS-005"),

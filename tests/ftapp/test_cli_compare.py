@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from ftapp.adapters import AddAdapterRequest
 from ftapp.cli import main
+
+pytestmark = pytest.mark.slow  # starts real trainer processes
 
 
 def test_compare_prints_every_answer_and_refuses_bad_input(services, registered, random_adapter, capsys):

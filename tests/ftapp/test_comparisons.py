@@ -98,6 +98,7 @@ def test_sampled_prompts_lose_the_trailing_spaces_training_moved_into_the_comple
     assert services.comparisons.sample_prompt(registered.dataset.id, spaced.id, 0).endswith("\nIntent:")
 
 
+@pytest.mark.slow
 def test_base_and_two_adapters_stream_side_by_side_then_vote(services, registered, adapters, comparisons):
     prompt = comparisons.sample_prompt(registered.dataset.id, registered.prompt.id, 0)
     request = CompareRequest(model_id=registered.model.id, adapter_ids=tuple(a.id for a in adapters), include_base=True,

@@ -18,9 +18,6 @@ from ftapp.dataset_files import (
 )
 from ftapp.errors import ValidationError
 
-SHARED_DATA = (Path(__file__).resolve().parents[2] / "../shared/data").resolve()
-needs_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"real sample data folder {SHARED_DATA} is absent")
-
 
 def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
     path = tmp_path / name

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from ftapp.dataset_files import dataset_type_for, inspect_file
 from ftapp.dataset_formats import FORMATS, detect_format
-
-SHARED_DATA = (Path(__file__).resolve().parents[2] / "../shared/data").resolve()
+from tests.conftest import TEST_DATA
 
 TURNS = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
 SHAREGPT_TURNS = [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]
@@ -75,7 +72,6 @@ def test_formats_are_the_known_ones():
     assert FORMATS == ("plain", "alpaca", "messages", "sharegpt", "preference")
 
 
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"real sample data folder {SHARED_DATA} is absent")
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
@@ -89,6 +85,6 @@ def test_formats_are_the_known_ones():
     ],
 )
 def test_real_sample_formats(name, expected):
-    path = SHARED_DATA / name
+    path = TEST_DATA / name
     table = inspect_file(path, dataset_type_for(path))
     assert detect_format(table.columns, table.sample_rows) == expected

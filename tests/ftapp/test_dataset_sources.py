@@ -1,20 +1,16 @@
 """Dataset sources beyond single files: local Hugging Face dataset directories (type project) and
-the real sample files in ../shared/data."""
+the real sample files in tests/data."""
 
 from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import pytest
 
 from ftapp.dataset_files import dataset_type_for, inspect_directory, inspect_file, read_directory_rows, read_rows
 from ftapp.errors import ValidationError
-
-SHARED_DATA = (Path(__file__).resolve().parents[2] / "../shared/data").resolve()
-needs_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"real sample data folder {SHARED_DATA} is absent")
-
+from tests.conftest import TEST_DATA
 
 # --- directories (type project) -----------------------------------------------------------------
 
@@ -76,48 +72,44 @@ def test_directory_without_data_is_ds005(tmp_path):
 # --- the real sample files ----------------------------------------------------------------------
 
 
-@needs_shared_data
 @pytest.mark.parametrize(
     ("name", "num_rows", "columns"),
     [
-        ("alpaca_en_demo.json", 999, ["instruction", "input", "output"]),
+        ("alpaca_en_demo.json", 299, ["instruction", "input", "output"]),
         ("identity.json", 91, ["instruction", "input", "output"]),
-        ("dpo_en_demo.json", 300, ["conversations", "chosen", "rejected"]),
-        ("kto_en_demo.json", 300, ["messages", "label"]),
-        ("glaive_toolcall_en_demo.json", 300, ["conversations", "tools"]),
-        ("clean_ticketing.csv", 24_702, ["instruction", "intent"]),
+        ("dpo_en_demo.json", 69, ["conversations", "chosen", "rejected"]),
+        ("kto_en_demo.json", 50, ["messages", "label"]),
+        ("glaive_toolcall_en_demo.json", 50, ["conversations", "tools"]),
+        ("clean_ticketing.csv", 3_088, ["instruction", "intent"]),
         ("test_dataset_csv_healthy.csv", 2, ["input", "output", "score"]),
     ],
 )
 def test_real_sample_files(name, num_rows, columns):
-    path = SHARED_DATA / name
+    path = TEST_DATA / name
     table = inspect_file(path, dataset_type_for(path))
     assert (table.num_rows, table.columns) == (num_rows, columns)
     assert len(table.sample_rows) == min(num_rows, 20)
 
 
-@needs_shared_data
 def test_real_json_features():
-    dpo = inspect_file(SHARED_DATA / "dpo_en_demo.json", "project_json")
-    kto = inspect_file(SHARED_DATA / "kto_en_demo.json", "project_json")
+    dpo = inspect_file(TEST_DATA / "dpo_en_demo.json", "project_json")
+    kto = inspect_file(TEST_DATA / "kto_en_demo.json", "project_json")
     assert dpo.features == {"conversations": "list", "chosen": "object", "rejected": "object"}
     assert kto.features == {"messages": "list", "label": "bool"}
 
 
-@needs_shared_data
 def test_clean_ticketing_keeps_non_ascii_text_and_pages_match_an_independent_reader():
-    path = SHARED_DATA / "clean_ticketing.csv"
+    path = TEST_DATA / "clean_ticketing.csv"
     table = inspect_file(path, "project_csv")
     assert table.sample_rows[0]["instruction"].startswith("\uff0c")  # a full-width comma
     with path.open(encoding="utf-8", newline="") as handle:
         expected = list(csv.DictReader(handle))
-    assert read_rows(path, "project_csv", offset=12_345, limit=7) == expected[12_345:12_352]
-    assert read_rows(path, "project_csv", offset=24_700, limit=20) == expected[24_700:]
+    assert read_rows(path, "project_csv", offset=1_234, limit=7) == expected[1_234:1_241]
+    assert read_rows(path, "project_csv", offset=3_086, limit=20) == expected[3_086:]
 
 
-@needs_shared_data
 def test_healthy_csv_values():
-    rows = read_rows(SHARED_DATA / "test_dataset_csv_healthy.csv", "project_csv")
+    rows = read_rows(TEST_DATA / "test_dataset_csv_healthy.csv", "project_csv")
     assert rows[1] == {
         "input": "What is the best way to fine tune a PEFT adapter on a 7b model?",
         "output": "Fine Tuning Studio, of course!",
@@ -125,9 +117,8 @@ def test_healthy_csv_values():
     }
 
 
-@needs_shared_data
 def test_project_defaults_is_not_a_dataset():
     with pytest.raises(ValidationError) as caught:
-        inspect_file(SHARED_DATA / "project_defaults.json", "project_json")
+        inspect_file(TEST_DATA / "project_defaults.json", "project_json")
     assert caught.value.rule_ids == ["DS-005"]
     assert "holds a JSON object" in str(caught.value)

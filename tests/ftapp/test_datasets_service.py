@@ -1,4 +1,4 @@
-"""Dataset import through the service on the real sample files in ../shared/data."""
+"""Dataset import through the service on the real sample files in tests/data."""
 
 from __future__ import annotations
 
@@ -9,25 +9,21 @@ import pytest
 from ftapp.datasets import AddDatasetRequest
 from ftapp.errors import ConflictError
 from ftapp.prompts import AddPromptRequest
-
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+from tests.conftest import TEST_DATA
 
 EXPECTED = {
-    "alpaca_en_demo.json": (999, "alpaca", ["instruction", "input", "output"]),
+    "alpaca_en_demo.json": (299, "alpaca", ["instruction", "input", "output"]),
     "identity.json": (91, "alpaca", ["instruction", "input", "output"]),
-    "dpo_en_demo.json": (300, "preference", ["conversations", "chosen", "rejected"]),
-    "kto_en_demo.json": (300, "messages", ["messages", "label"]),
-    "glaive_toolcall_en_demo.json": (300, "sharegpt", ["conversations", "tools"]),
-    "clean_ticketing.csv": (24_702, "plain", ["instruction", "intent"]),
+    "dpo_en_demo.json": (69, "preference", ["conversations", "chosen", "rejected"]),
+    "kto_en_demo.json": (50, "messages", ["messages", "label"]),
+    "glaive_toolcall_en_demo.json": (50, "sharegpt", ["conversations", "tools"]),
+    "clean_ticketing.csv": (3_088, "plain", ["instruction", "intent"]),
     "test_dataset_csv_healthy.csv": (2, "plain", ["input", "output", "score"]),
 }
 
 
 def sample(name: str) -> Path:
-    path = SHARED / name
-    if not path.exists():
-        pytest.skip(f"{path} is not here (../shared/data ships beside the repo)")
-    return path
+    return TEST_DATA / name
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -46,7 +42,7 @@ def test_preview_shows_the_real_rows(services):
     record = services.datasets.add(AddDatasetRequest(location=str(sample("clean_ticketing.csv"))))
     first = services.datasets.preview(record.id, 0, 2).rows
     assert first[0]["intent"] == "cancel_ticket" and first[0]["instruction"].startswith("，I would like to cancel")
-    last = services.datasets.preview(record.id, 24_700, 5).rows
+    last = services.datasets.preview(record.id, 3_086, 5).rows
     assert len(last) == 2
 
 
@@ -78,7 +74,7 @@ def test_remove_refuses_while_prompts_use_it_then_cascades_on_request(services):
 def test_column_statistics_count_empties_and_lengths(services):
     record = services.datasets.add(AddDatasetRequest(location=str(sample("alpaca_en_demo.json"))))
     stats = {s.column: s for s in services.datasets.column_stats(record.id)}
-    assert stats["instruction"].rows == 999 and stats["instruction"].empty == 0
+    assert stats["instruction"].rows == 299 and stats["instruction"].empty == 0
     # Most alpaca rows have no input: the statistics must show that before anyone trains on it.
-    assert 0.5 < stats["input"].empty / 999 < 1
+    assert 0.5 < stats["input"].empty / 299 < 1
     assert stats["output"].max_chars >= stats["output"].mean_chars > 0

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from ftapp.cli import main
 from ftapp.demo import DEMO_DATASET, DEMO_MODEL, DEMO_PROMPT
 from ftapp.services import open_services
 from ftapp.settings import Settings
+
+pytestmark = pytest.mark.slow  # starts real trainer processes
 
 
 def test_demo_builds_once_and_registers_model_dataset_prompt(tmp_path, capsys, monkeypatch):

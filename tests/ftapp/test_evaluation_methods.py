@@ -47,6 +47,7 @@ def is_json(text: str) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_rewards_default_to_the_grpo_runs_and_score_every_answer(services, registered, random_adapter, tmp_path):
     adapter = grpo_adapter(services, registered, random_adapter, tmp_path)
     request = EvaluationRequest(dataset_id=registered.dataset_id, prompt_id=registered.prompt_id, gpus="cpu",
@@ -102,7 +103,7 @@ def test_rewards_are_checked_like_a_grpo_runs(services, registered, tmp_path):
         "EV-013: reward 1: unknown kind 'bleu'; use one of " + ", ".join(
             ["exact_match", "numeric_match", "regex_match", "valid_json", "length_penalty", "custom_python"]),
         "EV-013: reward 2 (regex_match): pattern '(x' does not compile (missing ), unterminated subpattern at position 0)",
-        "EV-013: reward 3 (length_penalty): target_length must be a whole number of characters >= 1 (got None)",
+        "EV-013: reward 3 (length_penalty): target_length must be a whole number from 1 to 1,000,000 characters (got None)",
     ]
 
 
@@ -118,6 +119,7 @@ def preference_dataset(services, demo_kit, tmp_path):
     return services.datasets.add(AddDatasetRequest(name="intent-pairs", location=str(path)))
 
 
+@pytest.mark.slow
 def test_a_dpo_adapter_is_scored_on_preference_pairs_without_a_prompt(services, registered, random_adapter, tmp_path,
                                                                      preference_dataset, capsys):
     assert preference_dataset.format == "preference"

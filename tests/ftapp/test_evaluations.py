@@ -40,6 +40,7 @@ def request(registered, *adapter_ids: str | None, **changes) -> EvaluationReques
                              gpus="cpu", generation={"max_new_tokens": 8}, **changes)
 
 
+@pytest.mark.slow
 def test_base_and_two_adapters_on_the_held_out_split(services, registered, adapters, capsys):
     trained, untrained = adapters
     held_out = json.loads((Path(services.runs.get(trained.run_id).run_dir) / "split.json").read_text())["validation_indices"]
@@ -71,6 +72,7 @@ def test_base_and_two_adapters_on_the_held_out_split(services, registered, adapt
     assert "held-out split" in shown and "trained" in shown and "accuracy" in shown
 
 
+@pytest.mark.slow
 def test_malformed_combinations_start_nothing(services, registered, adapters, demo_kit, tmp_path):
     trained, _ = adapters
     copy = tmp_path / "other-model"

@@ -40,6 +40,7 @@ def trained_adapter(services, registered, random_adapter, status: str = "succeed
                                                    location=str(random_adapter(11)), run_id=run.id))
 
 
+@pytest.mark.slow
 def test_merge_reloads_with_identical_greedy_outputs_and_registers_in_mlflow(services, registered, adapter):
     run = services.exports.submit(ExportRequest(registered.model_id, adapter.id, "tiny-merged", action="merge", gpus="cpu"))
     final = services.runs.wait(run.id, timeout_s=300)

@@ -96,13 +96,13 @@ def test_grpo_needs_a_prompt_and_a_reference_from_templates_or_a_conversational_
 @pytest.mark.parametrize("rewards, method, expected", [
     ((), "grpo", "GRPO needs at least one reward; choose from exact_match, numeric_match"),
     (({"kind": "bleu"},), "grpo", "reward 1: unknown kind 'bleu'"),
-    (({"kind": "exact_match", "weight": float("nan")},), "grpo", "reward 1 (exact_match): weight must be a finite number (got nan)"),
+    (({"kind": "exact_match", "weight": float("nan")},), "grpo", "reward 1 (exact_match): weight must be a number from -1,000 to 1,000 (got nan)"),
     (({"kind": "exact_match", "weight": 0}, {"kind": "valid_json", "weight": 0.0}), "grpo", "every reward weight is 0"),
     (({"kind": "regex_match"},), "grpo", "reward 1 (regex_match): a pattern is required"),
     (({"kind": "exact_match"}, {"kind": "regex_match", "pattern": "[0-9"},), "grpo", "reward 2 (regex_match): pattern '[0-9' does not compile"),
     (({"kind": "length_penalty", "target_length": 0},), "grpo", "reward 1 (length_penalty): target_length must be a whole number"),
-    (({"kind": "length_penalty"},), "grpo", "target_length must be a whole number of characters >= 1 (got None)"),
-    (({"kind": "numeric_match", "tolerance": -1},), "grpo", "tolerance must be a finite number >= 0"),
+    (({"kind": "length_penalty"},), "grpo", "target_length must be a whole number from 1 to 1,000,000 characters (got None)"),
+    (({"kind": "numeric_match", "tolerance": -1},), "grpo", "tolerance must be a number from 0 to 1,000,000,000,000"),
     (({"kind": "regex_match", "patern": "x"},), "grpo", "reward 1: unknown field(s) patern"),
     (({"kind": "exact_match"},), "sft", "rewards are for GRPO runs; a sft run takes none (got 1)"),
 ])
@@ -157,13 +157,13 @@ def test_the_demo_app_refuses_custom_rewards_through_its_run_service(tmp_path: P
 
 
 @pytest.mark.parametrize("method, settings, overrides, expected", [
-    ("dpo", {"beta": 0}, {}, "method_settings: beta must be > 0 (got 0)"),
+    ("dpo", {"beta": 0}, {}, "method_settings: beta must be a number > 0 and <= 100 (got 0)"),
     ("dpo", {"loss_type": "kto"}, {}, "method_settings: loss_type must be one of sigmoid, hinge, ipo"),
     ("dpo", {"betta": 0.2}, {}, "method_settings: unknown dpo_settings field 'betta' (did you mean 'beta'?)"),
-    ("grpo", {"num_generations": 1}, {}, "method_settings: num_generations must be >= 2 (got 1)"),
-    ("grpo", {"max_completion_length": 0}, {}, "method_settings: max_completion_length must be >= 1"),
-    ("grpo", {"temperature": 0}, {}, "method_settings: temperature must be > 0"),
-    ("grpo", {"beta": -0.1}, {}, "method_settings: beta must be >= 0"),
+    ("grpo", {"num_generations": 1}, {}, "method_settings: num_generations must be a whole number from 2 to 1,024 (got 1)"),
+    ("grpo", {"max_completion_length": 0}, {}, "method_settings: max_completion_length must be a whole number from 1 to 1,048,576"),
+    ("grpo", {"temperature": 0}, {}, "method_settings: temperature must be a number > 0 and <= 100"),
+    ("grpo", {"beta": -0.1}, {}, "method_settings: beta must be a number from 0 to 100"),
     ("grpo", {"num_generations": 3}, {}, "num_generations 3 must divide the effective batch (per_device_train_batch_size 8 × "
                                          "1 process(es) × gradient_accumulation_steps 1 = 8)"),
     ("grpo", {"num_generations": 4}, {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 3},

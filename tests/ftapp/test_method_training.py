@@ -7,13 +7,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from ftapp.adapters import AddAdapterRequest
 from ftapp.datasets import AddDatasetRequest
 from ftapp.fine_tune_request import FineTuneRequest
 from ftapp.prompts import AddPromptRequest
+from tests.conftest import TEST_DATA
 from trainer.protocol import RewardSpec, read_events
 
-DPO_DEMO = Path(__file__).resolve().parents[3] / "shared" / "data" / "dpo_en_demo.json"
+pytestmark = pytest.mark.slow  # starts real trainer processes
+
+DPO_DEMO = TEST_DATA / "dpo_en_demo.json"
 QUICK = {"max_steps": 3, "logging_steps": 1, "save_strategy": "no", "eval_strategy": "no", "max_length": 128,
          "learning_rate": 1e-3}
 

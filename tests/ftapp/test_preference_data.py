@@ -10,9 +10,9 @@ import pytest
 from ftapp.datasets import AddDatasetRequest
 from ftapp.errors import ValidationError
 from ftapp.preference_rows import answer_text, row_fault
+from tests.conftest import TEST_DATA
 
-SHARED_DATA = (Path(__file__).resolve().parents[2] / "../shared/data").resolve()
-DPO_DEMO = SHARED_DATA / "dpo_en_demo.json"
+DPO_DEMO = TEST_DATA / "dpo_en_demo.json"
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> str:
@@ -29,8 +29,6 @@ def nothing_stored(services) -> bool:
 
 
 def test_the_sharegpt_preference_demo_is_recognised_and_counted(services) -> None:
-    if not DPO_DEMO.is_file():
-        pytest.skip(f"real sample data {DPO_DEMO} is absent")
     rows = json.loads(DPO_DEMO.read_text(encoding="utf-8"))
 
     dataset = services.datasets.add(AddDatasetRequest(name="dpo-demo", location=str(DPO_DEMO)))

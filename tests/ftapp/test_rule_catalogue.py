@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from ftapp.compare_request import CompareRequest, validate_compare, validate_vot
 from ftapp.configs import AddConfigRequest
 from ftapp.datasets import AddDatasetRequest
 from ftapp.demo_policy import DemoCaps, owner_of
-from ftapp.errors import Problem, ValidationError
+from ftapp.errors import NotFoundError, Problem, ValidationError
 from ftapp.evaluation_request import Combination, EvaluationRequest, validate_evaluation
 from ftapp.export_request import ExportRequest, validate_export
 from ftapp.fine_tune_request import FineTuneRequest, validate_fine_tune
@@ -106,6 +107,13 @@ class Ctx:
         self.monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(self.tmp / "empty-hub-cache"))
 
 
+def not_found(call: Callable[[], object]) -> list[Problem]:
+    """A NotFoundError's rule as a problem (an id that names nothing is no request with fields to list)."""
+    with pytest.raises(NotFoundError) as caught:
+        call()
+    return [Problem(caught.value.rule_id, str(caught.value).removeprefix(f"{caught.value.rule_id}: "))]
+
+
 def raised(call: Callable[[], object]) -> list[Problem]:
     with pytest.raises(ValidationError) as caught:
         call()
@@ -171,6 +179,13 @@ def deduplicated_config(ctx) -> list[Problem]:
     return [Problem("CF-004", again.notice.removeprefix("CF-004: "))]
 
 
+def crafted_import(ctx, table: str, row: dict) -> list[Problem]:
+    """This home's own export with one crafted row added, imported."""
+    data = json.loads(ctx.services.database.export_json())
+    data["tables"][table].append(row)
+    return raised(lambda: ctx.services.database.import_from(Path(ctx.file("crafted.json", json.dumps(data)))))
+
+
 def registry_missing(ctx):
     return ctx.services.models.add(AddModelRequest(type="model_registry", name="r", registry_name="no-such-model"))
 
@@ -189,6 +204,17 @@ def demo_training(ctx, caps: dict | None = None, live_owner: str | None = None, 
     values = dict(base_model_id=ctx.reg.model.id, dataset_id=ctx.reg.dataset.id, prompt_id=ctx.reg.prompt.id,
                   adapter_name="demo-adapter", gpus="cpu")
     return visitor(ctx, **(caps or {})).runs.check(FineTuneRequest(**{**values, **changes}), CPU)[0]
+
+
+def crowded_address(ctx) -> list[Problem]:
+    """A fresh cookie from an address whose other cookie already runs a job: the cap holds per address."""
+    visitors = Visitors(ctx.services, DemoCaps(max_runs_per_visitor=5, max_runs_per_address=1))
+    visitors.for_key("first-cookie", "203.0.113.7")
+    with ctx.services.db.for_owner(owner_of("first-cookie")).transaction() as tx:
+        tx.runs.add(id="live-first-cookie", kind="finetune", name="first", status="queued", spec="{}")
+    request = FineTuneRequest(base_model_id=ctx.reg.model.id, dataset_id=ctx.reg.dataset.id, prompt_id=ctx.reg.prompt.id,
+                              adapter_name="second-cookie", gpus="cpu")
+    return visitors.for_key("second-cookie", "203.0.113.7").runs.check(request, CPU)[0]
 
 
 TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
@@ -266,6 +292,7 @@ TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
     "EX-008": lambda c: export(c, action="push", repo_id="not a repo id!"),
     "EX-009": lambda c: export(c, gpus="7"),
     "EX-010": lambda c: serve(c, engine="vllm"),
+    "EX-011": lambda c: serve(c, max_tokens=0, request_timeout_s=float("nan"), max_queue=10**9),
     "CP-001": lambda c: compare(c, model_id="no-such-model"),
     "CP-002": lambda c: compare(c, adapter_ids=(other_model_adapter(c),)),
     "CP-003": lambda c: compare(c, adapter_ids=(), include_base=False),
@@ -275,7 +302,11 @@ TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
     "CP-007": lambda c: sample(c, prompt_id="no-such-prompt"),
     "CP-008": lambda c: sample(c, row_index=10**6),
     "CP-009": lambda c: validate_vote(("A", "B"), "C", finished=True),
+    "RN-001": lambda c: not_found(lambda: c.services.runs.cancel(str(uuid.uuid4()))),
     "DB-001": lambda c: raised(lambda: c.services.database.import_from(Path(c.file("export.json", "not json")))),
+    "DB-002": lambda c: crafted_import(c, "datasets", {"id": "../../victim", "name": "evil", "type": "project_csv"}),
+    "DB-003": lambda c: crafted_import(c, "datasets", {"id": str(uuid.uuid4()), "name": "passwd", "type": "project_csv",
+                                                        "location": "/etc/passwd"}),
     "BU-001": lambda c: raised(lambda: BundleService(c.services.settings, c.services.db, c.services.adapters).export(
         BundleRequest(run_id=failed_run(c), out_dir=str(c.tmp / "bundle"), nodes=0))),
     "BU-002": lambda c: raised(lambda: BundleService(c.services.settings, c.services.db, c.services.adapters).import_run(c.tmp)),
@@ -287,6 +318,7 @@ TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
     "DM-006": lambda c: raised(lambda: visitor(c).datasets.add(AddDatasetRequest(huggingface_name="tatsu-lab/alpaca"))),
     "DM-007": lambda c: raised(lambda: visitor(c).hf_token.store("hf_" + "x" * 34)),
     "DM-008": lambda c: raised(lambda: visitor(c).datasets.remove(c.reg.dataset.id)),
+    "DM-009": lambda c: crowded_address(c),
 }
 
 

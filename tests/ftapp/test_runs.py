@@ -40,6 +40,7 @@ def wait_for(predicate, services, timeout_s: float):
     raise AssertionError("timed out")
 
 
+@pytest.mark.slow
 def test_a_run_trains_streams_metrics_and_registers_its_adapter(services, registered):
     run, preflight = services.runs.submit(request(registered, "tiny-intents"))
     assert run.status == "queued" and preflight.fits
@@ -68,6 +69,7 @@ def test_a_run_trains_streams_metrics_and_registers_its_adapter(services, regist
     assert [m.step for m in history] == [1, 2, 3, 4, 5, 6]
 
 
+@pytest.mark.slow
 def test_the_app_side_can_go_away_while_a_run_trains(tmp_path, registered, services):
     run, _ = services.runs.submit(request(registered, "survivor", max_steps=30, save_steps=100, eval_steps=100))
     wait_for(lambda: services.runs.get(run.id).step, services, 120)
@@ -85,6 +87,7 @@ def test_the_app_side_can_go_away_while_a_run_trains(tmp_path, registered, servi
         again.close()
 
 
+@pytest.mark.slow
 def test_a_killed_trainer_fails_with_its_log_tail_within_5_s(services, registered):
     run, _ = services.runs.submit(request(registered, "doomed", **LONG))
     running = wait_for(lambda: (r := services.runs.get(run.id)).step and r, services, 120)
@@ -96,6 +99,7 @@ def test_a_killed_trainer_fails_with_its_log_tail_within_5_s(services, registere
     assert "FINETUNE_PROGRESS" in final.error_text
 
 
+@pytest.mark.slow
 def test_cancel_stops_the_whole_process_group_within_10_s(services, registered):
     run, _ = services.runs.submit(request(registered, "stopped", **LONG))
     running = wait_for(lambda: (r := services.runs.get(run.id)).step and r, services, 120)
@@ -114,6 +118,7 @@ def test_a_queued_run_cancels_at_once(services, registered):
     assert services.runs.get(run.id).pid is None
 
 
+@pytest.mark.slow
 def test_out_of_memory_is_named_with_a_smaller_batch_suggested(services, registered, monkeypatch):
     monkeypatch.setenv("FTAPP_TRAINER_FAULT", "cuda_oom_at_step=2")
     run, _ = services.runs.submit(request(registered, "oom", **LONG))
@@ -122,6 +127,7 @@ def test_out_of_memory_is_named_with_a_smaller_batch_suggested(services, registe
     assert "per_device_train_batch_size" in final.error_text
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_last_checkpoint(services, registered, monkeypatch):
     monkeypatch.setenv("FTAPP_TRAINER_FAULT", "cuda_oom_at_step=5")
     first, _ = services.runs.submit(request(registered, "resumable", max_steps=8, save_steps=2, eval_steps=100))
@@ -157,6 +163,7 @@ def test_job_done_without_its_artifact_fails_closed_and_bad_lines_are_counted(se
     assert services.runs.metrics("fake")["loss"] == [(1, 1.0)]
 
 
+@pytest.mark.slow
 def test_the_cli_trains_with_wait_and_shows_the_run(tmp_path, registered, services):
     home = str(services.settings.home)
     services.close()

@@ -9,7 +9,7 @@ import pytest
 from ftapp.fine_tune_request import FineTuneRequest
 from ftapp.presets import MODERN
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 
 
 def _cuda_available() -> bool:

@@ -6,9 +6,13 @@ import re
 import time
 from pathlib import Path
 
+import pytest
+
 from ftapp.fine_tune_request import FineTuneRequest
 from ftapp.process_identity import is_alive
 from trainer.protocol import read_events
+
+pytestmark = pytest.mark.slow  # starts real trainer processes
 
 FAST = {"max_steps": 3, "logging_steps": 1, "eval_steps": 3, "save_steps": 3, "per_device_train_batch_size": 4,
         "max_length": 64, "learning_rate": 3e-3}

@@ -146,6 +146,26 @@ def test_training_caps_custom_code_and_concurrency(demo, tmp_path: Path):
     assert alice.runs.cancel(run.id).status == "cancelled"
 
 
+def test_the_caps_hold_per_address_however_many_cookies_ask(demo):
+    services, _uploads = demo
+    visitors = Visitors(services, DemoCaps(max_runs_per_visitor=1, max_runs_total=4, max_runs_per_address=2))
+    visitors.addresses.keep = 20  # a small book, to show that a flood of fresh cookies does not empty it
+    one, two = (visitors.for_key(cookie, "203.0.113.7") for cookie in ("cookie-1", "cookie-2"))
+    one.runs.submit(train(one, "one"), CPU)  # queued: no supervisor ticks in this test
+    two.runs.submit(train(two, "two"), CPU)
+    for i in range(100):  # cookies thrown away after one request each
+        visitors.for_key(f"flood-{i}", "203.0.113.7")
+
+    three = visitors.for_key("cookie-3", "203.0.113.7")  # (each request of a visitor notes its address)
+    with pytest.raises(ValidationError) as crowded:
+        three.runs.submit(train(three, "three"), CPU)
+    assert rules(crowded) == ["DM-009"] and "'one'" in str(crowded.value) and "'two'" in str(crowded.value)
+    elsewhere = visitors.for_key("cookie-4", "198.51.100.9")  # another client still finds a free slot
+    assert elsewhere.runs.submit(train(elsewhere, "four"), CPU)[0].status == "queued"
+    assert sorted(r.name for r in services.runs.list()) == ["four", "one", "two"]
+
+
+@pytest.mark.slow
 def test_a_visitors_run_trains_and_its_adapter_is_theirs_alone(demo):
     services, _uploads = demo
     visitors = Visitors(services)

@@ -78,6 +78,16 @@ def test_same_name_other_id_is_a_duplicate_and_children_are_repointed(tmp_path: 
         (lambda s: s["tables"]["models"][0].pop("name"), "missing name"),
         (lambda s: s["tables"]["models"][0].update(created_at="yesterday"), "not a timestamp"),
         (lambda s: s["tables"]["prompts"][0].update(dataset_id="gone"), "refer to rows"),
+        (lambda s: s["tables"]["models"][0].update(id=12345), "id must be text"),
+        (lambda s: s["tables"]["models"][0].update(name=[[["nested"]]]), "name must be text"),
+        (lambda s: s["tables"]["models"][0].update(num_parameters="lots"), "num_parameters must be a whole number"),
+        (lambda s: s["tables"]["models"][0].update(num_parameters=True), "num_parameters must be a whole number"),
+        (lambda s: s["tables"]["models"][0].update(num_parameters=10**30), "out of the 64-bit range"),
+        (lambda s: s["tables"]["models"][0].update(gated="yes"), "gated must be true or false"),
+        (lambda s: s["tables"]["models"][0].update(name="x" * 201), "name is longer than 200"),
+        (lambda s: s["tables"]["metric_points"][0].update(value="nan"), "value must be a number"),
+        (lambda s: s["tables"]["metric_points"][0].update(value=10**400), "too large"),
+        (lambda s: s["tables"]["models"][0].update(created_at="2024-01-01T00:00:00"), "no time zone"),
     ],
 )
 def test_bad_snapshots_are_refused_and_nothing_is_written(tmp_path: Path, mutate, message):
@@ -94,3 +104,25 @@ def test_bad_snapshots_are_refused_and_nothing_is_written(tmp_path: Path, mutate
             import_snapshot(tx, snapshot)
     with target.transaction() as tx:
         assert tx.models.count() == 0 and tx.prompts.count() == 0 and tx.runs.count() == 0
+
+
+def test_the_callers_vet_sees_only_the_rows_that_will_be_written_and_can_refuse_them(tmp_path: Path):
+    source = Database.open(tmp_path / "a.db")
+    _fill(source)
+    with source.transaction() as tx:
+        snapshot = export_snapshot(tx)
+    target = Database.open(tmp_path / "b.db")
+    with target.transaction() as tx:
+        tx.models.add(id=str(uuid.uuid4()), name="base", type="project", location="/elsewhere")
+    seen = {}
+
+    def vet(planned):
+        seen.update({table: [index for index, _row in rows] for table, rows in planned.items() if rows})
+        raise SnapshotError("refused by policy")
+
+    with pytest.raises(SnapshotError, match="refused by policy"):
+        with target.transaction() as tx:
+            import_snapshot(tx, snapshot, vet)
+    assert "models" not in seen and seen["runs"] == [0, 1] and seen["metric_points"] == [0, 1, 2]
+    with target.transaction() as tx:
+        assert tx.models.count() == 1 and tx.datasets.count() == 0 and tx.runs.count() == 0

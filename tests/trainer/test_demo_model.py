@@ -204,6 +204,7 @@ def test_a_short_lora_fine_tune_learns_the_demo_task(demo_kit: DemoKit, tokenize
     assert correct_after >= max(correct_before + 8, 12)
 
 
+@pytest.mark.slow
 def test_cli_demo_prints_one_json_line_naming_existing_paths(tmp_path: Path, demo_kit: DemoKit) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(

@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from tests.conftest import TEST_DATA
 from tests.trainer.test_sft_process import TrainerProcess, _terminate_once_training
 from trainer.dpo import check_spec
 from trainer.protocol import DONE_MARKER, EXIT_CANCELLED, SPLIT_FILE, TrainSpec
 
-DPO_DEMO = Path(__file__).resolve().parents[3] / "shared" / "data" / "dpo_en_demo.json"
+DPO_DEMO = TEST_DATA / "dpo_en_demo.json"
 MAX_LENGTH = 128
 DPO_TRAINING = {"max_steps": 12, "max_length": MAX_LENGTH, "learning_rate": 1e-3, "eval_steps": 6, "save_steps": 6}
 
@@ -58,6 +59,7 @@ def runs(dpo_spec, random_adapter, tmp_path_factory) -> Iterator[dict[str, Train
         trainer.kill()
 
 
+@pytest.mark.slow
 def test_a_dpo_run_reports_preference_metrics_in_the_documented_order(runs) -> None:
     run = runs["lora"].wait()
     assert run.code == 0, run.stderr
@@ -86,6 +88,7 @@ def test_a_dpo_run_reports_preference_metrics_in_the_documented_order(runs) -> N
     assert json.loads((Path(runs["lora"].spec.run_dir) / SPLIT_FILE).read_text())["num_validation"] == 8
 
 
+@pytest.mark.slow
 def test_dpo_raises_the_chosen_over_rejected_margin_on_the_training_pairs(runs, demo_kit) -> None:
     run = runs["lora"].wait()
     margins = [event.data["metrics"]["rewards/margins"] for event in run.of_type("progress")]
@@ -125,6 +128,7 @@ def test_dpo_raises_the_chosen_over_rejected_margin_on_the_training_pairs(runs, 
     assert sum(gain > 0 for gain in gains) >= 24
 
 
+@pytest.mark.slow
 def test_a_dpo_run_saves_a_trained_adapter(runs) -> None:
     run = runs["lora"].wait()
     output = Path(runs["lora"].spec.output_dir)
@@ -133,6 +137,7 @@ def test_a_dpo_run_saves_a_trained_adapter(runs) -> None:
     assert len(lora_b) == 2 * 7 and all(tensor.abs().sum() > 0 for tensor in lora_b.values())  # PEFT starts them at zero
 
 
+@pytest.mark.slow
 def test_a_dpo_run_continues_an_adapter_against_a_frozen_copy_of_it(runs, random_adapter) -> None:
     run = runs["continued"].wait()
     assert run.code == 0, run.stderr
@@ -151,6 +156,7 @@ def test_a_dpo_run_continues_an_adapter_against_a_frozen_copy_of_it(runs, random
     assert all(0 < m < 1 for m in moved), moved  # trained further from the adapter, not from scratch
 
 
+@pytest.mark.slow
 def test_sigterm_during_dpo_training_checkpoints_and_exits_143(runs) -> None:
     run = runs["cancelled"].wait()
     assert run.code == EXIT_CANCELLED, run.stderr

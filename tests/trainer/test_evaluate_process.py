@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from trainer.protocol import DataSource, EvalCombination, EvaluationSpec, ModelSource, read_events, write_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -32,6 +34,7 @@ def run(spec: EvaluationSpec) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_base_and_two_adapters_are_answered_scored_and_reported_in_order(tmp_path, demo_kit, random_adapter):
     rows = tuple(range(0, 100, 10))
     spec = evaluation_spec(tmp_path / "run", demo_kit, [None, random_adapter(1), random_adapter(2)], rows)

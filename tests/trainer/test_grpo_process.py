@@ -72,6 +72,7 @@ def runs(make_spec, sums: Path, tmp_path_factory) -> Iterator[dict[str, TrainerP
         trainer.kill()
 
 
+@pytest.mark.slow
 def test_every_reward_kind_reports_under_its_own_name_in_a_grpo_run(runs) -> None:
     run = runs["rewards"].wait()
     assert run.code == 0, run.stderr
@@ -105,6 +106,7 @@ def test_every_reward_kind_reports_under_its_own_name_in_a_grpo_run(runs) -> Non
     assert run.stdout.splitlines()[-1] == DONE_MARKER
 
 
+@pytest.mark.slow
 def test_grpo_after_sft_raises_the_exact_match_reward(runs) -> None:
     run = runs["learning"].wait()
     assert run.code == 0, run.stderr

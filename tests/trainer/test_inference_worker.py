@@ -65,6 +65,7 @@ def response(run_dir: Path, request_id: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+@pytest.mark.slow
 def test_the_worker_answers_every_target_in_one_stream_and_exits_when_idle(tmp_path, demo_kit, adapters):
     run_dir = tmp_path / "worker"
     (run_dir / REQUESTS_DIR).mkdir(parents=True)

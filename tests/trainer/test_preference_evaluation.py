@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import TEST_DATA
 from tests.trainer.test_evaluate_process import run
 from trainer.protocol import REJECTED_DIVIDER, DataSource, EvalCombination, EvaluationSpec, ModelSource, read_events
 
-SHARED_DATA = (Path(__file__).resolve().parents[2] / "../shared/data").resolve()
 PAIRS = 16
 
 
@@ -19,10 +19,7 @@ def preference_file(tmp_path_factory) -> Path:
     """The shortest pairs of the real sharegpt-layout DPO sample (conversations + chosen/rejected turns), in file order.
 
     Its longest pairs run to 4,000 tokens of the demo tokenizer: seconds each on one CPU thread."""
-    source = SHARED_DATA / "dpo_en_demo.json"
-    if not source.is_file():
-        pytest.skip(f"real sample data {source} is absent")
-    rows = json.loads(source.read_text(encoding="utf-8"))
+    rows = json.loads((TEST_DATA / "dpo_en_demo.json").read_text(encoding="utf-8"))
     shortest = sorted(sorted(range(len(rows)), key=lambda i: len(json.dumps(rows[i])))[:PAIRS])
     path = tmp_path_factory.mktemp("preference") / "dpo.json"
     path.write_text(json.dumps([rows[i] for i in shortest]), encoding="utf-8")
@@ -59,6 +56,7 @@ def log_likelihoods(model, tokenizer, row: dict) -> tuple[float, float]:
     return sums[0], sums[1]
 
 
+@pytest.mark.slow
 def test_pairs_are_scored_by_likelihood_with_rewards_against_the_base_model(tmp_path, demo_kit, random_adapter, preference_file):
     adapter = random_adapter(11, scale=0.2)
     spec = preference_spec(tmp_path / "run", demo_kit, preference_file, adapter, beta=0.5)

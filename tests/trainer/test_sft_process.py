@@ -108,6 +108,7 @@ def runs(make_spec, messages_dataset: Path, tmp_path_factory) -> Iterator[dict[s
         trainer.kill()
 
 
+@pytest.mark.slow
 def test_a_lora_run_reports_its_events_in_the_documented_order(runs) -> None:
     run = runs["lora"].wait()
     assert run.code == 0, run.stderr
@@ -135,6 +136,7 @@ def test_a_lora_run_reports_its_events_in_the_documented_order(runs) -> None:
     assert all(set(row) == {"input", "reference", "output"} and row["input"].startswith("### Request:") for row in sample.data["rows"])
 
 
+@pytest.mark.slow
 def test_a_lora_run_saves_a_trained_adapter_before_it_says_done(runs) -> None:
     run = runs["lora"].wait()
     output = Path(runs["lora"].spec.output_dir)
@@ -152,6 +154,7 @@ def test_a_lora_run_saves_a_trained_adapter_before_it_says_done(runs) -> None:
     assert len(lines) - 1 == len(run.of_type("progress"))
 
 
+@pytest.mark.slow
 def test_a_lora_run_writes_its_split_and_its_loss_history_to_mlflow(runs) -> None:
     run = runs["lora"].wait()
     spec = runs["lora"].spec
@@ -177,6 +180,7 @@ def test_a_lora_run_writes_its_split_and_its_loss_history_to_mlflow(runs) -> Non
     assert mlflow_run.info.artifact_uri.startswith((Path(spec.mlflow_tracking_uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri())
 
 
+@pytest.mark.slow
 def test_a_run_resumed_from_a_checkpoint_continues_from_its_step(runs, make_spec, tmp_path: Path) -> None:
     first = runs["lora"].wait()
     checkpoint = next(e.data["path"] for e in first.of_type("artifact") if e.data.get("step") == 3)
@@ -191,6 +195,7 @@ def test_a_run_resumed_from_a_checkpoint_continues_from_its_step(runs, make_spec
     assert resumed.types()[-1] == "done"
 
 
+@pytest.mark.slow
 def test_messages_data_trains_as_chat(runs) -> None:
     run = runs["messages"].wait()
     assert run.code == 0, run.stderr
@@ -204,6 +209,7 @@ def test_messages_data_trains_as_chat(runs) -> None:
     assert run.types()[-2:] == ["artifact", "done"]
 
 
+@pytest.mark.slow
 def test_full_fine_tuning_saves_a_model_that_loads(runs, demo_kit) -> None:
     run = runs["full"].wait()
     assert run.code == 0, run.stderr
@@ -219,6 +225,7 @@ def test_full_fine_tuning_saves_a_model_that_loads(runs, demo_kit) -> None:
     assert not tuned.state_dict()[weight].equal(base.state_dict()[weight])
 
 
+@pytest.mark.slow
 def test_sigterm_during_training_checkpoints_and_exits_143(runs) -> None:
     run = runs["cancelled"].wait()
     assert run.code == EXIT_CANCELLED, run.stderr
@@ -231,6 +238,7 @@ def test_sigterm_during_training_checkpoints_and_exits_143(runs) -> None:
     assert (Path(checkpoint.data["path"]) / "optimizer.pt").is_file()
 
 
+@pytest.mark.slow
 def test_the_oom_test_hook_fails_the_run_like_a_gpu_would(runs) -> None:
     run = runs["oom"].wait()
     assert run.code == 1

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from ftapp.presets import MODERN
+from tests.conftest import TEST_DATA
 from ui.train_form import TrainForm
 
-SHARED_DATA = (Path(__file__).resolve().parents[2] / "../shared/data").resolve()
-ALPACA = SHARED_DATA / "alpaca_en_demo.json"
+ALPACA = TEST_DATA / "alpaca_en_demo.json"
 
 
 @pytest.fixture(autouse=True)
@@ -26,8 +26,6 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def alpaca() -> Path:
-    if not ALPACA.is_file():
-        pytest.skip(f"real sample data {ALPACA} is absent")
     return ALPACA
 
 

@@ -29,7 +29,7 @@ def test_every_typed_field_has_its_help_in_the_table(services: Services) -> None
         assert [row[0] for row in rows] == list(schema.__dataclass_fields__)
         assert [row[4] for row in rows] == [f.metadata["help"] for f in schema.__dataclass_fields__.values()]
     lr = configs.field_help("training_arguments").set_index("field").loc["learning_rate"]
-    assert (lr["default"], lr["allowed"]) == ("0.0002", "> 0")
+    assert (lr["default"], lr["allowed"]) == ("0.0002", "> 0 and ≤ 1")
     untyped = configs.config_template("custom")[1]
     assert "not typed" in untyped.label and untyped.value["data"] == []
     assert configs.config_template("axolotl")[0].language == "yaml"
@@ -57,7 +57,7 @@ def test_a_bad_config_reports_every_field_and_is_not_stored(services: Services) 
     message = caught.value.message
     assert "CF-005: unknown training_arguments field &#x27;learning_rat&#x27;" in message
     assert "did you mean &#x27;learning_rate&#x27;" in message
-    assert "CF-005: max_steps must be &gt;= -1" in message
+    assert "CF-005: max_steps must be a whole number from -1 to 10,000,000 (got -5)" in message
     assert len(services.configs.list()) == before
 
 

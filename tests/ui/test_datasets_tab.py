@@ -27,7 +27,7 @@ def import_alpaca(services: Services, alpaca: Path) -> str:
 def test_upload_is_copied_into_the_home_and_listed(services: Services, alpaca: Path) -> None:
     status, dataset_id = datasets.import_upload(services, str(alpaca), "", "alpaca sample")
 
-    assert "alpaca_en_demo" in status and "999" in status and "alpaca" in status
+    assert "alpaca_en_demo" in status and "299" in status and "alpaca" in status
     record = services.datasets.get(dataset_id)
     assert Path(record.location).is_relative_to(services.settings.datasets_dir)
     assert Path(record.location).read_bytes() == alpaca.read_bytes()
@@ -69,12 +69,12 @@ def test_preview_pages_through_real_rows(services: Services, alpaca: Path) -> No
     dataset_id = import_alpaca(services, alpaca)
 
     first, label, offset, total = datasets.first_page(services, dataset_id)
-    assert (label, offset, total) == ("Rows 1–10 of 999", 0, 999)
+    assert (label, offset, total) == ("Rows 1–10 of 299", 0, 299)
     assert shown(first).columns.tolist() == ["instruction", "input", "output"]
     assert shown(first)["instruction"].tolist() == [r["instruction"] for r in rows[:10]]
 
     second, label, offset, _ = datasets.next_page(services, dataset_id, offset, total)
-    assert (label, offset) == ("Rows 11–20 of 999", 10)
+    assert (label, offset) == ("Rows 11–20 of 299", 10)
     assert shown(second)["instruction"].tolist() == [r["instruction"] for r in rows[10:20]]
 
     back, label, offset, _ = datasets.previous_page(services, dataset_id, offset)
@@ -86,9 +86,9 @@ def test_preview_pages_through_real_rows(services: Services, alpaca: Path) -> No
 def test_next_stops_on_the_last_page(services: Services, alpaca: Path) -> None:
     dataset_id = import_alpaca(services, alpaca)
 
-    last, label, offset, _ = datasets.next_page(services, dataset_id, 990, 999)
+    last, label, offset, _ = datasets.next_page(services, dataset_id, 290, 299)
 
-    assert (label, offset, len(shown(last))) == ("Rows 991–999 of 999", 990, 9)
+    assert (label, offset, len(shown(last))) == ("Rows 291–299 of 299", 290, 9)
 
 
 def test_a_missing_path_is_refused_with_its_rule_and_nothing_is_written(services: Services, tmp_path: Path) -> None:

@@ -117,3 +117,12 @@ def test_the_chat_preview_stays_away_for_column_data_and_reports_models_without_
 
     with pytest.raises(gr.Error, match="no chat template"):
         prompts.preview_chat(services, chats_id, model_id, True)
+
+
+@pytest.mark.parametrize("template", ["{instruction:>{output}}", "{instruction!r}", "{instruction.upper}", "{instruction[0]}", "{0}"])
+def test_save_refuses_anything_but_plain_fields_with_pr_007(services: Services, dataset_id: str, template: str) -> None:
+    with pytest.raises(gr.Error, match="PR-007"):
+        prompts.save_prompt(services, "bad", dataset_id, template, template, "", "")
+    html = prompts.preview_prompt(services, dataset_id, template, template, "")
+    assert "PR-007" in html and "<pre" not in html
+    assert services.prompts.list() == []

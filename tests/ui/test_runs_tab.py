@@ -132,6 +132,7 @@ def test_spec_differences_count_a_missing_section_as_different() -> None:
     }
 
 
+@pytest.mark.slow
 def test_a_cpu_run_started_from_the_train_tab_ends_on_the_runs_tab(services: Services, train_values) -> None:
     run_id = queue(services, train_values, "tiny-intents")
     before = view(runs.show_run(services, run_id))
