@@ -92,7 +92,9 @@ def test_the_worker_answers_every_target_in_one_stream_and_exits_when_idle(tmp_p
     # Streamed: the longest answer grows over several lines, step numbers rise, and the stream ends where the answers do.
     longest = final["new_tokens"].index(max(final["new_tokens"]))
     lengths = [len(line["texts"][longest]) for line in steps]
-    assert len(steps) >= 3 and lengths == sorted(lengths) and len(set(lengths)) >= 3, lengths
+    # Partial lines are rate-limited (LINE_INTERVAL_S): on an idle machine the tiny model's 40 tokens take ~40 ms,
+    # so two growing partial lines is what a fast run writes (CI saw exactly that), more on a slow one.
+    assert len(steps) >= 2 and lengths == sorted(lengths) and len(set(lengths)) >= 2, lengths
     assert [line["step"] for line in steps] == sorted({line["step"] for line in steps})
     assert steps[-1]["texts"] == final["texts"]
     base, first, second = final["texts"]
