@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from ftapp.home_paths import run_folder
 from ftapp.ids import new_id
 from ftapp.resource_names import adapter_name_problem
 from ftapp.run_events import ingest, read_outcome
+from ftapp.run_vocabulary import RunStatus
 from ftapp.settings import Settings
 from ftapp.supervisor import FINETUNE
 from storage import AdapterRecord, Database, RunRecord
@@ -77,7 +78,7 @@ def _copy(source: Path, target: Path) -> None:
 
 
 def _time(seconds: float | None) -> datetime | None:
-    return datetime.fromtimestamp(seconds, tz=timezone.utc) if seconds is not None else None
+    return datetime.fromtimestamp(seconds, tz=UTC) if seconds is not None else None
 
 
 class BundleService:
@@ -163,7 +164,7 @@ class BundleService:
         (staging / "slurm.sbatch").write_text(bundle_files.slurm_job(spec.adapter_name, request.nodes, request.gpus_per_node))
         (staging / "requirements.txt").write_text(bundle_files.pinned_requirements(package))
         manifest = {
-            "format": BUNDLE_FORMAT, "version": 1, "exported_at": datetime.now(timezone.utc).isoformat(),
+            "format": BUNDLE_FORMAT, "version": 1, "exported_at": datetime.now(UTC).isoformat(),
             "source_run_id": run.id, "adapter_name": spec.adapter_name, "method": spec.method,
             "training_mode": spec.training_mode, "base_model_id": run.base_model_id, "dataset_id": run.dataset_id,
             "prompt_id": run.prompt_id, "nodes": request.nodes, "gpus_per_node": request.gpus_per_node,
@@ -219,7 +220,7 @@ class BundleService:
         log = run_dir / LOG_FILE if (run_dir / LOG_FILE).is_file() else next(run_dir.glob("trainer.node0.log"), run_dir / LOG_FILE)
         with self.db.transaction() as tx:
             run = tx.runs.add(
-                id=run_id, kind=FINETUNE, name=name, status="running", spec=json.dumps(spec.to_dict()), run_dir=str(run_dir),
+                id=run_id, kind=FINETUNE, name=name, status=RunStatus.RUNNING, spec=json.dumps(spec.to_dict()), run_dir=str(run_dir),
                 log_path=str(log), base_model_id=manifest["base_model_id"], dataset_id=known["dataset_id"],
                 prompt_id=known["prompt_id"], parent_run_id=known["source_run_id"],
                 devices_requested="cluster", gpus=f"{manifest['nodes']}×{manifest['gpus_per_node']} {manifest['device']}",
@@ -234,10 +235,10 @@ class BundleService:
                 name=name, model_id=manifest["base_model_id"], location=str(output), run_id=run_id,
                 prompt_id=known["prompt_id"], description=f"{spec.method} {spec.training_mode} run {run_id}, "
                 f"trained from bundle {source.name} on {manifest['nodes']}×{manifest['gpus_per_node']} {manifest['device']}"))
-            values.update(status="succeeded", exit_code=0)
+            values.update(status=RunStatus.SUCCEEDED, exit_code=0)
         else:
             error_type, message = outcome.failure or ("", "the bundle's run ended without a done event and an output")
-            values.update(status="failed", error_cause="bundle run failed", error_text=f"{error_type}: {message}".strip(": "))
+            values.update(status=RunStatus.FAILED, error_cause="bundle run failed", error_text=f"{error_type}: {message}".strip(": "))
         with self.db.transaction() as tx:
             return ImportedRun(tx.runs.update(run_id, **values), adapter)
 

@@ -6,6 +6,7 @@ import argparse
 
 from ftapp.bundles import BundleRequest, BundleService
 from ftapp.cli_output import to_json
+from ftapp.run_vocabulary import RunStatus
 from ftapp.services import Services
 
 BUNDLE_ACTIONS = ("bundle", "import-bundle")
@@ -32,7 +33,7 @@ def run_bundle_action(services: Services, args: argparse.Namespace) -> int:
     else:
         adapter = f"; adapter {imported.adapter.name} ({imported.adapter.id})" if imported.adapter else ""
         print(f"run {imported.run.id}: {imported.run.status}{adapter}")
-    return 0 if imported.run.status == "succeeded" else 1
+    return 0 if imported.run.status == RunStatus.SUCCEEDED else 1
 
 
 def add_bundle_parsers(runs, common: argparse.ArgumentParser) -> None:

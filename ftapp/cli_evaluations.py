@@ -10,6 +10,7 @@ from ftapp.cli_runs import parse_assignments, parse_reward
 from ftapp.errors import FtappError
 from ftapp.evaluation_request import Combination, EvaluationRequest
 from ftapp.evaluation_results import LOWER_IS_BETTER, EvaluationResults
+from ftapp.run_vocabulary import RunStatus
 from ftapp.services import Services
 from storage import RunRecord
 from trainer.protocol import REWARD_KINDS
@@ -73,7 +74,7 @@ def run_evaluate(services: Services, args: argparse.Namespace) -> int:
         print(results_table(results))
         if final.error_text:
             print(final.error_text, file=sys.stderr)
-    return 0 if final.status == "succeeded" else 1
+    return 0 if final.status == RunStatus.SUCCEEDED else 1
 
 
 def results_table(results: EvaluationResults) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from ftapp.cli_output import table, to_json
 from ftapp.export_request import ExportRequest
 from ftapp.export_results import ExportResult
+from ftapp.run_vocabulary import RunStatus
 from ftapp.serve_request import ENGINE_CHOICES, ServeRequest
 from ftapp.services import Services
 from ftapp.serving import Endpoint
@@ -75,7 +76,7 @@ def run_export(services: Services, args: argparse.Namespace) -> int:
     _print_result(args, services.exports.result(run.id))
     if final.error_text:
         print(final.error_text, file=sys.stderr)
-    return 0 if final.status == "succeeded" else 1
+    return 0 if final.status == RunStatus.SUCCEEDED else 1
 
 
 def _status_printer(args: argparse.Namespace):

@@ -12,6 +12,7 @@ from ftapp.cli_output import details, plain, table, to_json
 from ftapp.errors import FtappError
 from ftapp.fine_tune_request import FineTuneRequest
 from ftapp.presets import MODERN
+from ftapp.run_vocabulary import RunStatus
 from ftapp.services import Services
 from ftapp.supervisor import EVALUATION
 from storage import RunRecord
@@ -125,9 +126,9 @@ def _finish(args: argparse.Namespace, run: RunRecord) -> None:
 
 def _submitted_state(run: RunRecord) -> str:
     """What a just-submitted run is doing: started only when a process runs it."""
-    if run.status == "queued":
+    if run.status == RunStatus.QUEUED:
         return "queued (it starts when its devices are free)"
-    return {"running": "started"}.get(run.status, f"{run.status}: {run.error_cause or ''}".rstrip(": "))
+    return {RunStatus.RUNNING: "started"}.get(run.status, f"{run.status}: {run.error_cause or ''}".rstrip(": "))
 
 
 def run_train(services: Services, args: argparse.Namespace) -> int:
@@ -138,10 +139,10 @@ def run_train(services: Services, args: argparse.Namespace) -> int:
     if not args.wait:
         current = services.runs.get(run.id)
         print(to_json(current) if args.json else f"run {run.id} {_submitted_state(current)}; follow it with `ftapp runs watch {run.id}`")
-        return 0 if current.status != "failed" else 1
+        return 0 if current.status != RunStatus.FAILED else 1
     final = _follow(services, run.id, quiet=args.json)
     _finish(args, final)
-    return 0 if final.status == "succeeded" else 1
+    return 0 if final.status == RunStatus.SUCCEEDED else 1
 
 
 def run_runs(services: Services, args: argparse.Namespace) -> int:
@@ -178,11 +179,11 @@ def run_runs(services: Services, args: argparse.Namespace) -> int:
             return 0
         final = _follow(services, run.id, quiet=args.json)
         _finish(args, final)
-        return 0 if final.status == "succeeded" else 1
+        return 0 if final.status == RunStatus.SUCCEEDED else 1
     elif args.action == "watch":
         final = _follow(services, args.id, quiet=args.json)
         _finish(args, final)
-        return 0 if final.status == "succeeded" else 1
+        return 0 if final.status == RunStatus.SUCCEEDED else 1
     elif args.action in BUNDLE_ACTIONS:
         return run_bundle_action(services, args)
     return 0

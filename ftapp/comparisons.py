@@ -33,6 +33,7 @@ from ftapp.datasets import DatasetService
 from ftapp.errors import ConflictError, FtappError, Problem, ValidationError
 from ftapp.ids import new_id
 from ftapp.prompt_templates import render
+from ftapp.run_vocabulary import RunStatus
 from ftapp.settings import Settings
 from ftapp.supervisor import INFERENCE, TERMINAL, Supervisor
 from storage import AdapterRecord, ComparisonVoteRecord, Database, ModelRecord, RunRecord
@@ -56,7 +57,7 @@ DEFAULT_IDLE_TIMEOUT_S = 600.0
 ANSWER_TIMEOUT_S = 900.0  # model start-up (minutes for a large one) plus the answer itself
 STATUS_EVERY_S = 0.5  # how often a waiting stream looks at the worker's run row
 BLIND_LABELS = "ABCDE"
-QUEUED, LOADING, WAITING, GENERATING, DONE = "queued", "loading", "waiting", "generating", "done"
+QUEUED, LOADING, WAITING, GENERATING, DONE = RunStatus.QUEUED, "loading", "waiting", "generating", "done"
 
 
 class ComparisonFailed(FtappError):
@@ -225,7 +226,7 @@ class ComparisonService:
                              idle_timeout_s=self.idle_timeout_s, cpu_threads=threads)
         write_spec(spec)
         with self.db.transaction() as tx:
-            run = tx.runs.add(id=run_id, kind=INFERENCE, name=f"compare · {model.name}", status="queued",
+            run = tx.runs.add(id=run_id, kind=INFERENCE, name=f"compare · {model.name}", status=RunStatus.QUEUED,
                               spec=json.dumps(spec.to_dict()), run_dir=str(run_dir), log_path=str(run_dir / LOG_FILE),
                               base_model_id=model.id, devices_requested=self.devices)
         self.supervisor.wake()
@@ -347,9 +348,9 @@ def _apply(snapshot: CompareSnapshot, lines: list[dict[str, Any]]) -> CompareSna
 def _worker_gone(run: RunRecord | None) -> str:
     if run is None:
         return "the inference worker's run was removed"
-    if run.status == "cancelled":
+    if run.status == RunStatus.CANCELLED:
         return "the inference worker was stopped before it answered"
-    if run.status == "failed":
+    if run.status == RunStatus.FAILED:
         summary = (run.error_text or "no error text").split("\n--- log tail ---\n")[0].strip()
         return f"the inference worker failed ({run.error_cause or 'unknown cause'}): {summary}"
     return "the inference worker exited without answering; generate again to start a new one"
@@ -359,7 +360,7 @@ def _waiting_phase(run: RunRecord, accepted: bool) -> str:
     """What a request that is not generating yet waits for."""
     if accepted:
         return LOADING  # the worker took it and is attaching adapters
-    if run.status == "queued":
+    if run.status == RunStatus.QUEUED:
         return QUEUED  # for a device
     return WAITING if _started_event(run) else LOADING  # behind another request, or for the model to load
 

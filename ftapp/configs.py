@@ -6,7 +6,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import yaml
@@ -19,7 +19,7 @@ from storage import ConfigRecord, Database, DuplicateError
 from storage.types import utc_now
 
 PRESET_NAMESPACE = uuid.UUID("6f0a3c52-9d7e-4b8f-a1e2-5c3d4b6a7f80")
-SHIPPED_AT = datetime(2026, 1, 1, tzinfo=timezone.utc)
+SHIPPED_AT = datetime(2026, 1, 1, tzinfo=UTC)
 CONFIG_TYPES = (
     "training_arguments", "bitsandbytes_config", "generation_config", "lora_config", "custom",
     "axolotl", "axolotl_dataset_formats",

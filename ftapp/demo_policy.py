@@ -19,13 +19,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ftapp.errors import Problem
+from ftapp.run_vocabulary import RunKind
 from ftapp.settings import Settings
 
 # Runs that hold a process: they count against the caps on concurrent runs. Serving is refused in
 # the demo; inference workers of the Compare tab idle out on their own (and are small on CPU).
-CAPPED_KINDS = ("finetune", "evaluation", "export")
-INFERENCE = "inference"  # the Compare tab's workers: capped on their own, over all visitors (max_runs_total)
-LIVE = ("queued", "running")
+CAPPED_KINDS = (RunKind.FINETUNE, RunKind.EVALUATION, RunKind.EXPORT)
+INFERENCE = RunKind.INFERENCE  # the Compare tab's workers: capped on their own, over all visitors (max_runs_total)
 # What a visitor may export: a download of their adapter. Merges register models everyone would
 # see, registrations fill the host's MLflow registry, and a push would use the host's token.
 DEMO_EXPORT_ACTIONS = ("archive",)

@@ -18,6 +18,7 @@ from ftapp.ids import new_id
 from ftapp.machine import Machine, detect_machine
 from ftapp.method_request import reward_specs
 from ftapp.run_specs import data_source
+from ftapp.run_vocabulary import RunStatus
 from ftapp.settings import Settings
 from ftapp.supervisor import EVALUATION, Supervisor
 from storage import Database, RunRecord, Transaction
@@ -52,7 +53,7 @@ class EvaluationService:
                 first = request.combinations[0]
                 run = tx.runs.add(
                     id=run_id, kind=EVALUATION, name=f"evaluate {' vs '.join(c.label for c in spec.combinations)}"[:200],
-                    status="queued", spec=json.dumps(spec.to_dict()), run_dir=str(run_dir), log_path=str(run_dir / LOG_FILE),
+                    status=RunStatus.QUEUED, spec=json.dumps(spec.to_dict()), run_dir=str(run_dir), log_path=str(run_dir / LOG_FILE),
                     base_model_id=first.model_id, dataset_id=request.dataset_id, prompt_id=request.prompt_id or None,
                     adapter_id=next((c.adapter_id for c in request.combinations if c.adapter_id), None),
                     devices_requested=request.gpus, total_steps=len(rows.indices) * len(spec.combinations),

@@ -15,6 +15,7 @@ from ftapp.device_choice import choose_devices
 from ftapp.errors import Problem
 from ftapp.hub_models import hub_offline
 from ftapp.machine import Machine
+from ftapp.run_vocabulary import RunKind, RunStatus
 from storage import AdapterRecord, ModelRecord, Transaction
 from trainer.protocol import EXPORT_ACTIONS
 
@@ -22,7 +23,7 @@ from trainer.protocol import EXPORT_ACTIONS
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 HUB_REPO_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 LOADABLE_MODEL_TYPES = ("huggingface", "project", "model_registry")
-FINETUNE = "finetune"  # ftapp.supervisor's run kind; imported from there it would be an import cycle
+FINETUNE = RunKind.FINETUNE
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ def _run_problems(tx: Transaction, run_id: str, field: str = "run_id", what: str
         return [Problem("EX-006", f"{what}run '{run_id}' not found", field)]
     if run.kind != FINETUNE:
         return [Problem("EX-006", f"{what}run '{run_id}' is a {run.kind} run, not a training run", field)]
-    if run.status != "succeeded":
+    if run.status != RunStatus.SUCCEEDED:
         return [Problem("EX-006", f"{what}run '{run_id}' is {run.status}: only the result of a succeeded training run "
                                   "can be exported", field)]
     if field == "run_id" and not tx.adapters.find(run_id=run_id):

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ftapp.run_vocabulary import TERMINAL
 from storage import RunRecord
 from trainer.protocol import DONE, ExportSpec, read_events
 
@@ -52,7 +53,7 @@ class ExportResult:
 
     @property
     def finished(self) -> bool:
-        return self.run.status in ("succeeded", "failed", "cancelled")
+        return self.run.status in TERMINAL
 
 
 def mlflow_ui_command(tracking_uri: str) -> str:

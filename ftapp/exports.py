@@ -17,6 +17,7 @@ from ftapp.export_results import ExportResult, build_result
 from ftapp.ids import new_id
 from ftapp.machine import Machine, detect_machine
 from ftapp.model_card import render_card
+from ftapp.run_vocabulary import RunStatus
 from ftapp.secrets import HfToken
 from ftapp.settings import Settings
 from ftapp.supervisor import EXPORT, Supervisor
@@ -60,7 +61,7 @@ class ExportService:
             write_spec(spec)
             with self.db.transaction() as tx:
                 run = tx.runs.add(
-                    id=run_id, kind=EXPORT, name=f"{request.action} {request.model_name}"[:200], status="queued",
+                    id=run_id, kind=EXPORT, name=f"{request.action} {request.model_name}"[:200], status=RunStatus.QUEUED,
                     spec=json.dumps(spec.to_dict()), run_dir=str(run_dir), log_path=str(run_dir / LOG_FILE),
                     base_model_id=request.base_model_id or None, adapter_id=request.adapter_id or None,
                     # Only a merge computes; archives, uploads and registrations need no GPU.
@@ -101,7 +102,7 @@ class ExportService:
     def archive_file(self, run_id: str) -> Path:
         """The finished archive of an archive run: fails closed unless the run succeeded and the file is complete."""
         run = self._export_run(run_id)
-        if run.status != "succeeded":
+        if run.status != RunStatus.SUCCEEDED:
             raise ConflictError(f"export {run_id[:8]} is {run.status}: there is no archive to download")
         with self.db.transaction() as tx:
             recorded = [a for a in tx.artifacts.find(run_id=run_id) if a.kind == "archive"]

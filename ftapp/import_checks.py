@@ -29,7 +29,7 @@ from ftapp.errors import Problem
 from ftapp.home_paths import inside
 from ftapp.ids import is_uuid
 from ftapp.prompt_templates import TEMPLATE_FIELDS, placeholders
-from ftapp.supervisor import TERMINAL
+from ftapp.run_vocabulary import TERMINAL, RunStatus
 from storage.snapshot import TABLES, Planned
 from storage.types import utc_now
 from trainer.protocol import CUSTOM_REWARD
@@ -204,10 +204,10 @@ def as_history(runs: list[tuple[int, dict[str, Any]]]) -> int:
     now = utc_now()
     live = 0
     for _index, row in runs:
-        status = row.get("status") or "queued"  # the column's default
+        status = row.get("status") or RunStatus.QUEUED  # the column's default
         if status not in TERMINAL:
             live += 1
-            row.update(status="failed", error_cause=IMPORTED_CAUSE, finished_at=row.get("finished_at") or now,
+            row.update(status=RunStatus.FAILED, error_cause=IMPORTED_CAUSE, finished_at=row.get("finished_at") or now,
                        error_text=f"imported while {status}; imported runs are history (never launched, re-attached or signalled)",
                        cancel_requested_at=None)
         row.update(pid=None, process_start_time=None, kill_after=None)

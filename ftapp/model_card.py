@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ftapp.run_vocabulary import RunStatus
 from ftapp.secrets import redact, redact_mapping
 from storage import AdapterRecord, ModelRecord, RunRecord, Transaction
 
@@ -112,7 +113,7 @@ def _evaluation(tx: Transaction, run: RunRecord | None, adapter: AdapterRecord |
 def _latest_evaluation(tx: Transaction, adapter: AdapterRecord) -> tuple[str, int] | None:
     for combo in reversed(tx.evaluation_combinations.find(adapter_id=adapter.id)):
         evaluation = tx.runs.get(combo.run_id)
-        if evaluation is not None and evaluation.status == "succeeded":
+        if evaluation is not None and evaluation.status == RunStatus.SUCCEEDED:
             return combo.run_id, combo.position
     return None
 

@@ -9,6 +9,7 @@ from typing import Any
 from ftapp.evaluation_events import answer_rows, score_rows
 from ftapp.ids import new_id
 from ftapp.number_bounds import storable_int
+from ftapp.run_vocabulary import RunKind
 from storage import RunRecord, Transaction
 from trainer.protocol import (
     ARTIFACT,
@@ -30,7 +31,7 @@ PROGRESS_METRICS = {"loss": "loss", "lr": "learning_rate", "grad_norm": "grad_no
 OUTPUT_KINDS = ("adapter", "model")
 
 
-EVALUATION = "evaluation"
+EVALUATION = RunKind.EVALUATION
 
 
 def ingest(tx: Transaction, run: RunRecord) -> int:

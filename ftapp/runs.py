@@ -20,6 +20,7 @@ from ftapp.method_request import reward_problems
 from ftapp.model_configs import read_local_model_config
 from ftapp.preflight import Preflight, estimate, kv_size
 from ftapp.run_specs import build_train_spec
+from ftapp.run_vocabulary import RESUMABLE, RunStatus
 from ftapp.settings import Settings
 from ftapp.supervisor import FINETUNE, RUN_RULE, TERMINAL, Supervisor, launch_folder, write_launch_spec
 from storage import Database, RunRecord
@@ -73,7 +74,7 @@ class RunService:
             write_launch_spec(self.settings, spec)  # into <home>/runs/<id>, the only spec the supervisor launches
             with self.db.transaction() as tx:
                 run = tx.runs.add(
-                    id=run_id, kind=FINETUNE, name=request.adapter_name, status="queued", spec=json.dumps(spec.to_dict()),
+                    id=run_id, kind=FINETUNE, name=request.adapter_name, status=RunStatus.QUEUED, spec=json.dumps(spec.to_dict()),
                     run_dir=str(run_dir), log_path=str(run_dir / LOG_FILE), base_model_id=request.base_model_id,
                     dataset_id=request.dataset_id, prompt_id=request.prompt_id, devices_requested=request.gpus,
                     adapter_id=request.init_adapter_id,  # the adapter it starts from (DPO/GRPO), for lineage
@@ -90,7 +91,7 @@ class RunService:
         old = self.get(run_id)
         if old.kind != FINETUNE:
             raise ConflictError(f"run {run_id} is an {old.kind} run; only training runs resume from a checkpoint")
-        if old.status not in ("failed", "cancelled"):
+        if old.status not in RESUMABLE:
             raise ConflictError(f"run {run_id} is {old.status}; only a failed or cancelled run can be resumed")
         folder = run_folder(self.settings, old)  # the run's own folder, never one its row (or an import) points at
         checkpoints = sorted(folder.glob("checkpoints/checkpoint-*"),
@@ -105,7 +106,7 @@ class RunService:
         write_launch_spec(self.settings, spec)
         with self.db.transaction() as tx:
             run = tx.runs.add(
-                id=new_run_id, kind=old.kind, name=old.name, status="queued", spec=json.dumps(spec.to_dict()),
+                id=new_run_id, kind=old.kind, name=old.name, status=RunStatus.QUEUED, spec=json.dumps(spec.to_dict()),
                 run_dir=str(run_dir), log_path=str(run_dir / LOG_FILE), base_model_id=old.base_model_id,
                 dataset_id=old.dataset_id, prompt_id=old.prompt_id, parent_run_id=old.id, adapter_id=old.adapter_id,
                 devices_requested=old.devices_requested,

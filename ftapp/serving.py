@@ -23,6 +23,7 @@ from pathlib import Path
 from ftapp.errors import ConflictError, NotFoundError, Problem, ValidationError, require_found
 from ftapp.ids import new_id
 from ftapp.machine import Machine, detect_machine
+from ftapp.run_vocabulary import LIVE, RunStatus
 from ftapp.serve_request import ServeRequest, chosen_engine, validate_serve, vllm_installed
 from ftapp.settings import Settings
 from ftapp.supervisor import SERVE, TERMINAL, Supervisor
@@ -116,7 +117,7 @@ class ServeService:
             write_spec(spec)
             with self.db.transaction() as tx:
                 run = tx.runs.add(
-                    id=run_id, kind=SERVE, name=f"serve {name}", status="queued", spec=json.dumps(spec.to_dict()),
+                    id=run_id, kind=SERVE, name=f"serve {name}", status=RunStatus.QUEUED, spec=json.dumps(spec.to_dict()),
                     run_dir=str(run_dir), log_path=str(run_dir / LOG_FILE), base_model_id=model.id,
                     adapter_id=adapter.id if adapter else None, devices_requested=request.gpus,
                 )
@@ -135,10 +136,10 @@ class ServeService:
         run = self._serve_run(run_id)
         spec = ServeSpec.from_dict(json.loads(run.spec))
         started = next((e.data for e in read_events(Path(spec.run_dir) / "events.jsonl").events if e.type == STARTED), None)
-        if run.status == "running" or run.status == "queued":
-            state = "serving" if started else ("starting" if run.status == "running" else "queued")
+        if run.status in LIVE:
+            state = "serving" if started else ("starting" if run.status == RunStatus.RUNNING else RunStatus.QUEUED)
         else:
-            state = "stopped" if started and run.status != "failed" else run.status
+            state = "stopped" if started and run.status != RunStatus.FAILED else run.status
         return Endpoint(run=run, state=state, served_model=spec.served_name, engine=spec.engine,
                         url=str(started["url"]) if started and state == "serving" else None,
                         api_key_file=spec.api_key_file, merged_adapter=bool(started and started.get("merged_adapter")),

@@ -37,6 +37,7 @@ from ftapp.machine import detect_gpus
 from ftapp.models import AddModelRequest, ModelService
 from ftapp.process_identity import is_alive, process_start_time, signal_group
 from ftapp.run_events import ingest, read_outcome
+from ftapp.run_vocabulary import TERMINAL, RunKind, RunStatus
 from ftapp.scheduler import Placement, plan_starts, readable_request
 from ftapp.secrets import HfToken
 from ftapp.settings import Settings
@@ -46,9 +47,8 @@ from storage.types import utc_now
 from trainer.protocol import LOG_FILE, SPEC_FILE, RunSpec, read_run_spec, read_spec, write_spec
 
 log = logging.getLogger("ftapp.supervisor")
-TERMINAL = ("succeeded", "failed", "cancelled")
-FINETUNE, EVALUATION, INFERENCE = "finetune", "evaluation", "inference"
-EXPORT, SERVE = "export", "serve"
+FINETUNE, EVALUATION, INFERENCE = RunKind.FINETUNE, RunKind.EVALUATION, RunKind.INFERENCE
+EXPORT, SERVE = RunKind.EXPORT, RunKind.SERVE
 # Inference workers and servers idle most of their life (a server lives until stopped); on CPU they
 # do not count against the one CPU run at a time, or an endpoint left running would block all training.
 CPU_EXEMPT_KINDS = (INFERENCE, SERVE)
@@ -141,7 +141,7 @@ class Supervisor:
     def tick(self) -> None:
         with self._turn():
             with self.db.transaction() as tx:
-                live = tx.runs.find(status="running")
+                live = tx.runs.find(status=RunStatus.RUNNING)
             for run in live:
                 self._watch(run)
             self._start_queued()
@@ -204,7 +204,7 @@ class Supervisor:
             with self.db.transaction() as tx:
                 current = tx.runs.get(run.id)
                 if current is not None and current.status not in TERMINAL:
-                    tx.runs.update(run.id, status="failed", finished_at=utc_now(), error_cause=cause,
+                    tx.runs.update(run.id, status=RunStatus.FAILED, finished_at=utc_now(), error_cause=cause,
                                    exit_code=child.returncode if child is not None else None,
                                    error_text=f"{detail}\nSuggestion: {SUPERVISION_CAUSES[cause]}")
         except Exception:  # the database itself failing is for the next tick to meet
@@ -221,17 +221,17 @@ class Supervisor:
         values: dict = {"finished_at": utc_now(), "exit_code": code}
         if run.cancel_requested_at is not None and not (outcome.done and code in (0, None)):
             escalated = code == -signal.SIGKILL or code is None and run.kill_after is not None and utc_now() >= run.kill_after
-            values.update(status="cancelled", error_cause="cancelled", error_text=(
+            values.update(status=RunStatus.CANCELLED, error_cause="cancelled", error_text=(
                 "it did not stop within the grace period after SIGTERM, so it was killed (SIGKILL)" if escalated else None))
         elif outcome.done and code in (0, None) and run.kind != FINETUNE:
-            values.update(status="succeeded", **self._register_merged(run, outcome.outputs))
+            values.update(status=RunStatus.SUCCEEDED, **self._register_merged(run, outcome.outputs))
         elif outcome.done and code in (0, None):
             output = next((p for p in reversed(outcome.outputs) if p.is_dir() and any(p.iterdir())), None)
             if output is None:
-                values.update(status="failed", error_cause="artifact missing",
+                values.update(status=RunStatus.FAILED, error_cause="artifact missing",
                               error_text="the trainer reported JOB_DONE but its output is not on disk")
             else:
-                values.update(status="succeeded", **self._register_output(run, output))
+                values.update(status=RunStatus.SUCCEEDED, **self._register_output(run, output))
         else:
             error_type, message = outcome.failure or ("", "")
             cause = classify(code, tail, error_type)
@@ -242,7 +242,7 @@ class Supervisor:
             summary = message or (f"exit code {code}" if code is not None else (
                 "the process ended without reporting done or failed; its exit code is unknown: another process "
                 "started it, and only a process's parent can read its exit status"))
-            values.update(status="failed", error_cause=cause.cause,
+            values.update(status=RunStatus.FAILED, error_cause=cause.cause,
                           error_text=f"{summary}\nSuggestion: {cause.suggestion}\n--- log tail ---\n{tail}")
         with self.db.transaction() as tx:
             tx.runs.update(run.id, **values)
@@ -293,8 +293,8 @@ class Supervisor:
     # -- starting ---------------------------------------------------------------------------------
     def _start_queued(self) -> None:
         with self.db.transaction() as tx:
-            queued = tx.runs.find(status="queued")
-            running = tx.runs.find(status="running")
+            queued = tx.runs.find(status=RunStatus.QUEUED)
+            running = tx.runs.find(status=RunStatus.RUNNING)
         for run in [r for r in queued if not readable_request(r.devices_requested)]:
             self._give_up(run, "launch refused", LaunchRefused(f"devices {run.devices_requested[:100]!r} name no devices: "
                                                                "'cpu', 'auto' or GPU ids like 0,1"))
@@ -363,7 +363,7 @@ class Supervisor:
                 )
         self._children[run.id] = child
         with self.db.transaction() as tx:
-            tx.runs.update(run.id, status="running", started_at=utc_now(), pid=child.pid,
+            tx.runs.update(run.id, status=RunStatus.RUNNING, started_at=utc_now(), pid=child.pid,
                            process_start_time=process_start_time(child.pid), gpus=placement.label,
                            log_path=str(log_path))
 
@@ -373,7 +373,7 @@ class Supervisor:
             self.standby.keep_ready("")
             return
         with self.db.transaction() as tx:
-            busy = {g for run in tx.runs.find(status="running") for g in run.gpus.split(",")}
+            busy = {g for run in tx.runs.find(status=RunStatus.RUNNING) for g in run.gpus.split(",")}
         free = [str(g) for g in gpus if str(g) not in busy]
         current = self.standby.devices
         if current is not None and (current not in busy or not free):
@@ -391,8 +391,8 @@ class Supervisor:
             if run.status in TERMINAL:
                 raise ConflictError(f"run {run_id} already {run.status}")
             now = utc_now()
-            if run.status == "queued":
-                return tx.runs.update(run_id, status="cancelled", cancel_requested_at=now,
+            if run.status == RunStatus.QUEUED:
+                return tx.runs.update(run_id, status=RunStatus.CANCELLED, cancel_requested_at=now,
                                       finished_at=now, error_cause="cancelled")
             run = tx.runs.update(run_id, cancel_requested_at=run.cancel_requested_at or now,
                                  kill_after=run.kill_after or now + timedelta(seconds=self.cancel_grace_s))

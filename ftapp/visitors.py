@@ -34,6 +34,7 @@ from ftapp.models import AddModelRequest, ModelService
 from ftapp.path_policy import path_problem
 from ftapp.preflight import Preflight
 from ftapp.prompts import PromptService
+from ftapp.run_vocabulary import LIVE, RunKind
 from ftapp.runs import RunService
 from ftapp.secrets import HfToken
 from ftapp.serve_request import ServeRequest
@@ -102,7 +103,7 @@ class _LiveRuns:
 
     def _live(self, kinds: tuple[str, ...]) -> list[RunRecord]:
         with self.root.transaction() as tx:
-            return [r for status in policy.LIVE for r in tx.runs.find(status=status) if r.kind in kinds]
+            return [r for status in LIVE for r in tx.runs.find(status=status) if r.kind in kinds]
 
     def problems(self) -> list[Problem]:
         live = self._live(policy.CAPPED_KINDS)
@@ -128,7 +129,7 @@ class _LiveRuns:
         """Adapter names are unique over all visitors; a clash found only after training would waste the run."""
         with self.root.transaction() as tx:
             taken = tx.adapters.find_one(name=name) or any(
-                r.name == name for status in policy.LIVE for r in tx.runs.find(status=status, kind="finetune"))
+                r.name == name for status in LIVE for r in tx.runs.find(status=status, kind=RunKind.FINETUNE))
         if not taken:
             return None
         return Problem("FT-002", f"an adapter named '{name}' exists or is being trained (names are shared by every "
@@ -353,7 +354,7 @@ class Visitors:
 
     def _busy_owners(self) -> set[str]:
         with self.services.db.transaction() as tx:
-            return {r.owner for status in policy.LIVE for r in tx.runs.find(status=status) if r.owner}
+            return {r.owner for status in LIVE for r in tx.runs.find(status=status) if r.owner}
 
     def for_key(self, visitor_key: str, address: str | None = None) -> Services:
         """The services of the visitor whose browser holds ``visitor_key``, asking from ``address``."""

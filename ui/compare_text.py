@@ -6,9 +6,10 @@ import time
 from typing import Any
 
 from ftapp.comparisons import CompareSnapshot, Vote, Worker
+from ftapp.run_vocabulary import RunStatus
 
 WAITING_TEXT = {
-    "queued": "Waiting for a free device for this base model's inference worker…",
+    RunStatus.QUEUED: "Waiting for a free device for this base model's inference worker…",
     "loading": "Loading the model and adapters (a new worker takes ~15 s on a CPU, longer for a big model)…",
     "waiting": "The worker is finishing another request first…",
 }
@@ -47,7 +48,7 @@ def worker_text(worker: Worker | None, model_name: str | None) -> str:
         return (f"No inference worker for **{model_name}**: the first **Generate** starts one (it keeps the model "
                 "loaded, answers every comparison, and exits after an idle timeout).")
     device = f"{worker.devices}" + (f" ({worker.device_name})" if worker.device_name and worker.device_name != worker.devices else "")
-    state = "ready" if worker.ready else ("queued for a device" if worker.status == "queued" else "loading the model")
+    state = "ready" if worker.ready else ("queued for a device" if worker.status == RunStatus.QUEUED else "loading the model")
     idle = f"unloads after {worker.idle_timeout_s:.0f} s idle"
     if worker.ready and worker.last_active:
         left = max(0.0, worker.idle_timeout_s - (time.time() - worker.last_active))

@@ -8,6 +8,7 @@ import gradio as gr
 
 from ftapp.config_schemas import GenerationSettings, help_text
 from ftapp.evaluation_request import Combination, EvaluationRequest
+from ftapp.run_vocabulary import RunStatus
 from ftapp.services import Services
 from ui.errors import shows_errors
 from ui.evaluation_view import aggregate_html, rows_html
@@ -77,7 +78,7 @@ def list_evaluations(services: Services, selected: str | None = None) -> gr.Drop
 def status_markdown(run: Any, answers: int, expected: int) -> str:
     fraction = answers / expected if expected else progress_fraction(run)
     line = f"`{progress_bar(fraction)}` {answers}/{expected} answers"
-    if run.status == "failed":
+    if run.status == RunStatus.FAILED:
         summary = (run.error_text or "").partition("\n--- log tail ---\n")[0]
         line += f"\n\n**Failed ({run.error_cause or 'unknown'}):**\n`````text\n{summary.strip()}\n`````"
     return f"### {status_label(run.status)} · {run.name}\n\n{line}  \nRun id `{run.id}` · see the Runs tab for its log"

@@ -15,6 +15,7 @@ import gradio as gr
 from ftapp.errors import FtappError
 from ftapp.export_request import ExportRequest
 from ftapp.export_results import ExportResult
+from ftapp.run_vocabulary import RunStatus
 from ftapp.services import Services
 from ui.errors import shows_errors
 from ui.run_text import FINISHED, status_label
@@ -75,7 +76,7 @@ def list_exports(services: Services, selected: str | None = None) -> gr.Dropdown
 def result_markdown(result: ExportResult) -> str:
     run = result.run
     lines = [f"### {status_label(run.status)} · {html.escape(run.name or '')}", ""]
-    if run.status == "failed":
+    if run.status == RunStatus.FAILED:
         summary = (run.error_text or "").partition("\n--- log tail ---\n")[0].strip()
         lines += [f"**Failed ({run.error_cause or 'unknown'}):**", "`````text", summary, "`````", ""]
     if result.verified is not None:
@@ -108,7 +109,7 @@ def checks_rows(result: ExportResult) -> list[list[Any]]:
 
 
 def download_button(services: Services, result: ExportResult) -> gr.DownloadButton:
-    if result.action != "archive" or result.run.status != "succeeded":
+    if result.action != "archive" or result.run.status != RunStatus.SUCCEEDED:
         return gr.DownloadButton(value=None, visible=False)
     try:
         path = services.exports.archive_file(result.run.id)

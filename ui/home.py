@@ -7,6 +7,7 @@ from typing import Any
 
 import gradio as gr
 
+from ftapp.run_vocabulary import RunStatus
 from ftapp.services import Services
 from ui.errors import shows_errors
 from ui.run_text import duration, local_time, progress_bar, progress_fraction, progress_text, status_label
@@ -73,22 +74,22 @@ def summaries(services: Services) -> tuple[str, str, gr.Button]:
     # The demo button stays usable once the registry has content; it only stops being the
     # obvious next step.
     variant = "primary" if services.is_empty() else "secondary"
-    running = services.runs.list("running")
+    running = services.runs.list(RunStatus.RUNNING)
     return machine_summary(services, running), registry_summary(services), gr.Button(variant=variant)
 
 
 def activity_summary(services: Services) -> str:
     """Running and queued runs with their progress, then the newest adapters."""
-    live = [*services.runs.list("running"), *services.runs.list("queued")]
+    live = [*services.runs.list(RunStatus.RUNNING), *services.runs.list(RunStatus.QUEUED)]
     lines = ["### Training now"]
     if not live:
         lines.append("Nothing is training or queued. Start a run in the **Train** tab.")
     else:
         lines += ["| Status | Run | Progress | ETA | Devices |", "|---|---|---|---|---|"]
         for run in live:
-            bar = f"`{progress_bar(progress_fraction(run), 12)}` " if run.status == "running" else ""
+            bar = f"`{progress_bar(progress_fraction(run), 12)}` " if run.status == RunStatus.RUNNING else ""
             step = f"{run.step or 0}/{run.total_steps}" if run.total_steps else progress_text(run)
-            eta = duration(run.eta_s) if run.status == "running" and run.eta_s is not None else ""
+            eta = duration(run.eta_s) if run.status == RunStatus.RUNNING and run.eta_s is not None else ""
             lines.append(f"| {status_label(run.status)} | {run.name or run.kind} (`{run.id[:8]}`) | {bar}{step} | "
                          f"{eta} | {run.gpus or run.devices_requested} |")
     adapters = sorted(services.adapters.list(), key=lambda a: a.created_at, reverse=True)[:RECENT_ADAPTERS]
@@ -104,7 +105,7 @@ def activity_summary(services: Services) -> str:
 
 
 def live_summaries(services: Services) -> tuple[str, str]:
-    return machine_summary(services, services.runs.list("running")), activity_summary(services)
+    return machine_summary(services, services.runs.list(RunStatus.RUNNING)), activity_summary(services)
 
 
 @shows_errors

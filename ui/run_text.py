@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
-STATUS_ICONS = {"queued": "⏳", "running": "▶", "succeeded": "✅", "failed": "❌", "cancelled": "⏹"}
-LIVE = ("queued", "running")
-FINISHED = ("succeeded", "failed", "cancelled")
+from ftapp.run_vocabulary import TERMINAL, RunStatus
+
+STATUS_ICONS = {RunStatus.QUEUED: "⏳", RunStatus.RUNNING: "▶", RunStatus.SUCCEEDED: "✅", RunStatus.FAILED: "❌", RunStatus.CANCELLED: "⏹"}
+FINISHED = TERMINAL
 BAR_CELLS = 24
 
 
@@ -58,12 +59,12 @@ def elapsed_s(run: RunLike, now: datetime | None = None) -> float | None:
     """Seconds the run has trained (so far, or in all once finished)."""
     if run.started_at is None:
         return None
-    end = run.finished_at or now or datetime.now(timezone.utc)
+    end = run.finished_at or now or datetime.now(UTC)
     return (end - run.started_at).total_seconds()
 
 
 def progress_fraction(run: RunLike) -> float | None:
-    if run.status == "succeeded":
+    if run.status == RunStatus.SUCCEEDED:
         return 1.0
     if not run.total_steps or run.step is None:
         return None
@@ -80,16 +81,16 @@ def progress_bar(fraction: float | None, cells: int = BAR_CELLS) -> str:
 
 def progress_text(run: RunLike) -> str:
     """"step 3 of 10 (30%) · ETA 12 s" — whatever of that is known."""
-    if run.status == "queued":
+    if run.status == RunStatus.QUEUED:
         return "waiting for its devices"
     parts = []
     if run.step is not None:
         parts.append(f"step {run.step} of {run.total_steps}" if run.total_steps else f"step {run.step}")
-    elif run.status == "running":
+    elif run.status == RunStatus.RUNNING:
         parts.append("loading the model and data")
     fraction = progress_fraction(run)
-    if fraction is not None and run.status == "running":
+    if fraction is not None and run.status == RunStatus.RUNNING:
         parts.append(f"{fraction:.0%}")
-    if run.status == "running" and run.eta_s is not None:
+    if run.status == RunStatus.RUNNING and run.eta_s is not None:
         parts.append(f"ETA {duration(run.eta_s)}")
     return " · ".join(parts)

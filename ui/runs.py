@@ -8,13 +8,13 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from ftapp.run_vocabulary import LIVE, RESUMABLE, RunKind, RunStatus
 from ftapp.services import Services
 from ui import charts
 from ui.errors import shows_errors
 from ui.run_compare import compare_runs
 from ui.run_text import (
     FINISHED,
-    LIVE,
     STATUS_ICONS,
     duration,
     elapsed_s,
@@ -32,9 +32,8 @@ LOG_CHARS = 6000
 POLL_S = 1.0  # with the supervisor's 0.5 s ingest, a logged step reaches the page within ~2 s
 ALL = "all"
 FILTERS = [("All", ALL), *((status_label(s), s) for s in STATUS_ICONS)]
-LIST_COLUMNS = ["status", "name", "progress", "devices", "model", "dataset", "queued", "ran", "id"]
+LIST_COLUMNS = ["status", "name", "progress", "devices", "model", "dataset", "queued at", "ran", "id"]
 COLUMN_WIDTHS = ["11%", "14%", "8%", "7%", "12%", "14%", "12%", "8%", "14%"]
-RESUMABLE = ("failed", "cancelled")
 LOG_TAIL_MARKER = "\n--- log tail ---\n"
 NOTHING_CHOSEN = "No run chosen. Start one in the **Train** tab; it appears here at once."
 # Keep the newest lines in sight, unless the user clicked into the log to read it. (Textbox's own
@@ -59,7 +58,7 @@ def runs_frame(services: Services, runs: list) -> pd.DataFrame:
         {"status": status_label(r.status), "name": r.name or r.kind,
          "progress": f"{r.step or 0}/{r.total_steps}" if r.total_steps else "",
          "devices": r.gpus or r.devices_requested, "model": models.get(r.base_model_id, r.base_model_id),
-         "dataset": datasets.get(r.dataset_id, r.dataset_id), "queued": local_time(r.created_at),
+         "dataset": datasets.get(r.dataset_id, r.dataset_id), "queued at": local_time(r.created_at),
          "ran": duration(elapsed_s(r)) if r.started_at else "", "id": r.id}
         for r in runs
     ]
@@ -93,7 +92,7 @@ def show_runs(services: Services, status_filter: str | None, selected: str | Non
 
 def status_markdown(run: Any) -> str:
     lines = [f"### {status_label(run.status)} · {run.name or run.kind}"]
-    if run.status == "queued":
+    if run.status == RunStatus.QUEUED:
         lines.append(f"⏳ {progress_text(run)}")
     else:
         lines.append(f"`{progress_bar(progress_fraction(run))}` {progress_text(run)}")
@@ -104,7 +103,7 @@ def status_markdown(run: Any) -> str:
         facts.append(f"{'ran' if run.finished_at else 'running for'} {duration(elapsed_s(run))}")
     if run.parent_run_id:
         facts.append(f"resumed from run `{run.parent_run_id[:8]}`")
-    start = getattr(run, "adapter_id", None) if run.kind == "finetune" else None
+    start = getattr(run, "adapter_id", None) if run.kind == RunKind.FINETUNE else None
     if start:  # a DPO/GRPO run that continues an adapter
         facts.append(f"starts from adapter `{start[:8]}`")
     if run.mlflow_run_id:
@@ -114,13 +113,13 @@ def status_markdown(run: Any) -> str:
 
 
 def error_markdown(run: Any) -> gr.Markdown:
-    if run.status == "cancelled":
+    if run.status == RunStatus.CANCELLED:
         text = ("#### Cancelled\nStopped on request. **Resume** continues from the last checkpoint, if the "
                 "trainer wrote one before it stopped.")
         return gr.Markdown(text, visible=True)
     if not run.error_text:
         return gr.Markdown("", visible=False)
-    heading = f"#### Why it failed: {run.error_cause or 'unknown'}" if run.status == "failed" else "#### Note"
+    heading = f"#### Why it failed: {run.error_cause or 'unknown'}" if run.status == RunStatus.FAILED else "#### Note"
     # The supervisor appends the log tail after this marker; the log box below shows it already.
     summary, marker, _ = run.error_text.partition(LOG_TAIL_MARKER)
     after = "\n\nThe trainer log below ends where it failed." if marker else ""
@@ -129,13 +128,13 @@ def error_markdown(run: Any) -> gr.Markdown:
 
 
 def output_markdown(services: Services, run: Any) -> str:
-    if run.status != "succeeded":
+    if run.status != RunStatus.SUCCEEDED:
         return ""
-    if run.kind != "finetune":
-        return {"evaluation": "**Results:** answers and scores are in the **Evaluate** tab.",
-                "inference": "An inference worker of the **Compare** tab; it ended after its idle timeout.",
-                "export": "**Results:** verification, archive, registry and Hub links are in the **Export** tab.",
-                "serve": "An endpoint of the **Serve** tab; it served until it was stopped."}.get(run.kind, "")
+    if run.kind != RunKind.FINETUNE:
+        return {RunKind.EVALUATION: "**Results:** answers and scores are in the **Evaluate** tab.",
+                RunKind.INFERENCE: "An inference worker of the **Compare** tab; it ended after its idle timeout.",
+                RunKind.EXPORT: "**Results:** verification, archive, registry and Hub links are in the **Export** tab.",
+                RunKind.SERVE: "An endpoint of the **Serve** tab; it served until it was stopped."}.get(run.kind, "")
     produced = [a for a in services.adapters.list() if a.run_id == run.id]
     if produced:
         return "\n".join(f"**Produced adapter:** `{a.name}` at `{a.location}` (see the Adapters tab)" for a in produced)
@@ -199,7 +198,7 @@ def poll_run(services: Services, run_id: str | None, shown: str | None, status_f
     run = services.runs.get(run_id)
     if signature(run) == shown:
         # No new events: the log may still grow (model loading) and "running for" moves on.
-        log = services.runs.log_tail(run.id, LOG_CHARS) if run.status == "running" else skip
+        log = services.runs.log_tail(run.id, LOG_CHARS) if run.status == RunStatus.RUNNING else skip
         return (status_markdown(run), *(skip,) * 4, log, *(skip,) * (VIEW_SIZE - 6), skip, skip, skip)
     table, pick, compare = list_runs(services, status_filter, run_id)
     if shown_id == run_id and shown_status == run.status:
@@ -214,7 +213,7 @@ def cancel_run(services: Services, run_id: str | None) -> str:
     if not run_id:
         raise gr.Error("Choose a run first.")
     run = services.runs.cancel(run_id)
-    if run.status == "cancelled":
+    if run.status == RunStatus.CANCELLED:
         return "Cancelled the queued run; it never started."
     return "Asked the trainer to stop: it saves a checkpoint, then ends (killed if it takes too long)."
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import gradio as gr
 
+from ftapp.run_vocabulary import RunStatus
 from ftapp.serve_request import ServeRequest, vllm_installed
 from ftapp.services import Services
 from ftapp.serving import Endpoint
@@ -24,8 +25,8 @@ from ui.wiring import bind, on_show, run_picker
 POLL_S = 1.0
 NOTHING_CHOSEN = "No endpoint chosen. Pick a model (and optionally an adapter), then **Start endpoint**."
 NO_ADAPTER = ""
-STATE_LABELS = {"queued": "⏳ Queued", "starting": "🔄 Starting (loading the model)", "serving": "🟢 Serving",
-                "stopped": "⏹ Stopped", "failed": "❌ Failed", "cancelled": "⏹ Cancelled before it served"}
+STATE_LABELS = {RunStatus.QUEUED: "⏳ Queued", "starting": "🔄 Starting (loading the model)", "serving": "🟢 Serving",
+                "stopped": "⏹ Stopped", RunStatus.FAILED: "❌ Failed", RunStatus.CANCELLED: "⏹ Cancelled before it served"}
 
 
 def engine_choices() -> list[tuple[str, str]]:
@@ -67,13 +68,13 @@ def endpoint_markdown(endpoint: Endpoint) -> str:
     if endpoint.state == "serving":
         lines += [f"**Base URL** (OpenAI-compatible): `{endpoint.base_url}`  ", f"**Model name**: `{endpoint.served_model}`  ",
                   f"**Engine**: {endpoint.engine}", ""]
-    if endpoint.state in ("serving", "queued", "starting"):
+    if endpoint.state in ("serving", RunStatus.QUEUED, "starting"):
         lines.append(f"**Authentication**: {html.escape(endpoint.auth_note)}")
     if endpoint.state == "serving" and endpoint.limits_note:
         lines.append(f"\n{html.escape(endpoint.limits_note)}")
     if endpoint.merge_note:
         lines.append(f"\n{endpoint.merge_note}")
-    if endpoint.run.status == "failed":
+    if endpoint.run.status == RunStatus.FAILED:
         summary = (endpoint.run.error_text or "").partition("\n--- log tail ---\n")[0].strip()
         lines += ["", f"**Failed ({endpoint.run.error_cause or 'unknown'}):**", "`````text", summary, "`````"]
     lines.append(f"\nRun id `{endpoint.run.id}` · the server's log is in the Runs tab")

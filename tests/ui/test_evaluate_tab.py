@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import gradio as gr
 import pytest
@@ -13,7 +13,7 @@ from trainer.protocol import REJECTED_DIVIDER
 from ui import evaluate
 from ui.evaluation_view import aggregate_html, rows_html
 
-NOW = datetime(2026, 11, 22, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
 
 def results(rows: list[AnswerRow], final: bool = True) -> EvaluationResults:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import gradio as gr
 import pytest
@@ -12,7 +12,7 @@ from ftapp.export_results import ExportResult
 from ftapp.serving import Endpoint
 from ui import export, serve
 
-NOW = datetime(2026, 11, 22, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
 
 def run_record(**changes):

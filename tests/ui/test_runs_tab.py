@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import gradio as gr
@@ -177,7 +177,7 @@ def test_a_cpu_run_started_from_the_train_tab_ends_on_the_runs_tab(services: Ser
 
 
 def test_a_failed_run_says_why_above_the_log_instead_of_repeating_it() -> None:
-    started = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    started = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     run = SimpleNamespace(
         id="946fd1cc-9d58-47cb-8f64-71e9cfa46933", name="oom-demo", kind="finetune", status="failed", step=14,
         total_steps=40, eta_s=None, gpus="0", devices_requested="auto", created_at=started, started_at=started,

@@ -1,0 +1,29 @@
+"""A run's vocabulary, defined once: its statuses, which of them are live or terminal, and its kinds.
+
+StrEnums compare equal to the strings SQLite stores, so rows, specs and JSON output keep their values.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class RunKind(StrEnum):
+    FINETUNE = "finetune"
+    EVALUATION = "evaluation"
+    INFERENCE = "inference"
+    EXPORT = "export"
+    SERVE = "serve"
+
+
+LIVE: tuple[RunStatus, ...] = (RunStatus.QUEUED, RunStatus.RUNNING)
+TERMINAL: tuple[RunStatus, ...] = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+RESUMABLE: tuple[RunStatus, ...] = (RunStatus.FAILED, RunStatus.CANCELLED)
