@@ -24,7 +24,7 @@ from ftapp.run_vocabulary import RESUMABLE, RunStatus
 from ftapp.settings import Settings
 from ftapp.supervisor import FINETUNE, RUN_RULE, TERMINAL, Supervisor, launch_folder, write_launch_spec
 from storage import Database, RunRecord
-from trainer.protocol import LOG_FILE, TrainSpec
+from trainer.protocol import AUTO_DEVICE, LOG_FILE, TrainSpec
 
 PREFLIGHT_SAMPLE_ROWS = 50
 
@@ -67,7 +67,7 @@ class RunService:
             raise ValidationError(problems)
         run_id = new_id()
         with self.db.transaction() as tx:
-            spec = build_train_spec(tx, self.settings, request, run_id, device="cpu")
+            spec = build_train_spec(tx, self.settings, request, run_id, device=AUTO_DEVICE)
         run_dir = Path(spec.run_dir)
         run_dir.mkdir(parents=True)
         try:

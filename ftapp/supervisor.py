@@ -25,7 +25,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -347,8 +346,6 @@ class Supervisor:
     def _launch(self, run: RunRecord, placement: Placement) -> None:
         spec_path, spec = self._launch_spec(run)
         run_dir = Path(spec.run_dir)
-        if spec.device != placement.device:
-            write_spec(replace(spec, device=placement.device), spec_path)
         env = dict(os.environ, PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES=",".join(map(str, placement.gpu_ids)))
         token = HfToken(self.settings.secrets_dir).value()
         if token and not run.owner:  # a demo visitor's run never gets the host's token

@@ -12,7 +12,7 @@ from typing import NoReturn
 
 from trainer import run_process
 from trainer.cancellation import Cancellation
-from trainer.protocol import EvaluationSpec
+from trainer.protocol import EvaluationSpec, check_device
 from trainer.rewards import scorer_for
 
 
@@ -33,8 +33,7 @@ def check_spec(spec: EvaluationSpec) -> None:
         raise ValueError("spec.combinations must be numbered 1..N in order (1 is the baseline)")
     if not spec.row_indices:
         raise ValueError("spec.row_indices is empty: no rows to evaluate")
-    if spec.device not in ("cpu", "cuda"):
-        raise ValueError(f"spec.device must be 'cpu' or 'cuda', got {spec.device!r}")
+    check_device(spec.device)
     if spec.data.kind != "huggingface" and spec.data.path and not Path(spec.data.path).exists():
         raise FileNotFoundError(f"dataset not found: {spec.data.path}")
     for combo in spec.combinations:

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 from trainer import run_process
 from trainer.cancellation import Cancellation
 from trainer.export_files import card_text, refuse_secrets, shipped_files, write_archive
-from trainer.protocol import ARTIFACT, DONE, EXPORT_ACTIONS, STARTED, ExportSpec
+from trainer.protocol import ARTIFACT, DONE, EXPORT_ACTIONS, STARTED, ExportSpec, check_device
 
 
 def main(spec_path: str) -> NoReturn:
@@ -25,8 +25,7 @@ def main(spec_path: str) -> NoReturn:
 def check_spec(spec: ExportSpec) -> None:
     if spec.action not in EXPORT_ACTIONS:
         raise ValueError(f"spec.action must be one of {', '.join(EXPORT_ACTIONS)}, got {spec.action!r}")
-    if spec.device not in ("cpu", "cuda"):
-        raise ValueError(f"spec.device must be 'cpu' or 'cuda', got {spec.device!r}")
+    check_device(spec.device)
     source = Path(spec.source)
     marker = "adapter_config.json" if spec.action == "merge" else None
     if not source.is_dir():

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer.protocol import PROTOCOL_VERSION, ModelSource, RunSpecFile, _checked_fields
+from trainer.protocol import AUTO_DEVICE, PROTOCOL_VERSION, ModelSource, RunSpecFile, _checked_fields
 
 EXPORT_ACTIONS = ("merge", "archive", "register", "push")
 
@@ -43,7 +43,7 @@ class ExportSpec(RunSpecFile):
     archive_dir: str | None = None  # archive: where <name>.tar.gz goes (default: the run directory)
     private: bool = True
     max_new_tokens: int = 16  # merge verification: greedy tokens per fixed prompt
-    device: str = "cpu"
+    device: str = AUTO_DEVICE
     cpu_threads: int | None = None
     mlflow_tracking_uri: str | None = None
     mlflow_experiment: str = "ftapp-export"
@@ -92,7 +92,7 @@ class ServeSpec(RunSpecFile):
     port: int = 0  # 0: a free port chosen when the server starts
     api_key_file: str | None = None
     startup_timeout_s: float = 900.0
-    device: str = "cpu"
+    device: str = AUTO_DEVICE
     cpu_threads: int | None = None
     # The request guard in front of the server (trainer.serve_guard): per request at most
     # max_request_bytes, max_tokens completion tokens and request_timeout_s of generation; max_concurrent

@@ -28,6 +28,7 @@ from trainer.protocol import (
     STARTED,
     InferenceRequest,
     InferenceSpec,
+    check_device,
 )
 
 POLL_S = 0.03  # the latency a request waits before it is seen; a stat of one folder costs microseconds
@@ -48,8 +49,7 @@ def main(spec_path: str) -> NoReturn:
 
 
 def check_spec(spec: InferenceSpec) -> None:
-    if spec.device not in ("cpu", "cuda"):
-        raise ValueError(f"spec.device must be 'cpu' or 'cuda', got {spec.device!r}")
+    check_device(spec.device)
     if not spec.idle_timeout_s > 0:
         raise ValueError(f"spec.idle_timeout_s must be > 0, got {spec.idle_timeout_s!r}")
     source = spec.model.source

@@ -28,6 +28,7 @@ LOG_FILE = "trainer.log"
 PROGRESS_PREFIX = "FINETUNE_PROGRESS "
 DONE_MARKER = "JOB_DONE"
 SPLIT_FILE = "split.json"  # <run_dir>/split.json: the held-out rows of a training run, for later evaluation
+AUTO_DEVICE = "auto"  # a spec's device until the trainer starts: the placement travels in CUDA_VISIBLE_DEVICES
 EXIT_CANCELLED = 128 + 15  # the exit status of a trainer that stopped on SIGTERM (after a checkpoint when training)
 
 # ``progress`` events of DPO and GRPO runs also carry ``metrics``: {name: number} with the method's own
@@ -94,7 +95,7 @@ class TrainSpec(RunSpecFile):
     training: dict[str, Any]  # resolved TrainingArguments fields (ftapp.config_schemas)
     lora: dict[str, Any] = field(default_factory=dict)
     bitsandbytes: dict[str, Any] | None = None
-    device: str = "cpu"  # cpu | cuda
+    device: str = AUTO_DEVICE  # cpu | cuda | auto (placed_device decides at start)
     num_processes: int = 1
     cpu_threads: int | None = None
     resume_from: str | None = None  # a checkpoint directory of an earlier run
@@ -156,7 +157,7 @@ class EvaluationSpec(RunSpecFile):
     generation: dict[str, Any]  # ftapp.config_schemas.GenerationSettings fields
     seed: int = 42
     batch_size: int = 16  # rows per batch; each row is generated once per combination of its base model
-    device: str = "cpu"
+    device: str = AUTO_DEVICE
     cpu_threads: int | None = None
     mlflow_tracking_uri: str | None = None
     mlflow_experiment: str = "ftapp-evaluation"
@@ -203,7 +204,7 @@ class InferenceSpec(RunSpecFile):
     run_dir: str
     model: ModelSource
     idle_timeout_s: float = 600.0
-    device: str = "cpu"
+    device: str = AUTO_DEVICE
     cpu_threads: int | None = None
     kind: str = "infer"
     protocol_version: int = PROTOCOL_VERSION
@@ -254,6 +255,21 @@ def _checked_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"spec has unknown fields: {', '.join(unknown)}")
     return dict(data)
+
+
+def placed_device(requested: str, environ: dict[str, str] | None = None) -> str:
+    """The device a run uses: an explicit cpu/cuda as written (bundles, hand-written specs); ``auto`` is CUDA when
+    the supervisor placed GPUs in CUDA_VISIBLE_DEVICES (it sets "" for a CPU placement), else the CPU. The spec
+    stays as submitted, so spec.json and the runs.spec column agree."""
+    if requested != AUTO_DEVICE:
+        return requested
+    visible = (os.environ if environ is None else environ).get("CUDA_VISIBLE_DEVICES", "").strip()
+    return "cuda" if visible and visible != "-1" else "cpu"
+
+
+def check_device(device: str) -> None:
+    if device not in ("cpu", "cuda", AUTO_DEVICE):
+        raise ValueError(f"spec.device must be 'cpu', 'cuda' or '{AUTO_DEVICE}', got {device!r}")
 
 
 def write_spec(spec: RunSpec, path: Path | None = None) -> Path:

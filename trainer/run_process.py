@@ -12,11 +12,12 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 from trainer.cancellation import Cancellation
-from trainer.protocol import EXIT_CANCELLED, FAILED, EventWriter, read_run_spec
+from trainer.protocol import EXIT_CANCELLED, FAILED, EventWriter, placed_device, read_run_spec
 
 MAX_MESSAGE_CHARS = 4000
 S = TypeVar("S")
@@ -62,6 +63,7 @@ def run(verb: str, spec_path: Path, read: Callable[[Path], S], check: Callable[[
         body: Callable[[S, Any, Cancellation], bool], cancellation: Cancellation) -> int:
     try:
         spec = read(spec_path)
+        spec = replace(spec, device=placed_device(spec.device))  # type: ignore[type-var]
     except Exception as exc:  # no spec, no events path: stderr is all there is
         print(f"{verb} failed: cannot read the spec {spec_path}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

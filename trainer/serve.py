@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from trainer import run_process
 from trainer.cancellation import Cancellation
-from trainer.protocol import DONE, SERVE_ENGINES, STARTED, ServeSpec
+from trainer.protocol import DONE, SERVE_ENGINES, STARTED, ServeSpec, check_device
 
 if TYPE_CHECKING:
     from trainer.serve_guard import Limits  # fastapi's stack: imported when a server starts, not to check a spec
@@ -60,8 +60,7 @@ def check_spec(spec: ServeSpec) -> None:
         raise ModuleNotFoundError("spec.engine is vllm but vllm is not installed in this environment")
     if spec.engine == "vllm" and not (spec.api_key_file and Path(spec.api_key_file).is_file()):
         raise FileNotFoundError(f"vllm needs its API key file, not found: {spec.api_key_file}")
-    if spec.device not in ("cpu", "cuda"):
-        raise ValueError(f"spec.device must be 'cpu' or 'cuda', got {spec.device!r}")
+    check_device(spec.device)
     if spec.host not in LOOPBACK:
         raise ValueError(f"spec.host must be a loopback address ({', '.join(LOOPBACK)}), got {spec.host!r}")
     if not SERVED_NAME.match(spec.served_name):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainer.protocol import TrainSpec
+from trainer.protocol import TrainSpec, check_device
 from trainer.template_fields import template_problems
 
 
@@ -14,8 +14,7 @@ def check_training_spec(spec: TrainSpec, verb: str) -> None:
         raise ValueError(f"spec.method is {spec.method!r}; `python -m trainer {verb}` runs method {verb!r} only")
     if spec.training_mode not in ("lora", "qlora", "full"):
         raise ValueError(f"spec.training_mode must be lora, qlora or full, got {spec.training_mode!r}")
-    if spec.device not in ("cpu", "cuda"):
-        raise ValueError(f"spec.device must be 'cpu' or 'cuda', got {spec.device!r}")
+    check_device(spec.device)
     if spec.training_mode == "qlora" and spec.device == "cpu":
         raise ValueError("QLoRA needs a CUDA GPU: bitsandbytes 4-bit weights do not train on CPU; use training_mode 'lora'")
     for name in ("prompt_template", "input_template", "completion_template"):

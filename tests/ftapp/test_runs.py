@@ -54,6 +54,9 @@ def test_a_run_trains_streams_metrics_and_registers_its_adapter(services, regist
     events = read_events(Path(final.run_dir) / "events.jsonl").events
     kinds = [e.type for e in events]
     assert kinds[0] == "started" and kinds[-1] == "done" and kinds.index("artifact") < kinds.index("done")
+    # The spec is immutable after submit: the placement travels in CUDA_VISIBLE_DEVICES, not by rewriting spec.json.
+    on_disk = json.loads((Path(final.run_dir) / "spec.json").read_text())
+    assert on_disk == json.loads(final.spec) and on_disk["device"] == "auto"
 
     adapter = next(a for a in services.adapters.list() if a.name == "tiny-intents")
     assert (adapter.run_id, adapter.model_id, adapter.prompt_id) == (run.id, registered.model.id, registered.prompt.id)

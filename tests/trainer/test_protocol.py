@@ -13,6 +13,7 @@ from trainer.protocol import (
     EventWriter,
     ModelSource,
     TrainSpec,
+    placed_device,
     read_events,
     read_spec,
     write_spec,
@@ -54,3 +55,12 @@ def test_events_are_read_incrementally_and_malformed_lines_are_counted(tmp_path:
     writer.close()
     assert 'FINETUNE_PROGRESS {"step": 1, "loss": 2.5}' in stdout.getvalue()
     assert stdout.getvalue().rstrip().endswith(DONE_MARKER)
+
+
+@pytest.mark.parametrize(("requested", "visible", "device"), [
+    ("auto", None, "cpu"), ("auto", "", "cpu"), ("auto", "-1", "cpu"), ("auto", "0", "cuda"), ("auto", "0,1", "cuda"),
+    ("cpu", "0", "cpu"), ("cuda", "", "cuda"),
+])
+def test_the_trainer_derives_its_device_from_the_placement(requested, visible, device):
+    environ = {} if visible is None else {"CUDA_VISIBLE_DEVICES": visible}
+    assert placed_device(requested, environ) == device
