@@ -38,7 +38,7 @@ from trainer.cancellation import Cancellation
 from trainer.protocol import DONE, SERVE_ENGINES, STARTED, ServeSpec, check_device
 
 if TYPE_CHECKING:
-    from trainer.serve_guard import Limits  # fastapi's stack: imported when a server starts, not to check a spec
+    from trainer.serve_requests import Limits  # fastapi's stack: imported when a server starts, not to check a spec
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 SERVED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")  # a bare file name: no '/', no '@revision'
@@ -147,7 +147,7 @@ def _url(host: str, port: int) -> str:
 
 
 def guard_limits(spec: ServeSpec, context_tokens: int) -> Limits:
-    from trainer.serve_guard import Limits
+    from trainer.serve_requests import Limits
 
     return Limits(context_tokens=context_tokens, max_tokens=spec.max_tokens, max_request_bytes=spec.max_request_bytes,
                   request_timeout_s=float(spec.request_timeout_s),
@@ -164,7 +164,8 @@ def tokenizer_dir(spec: ServeSpec, served_dir: Path | None) -> Path:
 
 
 def _serve(spec: ServeSpec, events: Any, cancellation: Cancellation) -> bool:
-    from trainer.serve_guard import Guard, GuardServer, context_tokens, load_counter
+    from trainer.serve_guard import Guard, GuardServer
+    from trainer.serve_requests import context_tokens, load_counter
 
     port = spec.port or free_port(spec.host)
     upstream_port = free_port(spec.host)
