@@ -28,7 +28,7 @@ PROMPT_NAME = "alpaca-e2e-prompt"
 ADAPTER_NAME, LONG_ADAPTER_NAME = "e2e-support-lora", "e2e-long-lora"
 # 60 steps: 10-40 s of CPU training on 2 cores (0.15-0.65 s a step, depending on load); long
 # enough to see the chart grow and to reload mid-run even when the machine is idle.
-MAX_STEPS, LONG_MAX_STEPS = 60, 100_000
+MAX_STEPS, LONG_MAX_STEPS = 120, 100_000  # 60 steps once ended before the page saw them live on an idle CI machine
 
 DEMO_BUILD_LIMIT_MS = 180_000  # ~20-40 s on a 2-core machine; generous for a loaded CI runner
 UI_LIMIT_MS = 30_000
