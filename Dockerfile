@@ -19,6 +19,7 @@ RUN pip install torch==2.13.0
 WORKDIR /app
 COPY pyproject.toml README.md launch.py ./
 COPY ftapp ftapp
+COPY cli cli
 COPY ui ui
 COPY storage storage
 COPY trainer trainer

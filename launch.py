@@ -6,7 +6,7 @@ does not invent credentials: a password printed to a log is a password in the lo
 
 The public demo (FTAPP_DEMO=1, and by default on Hugging Face Spaces) is the exception: it needs
 no login, because there every visitor has their own datasets, runs and adapters (a key in a
-cookie), may only upload files, and runs small capped jobs (``ftapp.demo_policy``). On Spaces it
+cookie), may only upload files, and runs small capped jobs (``ftapp.demo.policy``). On Spaces it
 listens on 0.0.0.0:7860 and keeps its home in the Space's persistent storage (/data) when it has one.
 """
 
@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from ftapp.demo_policy import DemoCaps
+from ftapp.demo import DemoCaps
 from ftapp.errors import FtappError
 from ftapp.services import Services, open_services
 from ftapp.settings import Settings, demo_requested, on_spaces
@@ -90,7 +90,7 @@ def edge_options(settings: Settings, demo: bool, exposed: bool, auth: tuple[str,
     """
     from starlette.middleware import Middleware  # gradio's web stack
 
-    from ftapp.client_identity import IdentitySigner, proxy_hops
+    from ftapp.demo import IdentitySigner, proxy_hops
     from ui.login_throttle import LoginThrottleMiddleware
     from ui.uploads import UploadGuard
     from ui.visitors import VisitorCookie

@@ -3,7 +3,7 @@
 The issue's setup: 8 LoRA adapters x 128 prompts x 128 new tokens on a random-initialised
 Llama-3.2-3B-shaped model. Both sides run in this one process on the same GPU:
 
-* ftapp: an ``EvaluationSpec`` through ``trainer.evaluation_recipe.run_evaluation``, the code path the
+* ftapp: an ``EvaluationSpec`` through ``trainer.evaluation.recipe.run_evaluation``, the code path the
   app uses (base loaded once, every adapter attached, every row answered by every adapter in one
   mixed-adapter ``generate`` call per batch, then scored), timed wall-clock as a whole.
 * baseline (the seed): per adapter, load the model, wrap it with the adapter and run a transformers
@@ -93,7 +93,7 @@ def build_adapters(model_dir: Path, count: int, out: Path, device: str) -> list[
 
 def write_dataset(tokenizer, count: int, path: Path, lengths: tuple[int, int]) -> None:
     """``count`` support requests padded with demo-corpus sentences to between ``lengths`` tokens."""
-    from trainer.demo_corpus import demo_dataset, pretraining_texts
+    from trainer.demo.corpus import demo_dataset, pretraining_texts
 
     rng = random.Random(0)
     sentences = pretraining_texts(0)
@@ -108,8 +108,8 @@ def write_dataset(tokenizer, count: int, path: Path, lengths: tuple[int, int]) -
 
 def run_ours(model_dir: Path, adapters: list[Path], dataset: Path, work: Path, args) -> dict[str, Any]:
     """One ``run_evaluation`` over every adapter and prompt, timed as a whole (loading and scoring included)."""
-    from trainer.demo_corpus import demo_prompt
-    from trainer.evaluation_recipe import run_evaluation
+    from trainer.demo.corpus import demo_prompt
+    from trainer.evaluation.recipe import run_evaluation
     from trainer.protocol import DataSource, EvalCombination, EvaluationSpec, ModelSource
 
     prompt = demo_prompt()
@@ -138,10 +138,10 @@ def run_baseline(model_dir: Path, adapters: list[Path], dataset: Path, args) -> 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
-    from trainer.dataset_loading import load_rows
-    from trainer.demo_corpus import demo_prompt
+    from trainer.data.loading import load_rows
+    from trainer.data.training_data import evaluation_cases
+    from trainer.demo.corpus import demo_prompt
     from trainer.protocol import DataSource
-    from trainer.training_data import evaluation_cases
 
     prompt = demo_prompt()
     data = DataSource("project_jsonl", str(dataset), input_template=prompt["input_template"],
@@ -182,11 +182,11 @@ def profile_steps(model_dir: Path, adapters: list[Path], dataset: Path, args, st
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    import trainer.generation as generation
-    from trainer.dataset_loading import load_rows
-    from trainer.demo_corpus import demo_prompt
+    import trainer.inference.generation as generation
+    from trainer.data.loading import load_rows
+    from trainer.data.training_data import evaluation_cases
+    from trainer.demo.corpus import demo_prompt
     from trainer.protocol import DataSource
-    from trainer.training_data import evaluation_cases
 
     prompt = demo_prompt()
     data = DataSource("project_jsonl", str(dataset), input_template=prompt["input_template"],
@@ -277,7 +277,7 @@ def main() -> None:
     args.device = "cpu" if args.smoke else "cuda"
     lengths = (16, 40) if args.smoke else (64, 200)
 
-    from trainer.demo_model import build_demo_kit
+    from trainer.demo.model import build_demo_kit
 
     work = Path(tempfile.mkdtemp(prefix="ftapp-eval-bench-"))
     warm_up(args.device)

@@ -30,7 +30,7 @@ def bf16_base_and_adapter(out: Path) -> tuple[Path, Path]:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from trainer.demo_model import build_demo_kit
+    from trainer.demo.model import build_demo_kit
 
     kit = build_demo_kit(out / "kit")
     base = out / "base-bf16"

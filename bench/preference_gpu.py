@@ -113,13 +113,13 @@ def main() -> None:
     parser.add_argument("--gpu", default="0", help="the GPU id both runs use")
     parser.add_argument("--smoke", action="store_true", help="CPU and the demo model: checks the path, not the speed")
     args = parser.parse_args()
-    from ftapp.datasets import AddDatasetRequest
-    from ftapp.fine_tune_request import FineTuneRequest
-    from ftapp.models import AddModelRequest
-    from ftapp.prompts import AddPromptRequest
+    from ftapp.datasets.service import AddDatasetRequest
+    from ftapp.models.service import AddModelRequest
+    from ftapp.prompts.service import AddPromptRequest
+    from ftapp.runs.fine_tune_request import FineTuneRequest
     from ftapp.services import open_services
     from ftapp.settings import Settings
-    from trainer.demo_model import build_demo_kit
+    from trainer.demo.model import build_demo_kit
 
     work = Path(tempfile.mkdtemp(prefix="ftapp-preference-"))
     kit = build_demo_kit(work / "kit", pretrain_steps=0)

@@ -138,7 +138,7 @@ def free_port() -> int:
 
 
 def start(kind: str, work: Path, threads: int) -> tuple[subprocess.Popen, str, str]:
-    from trainer.demo_model import build_demo_kit
+    from trainer.demo.model import build_demo_kit
 
     kit = work / "kit"
     if not (kit / "demo_kit.json").is_file():

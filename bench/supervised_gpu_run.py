@@ -39,7 +39,7 @@ def build_model(kit_dir: Path, out: Path) -> Path:
 
 
 def train(services, registered, name: str, mode: str, steps: int, gpus: str, processes: int) -> dict:
-    from ftapp.fine_tune_request import FineTuneRequest
+    from ftapp.runs.fine_tune_request import FineTuneRequest
 
     presets = {p.name: p for p in services.configs.presets()}["modern default"].configs
     request = FineTuneRequest(
@@ -67,12 +67,12 @@ def main() -> None:
     parser.add_argument("--gpus", default="0", help="GPU ids for each run, e.g. 0,1 with --processes 2 (DDP)")
     parser.add_argument("--processes", type=int, default=1)
     args = parser.parse_args()
-    from ftapp.datasets import AddDatasetRequest
-    from ftapp.models import AddModelRequest
-    from ftapp.prompts import AddPromptRequest
+    from ftapp.datasets.service import AddDatasetRequest
+    from ftapp.models.service import AddModelRequest
+    from ftapp.prompts.service import AddPromptRequest
     from ftapp.services import open_services
     from ftapp.settings import Settings
-    from trainer.demo_model import build_demo_kit
+    from trainer.demo.model import build_demo_kit
 
     work = Path(tempfile.mkdtemp(prefix="ftapp-gpu-"))
     kit = build_demo_kit(work / "kit", pretrain_steps=0)

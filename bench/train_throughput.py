@@ -65,8 +65,8 @@ LEARNING_RATE = 1e-3  # high enough that 30 steps of LoRA on a random model show
 
 
 def open_ftapp(work: Path, dataset: Path):
-    from ftapp.datasets import AddDatasetRequest
-    from ftapp.prompts import AddPromptRequest
+    from ftapp.datasets.service import AddDatasetRequest
+    from ftapp.prompts.service import AddPromptRequest
     from ftapp.services import open_services
     from ftapp.settings import Settings
 
@@ -79,7 +79,7 @@ def open_ftapp(work: Path, dataset: Path):
 
 def ftapp_request(services, ids: dict, model_id: str, model_name: str, mode: str, steps: int, device: str,
                   gpus: int = 1, overrides: dict | None = None):
-    from ftapp.fine_tune_request import FineTuneRequest
+    from ftapp.runs.fine_tune_request import FineTuneRequest
 
     presets = {p.name: p for p in services.configs.presets()}["modern default"].configs
     return FineTuneRequest(
@@ -155,7 +155,7 @@ def run_ftapp(services, ids: dict, model_id: str, model_name: str, mode: str, fl
 
 def wait_for_warm_trainer(services, timeout_s: float = 180) -> None:
     """As in the app, open a while before someone starts a run: its supervisor keeps a warm trainer process
-    (ftapp.trainer_standby) that has done the imports."""
+    (ftapp.runs.standby) that has done the imports."""
     os.environ["FTAPP_WARM_TRAINER"] = "1"
     services.supervisor.start_background()
     log = services.settings.home / "standby.log"
@@ -178,9 +178,9 @@ def profile_ftapp(services, request, work: Path, flops: float, warmup: int = 3, 
 
     from transformers import TrainerCallback
 
-    from ftapp.run_specs import build_train_spec
+    from ftapp.runs.specs import build_train_spec
     from trainer.cancellation import Cancellation
-    from trainer.sft_recipe import setup
+    from trainer.recipes.sft import setup
 
     class Sink:
         def emit(self, kind, /, **data):
@@ -279,7 +279,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ftapp-bench-", dir=base))
     tokenizer = build_tokenizer(work / "tokenizer")
     rows = write_dataset(work / "data.jsonl", 300 if args.smoke else args.rows)
-    from trainer.dataset_loading import split_rows
+    from trainer.data.loading import split_rows
 
     order = split_rows(len(rows), fraction=1.0, train_split=1.0, seed=42).train_indices
     ordered = [rows[i] for i in order]  # the order ftapp's trainer reads them in
@@ -295,7 +295,7 @@ def main() -> None:
         print(f"[{time.monotonic() - began:5.0f}s] {result.model} {result.variant}: {result.tokens_per_s} tok/s "
               f"mfu={result.mfu} peak={result.peak_gib} first_loss={result.first_loss_s}s error={result.error}", flush=True)
 
-    from ftapp.models import AddModelRequest
+    from ftapp.models.service import AddModelRequest
 
     for name, wanted in plan:
         if "parity" in wanted:

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ftapp.adapters import AdapterService
-from ftapp.comparisons import ComparisonService
-from ftapp.configs import ConfigService
-from ftapp.database_transfer import DatabaseTransfer
-from ftapp.datasets import DatasetService
-from ftapp.demo import DemoInstaller
-from ftapp.evaluations import EvaluationService
-from ftapp.exports import ExportService
-from ftapp.machine import Machine, detect_machine
-from ftapp.models import ModelService
-from ftapp.prompts import PromptService
-from ftapp.runs import RunService
+from ftapp.compare.service import ComparisonService
+from ftapp.datasets.service import DatasetService
+from ftapp.demo_kit import DemoInstaller
+from ftapp.evaluation.service import EvaluationService
+from ftapp.models.adapters import AdapterService
+from ftapp.models.service import ModelService
+from ftapp.prompts.configs import ConfigService
+from ftapp.prompts.service import PromptService
+from ftapp.runs.machine import Machine, detect_machine
+from ftapp.runs.service import RunService
+from ftapp.runs.supervisor import Supervisor
 from ftapp.secrets import HfToken
-from ftapp.serving import ServeService
 from ftapp.settings import Settings
-from ftapp.supervisor import Supervisor
+from ftapp.shipping.exports import ExportService
+from ftapp.shipping.serving import ServeService
+from ftapp.transfer.service import DatabaseTransfer
 from storage import Database
 
 

@@ -3,7 +3,7 @@
 A visitor's services read and write through ``Database.for_owner``: they see the shared demo
 model, dataset and prompt (rows without an owner) plus what they made themselves, and everything
 they make is stamped with their owner. On top, the subclasses below apply the demo's limits
-(``ftapp.demo_policy``): uploads only, caps on rows, steps and concurrent runs, no Hub push, no
+(``ftapp.demo.policy``): uploads only, caps on rows, steps and concurrent runs, no Hub push, no
 changes to shared things or to the host's settings. The local app never builds these: owner None
 sees everything, exactly as before.
 """
@@ -17,31 +17,31 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ftapp import demo_policy as policy
-from ftapp.adapters import AdapterService, AddAdapterRequest
-from ftapp.comparisons import ComparisonService
-from ftapp.configs import AddConfigRequest, AddConfigResult, ConfigService
-from ftapp.database_transfer import DatabaseTransfer, ImportReport
-from ftapp.datasets import AddDatasetRequest, DatasetService
+from ftapp.compare.service import ComparisonService
+from ftapp.datasets.service import AddDatasetRequest, DatasetService
+from ftapp.demo import policy
+from ftapp.demo.path_policy import path_problem
 from ftapp.errors import Problem, ValidationError
-from ftapp.evaluation_request import EvaluationRequest
-from ftapp.evaluations import EvaluationService
-from ftapp.export_request import ExportRequest
-from ftapp.exports import ExportService
-from ftapp.fine_tune_request import FineTuneRequest, training_values
-from ftapp.machine import Machine
-from ftapp.models import AddModelRequest, ModelService
-from ftapp.path_policy import path_problem
-from ftapp.preflight import Preflight
-from ftapp.prompts import PromptService
+from ftapp.evaluation.request import EvaluationRequest
+from ftapp.evaluation.service import EvaluationService
+from ftapp.models.adapters import AdapterService, AddAdapterRequest
+from ftapp.models.service import AddModelRequest, ModelService
+from ftapp.prompts.configs import AddConfigRequest, AddConfigResult, ConfigService
+from ftapp.prompts.service import PromptService
 from ftapp.run_vocabulary import LIVE, RunKind
-from ftapp.runs import RunService
+from ftapp.runs.fine_tune_request import FineTuneRequest, training_values
+from ftapp.runs.machine import Machine
+from ftapp.runs.preflight import Preflight
+from ftapp.runs.service import RunService
+from ftapp.runs.supervisor import Supervisor
 from ftapp.secrets import HfToken
-from ftapp.serve_request import ServeRequest
 from ftapp.services import Services
-from ftapp.serving import ServeService
 from ftapp.settings import Settings
-from ftapp.supervisor import Supervisor
+from ftapp.shipping.export_request import ExportRequest
+from ftapp.shipping.exports import ExportService
+from ftapp.shipping.serve_request import ServeRequest
+from ftapp.shipping.serving import ServeService
+from ftapp.transfer.service import DatabaseTransfer, ImportReport
 from storage import Database, DatasetRecord, ModelRecord, RunRecord
 
 

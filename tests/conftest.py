@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.datasets import AddDatasetRequest
-from ftapp.models import AddModelRequest
-from ftapp.prompts import AddPromptRequest
+from ftapp.datasets.service import AddDatasetRequest
+from ftapp.models.service import AddModelRequest
+from ftapp.prompts.service import AddPromptRequest
 from ftapp.services import Services, open_services
 from ftapp.settings import Settings
 from storage import DatasetRecord, ModelRecord, PromptRecord
@@ -21,7 +21,7 @@ TEST_DATA = Path(__file__).parent / "data"
 def demo_kit(tmp_path_factory):
     """The offline demo model, dataset and prompt, built once per test session."""
     # Imported here: torch is costly and most tests never need the kit.
-    from trainer.demo_model import build_demo_kit
+    from trainer.demo.model import build_demo_kit
 
     return build_demo_kit(tmp_path_factory.mktemp("demo") / "kit")
 

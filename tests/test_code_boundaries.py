@@ -28,7 +28,7 @@ def test_ruff_is_clean():
 
 def test_storage_and_ftapp_import_no_ml_stack():
     code = (
-        "import sys, ftapp.services, ftapp.cli, storage; "
+        "import sys, ftapp.services, cli.main, storage; "
         "heavy = [m for m in ('torch', 'transformers', 'peft', 'trl', 'datasets', 'mlflow') if m in sys.modules]; "
         "print(','.join(heavy))"
     )

@@ -19,49 +19,49 @@ from typing import NoReturn
 
 
 def _demo(out_dir: str) -> str:
-    from trainer.demo_model import build_demo_kit
+    from trainer.demo.model import build_demo_kit
 
     return build_demo_kit(Path(out_dir)).to_json()
 
 
 def _sft(spec_path: str) -> NoReturn:
-    from trainer.sft import main as run_sft_process
+    from trainer.recipes.sft_process import main as run_sft_process
 
     run_sft_process(spec_path)
 
 
 def _dpo(spec_path: str) -> NoReturn:
-    from trainer.dpo import main as run_dpo_process
+    from trainer.recipes.dpo_process import main as run_dpo_process
 
     run_dpo_process(spec_path)
 
 
 def _grpo(spec_path: str) -> NoReturn:
-    from trainer.grpo import main as run_grpo_process
+    from trainer.recipes.grpo_process import main as run_grpo_process
 
     run_grpo_process(spec_path)
 
 
 def _evaluate(spec_path: str) -> NoReturn:
-    from trainer.evaluate import main as run_evaluation_process
+    from trainer.evaluation.process import main as run_evaluation_process
 
     run_evaluation_process(spec_path)
 
 
 def _infer(spec_path: str) -> NoReturn:
-    from trainer.inference_worker import main as run_inference_worker
+    from trainer.inference.worker import main as run_inference_worker
 
     run_inference_worker(spec_path)
 
 
 def _export(spec_path: str) -> NoReturn:
-    from trainer.export import main as run_export_process
+    from trainer.export.process import main as run_export_process
 
     run_export_process(spec_path)
 
 
 def _serve(spec_path: str) -> NoReturn:
-    from trainer.serve import main as run_serve_process
+    from trainer.inference.serve import main as run_serve_process
 
     run_serve_process(spec_path)
 

@@ -104,7 +104,7 @@ def load_model(spec: TrainSpec, resolved: ResolvedTraining, device: DeviceCaps) 
         register_varlen_attention()
     if resolved.attn_implementation:
         kwargs["attn_implementation"] = resolved.attn_implementation
-    if spec.training_mode == "qlora":  # trainer.sft refused QLoRA on CPU already
+    if spec.training_mode == "qlora":  # trainer.recipes.sft_process refused QLoRA on CPU already
         kwargs["quantization_config"] = quantization_config(spec.bitsandbytes or {})
     model = AutoModelForCausalLM.from_pretrained(spec.model.source, **kwargs)
     if spec.training_mode == "full":

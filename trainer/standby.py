@@ -26,7 +26,7 @@ HANDOVER_FIELDS = ("verb", "spec", "env", "log", "cwd")
 
 def warm_up() -> None:
     """Import what every training and evaluation recipe imports; touch no GPU."""
-    import trainer.sft_recipe  # noqa: F401 - torch, transformers, trl, peft, datasets and the project's own steps
+    import trainer.recipes.sft  # noqa: F401 - torch, transformers, trl, peft, datasets and the project's own steps
 
 
 def main() -> NoReturn:

@@ -1,6 +1,6 @@
 """A spec's training settings, translated into ``SFTConfig`` keyword arguments for the device at hand.
 
-The spec carries the user's settings as ftapp stored them (``ftapp.config_schemas.TrainingArguments``):
+The spec carries the user's settings as ftapp stored them (``ftapp.prompts.config_schemas.TrainingArguments``):
 some are wishes ("auto"), some only work on some hardware. This module decides, as a pure
 function of the settings and the device's capabilities, what the Trainer really gets, and says in
 ``notes`` what it changed, so the log and the ``started`` event explain a run that differs from

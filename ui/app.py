@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from ftapp.demo_policy import DemoCaps
+from ftapp.demo import DemoCaps
 from ftapp.services import Services
 from ui import adapters, compare, configs, datasets, evaluate, export, home, models, prompts, runs, serve, settings, train
 from ui.visitors import VisitorServices

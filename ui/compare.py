@@ -13,8 +13,7 @@ from typing import Any
 
 import gradio as gr
 
-from ftapp.compare_request import MAX_ADAPTERS, TIE, CompareRequest
-from ftapp.comparisons import CompareSnapshot
+from ftapp.compare import MAX_ADAPTERS, TIE, CompareRequest, CompareSnapshot
 from ftapp.errors import FtappError
 from ftapp.services import Services
 from ui.compare_text import status_text, vote_text, worker_text

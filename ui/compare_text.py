@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ftapp.comparisons import CompareSnapshot, Vote, Worker
+from ftapp.compare import CompareSnapshot, Vote, Worker
 from ftapp.run_vocabulary import RunStatus
 
 WAITING_TEXT = {

@@ -8,8 +8,7 @@ from dataclasses import MISSING, fields
 import gradio as gr
 import pandas as pd
 
-from ftapp.config_schemas import SCHEMAS, defaults, help_text
-from ftapp.configs import CONFIG_TYPES, AddConfigRequest
+from ftapp.prompts import CONFIG_TYPES, SCHEMAS, AddConfigRequest, defaults, help_text
 from ftapp.services import Services
 from ui.errors import shows_errors
 from ui.tables import clicked_id, frame

@@ -6,8 +6,8 @@ from typing import Any
 
 import gradio as gr
 
-from ftapp.config_schemas import GenerationSettings, help_text
-from ftapp.evaluation_request import Combination, EvaluationRequest
+from ftapp.evaluation import Combination, EvaluationRequest
+from ftapp.prompts import GenerationSettings, help_text
 from ftapp.run_vocabulary import RunStatus
 from ftapp.services import Services
 from ui.errors import shows_errors

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from html import escape
 
-from ftapp.evaluation_results import LOWER_IS_BETTER, AnswerRow, EvaluationResults, metric_help
+from ftapp.evaluation import LOWER_IS_BETTER, AnswerRow, EvaluationResults, metric_help
 
 LEADING = ("reward", "preference_accuracy", "reward_accuracy", "reward_margin", "mean_margin", "accuracy", "macro_f1", "exact_match", "token_f1", "rougeL", "rouge1", "rouge2", "bleu", "perplexity",
            "mean_log_likelihood", "latency_s", "tokens_per_s")

@@ -13,10 +13,9 @@ from typing import Any
 import gradio as gr
 
 from ftapp.errors import FtappError
-from ftapp.export_request import ExportRequest
-from ftapp.export_results import ExportResult
 from ftapp.run_vocabulary import RunStatus
 from ftapp.services import Services
+from ftapp.shipping import ExportRequest, ExportResult
 from ui.errors import shows_errors
 from ui.run_text import FINISHED, status_label
 from ui.train_form import device_choices

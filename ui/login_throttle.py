@@ -25,7 +25,7 @@ from email.policy import HTTP
 from typing import Any
 from urllib.parse import parse_qs
 
-from ftapp.client_identity import client_address
+from ftapp.demo import client_address
 
 MAX_LOGIN_BODY = 64 * 1024
 

@@ -7,9 +7,8 @@ import html
 import gradio as gr
 import pandas as pd
 
-from ftapp.chat_preview import CHAT_FORMATS, Segment, chat_preview_by_id
 from ftapp.errors import ValidationError
-from ftapp.prompts import AddPromptRequest
+from ftapp.prompts import CHAT_FORMATS, AddPromptRequest, Segment, chat_preview_by_id
 from ftapp.services import Services
 from ui.errors import shows_errors
 from ui.tables import clicked_id, frame

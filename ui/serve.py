@@ -14,9 +14,8 @@ from typing import Any
 import gradio as gr
 
 from ftapp.run_vocabulary import RunStatus
-from ftapp.serve_request import ServeRequest, vllm_installed
 from ftapp.services import Services
-from ftapp.serving import Endpoint
+from ftapp.shipping import Endpoint, ServeRequest, vllm_installed
 from ui.errors import shows_errors
 from ui.run_text import FINISHED
 from ui.train_form import device_choices

@@ -6,9 +6,8 @@ from typing import Any
 
 import gradio as gr
 
-from ftapp.config_schemas import LoraSettings, TrainingArguments, defaults, help_text
 from ftapp.errors import ValidationError
-from ftapp.presets import DESCRIPTIONS, MODERN
+from ftapp.prompts import DESCRIPTIONS, MODERN, LoraSettings, TrainingArguments, defaults, help_text
 from ftapp.services import Services
 from ui.configs import field_help
 from ui.errors import shows_errors

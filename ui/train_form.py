@@ -6,13 +6,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ftapp.config_schemas import check_config
-from ftapp.configs import Preset, parse_config
 from ftapp.errors import NotFoundError, Problem, ValidationError
-from ftapp.fine_tune_request import FineTuneRequest
-from ftapp.machine import Machine
-from ftapp.memory_estimate import MemoryEstimate
-from ftapp.preflight import Preflight
+from ftapp.prompts import Preset, check_config, parse_config
+from ftapp.runs import FineTuneRequest, Machine, MemoryEstimate, Preflight
 from ui.train_method import NO_ADAPTER, method_settings, rewards_from_table
 
 NO_PROMPT = "none"  # prompt ids are UUIDs, so this cannot name a real prompt

@@ -13,8 +13,8 @@ from typing import Any
 
 import gradio as gr
 
-from ftapp.config_schemas import DPO_LOSS_TYPES, DpoSettings, GrpoSettings, defaults, help_text
-from ftapp.method_request import CUSTOM_REWARD, REWARD_KINDS
+from ftapp.prompts import DPO_LOSS_TYPES, DpoSettings, GrpoSettings, defaults, help_text
+from ftapp.runs import CUSTOM_REWARD, REWARD_KINDS
 from ftapp.services import Services
 from ui.errors import shows_errors
 

@@ -24,8 +24,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from ftapp.client_identity import IdentitySigner
-from ftapp.demo_policy import not_uploaded_here
+from ftapp.demo import IdentitySigner, not_uploaded_here
 from ui.visitors import visitor_key
 
 UPLOAD_ROUTE = "/gradio_api/upload"

@@ -3,7 +3,7 @@
 gradio's session hash changes with every page load, so it cannot tell a visitor who reloads from a
 new one. A key in an HttpOnly cookie can: ``VisitorCookie`` gives each browser one on its first
 request, and every event handler then finds it on the request gradio puts in its context. The key
-is issued and signed by the server (``ftapp.client_identity``): a cookie the server did not sign
+is issued and signed by the server (``ftapp.demo.client_identity``): a cookie the server did not sign
 (made up, or another visitor's id with a guessed signature) is replaced by a new identity, so a
 client can neither mint visitors nor step into someone else's. The tabs need no change: they are
 handed ``VisitorServices``, which looks up the current visitor's services, and notes the client's
@@ -15,7 +15,7 @@ from __future__ import annotations
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
-from ftapp.client_identity import IdentitySigner, client_address, proxy_hops
+from ftapp.demo import IdentitySigner, client_address, proxy_hops
 from ftapp.services import Services
 from ftapp.visitors import Visitors
 

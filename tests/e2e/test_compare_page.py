@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.adapters import AddAdapterRequest
-from ftapp.datasets import AddDatasetRequest
-from ftapp.models import AddModelRequest
-from ftapp.prompts import AddPromptRequest
+from ftapp.datasets.service import AddDatasetRequest
+from ftapp.models.adapters import AddAdapterRequest
+from ftapp.models.service import AddModelRequest
+from ftapp.prompts.service import AddPromptRequest
 from ftapp.services import open_services
 from ftapp.settings import Settings
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.demo import DEMO_DATASET, DEMO_MODEL, DEMO_PROMPT
-from ftapp.demo_policy import DemoCaps
+from ftapp.demo.policy import DemoCaps
+from ftapp.demo_kit import DEMO_DATASET, DEMO_MODEL, DEMO_PROMPT
 from ftapp.errors import ValidationError
-from ftapp.fine_tune_request import FineTuneRequest
+from ftapp.runs.fine_tune_request import FineTuneRequest
 from ftapp.services import open_services
 from ftapp.settings import Settings
 from ftapp.visitors import Visitors

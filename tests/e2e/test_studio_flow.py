@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.demo import DEMO_DATASET, DEMO_MODEL, DEMO_PROMPT
+from ftapp.demo_kit import DEMO_DATASET, DEMO_MODEL, DEMO_PROMPT
 from tests.conftest import TEST_DATA
 
 pytestmark = pytest.mark.browser

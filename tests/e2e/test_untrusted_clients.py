@@ -22,8 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ftapp.demo import DEMO_DATASET, DEMO_MODEL, DEMO_PROMPT
-from ftapp.presets import MODERN
+from ftapp.demo_kit import DEMO_DATASET, DEMO_MODEL, DEMO_PROMPT
+from ftapp.prompts.presets import MODERN
 from tests.e2e.conftest import STARTUP_LIMIT_S, Studio, child_env, free_port, stop, wait_for_http_200
 from ui.train_form import TrainForm
 from ui.visitors import VISITOR_COOKIE

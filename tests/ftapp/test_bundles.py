@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.cli import main
-from ftapp.fine_tune_request import FineTuneRequest
+from cli.main import main
+from ftapp.runs.fine_tune_request import FineTuneRequest
 from trainer.protocol import read_events
 
 FAST = {"max_steps": 4, "logging_steps": 1, "eval_steps": 2, "save_steps": 2, "per_device_train_batch_size": 4,

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.chat_preview import (
+from ftapp.datasets.service import AddDatasetRequest
+from ftapp.errors import FtappError
+from ftapp.models.service import AddModelRequest
+from ftapp.prompts.chat_preview import (
     Segment,
     chat_preview,
     chat_preview_by_id,
@@ -18,9 +21,6 @@ from ftapp.chat_preview import (
     render_conversation,
     sharegpt_turns,
 )
-from ftapp.datasets import AddDatasetRequest
-from ftapp.errors import FtappError
-from ftapp.models import AddModelRequest
 from ftapp.services import Services
 
 CONVERSATIONS = [

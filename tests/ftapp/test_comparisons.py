@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.adapters import AddAdapterRequest
-from ftapp.compare_request import CompareRequest
-from ftapp.comparisons import DONE, GENERATING, ComparisonFailed
+from ftapp.compare.request import CompareRequest
+from ftapp.compare.service import DONE, GENERATING, ComparisonFailed
 from ftapp.errors import ConflictError, ValidationError
-from ftapp.models import AddModelRequest
-from ftapp.process_identity import is_alive
+from ftapp.models.adapters import AddAdapterRequest
+from ftapp.models.service import AddModelRequest
+from ftapp.runs.process_identity import is_alive
 from trainer.protocol import CLOSED_REQUESTS_DIR, REQUESTS_DIR
 
 FEW_TOKENS = {"max_new_tokens": 64}
@@ -90,7 +90,7 @@ def test_bad_requests_name_their_rules_and_start_nothing(services, registered, a
 
 
 def test_sampled_prompts_lose_the_trailing_spaces_training_moved_into_the_completion(services, registered):
-    from ftapp.prompts import AddPromptRequest
+    from ftapp.prompts.service import AddPromptRequest
 
     spaced = services.prompts.add(AddPromptRequest(
         name="spaced", dataset_id=registered.dataset.id, prompt_template="Request: {request}\nIntent: {intent}",

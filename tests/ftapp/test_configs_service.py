@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from ftapp.config_schemas import SCHEMAS, help_text
-from ftapp.configs import AddConfigRequest
 from ftapp.errors import ConflictError
-from ftapp.presets import MODERN, SEED_001
+from ftapp.prompts.config_schemas import SCHEMAS, help_text
+from ftapp.prompts.configs import AddConfigRequest
+from ftapp.prompts.presets import MODERN, SEED_001
 
 
 def test_presets_are_installed_once(services):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.configs import AddConfigRequest
 from ftapp.errors import ValidationError
+from ftapp.prompts.configs import AddConfigRequest
 from ftapp.services import open_services
 from ftapp.settings import Settings
 

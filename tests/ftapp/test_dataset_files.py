@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.dataset_files import (
+from ftapp.datasets.files import (
     FILE_TYPES,
     MAX_FIELD_CHARS,
     MAX_REPORTED_PROBLEMS,
@@ -69,7 +69,7 @@ def test_unknown_dataset_type_is_ds001(tmp_path):
 
 
 def test_hub_type_is_not_read_as_a_file(tmp_path):
-    with pytest.raises(ValueError, match="hub_datasets"):
+    with pytest.raises(ValueError, match="datasets.hub"):
         inspect_file(tmp_path / "a.csv", "huggingface")
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ftapp.dataset_files import dataset_type_for, inspect_file
-from ftapp.dataset_formats import FORMATS, detect_format
+from ftapp.datasets.files import dataset_type_for, inspect_file
+from ftapp.datasets.formats import FORMATS, detect_format
 from tests.conftest import TEST_DATA
 
 TURNS = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]

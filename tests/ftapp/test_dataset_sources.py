@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from ftapp.dataset_files import dataset_type_for, inspect_directory, inspect_file, read_directory_rows, read_rows
+from ftapp.datasets.files import dataset_type_for, inspect_directory, inspect_file, read_directory_rows, read_rows
 from ftapp.errors import ValidationError
 from tests.conftest import TEST_DATA
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.datasets import AddDatasetRequest
+from ftapp.datasets.service import AddDatasetRequest
 from ftapp.errors import ConflictError
-from ftapp.prompts import AddPromptRequest
+from ftapp.prompts.service import AddPromptRequest
 from tests.conftest import TEST_DATA
 
 EXPECTED = {

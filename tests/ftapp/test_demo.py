@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from ftapp.cli import main
-from ftapp.demo import DEMO_DATASET, DEMO_MODEL, DEMO_PROMPT
+from cli.main import main
+from ftapp.demo_kit import DEMO_DATASET, DEMO_MODEL, DEMO_PROMPT
 from ftapp.services import open_services
 from ftapp.settings import Settings
 

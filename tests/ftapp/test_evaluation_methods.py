@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.adapters import AddAdapterRequest
-from ftapp.cli import main as cli_main
-from ftapp.datasets import AddDatasetRequest
-from ftapp.evaluation_request import Combination, EvaluationRequest, validate_evaluation
+from cli.main import main as cli_main
+from ftapp.datasets.service import AddDatasetRequest
+from ftapp.evaluation.request import Combination, EvaluationRequest, validate_evaluation
 from ftapp.ids import new_id
-from ftapp.machine import Machine
+from ftapp.models.adapters import AddAdapterRequest
+from ftapp.runs.machine import Machine
 from ftapp.settings import Settings
 from storage import AdapterRecord
 from trainer.protocol import SPEC_FILE, RewardSpec

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.adapters import AddAdapterRequest
-from ftapp.cli import main as cli_main
+from cli.main import main as cli_main
 from ftapp.errors import ValidationError
-from ftapp.evaluation_request import Combination, EvaluationRequest
-from ftapp.fine_tune_request import FineTuneRequest
-from ftapp.models import AddModelRequest
+from ftapp.evaluation.request import Combination, EvaluationRequest
+from ftapp.models.adapters import AddAdapterRequest
+from ftapp.models.service import AddModelRequest
+from ftapp.runs.fine_tune_request import FineTuneRequest
 from trainer.protocol import read_events
 
 FAST = {"max_steps": 20, "logging_steps": 5, "eval_steps": 20, "save_steps": 20, "per_device_train_batch_size": 8,

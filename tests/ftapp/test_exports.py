@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.adapters import AddAdapterRequest
-from ftapp.cli import main as cli_main
+from cli.main import main as cli_main
 from ftapp.errors import ConflictError, ValidationError
-from ftapp.export_request import ExportRequest
-from ftapp.models import AddModelRequest
-from trainer.export_verify import PROMPTS
+from ftapp.models.adapters import AddAdapterRequest
+from ftapp.models.service import AddModelRequest
+from ftapp.shipping.export_request import ExportRequest
+from trainer.export.verify import PROMPTS
 
 SECRET = "hf_" + "S3cr3tT0k3n" * 3  # looks like a real token, so redact() would catch it by shape too
 

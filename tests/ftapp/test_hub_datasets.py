@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from ftapp.datasets.hub import HubUnreachableError, _feature_kind, inspect_hub_dataset, read_hub_rows
 from ftapp.errors import NetworkRequiredError, ValidationError
-from ftapp.hub_datasets import HubUnreachableError, _feature_kind, inspect_hub_dataset, read_hub_rows
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
@@ -54,7 +54,7 @@ def test_offline_fails_fast_with_ds002(online_env, variable, call):
 def test_unreachable_hub_fails_fast_with_ds002():
     # huggingface_hub fixes its endpoint at import, hence a fresh interpreter pointed at a closed port.
     script = (
-        "from ftapp.hub_datasets import HubUnreachableError, inspect_hub_dataset\n"
+        "from ftapp.datasets.hub import HubUnreachableError, inspect_hub_dataset\n"
         "try:\n"
         "    inspect_hub_dataset('tatsu-lab/alpaca')\n"
         "except HubUnreachableError as exc:\n"
@@ -123,7 +123,7 @@ def test_feature_vocabulary_for_hub_features():
 
 def test_importing_the_modules_leaves_heavy_libraries_unloaded():
     script = (
-        "import sys, ftapp.hub_datasets, ftapp.dataset_files, ftapp.dataset_formats\n"
+        "import sys, ftapp.datasets.hub, ftapp.datasets.files, ftapp.datasets.formats\n"
         "print(sorted(m for m in ('datasets', 'huggingface_hub', 'pyarrow', 'pandas') if m in sys.modules))\n"
     )
     result = subprocess.run(

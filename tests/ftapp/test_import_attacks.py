@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from ftapp.errors import ValidationError
-from ftapp.fine_tune_request import FineTuneRequest
-from ftapp.process_identity import process_start_time
-from ftapp.run_specs import build_train_spec
+from ftapp.runs.fine_tune_request import FineTuneRequest
+from ftapp.runs.process_identity import process_start_time
+from ftapp.runs.specs import build_train_spec
 from ftapp.services import Services
 from trainer.protocol import RewardSpec, write_spec
 
@@ -306,7 +306,7 @@ def test_a_malformed_import_ends_with_a_rule_id_and_writes_nothing(services, reg
 
 
 def test_a_huge_file_a_folder_and_a_fifo_are_refused_unread(services, tmp_path, monkeypatch):
-    monkeypatch.setattr("ftapp.database_transfer.MAX_IMPORT_BYTES", 1000)
+    monkeypatch.setattr("ftapp.transfer.service.MAX_IMPORT_BYTES", 1000)
     huge = tmp_path / "huge.json"
     huge.write_text(" " * 1001)
     fifo = tmp_path / "fifo.json"

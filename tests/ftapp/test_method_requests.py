@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.adapters import AddAdapterRequest
-from ftapp.config_schemas import DPO_LOSS_TYPES
-from ftapp.datasets import AddDatasetRequest
+from ftapp.datasets.service import AddDatasetRequest
 from ftapp.errors import Problem
-from ftapp.fine_tune_request import FineTuneRequest, validate_fine_tune
-from ftapp.machine import Machine
-from ftapp.models import AddModelRequest
-from ftapp.prompts import AddPromptRequest
+from ftapp.models.adapters import AddAdapterRequest
+from ftapp.models.service import AddModelRequest
+from ftapp.prompts.config_schemas import DPO_LOSS_TYPES
+from ftapp.prompts.service import AddPromptRequest
+from ftapp.runs.fine_tune_request import FineTuneRequest, validate_fine_tune
+from ftapp.runs.machine import Machine
 from ftapp.services import open_services
 from ftapp.settings import Settings
 

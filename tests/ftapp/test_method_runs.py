@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.adapters import AddAdapterRequest
-from ftapp.datasets import AddDatasetRequest
-from ftapp.device_choice import DeviceChoice
-from ftapp.fine_tune_request import FineTuneRequest
-from ftapp.machine import Machine
-from ftapp.memory_estimate import ACTIVATION_BYTES_PER_TOKEN_PER_HIDDEN_LAYER, KV_BYTES_PER_TOKEN_PER_KV_UNIT
-from ftapp.preflight import CHARS_PER_TOKEN, estimate
+from ftapp.datasets.service import AddDatasetRequest
+from ftapp.models.adapters import AddAdapterRequest
+from ftapp.runs.devices import DeviceChoice
+from ftapp.runs.fine_tune_request import FineTuneRequest
+from ftapp.runs.machine import Machine
+from ftapp.runs.memory import ACTIVATION_BYTES_PER_TOKEN_PER_HIDDEN_LAYER, KV_BYTES_PER_TOKEN_PER_KV_UNIT
+from ftapp.runs.preflight import CHARS_PER_TOKEN, estimate
 from storage.types import utc_now
 from trainer.protocol import RewardSpec, read_spec
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.adapters import AddAdapterRequest
-from ftapp.datasets import AddDatasetRequest
-from ftapp.fine_tune_request import FineTuneRequest
-from ftapp.prompts import AddPromptRequest
+from ftapp.datasets.service import AddDatasetRequest
+from ftapp.models.adapters import AddAdapterRequest
+from ftapp.prompts.service import AddPromptRequest
+from ftapp.runs.fine_tune_request import FineTuneRequest
 from tests.conftest import TEST_DATA
 from trainer.protocol import RewardSpec, read_events
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.adapters import AddAdapterRequest
 from ftapp.errors import ConflictError, ValidationError
-from ftapp.models import AddModelRequest
+from ftapp.models.adapters import AddAdapterRequest
+from ftapp.models.service import AddModelRequest
 
 
 def fake_hub_cache(root: Path, repo_id: str, model_dir: Path) -> Path:

@@ -12,17 +12,17 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from ftapp.adapters import AddAdapterRequest
-from ftapp.cli import main
-from ftapp.configs import AddConfigRequest
-from ftapp.datasets import AddDatasetRequest
+from cli.main import main
+from ftapp.datasets.service import AddDatasetRequest
 from ftapp.errors import ValidationError
-from ftapp.fine_tune_request import FineTuneRequest, validate_fine_tune
 from ftapp.ids import new_id
-from ftapp.machine import Machine
-from ftapp.models import AddModelRequest
-from ftapp.prompts import AddPromptRequest
+from ftapp.models.adapters import AddAdapterRequest
+from ftapp.models.service import AddModelRequest
+from ftapp.prompts.configs import AddConfigRequest
+from ftapp.prompts.service import AddPromptRequest
 from ftapp.resource_names import ADAPTER_NAME_MAX, ADAPTER_NAME_PATTERN, NAME_MAX
+from ftapp.runs.fine_tune_request import FineTuneRequest, validate_fine_tune
+from ftapp.runs.machine import Machine
 from ftapp.services import Services
 from ui import configs as configs_tab
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.adapters import AddAdapterRequest
-from ftapp.datasets import AddDatasetRequest
+from ftapp.datasets.service import AddDatasetRequest
 from ftapp.errors import ValidationError
-from ftapp.models import AddModelRequest
+from ftapp.models.adapters import AddAdapterRequest
+from ftapp.models.service import AddModelRequest
 from ftapp.services import open_services
 from ftapp.settings import Settings
 

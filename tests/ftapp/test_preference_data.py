@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.datasets import AddDatasetRequest
+from ftapp.datasets.preference_rows import answer_text, row_fault
+from ftapp.datasets.service import AddDatasetRequest
 from ftapp.errors import ValidationError
-from ftapp.preference_rows import answer_text, row_fault
 from tests.conftest import TEST_DATA
 
 DPO_DEMO = TEST_DATA / "dpo_en_demo.json"

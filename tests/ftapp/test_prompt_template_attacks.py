@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.cli import main
-from ftapp.datasets import AddDatasetRequest
+from cli.main import main
+from ftapp.datasets.service import AddDatasetRequest
 from ftapp.errors import ValidationError
-from ftapp.evaluation_request import Combination, EvaluationRequest
-from ftapp.fine_tune_request import FineTuneRequest
+from ftapp.evaluation.request import Combination, EvaluationRequest
 from ftapp.ids import new_id
-from ftapp.machine import Machine
-from ftapp.models import AddModelRequest
-from ftapp.preflight import average_tokens
-from ftapp.prompt_templates import render
-from ftapp.prompts import AddPromptRequest
+from ftapp.models.service import AddModelRequest
+from ftapp.prompts.service import AddPromptRequest
+from ftapp.prompts.templates import render
+from ftapp.runs.fine_tune_request import FineTuneRequest
+from ftapp.runs.machine import Machine
+from ftapp.runs.preflight import average_tokens
 from ftapp.services import Services
 
 CPU = Machine(gpus=(), cpu_count=2, memory_available_mib=16_000)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.datasets import AddDatasetRequest
+from ftapp.datasets.service import AddDatasetRequest
 from ftapp.errors import ValidationError
-from ftapp.prompt_templates import choose_output_column, generate_templates, placeholders
-from ftapp.prompts import AddPromptRequest
+from ftapp.prompts.service import AddPromptRequest
+from ftapp.prompts.templates import choose_output_column, generate_templates, placeholders
 
 
 def test_output_column_follows_the_ranking_then_falls_back_to_the_last():

@@ -14,21 +14,21 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.adapters import AddAdapterRequest
-from ftapp.bundles import BundleRequest, BundleService
-from ftapp.compare_request import CompareRequest, validate_compare, validate_vote
-from ftapp.configs import AddConfigRequest
-from ftapp.datasets import AddDatasetRequest
-from ftapp.demo_policy import DemoCaps, owner_of
+from ftapp.compare.request import CompareRequest, validate_compare, validate_vote
+from ftapp.datasets.service import AddDatasetRequest
+from ftapp.demo.policy import DemoCaps, owner_of
 from ftapp.errors import NotFoundError, Problem, ValidationError
-from ftapp.evaluation_request import Combination, EvaluationRequest, validate_evaluation
-from ftapp.export_request import ExportRequest, validate_export
-from ftapp.fine_tune_request import FineTuneRequest, validate_fine_tune
-from ftapp.machine import GpuInfo, Machine
-from ftapp.models import AddModelRequest
-from ftapp.prompts import AddPromptRequest
+from ftapp.evaluation.request import Combination, EvaluationRequest, validate_evaluation
+from ftapp.models.adapters import AddAdapterRequest
+from ftapp.models.service import AddModelRequest
+from ftapp.prompts.configs import AddConfigRequest
+from ftapp.prompts.service import AddPromptRequest
 from ftapp.rules import RULES
-from ftapp.serve_request import ServeRequest, validate_serve
+from ftapp.runs.fine_tune_request import FineTuneRequest, validate_fine_tune
+from ftapp.runs.machine import GpuInfo, Machine
+from ftapp.shipping.bundles import BundleRequest, BundleService
+from ftapp.shipping.export_request import ExportRequest, validate_export
+from ftapp.shipping.serve_request import ServeRequest, validate_serve
 from ftapp.visitors import Visitors
 
 CPU = Machine(gpus=(), cpu_count=2, memory_available_mib=16_000)

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.cli import main
-from ftapp.config_schemas import SCHEMAS, check_config, defaults
-from ftapp.evaluation_request import Combination, EvaluationRequest, validate_evaluation
-from ftapp.fine_tune_request import FineTuneRequest, validate_fine_tune
-from ftapp.machine import Machine
-from ftapp.process_identity import is_alive, process_start_time
+from cli.main import main
+from ftapp.evaluation.request import Combination, EvaluationRequest, validate_evaluation
+from ftapp.prompts.config_schemas import SCHEMAS, check_config, defaults
+from ftapp.runs.fine_tune_request import FineTuneRequest, validate_fine_tune
+from ftapp.runs.machine import Machine
+from ftapp.runs.process_identity import is_alive, process_start_time
 from ftapp.services import open_services
 from ftapp.settings import Settings
 from storage.types import utc_now

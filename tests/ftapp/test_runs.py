@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.fine_tune_request import FineTuneRequest
+from ftapp.runs.fine_tune_request import FineTuneRequest
 from ftapp.services import open_services
 from ftapp.settings import Settings
 from storage.types import utc_now

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from ftapp.fine_tune_request import FineTuneRequest
-from ftapp.presets import MODERN
+from ftapp.prompts.presets import MODERN
+from ftapp.runs.fine_tune_request import FineTuneRequest
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 

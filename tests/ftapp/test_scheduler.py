@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ftapp.scheduler import plan_starts
+from ftapp.runs.scheduler import plan_starts
 
 
 def placed(plan) -> list[tuple[str, str]]:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.adapters import AddAdapterRequest
-from ftapp.cli import main as cli_main
+from cli.main import main as cli_main
 from ftapp.errors import ValidationError
-from ftapp.serve_request import ServeRequest
+from ftapp.models.adapters import AddAdapterRequest
+from ftapp.shipping.serve_request import ServeRequest
 from trainer.protocol import ServeSpec, read_run_spec
 
 
@@ -60,7 +60,7 @@ def test_vllm_endpoints_get_a_generated_token_kept_out_of_spec_and_curl(services
     adapter = services.adapters.add(AddAdapterRequest(name="rand-v", model_id=registered.model_id, location=str(random_adapter(22))))
     with pytest.raises(ValidationError, match="EX-010: engine vllm is not installed"):
         services.serving.submit(ServeRequest(registered.model_id, adapter.id, gpus="cpu", engine="vllm"))
-    monkeypatch.setattr("ftapp.serving.vllm_installed", lambda: True)  # detection only; nothing is started here
+    monkeypatch.setattr("ftapp.shipping.serving.vllm_installed", lambda: True)  # detection only; nothing is started here
     run = services.serving.submit(ServeRequest(registered.model_id, adapter.id, gpus="cpu", engine="auto"))
     spec = read_run_spec(Path(run.run_dir) / "spec.json")
     assert isinstance(spec, ServeSpec) and spec.engine == "vllm" and spec.served_name == "rand-v"

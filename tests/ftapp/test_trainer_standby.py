@@ -1,4 +1,4 @@
-"""The warm trainer process (ftapp.trainer_standby + trainer.standby) through the real supervisor on CPU."""
+"""The warm trainer process (ftapp.runs.standby + trainer.standby) through the real supervisor on CPU."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.fine_tune_request import FineTuneRequest
-from ftapp.process_identity import is_alive
+from ftapp.runs.fine_tune_request import FineTuneRequest
+from ftapp.runs.process_identity import is_alive
 from trainer.protocol import read_events
 
 pytestmark = pytest.mark.slow  # starts real trainer processes

@@ -13,17 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from ftapp.adapters import AddAdapterRequest
-from ftapp.datasets import AddDatasetRequest
-from ftapp.demo_policy import DemoCaps, owner_of, visitor_dir
+from ftapp.datasets.service import AddDatasetRequest
+from ftapp.demo.policy import DemoCaps, owner_of, visitor_dir
 from ftapp.errors import NotFoundError, ValidationError
-from ftapp.export_request import ExportRequest
-from ftapp.fine_tune_request import FineTuneRequest
-from ftapp.machine import Machine
-from ftapp.models import AddModelRequest
-from ftapp.serve_request import ServeRequest
+from ftapp.models.adapters import AddAdapterRequest
+from ftapp.models.service import AddModelRequest
+from ftapp.runs.fine_tune_request import FineTuneRequest
+from ftapp.runs.machine import Machine
 from ftapp.services import Services, open_services
 from ftapp.settings import Settings
+from ftapp.shipping.export_request import ExportRequest
+from ftapp.shipping.serve_request import ServeRequest
 from ftapp.visitors import Visitors
 
 CPU = Machine(gpus=(), cpu_count=2, memory_available_mib=16_000)
@@ -184,7 +184,7 @@ def test_a_visitors_run_trains_and_its_adapter_is_theirs_alone(demo):
 
 
 def test_compare_workers_are_capped_over_all_visitors(demo):
-    from ftapp.compare_request import CompareRequest
+    from ftapp.compare.request import CompareRequest
 
     services, _uploads = demo
     with services.db.for_owner(owner_of("bob")).transaction() as tx:

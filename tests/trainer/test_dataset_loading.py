@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from trainer.dataset_loading import load_rows, split_rows, write_split
+from trainer.data.loading import load_rows, split_rows, write_split
 from trainer.protocol import DataSource
 
 ROWS = [{"id": "007", "text": "first", "tags": ["a"]}, {"id": "008", "text": "second"}]

@@ -16,8 +16,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from trainer.__main__ import main
-from trainer.demo_corpus import INTENTS, demo_dataset, pretraining_texts
-from trainer.demo_model import DemoKit, build_demo_kit, load_demo_kit
+from trainer.demo.corpus import INTENTS, demo_dataset, pretraining_texts
+from trainer.demo.model import DemoKit, build_demo_kit, load_demo_kit
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,8 +17,8 @@ from safetensors.torch import load_file
 
 from tests.conftest import TEST_DATA
 from tests.trainer.test_sft_process import TrainerProcess, _terminate_once_training
-from trainer.dpo import check_spec
 from trainer.protocol import DONE_MARKER, EXIT_CANCELLED, SPLIT_FILE, TrainSpec
+from trainer.recipes.dpo_process import check_spec
 
 DPO_DEMO = TEST_DATA / "dpo_en_demo.json"
 MAX_LENGTH = 128
@@ -95,13 +95,13 @@ def test_dpo_raises_the_chosen_over_rejected_margin_on_the_training_pairs(runs, 
     assert sum(margins[-4:]) / 4 > sum(margins[:4]) / 4 + 0.2, margins
 
     # Measured here, not by TRL: log p(chosen) - log p(rejected) under the adapter vs the base model,
-    # on the pairs as TRL tokenizes them (trainer.preference_pairs) and truncates them (max_length).
+    # on the pairs as TRL tokenizes them (trainer.data.preference_pairs) and truncates them (max_length).
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from trainer.dataset_loading import load_rows
-    from trainer.preference_pairs import pair_ids, preference_cases
+    from trainer.data.loading import load_rows
+    from trainer.data.preference_pairs import pair_ids, preference_cases
 
     spec = runs["lora"].spec
     validation = set(json.loads((Path(spec.run_dir) / SPLIT_FILE).read_text())["validation_indices"])

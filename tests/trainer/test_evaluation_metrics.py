@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from trainer.evaluation_metrics import RowResult, aggregate, label_set, score_row, token_f1
+from trainer.evaluation.metrics import RowResult, aggregate, label_set, score_row, token_f1
 
 
 def row(output: str, reference: str, log_likelihood: float | None = -1.0, reference_tokens: int = 2) -> RowResult:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from trainer import export, serve
-from trainer.export_files import refuse_secrets, shipped_files, write_archive
+from trainer.export import process as export
+from trainer.export.files import refuse_secrets, shipped_files, write_archive
+from trainer.inference import serve
 from trainer.protocol import ExportSpec, ModelSource, ServeSpec, read_events, write_spec
 
 TOKEN = "hf_" + "x" * 34
@@ -120,7 +121,7 @@ def reference(demo_kit, tmp_path_factory):
     """Greedy traces of the demo model, standing in for base + adapter before a merge."""
     from transformers import AutoModelForCausalLM
 
-    from trainer.export_verify import greedy_traces, save_traces
+    from trainer.export.verify import greedy_traces, save_traces
     from trainer.model_loading import load_tokenizer
 
     path = tmp_path_factory.mktemp("verify") / "reference.pt"
@@ -136,7 +137,7 @@ def exported_copy(demo_kit, tmp_path: Path) -> Path:
 
 
 def test_a_faithful_export_verifies(demo_kit, reference, tmp_path):
-    from trainer.export_verify import verify
+    from trainer.export.verify import verify
 
     outcome = verify(exported_copy(demo_kit, tmp_path), reference, 16, "cpu")
     assert outcome["verified"] and outcome["max_logit_diff"] == 0.0
@@ -144,7 +145,7 @@ def test_a_faithful_export_verifies(demo_kit, reference, tmp_path):
 
 
 def test_a_broken_chat_template_or_eos_fails_verification(demo_kit, reference, tmp_path):
-    from trainer.export_verify import verify
+    from trainer.export.verify import verify
 
     broken_template = exported_copy(demo_kit, tmp_path / "template")
     jinja = broken_template / "chat_template.jinja"

@@ -28,7 +28,7 @@ PROMPTS = ["### Request:\nWhere is my parcel?\n### Intent:", "### Request:\nPlay
 
 
 def test_a_mixed_adapter_batch_answers_like_each_adapter_alone(loaded):
-    from trainer.generation import BASE_ADAPTER, encode_prompt, generate_batch, generation_config
+    from trainer.inference.generation import BASE_ADAPTER, encode_prompt, generate_batch, generation_config
 
     model, tokenizer = loaded
     config = generation_config(model, tokenizer, {"max_new_tokens": 6, "do_sample": False})
@@ -49,7 +49,7 @@ def test_a_mixed_adapter_batch_answers_like_each_adapter_alone(loaded):
 
 
 def test_answer_log_likelihood_ignores_left_padding(loaded):
-    from trainer.generation import answer_log_likelihood, encode_answer, encode_prompt
+    from trainer.inference.generation import answer_log_likelihood, encode_answer, encode_prompt
 
     model, tokenizer = loaded
     ids = [encode_prompt(tokenizer, p) for p in PROMPTS]

@@ -19,8 +19,8 @@ import pytest
 from safetensors.torch import load_file
 
 from tests.trainer.test_sft_process import TrainerProcess
-from trainer.grpo import check_spec
 from trainer.protocol import DONE_MARKER, RewardSpec, TrainSpec
+from trainer.recipes.grpo_process import check_spec
 
 SUMS = [(1, 2), (2, 2), (2, 3), (3, 4)]  # four different answers: saying one number scores at most 1/4
 ARITHMETIC = {"kind": "project_jsonl", "format": "plain", "prompt_template": "Q: {question}\nA: {answer}",

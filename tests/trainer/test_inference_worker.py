@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from trainer.inference_worker import serve, take_oldest
+from trainer.inference.worker import serve, take_oldest
 from trainer.protocol import (
     CLOSED_REQUESTS_DIR,
     REQUESTS_DIR,
@@ -177,7 +177,7 @@ def test_a_request_caught_by_the_closing_rename_is_answered(tmp_path, monkeypatc
             write_json_atomically(folder / "race.json", late.to_dict())
         return take_oldest(folder)
 
-    monkeypatch.setattr("trainer.inference_worker.take_oldest", racing_take)
+    monkeypatch.setattr("trainer.inference.worker.take_oldest", racing_take)
     events = Events()
     assert serve(spec, CannedSession(), events) == 1
     assert response(tmp_path, "race")[-1]["done"] is True

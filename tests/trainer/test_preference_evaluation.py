@@ -104,7 +104,7 @@ def test_pairs_are_scored_by_likelihood_with_rewards_against_the_base_model(tmp_
 
 
 def test_without_a_known_beta_the_implicit_reward_uses_one():
-    from trainer.preference_evaluation import PairScore, pair_scores
+    from trainer.evaluation.preference import PairScore, pair_scores
 
     tuned, reference = PairScore(-10.0, -14.0, 5), PairScore(-11.0, -12.0, 5)
     assert pair_scores(tuned, reference, None) == {

@@ -12,7 +12,7 @@ from transformers import PreTrainedTokenizerFast
 
 from trainer.model_loading import load_tokenizer
 from trainer.protocol import ModelSource
-from trainer.recipe_steps import check_tokenizer_reads
+from trainer.recipes.steps import check_tokenizer_reads
 
 ROWS = datasets.Dataset.from_list([{"question": "w1 w2 w3", "answer": "w4"}, {"question": "w2 w2", "answer": "w1"}])
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from trainer.protocol import RewardSpec, reward_names
-from trainer.rewards import RewardFunction, last_number, reward_functions, score_completions
+from trainer.recipes.rewards import RewardFunction, last_number, reward_functions, score_completions
 
 
 def test_exact_match_compares_stripped_case_folded_text() -> None:

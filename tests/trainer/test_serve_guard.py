@@ -20,9 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from trainer import serve, serve_guard
+from trainer.inference import serve, serve_guard
+from trainer.inference.serve_guard import Guard, Limits, PromptCounter
 from trainer.protocol import ModelSource, ServeSpec
-from trainer.serve_guard import Guard, Limits, PromptCounter
 
 CHAT_TEMPLATE = ("{{ bos_token }}{% for message in messages %}<|{{ message['role'] }}|> {{ message['content'] }} {{ eos_token }} "
                  "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")

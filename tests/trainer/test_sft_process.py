@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from trainer.dataset_loading import split_rows
+from trainer.data.loading import split_rows
 from trainer.protocol import DONE_MARKER, EXIT_CANCELLED, PROGRESS_PREFIX, SPLIT_FILE, Event, TrainSpec, read_events, write_spec
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

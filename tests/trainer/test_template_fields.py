@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from trainer.spec_checks import check_training_spec
-from trainer.template_fields import TemplateError, is_plain_field, render_template, template_problems
+from trainer.protocol.template_fields import TemplateError, is_plain_field, render_template, template_problems
+from trainer.recipes.spec_checks import check_training_spec
 
 BAD = {
     "nested spec": "{request:>{nope}}",
@@ -71,7 +71,7 @@ def test_the_trainer_refuses_a_spec_whose_template_is_not_plain_fields(make_spec
 
 
 def test_the_trainer_renders_rows_with_the_shared_renderer() -> None:
-    from trainer.training_data import _render
+    from trainer.data.training_data import _render
 
     assert _render("A: {a} {{b}}", {"a": None}) == "A:  {b}"
     with pytest.raises(TemplateError):

@@ -6,7 +6,7 @@ from dataclasses import fields
 
 import pytest
 
-from ftapp.config_schemas import BitsAndBytesSettings, LoraSettings, TrainingArguments
+from ftapp.prompts.config_schemas import BitsAndBytesSettings, LoraSettings, TrainingArguments
 from trainer.training_arguments import GIB, KNOWN_SETTINGS, DeviceCaps, ModelShape, resolve_training
 
 CPU = DeviceCaps("cpu", "cpu")

@@ -12,9 +12,8 @@ import torch
 from transformers import AutoTokenizer
 
 from trainer.cancellation import Cancellation
-from trainer.dataset_loading import split_rows
-from trainer.protocol import DataSource
-from trainer.training_data import (
+from trainer.data.loading import split_rows
+from trainer.data.training_data import (
     CHAT,
     CHAT_PROMPT_COMPLETION,
     PROMPT_COMPLETION,
@@ -22,6 +21,7 @@ from trainer.training_data import (
     prompt_at_token_boundary,
     sample_cases,
 )
+from trainer.protocol import DataSource
 
 ALPACA = {"instruction": "Name the intent.", "input": "where is my order #12345", "output": "track_order", "system": ""}
 SHAREGPT = {"conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "refund please"},
@@ -106,7 +106,7 @@ def test_data_the_trainer_cannot_learn_from_is_refused_with_the_row(tokenizer) -
 
 def _labelled(spec) -> tuple[dict, Any]:
     """The first training example exactly as the Trainer will see it (tokenized, labels built)."""
-    from trainer.sft_recipe import setup
+    from trainer.recipes.sft import setup
 
     run = setup(spec, CollectedEvents(), Cancellation())
     return run.trainer.train_dataset[0], run

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ftapp.presets import MODERN
+from ftapp.prompts.presets import MODERN
 from tests.conftest import TEST_DATA
 from ui.train_form import TrainForm
 

@@ -7,7 +7,7 @@ import json
 import gradio as gr
 import pytest
 
-from ftapp.config_schemas import SCHEMAS
+from ftapp.prompts.config_schemas import SCHEMAS
 from ftapp.services import Services
 from ui import configs
 

@@ -9,7 +9,7 @@ import gradio as gr
 import pandas as pd
 import pytest
 
-from ftapp.prompts import AddPromptRequest
+from ftapp.prompts.service import AddPromptRequest
 from ftapp.services import Services
 from ui import datasets
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import gradio as gr
 import pytest
 
-from ftapp.adapters import AddAdapterRequest
-from ftapp.evaluation_results import AnswerRow, CombinationResult, EvaluationResults, metric_help
+from ftapp.evaluation.results import AnswerRow, CombinationResult, EvaluationResults, metric_help
+from ftapp.models.adapters import AddAdapterRequest
 from trainer.protocol import REJECTED_DIVIDER
 from ui import evaluate
 from ui.evaluation_view import aggregate_html, rows_html

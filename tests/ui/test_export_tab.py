@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import gradio as gr
 import pytest
 
-from ftapp.adapters import AddAdapterRequest
-from ftapp.export_results import ExportResult
-from ftapp.serving import Endpoint
+from ftapp.models.adapters import AddAdapterRequest
+from ftapp.shipping.export_results import ExportResult
+from ftapp.shipping.serving import Endpoint
 from ui import export, serve
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)

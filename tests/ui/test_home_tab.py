@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from ftapp.datasets import AddDatasetRequest
-from ftapp.machine import GpuInfo, Machine
+from ftapp.datasets.service import AddDatasetRequest
+from ftapp.runs.machine import GpuInfo, Machine
 from ftapp.services import Services
 from ui import build_app, home, train
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from ftapp.datasets import AddDatasetRequest
-from ftapp.models import AddModelRequest
+from ftapp.datasets.service import AddDatasetRequest
+from ftapp.models.service import AddModelRequest
 from ftapp.services import Services
 from ui import prompts
 

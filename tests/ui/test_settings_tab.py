@@ -9,7 +9,7 @@ import gradio as gr
 import pandas as pd
 import pytest
 
-from ftapp.datasets import AddDatasetRequest
+from ftapp.datasets.service import AddDatasetRequest
 from ftapp.services import Services, open_services
 from ftapp.settings import Settings
 from ui import settings

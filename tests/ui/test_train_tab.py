@@ -9,11 +9,11 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from ftapp.adapters import AddAdapterRequest
-from ftapp.datasets import AddDatasetRequest
-from ftapp.machine import GpuInfo, Machine
-from ftapp.models import AddModelRequest
-from ftapp.presets import SEED_001
+from ftapp.datasets.service import AddDatasetRequest
+from ftapp.models.adapters import AddAdapterRequest
+from ftapp.models.service import AddModelRequest
+from ftapp.prompts.presets import SEED_001
+from ftapp.runs.machine import GpuInfo, Machine
 from ftapp.services import Services
 from ui import train, train_method
 from ui.train_form import NO_PROMPT, device_choices, devices_and_processes

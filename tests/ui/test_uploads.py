@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from ftapp.client_identity import IdentitySigner
+from ftapp.demo.client_identity import IdentitySigner
 from ui.uploads import UploadGuard, UploadLedger
 from ui.visitors import VISITOR_COOKIE
 

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ftapp.client_identity import KEY_FILE, IdentitySigner, client_address, proxy_hops
+from ftapp.demo.client_identity import KEY_FILE, IdentitySigner, client_address, proxy_hops
 from ui.visitors import NOBODY, VISITOR_COOKIE, VisitorCookie, current_visitor
 
 SIGNER = IdentitySigner(b"k" * 32)

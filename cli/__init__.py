@@ -1,0 +1,1 @@
+"""``ftapp``: the command line, an edge like ``ui``; imports ftapp only."""

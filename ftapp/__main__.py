@@ -1,5 +1,0 @@
-import sys
-
-from ftapp.cli import main
-
-sys.exit(main())

@@ -1,0 +1,15 @@
+"""The Compare playground: one prompt, a base model and its adapters (CP-).
+
+Its public surface: what ``ui`` and ``cli`` import. Modules inside ftapp import the submodules."""
+
+from ftapp.compare.request import MAX_ADAPTERS, TIE, CompareRequest
+from ftapp.compare.service import CompareSnapshot, Vote, Worker
+
+__all__ = [
+    "CompareRequest",
+    "CompareSnapshot",
+    "MAX_ADAPTERS",
+    "TIE",
+    "Vote",
+    "Worker",
+]

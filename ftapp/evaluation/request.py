@@ -1,0 +1,111 @@
+"""An evaluation request (N model/adapter combinations on one dataset) and EV-001..EV-013."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ftapp import number_bounds as nb
+from ftapp.errors import Problem
+from ftapp.evaluation.methods import PREFERENCE, evaluation_reward_problems, evaluation_rewards
+from ftapp.prompts.config_schemas import check_config, stored_config_problems
+from ftapp.prompts.templates import stored_template_problems
+from ftapp.runs.devices import choose_devices
+from ftapp.runs.machine import Machine
+from ftapp.settings import Settings
+from storage import Transaction
+from trainer.protocol import RewardSpec
+
+
+@dataclass(frozen=True)
+class Combination:
+    model_id: str
+    adapter_id: str | None = None  # None or "": the base model alone
+
+
+@dataclass(frozen=True)
+class EvaluationRequest:
+    dataset_id: str
+    prompt_id: str
+    combinations: tuple[Combination, ...] = field(default_factory=tuple)
+    gpus: str = "auto"
+    generation_config_id: str | None = None
+    generation: dict[str, Any] = field(default_factory=dict)  # GenerationSettings fields over the config
+    dataset_fraction: float = 1.0  # used when no adapter's held-out split applies
+    max_rows: int | None = None  # a seeded sample of the chosen rows, for a quick look
+    seed: int = 42
+    batch_size: int = 16
+    # Rewards to score every generated answer with (RewardSpec or dicts of its fields); None: the rewards
+    # of the adapters' GRPO run when they all come from GRPO runs with the same rewards, else none.
+    rewards: tuple[RewardSpec | dict[str, Any], ...] | None = None
+
+    @property
+    def adapter_ids(self) -> list[str]:
+        return [c.adapter_id for c in self.combinations if c.adapter_id]
+
+    @property
+    def combination_text(self) -> str:
+        return " ".join(f"{c.model_id}:{c.adapter_id}" if c.adapter_id else c.model_id for c in self.combinations)
+
+
+CONVERSATIONAL_FORMATS = ("messages", "sharegpt", "alpaca")
+# Rows that carry their own prompt and answer(s): a prompt is optional.
+PROMPTLESS_FORMATS = (*CONVERSATIONAL_FORMATS, PREFERENCE)
+
+
+def validate_evaluation(tx: Transaction, request: EvaluationRequest, machine: Machine,
+                        settings: Settings | None = None) -> list[Problem]:
+    """Every problem of the request; ``settings`` says whether custom reward code may run (EV-013)."""
+    problems: list[Problem] = []
+    if not request.combinations:
+        problems.append(Problem("EV-001", "give at least one model[:adapter] combination to evaluate", "combinations"))
+    dataset = tx.datasets.get(request.dataset_id or "")
+    if not request.dataset_id:
+        problems.append(Problem("EV-002", "dataset_id is required", "dataset_id"))
+    elif dataset is None:
+        problems.append(Problem("EV-007", f"dataset '{request.dataset_id}' not found", "dataset_id"))
+    if not request.prompt_id:
+        if dataset is None or dataset.format not in PROMPTLESS_FORMATS:
+            problems.append(Problem("EV-003", "prompt_id is required" + (
+                f": dataset '{dataset.name}' has plain columns, and the prompt maps them to input and reference" if dataset else ""),
+                "prompt_id"))
+    else:
+        prompt = tx.prompts.get(request.prompt_id)
+        if prompt is None:
+            problems.append(Problem("EV-008", f"prompt '{request.prompt_id}' not found", "prompt_id"))
+        elif syntax := stored_template_problems(prompt):
+            problems += syntax  # PR-007: an imported prompt is checked before a trainer renders it
+        elif not (prompt.input_template and prompt.completion_template) and (
+                dataset is None or dataset.format not in PROMPTLESS_FORMATS):
+            problems.append(Problem("EV-009", f"prompt '{prompt.name}' has no input_template and completion_template, so rows have "
+                                              "no reference answer to score against", "prompt_id"))
+    numbers = [("dataset_fraction", request.dataset_fraction, nb.FRACTION), ("batch_size", request.batch_size, nb.BATCH),
+               ("seed", request.seed, nb.SEED)] + ([("max_rows", request.max_rows, nb.ROWS)] if request.max_rows is not None else [])
+    problems += [p for field, value, bound in numbers if (p := bound.problem("EV-010", field, value))]
+    if request.generation_config_id:
+        config = tx.configs.get(request.generation_config_id)
+        if config is None or config.type != "generation_config":
+            what = "not found" if config is None else f"a {config.type} config, not a generation_config"
+            problems.append(Problem("EV-012", f"generation_config_id '{request.generation_config_id}' is {what}", "generation_config_id"))
+        else:
+            problems += stored_config_problems(config, "generation_config", "generation_config_id")
+    problems += check_config("generation_config", request.generation)
+    problems += evaluation_reward_problems(evaluation_rewards(tx, request.rewards, request.adapter_ids, dataset), dataset, settings)
+    problems += choose_devices(request.gpus, machine, "EV-004")[1]
+    for number, combo in enumerate(request.combinations, start=1):
+        model = tx.models.get(combo.model_id or "")
+        if model is None:
+            problems.append(Problem("EV-005", f"combination {number}: model '{combo.model_id}' not found", "combinations"))
+        if not combo.adapter_id:
+            continue
+        adapter = tx.adapters.get(combo.adapter_id)
+        if adapter is None:
+            problems.append(Problem("EV-006", f"combination {number}: adapter '{combo.adapter_id}' not found", "combinations"))
+        elif model is not None and adapter.model_id != model.id:
+            base = tx.models.get(adapter.model_id)
+            problems.append(Problem(
+                "EV-006",
+                f"combination {number}: adapter '{adapter.name}' was trained on '{base.name if base else adapter.model_id}', not '{model.name}'",
+                "combinations",
+            ))
+    return problems

@@ -1,0 +1,125 @@
+"""Base-model use cases: register a Hub id, a local directory or an MLflow-registered model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ftapp.demo.path_policy import path_problem
+from ftapp.errors import ConflictError, NotFoundError, Problem, ValidationError, require_found
+from ftapp.ids import new_id
+from ftapp.models.config_json import load_config_file, read_model_config
+from ftapp.models.hub import inspect_hub_repo
+from ftapp.models.registry import resolve_registered_model
+from ftapp.resource_names import name_problem
+from ftapp.secrets import HfToken
+from ftapp.settings import Settings
+from storage import Database, DuplicateError, ModelRecord
+from storage.types import utc_now
+
+MODEL_TYPES = ("huggingface", "project", "model_registry")
+
+
+@dataclass(frozen=True)
+class AddModelRequest:
+    type: str = "huggingface"
+    name: str = ""
+    huggingface_name: str | None = None
+    location: str | None = None
+    registry_name: str | None = None
+    registry_version: str | None = None
+    description: str = ""
+
+
+class ModelService:
+    def __init__(self, settings: Settings, db: Database):
+        self.settings, self.db = settings, db
+        self.token = HfToken(settings.secrets_dir)
+
+    def add(self, request: AddModelRequest) -> ModelRecord:
+        problems: list[Problem] = []
+        if request.type not in MODEL_TYPES:
+            raise ValidationError(Problem("MD-001", f"type must be one of {', '.join(MODEL_TYPES)} (got {request.type!r})", "type"))
+        source = {
+            "huggingface": request.huggingface_name,
+            "project": request.location,
+            "model_registry": request.registry_name,
+        }[request.type]
+        source = (source or "").strip()
+        name = (request.name or source).strip()
+        if invalid := name_problem("MD-005", name):
+            problems.append(invalid)
+        else:
+            with self.db.transaction() as tx:
+                if tx.models.find_one(name=name):
+                    problems.append(Problem("MD-005", f"a model named '{name}' already exists", "name"))
+        if request.type == "huggingface" and not source:
+            problems.append(Problem("MD-002", "huggingface_name is required for a Hub model", "huggingface_name"))
+        if request.type == "model_registry" and not source:
+            problems.append(Problem("MD-003", "registry_name is required for a registry model", "registry_name"))
+        if request.type == "project":
+            outside = path_problem(self.settings, source or ".", "MD-004", "location")
+            problems.extend([outside] if outside else self._directory_problems(source))
+        if problems:
+            raise ValidationError(problems)
+
+        values: dict = {"name": name, "type": request.type, "description": request.description}
+        if request.type == "huggingface":
+            repo = inspect_hub_repo(source, ("config.json",), "MD-002", self.token.value(), self.settings.offline)
+            config = repo.files["config.json"] if "config.json" in repo.files else {}
+            values.update(huggingface_name=source, gated=repo.gated, license=repo.license)
+        elif request.type == "project":
+            path = Path(source).expanduser().resolve()
+            config = load_config_file(path / "config.json")
+            values.update(location=str(path))
+        else:
+            version, path = resolve_registered_model(self.settings.mlflow_tracking_uri, source, request.registry_version)
+            config = load_config_file(path / "config.json")
+            values.update(registry_name=source, registry_version=version, location=str(path))
+        info = read_model_config(config)
+        values.update(architecture=info.architecture, model_type=info.model_type, num_parameters=info.num_parameters)
+        try:
+            with self.db.transaction() as tx:
+                return tx.models.add(id=new_id(), **values)
+        except DuplicateError as error:
+            raise ValidationError(Problem("MD-005", f"a model named '{name}' already exists", "name")) from error
+
+    @staticmethod
+    def _directory_problems(location: str) -> list[Problem]:
+        if not location:
+            return [Problem("MD-004", "location is required for a local model", "location")]
+        path = Path(location).expanduser()
+        if not path.is_dir():
+            return [Problem("MD-004", f"{path} is not a directory", "location")]
+        config = path / "config.json"
+        if not config.is_file():
+            return [Problem("MD-004", f"{path} has no config.json; point at the folder save_pretrained wrote", "location")]
+        try:
+            load_config_file(config)
+        except (OSError, ValueError) as error:
+            return [Problem("MD-004", f"{config} is not readable JSON ({error})", "location")]
+        return []
+
+    def list(self) -> list[ModelRecord]:
+        with self.db.transaction() as tx:
+            return tx.models.list()
+
+    def get(self, model_id: str) -> ModelRecord:
+        with self.db.transaction() as tx:
+            return require_found(tx.models.get(model_id), "model", model_id)
+
+    def accept_license(self, model_id: str) -> ModelRecord:
+        self.get(model_id)
+        with self.db.transaction() as tx:
+            return tx.models.update(model_id, license_accepted_at=utc_now())
+
+    def remove(self, model_id: str) -> None:
+        with self.db.transaction() as tx:
+            record = tx.models.get(model_id)
+            if record is None:
+                raise NotFoundError("model", model_id)
+            adapters = tx.adapters.find(model_id=model_id)
+            if adapters:
+                names = ", ".join(a.name for a in adapters)
+                raise ConflictError(f"model '{record.name}' is the base of adapters {names}; remove them first")
+            tx.models.remove(model_id)

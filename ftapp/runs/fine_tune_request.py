@@ -1,0 +1,173 @@
+"""A fine-tuning request and its validation (FT-001..FT-016), all problems reported together."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ftapp import number_bounds as nb
+from ftapp.errors import Problem
+from ftapp.number_bounds import Bound, shown_value
+from ftapp.prompts.config_schemas import check_config, defaults, stored_config_problems
+from ftapp.prompts.templates import check_templates, stored_template_problems
+from ftapp.resource_names import adapter_name_problem, is_adapter_name
+from ftapp.runs.devices import DeviceChoice, choose_devices
+from ftapp.runs.machine import Machine
+from ftapp.runs.method_request import method_problems
+from ftapp.settings import Settings
+from storage import Transaction
+from trainer.protocol import RewardSpec
+
+METHODS = ("sft", "dpo", "grpo")
+TRAINING_MODES = ("lora", "qlora", "full")
+CONFIG_REFERENCES = {
+    "training_arguments_config_id": "training_arguments",
+    "lora_config_id": "lora_config",
+    "bitsandbytes_config_id": "bitsandbytes_config",
+    "generation_config_id": "generation_config",
+}
+
+
+@dataclass(frozen=True)
+class FineTuneRequest:
+    base_model_id: str
+    dataset_id: str
+    adapter_name: str
+    prompt_id: str | None = None
+    method: str = "sft"
+    training_mode: str = "lora"
+    gpus: str = "auto"
+    num_processes: int = 1
+    cpu_threads: int | None = None
+    output_dir: str | None = None
+    num_epochs: float = 1.0
+    learning_rate: float = 2e-4
+    dataset_fraction: float = 1.0
+    train_test_split: float = 0.9
+    training_arguments_config_id: str | None = None
+    lora_config_id: str | None = None
+    bitsandbytes_config_id: str | None = None
+    generation_config_id: str | None = None
+    # Individual TrainingArguments fields set on top of the chosen config (CLI --set key=value).
+    overrides: dict[str, Any] = field(default_factory=dict)
+    # LoRA fields (r, lora_alpha, ...) set on top of the chosen LoRA config.
+    lora_overrides: dict[str, Any] = field(default_factory=dict)
+    # DPO/GRPO: DpoSettings/GrpoSettings fields (ftapp.prompts.config_schemas); defaults fill the rest.
+    method_settings: dict[str, Any] = field(default_factory=dict)
+    # GRPO: the weighted rewards, as RewardSpec or dicts of its fields.
+    rewards: tuple[RewardSpec | dict[str, Any], ...] = ()
+    # DPO/GRPO: a registered adapter on the same base model to keep training (e.g. an SFT run's).
+    init_adapter_id: str | None = None
+
+
+def config_values(tx: Transaction, config_id: str | None, config_type: str) -> dict[str, Any]:
+    """A referenced config's values on top of the type's defaults (the modern preset's values)."""
+    values = defaults(config_type)
+    record = tx.configs.get(config_id) if config_id else None
+    if record is not None and record.type == config_type:
+        values.update(record.values)
+    return values
+
+
+def training_values(tx: Transaction, request: FineTuneRequest) -> dict[str, Any]:
+    """TrainingArguments as the run will use them: config, then the request's own fields, then --set."""
+    values = config_values(tx, request.training_arguments_config_id, "training_arguments")
+    values.update(num_train_epochs=request.num_epochs, learning_rate=request.learning_rate)
+    values.update(request.overrides)
+    return values
+
+
+def lora_values(tx: Transaction, request: FineTuneRequest) -> dict[str, Any]:
+    return {**config_values(tx, request.lora_config_id, "lora_config"), **request.lora_overrides}
+
+
+def _local_problems(request: FineTuneRequest, machine: Machine) -> list[Problem]:
+    problems: list[Problem] = []
+    if request.method not in METHODS:
+        problems.append(Problem("FT-001", f"method must be one of {', '.join(METHODS)} (got {request.method!r})", "method"))
+    if request.training_mode not in TRAINING_MODES:
+        problems.append(Problem("FT-001", f"training_mode must be one of {', '.join(TRAINING_MODES)} (got {request.training_mode!r})", "training_mode"))
+    if problem := adapter_name_problem("FT-002", request.adapter_name, "adapter_name"):
+        problems.append(problem)
+    if request.output_dir is not None:
+        out = Path(request.output_dir).expanduser()
+        if not out.is_dir():
+            problems.append(Problem("FT-003", f"output_dir {out} does not exist as a directory", "output_dir"))
+        elif not os.access(out, os.W_OK):
+            problems.append(Problem("FT-003", f"output_dir {out} is not writable", "output_dir"))
+    if request.cpu_threads is not None:
+        problems += _bounded("FT-004", "cpu_threads", request.cpu_threads, Bound(1, machine.cpu_count, whole=True))
+    problems += _bounded("FT-008", "num_epochs", request.num_epochs, nb.EPOCHS)
+    problems += _bounded("FT-009", "learning_rate", request.learning_rate, nb.LEARNING_RATE)
+    problems += _bounded("FT-010", "dataset_fraction", request.dataset_fraction, nb.FRACTION)
+    problems += _bounded("FT-011", "train_test_split", request.train_test_split, nb.FRACTION)
+    return problems
+
+
+def _bounded(rule_id: str, field: str, value: Any, bound: Bound) -> list[Problem]:
+    problem = bound.problem(rule_id, field, value)
+    return [problem] if problem else []
+
+
+def _device_problems(request: FineTuneRequest, machine: Machine) -> tuple[DeviceChoice | None, list[Problem]]:
+    devices, problems = choose_devices(request.gpus, machine, "FT-005")
+    if devices is not None:
+        limit = 1 if devices.kind == "cpu" else len(devices.gpu_ids)
+        if not Bound(1, limit, whole=True).allows(request.num_processes):
+            problems.append(Problem("FT-007", f"num_processes must be a whole number from 1 to {limit} for devices '{devices.label}' "
+                                              f"(got {shown_value(request.num_processes)})", "num_processes"))
+        if request.training_mode == "qlora" and devices.kind == "cpu":
+            problems.append(Problem("FT-012", "QLoRA needs a CUDA GPU (bitsandbytes 4-bit); choose LoRA on CPU", "training_mode"))
+    return devices, problems
+
+
+def validate_fine_tune(tx: Transaction, request: FineTuneRequest, machine: Machine,
+                       settings: Settings | None = None) -> list[Problem]:
+    """Every problem of the request; ``settings`` says whether custom reward code may run (FT-018)."""
+    problems = _local_problems(request, machine)
+    _devices, device_problems = _device_problems(request, machine)
+    problems += device_problems
+    if is_adapter_name(request.adapter_name) and tx.adapters.find_one(name=request.adapter_name):
+        problems.append(Problem("FT-002", f"an adapter named '{request.adapter_name}' already exists", "adapter_name"))
+    model = tx.models.get(request.base_model_id or "")
+    if model is None:
+        problems.append(Problem("FT-013", f"model '{request.base_model_id}' not found", "base_model_id"))
+    elif model.gated and model.license_accepted_at is None:
+        # seed 002: a gated model's licence is accepted explicitly before its first use.
+        problems.append(Problem("FT-013", f"model '{model.name}' is gated ({model.license or 'licence on the Hub'}); accept its licence first", "base_model_id"))
+    dataset = tx.datasets.get(request.dataset_id or "")
+    if dataset is None:
+        problems.append(Problem("FT-014", f"dataset '{request.dataset_id}' not found", "dataset_id"))
+    prompt = None
+    if request.prompt_id:
+        prompt = tx.prompts.get(request.prompt_id)
+        if prompt is None:
+            problems.append(Problem("FT-015", f"prompt '{request.prompt_id}' not found", "prompt_id"))
+        elif syntax := stored_template_problems(prompt):
+            problems += syntax  # PR-007: stored by an import or a direct write; never rendered
+        elif dataset is not None:
+            templates = {"prompt_template": prompt.prompt_template, "input_template": prompt.input_template,
+                         "completion_template": prompt.completion_template}
+            for problem in check_templates(templates, dataset.columns):
+                problems.append(Problem("FT-015", f"prompt '{prompt.name}' does not fit dataset '{dataset.name}': {problem.message}", "prompt_id"))
+    elif dataset is not None and dataset.format == "plain" and request.method == "sft":
+        problems.append(Problem("FT-015", f"dataset '{dataset.name}' has plain columns ({', '.join(dataset.columns)}); choose a prompt that maps them to text", "prompt_id"))
+    for name, config_type in CONFIG_REFERENCES.items():
+        config_id = getattr(request, name)
+        if config_id:
+            record = tx.configs.get(config_id)
+            if record is None:
+                problems.append(Problem("FT-016", f"{name} '{config_id}' not found", name))
+            elif record.type != config_type:
+                problems.append(Problem("FT-016", f"{name} '{config_id}' is a {record.type} config, not {config_type}", name))
+            else:  # checked when it was saved, but an import or an older version may have stored other numbers
+                problems += stored_config_problems(record, config_type, name)
+    problems += check_config("training_arguments", request.overrides)
+    problems += check_config("lora_config", request.lora_overrides)
+    if request.training_mode == "qlora" and not request.bitsandbytes_config_id:
+        problems.append(Problem("FT-012", "QLoRA needs a bitsandbytes_config_id (the presets ship one)", "bitsandbytes_config_id"))
+    problems += method_problems(tx, request, model, dataset, prompt, training_values(tx, request), settings)
+    # FT-006 (memory) needs the preflight estimate: RunService.check adds it once these pass.
+    return problems

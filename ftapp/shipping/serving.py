@@ -1,0 +1,186 @@
+"""Serving use cases: start an OpenAI-compatible endpoint as a supervised run, show how to call it, stop it.
+
+The endpoint is ``python -m trainer serve``, which runs an existing server (``transformers serve``,
+or ``vllm serve`` when vLLM is installed) on 127.0.0.1 behind its request guard (size, prompt-token,
+time and concurrency limits: ``ServeRequest``'s, checked by EX-011). A vLLM endpoint requires a bearer token that
+is generated here and kept in a 0600 file in the run directory: never in the spec, the database, a
+command line or a log; the copy-paste curl reads it from that file. ``transformers serve`` has no
+authentication at all, which ``Endpoint.auth_note`` says instead of pretending otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shlex
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ftapp.errors import ConflictError, NotFoundError, Problem, ValidationError, require_found
+from ftapp.ids import new_id
+from ftapp.run_vocabulary import LIVE, RunStatus
+from ftapp.runs.machine import Machine, detect_machine
+from ftapp.runs.supervisor import SERVE, TERMINAL, Supervisor
+from ftapp.settings import Settings
+from ftapp.shipping.serve_request import ServeRequest, chosen_engine, validate_serve, vllm_installed
+from storage import Database, RunRecord
+from trainer.protocol import LOG_FILE, STARTED, ModelSource, ServeSpec, read_events, write_spec
+
+API_KEY_FILE = "api_key"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    run: RunRecord
+    state: str  # queued | starting | serving | stopped | failed
+    served_model: str
+    engine: str
+    url: str | None = None
+    api_key_file: str | None = None  # set when the server requires a bearer token
+    merged_adapter: bool = False
+    limits: dict | None = None  # the request guard's, as the serve run reported them
+
+    @property
+    def limits_note(self) -> str | None:
+        if not self.limits:
+            return None
+        limits = self.limits
+        return (f"Limits per request: a body of at most {limits['max_request_bytes']:,} bytes (else 413); prompt + max_tokens "
+                f"within the model's {limits['context_tokens']:,}-token context (else 400); at most {limits['max_tokens']:,} "
+                f"completion tokens (a larger max_tokens is capped) and {limits['request_timeout_s']:g} s of generation "
+                f"(cut with finish_reason \"length\"). {limits['max_concurrent']} generating at a time and {limits['max_queue']} "
+                "waiting; more are answered 429.")
+
+    @property
+    def base_url(self) -> str | None:
+        return f"{self.url}/v1" if self.url else None
+
+    @property
+    def curl(self) -> str | None:
+        if not self.url:
+            return None
+        body = json.dumps({"model": self.served_model, "messages": [{"role": "user", "content": "Hello! Who are you?"}],
+                           "max_tokens": 64})
+        lines = [f"curl {self.url}/v1/chat/completions", '-H "Content-Type: application/json"']
+        if self.api_key_file:
+            lines.append(f'-H "Authorization: Bearer $(cat {shlex.quote(self.api_key_file)})"')
+        lines.append(f"-d {shlex.quote(body)}")
+        return " \\\n  ".join(lines)
+
+    @property
+    def auth_note(self) -> str:
+        if self.api_key_file:
+            return (f"{self.engine} requires a bearer token, generated for this endpoint and stored (0600) in "
+                    f"{self.api_key_file}; it is never shown or logged, and the curl below reads it from that file.")
+        return (f"No token: {self.engine} serve has no authentication option. The endpoint listens on 127.0.0.1 only, "
+                "so only programs on this machine can reach it, but any of them can while it runs.")
+
+    @property
+    def merge_note(self) -> str | None:
+        if not self.merged_adapter:
+            return None
+        return ("transformers serve cannot load a PEFT adapter, so the adapter was merged into a copy of its base "
+                "model for serving (the run's merged/ folder, removed when the server stops).")
+
+
+class ServeService:
+    def __init__(self, settings: Settings, db: Database, supervisor: Supervisor):
+        self.settings, self.db, self.supervisor = settings, db, supervisor
+
+    def check(self, request: ServeRequest, machine: Machine | None = None) -> list[Problem]:
+        with self.db.transaction() as tx:
+            return validate_serve(tx, request, machine or detect_machine(), vllm_installed())
+
+    def submit(self, request: ServeRequest, machine: Machine | None = None) -> RunRecord:
+        problems = self.check(request, machine)
+        if problems:
+            raise ValidationError(problems)
+        engine = chosen_engine(request.engine, vllm_installed())
+        with self.db.transaction() as tx:
+            model = tx.models.get(request.model_id)
+            adapter = tx.adapters.get(request.adapter_id) if request.adapter_id else None
+        assert model is not None, "validated above"
+        run_id = new_id()
+        run_dir = self.settings.runs_dir / run_id
+        name = served_name(adapter.name if adapter else model.name)
+        run_dir.mkdir(parents=True)
+        try:
+            spec = ServeSpec(run_id=run_id, run_dir=str(run_dir), model=ModelSource(model.source, model.architecture),
+                             served_name=name, adapter_path=adapter.location if adapter else None, engine=engine,
+                             api_key_file=str(_new_api_key(run_dir)) if engine == "vllm" else None,
+                             max_tokens=request.max_tokens, request_timeout_s=float(request.request_timeout_s),
+                             max_queue=request.max_queue)
+            write_spec(spec)
+            with self.db.transaction() as tx:
+                run = tx.runs.add(
+                    id=run_id, kind=SERVE, name=f"serve {name}", status=RunStatus.QUEUED, spec=json.dumps(spec.to_dict()),
+                    run_dir=str(run_dir), log_path=str(run_dir / LOG_FILE), base_model_id=model.id,
+                    adapter_id=adapter.id if adapter else None, devices_requested=request.gpus,
+                )
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        self.supervisor.wake()
+        return run
+
+    def list(self) -> list[RunRecord]:
+        """Serve runs, newest first."""
+        with self.db.transaction() as tx:
+            return list(reversed(tx.runs.find(kind=SERVE)))
+
+    def endpoint(self, run_id: str) -> Endpoint:
+        run = self._serve_run(run_id)
+        spec = ServeSpec.from_dict(json.loads(run.spec))
+        started = next((e.data for e in read_events(Path(spec.run_dir) / "events.jsonl").events if e.type == STARTED), None)
+        if run.status in LIVE:
+            state = "serving" if started else ("starting" if run.status == RunStatus.RUNNING else RunStatus.QUEUED)
+        else:
+            state = "stopped" if started and run.status != RunStatus.FAILED else run.status
+        return Endpoint(run=run, state=state, served_model=spec.served_name, engine=spec.engine,
+                        url=str(started["url"]) if started and state == "serving" else None,
+                        api_key_file=spec.api_key_file, merged_adapter=bool(started and started.get("merged_adapter")),
+                        limits=started.get("limits") if started and isinstance(started.get("limits"), dict) else None)
+
+    def wait_ready(self, run_id: str, timeout_s: float = 900, on_tick=None) -> Endpoint:
+        """Supervise until the endpoint answers (or its run ended); the CLI's and the tests' wait."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            self.supervisor.tick()
+            endpoint = self.endpoint(run_id)
+            if on_tick:
+                on_tick(endpoint)
+            if endpoint.state == "serving" or endpoint.run.status in TERMINAL:
+                return endpoint
+            if time.monotonic() > deadline:
+                raise NotFoundError("serving endpoint", run_id)
+            time.sleep(self.supervisor.poll_interval_s)
+
+    def stop(self, run_id: str) -> RunRecord:
+        """Stop the server: SIGTERM to its process group (the server exits and frees its GPU), SIGKILL after the grace."""
+        self._serve_run(run_id)
+        return self.supervisor.cancel(run_id)
+
+    def _serve_run(self, run_id: str) -> RunRecord:
+        with self.db.transaction() as tx:
+            run = require_found(tx.runs.get(run_id), "run", run_id)
+        if run.kind != SERVE:
+            raise ConflictError(f"run {run_id} is a {run.kind} run, not a serving endpoint")
+        return run
+
+
+def served_name(text: str) -> str:
+    """The model name clients send: the adapter's or model's name, cut to a safe file name."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._")[:63]
+    return name or "model"
+
+
+def _new_api_key(run_dir: Path) -> Path:
+    path = run_dir / API_KEY_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never readable by others, not even briefly
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(secrets.token_urlsafe(32))
+    return path

@@ -1,0 +1,1 @@
+"""Rows to the datasets the recipes and the evaluation read, held-out splits, preference pairs."""

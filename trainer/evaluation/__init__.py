@@ -1,0 +1,1 @@
+"""``python -m trainer evaluate``: answer and score held-out rows."""

@@ -1,0 +1,240 @@
+"""The evaluation recipe: setup → answer every row with every combination → score → save, as run events.
+
+Events, in order: ``started {combinations, num_rows, total_steps}``; per batch one ``sample {rows}``
+(one entry per row and combination: input, reference, output, scores) and one ``progress``; per
+combination, once its base model's rows are done, ``eval {position, label, <metric>: value,
+delta_<metric>: value}``; ``artifact {kind: evaluation}`` (results.jsonl + aggregates.json); ``done
+{models_loaded}``. Combinations are grouped by base model: each base loads once, its adapters are
+attached under their own names and answer the same prompts in the same batches.
+
+Preference data is scored, not generated (``trainer.evaluation.preference``); the spec's rewards
+score every generated answer (``trainer.evaluation.rewards``).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+
+from trainer.data.loading import load_rows
+from trainer.data.preference_pairs import preference_cases
+from trainer.data.training_data import EvalCase, evaluation_cases
+from trainer.evaluation.metrics import RowResult, aggregate, label_set, score_row
+from trainer.evaluation.preference import preference_aggregates, score_pairs
+from trainer.evaluation.rewards import reward_aggregates, reward_scores
+from trainer.inference.generation import (
+    BASE_ADAPTER,
+    answer_log_likelihood,
+    encode_answer,
+    encode_prompt,
+    generate_batch,
+    generation_config,
+)
+from trainer.model_loading import DeviceCaps, detect_device, load_tokenizer
+from trainer.protocol import ARTIFACT, DONE, EVAL, PROGRESS, SAMPLE, STARTED, EvalCombination, EvaluationSpec
+from trainer.run_events import EventSink
+
+RESULTS_FILE, AGGREGATES_FILE = "results.jsonl", "aggregates.json"
+PREFERENCE = "preference"  # DataSource.format of chosen/rejected pairs
+
+
+@dataclass
+class Group:
+    """The combinations that share one base model."""
+
+    source: str
+    combinations: list[EvalCombination]
+
+
+@dataclass
+class Progress:
+    done: int
+    total: int
+    started: float
+
+    def report(self, events: Any, results_file: Any, rows: list[dict[str, Any]], tokens_per_s: float | None = None) -> None:
+        """One batch's answers: flushed to results.jsonl, then a ``sample`` and a ``progress`` event."""
+        results_file.flush()
+        events.emit(SAMPLE, rows=rows)
+        self.done += len(rows)
+        elapsed = time.monotonic() - self.started
+        extra = {} if tokens_per_s is None else {"tokens_per_s": tokens_per_s}
+        events.emit(PROGRESS, step=self.done, total_steps=self.total, **extra,
+                    eta_s=round(elapsed / self.done * (self.total - self.done), 1))
+
+
+def group_by_model(combinations: tuple[EvalCombination, ...]) -> list[Group]:
+    groups: dict[str, Group] = {}
+    for combo in combinations:
+        groups.setdefault(combo.model.source, Group(combo.model.source, [])).combinations.append(combo)
+    return list(groups.values())
+
+
+def adapter_name(combo: EvalCombination) -> str:
+    return f"c{combo.position}" if combo.adapter_path else BASE_ADAPTER
+
+
+def run_evaluation(spec: EvaluationSpec, events: EventSink) -> bool:
+    device = detect_device(spec.device)
+    if device.kind == "cpu" and spec.cpu_threads:
+        torch.set_num_threads(spec.cpu_threads)
+    torch.manual_seed(spec.seed)
+    rows = load_rows(spec.data)
+    missing = [i for i in spec.row_indices if not 0 <= i < len(rows)]
+    if missing:
+        raise ValueError(f"row_indices {missing[:5]} are outside the dataset's {len(rows)} rows; was the file changed after training?")
+    groups = group_by_model(spec.combinations)
+    tracking = _start_tracking(spec)
+    events.emit(STARTED, run_id=spec.run_id, device=device.kind, device_name=device.name, num_rows=len(spec.row_indices),
+                rows_from=spec.rows_from, total_steps=len(spec.row_indices) * len(spec.combinations),
+                combinations=[{"position": c.position, "label": c.label} for c in spec.combinations],
+                mlflow_run_id=tracking.run_id if tracking else None)
+    progress = Progress(0, len(spec.row_indices) * len(spec.combinations), time.monotonic())
+    loads: Counter[str] = Counter()
+    aggregates: dict[int, dict[str, float]] = {}
+    output_dir = Path(spec.run_dir) / "output"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    status = "FAILED"
+    try:
+        with open(output_dir / RESULTS_FILE, "w", encoding="utf-8") as results_file:
+            labels: list[str] | None = None
+            for group in groups:
+                tokenizer = load_tokenizer(group.combinations[0].model)
+                model = None
+                if spec.data.format == PREFERENCE:
+                    pairs = preference_cases(rows, list(spec.row_indices), spec.data, tokenizer)
+                    model = load_model(group, device, loads)
+                    reference = spec.combinations[0] if spec.combinations[0] in group.combinations else None
+                    scored = score_pairs(model, tokenizer, group.combinations, [adapter_name(c) for c in group.combinations],
+                                         pairs, spec, events, progress, results_file, reference)
+                    aggregates.update({position: preference_aggregates(values) for position, values in scored.items()})
+                else:
+                    cases = evaluation_cases(rows, list(spec.row_indices), spec.data, tokenizer)
+                    if labels is None:
+                        labels = label_set([case.reference for case in cases])
+                    model = load_model(group, device, loads)
+                    results: dict[int, list[RowResult]] = {}
+                    rewarded: dict[int, list[dict[str, float]]] = {}
+                    seconds = answer_rows(model, tokenizer, group, cases, spec, events, progress, results, results_file,
+                                          rows, rewarded)
+                    for combo in group.combinations:
+                        aggregates[combo.position] = {**aggregate(results[combo.position], seconds, labels),
+                                                      **reward_aggregates(rewarded.get(combo.position, []))}
+                del model
+                gc.collect()
+                if device.kind == "cuda":
+                    torch.cuda.empty_cache()
+                for combo in group.combinations:
+                    report = {**aggregates[combo.position], **deltas(aggregates, combo.position)}
+                    events.emit(EVAL, step=combo.position, position=combo.position, label=combo.label, **report)
+                    if tracking:
+                        tracking.log_metrics({f"c{combo.position}.{k}": v for k, v in report.items()}, step=0)
+        (output_dir / AGGREGATES_FILE).write_text(json.dumps({
+            "rows_from": spec.rows_from, "labels": labels,
+            "combinations": [{"position": c.position, "label": c.label, "metrics": aggregates.get(c.position, {})}
+                             for c in spec.combinations],
+        }, indent=1), encoding="utf-8")
+        events.emit(ARTIFACT, kind="evaluation", path=str(output_dir))
+        if tracking:
+            tracking.log_output(output_dir, include_weights=False)
+        status = "FINISHED"
+    finally:
+        if tracking:
+            tracking.finish(status)
+    events.emit(DONE, models_loaded=dict(loads))
+    return True
+
+
+def deltas(aggregates: dict[int, dict[str, float]], position: int) -> dict[str, float]:
+    """Each metric minus the baseline's (position 1), once the baseline has been scored."""
+    baseline = aggregates.get(1)
+    if baseline is None or position == 1:
+        return {}
+    return {f"delta_{k}": v - baseline[k] for k, v in aggregates[position].items() if k in baseline}
+
+
+def load_model(group: Group, device: DeviceCaps, loads: Counter[str]) -> PreTrainedModel:
+    """The group's base model once, with every adapter of the group attached under its own name."""
+    kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if device.kind == "cuda" and device.bf16 else torch.float32,
+                              "revision": group.combinations[0].model.revision}
+    if device.kind == "cuda":
+        kwargs["device_map"] = {"": 0}
+    print(f"loading base model {group.source}", file=sys.stderr, flush=True)
+    model = AutoModelForCausalLM.from_pretrained(group.source, **kwargs)
+    loads[group.source] += 1
+    adapters = [c for c in group.combinations if c.adapter_path]
+    for number, combo in enumerate(adapters):
+        if not Path(combo.adapter_path or "").exists():
+            raise FileNotFoundError(f"combination {combo.position} ({combo.label}): adapter not found at {combo.adapter_path}")
+        if number == 0:
+            model = PeftModel.from_pretrained(model, combo.adapter_path, adapter_name=adapter_name(combo))
+        else:
+            model.load_adapter(combo.adapter_path, adapter_name=adapter_name(combo))
+    model.eval()
+    return model
+
+
+def answer_rows(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, group: Group, cases: list[EvalCase],
+                spec: EvaluationSpec, events: EventSink, progress: Progress, results: dict[int, list[RowResult]],
+                results_file: Any, source_rows: Any, rewarded: dict[int, list[dict[str, float]]]) -> float:
+    """Generate and score every case with every combination of the group; returns the generation seconds.
+
+    With rewards in the spec, each answer's rewards join its scores and ``rewarded[position]``."""
+    config = generation_config(model, tokenizer, spec.generation)
+    mixed = isinstance(model, PeftModel)
+    prompts = [encode_prompt(tokenizer, case.prompt) for case in cases]
+    answers = [encode_answer(tokenizer, case.prompt, ids, case.answer) for case, ids in zip(cases, prompts)]
+    # Longest first: similar lengths share a batch (less padding), and a batch too big for memory fails early.
+    order = sorted(range(len(cases)), key=lambda i: -len(prompts[i]) - len(answers[i]))
+    for combo in group.combinations:
+        results.setdefault(combo.position, [])
+    seconds = 0.0
+    for start in range(0, len(order), max(1, spec.batch_size)):
+        batch = order[start : start + spec.batch_size]
+        combos = group.combinations
+        batch_prompts = [prompts[i] for combo in combos for i in batch]
+        batch_answers = [answers[i] for combo in combos for i in batch]
+        names = [adapter_name(combo) for combo in combos for _ in batch] if mixed else None
+        generated = generate_batch(model, tokenizer, batch_prompts, config, names)
+        scored = answer_log_likelihood(model, batch_prompts, batch_answers, tokenizer.pad_token_id, names)
+        seconds += generated.seconds
+        rewards = _reward_scores(spec, generated.texts, [cases[i] for combo in combos for i in batch], source_rows)
+        rows = []
+        for k, (combo, i) in enumerate((combo, i) for combo in combos for i in batch):
+            case = cases[i]
+            result = RowResult(generated.texts[k], case.reference, generated.new_tokens[k], generated.seconds,
+                               scored[k][0], scored[k][1])
+            results[combo.position].append(result)
+            if rewards:
+                rewarded.setdefault(combo.position, []).append(rewards[k])
+            row = {"position": combo.position, "row_index": case.row_index, "input": case.input,
+                   "scores": {**score_row(result.output, result.reference), **(rewards[k] if rewards else {})}, **asdict(result)}
+            rows.append(row)
+            results_file.write(json.dumps(row) + "\n")
+        progress.report(events, results_file, rows,
+                        tokens_per_s=round(sum(generated.new_tokens) / generated.seconds, 1) if generated.seconds else None)
+    return seconds
+
+
+def _reward_scores(spec: EvaluationSpec, outputs: list[str], cases: list[EvalCase], source_rows: Any) -> list[dict[str, float]]:
+    if not spec.rewards:
+        return []
+    return reward_scores(spec.rewards, outputs, [case.reference for case in cases], [dict(source_rows[case.row_index]) for case in cases])
+
+
+def _start_tracking(spec: EvaluationSpec):
+    if not spec.mlflow_tracking_uri:
+        return None
+    from trainer.evaluation.tracking import start_evaluation_tracking  # mlflow only when tracking is on
+
+    return start_evaluation_tracking(spec)

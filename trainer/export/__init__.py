@@ -1,0 +1,1 @@
+"""``python -m trainer export``: merge, archive, register or push one adapter or model."""

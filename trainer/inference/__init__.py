@@ -1,0 +1,1 @@
+"""``python -m trainer infer|serve``: generation, the compare worker, endpoints."""

@@ -1,0 +1,1 @@
+"""Training recipes (SFT, DPO, GRPO): ``*_process`` is the verb, the recipe reads setup -> train -> save."""

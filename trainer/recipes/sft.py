@@ -1,0 +1,93 @@
+"""The supervised fine-tuning recipe: setup → train → final report → save → cleanup, reported as run events.
+
+Shaped like torchtune's single-device recipes: each phase is one function reading top to bottom.
+Events, in order: ``started`` (when the training loop begins), ``progress`` per logging step,
+``eval`` at the eval interval and once at the end, ``artifact {kind: checkpoint}`` whenever a
+checkpoint is complete, ``sample`` (greedy answers to a few validation rows), ``artifact {kind:
+adapter|model}`` once the result is on disk, then ``done``. The caller (``trainer.recipes.sft_process``) turns
+exceptions into ``failed`` and owns the exit status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from trl import SFTConfig, SFTTrainer
+
+from trainer.cancellation import Cancellation
+from trainer.data.training_data import TrainingData, build_training_data, sample_cases
+from trainer.model_loading import load_model, read_model_shape
+from trainer.protocol import SAMPLE, TrainSpec
+from trainer.recipes.steps import (
+    RecipeRun,
+    announce_recipe,
+    evaluate_final_weights,
+    load_inputs,
+    prepare_trainer,
+    run_phases,
+    start_tracking,
+)
+from trainer.recipes.validation_samples import generate_samples
+from trainer.run_control import StopOnCancel
+from trainer.run_events import EventSink, RunEvents
+from trainer.training_arguments import fit_to_installed, resolve_training
+
+SftRun = RecipeRun[TrainingData]
+
+
+def run_sft(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> bool:
+    """Train, save and report; True when the run completed, False when a SIGTERM stopped training."""
+    run = setup(spec, events, cancellation)
+    return run_phases(run, spec, events, cancellation, report_final)
+
+
+def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> SftRun:
+    inputs = load_inputs(spec)
+    device, tokenizer = inputs.device, inputs.tokenizer
+    data = build_training_data(
+        inputs.rows, inputs.split, spec.data, tokenizer,
+        completion_only_loss=bool(spec.training.get("completion_only_loss", True)),
+        assistant_only_loss=bool(spec.training.get("assistant_only_loss", True)),
+    )
+    inputs.clock.lap("data")
+    resolved = resolve_training(
+        spec.training, device,
+        training_mode=spec.training_mode,
+        output_dir=str(spec.checkpoint_dir),
+        has_validation=len(data.validation) > 0,
+        completion_only_loss=data.completion_only_loss,
+        assistant_only_loss=data.assistant_only_loss,
+        model=read_model_shape(spec.model) if device.kind == "cuda" else None,
+    )
+    recipe = announce_recipe(spec, resolved)
+
+    model, peft_config = load_model(spec, resolved, device)
+    inputs.clock.lap("model")
+    facts = {
+        "run_id": spec.run_id, "device": device.kind, "device_name": device.name, "training_mode": spec.training_mode,
+        "num_train_rows": len(data.train), "num_eval_rows": len(data.validation), "data_layout": data.layout,
+        "notes": resolved.notes, "recipe": recipe, "mlflow_run_id": None,
+    }
+    run_events = RunEvents(events, facts)
+    trainer = SFTTrainer(
+        model=model,
+        args=SFTConfig(**fit_to_installed(resolved.config, {f.name for f in fields(SFTConfig)})),
+        train_dataset=data.train,
+        eval_dataset=data.validation if len(data.validation) else None,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[run_events, StopOnCancel(cancellation), *inputs.faults],
+    )
+    prepare_trainer(trainer, resolved)
+    inputs.clock.lap("trainer")
+    tracking = start_tracking(spec, trainer, resolved.notes, facts)
+    return RecipeRun(trainer, tokenizer, data, run_events, tracking)
+
+
+def report_final(run: SftRun, events: EventSink) -> None:
+    """The eval loss of the final weights (whatever the eval interval) and a few greedy answers."""
+    trainer = run.trainer
+    step = evaluate_final_weights(run, len(run.data.validation))
+    cases = sample_cases(run.data.validation, run.data.layout)
+    if cases and trainer.is_world_process_zero():
+        events.emit(SAMPLE, step=step, rows=generate_samples(trainer.model, run.tokenizer, cases))
