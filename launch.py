@@ -106,7 +106,8 @@ def edge_options(settings: Settings, demo: bool, exposed: bool, auth: tuple[str,
 
 
 def build_demo_in_background(services: Services) -> threading.Thread:
-    """Build and register the offline demo without holding up the UI (the build takes ~20 s)."""
+    """Build and register the offline demo without holding up the UI (the build takes ~20 s); on Spaces, then the
+    real model too."""
 
     def build() -> None:
         try:
@@ -116,6 +117,16 @@ def build_demo_in_background(services: Services) -> threading.Thread:
             return
         log.info("offline demo registered: model %s, dataset %s, prompt %s",
                  demo.model.name, demo.dataset.name, demo.prompt.name)
+        if not on_spaces(os.environ):
+            return  # elsewhere the Home tab offers the real model: converting it is the user's choice
+        # The public demo on Spaces also shows a real model (SmolLM2-135M-Instruct, preloaded from the Hub), after the
+        # tiny kit, which is usable at once.
+        try:
+            real = services.demo.install_real_model()
+        except Exception:
+            log.exception("registering the real demo model failed; use the Home tab's button to retry")
+            return
+        log.info("real demo model registered: %s", real.name)
 
     thread = threading.Thread(target=build, name="demo-build", daemon=True)
     thread.start()

@@ -2,9 +2,11 @@
 own services and supervisor (spec.json -> `python -m trainer dpo|grpo` -> events -> SQLite). DPO learns
 synthetic preference pairs (a support request: the right intent chosen, a wrong one rejected); GRPO
 samples answers to small sums, scored by exact match and a length penalty. Prints one JSON summary:
-steps, seconds, pairs/s, generations/s, peak GPU memory and the final metrics of each run.
+steps, seconds, pairs/s, generations/s, peak GPU memory and the final metrics of each run, and the preflight's
+estimate of the time next to the measured one. GRPO runs once per sampling engine of ``--grpo-engines`` (issue 19:
+``generate`` is TRL's plain generate, the baseline; ``graphed`` the CUDA-graph sampler), same data, seed and rewards.
 
-    FTAPP_MLFLOW=0 python bench/preference_gpu.py --steps 30
+    FTAPP_MLFLOW=0 python bench/preference_gpu.py --steps 30 --grpo-engines generate,graphed
     python bench/preference_gpu.py --smoke      # CPU, the demo model, well under 2 minutes
 
 Needs a CUDA GPU unless --smoke; on a host without mlflow set FTAPP_MLFLOW=0.
@@ -13,6 +15,7 @@ Needs a CUDA GPU unless --smoke; on a host without mlflow set FTAPP_MLFLOW=0.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -79,7 +82,11 @@ class GpuMemory:
         return round(max(0, self.peak - self.baseline) / GIB, 2)
 
 
-def run(services, request, gpu: str | None) -> dict:
+def run(services, request, gpu: str | None, engine: str | None = None) -> dict:
+    from trainer.protocol import GENERATION_ENV
+
+    if engine:  # the trainer process inherits it: each run is a fresh process (FTAPP_WARM_TRAINER=0)
+        os.environ[GENERATION_ENV] = engine
     started = time.monotonic()
     if gpu is None:
         run_record, preflight = services.runs.submit(request)
@@ -103,8 +110,15 @@ def run(services, request, gpu: str | None) -> dict:
         "first_loss": loss[0][1] if loss else None, "last_loss": loss[-1][1] if loss else None,
         "first": {name: series[name][0][1] for name in watched if series.get(name)},
         "final": {name: series[name][-1][1] for name in watched if series.get(name)},
-        "preflight": preflight.summary(),
+        "preflight": preflight.summary(), "preflight_seconds": round(preflight.seconds, 1),
+        **({"engine": engine, "mean_reward": round(sum(v for _, v in series["reward"]) / len(series["reward"]), 4),
+            "generation_s_per_step": _mean([v for _, v in series.get("generation_s", [])[1:]])}
+           if engine and series.get("reward") else {}),
     }
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 4) if values else None
 
 
 def main() -> None:
@@ -112,7 +126,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--gpu", default="0", help="the GPU id both runs use")
     parser.add_argument("--smoke", action="store_true", help="CPU and the demo model: checks the path, not the speed")
+    parser.add_argument("--grpo-engines", default="auto", help="comma-separated FTAPP_GRPO_GENERATION values, one GRPO run each")
+    parser.add_argument("--skip-dpo", action="store_true")
     args = parser.parse_args()
+    os.environ["FTAPP_WARM_TRAINER"] = "0"  # a fresh trainer per run: it reads the engine from its environment
     from ftapp.datasets.service import AddDatasetRequest
     from ftapp.models.service import AddModelRequest
     from ftapp.prompts.service import AddPromptRequest
@@ -153,7 +170,15 @@ def main() -> None:
                          "temperature": 1.0, "beta": 0.04},
         rewards=({"kind": "exact_match", "weight": 1.0}, {"kind": "length_penalty", "weight": 0.2, "target_length": 8}),
     )
-    results = [run(services, dpo, gpu), run(services, grpo, gpu)]
+    results = [] if args.skip_dpo else [run(services, dpo, gpu)]
+    for index, engine in enumerate(args.grpo_engines.split(",")):
+        named = dataclasses.replace(grpo, adapter_name=f"bench-grpo-{index}")
+        results.append(run(services, named, gpu, engine))
+        print(json.dumps(results[-1], default=str), flush=True)
+    base = next((r for r in results if r.get("engine") == "generate" and r.get("generations_per_s")), None)
+    for result in results:
+        if base and result.get("generations_per_s"):
+            result["generations_per_s_vs_generate"] = round(result["generations_per_s"] / base["generations_per_s"], 2)
     services.close()
     print(json.dumps({"smoke": args.smoke, "model_parameters": model.num_parameters, "results": results}, default=str))
     shutil.rmtree(work, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""``ftapp export merge|archive|register|push|show`` and ``ftapp serve``: ship adapters and models, run endpoints."""
+"""``ftapp export merge|archive|register|push|gguf|show`` and ``ftapp serve``: ship adapters and models, run endpoints."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from cli.output import table, to_json
 from ftapp.run_vocabulary import RunStatus
 from ftapp.runs import RunRecord
 from ftapp.services import Services
-from ftapp.shipping import ENGINE_CHOICES, Endpoint, ExportRequest, ExportResult, ServeRequest
+from ftapp.shipping import ENGINE_CHOICES, GGUF_TYPES, Endpoint, ExportRequest, ExportResult, ServeRequest
 
 
 def _what(parser: argparse.ArgumentParser, model_only: bool) -> None:
@@ -38,6 +38,13 @@ def add_export_parsers(groups, common: argparse.ArgumentParser) -> None:
     push.add_argument("--repo", required=True, help="Hub repo id: NAME or OWNER/NAME")
     push.add_argument("--public", action="store_true", help="create the repo public (default: private)")
     push.add_argument("--name", default="", help="name used in the model card (default: the adapter's or model's)")
+    gguf = export.add_parser("gguf", parents=[common], help="GGUF files for llama.cpp / Ollama (merged, verified) with a Modelfile")
+    _what(gguf, model_only=True)
+    # Checked by the service, so an unknown type or a missing llama-quantize exits with EX-012/EX-013, not argparse's usage.
+    gguf.add_argument("--type", dest="gguf_types", nargs="+", action="extend", metavar="TYPE",
+                      help=f"one or more of {', '.join(GGUF_TYPES)} (k-quants need llama.cpp's llama-quantize on PATH; default f16)")
+    gguf.add_argument("--name", default="", help="file and Ollama model name (default: the adapter's or model's name)")
+    gguf.add_argument("--gpus", default="auto", help="'auto', 'cpu' or a GPU id")
     export.add_parser("show", parents=[common], help="what an export run produced").add_argument("id")
 
     serve = groups.add_parser("serve", parents=[common], help="start an OpenAI-compatible endpoint on 127.0.0.1 (stop: ftapp runs cancel ID)")
@@ -61,7 +68,7 @@ def run_export(services: Services, args: argparse.Namespace) -> int:
     request = ExportRequest(
         base_model_id=args.model or "", adapter_id=args.adapter or "", model_name=args.name or "", action=args.action,
         run_id=args.run or "", repo_id=getattr(args, "repo", "") or "", private=not getattr(args, "public", False),
-        gpus=getattr(args, "gpus", "auto"),
+        gpus=getattr(args, "gpus", "auto"), gguf_types=tuple(getattr(args, "gguf_types", None) or ("f16",)),
     )
     run = services.exports.submit(request)
     services.supervisor.tick()
@@ -90,7 +97,9 @@ def _status_printer(args: argparse.Namespace):
 
 def result_lines(result: ExportResult) -> list[str]:
     lines = [f"export {result.run.id}: {result.action} {result.name} [{result.run.status}]"]
-    if result.verified is not None:
+    if result.gguf:
+        lines += gguf_lines(result)
+    elif result.verified is not None:
         verdict = "VERIFIED" if result.verified else "NOT VERIFIED"
         lines.append(f"{verdict}: {result.prompts_matched}/{result.prompts} fixed prompts answered identically by the "
                      f"reloaded export and base + adapter; max logit difference {result.max_logit_diff:.3g} ({result.dtype})")
@@ -111,6 +120,19 @@ def result_lines(result: ExportResult) -> list[str]:
     return lines
 
 
+def gguf_lines(result: ExportResult) -> list[str]:
+    rows = [{"type": f.type, "verified": f.verified, "size_mb": round(f.size_bytes / 1e6, 1), "tokens_agree": f"{f.tokens_agreed}/{f.tokens}",
+             "answers_identical": f"{f.prompts_matched}/{f.prompts}", "max_logit_diff": f"{f.max_logit_diff:.3g}",
+             "convert_s": f.convert_seconds, "verify_s": f.verify_seconds} for f in result.gguf]
+    lines = [f"GGUF files reloaded with transformers ({result.dtype}) and compared with base + adapter on the fixed prompts: "
+             "tokens_agree is teacher-forced (same context on both sides), answers_identical free-running greedy",
+             table(rows, list(rows[0]))]
+    lines += [f"  {c['prompt']}: {c['diagnosis']}" for c in result.checks if c.get("diagnosis")]
+    for f in result.gguf:
+        lines += [f"{f.type}: {f.path}", f"  Modelfile: {f.modelfile}", f"  Ollama: {f.ollama_command} ({f.ollama_note})"]
+    return lines
+
+
 def _print_result(args: argparse.Namespace, result: ExportResult) -> None:
     print(to_json(result) if args.json else "\n".join(result_lines(result)))
 
@@ -118,6 +140,8 @@ def _print_result(args: argparse.Namespace, result: ExportResult) -> None:
 def endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
     return {"run_id": endpoint.run.id, "state": endpoint.state, "engine": endpoint.engine, "url": endpoint.url,
             "base_url": endpoint.base_url, "model": endpoint.served_model, "api_key_file": endpoint.api_key_file,
+            "route": endpoint.route, "prompt_format": endpoint.prompt_format, "input_template": endpoint.input_template,
+            "format_note": endpoint.format_note,
             "auth": endpoint.auth_note, "merge": endpoint.merge_note, "curl": endpoint.curl, "limits": endpoint.limits,
             "limits_note": endpoint.limits_note}
 
@@ -132,7 +156,7 @@ def run_serve(services: Services, args: argparse.Namespace) -> int:
     if args.json:
         print(to_json(endpoint_view(endpoint)))
     elif endpoint.state == "serving":
-        print(f"serving {endpoint.served_model} at {endpoint.base_url} ({endpoint.engine})\n{endpoint.auth_note}")
+        print(f"serving {endpoint.served_model} at {endpoint.base_url} ({endpoint.engine})\n{endpoint.format_note}\n{endpoint.auth_note}")
         if endpoint.limits_note:
             print(endpoint.limits_note)
         if endpoint.merge_note:

@@ -1,12 +1,15 @@
 """``ftapp``: the command line for harness builders, a thin layer over the same services as the UI.
 
-Errors exit non-zero with the rule ID and message on stderr, and write nothing.
+Errors exit non-zero with the rule ID and message on stderr, and write nothing. Wherever a command takes an
+id it also takes a unique name or an id prefix of at least 6 characters (``cli.references``). A reader that
+stops early (``ftapp runs list | head -1``) is no error: the output just ends.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ from cli.compare import run_compare
 from cli.evaluations import run_evaluate
 from cli.exports import run_export, run_serve
 from cli.output import details, plain, table, to_json
+from cli.references import resolve_arguments
 from cli.runs import run_runs, run_train
 from ftapp.datasets import AddDatasetRequest
 from ftapp.errors import FtappError, ValidationError
@@ -26,7 +30,7 @@ from ftapp.settings import Settings
 LIST_COLUMNS = {
     "datasets": ["id", "name", "type", "format", "num_rows", "source"],
     "models": ["id", "name", "type", "architecture", "num_parameters", "huggingface_name", "location"],
-    "adapters": ["id", "name", "type", "model_id", "peft_type", "location"],
+    "adapters": ["id", "name", "type", "model", "peft_type", "location"],
     "prompts": ["id", "name", "dataset_id", "prompt_template"],
     "configs": ["id", "type", "name", "is_default", "config"],
 }
@@ -36,8 +40,12 @@ def _emit(args: argparse.Namespace, value: Any, human: str | None = None) -> Non
     print(to_json(value) if args.json else (human if human is not None else details(value)))
 
 
-def _list(args: argparse.Namespace, records: list) -> None:
-    _emit(args, records, table([plain(r) for r in records], LIST_COLUMNS[args.group]))
+def _list(args: argparse.Namespace, records: list, models: dict[str, str] | None = None) -> None:
+    """``models``: model id -> name, for the adapters' ``model`` column (the base model's name, not its id)."""
+    rows = [plain(r) for r in records]
+    if models is not None:
+        rows = [{**row, "model": models.get(row["model_id"], row["model_id"])} for row in rows]
+    _emit(args, records, table(rows, LIST_COLUMNS[args.group]))
 
 
 def _service(services: Services, group: str):
@@ -70,6 +78,9 @@ def run_datasets(services: Services, args: argparse.Namespace) -> None:
 def run_models(services: Services, args: argparse.Namespace) -> None:
     if args.action == "add":
         model_type = "project" if args.path else "model_registry" if args.registry else "huggingface"
+        if args.path and Path(args.path).is_file() and not args.json:
+            print(f"converting {args.path} into a model folder in the home (about 30 s for 135M parameters on 2 cores)...",
+                  file=sys.stderr, flush=True)
         record = services.models.add(AddModelRequest(
             type=model_type, name=args.name or "", huggingface_name=args.hub, location=args.path,
             registry_name=args.registry, registry_version=args.version, description=args.description,
@@ -77,9 +88,13 @@ def run_models(services: Services, args: argparse.Namespace) -> None:
         _emit(args, record)
     elif args.action == "demo":
         result = services.demo.install()
-        _emit(args, result, f"demo model   {result.model.id}  {result.model.name}  {result.model.location}\n"
-              f"demo dataset {result.dataset.id}  {result.dataset.name}  ({result.dataset.num_rows} rows)\n"
-              f"demo prompt  {result.prompt.id}  {result.prompt.name}")
+        real = services.demo.install_real_model() if args.real else None
+        human = (f"demo model   {result.model.id}  {result.model.name}  {result.model.location}\n"
+                 f"demo dataset {result.dataset.id}  {result.dataset.name}  ({result.dataset.num_rows} rows)\n"
+                 f"demo prompt  {result.prompt.id}  {result.prompt.name}")
+        if real is not None:
+            human += f"\nreal model   {real.id}  {real.name}  {real.location or real.huggingface_name}"
+        _emit(args, {**vars(result), "real_model": real} if real is not None else result, human)
     elif args.action == "accept-license":
         _emit(args, services.models.accept_license(args.id))
     elif args.action == "remove":
@@ -190,12 +205,28 @@ def run_common(services: Services, args: argparse.Namespace) -> bool:
         _emit(args, service.get(args.id))
     elif args.group == "configs":
         _list(args, service.list(args.type))
+    elif args.group == "adapters":
+        _list(args, service.list(), {m.id: m.name for m in services.models.list()})
     else:
         _list(args, service.list())
     return True
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        status = run_command(argv)
+        sys.stdout.flush()  # a short output reaches a closed pipe only here, not in print()
+        return status
+    except BrokenPipeError:
+        # The reader has all it wanted. Point stdout at /dev/null so the interpreter's last flush
+        # does not fail again with "Exception ignored ... BrokenPipeError" and exit status 120.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 0
+
+
+def run_command(argv: list[str] | None = None) -> int:
     from cli.parser import build_parser
 
     parser = build_parser()
@@ -208,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
+        resolve_arguments(services, args)
         if args.group in RUN_COMMANDS:
             return RUN_COMMANDS[args.group](services, args)
         if not run_common(services, args):
@@ -219,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     except FtappError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise  # main() ends quietly: a reader that stopped early is no error
     except (OSError, json.JSONDecodeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

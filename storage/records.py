@@ -128,6 +128,12 @@ class RunRecord:
     devices_requested: str
     owner: str | None = None  # a demo visitor; None: the host's, visible to everyone
     kill_after: datetime | None = None  # a cancel's SIGKILL deadline (any supervisor sends it)
+    # What its events said (``ftapp.runs.ingest``): payloads are JSON text, untrusted, parsed defensively.
+    started_payload: str | None = None
+    done_payload: str | None = None
+    failure_type: str | None = None
+    failure_message: str | None = None
+    last_event_at: datetime | None = None  # when the trainer last wrote an event
 
 
 @dataclass(frozen=True)
@@ -195,6 +201,19 @@ class EvaluationAnswerRecord:
     @property
     def score_values(self) -> dict[str, float]:
         return json.loads(self.scores)
+
+
+@dataclass(frozen=True)
+class EvaluationVerdictRecord:
+    id: int
+    run_id: str
+    position: int
+    row_index: int
+    outcome: str
+    verdict_ab: str
+    reason_ab: str
+    verdict_ba: str
+    reason_ba: str
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import builtins
 import re
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -46,7 +48,7 @@ class Repository(Generic[R]):
         return query.where(or_(column.is_(None), column == self.owner))
 
     def _row(self, ident: str) -> Any:
-        row = self.session.get(self.row_cls, ident)
+        row: Any = self.session.get(self.row_cls, ident)  # a row of any table; it has an owner when self.owner is set
         if row is None or self.owner is None or row.owner in (None, self.owner):
             return row
         return None
@@ -105,7 +107,8 @@ class Repository(Generic[R]):
         self._flush()
         return to_record(self.record_cls, row)
 
-    def add_missing(self, rows: list[dict[str, Any]], key: list[str]) -> int:
+    # builtins.list: inside this class, a bare ``list`` in an annotation names the method above.
+    def add_missing(self, rows: builtins.list[dict[str, Any]], key: builtins.list[str]) -> int:
         """Insert rows, skipping ones whose ``key`` columns are stored already (re-reading an events file is harmless)."""
         if not rows:
             return 0
@@ -143,6 +146,7 @@ class MetricPointRepository(Repository[MetricPointRecord]):
 
     def remove_for_run(self, run_id: str) -> int:
         result = self.session.execute(delete(MetricPointRow).where(MetricPointRow.run_id == run_id))
+        assert isinstance(result, CursorResult)  # a DELETE's result is a cursor's, which counts the rows it removed
         return int(result.rowcount or 0)
 
     def _order(self):

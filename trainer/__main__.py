@@ -1,6 +1,6 @@
 """``python -m trainer <verb> <arg>``: the process boundary between ftapp and the ML stack.
 
-Result verbs (``demo``) print progress however they like but end with ONE line of JSON on stdout,
+Result verbs (``demo``, ``import-gguf``) print progress however they like but end with ONE line of JSON on stdout,
 which the caller parses; failures go to stderr with exit status 1 (2 for a malformed command line).
 Run verbs (``sft``, ``dpo``, ``grpo``, ``evaluate``, ``infer``, ``export``, ``serve`` SPEC_JSON) follow the run contract instead: events in
 ``<run_dir>/events.jsonl`` and the exit statuses documented in ``trainer.run_process``.
@@ -22,6 +22,12 @@ def _demo(out_dir: str) -> str:
     from trainer.demo.model import build_demo_kit
 
     return build_demo_kit(Path(out_dir)).to_json()
+
+
+def _import_gguf(request_path: str) -> str:
+    from trainer.models.gguf_import import import_request
+
+    return import_request(request_path).to_json()
 
 
 def _sft(spec_path: str) -> NoReturn:
@@ -68,6 +74,7 @@ def _serve(spec_path: str) -> NoReturn:
 
 VERBS: dict[str, Callable[[str], str]] = {
     "demo": _demo,
+    "import-gguf": _import_gguf,
 }
 RUN_VERBS: dict[str, Callable[[str], NoReturn]] = {
     "sft": _sft,

@@ -26,7 +26,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from trainer.protocol import ModelSource, TrainSpec
+from trainer.protocol import CONTEXT_BYTES, ModelSource, TrainSpec
 from trainer.training_arguments import VARLEN_ATTENTION, DeviceCaps, ModelShape, ResolvedTraining
 from trainer.varlen_attention import is_available as varlen_available
 from trainer.varlen_attention import register as register_varlen_attention
@@ -64,7 +64,10 @@ def detect_device(requested: str) -> DeviceCaps:
         flex_attention=find_spec("torch.nn.attention.flex_attention") is not None
         and torch.cuda.get_device_capability(rank) >= (8, 0),
         varlen_attention=varlen_available() and torch.cuda.get_device_capability(rank) >= (8, 0),
-        memory_free_bytes=int(free_bytes),
+        # The plan counts this process's CUDA context, which mem_get_info has just created: count it as free, as the
+        # preflight (nvidia-smi, before the process) does, so both plan with the same memory.
+        memory_free_bytes=int(free_bytes) + CONTEXT_BYTES,
+        bitsandbytes=find_spec("bitsandbytes") is not None,
     )
 
 
@@ -82,7 +85,7 @@ def read_model_shape(source: ModelSource) -> ModelShape | None:
         return None
     embeddings = vocab * hidden * (1 if getattr(config, "tie_word_embeddings", False) else 2)
     per_layer = hidden * (heads * head_dim) * 2 + hidden * kv_size * 2 + 3 * hidden * intermediate
-    return ModelShape(embeddings + layers * per_layer, hidden, intermediate, layers, kv_size, embeddings)
+    return ModelShape(embeddings + layers * per_layer, hidden, intermediate, layers, kv_size, embeddings, vocab, heads * head_dim)
 
 
 def load_tokenizer(source: ModelSource) -> PreTrainedTokenizerBase:

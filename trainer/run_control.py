@@ -3,7 +3,8 @@
 ``FAULT_ENV`` is a TEST HOOK for the supervisor's tests, not a user feature: with
 ``FTAPP_TRAINER_FAULT=cuda_oom_at_step=N`` the run raises the same ``torch.OutOfMemoryError`` a GPU
 would at the start of optimizer step N, so the failure path (``failed`` event, exit status 1, the
-"out of GPU memory" diagnosis) can be exercised on a machine without a GPU. ``ignore_sigterm``
+"out of GPU memory" diagnosis) can be exercised on a machine without a GPU; ``cuda_oom_once_at_step=N`` raises
+it once only, as a long batch late in an epoch does, so the recovery (``trainer.oom_recovery``) can be. ``ignore_sigterm``
 (``trainer.cancellation``) makes it a trainer that a cancel's SIGTERM does not stop.
 """
 
@@ -40,11 +41,12 @@ class StopOnCancel(TrainerCallback):
 
 
 class OutOfMemoryAtStep(TrainerCallback):
-    def __init__(self, step: int):
-        self.step = step
+    def __init__(self, step: int, once: bool = False):
+        self.step, self.once, self.raised = step, once, False
 
     def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        if state.global_step + 1 == self.step:
+        if state.global_step + 1 == self.step and not (self.once and self.raised):
+            self.raised = True
             raise torch.OutOfMemoryError(OOM_MESSAGE)
 
 
@@ -54,6 +56,7 @@ def injected_faults(environ: Mapping[str, str]) -> list[TrainerCallback]:
     if not value or value == IGNORE_SIGTERM:  # that one acts on the signal handler, not through a callback
         return []
     name, _, argument = value.partition("=")
-    if name == "cuda_oom_at_step" and argument.isdigit() and int(argument) >= 1:
-        return [OutOfMemoryAtStep(int(argument))]
-    raise ValueError(f"{FAULT_ENV}={value!r} is not a known fault; expected cuda_oom_at_step=N with N >= 1, or {IGNORE_SIGTERM}")
+    if name in ("cuda_oom_at_step", "cuda_oom_once_at_step") and argument.isdigit() and int(argument) >= 1:
+        return [OutOfMemoryAtStep(int(argument), once=name == "cuda_oom_once_at_step")]
+    raise ValueError(f"{FAULT_ENV}={value!r} is not a known fault; expected cuda_oom_at_step=N or cuda_oom_once_at_step=N "
+                     f"with N >= 1, or {IGNORE_SIGTERM}")

@@ -8,6 +8,9 @@ SQLite file is busy) is reported once on stderr and training goes on.
 
 A new experiment on a ``sqlite:///<dir>/mlflow.db`` store keeps its artifacts in ``<dir>/mlartifacts``
 (where the app's ``mlflow ui`` looks), not in a ``mlruns`` folder under whatever the working directory is.
+So does MLflow's own Default experiment, which the store creates the first time it is opened:
+``tracking_client`` opens a new store with that artifact root before any client does (a client would give
+it ``./mlruns``, the run folder of whichever run came first).
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ class RunTracking:
     @classmethod
     def start(cls, spec: TrainSpec, params: dict[str, str]) -> RunTracking:
         assert spec.mlflow_tracking_uri, "callers skip tracking when the spec has no tracking URI"
-        client = MlflowClient(tracking_uri=spec.mlflow_tracking_uri, registry_uri=spec.mlflow_tracking_uri)
+        client = tracking_client(spec.mlflow_tracking_uri)
         experiment = experiment_id(client, spec.mlflow_experiment, spec.mlflow_tracking_uri)
         run = client.create_run(experiment, run_name=spec.adapter_name, tags={"ftapp.run_id": spec.run_id})
         items = [Param(key, value) for key, value in params.items()]
@@ -108,6 +111,18 @@ class _MetricsCallback(TrainerCallback):
         self.tracking.log_metrics(logs or {}, state.global_step)
 
 
+def tracking_client(tracking_uri: str) -> MlflowClient:
+    """A client of the store (and its model registry); a new SQLite store is created with its Default experiment's
+    artifacts under ``mlartifacts`` beside the database."""
+    root = _artifact_location(tracking_uri)
+    path = _sqlite_path(tracking_uri)
+    if root is not None and path is not None and not path.is_file():
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        SqlAlchemyStore(tracking_uri, root)  # creates the tables and the Default experiment; a race is settled by MLflow
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
 def experiment_id(client: MlflowClient, name: str, tracking_uri: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
@@ -122,8 +137,11 @@ def experiment_id(client: MlflowClient, name: str, tracking_uri: str) -> str:
         return experiment.experiment_id
 
 
-def _artifact_location(tracking_uri: str) -> str | None:
+def _sqlite_path(tracking_uri: str) -> Path | None:
     prefix = "sqlite:///"  # SQLAlchemy: sqlite:///relative.db, sqlite:////absolute.db
-    if not tracking_uri.startswith(prefix):
-        return None
-    return (Path(tracking_uri[len(prefix) :]).resolve().parent / "mlartifacts").as_uri()
+    return Path(tracking_uri[len(prefix) :]).resolve() if tracking_uri.startswith(prefix) else None
+
+
+def _artifact_location(tracking_uri: str) -> str | None:
+    path = _sqlite_path(tracking_uri)
+    return (path.parent / "mlartifacts").as_uri() if path is not None else None

@@ -1,6 +1,6 @@
 """A spec's training settings, translated into ``SFTConfig`` keyword arguments for the device at hand.
 
-The spec carries the user's settings as ftapp stored them (``ftapp.prompts.config_schemas.TrainingArguments``):
+The spec carries the user's settings as ftapp stored them (``ftapp.prompts.config_schemas.TrainingSettings``):
 some are wishes ("auto"), some only work on some hardware. This module decides, as a pure
 function of the settings and the device's capabilities, what the Trainer really gets, and says in
 ``notes`` what it changed, so the log and the ``started`` event explain a run that differs from
@@ -15,14 +15,18 @@ The speed recipe on a CUDA GPU (issue 7, measured by ``bench/train_throughput.py
 micro-batches of whole examples packed to a token budget, with the best attention that can run
 them (flash-attention when installed, else the same kernels as PyTorch ships them in
 ``torch.nn.attention.varlen``, else PyTorch's flex_attention; SDPA with padding where none can), Liger's fused kernels when installed, the fused AdamW, TRL's chunked loss (always on
-in TRL 1.16), and gradient checkpointing only when the memory estimate says the micro-batch would
-not fit without it (QLoRA keeps it: its point is a small footprint).
+in TRL 1.16), and, when the GPU's free memory cannot hold the requested micro-batch, the fastest recipe that fits
+(``trainer.protocol.plan_fit``, the same plan ftapp's preflight shows: fewer rows per micro-batch with more
+accumulation, gradient checkpointing, offloaded checkpoints, 8-bit optimizer states). QLoRA keeps checkpointing
+unless told otherwise: its point is a small footprint.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from trainer.protocol import FitPlan, ModelShape, method_levers, method_workload, plan_fit
 
 KNOWN_SETTINGS = frozenset({
     "num_train_epochs", "max_steps", "learning_rate", "lr_scheduler_type", "warmup_ratio", "warmup_steps",
@@ -43,11 +47,6 @@ PASSED_THROUGH = (
 CUDA_ONLY_OPTIMIZERS = frozenset({"adamw_torch_fused", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "lion_32bit"})
 
 
-# Bytes a micro-batch may plan to use of the GPU's free memory; the rest absorbs fragmentation,
-# the CUDA context, the loss's workspace and estimate error.
-MEMORY_HEADROOM = 0.85
-LORA_TRAINED_FRACTION = 0.01  # LoRA r=16 on all linear layers trains ~1% of a decoder's parameters
-ADAM_BYTES_PER_TRAINED = 16  # fp32 weight + gradient + two moments
 GIB = 1024**3
 FLEX_BLOCK = 128  # torch.nn.attention.flex_attention's default sparse block size
 QLORA_TOKENS_PER_MICRO_BATCH = 8192  # keeps an 8B model's QLoRA run under 14 GiB with checkpointing
@@ -64,42 +63,18 @@ class DeviceCaps:
     flex_attention: bool = False  # torch's flex_attention runs on this GPU: padding-free batches work
     varlen_attention: bool = False  # torch ships varlen flash attention (trainer.varlen_attention): no compile
     memory_free_bytes: int = 0  # free GPU memory when the run starts (0: unknown)
+    bitsandbytes: bool = False  # bitsandbytes is installed: 8-bit optimizer states are possible
 
 
 @dataclass(frozen=True)
-class ModelShape:
-    """What the memory estimate needs from the model's config.json."""
+class MethodLoad:
+    """What the memory plan needs to know of the method besides the settings (``trainer.protocol.method_workload``)."""
 
-    num_parameters: int
-    hidden_size: int
-    intermediate_size: int
-    num_layers: int
-    kv_size: int  # num_key_value_heads * head_dim
-    embedding_parameters: int  # input embeddings plus an untied output head
-
-    def activation_bytes_per_token(self, *, checkpointing: bool, liger: bool) -> int:
-        """bf16 activations autograd keeps per token. Per layer without checkpointing: the residual
-        and normed input of both halves, q/k/v, the attention output twice (kernel output and
-        o_proj input) and the MLP's gate, up and product (Liger's SwiGLU recomputes the SiLU;
-        without Liger the SiLU output and float32 norm intermediates are kept too). With
-        checkpointing: one hidden state per layer plus one layer being recomputed."""
-        h, i = self.hidden_size, self.intermediate_size
-        per_layer = 2 * (8 * h + 2 * self.kv_size + 3 * i)
-        if not liger:
-            per_layer += 2 * i + 4 * 4 * h
-        if checkpointing:
-            return 2 * h * self.num_layers + per_layer
-        return per_layer * self.num_layers
-
-    def static_bytes(self, training_mode: str) -> int:
-        """Weights (bf16, or nf4 for QLoRA's linear layers) plus the trained parameters' AdamW state."""
-        linear = self.num_parameters - self.embedding_parameters
-        if training_mode == "qlora":
-            weights = 0.56 * linear + 2 * self.embedding_parameters  # nf4 + double-quant constants
-        else:
-            weights = 2 * self.num_parameters
-        trained = self.num_parameters if training_mode == "full" else LORA_TRAINED_FRACTION * self.num_parameters
-        return int(weights + ADAM_BYTES_PER_TRAINED * trained)
+    method: str = "sft"  # sft | dpo | grpo
+    lora_rank: int = 16
+    prompt_tokens: int | None = None  # GRPO: the longest prompt
+    completion_tokens: int = 0  # GRPO: max_completion_length
+    beta: float = 0.0  # DPO/GRPO: a KL term needs a reference model
 
 
 @dataclass(frozen=True)
@@ -109,6 +84,7 @@ class ResolvedTraining:
     attn_implementation: str | None  # None: the model's default
     notes: list[str] = field(default_factory=list)
     compile_blocks: bool = False  # torch.compile each decoder layer (regional compilation)
+    memory_plan: FitPlan | None = None  # the recipe chosen to fit the GPU's free memory (None: not planned)
 
     def recipe(self) -> dict[str, Any]:
         """The speed-relevant choices, for the run's ``started`` event, its log and ``recipe.json``."""
@@ -120,10 +96,14 @@ class ResolvedTraining:
             "tokens_per_micro_batch": rows * int(config["max_length"]) if config.get("padding_free") and config.get("max_length") else None,
             "rows_per_micro_batch": rows,
             "gradient_checkpointing": bool(config.get("activation_checkpointing")),
+            "activation_offloading": bool(config.get("activation_offloading")),
+            "gradient_accumulation_steps": int(config.get("gradient_accumulation_steps") or 1),
             "liger": bool(config.get("use_liger_kernel")),
             "optimizer": config.get("optim"),
             "dtype": self.dtype,
             "compile_blocks": self.compile_blocks,
+            "planned_peak_gib": round(self.memory_plan.need.total / GIB, 2) if self.memory_plan else None,
+            "free_gib": round(self.memory_plan.free_bytes / GIB, 2) if self.memory_plan else None,
         }
 
 
@@ -144,6 +124,7 @@ def resolve_training(
     completion_only_loss: bool | None,
     assistant_only_loss: bool,
     model: ModelShape | None = None,
+    load: MethodLoad = MethodLoad(),
 ) -> ResolvedTraining:
     unknown = sorted(set(settings) - KNOWN_SETTINGS)
     if unknown:
@@ -179,7 +160,7 @@ def resolve_training(
     if settings.get("torch_compile") and device.kind != "cuda":
         notes.append("torch_compile off on CPU: compiling costs minutes and needs a C++ toolchain")
     attn = _batching(settings, device, config, notes, training_mode)
-    config["activation_checkpointing"] = _gradient_checkpointing(settings, device, training_mode, config, model, notes)
+    plan = _fit_memory(settings, device, training_mode, config, model, load, notes)
 
     if precision == "bf16":
         dtype = "bfloat16"
@@ -187,7 +168,7 @@ def resolve_training(
         dtype = "float16"  # frozen base weights; PEFT keeps the trained adapter weights in float32
     else:
         dtype = "float32"  # full fine-tuning in fp16 needs float32 master weights for the grad scaler
-    return ResolvedTraining(config, dtype, attn, notes, compile_blocks)
+    return ResolvedTraining(config, dtype, attn, notes, compile_blocks, plan)
 
 
 def _warmup(settings: dict[str, Any]) -> float:
@@ -215,28 +196,42 @@ def _precision(settings: dict[str, Any], device: DeviceCaps, notes: list[str]) -
     return "fp16" if fp16 else "fp32"
 
 
-def _gradient_checkpointing(settings: dict[str, Any], device: DeviceCaps, training_mode: str, config: dict[str, Any],
-                            model: ModelShape | None, notes: list[str]) -> bool:
+def _fit_memory(settings: dict[str, Any], device: DeviceCaps, training_mode: str, config: dict[str, Any],
+                model: ModelShape | None, load: MethodLoad, notes: list[str]) -> FitPlan | None:
+    """Set micro-batch rows, accumulation, checkpointing, offloading and the optimizer to the fastest recipe the
+    GPU's free memory holds (``trainer.protocol.plan_fit``); returns the plan (None where nothing is measured)."""
     wanted = _flag(settings.get("gradient_checkpointing", "auto"))
+    config["activation_checkpointing"] = False
     if device.kind != "cuda":
         if wanted == "true":
             notes.append("gradient checkpointing off on CPU: memory is not the limit there, time is")
-        return False
-    if wanted != "auto":
-        return wanted == "true"
-    if training_mode == "qlora":
-        return True  # QLoRA is chosen for a small footprint: keep the activations to one layer's worth
+        return None
     if model is None or not device.memory_free_bytes:
-        return training_mode == "full"  # nothing to estimate with: full fine-tuning needs the most
-    tokens = int(config.get("per_device_train_batch_size") or 8) * int(config.get("max_length") or 1024)
-    liger = bool(config.get("use_liger_kernel"))
-    needed = model.static_bytes(training_mode) + tokens * model.activation_bytes_per_token(checkpointing=False, liger=liger)
-    budget = MEMORY_HEADROOM * device.memory_free_bytes
-    if needed <= budget:
-        return False
-    notes.append(f"gradient checkpointing on: ~{needed / GIB:.0f} GiB for {tokens:,} tokens per micro-batch "
-                 f"without it, {device.memory_free_bytes / GIB:.0f} GiB free")
-    return True
+        # Nothing to estimate with: the user's word, else full fine-tuning (the most memory) and QLoRA (the smallest
+        # footprint, its reason to be) recompute.
+        config["activation_checkpointing"] = wanted == "true" or (wanted == "auto" and training_mode in ("full", "qlora"))
+        return None
+    rows, accumulation = int(config.get("per_device_train_batch_size") or 8), int(config.get("gradient_accumulation_steps") or 1)
+    work = method_workload(load.method, training_mode, rows=rows, accumulation=accumulation,
+                           max_length=int(config.get("max_length") or 1024), lora_rank=load.lora_rank,
+                           liger=bool(config.get("use_liger_kernel")), optimizer=str(config.get("optim")),
+                           prompt_tokens=load.prompt_tokens, completion_tokens=load.completion_tokens, beta=load.beta)
+    levers = method_levers(load.method, training_mode, wanted, bitsandbytes=device.bitsandbytes)
+    plan = plan_fit(model, work, device.memory_free_bytes, levers)
+    if not plan.fits:
+        config["activation_checkpointing"] = bool(levers.checkpointing)
+        notes.append(f"the memory estimate (~{plan.need.total / GIB:.1f} GiB, {device.memory_free_bytes / GIB:.1f} GiB free) "
+                     f"says this run does not fit; trying it as asked. {'; '.join(plan.advice)}")
+        return plan
+    recipe = plan.recipe
+    config.update(per_device_train_batch_size=recipe.rows, gradient_accumulation_steps=recipe.accumulation,
+                  activation_checkpointing=recipe.checkpointing)
+    if recipe.offload:
+        config["activation_offloading"] = True
+    if recipe.optimizer_8bit:
+        config["optim"] = "adamw_8bit"
+    notes.extend(plan.changes)
+    return plan
 
 
 def _liger(settings: dict[str, Any], device: DeviceCaps, notes: list[str]) -> bool:

@@ -7,9 +7,10 @@ import pandas as pd
 
 from ftapp.models import AddAdapterRequest
 from ftapp.services import Services
+from ui.choices import Picker
 from ui.errors import shows_errors
 from ui.tables import clicked_id, frame
-from ui.wiring import bind, check_removal, on_show
+from ui.wiring import PRIVATE, bind, check_removal, on_show
 
 # Lineage: which model it sits on, which prompt and run produced it (and how low that run's losses
 # ended), and what its own adapter_config.json says the base was (a mismatch with "base model" is
@@ -32,6 +33,8 @@ def final_losses(services: Services, run_id: str | None) -> tuple[str, str]:
 
 
 def list_adapters(services: Services) -> tuple[pd.DataFrame, gr.Dropdown, gr.Dropdown, gr.Dropdown]:
+    """The adapters with their lineage (base model, prompt, run and its last losses, id), then the choices of
+    the adapter, base model and prompt pickers."""
     adapters = services.adapters.list()
     models = {m.id: m.name for m in services.models.list()}
     prompts = {p.id: p.name for p in services.prompts.list()}
@@ -63,6 +66,7 @@ def _registered(services: Services, request: AddAdapterRequest) -> str:
 @shows_errors
 def register_local(services: Services, path: str, name: str, model_id: str | None, prompt_id: str | None,
                    description: str) -> str:
+    """Register a PEFT adapter directory on the server on its base model."""
     return _registered(services, AddAdapterRequest(
         name=name, model_id=model_id or "", type="project", location=path.strip() or None,
         prompt_id=prompt_id or None, description=description,
@@ -72,6 +76,7 @@ def register_local(services: Services, path: str, name: str, model_id: str | Non
 @shows_errors
 def register_hub(services: Services, hub_id: str, name: str, model_id: str | None, prompt_id: str | None,
                  description: str) -> str:
+    """Register a PEFT adapter on the Hugging Face Hub on its base model."""
     return _registered(services, AddAdapterRequest(
         name=name, model_id=model_id or "", type="huggingface", huggingface_name=hub_id.strip() or None,
         prompt_id=prompt_id or None, description=description,
@@ -80,6 +85,7 @@ def register_hub(services: Services, hub_id: str, name: str, model_id: str | Non
 
 @shows_errors
 def remove_adapter(services: Services, adapter_id: str | None, confirmed: bool) -> tuple[str, None, bool]:
+    """Forget an adapter (``confirmed`` must be true); its files stay where they are."""
     check_removal(adapter_id, confirmed, "an adapter")
     services.adapters.remove(adapter_id)
     return "Removed the adapter from the registry; its files were left where they are.", None, False
@@ -90,8 +96,8 @@ def render(services: Services) -> None:
         with gr.Accordion("Register an adapter", open=True):
             with gr.Row():
                 name = gr.Textbox(label="Name")
-                base_model = gr.Dropdown(label="Base model", choices=[], value=None)
-                prompt = gr.Dropdown(label="Prompt it was trained with (optional)", choices=[], value=None)
+                base_model = Picker(label="Base model", choices=[], value=None)
+                prompt = Picker(label="Prompt it was trained with (optional)", choices=[], value=None)
             description = gr.Textbox(label="Description")
             with gr.Tabs():
                 with gr.Tab("Local directory", id="adapter-local"):
@@ -103,7 +109,7 @@ def render(services: Services) -> None:
             register_status = gr.Markdown()
         table = gr.Dataframe(label="Adapters (click a row to choose it)", interactive=False, wrap=True, max_height=360,
                              column_widths=COLUMN_WIDTHS)
-        chosen = gr.Dropdown(label="Adapter", choices=[], value=None)
+        chosen = Picker(label="Adapter", choices=[], value=None)
         with gr.Accordion("Remove the chosen adapter", open=False):
             confirm = gr.Checkbox(label="Yes, forget this adapter")
             remove_button = gr.Button("Remove adapter", variant="stop")
@@ -111,14 +117,17 @@ def render(services: Services) -> None:
 
     refresh = bind(list_adapters, services)
     outputs = [table, chosen, base_model, prompt]
-    on_show(tab, refresh, outputs)
+    on_show(tab, refresh, outputs, api_name="list_adapters")
     path_button.click(
         bind(register_local, services), [path, name, base_model, prompt, description], register_status,
-    ).success(refresh, outputs=outputs, show_progress="hidden")
+        api_name="register_adapter_local",
+    ).success(refresh, outputs=outputs, show_progress="hidden", api_visibility=PRIVATE)
     hub_button.click(
         bind(register_hub, services), [hub_id, name, base_model, prompt, description], register_status,
-    ).success(refresh, outputs=outputs, show_progress="hidden")
-    table.select(clicked_id, outputs=chosen, show_progress="hidden")
-    remove_button.click(bind(remove_adapter, services), [chosen, confirm], [remove_status, chosen, confirm]).success(
-        refresh, outputs=outputs, show_progress="hidden",
+        api_name="register_adapter_hub",
+    ).success(refresh, outputs=outputs, show_progress="hidden", api_visibility=PRIVATE)
+    table.select(clicked_id, outputs=chosen, show_progress="hidden", api_visibility=PRIVATE)
+    remove_button.click(bind(remove_adapter, services), [chosen, confirm], [remove_status, chosen, confirm],
+                        api_name="remove_adapter").success(
+        refresh, outputs=outputs, show_progress="hidden", api_visibility=PRIVATE,
     )

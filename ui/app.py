@@ -6,8 +6,8 @@ import gradio as gr
 
 from ftapp.demo import DemoCaps
 from ftapp.services import Services
+from ftapp.visitors import demo_services
 from ui import adapters, compare, configs, datasets, evaluate, export, home, models, prompts, runs, serve, settings, train
-from ui.visitors import VisitorServices
 
 
 def demo_notice(caps: DemoCaps) -> str:
@@ -21,13 +21,13 @@ def demo_notice(caps: DemoCaps) -> str:
 def build_app(services: Services) -> gr.Blocks:
     demo = services.settings.demo
     if demo:
-        # Every tab then sees the current visitor's services, through the same attribute names.
-        services = VisitorServices(services)  # type: ignore[assignment]
+        # The page is built with nobody's view; every event then gets its visitor's own (``ui.visitors.services_for``).
+        services = demo_services(services)
     # No analytics: the app runs offline and must not phone home at start.
     with gr.Blocks(title="ftapp — fine-tuning studio", analytics_enabled=False) as app:
         gr.Markdown("## ftapp — fine-tuning studio")
         if demo:
-            gr.Markdown(demo_notice(services.visitors.caps), elem_id="demo-notice")  # type: ignore[attr-defined]
+            gr.Markdown(demo_notice(services.visitor.caps), elem_id="demo-notice")  # type: ignore[union-attr]
         with gr.Tabs():
             home.render(services)
             datasets.render(services)

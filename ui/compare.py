@@ -16,9 +16,10 @@ import gradio as gr
 from ftapp.compare import MAX_ADAPTERS, TIE, CompareRequest, CompareSnapshot
 from ftapp.errors import FtappError
 from ftapp.services import Services
+from ui.choices import Picker
 from ui.compare_text import status_text, vote_text, worker_text
 from ui.errors import error_message, shows_errors
-from ui.wiring import bind
+from ui.wiring import PRIVATE, bind
 
 MAX_OUTPUTS = MAX_ADAPTERS + 1  # the adapters and the base model
 WORKER_POLL_S = 3.0
@@ -69,6 +70,7 @@ def template_choices(services: Services, dataset_id: str | None, prompt_id: str 
 
 @shows_errors
 def sample_row(services: Services, dataset_id: str | None, prompt_id: str | None, row: float | None) -> str:
+    """A dataset row rendered through a prompt's input template, as a prompt to compare on."""
     row_index = int(row) if row is not None and float(row).is_integer() else row
     return services.comparisons.sample_prompt(dataset_id or "", prompt_id or "", row_index)  # type: ignore[arg-type]
 
@@ -80,6 +82,7 @@ def worker_status(services: Services, model_id: str | None) -> str:
 
 @shows_errors
 def stop_worker(services: Services, model_id: str | None) -> tuple[str, str]:
+    """Stop the base model's inference worker, which frees its memory."""
     if not model_id:
         raise gr.Error("Choose a base model first.")
     stopped = services.comparisons.stop_worker(model_id)
@@ -133,7 +136,10 @@ def generate(services: Services, model_id: str | None, adapter_ids: list[str] | 
              chat: bool, max_new_tokens: float | None, do_sample: bool, temperature: float, top_p: float,
              top_k: float | None, repetition_penalty: float | None, seed: float | None,
              blind: bool) -> Iterator[list[Any]]:
-    """Stream one comparison: outputs are state, status, vote result, vote row, then ``_outputs``."""
+    """Answer one prompt with the base model and its adapters side by side, streaming.
+
+    Outputs are state, status, vote result, vote row, then ``_outputs``.
+    """
     request = compare_request(model_id, adapter_ids, include_base, prompt, chat, max_new_tokens, do_sample, temperature,
                               top_p, top_k, repetition_penalty, seed, blind)
     first = True
@@ -146,7 +152,7 @@ def generate(services: Services, model_id: str | None, adapter_ids: list[str] | 
 
 @shows_errors
 def cast_vote(services: Services, index: int | None, snapshot: CompareSnapshot | None) -> list[Any]:
-    """Store the vote (``index`` None: a tie), then reveal the names behind blind labels and close voting."""
+    """Vote on the last comparison (``index`` None: a tie), then reveal the names behind blind labels and close voting."""
     if snapshot is None:
         raise gr.Error("Generate first, then vote.")
     labels = snapshot.comparison.labels
@@ -159,18 +165,20 @@ def cast_vote(services: Services, index: int | None, snapshot: CompareSnapshot |
 
 
 def _vote_handler(services: Services, index: int | None) -> Callable[[CompareSnapshot | None], list[Any]]:
-    handler = functools.partial(cast_vote, services, index)
-    handler.__name__ = f"vote_{'tie' if index is None else index}"  # type: ignore[attr-defined]
-    return handler
+    def vote(services: Services, snapshot: CompareSnapshot | None) -> list[Any]:
+        return cast_vote(services, index, snapshot)
+
+    vote.__name__, vote.__doc__ = f"vote_{'tie' if index is None else index}", cast_vote.__doc__
+    return bind(vote, services)  # each vote with its visitor's services
 
 
 def render(services: Services) -> None:
     with gr.Tab("Compare", id="compare") as tab:
         gr.Markdown(INTRO)
         with gr.Row(equal_height=True):
-            model = gr.Dropdown(label="Base model", choices=[], value=None, elem_id="compare-model", scale=2)
-            adapters = gr.Dropdown(label="Adapters", choices=[], value=[], multiselect=True, max_choices=MAX_ADAPTERS,
-                                   elem_id="compare-adapters", scale=4)
+            model = Picker(label="Base model", choices=[], value=None, elem_id="compare-model", scale=2)
+            adapters = Picker(label="Adapters", choices=[], value=[], multiselect=True, max_choices=MAX_ADAPTERS,
+                              elem_id="compare-adapters", scale=4)
             with gr.Column(scale=2, min_width=220):
                 include_base = gr.Checkbox(label="Include the base model", value=True, elem_id="compare-include-base")
                 blind = gr.Checkbox(label="Blind A/B: hide which output is which until I vote", value=False,
@@ -179,8 +187,8 @@ def render(services: Services) -> None:
                             placeholder="Type a prompt, or take one from a dataset row below.")
         with gr.Accordion("Take the prompt from a dataset row (rendered through a prompt's input template)", open=False):
             with gr.Row():
-                dataset = gr.Dropdown(label="Dataset", choices=[], value=None, elem_id="compare-dataset")
-                template = gr.Dropdown(label="Prompt template", choices=[], value=None, elem_id="compare-template")
+                dataset = Picker(label="Dataset", choices=[], value=None, elem_id="compare-dataset")
+                template = Picker(label="Prompt template", choices=[], value=None, elem_id="compare-template")
                 row = gr.Number(label="Row", value=0, precision=0, minimum=0, elem_id="compare-row")
                 sample = gr.Button("Use this row", elem_id="compare-sample", scale=0, min_width=140)
             chat = gr.Checkbox(label="Send as a chat turn (through the tokenizer's chat template)", value=False,
@@ -221,18 +229,24 @@ def render(services: Services) -> None:
     choices = [model, adapters, dataset, template, worker]
     # Not ui.wiring.on_show: with inputs, gr.on(None) also fires on every change of them, and
     # choosing a dataset would then re-run this and drop the adapters already chosen.
-    gr.on(None, bind(show_choices, services), outputs=choices, show_progress="hidden")  # page load only
-    tab.select(bind(show_choices, services), [model, dataset, adapters], choices, show_progress="hidden")
-    model.input(bind(pick_model, services), model, [adapters, worker], show_progress="hidden")
-    dataset.input(bind(template_choices, services), [dataset, template], template, show_progress="hidden")
-    sample.click(bind(sample_row, services), [dataset, template, row], prompt)
+    gr.on(None, bind(show_choices, services), outputs=choices, show_progress="hidden",  # page load only
+          api_visibility=PRIVATE)
+    tab.select(bind(show_choices, services), [model, dataset, adapters], choices, show_progress="hidden",
+               api_visibility=PRIVATE)
+    model.input(bind(pick_model, services), model, [adapters, worker], show_progress="hidden", api_visibility=PRIVATE)
+    dataset.input(bind(template_choices, services), [dataset, template], template, show_progress="hidden",
+                  api_visibility=PRIVATE)
+    sample.click(bind(sample_row, services), [dataset, template, row], prompt, api_name="sample_row")
     settings = [max_new_tokens, do_sample, temperature, top_p, top_k, repetition_penalty, seed]
     generate_button.click(
         bind(generate, services), [model, adapters, include_base, prompt, chat, *settings, blind],
         [shown, status, vote_result, vote_row, *columns, *boxes, *votes, tie], show_progress="minimal",
-    ).then(bind(worker_status, services), model, worker, show_progress="hidden")
+        api_name="generate_answers",
+    ).then(bind(worker_status, services), model, worker, show_progress="hidden", api_visibility=PRIVATE)
+    vote_outputs = [vote_result, *boxes, *votes, tie]
     for index, button in enumerate(votes):
-        button.click(_vote_handler(services, index), shown, [vote_result, *boxes, *votes, tie])
-    tie.click(_vote_handler(services, None), shown, [vote_result, *boxes, *votes, tie])
-    stop.click(bind(stop_worker, services), model, [stop_result, worker])
-    timer.tick(bind(worker_status, services), model, worker, show_progress="hidden", concurrency_limit=None)
+        button.click(_vote_handler(services, index), shown, vote_outputs, api_name=f"vote_{index}")
+    tie.click(_vote_handler(services, None), shown, vote_outputs, api_name="vote_tie")
+    stop.click(bind(stop_worker, services), model, [stop_result, worker], api_name="stop_worker")
+    timer.tick(bind(worker_status, services), model, worker, show_progress="hidden", concurrency_limit=None,
+               api_visibility=PRIVATE)

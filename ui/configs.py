@@ -10,9 +10,10 @@ import pandas as pd
 
 from ftapp.prompts import CONFIG_TYPES, SCHEMAS, AddConfigRequest, defaults, help_text
 from ftapp.services import Services
+from ui.choices import Picker
 from ui.errors import shows_errors
 from ui.tables import clicked_id, frame
-from ui.wiring import bind, check_removal, on_show
+from ui.wiring import PRIVATE, bind, check_removal, on_show
 
 LIST_COLUMNS = ["type", "name", "preset", "family", "description", "added", "id"]
 COLUMN_WIDTHS = ["15%", "14%", "6%", "8%", "26%", "11%", "20%"]  # keeps empty columns readable
@@ -29,6 +30,7 @@ def presets_markdown(services: Services) -> str:
 
 
 def list_configs(services: Services, config_type: str | None = None) -> tuple[pd.DataFrame, gr.Dropdown]:
+    """The stored configs of one type (or "all types"), presets included, and the picker's choices."""
     records = services.configs.list(None if config_type in (None, ALL_TYPES) else config_type)
     rows = [
         {"type": r.type, "name": r.name, "preset": "yes" if r.is_default else "", "family": r.model_family,
@@ -88,6 +90,7 @@ def config_template(config_type: str) -> tuple[gr.Code, gr.Dataframe]:
 @shows_errors
 def save_config(services: Services, config_type: str, text: str, name: str, model_family: str,
                 description: str) -> str:
+    """Store a config of a type (JSON; YAML for axolotl), checked against the type's fields."""
     result = services.configs.add(AddConfigRequest(
         type=config_type, config=text, description=description, model_family=model_family.strip(),
         name=name.strip() or None,
@@ -99,6 +102,7 @@ def save_config(services: Services, config_type: str, text: str, name: str, mode
 
 @shows_errors
 def show_config(services: Services, config_id: str | None) -> gr.Code:
+    """A stored config's content."""
     if not config_id:
         return gr.Code(value="", visible=False)
     record = services.configs.get(config_id)
@@ -109,6 +113,7 @@ def show_config(services: Services, config_id: str | None) -> gr.Code:
 
 @shows_errors
 def remove_config(services: Services, config_id: str | None, confirmed: bool) -> tuple[str, None, bool]:
+    """Remove a config (``confirmed`` must be true); presets cannot be removed."""
     check_removal(config_id, confirmed, "a config")
     services.configs.remove(config_id)
     return "Removed the config.", None, False
@@ -136,7 +141,7 @@ def render(services: Services) -> None:
             filter_type = gr.Dropdown(label="Show", choices=[ALL_TYPES, *CONFIG_TYPES], value=ALL_TYPES, scale=0, min_width=260)
         table = gr.Dataframe(label="Configs (click a row to see it)", interactive=False, wrap=True, max_height=360,
                              column_widths=COLUMN_WIDTHS)
-        chosen = gr.Dropdown(label="Config", choices=[], value=None)
+        chosen = Picker(label="Config", choices=[], value=None)
         stored = gr.Code(label="Stored content", language="json", interactive=False, max_lines=30, visible=False)
         with gr.Accordion("Remove the chosen config", open=False):
             confirm = gr.Checkbox(label="Yes, remove this config (presets cannot be removed)")
@@ -145,13 +150,16 @@ def render(services: Services) -> None:
 
     on_show(tab, bind(show_presets_and_configs, services), [presets, table, chosen, filter_type])
     listing = bind(list_configs, services)
-    config_type.change(config_template, config_type, [editor, help_table], show_progress="hidden")
+    config_type.change(config_template, config_type, [editor, help_table], show_progress="hidden", api_visibility=PRIVATE)
+    # Before the private events that also call list_configs: gradio suffixes a name already taken (list_configs_1).
+    filter_type.change(listing, filter_type, [table, chosen], show_progress="hidden", api_name="list_configs")
     save_button.click(
         bind(save_config, services), [config_type, editor, name, model_family, description], save_status,
-    ).success(listing, filter_type, [table, chosen], show_progress="hidden")
-    filter_type.change(listing, filter_type, [table, chosen], show_progress="hidden")
-    table.select(clicked_id, outputs=chosen, show_progress="hidden")
-    chosen.change(bind(show_config, services), chosen, stored)
-    remove_button.click(bind(remove_config, services), [chosen, confirm], [remove_status, chosen, confirm]).success(
-        listing, filter_type, [table, chosen], show_progress="hidden",
+        api_name="save_config",
+    ).success(listing, filter_type, [table, chosen], show_progress="hidden", api_visibility=PRIVATE)
+    table.select(clicked_id, outputs=chosen, show_progress="hidden", api_visibility=PRIVATE)
+    chosen.change(bind(show_config, services), chosen, stored, api_name="show_config")
+    remove_button.click(bind(remove_config, services), [chosen, confirm], [remove_status, chosen, confirm],
+                        api_name="remove_config").success(
+        listing, filter_type, [table, chosen], show_progress="hidden", api_visibility=PRIVATE,
     )

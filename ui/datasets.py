@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import gradio as gr
 import pandas as pd
 
 from ftapp.datasets import AddDatasetRequest
 from ftapp.services import Services
+from ui.choices import Picker
 from ui.errors import shows_errors
 from ui.tables import clicked_id, frame
-from ui.wiring import bind, check_removal, on_show, picker
+from ui.wiring import PRIVATE, bind, check_removal, on_show, picker
 
 PAGE_SIZE = 10
 FILE_TYPES = [".csv", ".json", ".jsonl", ".parquet"]
@@ -36,6 +38,7 @@ def source_label(record) -> str:
 
 
 def list_datasets(services: Services, selected: str | None = None) -> tuple[pd.DataFrame, gr.Dropdown]:
+    """The registered datasets (name, format, rows, source, id) and the picker's choices."""
     records = services.datasets.list()
     rows = [
         {"name": r.name, "format": r.format, "rows": r.num_rows, "type": r.type,
@@ -57,6 +60,7 @@ def _imported(services: Services, request: AddDatasetRequest) -> tuple[str, str]
 
 @shows_errors
 def import_upload(services: Services, upload: str | None, name: str, description: str) -> tuple[str, str]:
+    """Import an uploaded CSV, JSON, JSONL or Parquet file (copied into the home)."""
     # An absent upload still goes to the service, so the user sees its DS-003 message.
     origin = f"upload: {Path(upload).name}" if upload else None
     return _imported(services, AddDatasetRequest(name=name.strip(), location=upload or None, description=description, origin=origin))
@@ -64,12 +68,14 @@ def import_upload(services: Services, upload: str | None, name: str, description
 
 @shows_errors
 def import_path(services: Services, path: str, name: str, description: str) -> tuple[str, str]:
+    """Import a file or Hugging Face dataset directory on the server (copied into the home)."""
     return _imported(services, AddDatasetRequest(name=name.strip(), location=path.strip() or None, description=description))
 
 
 @shows_errors
 def import_hub(services: Services, hub_id: str, hf_config: str, hf_split: str, name: str,
                description: str) -> tuple[str, str]:
+    """Import a dataset from the Hugging Face Hub (one config and split)."""
     return _imported(services, AddDatasetRequest(
         name=name.strip(), huggingface_name=hub_id.strip() or None, hf_config=hf_config.strip() or None,
         hf_split=hf_split.strip() or None, description=description,
@@ -78,6 +84,7 @@ def import_hub(services: Services, hub_id: str, hf_config: str, hf_split: str, n
 
 @shows_errors
 def describe_dataset(services: Services, dataset_id: str | None) -> tuple[str, gr.Column]:
+    """A dataset's format, rows, source and column statistics (markdown)."""
     if not dataset_id:
         return "", gr.Column(visible=False)
     record = services.datasets.get(dataset_id)
@@ -106,25 +113,32 @@ def describe_dataset(services: Services, dataset_id: str | None) -> tuple[str, g
     return "\n".join(lines), gr.Column(visible=True)
 
 
-Page = tuple[gr.Dataframe, str, int, int | None]  # rows, "Rows 11–20 of 1,000", offset, total
+class Page(NamedTuple):
+    """One page of a dataset's rows."""
+
+    rows: Any  # a gr.Dataframe
+    label: str  # "Rows 11–20 of 1,000"
+    offset: int
+    total: int | None
 
 
 def _page(services: Services, dataset_id: str | None, offset: int) -> Page:
     if not dataset_id:
-        return gr.Dataframe(value=None), "", 0, None
+        return Page(rows=gr.Dataframe(value=None), label="", offset=0, total=None)
     page = services.datasets.preview(dataset_id, offset, PAGE_SIZE)
     columns = list(dict.fromkeys(key for row in page.rows for key in row))
     # Equal widths: otherwise the first long text column takes the row and the rest scroll away.
     table = gr.Dataframe(value=frame(page.rows, columns), column_widths=[f"{100 / max(len(columns), 1):.1f}%"] * len(columns))
     if not page.rows:
-        return table, f"No rows from {offset + 1} on.", page.offset, page.total
+        return Page(rows=table, label=f"No rows from {offset + 1} on.", offset=page.offset, total=page.total)
     last = page.offset + len(page.rows)
     of_total = f" of {page.total:,}" if page.total is not None else ""
-    return table, f"Rows {page.offset + 1}–{last}{of_total}", page.offset, page.total
+    return Page(rows=table, label=f"Rows {page.offset + 1}–{last}{of_total}", offset=page.offset, total=page.total)
 
 
 @shows_errors
 def first_page(services: Services, dataset_id: str | None) -> Page:
+    """The first rows of a dataset, as stored."""
     return _page(services, dataset_id, 0)
 
 
@@ -143,6 +157,7 @@ def previous_page(services: Services, dataset_id: str | None, offset: int) -> Pa
 @shows_errors
 def remove_dataset(services: Services, dataset_id: str | None, confirmed: bool,
                    with_prompts: bool) -> tuple[str, None, bool]:
+    """Remove a dataset and its copied file (``confirmed`` must be true); optionally the prompts written for it."""
     check_removal(dataset_id, confirmed, "a dataset")
     removed_prompts = services.datasets.remove(dataset_id, remove_prompts=with_prompts)
     extra = f" and its prompts {', '.join(removed_prompts)}" if removed_prompts else ""
@@ -173,7 +188,7 @@ def render(services: Services) -> None:
             import_status = gr.Markdown()
         table = gr.Dataframe(label="Datasets (click a row to preview it)", interactive=False, wrap=True, max_height=320,
                              column_widths=COLUMN_WIDTHS)
-        chosen = gr.Dropdown(label="Dataset", choices=[], value=None)
+        chosen = Picker(label="Dataset", choices=[], value=None)
         details = gr.Markdown()
         # Hidden until a dataset is chosen: an empty frame would show placeholder headers "1 2 3".
         with gr.Column(visible=False) as rows_view:
@@ -192,21 +207,22 @@ def render(services: Services) -> None:
             remove_status = gr.Markdown()
 
     refresh = bind(list_datasets, services)
-    on_show(tab, refresh, [table, chosen])
+    on_show(tab, refresh, [table, chosen], api_name="list_datasets")
     for button, handler, inputs in (
         (upload_button, import_upload, [upload, name, description]),
         (path_button, import_path, [path, name, description]),
         (hub_button, import_hub, [hub_id, hf_config, hf_split, name, description]),
     ):
-        button.click(bind(handler, services), inputs, [import_status, imported_id]).success(
-            refresh, inputs=imported_id, outputs=[table, chosen], show_progress="hidden",
+        button.click(bind(handler, services), inputs, [import_status, imported_id], api_name=handler.__name__).success(
+            refresh, inputs=imported_id, outputs=[table, chosen], show_progress="hidden", api_visibility=PRIVATE,
         )
-    table.select(clicked_id, outputs=chosen, show_progress="hidden")
-    chosen.change(bind(describe_dataset, services), chosen, [details, rows_view])
-    page_outputs = [preview, page_label, offset, total]
-    chosen.change(bind(first_page, services), chosen, page_outputs)
-    next_button.click(bind(next_page, services), [chosen, offset, total], page_outputs)
-    previous_button.click(bind(previous_page, services), [chosen, offset], page_outputs)
+    table.select(clicked_id, outputs=chosen, show_progress="hidden", api_visibility=PRIVATE)
+    chosen.change(bind(describe_dataset, services), chosen, [details, rows_view], api_name="describe_dataset")
+    page_outputs = Page(rows=preview, label=page_label, offset=offset, total=total)
+    chosen.change(bind(first_page, services), chosen, page_outputs, api_name="preview_dataset")
+    next_button.click(bind(next_page, services), [chosen, offset, total], page_outputs, api_visibility=PRIVATE)
+    previous_button.click(bind(previous_page, services), [chosen, offset], page_outputs, api_visibility=PRIVATE)
     remove_button.click(
         bind(remove_dataset, services), [chosen, confirm, with_prompts], [remove_status, chosen, confirm],
-    ).success(refresh, outputs=[table, chosen], show_progress="hidden")
+        api_name="remove_dataset",
+    ).success(refresh, outputs=[table, chosen], show_progress="hidden", api_visibility=PRIVATE)

@@ -2,29 +2,57 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import gradio as gr
 
-from ftapp.evaluation import Combination, EvaluationRequest
+from ftapp.evaluation import DEFAULT_RUBRIC, Combination, EvaluationRequest, JudgeRequest, parse_task_names
 from ftapp.prompts import GenerationSettings, help_text
 from ftapp.run_vocabulary import RunStatus
 from ftapp.services import Services
+from ui.choices import Picker
 from ui.errors import shows_errors
 from ui.evaluation_view import aggregate_html, rows_html
-from ui.run_text import FINISHED, progress_bar, progress_fraction, status_label
+from ui.polling import Drawn, relabels, settled
+from ui.run_text import progress_bar, progress_fraction, status_label
 from ui.train_form import device_choices
 from ui.train_method import REWARD_COLUMNS, reward_rows, rewards_from_table
-from ui.wiring import bind, on_show, run_picker
+from ui.wiring import PRIVATE, bind, bind_request, named_inputs, on_show, run_picker, unchanged
 
 POLL_S = 1.0
 GENERATION_HELP = help_text(GenerationSettings)
 NOTHING_CHOSEN = "No evaluation chosen. Pick a dataset, a prompt, a model and its adapters, then **Evaluate**."
 ROWS_HELP = ("By default the rows each adapter's training run held out (its validation split), so no adapter is scored "
              "on rows it trained on; without such an adapter, a seeded fraction of the dataset.")
+BENCHMARKS_HELP = ("Standard benchmarks through [lm-evaluation-harness](https://github.com/EleutherAI/lm-evaluation-harness), "
+                   "which builds the prompts and scores the answers, so the numbers compare with published ones. Every "
+                   "combination of the base model answers in the same batches. Tasks whose data is on the Hub need the network "
+                   "once; a local folder of task YAML files works offline. The dataset is optional when benchmarks are given.")
+JUDGE_HELP = ("A model compares each combination's answer with #1's, row by row, in both orders (A/B, then B/A) so that a "
+              "preference for one position cancels out. Its win/tie/loss rates join the table, its verdicts the rows; blind "
+              "votes of the Compare tab between the same two count in win_rate too.")
 REWARDS_HELP = ("Score every generated answer against its row's reference with the ticked rewards, as GRPO scores them: "
                 "the table gets `reward` (their weighted sum) and `reward/<kind>`. None ticked: the rewards of the "
                 "adapters' GRPO run, when they come from one. Preference datasets are scored by likelihood instead.")
+
+
+class Choices(NamedTuple):
+    """The pickers filled from the database, in one order: inputs and outputs of ``refresh_form``."""
+
+    dataset: Any
+    prompt: Any
+    model: Any
+    adapters: Any
+    devices: Any
+
+
+class EvaluationView(NamedTuple):
+    """The chosen evaluation: its progress, the scores per combination and the answers row by row."""
+
+    status: Any
+    aggregate: Any
+    rows: Any
+    drawn: Any  # a ui.polling.Drawn, kept in a gr.State for the timer
 
 
 def _keep(choices: list[tuple[str, str]], selected: Any, multi: bool = False) -> Any:
@@ -36,7 +64,7 @@ def _keep(choices: list[tuple[str, str]], selected: Any, multi: bool = False) ->
 
 @shows_errors
 def refresh_form(services: Services, dataset_id: str | None, prompt_id: str | None, model_id: str | None,
-                 adapter_ids: list[str] | None, devices: str | None) -> tuple[gr.Dropdown, ...]:
+                 adapter_ids: list[str] | None, devices: str | None) -> Choices:
     datasets = [(f"{d.name} ({d.num_rows if d.num_rows is not None else '?'} rows)", d.id) for d in services.datasets.list()]
     dataset_id = _keep(datasets, dataset_id)
     prompts = [(p.name, p.id) for p in services.prompts.list() if p.dataset_id == dataset_id]
@@ -44,34 +72,48 @@ def refresh_form(services: Services, dataset_id: str | None, prompt_id: str | No
     model_id = _keep(models, model_id)
     adapters = [(a.name, a.id) for a in services.adapters.list() if a.model_id == model_id]
     machine = device_choices(services.machine())
-    return (
-        gr.Dropdown(choices=datasets, value=dataset_id),
-        gr.Dropdown(choices=prompts, value=_keep(prompts, prompt_id)),
-        gr.Dropdown(choices=models, value=model_id),
-        gr.Dropdown(choices=adapters, value=_keep(adapters, adapter_ids, multi=True)),
-        gr.Dropdown(choices=machine, value=_keep(machine, devices)),
+    return Choices(
+        dataset=gr.Dropdown(choices=datasets, value=dataset_id),
+        prompt=gr.Dropdown(choices=prompts, value=_keep(prompts, prompt_id)),
+        model=gr.Dropdown(choices=models, value=model_id),
+        adapters=gr.Dropdown(choices=adapters, value=_keep(adapters, adapter_ids, multi=True)),
+        devices=gr.Dropdown(choices=machine, value=_keep(machine, devices)),
     )
 
 
 def evaluation_request(dataset_id: str | None, prompt_id: str | None, model_id: str | None, adapter_ids: list[str] | None,
                        include_base: bool, fraction: float, max_rows: float | None, max_new_tokens: float,
-                       batch_size: float, devices: str | None, rewards: Any = None) -> EvaluationRequest:
+                       batch_size: float, devices: str | None, rewards: Any = None, benchmarks: str | None = None,
+                       benchmark_dir: str | None = None, benchmark_limit: float | None = None, judge_model_id: str | None = None,
+                       judge_url: str | None = None, judge_api_model: str | None = None, judge_key: str | None = None,
+                       judge_rubric: str | None = None) -> EvaluationRequest:
     combos = ([Combination(model_id or "")] if include_base else []) + [Combination(model_id or "", a) for a in adapter_ids or []]
+    judge = JudgeRequest(model_id=judge_model_id or None, url=(judge_url or "").strip() or None, api_model=judge_api_model or None,
+                         api_key_name=(judge_key or "").strip() or None, rubric=judge_rubric) if judge_model_id or judge_url else None
     return EvaluationRequest(
         dataset_id=dataset_id or "", prompt_id=prompt_id or "", combinations=tuple(combos), gpus=devices or "auto",
         generation={"max_new_tokens": int(max_new_tokens)}, dataset_fraction=float(fraction),
         max_rows=int(max_rows) if max_rows else None, batch_size=int(batch_size),
         rewards=rewards_from_table(rewards) or None,  # none ticked: the adapters' GRPO rewards
+        benchmarks=parse_task_names(benchmarks or ""), benchmark_dir=(benchmark_dir or "").strip() or None,
+        benchmark_limit=int(benchmark_limit) if benchmark_limit else None, judge=judge,
     )
 
 
 @shows_errors
-def start_evaluation(services: Services, *form: Any) -> tuple[str, gr.Dropdown]:
-    run = services.evaluations.submit(evaluation_request(*form))
+def start_evaluation(services: Services, request: EvaluationRequest) -> tuple[str, gr.Dropdown]:
+    """Queue an evaluation of the base model and adapters on held-out rows; returns the evaluations, it chosen."""
+    run = services.evaluations.submit(request)
     return f"Queued evaluation `{run.id[:8]}`: {run.name}.", list_evaluations(services, run.id)
 
 
+def judge_models(services: Services, selected: str | None) -> gr.Dropdown:
+    choices = [("(no judge)", "")] + [(m.name, m.id) for m in services.models.list()]
+    return gr.Dropdown(choices=choices, value=_keep(choices, selected))
+
+
 def list_evaluations(services: Services, selected: str | None = None) -> gr.Dropdown:
+    """The evaluations, newest first, as the picker's choices (label, run id)."""
     return run_picker(services.evaluations.list(), selected)
 
 
@@ -84,35 +126,33 @@ def status_markdown(run: Any, answers: int, expected: int) -> str:
     return f"### {status_label(run.status)} · {run.name}\n\n{line}  \nRun id `{run.id}` · see the Runs tab for its log"
 
 
-def signature(run: Any, only_disagreements: bool) -> str:
-    return f"{run.id}|{run.status}|{run.events_offset}|{only_disagreements}"
+def drawn(run: Any, only_disagreements: bool) -> Drawn:
+    return Drawn(run.id, run.status, (run.events_offset, bool(only_disagreements)))
 
 
 @shows_errors
-def show_evaluation(services: Services, run_id: str | None, only_disagreements: bool) -> tuple[str, str, str, str]:
+def show_evaluation(services: Services, run_id: str | None, only_disagreements: bool) -> EvaluationView:
+    """One evaluation: progress, scores per combination (HTML) and the answers row by row (HTML)."""
     if not run_id:
-        return NOTHING_CHOSEN, "", "", ""
+        return EvaluationView(status=NOTHING_CHOSEN, aggregate="", rows="", drawn=None)
     results = services.evaluations.results(run_id)
-    return (status_markdown(results.run, results.answers, results.expected), aggregate_html(results),
-            rows_html(results, only_disagreements), signature(results.run, only_disagreements))
+    return EvaluationView(status=status_markdown(results.run, results.answers, results.expected),
+                          aggregate=aggregate_html(results), rows=rows_html(results, only_disagreements),
+                          drawn=drawn(results.run, only_disagreements))
 
 
 @shows_errors
-def poll_evaluation(services: Services, run_id: str | None, shown: str | None, only_disagreements: bool) -> tuple[Any, ...]:
+def poll_evaluation(services: Services, run_id: str | None, shown: Drawn | None, only_disagreements: bool) -> tuple[Any, ...]:
     """The timer's tick: redraw only when new events were stored; a finished run on screen costs nothing.
 
-    Outputs: the view, then the picker (whose labels carry the status, so redrawn when it changes).
+    Outputs: the ``EvaluationView``, then the picker (whose labels carry the status, so redrawn when it changes).
     """
-    skip = (gr.skip(),) * 5
-    if not run_id:
-        return skip
-    parts = (shown or "").split("|")
-    if len(parts) == 4 and parts[0] == run_id and parts[1] in FINISHED:
-        return skip
-    run = services.runs.get(run_id)
-    if signature(run, only_disagreements) == shown:
-        return skip
-    pick = list_evaluations(services, run_id) if parts[0] != run_id or parts[1] != run.status else gr.skip()
+    if settled(shown, run_id):
+        return (*unchanged(EvaluationView), gr.skip())
+    now = drawn(services.runs.get(run_id), only_disagreements)
+    if now == shown:
+        return (*unchanged(EvaluationView), gr.skip())
+    pick = list_evaluations(services, run_id) if relabels(shown, now) else gr.skip()
     return (*show_evaluation(services, run_id, only_disagreements), pick)
 
 
@@ -120,12 +160,12 @@ def render(services: Services) -> None:
     with gr.Tab("Evaluate", id="evaluate") as tab:
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
-                dataset = gr.Dropdown(label="Dataset", choices=[], elem_id="eval-dataset")
-                prompt = gr.Dropdown(label="Prompt (input → reference answer)", choices=[], elem_id="eval-prompt",
-                                     info="Optional for conversational and preference (chosen/rejected) datasets.")
-                model = gr.Dropdown(label="Base model", choices=[], elem_id="eval-model")
-                adapters = gr.Dropdown(label="Adapters (trained on this model)", choices=[], value=[], multiselect=True,
-                                       elem_id="eval-adapters")
+                dataset = Picker(label="Dataset", choices=[], elem_id="eval-dataset")
+                prompt = Picker(label="Prompt (input → reference answer)", choices=[], elem_id="eval-prompt",
+                                info="Optional for conversational and preference (chosen/rejected) datasets.")
+                model = Picker(label="Base model", choices=[], elem_id="eval-model")
+                adapters = Picker(label="Adapters (trained on this model)", choices=[], value=[], multiselect=True,
+                                  elem_id="eval-adapters")
                 include_base = gr.Checkbox(label="Include the base model alone as the baseline (#1)", value=True,
                                            elem_id="eval-include-base")
                 with gr.Accordion("Rows and generation", open=False):
@@ -137,37 +177,61 @@ def render(services: Services) -> None:
                                                info=GENERATION_HELP["max_new_tokens"], elem_id="eval-max-new-tokens")
                     batch_size = gr.Number(label="Rows per batch", value=16, precision=0, minimum=1, elem_id="eval-batch-size",
                                            info="Each row is answered by every combination of a base model in one batch.")
-                    devices = gr.Dropdown(label="Device", choices=[], elem_id="eval-devices")
+                    devices = Picker(label="Device", choices=[], elem_id="eval-devices")
                 with gr.Accordion("Rewards (GRPO)", open=False):
                     gr.Markdown(REWARDS_HELP)
                     rewards = gr.Dataframe(
                         value=[[False, *row[1:]] for row in reward_rows(services.settings.allows_custom_code)],
                         headers=REWARD_COLUMNS, datatype=["bool", "str", "number", "str", "str"], type="array",
                         interactive=True, wrap=True, static_columns=[1, 4], elem_id="eval-rewards", label="Rewards")
+                with gr.Accordion("Benchmarks (lm-evaluation-harness)", open=False):
+                    gr.Markdown(BENCHMARKS_HELP)
+                    benchmarks = gr.Textbox(label="lm-eval tasks", placeholder="mmlu, gsm8k, arc_easy", elem_id="eval-benchmarks")
+                    benchmark_dir = gr.Textbox(label="Local task folder (lm-eval YAML; empty: none)", elem_id="eval-benchmark-dir")
+                    benchmark_limit = gr.Number(label="At most this many documents per task (empty: all)", value=None, precision=0,
+                                                elem_id="eval-benchmark-limit")
+                with gr.Accordion("LLM judge", open=False):
+                    gr.Markdown(JUDGE_HELP)
+                    judge_model = Picker(label="Judge model", choices=[("(no judge)", "")], value="", elem_id="eval-judge-model")
+                    with gr.Row():
+                        judge_url = gr.Textbox(label="…or an OpenAI-compatible URL", placeholder="http://127.0.0.1:8000/v1",
+                                               elem_id="eval-judge-url")
+                        judge_api_model = gr.Textbox(label="Endpoint's model name", elem_id="eval-judge-api-model")
+                        judge_key = gr.Textbox(label="API key name (secrets store or environment)", elem_id="eval-judge-key")
+                    judge_rubric = gr.Textbox(label="Rubric: {input}, {reference}, {answer_a}, {answer_b}", value=DEFAULT_RUBRIC,
+                                              lines=8, elem_id="eval-judge-rubric")
                 start = gr.Button("▶ Evaluate", variant="primary", elem_id="eval-start")
                 started = gr.Markdown(elem_id="eval-started")
             with gr.Column(scale=3):
-                pick = gr.Dropdown(label="Evaluation (newest first)", choices=[], elem_id="eval-pick")
+                pick = Picker(label="Evaluation (newest first)", choices=[], elem_id="eval-pick")
                 status = gr.Markdown(NOTHING_CHOSEN, elem_id="eval-status")
                 aggregate = gr.HTML(elem_id="eval-aggregate")
                 only_disagreements = gr.Checkbox(label="Only rows where the combinations answer differently", value=False,
                                                  elem_id="eval-disagreements")
                 rows = gr.HTML(elem_id="eval-rows")
-        shown = gr.State("")
+        shown = gr.State(None)
         timer = gr.Timer(POLL_S)
 
-    form = [dataset, prompt, model, adapters, devices]
+    choices = Choices(dataset=dataset, prompt=prompt, model=model, adapters=adapters, devices=devices)
     refresh = bind(refresh_form, services)
-    on_show(tab, refresh, form, inputs=form)
-    on_show(tab, lambda selected: list_evaluations(services, selected), [pick], inputs=[pick])
-    dataset.change(refresh, form, form, show_progress="hidden")
-    model.change(refresh, form, form, show_progress="hidden")
-    view = [status, aggregate, rows, shown]
-    start.click(bind(start_evaluation, services),
-                [dataset, prompt, model, adapters, include_base, fraction, max_rows, max_new_tokens, batch_size, devices,
-                 rewards],
-                [started, pick])
-    pick.change(bind(show_evaluation, services), [pick, only_disagreements], view, show_progress="hidden")
-    only_disagreements.change(bind(show_evaluation, services), [pick, only_disagreements], view, show_progress="hidden")
+    on_show(tab, refresh, choices, inputs=choices)
+    on_show(tab, bind(list_evaluations, services), [pick], inputs=[pick], api_name="list_evaluations")
+    on_show(tab, bind(judge_models, services), [judge_model], inputs=[judge_model])
+    dataset.change(refresh, choices, choices, show_progress="hidden", api_visibility=PRIVATE)
+    model.change(refresh, choices, choices, show_progress="hidden", api_visibility=PRIVATE)
+    view = EvaluationView(status=status, aggregate=aggregate, rows=rows, drawn=shown)
+    form = named_inputs({
+        "dataset_id": dataset, "prompt_id": prompt, "model_id": model, "adapter_ids": adapters, "include_base": include_base,
+        "fraction": fraction, "max_rows": max_rows, "max_new_tokens": max_new_tokens, "batch_size": batch_size,
+        "devices": devices, "rewards": rewards, "benchmarks": benchmarks, "benchmark_dir": benchmark_dir,
+        "benchmark_limit": benchmark_limit, "judge_model_id": judge_model, "judge_url": judge_url, "judge_api_model": judge_api_model,
+        "judge_key": judge_key, "judge_rubric": judge_rubric,
+    }, evaluation_request)
+    start.click(bind_request(start_evaluation, services, evaluation_request), inputs_kwargs=form, outputs=[started, pick],
+                api_name="start_evaluation")
+    pick.change(bind(show_evaluation, services), [pick, only_disagreements], view, show_progress="hidden",
+                api_name="show_evaluation")
+    only_disagreements.change(bind(show_evaluation, services), [pick, only_disagreements], view, show_progress="hidden",
+                              api_visibility=PRIVATE)
     timer.tick(bind(poll_evaluation, services), [pick, shown, only_disagreements], [*view, pick],
-               show_progress="hidden", concurrency_limit=None)
+               show_progress="hidden", concurrency_limit=None, api_visibility=PRIVATE)

@@ -4,16 +4,19 @@ Pure functions of ``EvaluationResults``. Every dataset string is escaped: rows a
 Colours say what a reader scans for: green an answer equal to the reference, red one that is not,
 a bold border an answer that differs from the baseline's. Preference rows (DPO) show the pair and,
 per combination, its verdict: green when it finds the chosen answer likelier than the rejected one.
+An LLM judge's verdict on a combination's answer against #1's shows under it (win, tie or loss, each
+order's verdict, the judge's reasons on hover).
 """
 
 from __future__ import annotations
 
 from html import escape
 
-from ftapp.evaluation import LOWER_IS_BETTER, AnswerRow, EvaluationResults, metric_help
+from ftapp.evaluation import LOWER_IS_BETTER, AnswerRow, EvaluationResults, is_lower_better, metric_help
 
-LEADING = ("reward", "preference_accuracy", "reward_accuracy", "reward_margin", "mean_margin", "accuracy", "macro_f1", "exact_match", "token_f1", "rougeL", "rouge1", "rouge2", "bleu", "perplexity",
-           "mean_log_likelihood", "latency_s", "tokens_per_s")
+LEADING = ("win_rate", "tie_rate", "loss_rate", "ab_votes", "judge_win_rate", "reward", "preference_accuracy", "reward_accuracy", "reward_margin", "mean_margin", "accuracy", "macro_f1", "exact_match", "token_f1", "rougeL", "rouge1", "rouge2", "bleu", "perplexity",
+           "mean_log_likelihood", "mean_new_tokens", "batch_latency_s", "batch_tokens_per_s", "latency_s", "tokens_per_s")
+OUTCOME_COLOURS = {"win": "#137333", "loss": "#c5221f", "tie": "#666"}
 MAX_CELL_CHARS = 600
 GOOD, BAD, NEUTRAL = "#e6f4ea", "#fde8e8", "transparent"
 TABLE = "border-collapse:collapse;width:100%;font-size:0.9em"
@@ -34,7 +37,7 @@ def _delta(metric: str, delta: float | None) -> str:
         return ""
     if abs(delta) < 1e-12:
         return " <span style='color:#888'>(±0)</span>"
-    better = (delta < 0) if metric in LOWER_IS_BETTER else (delta > 0)
+    better = (delta < 0) if is_lower_better(metric) else (delta > 0)
     colour = "#137333" if better else "#c5221f"
     return f" <span style='color:{colour}'>({delta:+.3g})</span>"
 
@@ -52,7 +55,7 @@ def aggregate_html(results: EvaluationResults) -> str:
         cells += [(_number(combo.metrics[m]) + _delta(m, combo.deltas.get(m))) if m in combo.metrics else "" for m in metrics]
         body.append("<tr>" + "".join(f"<td style='{CELL}'>{c}</td>" for c in cells) + "</tr>")
     note = ("<p style='font-size:0.85em;color:#666'>Deltas are against #1 (green: better). Lower is better for "
-            f"{', '.join(sorted(LOWER_IS_BETTER))}. Rows: {escape(results.rows_from)}.{_method_note(metrics)} "
+            f"{', '.join(sorted(LOWER_IS_BETTER))} and lm-eval's perplexities and bits per byte. Rows: {escape(results.rows_from)}.{_method_note(metrics)} "
             "Hover a column name for what it measures.</p>")
     return f"<div style='{SCROLL}'><table style='{TABLE}' id='eval-aggregate-table'><tr>{head}</tr>{''.join(body)}</table></div>{note}"
 
@@ -114,7 +117,20 @@ def rows_html(results: EvaluationResults, only_disagreements: bool = False, limi
             output = row.outputs[position]
             colour = GOOD if _right(row, position) else BAD
             border = ";outline:2px solid #444" if position != 1 and baseline is not None and _verdict(row, position) != baseline else ""
-            cells.append(f"<td style='{CELL};background:{colour};white-space:pre-wrap{border}'>{_clip(output)}</td>")
+            cells.append(f"<td style='{CELL};background:{colour};white-space:pre-wrap{border}'>{_clip(output)}"
+                         f"{_judged(row, position)}</td>")
         body.append("<tr class='eval-row'>" + "".join(cells) + "</tr>")
     more = f"<p style='font-size:0.85em;color:#666'>Showing {min(limit, len(rows))} of {len(rows)} rows.</p>"
     return f"<div style='{SCROLL}'><table style='{TABLE}' id='eval-rows-table'><tr>{head}</tr>{''.join(body)}</table></div>{more}"
+
+
+def _judged(row: AnswerRow, position: int) -> str:
+    """The judge's verdict on this answer against #1's: the outcome, each order's verdict, its reasons on hover."""
+    verdict = row.verdicts.get(position)
+    if verdict is None:
+        return ""
+    reasons = f"#1 as A: {verdict.verdict_ab or '?'} - {verdict.reason_ab}\n\n#{position} as A: {verdict.verdict_ba or '?'} - {verdict.reason_ba}"
+    colour = OUTCOME_COLOURS.get(verdict.outcome, "#888")
+    return (f"<div class='eval-verdict' style='margin-top:4px;font-size:0.85em;color:{colour}' "
+            f"title='{escape(reasons[:2 * MAX_CELL_CHARS], quote=True)}'>judge: <b>{escape(verdict.outcome or 'no verdict')}</b> "
+            f"vs #1 ({escape(verdict.verdict_ab or '?')} / {escape(verdict.verdict_ba or '?')})</div>")

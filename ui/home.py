@@ -7,11 +7,12 @@ from typing import Any
 
 import gradio as gr
 
+from ftapp.demo_kit import REAL_MODEL_HINT
 from ftapp.run_vocabulary import RunStatus
 from ftapp.services import Services
 from ui.errors import shows_errors
 from ui.run_text import duration, local_time, progress_bar, progress_fraction, progress_text, status_label
-from ui.wiring import bind, on_show
+from ui.wiring import PRIVATE, bind, on_show
 
 RECENT_ADAPTERS = 5
 LIVE_REFRESH_S = 5.0  # progress on Home is a glance; the Runs tab is the place to watch a run closely
@@ -110,6 +111,7 @@ def live_summaries(services: Services) -> tuple[str, str]:
 
 @shows_errors
 def build_demo(services: Services) -> str:
+    """Build the offline demo model (no network) and register it with a demo dataset and prompt."""
     demo = services.demo.install()
     how = "Built the demo model and registered" if demo.built else "The demo model existed already; registered"
     return (
@@ -121,6 +123,22 @@ def build_demo(services: Services) -> str:
     )
 
 
+def real_model_help(services: Services) -> str:
+    """The Home tab's offer of the real model, or how to get it."""
+    if services.demo.real_model_request() is None:
+        return (f"A real instruct model (SmolLM2-135M-Instruct, Apache-2.0) is one install away: `{REAL_MODEL_HINT}`, "
+                "then restart the app. The tiny model above stays the quick fallback.")
+    return ("**SmolLM2-135M-Instruct** (135M parameters, Apache-2.0) is installed: add it as a base model to fine-tune "
+            "for real (converted once, about 30 s on two CPU cores; a CPU fine-tune takes minutes, not seconds).")
+
+
+@shows_errors
+def add_real_model(services: Services) -> str:
+    model = services.demo.install_real_model()
+    return (f"Registered **{model.name}** ({model.architecture}, {model.num_parameters or 0:,} parameters) from "
+            f"`{model.location or model.huggingface_name}`; choose it in the Train tab.")
+
+
 def render(services: Services) -> None:
     with gr.Tab("Home", id="home") as tab:
         with gr.Row(equal_height=False):
@@ -130,12 +148,21 @@ def render(services: Services) -> None:
         gr.Markdown(f"### Offline demo\n{DEMO_HELP}")
         demo_button = gr.Button("Build the offline demo", variant="secondary", scale=0)
         demo_result = gr.Markdown()
+        gr.Markdown(real_model_help(services))
+        real_button = gr.Button("Add the real model", variant="secondary", scale=0,
+                                visible=services.demo.real_model_request() is not None)
+        real_result = gr.Markdown()
         timer = gr.Timer(LIVE_REFRESH_S)  # inside the tab: in gr.Tabs it would count as a tab
     refresh = bind(summaries, services)
     on_show(tab, refresh, [machine, registry, demo_button])
     on_show(tab, bind(activity_summary, services), [activity])
-    timer.tick(bind(live_summaries, services), outputs=[machine, activity], show_progress="hidden")
+    timer.tick(bind(live_summaries, services), outputs=[machine, activity], show_progress="hidden", api_visibility=PRIVATE)
     # One build at a time: two concurrent builds would write the same model directory.
     demo_button.click(
         bind(build_demo, services), outputs=demo_result, concurrency_limit=1, concurrency_id="demo-build",
-    ).success(refresh, outputs=[machine, registry, demo_button], show_progress="hidden")
+        api_name="build_demo",
+    ).success(refresh, outputs=[machine, registry, demo_button], show_progress="hidden", api_visibility=PRIVATE)
+    real_button.click(
+        bind(add_real_model, services), outputs=real_result, concurrency_limit=1, concurrency_id="demo-build",
+        api_name="add_real_model",
+    ).success(refresh, outputs=[machine, registry, demo_button], show_progress="hidden", api_visibility=PRIVATE)

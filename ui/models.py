@@ -7,9 +7,10 @@ import pandas as pd
 
 from ftapp.models import AddModelRequest
 from ftapp.services import Services
+from ui.choices import Picker
 from ui.errors import shows_errors
 from ui.tables import clicked_id, frame
-from ui.wiring import bind, check_removal, on_show, picker
+from ui.wiring import PRIVATE, bind, check_removal, on_show, picker
 
 LIST_COLUMNS = ["name", "type", "architecture", "parameters", "source", "licence", "id"]
 # Without widths, an empty column shrinks until its header wraps one letter per line.
@@ -33,6 +34,7 @@ def _licence(record) -> str:
 
 
 def list_models(services: Services, selected: str | None = None) -> tuple[pd.DataFrame, gr.Dropdown]:
+    """The registered base models (name, type, architecture, parameters, source, licence, id) and the picker's choices."""
     records = services.models.list()
     rows = [
         {"name": r.name, "type": r.type, "architecture": r.architecture,
@@ -53,6 +55,7 @@ def _registered(services: Services, request: AddModelRequest) -> tuple[str, str]
 
 @shows_errors
 def register_hub(services: Services, hub_id: str, name: str, description: str) -> tuple[str, str]:
+    """Register a base model by its Hugging Face Hub id."""
     return _registered(services, AddModelRequest(
         type="huggingface", name=name.strip(), huggingface_name=hub_id.strip() or None, description=description,
     ))
@@ -60,6 +63,7 @@ def register_hub(services: Services, hub_id: str, name: str, description: str) -
 
 @shows_errors
 def register_local(services: Services, path: str, name: str, description: str) -> tuple[str, str]:
+    """Register a base model from a directory on the server."""
     return _registered(services, AddModelRequest(
         type="project", name=name.strip(), location=path.strip() or None, description=description,
     ))
@@ -68,6 +72,7 @@ def register_local(services: Services, path: str, name: str, description: str) -
 @shows_errors
 def register_from_registry(services: Services, registry_name: str, version: str, name: str,
                            description: str) -> tuple[str, str]:
+    """Register a base model from the MLflow model registry (a name and a version, default the latest)."""
     return _registered(services, AddModelRequest(
         type="model_registry", name=name.strip(), registry_name=registry_name.strip() or None,
         registry_version=version.strip() or None, description=description,
@@ -76,6 +81,7 @@ def register_from_registry(services: Services, registry_name: str, version: str,
 
 @shows_errors
 def describe_model(services: Services, model_id: str | None) -> tuple[str, gr.Button]:
+    """A model's source, type, licence and description (markdown)."""
     if not model_id:
         return "", gr.Button(interactive=False)
     record = services.models.get(model_id)
@@ -93,6 +99,7 @@ def describe_model(services: Services, model_id: str | None) -> tuple[str, gr.Bu
 
 @shows_errors
 def accept_license(services: Services, model_id: str | None) -> str:
+    """Record that you accept a gated model's licence."""
     if not model_id:
         raise gr.Error("Choose a model first.")
     record = services.models.accept_license(model_id)
@@ -101,6 +108,7 @@ def accept_license(services: Services, model_id: str | None) -> str:
 
 @shows_errors
 def remove_model(services: Services, model_id: str | None, confirmed: bool) -> tuple[str, None, bool]:
+    """Forget a model (``confirmed`` must be true); its files stay where they are."""
     check_removal(model_id, confirmed, "a model")
     services.models.remove(model_id)
     return "Removed the model from the registry; its files were left where they are.", None, False
@@ -117,7 +125,8 @@ def render(services: Services) -> None:
                     hub_id = gr.Textbox(label="Model id", placeholder="Qwen/Qwen2.5-0.5B-Instruct")
                     hub_button = gr.Button("Register from the Hub", variant="primary")
                 with gr.Tab("Local directory", id="model-local"):
-                    path = gr.Textbox(label="Directory with config.json (what save_pretrained wrote)",
+                    path = gr.Textbox(label="Directory with config.json (what save_pretrained wrote), or a .gguf file "
+                                            "(converted into the home)",
                                       placeholder="/models/my-model")
                     path_button = gr.Button("Register the directory", variant="primary")
                 with gr.Tab("MLflow registry", id="model-registry"):
@@ -128,7 +137,7 @@ def render(services: Services) -> None:
             register_status = gr.Markdown()
         table = gr.Dataframe(label="Models (click a row to choose it)", interactive=False, wrap=True, max_height=360,
                              column_widths=COLUMN_WIDTHS)
-        chosen = gr.Dropdown(label="Model", choices=[], value=None)
+        chosen = Picker(label="Model", choices=[], value=None)
         details = gr.Markdown()
         with gr.Row():
             accept_button = gr.Button("Accept the licence", interactive=False, scale=0, min_width=220)
@@ -140,20 +149,21 @@ def render(services: Services) -> None:
         new_id = gr.State(None)  # inside the tab: in gr.Tabs itself it would count as a tab
 
     refresh = bind(list_models, services)
-    on_show(tab, refresh, [table, chosen])
-    for button, handler, inputs in (
-        (hub_button, register_hub, [hub_id, name, description]),
-        (path_button, register_local, [path, name, description]),
-        (registry_button, register_from_registry, [registry_name, version, name, description]),
+    on_show(tab, refresh, [table, chosen], api_name="list_models")
+    for button, handler, inputs, api_name in (
+        (hub_button, register_hub, [hub_id, name, description], "register_model_hub"),
+        (path_button, register_local, [path, name, description], "register_model_local"),
+        (registry_button, register_from_registry, [registry_name, version, name, description], "register_model_registry"),
     ):
-        button.click(bind(handler, services), inputs, [register_status, new_id]).success(
-            refresh, inputs=new_id, outputs=[table, chosen], show_progress="hidden",
+        button.click(bind(handler, services), inputs, [register_status, new_id], api_name=api_name).success(
+            refresh, inputs=new_id, outputs=[table, chosen], show_progress="hidden", api_visibility=PRIVATE,
         )
-    table.select(clicked_id, outputs=chosen, show_progress="hidden")
-    chosen.change(bind(describe_model, services), chosen, [details, accept_button])
-    accept_button.click(bind(accept_license, services), chosen, accept_status).success(
-        refresh, outputs=[table, chosen], show_progress="hidden",
+    table.select(clicked_id, outputs=chosen, show_progress="hidden", api_visibility=PRIVATE)
+    chosen.change(bind(describe_model, services), chosen, [details, accept_button], api_name="describe_model")
+    accept_button.click(bind(accept_license, services), chosen, accept_status, api_name="accept_license").success(
+        refresh, outputs=[table, chosen], show_progress="hidden", api_visibility=PRIVATE,
     )
-    remove_button.click(bind(remove_model, services), [chosen, confirm], [remove_status, chosen, confirm]).success(
-        refresh, outputs=[table, chosen], show_progress="hidden",
+    remove_button.click(bind(remove_model, services), [chosen, confirm], [remove_status, chosen, confirm],
+                        api_name="remove_model").success(
+        refresh, outputs=[table, chosen], show_progress="hidden", api_visibility=PRIVATE,
     )

@@ -10,9 +10,10 @@ import pandas as pd
 from ftapp.errors import ValidationError
 from ftapp.prompts import CHAT_FORMATS, AddPromptRequest, Segment, chat_preview_by_id
 from ftapp.services import Services
+from ui.choices import Picker
 from ui.errors import shows_errors
 from ui.tables import clicked_id, frame
-from ui.wiring import bind, check_removal, on_show, picker
+from ui.wiring import PRIVATE, bind, check_removal, on_show, picker
 
 PREVIEW_ROWS = 3
 EMPTY_PREVIEW = "<p><i>Choose a dataset and write or generate templates to see them rendered on real rows.</i></p>"
@@ -33,6 +34,7 @@ CHAT_LEGEND = "**Conversations through the chat template** (highlighted: trained
 
 
 def list_prompts(services: Services) -> tuple[pd.DataFrame, gr.Dropdown, gr.Dropdown]:
+    """The saved prompts (name, dataset, completion template, id), then the prompt and dataset pickers' choices."""
     prompts = services.prompts.list()
     datasets = services.datasets.list()
     names = {d.id: d.name for d in datasets}
@@ -51,6 +53,7 @@ def list_prompts(services: Services) -> tuple[pd.DataFrame, gr.Dropdown, gr.Drop
 
 @shows_errors
 def generate_templates(services: Services, dataset_id: str | None) -> tuple[str, str, str, str]:
+    """Prompt, input and completion templates generated from a dataset's columns, and a note on them."""
     if not dataset_id:
         raise gr.Error("Choose a dataset first.")
     generated = services.prompts.generate(dataset_id)
@@ -121,6 +124,7 @@ def preview_chat(services: Services, dataset_id: str | None, model_id: str | Non
 @shows_errors
 def save_prompt(services: Services, name: str, dataset_id: str | None, prompt_template: str, input_template: str,
                 completion_template: str, description: str) -> str:
+    """Save a prompt: templates over a dataset's columns."""
     record = services.prompts.add(AddPromptRequest(
         name=name, dataset_id=dataset_id or "", prompt_template=prompt_template,
         input_template=input_template, completion_template=completion_template, description=description,
@@ -139,6 +143,7 @@ def show_prompt(services: Services, prompt_id: str | None) -> tuple[str, str, st
 
 @shows_errors
 def remove_prompt(services: Services, prompt_id: str | None, confirmed: bool) -> tuple[str, None, bool]:
+    """Remove a prompt (``confirmed`` must be true)."""
     check_removal(prompt_id, confirmed, "a prompt")
     services.prompts.remove(prompt_id)
     return "Removed the prompt.", None, False
@@ -147,13 +152,13 @@ def remove_prompt(services: Services, prompt_id: str | None, confirmed: bool) ->
 def render(services: Services) -> None:
     with gr.Tab("Prompts", id="prompts") as tab:
         with gr.Row():
-            dataset = gr.Dropdown(label="Dataset", choices=[], value=None, scale=2)
+            dataset = Picker(label="Dataset", choices=[], value=None, scale=2)
             generate_button = gr.Button("Generate from columns", scale=0, min_width=260)
         generated_note = gr.Markdown()
         is_chat = gr.State(False)
         with gr.Column(visible=False) as chat_block:
             gr.Markdown(CHAT_HELP)
-            chat_model = gr.Dropdown(label="Model (its chat template renders the conversations)", choices=[], value=None)
+            chat_model = Picker(label="Model (its chat template renders the conversations)", choices=[], value=None)
             gr.Markdown(CHAT_LEGEND)
             chat_preview = gr.HTML(EMPTY_CHAT_PREVIEW, max_height=620, padding=True, container=True)
         gr.Markdown(TEMPLATE_HELP)
@@ -172,7 +177,7 @@ def render(services: Services) -> None:
         save_status = gr.Markdown()
         table = gr.Dataframe(label="Prompts (click a row to load it into the editor)", interactive=False,
                              wrap=True, max_height=360, column_widths=COLUMN_WIDTHS)
-        chosen = gr.Dropdown(label="Prompt", choices=[], value=None)
+        chosen = Picker(label="Prompt", choices=[], value=None)
         with gr.Accordion("Remove the chosen prompt", open=False):
             confirm = gr.Checkbox(label="Yes, remove this prompt (adapters trained with it keep no prompt)")
             remove_button = gr.Button("Remove prompt", variant="stop")
@@ -180,24 +185,28 @@ def render(services: Services) -> None:
 
     refresh = bind(list_prompts, services)
     outputs = [table, chosen, dataset]
-    on_show(tab, refresh, outputs)
+    on_show(tab, refresh, outputs, api_name="list_prompts")
     on_show(tab, bind(list_chat_models, services), [chat_model], inputs=[chat_model])
     show_chat = bind(preview_chat, services)
-    dataset.change(bind(chat_mode, services), dataset, [chat_block, is_chat], show_progress="hidden").then(
-        show_chat, [dataset, chat_model, is_chat], chat_preview, show_progress="hidden",
+    dataset.change(bind(chat_mode, services), dataset, [chat_block, is_chat], show_progress="hidden",
+                   api_visibility=PRIVATE).then(
+        show_chat, [dataset, chat_model, is_chat], chat_preview, show_progress="hidden", api_visibility=PRIVATE,
     )
-    chat_model.change(show_chat, [dataset, chat_model, is_chat], chat_preview, show_progress="hidden")
+    chat_model.change(show_chat, [dataset, chat_model, is_chat], chat_preview, show_progress="hidden",
+                      api_visibility=PRIVATE)
     templates = [prompt_template, input_template, completion_template]
-    generate_button.click(bind(generate_templates, services), dataset, [*templates, generated_note])
+    generate_button.click(bind(generate_templates, services), dataset, [*templates, generated_note],
+                          api_name="generate_templates")
     gr.on(
         [dataset.change, *(t.change for t in templates)], bind(preview_prompt, services),
-        [dataset, *templates], preview, trigger_mode="always_last", show_progress="hidden",
+        [dataset, *templates], preview, trigger_mode="always_last", show_progress="hidden", api_name="preview_prompt",
     )
     save_button.click(
-        bind(save_prompt, services), [name, dataset, *templates, description], save_status,
-    ).success(refresh, outputs=outputs, show_progress="hidden")
-    table.select(clicked_id, outputs=chosen, show_progress="hidden")
-    chosen.change(bind(show_prompt, services), chosen, [dataset, *templates])
-    remove_button.click(bind(remove_prompt, services), [chosen, confirm], [remove_status, chosen, confirm]).success(
-        refresh, outputs=outputs, show_progress="hidden",
+        bind(save_prompt, services), [name, dataset, *templates, description], save_status, api_name="save_prompt",
+    ).success(refresh, outputs=outputs, show_progress="hidden", api_visibility=PRIVATE)
+    table.select(clicked_id, outputs=chosen, show_progress="hidden", api_visibility=PRIVATE)
+    chosen.change(bind(show_prompt, services), chosen, [dataset, *templates], api_name="show_prompt")
+    remove_button.click(bind(remove_prompt, services), [chosen, confirm], [remove_status, chosen, confirm],
+                        api_name="remove_prompt").success(
+        refresh, outputs=outputs, show_progress="hidden", api_visibility=PRIVATE,
     )

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from ftapp.runs import spec_dict
 from ftapp.services import Services
 from ui import charts
 from ui.errors import shows_errors
@@ -58,5 +59,5 @@ def compare_runs(services: Services, run_ids: Sequence[str] | None) -> tuple[go.
     # Name and short id only: the status icon and date would make every legend entry and column wide.
     labels = {run.id: f"{run.name or run.kind} · {run.id[:8]}" for run in runs}
     curves = {labels[run.id]: services.runs.metrics(run.id).get("loss", []) for run in runs}
-    specs = {labels[run.id]: json.loads(run.spec) for run in runs}
+    specs = {labels[run.id]: spec_dict(run) for run in runs}
     return charts.compare_figure(curves), spec_differences(specs)

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Any, NamedTuple
 
 import gradio as gr
 import pandas as pd
 
 from ftapp.run_vocabulary import LIVE, RESUMABLE, RunKind, RunStatus
+from ftapp.runs import TrainSpec, UnreadableSpecError, run_spec, spec_dict
 from ftapp.services import Services
 from ui import charts
+from ui.choices import Picker
 from ui.errors import shows_errors
+from ui.polling import Drawn, relabels, settled
 from ui.run_compare import compare_runs
 from ui.run_text import (
-    FINISHED,
     STATUS_ICONS,
     duration,
     elapsed_s,
@@ -26,7 +27,7 @@ from ui.run_text import (
     status_label,
 )
 from ui.tables import clicked_id, frame
-from ui.wiring import bind, on_show
+from ui.wiring import PRIVATE, bind, on_show, unchanged
 
 LOG_CHARS = 6000
 POLL_S = 1.0  # with the supervisor's 0.5 s ingest, a logged step reaches the page within ~2 s
@@ -42,8 +43,33 @@ FOLLOW_LOG = """() => {
   const box = document.querySelector('#runs-log textarea');
   if (box && document.activeElement !== box) { box.scrollTop = box.scrollHeight; }
 }"""
-# How many outputs the run view has (status … resume button, the two method charts, then the shown-signature state).
-VIEW_SIZE = 14
+
+
+class Listing(NamedTuple):
+    """The run list: the table, the picker and the runs offered for comparison."""
+
+    table: Any
+    pick: Any
+    compare: Any
+
+
+class RunView(NamedTuple):
+    """The chosen run, in the one order of its outputs: ``render`` fills it with widgets, the handlers with values."""
+
+    status: Any
+    loss_chart: Any
+    lr_chart: Any
+    grad_chart: Any
+    speed_chart: Any
+    log: Any
+    spec: Any
+    error: Any
+    produced: Any
+    cancel_button: Any
+    resume_button: Any
+    method_chart: Any  # the two method charts: DPO / GRPO runs only
+    method_detail_chart: Any
+    drawn: Any  # a ui.polling.Drawn, kept in a gr.State for the timer
 
 
 def _filtered(services: Services, status_filter: str | None) -> list:
@@ -65,29 +91,33 @@ def runs_frame(services: Services, runs: list) -> pd.DataFrame:
     return frame(rows, LIST_COLUMNS)
 
 
-def list_runs(services: Services, status_filter: str | None = ALL,
-              selected: str | None = None) -> tuple[pd.DataFrame, gr.Dropdown, gr.Dropdown]:
-    """The table and the picker (the chosen run while it is listed, else the newest) and compare choices."""
+def list_runs(services: Services, status_filter: str | None = ALL, selected: str | None = None) -> Listing:
+    """Runs of one status (or "all"), newest first: the table, the picker (the chosen run while it is listed,
+    else the newest) and the runs to compare."""
     runs = _filtered(services, status_filter)
     choices = [(run_label(r), r.id) for r in runs]
     ids = [r.id for r in runs]
     everything = runs if status_filter in (None, ALL) else _filtered(services, ALL)
-    return (
-        runs_frame(services, runs),
-        gr.Dropdown(choices=choices, value=selected if selected in ids else (ids[0] if ids else None)),
-        gr.Dropdown(choices=[(run_label(r), r.id) for r in everything]),
+    return Listing(
+        table=runs_frame(services, runs),
+        pick=gr.Dropdown(choices=choices, value=selected if selected in ids else (ids[0] if ids else None)),
+        compare=gr.Dropdown(choices=[(run_label(r), r.id) for r in everything]),
     )
 
 
 def show_runs(services: Services, status_filter: str | None, selected: str | None,
-              newest_seen: str | None) -> tuple[pd.DataFrame, gr.Dropdown, gr.Dropdown, str | None]:
+              newest_seen: str | None) -> tuple[Any, ...]:
     """The listing when the tab opens: a run started since the last look (from the Train tab, the
-    CLI) is chosen, since that is the one the user came to see; otherwise the choice is kept."""
-    table, pick, compare = list_runs(services, status_filter, selected)
-    newest = pick.choices[0][1] if pick.choices else None
+    CLI) is chosen, since that is the one the user came to see; otherwise the choice is kept.
+
+    Outputs: the ``Listing``, then the newest run's id.
+    """
+    listing = list_runs(services, status_filter, selected)
+    choices = listing.pick.choices
+    newest = choices[0][1] if choices else None
     if newest != newest_seen:
-        pick = gr.Dropdown(choices=pick.choices, value=newest)
-    return table, pick, compare, newest
+        listing = listing._replace(pick=gr.Dropdown(choices=choices, value=newest))
+    return (*listing, newest)
 
 
 def status_markdown(run: Any) -> str:
@@ -138,15 +168,18 @@ def output_markdown(services: Services, run: Any) -> str:
     produced = [a for a in services.adapters.list() if a.run_id == run.id]
     if produced:
         return "\n".join(f"**Produced adapter:** `{a.name}` at `{a.location}` (see the Adapters tab)" for a in produced)
-    spec = json.loads(run.spec)
-    if spec.get("training_mode") == "full":
-        return f"**Produced model:** `{spec.get('adapter_name')}` (see the Models tab)"
+    try:
+        spec: TrainSpec | None = run_spec(run, TrainSpec)
+    except UnreadableSpecError:  # an imported row of another version
+        spec = None
+    if spec and spec.training_mode == "full":
+        return f"**Produced model:** `{spec.adapter_name}` (see the Models tab)"
     return "The run succeeded but registered nothing; the note above says why."
 
 
-def signature(run: Any) -> str:
+def drawn(run: Any) -> Drawn:
     """What changes when there is something new to draw: status and how far the events were read."""
-    return f"{run.id}|{run.status}|{run.events_offset}"
+    return Drawn(run.id, run.status, run.events_offset)
 
 
 def method_charts(spec: dict, metrics: dict) -> tuple[gr.Plot, gr.Plot]:
@@ -157,59 +190,64 @@ def method_charts(spec: dict, metrics: dict) -> tuple[gr.Plot, gr.Plot]:
     return gr.Plot(value=draw[0](metrics), visible=True), gr.Plot(value=draw[1](metrics), visible=True)
 
 
-def run_view(services: Services, run: Any) -> tuple[Any, ...]:
+def run_view(services: Services, run: Any) -> RunView:
     metrics = services.runs.metrics(run.id)
-    spec = json.loads(run.spec)
-    return (
-        status_markdown(run),
-        charts.loss_figure(metrics), charts.learning_rate_figure(metrics),
-        charts.grad_norm_figure(metrics), charts.throughput_figure(metrics),
-        services.runs.log_tail(run.id, LOG_CHARS), spec,
-        error_markdown(run), output_markdown(services, run),
-        gr.Button(interactive=run.status in LIVE), gr.Button(interactive=run.status in RESUMABLE),
-        *method_charts(spec, metrics),
-        signature(run),
+    spec = spec_dict(run)
+    method_chart, method_detail_chart = method_charts(spec, metrics)
+    return RunView(
+        status=status_markdown(run),
+        loss_chart=charts.loss_figure(metrics), lr_chart=charts.learning_rate_figure(metrics),
+        grad_chart=charts.grad_norm_figure(metrics), speed_chart=charts.throughput_figure(metrics),
+        log=services.runs.log_tail(run.id, LOG_CHARS), spec=spec,
+        error=error_markdown(run), produced=output_markdown(services, run),
+        cancel_button=gr.Button(interactive=run.status in LIVE), resume_button=gr.Button(interactive=run.status in RESUMABLE),
+        method_chart=method_chart, method_detail_chart=method_detail_chart,
+        drawn=drawn(run),
     )
 
 
-def _empty_view() -> tuple[Any, ...]:
-    empty = charts.loss_figure({})
-    return (NOTHING_CHOSEN, empty, charts.learning_rate_figure({}), charts.grad_norm_figure({}),
-            charts.throughput_figure({}), "", None, gr.Markdown("", visible=False), "",
-            gr.Button(interactive=False), gr.Button(interactive=False), *method_charts({}, {}), "")
+def _empty_view() -> RunView:
+    method_chart, method_detail_chart = method_charts({}, {})
+    return RunView(
+        status=NOTHING_CHOSEN, loss_chart=charts.loss_figure({}), lr_chart=charts.learning_rate_figure({}),
+        grad_chart=charts.grad_norm_figure({}), speed_chart=charts.throughput_figure({}), log="", spec=None,
+        error=gr.Markdown("", visible=False), produced="",
+        cancel_button=gr.Button(interactive=False), resume_button=gr.Button(interactive=False),
+        method_chart=method_chart, method_detail_chart=method_detail_chart, drawn=None,
+    )
 
 
 @shows_errors
-def show_run(services: Services, run_id: str | None) -> tuple[Any, ...]:
+def show_run(services: Services, run_id: str | None) -> RunView:
+    """One run: status and progress, loss / learning-rate / grad-norm / throughput charts, log tail and spec."""
     return run_view(services, services.runs.get(run_id)) if run_id else _empty_view()
 
 
 @shows_errors
-def poll_run(services: Services, run_id: str | None, shown: str | None, status_filter: str | None) -> tuple[Any, ...]:
+def poll_run(services: Services, run_id: str | None, shown: Drawn | None, status_filter: str | None) -> tuple[Any, ...]:
     """The timer's tick: nothing for a finished run already on screen, little while nothing new came in.
 
-    Outputs: the run view, then the table, the picker and the compare choices.
+    Outputs: the ``RunView``, then the ``Listing``.
     """
-    skip = gr.skip()
-    unchanged = (skip,) * (VIEW_SIZE + 3)
-    shown_id, shown_status, _ = ((shown or "").split("|") + ["", ""])[:3]
-    if not run_id or (shown_id == run_id and shown_status in FINISHED):
-        return unchanged  # a finished run never changes again: no query at all
+    if settled(shown, run_id):
+        return (*unchanged(RunView), *unchanged(Listing))  # a finished run never changes again: no query at all
     run = services.runs.get(run_id)
-    if signature(run) == shown:
+    now = drawn(run)
+    if now == shown:
         # No new events: the log may still grow (model loading) and "running for" moves on.
-        log = services.runs.log_tail(run.id, LOG_CHARS) if run.status == RunStatus.RUNNING else skip
-        return (status_markdown(run), *(skip,) * 4, log, *(skip,) * (VIEW_SIZE - 6), skip, skip, skip)
-    table, pick, compare = list_runs(services, status_filter, run_id)
-    if shown_id == run_id and shown_status == run.status:
+        log = services.runs.log_tail(run.id, LOG_CHARS) if run.status == RunStatus.RUNNING else gr.skip()
+        return (*unchanged(RunView)._replace(status=status_markdown(run), log=log), *unchanged(Listing))
+    listing = list_runs(services, status_filter, run_id)
+    if not relabels(shown, now):
         # Only the icons in the picker's labels depend on status; leaving the picker alone keeps
         # an open dropdown from being redrawn under the user's pointer every second.
-        pick, compare = skip, skip
-    return (*run_view(services, run), table, pick, compare)
+        listing = listing._replace(pick=gr.skip(), compare=gr.skip())
+    return (*run_view(services, run), *listing)
 
 
 @shows_errors
 def cancel_run(services: Services, run_id: str | None) -> str:
+    """Cancel a queued run at once, or ask a running one to save a checkpoint and stop."""
     if not run_id:
         raise gr.Error("Choose a run first.")
     run = services.runs.cancel(run_id)
@@ -220,6 +258,7 @@ def cancel_run(services: Services, run_id: str | None) -> str:
 
 @shows_errors
 def resume_run(services: Services, run_id: str | None) -> tuple[str, str]:
+    """Queue a new run that continues a stopped or failed one from its last checkpoint; returns its id too."""
     if not run_id:
         raise gr.Error("Choose a run first.")
     run = services.runs.resume(run_id)
@@ -231,7 +270,7 @@ def render(services: Services) -> None:
         status_filter = gr.Radio(label="Show", choices=FILTERS, value=ALL, elem_id="runs-filter")
         table = gr.Dataframe(label="Runs, newest first (click a row to follow it)", interactive=False, wrap=True,
                              max_height=300, column_widths=COLUMN_WIDTHS, elem_id="runs-table")
-        pick = gr.Dropdown(label="Run", choices=[], value=None, elem_id="runs-pick")
+        pick = Picker(label="Run", choices=[], value=None, elem_id="runs-pick")
         status = gr.Markdown(NOTHING_CHOSEN, elem_id="runs-status")
         with gr.Row(equal_height=True):
             cancel_button = gr.Button("⏹ Cancel", variant="stop", interactive=False, elem_id="runs-cancel",
@@ -254,30 +293,33 @@ def render(services: Services) -> None:
                          autoscroll=False, elem_id="runs-log")
         spec = gr.JSON(label="Resolved spec (what the trainer was given)", elem_id="runs-spec", max_height=360, open=True)
         with gr.Accordion("Compare runs", open=True):
-            compare = gr.Dropdown(label="Runs to compare", choices=[], value=[], multiselect=True, elem_id="runs-compare")
+            compare = Picker(label="Runs to compare", choices=[], value=[], multiselect=True, elem_id="runs-compare")
             compare_chart = gr.Plot(show_label=False, elem_id="runs-compare-chart")
             differences = gr.Dataframe(label="Settings that differ", interactive=False, wrap=True, max_height=360,
                                        elem_id="runs-compare-diff")
         # Inside the tab: a State or Timer placed directly in gr.Tabs would count as a tab.
-        shown, new_run, newest_seen = gr.State(""), gr.State(None), gr.State(None)
+        shown, new_run, newest_seen = gr.State(None), gr.State(None), gr.State(None)
         timer = gr.Timer(POLL_S)
 
-    listing = [table, pick, compare]
-    view = [status, loss_chart, lr_chart, grad_chart, speed_chart, log, spec, error, produced,
-            cancel_button, resume_button, method_chart, method_detail_chart, shown]
+    listing = Listing(table=table, pick=pick, compare=compare)
+    view = RunView(status=status, loss_chart=loss_chart, lr_chart=lr_chart, grad_chart=grad_chart, speed_chart=speed_chart,
+                   log=log, spec=spec, error=error, produced=produced, cancel_button=cancel_button,
+                   resume_button=resume_button, method_chart=method_chart, method_detail_chart=method_detail_chart,
+                   drawn=shown)
     refresh = bind(list_runs, services)
     on_show(tab, bind(show_runs, services), [*listing, newest_seen], inputs=[status_filter, pick, newest_seen])
-    status_filter.change(refresh, [status_filter, pick], listing, show_progress="hidden")
-    table.select(clicked_id, outputs=pick, show_progress="hidden")
-    pick.change(bind(show_run, services), pick, view, show_progress="hidden")
+    status_filter.change(refresh, [status_filter, pick], listing, show_progress="hidden", api_name="list_runs")
+    table.select(clicked_id, outputs=pick, show_progress="hidden", api_visibility=PRIVATE)
+    pick.change(bind(show_run, services), pick, view, show_progress="hidden", api_name="show_run")
     # Cheap and read-only, so ticks of several open pages need not wait for each other.
     timer.tick(bind(poll_run, services), [pick, shown, status_filter], [*view, *listing],
-               show_progress="hidden", concurrency_limit=None)
-    cancel_button.click(bind(cancel_run, services), pick, action_result).success(
-        bind(show_run, services), pick, view, show_progress="hidden",
-    ).success(refresh, [status_filter, pick], listing, show_progress="hidden")
-    resume_button.click(bind(resume_run, services), pick, [action_result, new_run]).success(
-        refresh, [status_filter, new_run], listing, show_progress="hidden",
+               show_progress="hidden", concurrency_limit=None, api_visibility=PRIVATE)
+    cancel_button.click(bind(cancel_run, services), pick, action_result, api_name="cancel_run").success(
+        bind(show_run, services), pick, view, show_progress="hidden", api_visibility=PRIVATE,
+    ).success(refresh, [status_filter, pick], listing, show_progress="hidden", api_visibility=PRIVATE)
+    resume_button.click(bind(resume_run, services), pick, [action_result, new_run], api_name="resume_run").success(
+        refresh, [status_filter, new_run], listing, show_progress="hidden", api_visibility=PRIVATE,
     )
-    compare.change(bind(compare_runs, services), compare, [compare_chart, differences], show_progress="hidden")
+    compare.change(bind(compare_runs, services), compare, [compare_chart, differences], show_progress="hidden",
+                   api_name="compare_runs")
     log.change(None, js=FOLLOW_LOG)

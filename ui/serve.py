@@ -9,17 +9,19 @@ the server does: a vLLM endpoint needs its generated token (read from a 0600 fil
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import Any, NamedTuple
 
 import gradio as gr
 
 from ftapp.run_vocabulary import RunStatus
 from ftapp.services import Services
 from ftapp.shipping import Endpoint, ServeRequest, vllm_installed
+from ui.choices import Picker
 from ui.errors import shows_errors
+from ui.polling import Drawn, relabels, settled
 from ui.run_text import FINISHED
 from ui.train_form import device_choices
-from ui.wiring import bind, on_show, run_picker
+from ui.wiring import PRIVATE, bind, bind_request, named_inputs, on_show, run_picker, unchanged
 
 POLL_S = 1.0
 NOTHING_CHOSEN = "No endpoint chosen. Pick a model (and optionally an adapter), then **Start endpoint**."
@@ -34,18 +36,36 @@ def engine_choices() -> list[tuple[str, str]]:
             ("transformers serve (no token; an adapter is merged first)", "transformers"), (vllm, "vllm")]
 
 
+class Choices(NamedTuple):
+    """The pickers filled from the database, in one order: inputs and outputs of ``refresh_form``."""
+
+    model: Any
+    adapter: Any
+    devices: Any
+
+
+class EndpointView(NamedTuple):
+    """The chosen endpoint: its state and URL, a curl to try it and the stop button."""
+
+    status: Any
+    curl: Any
+    stop: Any
+    drawn: Any  # a ui.polling.Drawn, kept in a gr.State for the timer
+
+
 def _keep(choices: list[tuple[str, str]], selected: Any, fallback: Any = None) -> Any:
     return selected if selected in [value for _, value in choices] else fallback
 
 
 @shows_errors
-def refresh_form(services: Services, model_id: str | None, adapter_id: str | None, devices: str | None) -> tuple[gr.Dropdown, ...]:
+def refresh_form(services: Services, model_id: str | None, adapter_id: str | None, devices: str | None) -> Choices:
     models = [(m.name, m.id) for m in services.models.list()]
     model_id = _keep(models, model_id, models[0][1] if models else None)
     adapters = [("none: the model alone", NO_ADAPTER)] + [(a.name, a.id) for a in services.adapters.list(model_id) if a.location]
     machine = device_choices(services.machine())
-    return (gr.Dropdown(choices=models, value=model_id), gr.Dropdown(choices=adapters, value=_keep(adapters, adapter_id, NO_ADAPTER)),
-            gr.Dropdown(choices=machine, value=_keep(machine, devices, "auto")))
+    return Choices(model=gr.Dropdown(choices=models, value=model_id),
+                   adapter=gr.Dropdown(choices=adapters, value=_keep(adapters, adapter_id, NO_ADAPTER)),
+                   devices=gr.Dropdown(choices=machine, value=_keep(machine, devices, "auto")))
 
 
 def serve_request(model_id: str | None, adapter_id: str | None, devices: str | None, engine: str | None) -> ServeRequest:
@@ -53,12 +73,14 @@ def serve_request(model_id: str | None, adapter_id: str | None, devices: str | N
 
 
 @shows_errors
-def start_endpoint(services: Services, *form: Any) -> tuple[str, gr.Dropdown]:
-    run = services.serving.submit(serve_request(*form))
+def start_endpoint(services: Services, request: ServeRequest) -> tuple[str, gr.Dropdown]:
+    """Start an OpenAI-compatible endpoint on 127.0.0.1 for a model (and adapter); returns the endpoints, it chosen."""
+    run = services.serving.submit(request)
     return f"Starting `{run.id[:8]}`: {run.name}. The URL appears once the model is loaded.", list_endpoints(services, run.id)
 
 
 def list_endpoints(services: Services, selected: str | None = None) -> gr.Dropdown:
+    """The endpoints, newest first, as the picker's choices (label, run id)."""
     return run_picker(services.serving.list(), selected)
 
 
@@ -68,6 +90,7 @@ def endpoint_markdown(endpoint: Endpoint) -> str:
         lines += [f"**Base URL** (OpenAI-compatible): `{endpoint.base_url}`  ", f"**Model name**: `{endpoint.served_model}`  ",
                   f"**Engine**: {endpoint.engine}", ""]
     if endpoint.state in ("serving", RunStatus.QUEUED, "starting"):
+        lines.append(f"**Prompt format**: {html.escape(endpoint.format_note)}  ")
         lines.append(f"**Authentication**: {html.escape(endpoint.auth_note)}")
     if endpoint.state == "serving" and endpoint.limits_note:
         lines.append(f"\n{html.escape(endpoint.limits_note)}")
@@ -80,22 +103,25 @@ def endpoint_markdown(endpoint: Endpoint) -> str:
     return "\n".join(lines)
 
 
-def signature(endpoint: Endpoint) -> str:
-    return f"{endpoint.run.id}|{endpoint.run.status}|{endpoint.state}"
+def drawn(endpoint: Endpoint) -> Drawn:
+    return Drawn(endpoint.run.id, endpoint.run.status, endpoint.state)
 
 
 @shows_errors
-def show_endpoint(services: Services, run_id: str | None) -> tuple[Any, ...]:
+def show_endpoint(services: Services, run_id: str | None) -> EndpointView:
+    """One endpoint: its state, base URL, model name and authentication, and a curl to try it."""
     if not run_id:
-        return NOTHING_CHOSEN, gr.Code(value="", visible=False), gr.Button(interactive=False), ""
+        return EndpointView(status=NOTHING_CHOSEN, curl=gr.Code(value="", visible=False), stop=gr.Button(interactive=False),
+                            drawn=None)
     endpoint = services.serving.endpoint(run_id)
     curl = endpoint.curl
-    return (endpoint_markdown(endpoint), gr.Code(value=curl or "", visible=bool(curl)),
-            gr.Button(interactive=endpoint.run.status not in FINISHED), signature(endpoint))
+    return EndpointView(status=endpoint_markdown(endpoint), curl=gr.Code(value=curl or "", visible=bool(curl)),
+                        stop=gr.Button(interactive=endpoint.run.status not in FINISHED), drawn=drawn(endpoint))
 
 
 @shows_errors
-def stop_endpoint(services: Services, run_id: str | None) -> tuple[Any, ...]:
+def stop_endpoint(services: Services, run_id: str | None) -> EndpointView:
+    """Stop an endpoint: its process group ends, which frees the GPU."""
     if not run_id:
         raise gr.Error("Choose an endpoint first.")
     services.serving.stop(run_id)
@@ -103,15 +129,18 @@ def stop_endpoint(services: Services, run_id: str | None) -> tuple[Any, ...]:
 
 
 @shows_errors
-def poll_endpoint(services: Services, run_id: str | None, shown: str | None) -> tuple[Any, ...]:
-    skip = (gr.skip(),) * 5
-    parts = (shown or "").split("|")
-    if not run_id or (len(parts) == 3 and parts[0] == run_id and parts[1] in FINISHED):
-        return skip
+def poll_endpoint(services: Services, run_id: str | None, shown: Drawn | None) -> tuple[Any, ...]:
+    """Redraw only when the endpoint's state changed; a finished one on screen costs nothing.
+
+    Outputs: the ``EndpointView``, then the picker.
+    """
+    if settled(shown, run_id):
+        return (*unchanged(EndpointView), gr.skip())
     endpoint = services.serving.endpoint(run_id)
-    if signature(endpoint) == shown:
-        return skip
-    pick = list_endpoints(services, run_id) if parts[0] != run_id or parts[1] != endpoint.run.status else gr.skip()
+    now = drawn(endpoint)
+    if now == shown:
+        return (*unchanged(EndpointView), gr.skip())
+    pick = list_endpoints(services, run_id) if relabels(shown, now) else gr.skip()
     return (*show_endpoint(services, run_id), pick)
 
 
@@ -119,28 +148,31 @@ def render(services: Services) -> None:
     with gr.Tab("Serve", id="serve") as tab:
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
-                model = gr.Dropdown(label="Model", choices=[], elem_id="serve-model")
-                adapter = gr.Dropdown(label="Adapter (trained on this model)", choices=[], elem_id="serve-adapter")
-                devices = gr.Dropdown(label="Device", choices=[], elem_id="serve-devices")
+                model = Picker(label="Model", choices=[], elem_id="serve-model")
+                adapter = Picker(label="Adapter (trained on this model)", choices=[], elem_id="serve-adapter")
+                devices = Picker(label="Device", choices=[], elem_id="serve-devices")
                 engine = gr.Radio(engine_choices(), value="auto", label="Server", elem_id="serve-engine")
                 start = gr.Button("▶ Start endpoint", variant="primary", elem_id="serve-start")
                 started = gr.Markdown(elem_id="serve-started")
             with gr.Column(scale=2):
-                pick = gr.Dropdown(label="Endpoint (newest first)", choices=[], elem_id="serve-pick")
+                pick = Picker(label="Endpoint (newest first)", choices=[], elem_id="serve-pick")
                 status = gr.Markdown(NOTHING_CHOSEN, elem_id="serve-status")
                 curl = gr.Code(label="Try it: copy, paste into a terminal", language="shell", visible=False,
                                interactive=False, elem_id="serve-curl")
                 stop = gr.Button("⏹ Stop (frees the GPU)", variant="stop", interactive=False, elem_id="serve-stop")
-        shown = gr.State("")
+        shown = gr.State(None)
         timer = gr.Timer(POLL_S)
 
-    form = [model, adapter, devices]
+    choices = Choices(model=model, adapter=adapter, devices=devices)
     refresh = bind(refresh_form, services)
-    on_show(tab, refresh, form, inputs=form)
-    on_show(tab, lambda selected: list_endpoints(services, selected), [pick], inputs=[pick])
-    model.change(refresh, form, form, show_progress="hidden")
-    view = [status, curl, stop, shown]
-    start.click(bind(start_endpoint, services), [model, adapter, devices, engine], [started, pick])
-    pick.change(bind(show_endpoint, services), [pick], view, show_progress="hidden")
-    stop.click(bind(stop_endpoint, services), [pick], view)
-    timer.tick(bind(poll_endpoint, services), [pick, shown], [*view, pick], show_progress="hidden", concurrency_limit=None)
+    on_show(tab, refresh, choices, inputs=choices)
+    on_show(tab, bind(list_endpoints, services), [pick], inputs=[pick], api_name="list_endpoints")
+    model.change(refresh, choices, choices, show_progress="hidden", api_visibility=PRIVATE)
+    view = EndpointView(status=status, curl=curl, stop=stop, drawn=shown)
+    form = named_inputs({"model_id": model, "adapter_id": adapter, "devices": devices, "engine": engine}, serve_request)
+    start.click(bind_request(start_endpoint, services, serve_request), inputs_kwargs=form, outputs=[started, pick],
+                api_name="start_endpoint")
+    pick.change(bind(show_endpoint, services), [pick], view, show_progress="hidden", api_name="show_endpoint")
+    stop.click(bind(stop_endpoint, services), [pick], view, api_name="stop_endpoint")
+    timer.tick(bind(poll_endpoint, services), [pick, shown], [*view, pick], show_progress="hidden", concurrency_limit=None,
+               api_visibility=PRIVATE)

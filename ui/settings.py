@@ -29,12 +29,14 @@ def token_status(services: Services) -> str:
 
 @shows_errors
 def save_token(services: Services, token: str) -> tuple[str, str]:
+    """Store a Hugging Face token in the home (readable only by your user); it is never shown again."""
     services.hf_token.store(token)
     # The password box is emptied so the token does not stay in the page.
     return token_status(services), ""
 
 
 def clear_token(services: Services) -> str:
+    """Remove the stored Hugging Face token."""
     services.hf_token.clear()
     return token_status(services)
 
@@ -49,11 +51,13 @@ def home_paths(services: Services) -> str:
 
 
 def show_settings(services: Services) -> tuple[str, str]:
+    """Where the Hugging Face token comes from (never its value), and the home's paths."""
     return token_status(services), home_paths(services)
 
 
 @shows_errors
 def export_database(services: Services) -> gr.File:
+    """Every registry table as one JSON file (tokens are never in it)."""
     # gradio serves files from the system temp directory; a private folder keeps the export
     # (configs included, secrets scrubbed) away from other local users.
     folder = Path(tempfile.mkdtemp(prefix="ftapp-export-"))
@@ -63,6 +67,7 @@ def export_database(services: Services) -> gr.File:
 
 @shows_errors
 def import_database(services: Services, upload: str | None) -> tuple[str, gr.Dataframe]:
+    """Add what an export file holds and this database lacks; what exists is left untouched."""
     if not upload:
         raise gr.Error("Upload an export file first.")
     report = services.database.import_from(Path(upload))
@@ -103,8 +108,8 @@ def render(services: Services) -> None:
         import_summary = gr.Markdown()
         report = gr.Dataframe(label="Import report", interactive=False, max_height=300, visible=False)
 
-    on_show(tab, bind(show_settings, services), [status, paths])
-    save_button.click(bind(save_token, services), token, [status, token], show_progress="hidden")
-    clear_button.click(bind(clear_token, services), outputs=status, show_progress="hidden")
-    export_button.click(bind(export_database, services), outputs=export_file)
-    import_button.click(bind(import_database, services), import_file, [import_summary, report])
+    on_show(tab, bind(show_settings, services), [status, paths], api_name="show_settings")
+    save_button.click(bind(save_token, services), token, [status, token], show_progress="hidden", api_name="save_token")
+    clear_button.click(bind(clear_token, services), outputs=status, show_progress="hidden", api_name="clear_token")
+    export_button.click(bind(export_database, services), outputs=export_file, api_name="export_database")
+    import_button.click(bind(import_database, services), import_file, [import_summary, report], api_name="import_database")

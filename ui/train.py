@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import gradio as gr
 
 from ftapp.errors import ValidationError
-from ftapp.prompts import DESCRIPTIONS, MODERN, LoraSettings, TrainingArguments, defaults, help_text
+from ftapp.prompts import DESCRIPTIONS, MODERN, LoraSettings, TrainingSettings, defaults, help_text
 from ftapp.services import Services
+from ui.choices import Picker
 from ui.configs import field_help
 from ui.errors import shows_errors
 from ui.train_form import (
@@ -21,16 +22,40 @@ from ui.train_form import (
     fine_tune_request,
     preflight_markdown,
 )
-from ui.train_method import DATA_NEEDS, METHODS, render_fields, show_method, starting_adapters
-from ui.wiring import bind, on_show
+from ui.train_method import DATA_NEEDS, METHODS, MethodView, render_fields, show_method, starting_adapters
+from ui.wiring import PRIVATE, bind, bind_request, named_inputs, on_show
 
-TRAINING_HELP = help_text(TrainingArguments)
+TRAINING_HELP = help_text(TrainingSettings)
 LORA_HELP = help_text(LoraSettings)
 MODES = [("LoRA", "lora"), ("QLoRA (4-bit base, CUDA only)", "qlora"), ("Full fine-tune", "full")]
 EXTRA_HELP = (
     "Any other TrainingArguments field as JSON, e.g. `{\"lr_scheduler_type\": \"constant\", \"eval_steps\": 20}`. "
     "These are applied last: a key here wins over the same field above. Unknown keys are refused."
 )
+
+
+class Choices(NamedTuple):
+    """The pickers whose choices come from the database, in one order: inputs and outputs of ``refresh_choices``."""
+
+    model: Any
+    dataset: Any
+    preset: Any
+    devices: Any
+    prompt: Any
+
+
+class PresetFields(NamedTuple):
+    """The main fields a preset fills, and what the preset is for."""
+
+    num_epochs: Any
+    max_steps: Any
+    learning_rate: Any
+    batch_size: Any
+    grad_accumulation: Any
+    max_length: Any
+    lora_r: Any
+    lora_alpha: Any
+    note: Any
 
 
 def _keep(choices: list[tuple[str, str]], selected: str | None) -> str | None:
@@ -41,7 +66,7 @@ def _keep(choices: list[tuple[str, str]], selected: str | None) -> str | None:
 
 @shows_errors
 def refresh_choices(services: Services, model_id: str | None, dataset_id: str | None, preset: str | None,
-                    devices: str | None, prompt_id: str | None) -> tuple[gr.Dropdown, ...]:
+                    devices: str | None, prompt_id: str | None) -> Choices:
     """Model, dataset, preset, devices and prompt choices, keeping what the user chose.
 
     Only choices are refreshed on show: the hyper-parameters the user typed stay as they are.
@@ -52,14 +77,14 @@ def refresh_choices(services: Services, model_id: str | None, dataset_id: str | 
     presets = [(p.name, p.name) for p in services.configs.presets()]
     machine_devices = device_choices(services.machine())
     dataset_id = _keep(datasets, dataset_id)
-    return (
-        gr.Dropdown(choices=models, value=_keep(models, model_id)),
-        gr.Dropdown(choices=datasets, value=dataset_id),
+    return Choices(
+        model=gr.Dropdown(choices=models, value=_keep(models, model_id)),
+        dataset=gr.Dropdown(choices=datasets, value=dataset_id),
         # A fresh page starts from the modern recipe; the seed's slow defaults stay one click away.
-        gr.Dropdown(choices=presets, value=_keep(presets, preset or MODERN)),
-        gr.Dropdown(choices=machine_devices, value=_keep(machine_devices, devices)),
+        preset=gr.Dropdown(choices=presets, value=_keep(presets, preset or MODERN)),
+        devices=gr.Dropdown(choices=machine_devices, value=_keep(machine_devices, devices)),
         # A prompt written in the Prompts tab since shows up without choosing the dataset again.
-        prompts_for_dataset(services, dataset_id, prompt_id),
+        prompt=prompts_for_dataset(services, dataset_id, prompt_id),
     )
 
 
@@ -82,22 +107,23 @@ def prompts_for_dataset(services: Services, dataset_id: str | None, prompt_id: s
 
 
 @shows_errors
-def apply_preset(services: Services, preset_name: str | None) -> tuple[Any, ...]:
+def apply_preset(services: Services, preset_name: str | None) -> PresetFields:
     """The preset's values in the main fields, and what the preset is for."""
     preset = find_preset(services.configs.presets(), preset_name)
     training = preset.configs["training_arguments"].values
     lora = preset.configs["lora_config"].values
     full = {**defaults("training_arguments"), **training}
-    return (
-        full["num_train_epochs"], max(0, full["max_steps"]), full["learning_rate"],
-        full["per_device_train_batch_size"], full["gradient_accumulation_steps"], full["max_length"],
-        lora.get("r"), lora.get("lora_alpha"), f"*{preset.description}*",
+    return PresetFields(
+        num_epochs=full["num_train_epochs"], max_steps=max(0, full["max_steps"]), learning_rate=full["learning_rate"],
+        batch_size=full["per_device_train_batch_size"], grad_accumulation=full["gradient_accumulation_steps"],
+        max_length=full["max_length"], lora_r=lora.get("r"), lora_alpha=lora.get("lora_alpha"),
+        note=f"*{preset.description}*",
     )
 
 
 @shows_errors
-def preflight(services: Services, *values: Any) -> str:
-    form = TrainForm(*values)
+def preflight(services: Services, form: TrainForm) -> str:
+    """Estimate peak memory and time of this fine-tune on its device, storing nothing."""
     # The preset's LoRA config stands in for a changed rank: the estimate does not depend on it,
     # and a preflight must not store anything.
     request = fine_tune_request(form, find_preset(services.configs.presets(), form.preset))
@@ -108,8 +134,8 @@ def preflight(services: Services, *values: Any) -> str:
 
 
 @shows_errors
-def start(services: Services, *values: Any) -> str:
-    form = TrainForm(*values)
+def start_training(services: Services, form: TrainForm) -> str:
+    """Queue this fine-tune; it starts once its devices are free and keeps going if the page closes."""
     preset = find_preset(services.configs.presets(), form.preset)
     run, estimate = services.runs.submit(fine_tune_request(form, preset))
     return (
@@ -131,24 +157,23 @@ def render(services: Services) -> None:
         gr.Markdown("Choose a base model, a dataset and how to train. **Preflight** estimates memory and time "
                     "before anything runs; **Start** queues the run, which keeps going if this page is closed.")
         with gr.Row():
-            model = gr.Dropdown(label="Base model", choices=[], value=None, elem_id="train-model")
-            dataset = gr.Dropdown(label="Dataset", choices=[], value=None, elem_id="train-dataset",
-                                  info=DATA_NEEDS["sft"])
-            prompt = gr.Dropdown(label="Prompt", choices=[], value=None, elem_id="train-prompt")
+            model = Picker(label="Base model", choices=[], value=None, elem_id="train-model")
+            dataset = Picker(label="Dataset", choices=[], value=None, elem_id="train-dataset", info=DATA_NEEDS["sft"])
+            prompt = Picker(label="Prompt", choices=[], value=None, elem_id="train-prompt")
         with gr.Row():
             adapter_name = gr.Textbox(label="Adapter name", placeholder="letters, digits and -, e.g. support-intents-v1",
                                       info="The name the trained adapter is registered under; it must be new.",
                                       elem_id="train-adapter-name")
-            devices = gr.Dropdown(label="Devices", choices=[("auto", "auto")], value="auto", elem_id="train-devices",
-                                  info="Where the run trains; a queued run waits until these are free.")
+            devices = Picker(label="Devices", choices=[("auto", "auto")], value="auto", elem_id="train-devices",
+                             info="Where the run trains; a queued run waits until these are free.")
         with gr.Row():
             method = gr.Radio(label="Method", choices=METHODS, value="sft", elem_id="train-method",
                               info="SFT learns answers; DPO prefers chosen over rejected answers; GRPO samples "
                                    "answers and learns from verifiable rewards.")
             mode = gr.Radio(label="Training mode", choices=MODES, value="lora", elem_id="train-mode")
             with gr.Column():
-                preset = gr.Dropdown(label="Preset", choices=[(MODERN, MODERN)], value=MODERN, elem_id="train-preset",
-                                     info="Stored configs the run starts from; the fields below fill from it.")
+                preset = Picker(label="Preset", choices=[(MODERN, MODERN)], value=MODERN, elem_id="train-preset",
+                                info="Stored configs the run starts from; the fields below fill from it.")
                 preset_note = gr.Markdown(f"*{DESCRIPTIONS[MODERN]}*")
         method_fields = render_fields(services)
         gr.Markdown("### Hyper-parameters")
@@ -187,19 +212,31 @@ def render(services: Services) -> None:
             preflight_result = gr.Markdown(elem_id="train-preflight-result")
             start_result = gr.Markdown(elem_id="train-start-result")
 
-    pickers = [model, dataset, preset, devices, prompt]
+    pickers = Choices(model=model, dataset=dataset, preset=preset, devices=devices, prompt=prompt)
     on_show(tab, bind(refresh_choices, services), pickers, inputs=pickers)
-    dataset.change(bind(prompts_for_dataset, services), [dataset, prompt], prompt, show_progress="hidden")
+    dataset.change(bind(prompts_for_dataset, services), [dataset, prompt], prompt, show_progress="hidden",
+                   api_visibility=PRIVATE)
     start_adapter = method_fields.start_adapter
     on_show(tab, bind(starting_adapters, services), [start_adapter], inputs=[model, start_adapter])
-    model.change(bind(starting_adapters, services), [model, start_adapter], start_adapter, show_progress="hidden")
-    method.change(show_method, method, [dataset, method_fields.dpo, method_fields.grpo, method_fields.start],
-                  show_progress="hidden")
+    model.change(bind(starting_adapters, services), [model, start_adapter], start_adapter, show_progress="hidden",
+                 api_visibility=PRIVATE)
+    method.change(show_method, method, MethodView(dataset=dataset, dpo=method_fields.dpo, grpo=method_fields.grpo,
+                                                  start=method_fields.start),
+                  show_progress="hidden", api_visibility=PRIVATE)
     preset.change(bind(apply_preset, services), preset,
-                  [epochs, max_steps, learning_rate, batch_size, grad_accumulation, max_length, lora_r, lora_alpha,
-                   preset_note], show_progress="hidden")
-    form = [model, dataset, prompt, adapter_name, method, mode, preset, devices, epochs, max_steps, learning_rate,
-            batch_size, grad_accumulation, max_length, lora_r, lora_alpha, fraction, split, extra, *method_fields.inputs]
-    preflight_button.click(bind(preflight, services), form, preflight_result)
+                  PresetFields(num_epochs=epochs, max_steps=max_steps, learning_rate=learning_rate, batch_size=batch_size,
+                               grad_accumulation=grad_accumulation, max_length=max_length, lora_r=lora_r,
+                               lora_alpha=lora_alpha, note=preset_note),
+                  show_progress="hidden", api_visibility=PRIVATE)
+    form = named_inputs({
+        "model_id": model, "dataset_id": dataset, "prompt_id": prompt, "adapter_name": adapter_name, "method": method,
+        "training_mode": mode, "preset": preset, "devices": devices, "num_epochs": epochs, "max_steps": max_steps,
+        "learning_rate": learning_rate, "batch_size": batch_size, "grad_accumulation": grad_accumulation,
+        "max_length": max_length, "lora_r": lora_r, "lora_alpha": lora_alpha, "dataset_fraction": fraction,
+        "train_split": split, "extra_arguments": extra, **method_fields.inputs,
+    }, TrainForm)
+    preflight_button.click(bind_request(preflight, services, TrainForm), inputs_kwargs=form, outputs=preflight_result,
+                           api_name="preflight")
     # One start at a time: a double click must not queue the same adapter twice.
-    start_button.click(bind(start, services), form, start_result, concurrency_limit=1, concurrency_id="train-start")
+    start_button.click(bind_request(start_training, services, TrainForm), inputs_kwargs=form, outputs=start_result,
+                       concurrency_limit=1, concurrency_id="train-start", api_name="start_training")

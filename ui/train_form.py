@@ -18,7 +18,8 @@ SELF_DESCRIBING_FORMATS = ("messages", "alpaca", "sharegpt")
 
 @dataclass(frozen=True)
 class TrainForm:
-    """The Train tab's inputs, in the order ``train.render`` passes them to the handlers.
+    """The Train tab's inputs by name: ``train.render`` passes each widget as the field of its name,
+    and the API's ``/preflight`` and ``/start_training`` take the fields as their parameters.
 
     A cleared number field is ``None`` and means "the preset's value".
     """
@@ -192,5 +193,7 @@ def preflight_markdown(preflight: Preflight, problems: list[Problem]) -> str:
         "An order-of-magnitude estimate from the model's size and a sample of the rows; the run's own "
         "throughput shows in the Runs tab.",
     ]
+    if preflight.changes:  # the recipe the trainer will run to fit this GPU's free memory, and why
+        lines += ["", "**Changed to fit the free memory:**", *(f"- {change}" for change in preflight.changes)]
     lines += [f"\n**{problem}**" for problem in problems]
     return "\n".join(lines)

@@ -9,13 +9,14 @@ may run code its visitors supply (``Settings.allows_custom_code``); the service 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import gradio as gr
 
 from ftapp.prompts import DPO_LOSS_TYPES, DpoSettings, GrpoSettings, defaults, help_text
 from ftapp.runs import CUSTOM_REWARD, REWARD_KINDS
 from ftapp.services import Services
+from ui.choices import Picker
 from ui.errors import shows_errors
 
 METHODS = [("SFT: supervised fine-tuning", "sft"), ("DPO: preference pairs", "dpo"),
@@ -43,7 +44,16 @@ class MethodWidgets:
     grpo: gr.Column
     start: gr.Column
     start_adapter: gr.Dropdown
-    inputs: list[gr.components.Component]  # in TrainForm's order, after extra_arguments
+    inputs: dict[str, gr.components.Component]  # by the names of TrainForm's method fields
+
+
+class MethodView(NamedTuple):
+    """What the chosen method shows: the dataset picker's hint and each method's fields."""
+
+    dataset: Any
+    dpo: Any
+    grpo: Any
+    start: Any
 
 
 def reward_rows(allows_custom_code: bool) -> list[list[Any]]:
@@ -119,11 +129,11 @@ def method_settings(method: str, dpo_beta: float | None, loss_type: str | None, 
     return {key: value for key, value in values.items() if value is not None}
 
 
-def show_method(method: str | None) -> tuple[Any, ...]:
+def show_method(method: str | None) -> MethodView:
     """Only the chosen method's fields, and the dataset picker saying which layouts it needs."""
     chosen = method or "sft"
-    return (gr.Dropdown(info=DATA_NEEDS.get(chosen, "")), gr.Column(visible=chosen == "dpo"),
-            gr.Column(visible=chosen == "grpo"), gr.Column(visible=chosen in ("dpo", "grpo")))
+    return MethodView(dataset=gr.Dropdown(info=DATA_NEEDS.get(chosen, "")), dpo=gr.Column(visible=chosen == "dpo"),
+                      grpo=gr.Column(visible=chosen == "grpo"), start=gr.Column(visible=chosen in ("dpo", "grpo")))
 
 
 @shows_errors
@@ -166,8 +176,11 @@ def render_fields(services: Services) -> MethodWidgets:
             label="Rewards (tick the ones to use; a completion's reward is their weighted sum)",
         )
     with gr.Column(visible=False) as start_fields:
-        start_adapter = gr.Dropdown(label="Start from adapter", choices=[("none: start from the base model", NO_ADAPTER)],
-                                    value=NO_ADAPTER, elem_id="train-start-adapter",
-                                    info="Keep training an adapter of this base model (e.g. an SFT run's) instead of a new one.")
-    return MethodWidgets(dpo_fields, grpo_fields, start_fields, start_adapter,
-                         [dpo_beta, loss_type, generations, completion_length, temperature, grpo_beta, rewards, start_adapter])
+        start_adapter = Picker(label="Start from adapter", choices=[("none: start from the base model", NO_ADAPTER)],
+                               value=NO_ADAPTER, elem_id="train-start-adapter",
+                               info="Keep training an adapter of this base model (e.g. an SFT run's) instead of a new one.")
+    return MethodWidgets(dpo_fields, grpo_fields, start_fields, start_adapter, {
+        "dpo_beta": dpo_beta, "dpo_loss_type": loss_type, "num_generations": generations,
+        "max_completion_length": completion_length, "temperature": temperature, "grpo_beta": grpo_beta,
+        "rewards": rewards, "init_adapter_id": start_adapter,
+    })

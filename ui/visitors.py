@@ -5,24 +5,25 @@ new one. A key in an HttpOnly cookie can: ``VisitorCookie`` gives each browser o
 request, and every event handler then finds it on the request gradio puts in its context. The key
 is issued and signed by the server (``ftapp.demo.client_identity``): a cookie the server did not sign
 (made up, or another visitor's id with a guessed signature) is replaced by a new identity, so a
-client can neither mint visitors nor step into someone else's. The tabs need no change: they are
-handed ``VisitorServices``, which looks up the current visitor's services, and notes the client's
-network address for the caps per address (DM-009), each time a handler touches one.
+client can neither mint visitors nor step into someone else's. The tabs are built with the demo's
+page services (nobody's view, ``ftapp.visitors.demo_services``); ``services_for`` then builds, for
+every event, the services of the visitor who sent it, and notes the client's network address for
+the caps per address (DM-009). ``ui.wiring.bind`` calls it for every handler.
 """
 
 from __future__ import annotations
 
+import functools
 from http.cookies import CookieError, SimpleCookie
+from pathlib import Path
 from typing import Any
 
 from ftapp.demo import IdentitySigner, client_address, proxy_hops
 from ftapp.services import Services
-from ftapp.visitors import Visitors
+from ftapp.visitors import NOBODY, services_for_key
 
 VISITOR_COOKIE = "ftapp_visitor"
 COOKIE_MAX_AGE_S = 30 * 24 * 3600
-# Outside any event (while the page is built) nobody is asking: that view sees only shared things.
-NOBODY = "nobody"
 
 
 def _cookie(header: str, name: str) -> str | None:
@@ -106,14 +107,14 @@ def current_visitor(signer: IdentitySigner, hops: int = 0) -> tuple[str, str | N
     return (f"session:{session}", address) if session else (NOBODY, address)
 
 
-class VisitorServices:
-    """Stands in for ``Services`` in the demo: every attribute is the current visitor's."""
+@functools.cache
+def _signer(secrets_dir: Path) -> IdentitySigner:
+    return IdentitySigner.in_home(secrets_dir)  # the key the VisitorCookie middleware signs with
 
-    def __init__(self, services: Services, visitors: Visitors | None = None, signer: IdentitySigner | None = None,
-                 hops: int | None = None):
-        self.visitors = visitors or Visitors(services)
-        self.signer = signer or IdentitySigner.in_home(services.settings.secrets_dir)
-        self.hops = proxy_hops() if hops is None else hops
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.visitors.for_key(*current_visitor(self.signer, self.hops)), name)
+def services_for(services: Services) -> Services:
+    """The services of whoever sent the event being handled: ``services`` themselves in the local app; in the
+    public demo (``services`` are then the page's), the services of the visitor whose cookie came with it."""
+    if services.visitor is None:
+        return services
+    return services_for_key(services, *current_visitor(_signer(services.settings.secrets_dir), proxy_hops()))

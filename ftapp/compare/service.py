@@ -30,27 +30,26 @@ from ftapp.compare.request import (
     validate_vote,
 )
 from ftapp.datasets.service import DatasetService
+from ftapp.demo.live_runs import worker_problems
+from ftapp.demo.visitor import Visitor, visible_to
 from ftapp.errors import ConflictError, FtappError, Problem, ValidationError
 from ftapp.ids import new_id
 from ftapp.prompts.templates import render
-from ftapp.run_vocabulary import RunStatus
-from ftapp.runs.supervisor import INFERENCE, TERMINAL, Supervisor
+from ftapp.run_vocabulary import TERMINAL, RunKind, RunStatus
+from ftapp.runs.enqueue import enqueue
+from ftapp.runs.outcome import started_payload
+from ftapp.runs.specs import run_spec
+from ftapp.runs.supervisor import Supervisor
 from ftapp.settings import Settings
-from storage import AdapterRecord, ComparisonVoteRecord, Database, ModelRecord, RunRecord
+from storage import AdapterRecord, ComparisonVoteRecord, Database, DuplicateError, ModelRecord, RunRecord
 from trainer.protocol import (
-    EVENTS_FILE,
-    LOG_FILE,
-    PROGRESS,
     REQUESTS_DIR,
     RESPONSES_DIR,
-    STARTED,
     InferenceRequest,
     InferenceSpec,
     InferenceTarget,
     ModelSource,
-    read_events,
     write_json_atomically,
-    write_spec,
 )
 
 DEFAULT_IDLE_TIMEOUT_S = 600.0
@@ -58,6 +57,9 @@ ANSWER_TIMEOUT_S = 900.0  # model start-up (minutes for a large one) plus the an
 STATUS_EVERY_S = 0.5  # how often a waiting stream looks at the worker's run row
 BLIND_LABELS = "ABCDE"
 QUEUED, LOADING, WAITING, GENERATING, DONE = RunStatus.QUEUED, "loading", "waiting", "generating", "done"
+# One per process: two pages asking at once (each demo visitor's services are built afresh for every request)
+# must not start two workers for one model.
+_WORKER_START = threading.Lock()
 
 
 class ComparisonFailed(FtappError):
@@ -132,12 +134,11 @@ class Vote:
 class ComparisonService:
     def __init__(self, settings: Settings, db: Database, datasets: DatasetService, supervisor: Supervisor,
                  idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S, devices: str = "auto", cpu_threads: int | None = None,
-                 answer_timeout_s: float = ANSWER_TIMEOUT_S, poll_s: float = 0.05):
-        self.settings, self.db, self.datasets, self.supervisor = settings, db, datasets, supervisor
+                 answer_timeout_s: float = ANSWER_TIMEOUT_S, poll_s: float = 0.05, visitor: Visitor | None = None):
+        self.settings, self.db, self.datasets, self.supervisor = settings, visible_to(db, visitor), datasets, supervisor
         self.idle_timeout_s, self.devices, self.cpu_threads = idle_timeout_s, devices, cpu_threads
         self.answer_timeout_s, self.poll_s = answer_timeout_s, poll_s
-        self._lock = threading.Lock()  # two pages asking at once must not start two workers for one model
-        self._voted: set[str] = set()
+        self.visitor, self.everyone = visitor, db  # the demo's cap on workers counts every visitor's
 
     # -- choices ------------------------------------------------------------------------------------
     def adapters_for(self, model_id: str) -> list[AdapterRecord]:
@@ -192,7 +193,7 @@ class ComparisonService:
     def _queue(self, model: ModelRecord, request_id: str, payload: dict[str, Any]) -> RunRecord:
         """Write the request into a live worker's queue, starting a worker when there is none."""
         for _ in range(3):
-            with self._lock:
+            with _WORKER_START:
                 worker = self._live_worker(model.id) or self._start_worker(model)
             try:
                 write_json_atomically(Path(worker.run_dir or "") / REQUESTS_DIR / f"{request_id}.json", payload)
@@ -210,27 +211,26 @@ class ComparisonService:
 
     def _live_runs(self, model_id: str | None = None) -> list[RunRecord]:
         with self.db.transaction() as tx:
-            runs = tx.runs.find(kind=INFERENCE)
+            runs = tx.runs.find(kind=RunKind.INFERENCE)
         return [r for r in runs if r.status not in TERMINAL and r.cancel_requested_at is None
                 and (model_id is None or r.base_model_id == model_id)]
 
     def _start_worker(self, model: ModelRecord) -> RunRecord:
+        # Each demo visitor's Compare tab has its own worker (a process holding the model): bound how many live at once.
+        busy = worker_problems(self.everyone, self.visitor) if self.visitor else []
+        if busy:
+            raise ValidationError(busy)
         run_id = new_id()
-        run_dir = self.settings.runs_dir / run_id
-        # The queue exists before the worker does: requests wait there while it starts and loads.
-        (run_dir / REQUESTS_DIR).mkdir(parents=True)
         # On a CPU, one core stays with the app: torch's spinning threads slow down many times over
         # when the page's streaming competes with them for every core.
         threads = self.cpu_threads or max(1, (os.cpu_count() or 2) - 1)
-        spec = InferenceSpec(run_id=run_id, run_dir=str(run_dir), model=ModelSource(model.source, model.architecture),
-                             idle_timeout_s=self.idle_timeout_s, cpu_threads=threads)
-        write_spec(spec)
-        with self.db.transaction() as tx:
-            run = tx.runs.add(id=run_id, kind=INFERENCE, name=f"compare · {model.name}", status=RunStatus.QUEUED,
-                              spec=json.dumps(spec.to_dict()), run_dir=str(run_dir), log_path=str(run_dir / LOG_FILE),
-                              base_model_id=model.id, devices_requested=self.devices)
-        self.supervisor.wake()
-        return run
+        spec = InferenceSpec(run_id=run_id, run_dir=str(self.settings.runs_dir / run_id),
+                             model=ModelSource(model.source, model.architecture), idle_timeout_s=self.idle_timeout_s,
+                             cpu_threads=threads)
+        # The queue exists before the worker does: requests wait there while it starts and loads.
+        return enqueue(self.db, self.supervisor, spec, kind=RunKind.INFERENCE, name=f"compare · {model.name}",
+                       prepare=lambda run_dir: (run_dir / REQUESTS_DIR).mkdir(), base_model_id=model.id,
+                       devices_requested=self.devices)
 
     def follow(self, comparison: Comparison) -> Iterator[CompareSnapshot]:
         """Snapshots as the answer streams in; the last one is ``done``. Raises ComparisonFailed."""
@@ -280,17 +280,18 @@ class ComparisonService:
         problems = validate_vote(comparison.labels, winner, snapshot.done)
         if problems:
             raise ValidationError(problems)
-        if comparison.request_id in self._voted:
-            raise ConflictError("this comparison has its vote already; generate again to vote again")
         candidates = [{"label": c.label, "name": c.name, "adapter_id": c.adapter_id, "output": text}
                       for c, text in zip(comparison.candidates, snapshot.texts)]
         settings = {**comparison.generation, "seed": comparison.seed, "chat": comparison.chat,
                     "order_seed": comparison.order_seed}
-        with self.db.transaction() as tx:
-            record = tx.comparison_votes.add(
-                id=new_id(), model_id=comparison.model_id, prompt=comparison.prompt, settings=json.dumps(settings),
-                candidates=json.dumps(candidates), blind=comparison.blind, winner=winner)
-        self._voted.add(comparison.request_id)
+        try:
+            with self.db.transaction() as tx:
+                # The vote's id is the comparison's: a second vote on it is refused by the database itself.
+                record = tx.comparison_votes.add(
+                    id=comparison.request_id, model_id=comparison.model_id, prompt=comparison.prompt,
+                    settings=json.dumps(settings), candidates=json.dumps(candidates), blind=comparison.blind, winner=winner)
+        except DuplicateError as error:
+            raise ConflictError("this comparison has its vote already; generate again to vote again") from error
         return Vote(record, {c.label: c.name for c in comparison.candidates})
 
     def votes(self, model_id: str | None = None) -> list[ComparisonVoteRecord]:
@@ -362,22 +363,17 @@ def _waiting_phase(run: RunRecord, accepted: bool) -> str:
         return LOADING  # the worker took it and is attaching adapters
     if run.status == RunStatus.QUEUED:
         return QUEUED  # for a device
-    return WAITING if _started_event(run) else LOADING  # behind another request, or for the model to load
-
-
-def _events(run: RunRecord) -> list:
-    return read_events(Path(run.run_dir or "") / EVENTS_FILE).events if run.run_dir else []
-
-
-def _started_event(run: RunRecord) -> Any:
-    return next((e for e in _events(run) if e.type == STARTED), None)
+    # behind another request, or for the model to load
+    return WAITING if run.started_payload is not None else LOADING
 
 
 def _worker_view(run: RunRecord) -> Worker:
-    events = _events(run)
-    started = next((e for e in events if e.type == STARTED), None)
-    active = [e.time for e in events if e.type in (STARTED, PROGRESS)]
-    spec = json.loads(run.spec)
+    """A live worker as its row shows it: ready once it said started; last active at its last event (a worker writes
+    ``started`` when the model is loaded and ``progress`` after each answer, nothing else while it lives)."""
+    started = started_payload(run)
+    device_name = started.get("device_name") if started else None
+    spec = run_spec(run, InferenceSpec)  # a live worker: this app wrote its row
     return Worker(run.id, run.base_model_id or "", run.status, started is not None,
-                  run.gpus or run.devices_requested, started.data.get("device_name") if started else None,
-                  float(spec.get("idle_timeout_s", DEFAULT_IDLE_TIMEOUT_S)), run.step or 0, max(active) if active else None)
+                  run.gpus or run.devices_requested, str(device_name) if device_name is not None else None,
+                  spec.idle_timeout_s, run.step or 0,
+                  run.last_event_at.timestamp() if started is not None and run.last_event_at else None)

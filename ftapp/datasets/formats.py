@@ -39,7 +39,7 @@ def detect_format(columns: list[str], sample_rows: list[dict]) -> str:
 def _holds_turns(rows: list[dict], column: str, keys: tuple[str, str]) -> bool:
     """True when every non-null sample value of ``column`` is a list of turns carrying ``keys``
     and the sample holds at least one turn."""
-    values = [row.get(column) for row in rows if row.get(column) is not None]
+    values = [value for row in rows if (value := row.get(column)) is not None]
     if not values or not all(isinstance(value, list) for value in values):
         return False
     turns = [turn for value in values for turn in value]

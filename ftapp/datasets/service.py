@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import shutil
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ from ftapp.datasets.formats import detect_format
 from ftapp.datasets.preference_rows import preference_problems
 from ftapp.datasets.stats import ColumnStats, column_stats
 from ftapp.demo.path_policy import path_problem
+from ftapp.demo.policy import rows_problem, upload_only, visitor_dir
+from ftapp.demo.visitor import Visitor, require_own, visible_to
 from ftapp.errors import ConflictError, NotFoundError, Problem, ValidationError, require_found
 from ftapp.home_paths import require_inside
 from ftapp.ids import is_uuid, new_id
@@ -75,12 +78,16 @@ def _default_name(request: AddDatasetRequest) -> str:
 
 
 class DatasetService:
-    def __init__(self, settings: Settings, db: Database):
-        self.settings, self.db = settings, db
+    def __init__(self, settings: Settings, db: Database, visitor: Visitor | None = None):
+        self.settings, self.db, self.visitor = settings, visible_to(db, visitor), visitor
         self.token = HfToken(settings.secrets_dir)
-        self.files_dir = settings.datasets_dir  # where imported files are copied (a demo visitor has their own)
+        # Where imported files are copied: a demo visitor has a folder of their own.
+        self.files_dir = visitor_dir(settings, visitor.owner) / "datasets" if visitor else settings.datasets_dir
 
     def add(self, request: AddDatasetRequest) -> DatasetRecord:
+        refused = self._visitor_problems(request)
+        if refused:
+            raise ValidationError(refused)
         dataset_type, problems = _resolve_type(request)
         name = (request.name or _default_name(request)).strip()
         if not name:
@@ -99,8 +106,17 @@ class DatasetService:
             raise ValidationError(problems)
         assert dataset_type is not None
         if dataset_type == "huggingface":
-            return self._add_hub(request, name)
-        return self._add_local(request, name, dataset_type)
+            return self._add_hub(request, name, (request.huggingface_name or "").strip())
+        return self._add_local(request, name, dataset_type, request.location or "")
+
+    def _visitor_problems(self, request: AddDatasetRequest) -> list[Problem]:
+        """A demo visitor imports uploads only (DM-006, DS-003): checked before anything looks at the path it names."""
+        if not self.visitor:
+            return []
+        if request.type == "huggingface" or (request.huggingface_name and not request.location):
+            return [upload_only("a Hugging Face Hub dataset", "huggingface_name")]
+        outside = path_problem(self.settings, request.location, "DS-003", "location", uploads_only=True) if request.location else None
+        return [outside] if outside else []
 
     def _location_problems(self, dataset_type: str, location: str | None) -> list[Problem]:
         if not location:
@@ -123,10 +139,10 @@ class DatasetService:
             return [Problem("DS-003", f"{path.name} has the extension of a {expected} file, not {dataset_type}", "location")]
         return []
 
-    def _add_hub(self, request: AddDatasetRequest, name: str) -> DatasetRecord:
+    def _add_hub(self, request: AddDatasetRequest, name: str, hub_name: str) -> DatasetRecord:
         split = request.hf_split or "train"
         info = hub_datasets.inspect_hub_dataset(
-            request.huggingface_name.strip(), request.hf_config or None, split, token=self.token.value()
+            hub_name, request.hf_config or None, split, token=self.token.value()
         )
         data_format = detect_format(info.columns, info.sample_rows)
         if data_format == "preference":
@@ -141,8 +157,8 @@ class DatasetService:
             description=request.description or info.description or "",
         )
 
-    def _add_local(self, request: AddDatasetRequest, name: str, dataset_type: str) -> DatasetRecord:
-        source = Path(request.location).expanduser().resolve()
+    def _add_local(self, request: AddDatasetRequest, name: str, dataset_type: str, location: str) -> DatasetRecord:
+        source = Path(location).expanduser().resolve()
         table = (
             dataset_files.inspect_directory(source) if dataset_type == "project"
             else dataset_files.inspect_file(source, dataset_type)
@@ -153,6 +169,9 @@ class DatasetService:
             problems = preference_problems(dataset_files.iter_rows(source, dataset_type))
             if problems:
                 raise ValidationError(problems)
+        too_many = rows_problem(self.visitor.caps, table.num_rows, "location", "dataset") if self.visitor else None
+        if too_many:  # before the copy: a refused import writes nothing
+            raise ValidationError(too_many)
         dataset_id = new_id()
         # Copy into the home so the registry never points at an upload's temp file; a sibling
         # temp dir + rename means a crash mid-copy leaves nothing that looks registered.
@@ -198,8 +217,11 @@ class DatasetService:
         rows = self.read_rows(record, offset, limit)
         return DatasetPage(record.id, offset, rows, record.num_rows)
 
-    def read_rows(self, record: DatasetRecord, offset: int = 0, limit: int = 20) -> list[dict]:
+    # builtins.list: below ``def list``, a bare ``list`` in an annotation names the method.
+    def read_rows(self, record: DatasetRecord, offset: int = 0, limit: int = 20) -> builtins.list[dict]:
         if record.type == "huggingface":
+            if not record.huggingface_name:  # rows may come from an import
+                raise ConflictError(f"dataset {record.name!r} is a Hub dataset without a huggingface_name")
             return hub_datasets.read_hub_rows(
                 record.huggingface_name, record.hf_config, record.hf_split or "train", offset, limit,
                 token=self.token.value(),
@@ -210,7 +232,7 @@ class DatasetService:
             return dataset_files.read_directory_rows(path, offset, limit)
         return dataset_files.read_rows(path, record.type, offset, limit)
 
-    def column_stats(self, dataset_id: str, max_rows: int = STATS_ROWS) -> list[ColumnStats]:
+    def column_stats(self, dataset_id: str, max_rows: int = STATS_ROWS) -> builtins.list[ColumnStats]:
         """Empties and lengths per column over the first ``max_rows`` rows (all of a small file)."""
         record = self.get(dataset_id)
         if record.type == "huggingface":
@@ -230,12 +252,13 @@ class DatasetService:
             return None
         return require_inside(self.settings, folder, f"dataset {record.name!r}: its folder", "location", within=self.files_dir)
 
-    def remove(self, dataset_id: str, remove_prompts: bool = False) -> list[str]:
+    def remove(self, dataset_id: str, remove_prompts: bool = False) -> builtins.list[str]:
         """Remove a dataset; its prompts go with it only when asked. Returns removed prompt names."""
         with self.db.transaction() as tx:
             record = tx.datasets.get(dataset_id)
             if record is None:
                 raise NotFoundError("dataset", dataset_id)
+            require_own(self.visitor, record.owner, "dataset", record.name)
             owned = self._owned_folder(record)
             prompts = tx.prompts.find(dataset_id=dataset_id)
             if prompts and not remove_prompts:

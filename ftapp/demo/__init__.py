@@ -1,4 +1,6 @@
-"""The public demo's policy: caps (DM-), client identity, which server paths a request may name.
+"""The public demo's policy: caps (DM-), client identity, which server paths a request may name, and
+the ``Visitor`` every service takes (``visitor``: whose rows, which caps; ``live_runs``: the caps on
+concurrent runs; ``address_book``: who was seen where).
 
 Its public surface: what ``ui`` and ``cli`` import. Modules inside ftapp import the submodules."""
 

@@ -3,8 +3,9 @@
 Visitors are anonymous, so these limits stand in for a login: small data, short runs, few at a
 time, demo-size models on one device, uploads only, and nothing that spends the host's token,
 changes the host's settings or runs code a visitor wrote (that last one is FT-018, through
-``Settings.allows_custom_code``). Each limit has its rule ID, DM-001..DM-009; ``ftapp.visitors``
-applies them on top of the usual validation. A visitor is a signed cookie (``ftapp.demo.client_identity``),
+``Settings.allows_custom_code``). Each limit has its rule ID, DM-001..DM-009; the services and
+``validate_*`` functions add them to the usual validation when given a visitor or its caps
+(``ftapp.demo.visitor``). A visitor is a signed cookie (``ftapp.demo.client_identity``),
 which anyone can get afresh, so the caps on concurrent runs also hold per network address (DM-009):
 one client cannot take every slot by clearing its cookies.
 """

@@ -9,62 +9,56 @@ included: refused unless the app is local and unshared.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 from ftapp.errors import Problem
 from ftapp.runs.method_request import reward_problems
+from ftapp.runs.specs import UnreadableSpecError, run_spec
 from ftapp.settings import Settings
 from storage import DatasetRecord, Transaction
-from trainer.protocol import SPEC_FILE, RewardSpec
+from trainer.protocol import SPEC_FILE, RewardSpec, TrainSpec, read_spec
 
 PREFERENCE = "preference"  # the dataset format whose rows are scored by likelihood, not generated
 
 
-def training_spec(tx: Transaction, adapter_id: str | None) -> dict[str, Any] | None:
-    """The spec of the run that trained the adapter (the run row's copy, else its spec.json); None when not trained here."""
+def training_spec(tx: Transaction, adapter_id: str | None) -> TrainSpec | None:
+    """The spec of the run that trained the adapter (the run row's copy, else its spec.json); None when it was not trained
+    here, or neither reads as this version's spec: no default rather than a guess."""
     adapter = tx.adapters.get(adapter_id) if adapter_id else None
     run = tx.runs.get(adapter.run_id) if adapter and adapter.run_id else None
     if run is None:
         return None
-    spec = _parsed(run.spec)
-    if not spec and run.run_dir and (Path(run.run_dir) / SPEC_FILE).is_file():
-        spec = _parsed((Path(run.run_dir) / SPEC_FILE).read_text(encoding="utf-8"))
-    return spec or None
-
-
-def _parsed(text: str | None) -> dict[str, Any]:
     try:
-        value = json.loads(text or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+        return run_spec(run, TrainSpec)
+    except UnreadableSpecError:
+        pass
+    path = Path(run.run_dir) / SPEC_FILE if run.run_dir else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        return read_spec(path)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        return None
 
 
 def dpo_beta(tx: Transaction, adapter_id: str | None) -> float | None:
     """The beta of the DPO run that trained the adapter; None when it was not trained by DPO here."""
     spec = training_spec(tx, adapter_id)
-    if not spec or spec.get("method") != "dpo":
+    if spec is None or spec.method != "dpo":
         return None
-    beta = (spec.get("method_settings") or {}).get("beta")
+    beta = spec.method_settings.get("beta")
     return float(beta) if isinstance(beta, (int, float)) and not isinstance(beta, bool) else None
 
 
 def grpo_rewards(tx: Transaction, adapter_ids: list[str]) -> tuple[RewardSpec, ...]:
     """The rewards every adapter was trained for by GRPO; () unless all of them were, with the same rewards."""
-    found = set()
+    shared: tuple[RewardSpec, ...] = ()
     for adapter_id in adapter_ids:
         spec = training_spec(tx, adapter_id)
-        if not spec or spec.get("method") != "grpo" or not spec.get("rewards"):
+        if spec is None or spec.method != "grpo" or not spec.rewards or (shared and spec.rewards != shared):
             return ()
-        found.add(json.dumps(spec["rewards"], sort_keys=True))
-    if len(found) != 1:
-        return ()
-    try:
-        return tuple(RewardSpec(**reward) for reward in json.loads(found.pop()))
-    except TypeError:  # a spec from another protocol version: no default rather than a guess
-        return ()
+        shared = spec.rewards
+    return shared
 
 
 def evaluation_rewards(tx: Transaction, rewards: tuple | None, adapter_ids: list[str],

@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ftapp import number_bounds as nb
+from ftapp.demo import policy
 from ftapp.errors import Problem
+from ftapp.evaluation.benchmarks import benchmark_problems
+from ftapp.evaluation.judging import JudgeRequest, judge_problems
 from ftapp.evaluation.methods import PREFERENCE, evaluation_reward_problems, evaluation_rewards
 from ftapp.prompts.config_schemas import check_config, stored_config_problems
 from ftapp.prompts.templates import stored_template_problems
@@ -38,6 +41,17 @@ class EvaluationRequest:
     # Rewards to score every generated answer with (RewardSpec or dicts of its fields); None: the rewards
     # of the adapters' GRPO run when they all come from GRPO runs with the same rewards, else none.
     rewards: tuple[RewardSpec | dict[str, Any], ...] | None = None
+    # lm-evaluation-harness tasks every combination is scored on (then the dataset is optional), and/or every task of
+    # a local folder of lm-eval task YAML files; at most benchmark_limit documents per task; few-shot: each task's own.
+    benchmarks: tuple[str, ...] = ()
+    benchmark_dir: str | None = None
+    benchmark_limit: int | None = None
+    benchmark_fewshot: int | None = None
+    judge: JudgeRequest | None = None  # an LLM judge compares each combination's answers with #1's
+
+    @property
+    def has_benchmarks(self) -> bool:
+        return bool(self.benchmarks or self.benchmark_dir)
 
     @property
     def adapter_ids(self) -> list[str]:
@@ -54,17 +68,20 @@ PROMPTLESS_FORMATS = (*CONVERSATIONAL_FORMATS, PREFERENCE)
 
 
 def validate_evaluation(tx: Transaction, request: EvaluationRequest, machine: Machine,
-                        settings: Settings | None = None) -> list[Problem]:
-    """Every problem of the request; ``settings`` says whether custom reward code may run (EV-013)."""
+                        settings: Settings | None = None, caps: policy.DemoCaps | None = None) -> list[Problem]:
+    """Every problem of the request; ``settings`` says whether custom reward code may run (EV-013); ``caps``: a
+    public demo visitor's request, held to the demo's rows (DM-001) and device choice (DM-005)."""
     problems: list[Problem] = []
     if not request.combinations:
         problems.append(Problem("EV-001", "give at least one model[:adapter] combination to evaluate", "combinations"))
     dataset = tx.datasets.get(request.dataset_id or "")
-    if not request.dataset_id:
-        problems.append(Problem("EV-002", "dataset_id is required", "dataset_id"))
-    elif dataset is None:
+    if not request.dataset_id and not request.has_benchmarks:
+        problems.append(Problem("EV-002", "dataset_id is required (or benchmark tasks to score instead)", "dataset_id"))
+    elif request.dataset_id and dataset is None:
         problems.append(Problem("EV-007", f"dataset '{request.dataset_id}' not found", "dataset_id"))
-    if not request.prompt_id:
+    if not request.dataset_id:
+        pass  # benchmarks alone: no rows, so no prompt to map them
+    elif not request.prompt_id:
         if dataset is None or dataset.format not in PROMPTLESS_FORMATS:
             problems.append(Problem("EV-003", "prompt_id is required" + (
                 f": dataset '{dataset.name}' has plain columns, and the prompt maps them to input and reference" if dataset else ""),
@@ -90,7 +107,14 @@ def validate_evaluation(tx: Transaction, request: EvaluationRequest, machine: Ma
         else:
             problems += stored_config_problems(config, "generation_config", "generation_config_id")
     problems += check_config("generation_config", request.generation)
-    problems += evaluation_reward_problems(evaluation_rewards(tx, request.rewards, request.adapter_ids, dataset), dataset, settings)
+    if request.dataset_id:
+        problems += evaluation_reward_problems(evaluation_rewards(tx, request.rewards, request.adapter_ids, dataset), dataset, settings)
+    elif request.rewards:
+        problems.append(Problem("EV-013", "rewards score generated answers to a dataset's rows: give a dataset", "rewards"))
+    problems += benchmark_problems(request.benchmarks, request.benchmark_dir, request.benchmark_limit, request.benchmark_fewshot,
+                                   settings, caps)
+    problems += judge_problems(tx, request.judge, dataset, len(request.combinations),
+                               dataset is not None and dataset.format != PREFERENCE, settings, caps)
     problems += choose_devices(request.gpus, machine, "EV-004")[1]
     for number, combo in enumerate(request.combinations, start=1):
         model = tx.models.get(combo.model_id or "")
@@ -108,4 +132,6 @@ def validate_evaluation(tx: Transaction, request: EvaluationRequest, machine: Ma
                 f"combination {number}: adapter '{adapter.name}' was trained on '{base.name if base else adapter.model_id}', not '{model.name}'",
                 "combinations",
             ))
+    if caps:
+        problems += [p for p in (policy.eval_rows_problem(caps, request.max_rows or 0), policy.gpus_problem(request.gpus)) if p]
     return problems

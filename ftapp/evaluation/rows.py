@@ -39,8 +39,10 @@ def held_out_splits(tx: Transaction, request: EvaluationRequest, dataset: Datase
     for combo in request.combinations:
         adapter = tx.adapters.get(combo.adapter_id) if combo.adapter_id else None
         run = tx.runs.get(adapter.run_id) if adapter and adapter.run_id else None
-        path = Path(run.run_dir or "") / SPLIT_FILE if run else None
-        if path is None or not path.is_file():
+        if adapter is None or run is None:
+            continue
+        path = Path(run.run_dir or "") / SPLIT_FILE
+        if not path.is_file():
             continue
         split = json.loads(path.read_text(encoding="utf-8"))
         source = split.get("source") or {}

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ftapp.demo.path_policy import path_problem
+from ftapp.demo.policy import upload_only
+from ftapp.demo.visitor import Visitor, require_own, visible_to
 from ftapp.errors import NotFoundError, Problem, ValidationError, require_found
 from ftapp.ids import new_id
 from ftapp.models.hub import inspect_hub_repo
@@ -44,11 +46,13 @@ def read_adapter_config(directory: Path) -> tuple[dict | None, Problem | None]:
 
 
 class AdapterService:
-    def __init__(self, settings: Settings, db: Database):
-        self.settings, self.db = settings, db
+    def __init__(self, settings: Settings, db: Database, visitor: Visitor | None = None):
+        self.settings, self.db, self.visitor = settings, visible_to(db, visitor), visitor
         self.token = HfToken(settings.secrets_dir)
 
     def add(self, request: AddAdapterRequest) -> AdapterRecord:
+        if self.visitor:  # a demo visitor's adapters are the ones it trains
+            raise ValidationError(upload_only("registering an adapter from a path or the Hub", "location"))
         problems: list[Problem] = []
         name = request.name.strip()
         if request.type not in ADAPTER_TYPES:
@@ -87,7 +91,7 @@ class AdapterService:
             problems.append(Problem("AD-006", "huggingface_name is required for a Hub adapter", "huggingface_name"))
         if problems:
             raise ValidationError(problems)
-        if request.type == "huggingface":
+        if request.type == "huggingface" and request.huggingface_name:  # a Hub adapter without one was refused above
             repo = inspect_hub_repo(request.huggingface_name, ("adapter_config.json",), "AD-006", self.token.value(), self.settings.offline)
             config = repo.files.get("adapter_config.json")
         config = config or {}
@@ -115,5 +119,8 @@ class AdapterService:
     def remove(self, adapter_id: str) -> None:
         """Forget the adapter; its files stay where they are (they may be the user's own)."""
         with self.db.transaction() as tx:
-            if not tx.adapters.remove(adapter_id):
+            record = tx.adapters.get(adapter_id)
+            if record is None:
                 raise NotFoundError("adapter", adapter_id)
+            require_own(self.visitor, record.owner, "adapter", record.name)
+            tx.adapters.remove(adapter_id)

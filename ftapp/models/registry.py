@@ -28,6 +28,10 @@ def resolve_registered_model(tracking_uri: str, name: str, version: str | None) 
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    database = tracking_uri.removeprefix("sqlite:///") if tracking_uri.startswith("sqlite:///") else None
+    if database is not None and not Path(database).is_file():
+        # Nothing was ever registered; a client would create the store here, its Default experiment under ./mlruns.
+        raise ValidationError(Problem("MD-003", f"the MLflow registry at {tracking_uri} is empty: '{name}' is not in it", "registry_name"))
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         if not version:

@@ -1,14 +1,18 @@
-"""Base-model use cases: register a Hub id, a local directory or an MLflow-registered model."""
+"""Base-model use cases: register a Hub id, a local directory, a GGUF file (converted) or an MLflow-registered model."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from ftapp.demo.path_policy import path_problem
+from ftapp.demo.policy import upload_only
+from ftapp.demo.visitor import Visitor, require_own
 from ftapp.errors import ConflictError, NotFoundError, Problem, ValidationError, require_found
 from ftapp.ids import new_id
 from ftapp.models.config_json import load_config_file, read_model_config
+from ftapp.models.gguf import gguf_problems, import_gguf, looks_like_gguf
 from ftapp.models.hub import inspect_hub_repo
 from ftapp.models.registry import resolve_registered_model
 from ftapp.resource_names import name_problem
@@ -32,11 +36,14 @@ class AddModelRequest:
 
 
 class ModelService:
-    def __init__(self, settings: Settings, db: Database):
-        self.settings, self.db = settings, db
+    def __init__(self, settings: Settings, db: Database, visitor: Visitor | None = None):
+        # Models have no owner: every demo visitor sees the same ones, and changes none of them.
+        self.settings, self.db, self.visitor = settings, db, visitor
         self.token = HfToken(settings.secrets_dir)
 
     def add(self, request: AddModelRequest) -> ModelRecord:
+        if self.visitor:
+            raise ValidationError(upload_only("registering a model", "location"))
         problems: list[Problem] = []
         if request.type not in MODEL_TYPES:
             raise ValidationError(Problem("MD-001", f"type must be one of {', '.join(MODEL_TYPES)} (got {request.type!r})", "type"))
@@ -46,7 +53,9 @@ class ModelService:
             "model_registry": request.registry_name,
         }[request.type]
         source = (source or "").strip()
-        name = (request.name or source).strip()
+        # A file where a model folder is expected is a GGUF file to convert (MD-006); its stem names it by default.
+        gguf = request.type == "project" and bool(source) and looks_like_gguf(Path(source).expanduser())
+        name = (request.name or (Path(source).stem if gguf else source)).strip()
         if invalid := name_problem("MD-005", name):
             problems.append(invalid)
         else:
@@ -59,12 +68,21 @@ class ModelService:
             problems.append(Problem("MD-003", "registry_name is required for a registry model", "registry_name"))
         if request.type == "project":
             outside = path_problem(self.settings, source or ".", "MD-004", "location")
-            problems.extend([outside] if outside else self._directory_problems(source))
+            if outside:
+                problems.append(outside)
+            else:
+                problems.extend(gguf_problems(Path(source).expanduser()) if gguf else self._directory_problems(source))
         if problems:
             raise ValidationError(problems)
 
+        model_id = new_id()
         values: dict = {"name": name, "type": request.type, "description": request.description}
-        if request.type == "huggingface":
+        if gguf:
+            imported = import_gguf(self.settings, Path(source).expanduser().resolve(), model_id)
+            config = load_config_file(imported.model_dir / "config.json")
+            description = " ".join(part for part in (request.description.strip(), imported.source_note) if part)
+            values.update(location=str(imported.model_dir), license=imported.license, description=description)
+        elif request.type == "huggingface":
             repo = inspect_hub_repo(source, ("config.json",), "MD-002", self.token.value(), self.settings.offline)
             config = repo.files["config.json"] if "config.json" in repo.files else {}
             values.update(huggingface_name=source, gated=repo.gated, license=repo.license)
@@ -80,8 +98,10 @@ class ModelService:
         values.update(architecture=info.architecture, model_type=info.model_type, num_parameters=info.num_parameters)
         try:
             with self.db.transaction() as tx:
-                return tx.models.add(id=new_id(), **values)
+                return tx.models.add(id=model_id, **values)
         except DuplicateError as error:
+            if gguf:  # the converted folder is ours and nothing points at it
+                shutil.rmtree(self.settings.models_dir / model_id, ignore_errors=True)
             raise ValidationError(Problem("MD-005", f"a model named '{name}' already exists", "name")) from error
 
     @staticmethod
@@ -109,7 +129,7 @@ class ModelService:
             return require_found(tx.models.get(model_id), "model", model_id)
 
     def accept_license(self, model_id: str) -> ModelRecord:
-        self.get(model_id)
+        require_own(self.visitor, None, "model", self.get(model_id).name)
         with self.db.transaction() as tx:
             return tx.models.update(model_id, license_accepted_at=utc_now())
 
@@ -118,6 +138,7 @@ class ModelService:
             record = tx.models.get(model_id)
             if record is None:
                 raise NotFoundError("model", model_id)
+            require_own(self.visitor, None, "model", record.name)
             adapters = tx.adapters.find(model_id=model_id)
             if adapters:
                 names = ", ".join(a.name for a in adapters)

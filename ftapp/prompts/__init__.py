@@ -10,7 +10,7 @@ from ftapp.prompts.config_schemas import (
     GenerationSettings,
     GrpoSettings,
     LoraSettings,
-    TrainingArguments,
+    TrainingSettings,
     check_config,
     defaults,
     help_text,
@@ -39,5 +39,5 @@ __all__ = [
     "Preset",
     "SCHEMAS",
     "Segment",
-    "TrainingArguments",
+    "TrainingSettings",
 ]

@@ -11,13 +11,18 @@ import difflib
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ftapp import number_bounds as nb
 from ftapp.errors import Problem
 from ftapp.number_bounds import Bound, shown_value
 from ftapp.secrets import SECRET_KEY, TOKEN_ADVICE, find_secrets
 from storage import ConfigRecord
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+C = TypeVar("C", bound="DataclassInstance")
 
 
 def _f(default: Any, help: str, bound: Bound | None = None, **extra: Any) -> Any:
@@ -32,7 +37,7 @@ def _f(default: Any, help: str, bound: Bound | None = None, **extra: Any) -> Any
 
 
 @dataclass(frozen=True)
-class TrainingArguments:
+class TrainingSettings:
     num_train_epochs: float = _f(1.0, "Passes over the training split.", nb.EPOCHS)
     max_steps: int = _f(-1, "Stop after this many optimizer steps (-1: run the epochs).", nb.STEPS.above(-1))
     learning_rate: float = _f(2e-4, "Peak learning rate.", nb.LEARNING_RATE)
@@ -129,8 +134,8 @@ class GrpoSettings:
     beta: float = _f(0.0, "KL penalty towards the reference model (0: none, and no reference model is loaded).", nb.FACTOR)
 
 
-SCHEMAS: dict[str, type] = {
-    "training_arguments": TrainingArguments,
+SCHEMAS: dict[str, type[DataclassInstance]] = {
+    "training_arguments": TrainingSettings,
     "lora_config": LoraSettings,
     "bitsandbytes_config": BitsAndBytesSettings,
     "generation_config": GenerationSettings,
@@ -141,7 +146,7 @@ SCHEMAS: dict[str, type] = {
 METHOD_SCHEMAS = {"dpo": "dpo_settings", "grpo": "grpo_settings"}
 
 
-def help_text(schema: type) -> dict[str, str]:
+def help_text(schema: type[DataclassInstance]) -> dict[str, str]:
     return {f.name: f.metadata.get("help", "") for f in fields(schema)}
 
 
@@ -231,9 +236,9 @@ def stored_config_problems(record: ConfigRecord, config_type: str, field: str) -
             for p in check_config(config_type, values)]
 
 
-def resolve(config_type: str, values: dict[str, Any]) -> Any:
-    """A validated config as its dataclass, with defaults for keys not given."""
-    schema = SCHEMAS[config_type]
+def resolve(schema: type[C], values: dict[str, Any]) -> C:
+    """A validated config (``check_config`` found no problem) as its dataclass, with defaults for keys not given:
+    what code past validation reads, by attribute."""
     known = {f.name: f for f in fields(schema)}
     cleaned = {k: _coerce_flag(v, known[k].metadata.get("choices") or ()) for k, v in values.items()}
     return schema(**cleaned)

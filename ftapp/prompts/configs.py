@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from ftapp.demo.policy import host_only
+from ftapp.demo.visitor import Visitor
 from ftapp.errors import ConflictError, Problem, ValidationError, require_found
 from ftapp.ids import new_id
 from ftapp.prompts.config_schemas import check_config
@@ -71,10 +73,13 @@ def canonical(values: Any) -> str:
 
 
 class ConfigService:
-    def __init__(self, db: Database):
-        self.db = db
+    def __init__(self, db: Database, visitor: Visitor | None = None):
+        # Configs have no owner: a demo visitor uses the presets and the Train tab's fields, and stores none.
+        self.db, self.visitor = db, visitor
 
     def add(self, request: AddConfigRequest) -> AddConfigResult:
+        if self.visitor:
+            raise ValidationError(host_only("saving configs (the Train tab's fields and presets are yours to use)"))
         return self._store(request, is_default=False, config_id=new_id(), created_at=utc_now())
 
     def _store(self, request: AddConfigRequest, is_default: bool, config_id: str, created_at: datetime) -> AddConfigResult:
@@ -104,8 +109,9 @@ class ConfigService:
                 record = None
         if record is None:
             with self.db.transaction() as tx:
-                record = tx.configs.find_one(type=request.type, model_family=request.model_family, content_hash=content_hash)
-            return AddConfigResult(record, True)
+                stored_first = require_found(tx.configs.find_one(type=request.type, model_family=request.model_family,
+                                                                 content_hash=content_hash), "config", content_hash)
+            return AddConfigResult(stored_first, True)
         return AddConfigResult(record, False)
 
     def ensure_presets(self) -> None:
@@ -137,6 +143,8 @@ class ConfigService:
             return require_found(tx.configs.get(config_id), "config", config_id)
 
     def remove(self, config_id: str) -> None:
+        if self.visitor:
+            raise ValidationError(host_only("removing configs"))
         record = self.get(config_id)
         if record.is_default:
             raise ConflictError(f"config {config_id} is part of the '{record.name}' preset and cannot be removed")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from ftapp.prompts.config_schemas import BitsAndBytesSettings, GenerationSettings, LoraSettings, TrainingArguments
+from ftapp.prompts.config_schemas import BitsAndBytesSettings, GenerationSettings, LoraSettings, TrainingSettings
 
 SEED_001 = "seed 001 defaults"
 MODERN = "modern default"
@@ -34,7 +34,7 @@ PRESETS: dict[str, dict[str, dict]] = {
                               "top_k": 50, "num_beams": 1, "repetition_penalty": 1.1, "max_length": None},
     },
     MODERN: {
-        "training_arguments": asdict(TrainingArguments()),
+        "training_arguments": asdict(TrainingSettings()),
         "bitsandbytes_config": asdict(BitsAndBytesSettings()),
         "lora_config": asdict(LoraSettings()),
         "generation_config": asdict(GenerationSettings()),

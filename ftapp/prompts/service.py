@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ftapp.datasets.service import DatasetService
+from ftapp.demo.visitor import Visitor, require_own, visible_to
 from ftapp.errors import NotFoundError, Problem, ValidationError, require_found
 from ftapp.ids import new_id
 from ftapp.prompts.templates import GeneratedTemplates, check_templates, generate_templates, placeholders, render
@@ -31,8 +32,8 @@ class RenderedRow:
 
 
 class PromptService:
-    def __init__(self, db: Database, datasets: DatasetService):
-        self.db, self.datasets = db, datasets
+    def __init__(self, db: Database, datasets: DatasetService, visitor: Visitor | None = None):
+        self.db, self.datasets, self.visitor = visible_to(db, visitor), datasets, visitor
 
     def validate(self, request: AddPromptRequest) -> list[Problem]:
         problems: list[Problem] = []
@@ -110,5 +111,8 @@ class PromptService:
 
     def remove(self, prompt_id: str) -> None:
         with self.db.transaction() as tx:
-            if not tx.prompts.remove(prompt_id):
+            record = tx.prompts.get(prompt_id)
+            if record is None:
                 raise NotFoundError("prompt", prompt_id)
+            require_own(self.visitor, record.owner, "prompt", record.name)
+            tx.prompts.remove(prompt_id)

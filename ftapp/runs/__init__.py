@@ -8,15 +8,19 @@ from ftapp.runs.machine import Machine
 from ftapp.runs.memory import MemoryEstimate
 from ftapp.runs.method_request import CUSTOM_REWARD, REWARD_KINDS
 from ftapp.runs.preflight import Preflight
-from ftapp.runs.supervisor import EVALUATION
+from ftapp.runs.specs import UnreadableSpecError, run_spec, spec_dict
+from trainer.protocol import TrainSpec
 
 __all__ = [
     "CUSTOM_REWARD",
-    "EVALUATION",
     "FineTuneRequest",
     "Machine",
     "MemoryEstimate",
     "Preflight",
     "REWARD_KINDS",
     "RunRecord",
+    "TrainSpec",
+    "UnreadableSpecError",
+    "run_spec",
+    "spec_dict",
 ]

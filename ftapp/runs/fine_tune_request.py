@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ftapp import number_bounds as nb
+from ftapp.demo import policy
 from ftapp.errors import Problem
 from ftapp.number_bounds import Bound, shown_value
 from ftapp.prompts.config_schemas import check_config, defaults, stored_config_problems
@@ -50,7 +51,7 @@ class FineTuneRequest:
     lora_config_id: str | None = None
     bitsandbytes_config_id: str | None = None
     generation_config_id: str | None = None
-    # Individual TrainingArguments fields set on top of the chosen config (CLI --set key=value).
+    # Individual TrainingSettings fields set on top of the chosen config (CLI --set key=value).
     overrides: dict[str, Any] = field(default_factory=dict)
     # LoRA fields (r, lora_alpha, ...) set on top of the chosen LoRA config.
     lora_overrides: dict[str, Any] = field(default_factory=dict)
@@ -72,7 +73,7 @@ def config_values(tx: Transaction, config_id: str | None, config_type: str) -> d
 
 
 def training_values(tx: Transaction, request: FineTuneRequest) -> dict[str, Any]:
-    """TrainingArguments as the run will use them: config, then the request's own fields, then --set."""
+    """TrainingSettings as the run will use them: config, then the request's own fields, then --set."""
     values = config_values(tx, request.training_arguments_config_id, "training_arguments")
     values.update(num_train_epochs=request.num_epochs, learning_rate=request.learning_rate)
     values.update(request.overrides)
@@ -170,4 +171,30 @@ def validate_fine_tune(tx: Transaction, request: FineTuneRequest, machine: Machi
         problems.append(Problem("FT-012", "QLoRA needs a bitsandbytes_config_id (the presets ship one)", "bitsandbytes_config_id"))
     problems += method_problems(tx, request, model, dataset, prompt, training_values(tx, request), settings)
     # FT-006 (memory) needs the preflight estimate: RunService.check adds it once these pass.
+    return problems
+
+
+def cap_problems(tx: Transaction, request: FineTuneRequest, caps: policy.DemoCaps) -> list[Problem]:
+    """A public demo visitor's request over the caps (DM-001 rows, DM-002 steps, DM-005 device and model, DM-006
+    server paths). Kept apart from ``validate_fine_tune``: a request that breaks only these still gets its preflight
+    estimate, with these problems under it."""
+    problems: list[Problem] = []
+    if request.output_dir is not None:
+        problems.append(policy.upload_only("an output_dir on the server", "output_dir"))
+    if request.training_mode == "full":
+        problems.append(Problem("DM-005", "the demo trains LoRA adapters (a full fine-tune would register a model "
+                                          "every visitor sees)", "training_mode"))
+    model = tx.models.get(request.base_model_id or "")
+    if model is not None:
+        problems += policy.device_problems(caps, request.gpus, request.num_processes, model.num_parameters, model.name)
+    dataset = tx.datasets.get(request.dataset_id or "")
+    if dataset is not None:
+        rows = None if dataset.num_rows is None else int(dataset.num_rows * request.dataset_fraction)
+        too_many = policy.rows_problem(caps, rows, "dataset_id", "training run")
+        if too_many:
+            problems.append(too_many)
+        else:
+            train_rows = int((rows or 0) * request.train_test_split)
+            steps = policy.steps_problem(caps, policy.training_steps(training_values(tx, request), train_rows, request.num_epochs))
+            problems += [steps] if steps else []
     return problems

@@ -1,20 +1,26 @@
-"""Turn trainer events into stored state: metric points, progress fields, artifacts."""
+"""Turn trainer events into stored state: metric points, progress fields, artifacts, and how the run started and ended.
+
+The ``started`` and ``done`` payloads, the ``failed`` event and the last event's time go into the run's row, so
+that no service reads ``events.jsonl`` and the supervisor decides the final status from the row.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ftapp.ids import new_id
 from ftapp.number_bounds import storable_int
 from ftapp.run_vocabulary import RunKind
-from ftapp.runs.evaluation_events import answer_rows, score_rows
+from ftapp.runs.evaluation_events import answer_rows, score_rows, verdict_rows
 from storage import RunRecord, Transaction
 from trainer.protocol import (
     ARTIFACT,
     DONE,
     EVAL,
+    EVENTS_FILE,
     FAILED,
     PROGRESS,
     PROGRESS_METRICS_FIELD,
@@ -28,10 +34,11 @@ from trainer.protocol import (
 # progress keys stored as metric points, under these names
 PROGRESS_METRICS = {"loss": "loss", "lr": "learning_rate", "grad_norm": "grad_norm",
                     "tokens_per_s": "tokens_per_s", "epoch": "epoch"}
-OUTPUT_KINDS = ("adapter", "model")
-
-
-EVALUATION = RunKind.EVALUATION
+# Events are untrusted: a payload larger than this (or not storable as JSON) is kept as {}: that the event came
+# still counts (a run that said done is done), its details do not.
+MAX_PAYLOAD_CHARS = 64 * 1024
+MAX_FAILURE_TYPE_CHARS = 200  # the column's width
+MAX_FAILURE_MESSAGE_CHARS = 20_000
 
 
 def ingest(tx: Transaction, run: RunRecord) -> int:
@@ -42,17 +49,18 @@ def ingest(tx: Transaction, run: RunRecord) -> int:
     """
     if not run.run_dir:
         return 0
-    batch = read_events(Path(run.run_dir) / "events.jsonl", run.events_offset)
+    batch = read_events(Path(run.run_dir) / EVENTS_FILE, run.events_offset)
     points: list[dict[str, Any]] = []
     answers: list[dict[str, Any]] = []
     scores: list[dict[str, Any]] = []
-    updates: dict[str, Any] = {}
-    dropped = 0
+    verdicts: list[dict[str, Any]] = []
+    updates, dropped = outcome_values(run, batch.events)
     for event in batch.events:
         step = storable_int(event.data.get("step"))
-        if run.kind == EVALUATION and event.type == SAMPLE:
+        if run.kind == RunKind.EVALUATION and event.type == SAMPLE:
             answers += answer_rows(run.id, event)
-        elif run.kind == EVALUATION and event.type == EVAL:
+            verdicts += verdict_rows(run.id, event)  # an LLM judge's batch: ``sample {verdicts}``
+        elif run.kind == RunKind.EVALUATION and event.type == EVAL:
             scores += score_rows(run.id, event)
         elif event.type == STARTED:
             mlflow_run_id = event.data.get("mlflow_run_id")
@@ -86,6 +94,7 @@ def ingest(tx: Transaction, run: RunRecord) -> int:
     tx.metric_points.add_many(points)
     tx.evaluation_answers.add_missing(answers, ["run_id", "position", "row_index"])
     tx.evaluation_scores.add_missing(scores, ["run_id", "position", "metric"])
+    tx.evaluation_verdicts.add_missing(verdicts, ["run_id", "position", "row_index"])
     tx.runs.update(run.id, events_offset=batch.offset, malformed_events=run.malformed_events + batch.malformed + dropped,
                    **{k: v for k, v in updates.items() if v is not None})
     return len(batch.events)
@@ -121,23 +130,51 @@ def method_points(run_id: str, step: int, event: Event) -> list[dict[str, Any]]:
     return points
 
 
-@dataclass
-class RunOutcome:
-    """What the whole events file says about how the run ended."""
-
-    done: bool = False
-    failure: tuple[str, str] | None = None  # (error_type, message)
-    outputs: list[Path] = field(default_factory=list)
-
-
-def read_outcome(run_dir: str) -> RunOutcome:
-    outcome = RunOutcome()
-    events: list[Event] = read_events(Path(run_dir) / "events.jsonl", 0).events
+def outcome_values(run: RunRecord, events: list[Event]) -> tuple[dict[str, Any], int]:
+    """The row's outcome columns these events set: the first ``started`` payload, the last ``done`` payload and
+    ``failed`` event, the last event's time; and how many payloads could not be stored (kept as {})."""
+    values: dict[str, Any] = {}
+    dropped = 0
     for event in events:
-        if event.type == DONE:
-            outcome.done = True
+        if event.type == STARTED and run.started_payload is None and "started_payload" not in values:
+            values["started_payload"], bad = _payload(event.data)
+            dropped += bad
+        elif event.type == DONE:
+            values["done_payload"], bad = _payload(event.data)
+            dropped += bad
         elif event.type == FAILED:
-            outcome.failure = (str(event.data.get("error_type", "")), str(event.data.get("message", "")))
-        elif event.type == ARTIFACT and event.data.get("kind") in OUTPUT_KINDS and event.data.get("path"):
-            outcome.outputs.append(Path(str(event.data["path"])))
-    return outcome
+            values.update(failure_type=str(event.data.get("error_type", ""))[:MAX_FAILURE_TYPE_CHARS],
+                          failure_message=str(event.data.get("message", ""))[:MAX_FAILURE_MESSAGE_CHARS])
+    when = _moment(events[-1].time) if events else None
+    if when is not None:
+        values["last_event_at"] = when
+    return values, dropped
+
+
+def backfill_outcome(tx: Transaction, run: RunRecord, folder: Path) -> bool:
+    """Fill the outcome columns of a run ingested before its row kept them (revision 0006, or an older export's
+    import) from its events file in ``folder``, read once; whether there was anything to fill. After this the row
+    has ``last_event_at``, so it is not read again."""
+    if run.events_offset <= 0 or run.last_event_at is not None:
+        return False
+    values, dropped = outcome_values(run, read_events(folder / EVENTS_FILE, 0).events)
+    if not values:
+        return False
+    tx.runs.update(run.id, malformed_events=run.malformed_events + dropped, **values)
+    return True
+
+
+def _payload(data: dict[str, Any]) -> tuple[str, int]:
+    """(the payload as JSON text, 0), or ("{}", 1) when it cannot be stored."""
+    try:
+        text = json.dumps(data, allow_nan=False, default=str)
+    except (ValueError, TypeError, RecursionError):
+        return "{}", 1
+    return (text, 0) if len(text) <= MAX_PAYLOAD_CHARS else ("{}", 1)
+
+
+def _moment(seconds: float) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):  # a finite time no clock reaches (1e300)
+        return None

@@ -26,11 +26,13 @@ class MemoryEstimate:
     activations_mib: float
     reference_mib: float = 0.0  # a frozen copy of the weights for the reference model (full fine-tunes only)
     generation_mib: float = 0.0  # GRPO: the KV cache of the batch being generated
+    overhead_mib: float | None = None  # CUDA context and allocator slack (None: 10% of the rest)
 
     @property
     def total_mib(self) -> float:
-        # 10% for the CUDA context, allocator fragmentation and temporary buffers.
-        return 1.1 * (self.weights_mib + self.trainable_mib + self.activations_mib + self.reference_mib + self.generation_mib)
+        tensors = self.weights_mib + self.trainable_mib + self.activations_mib + self.reference_mib + self.generation_mib
+        # 10% for the CUDA context, allocator fragmentation and temporary buffers, unless the plan counted them.
+        return tensors + (0.1 * tensors if self.overhead_mib is None else self.overhead_mib)
 
 
 def estimate_training_memory(num_parameters: int, training_mode: str, tokens_per_micro_batch: int,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ftapp import number_bounds as nb
 from ftapp.errors import Problem
 from ftapp.number_bounds import shown_value
-from ftapp.prompts.config_schemas import METHOD_SCHEMAS, check_config, resolve
+from ftapp.prompts.config_schemas import METHOD_SCHEMAS, SCHEMAS, GrpoSettings, check_config, resolve
 from ftapp.settings import Settings
 from storage import DatasetRecord, ModelRecord, PromptRecord, Transaction
 from trainer.protocol import CUSTOM_REWARD, REWARD_KINDS, RewardSpec
@@ -36,7 +36,7 @@ REWARD_FIELDS = tuple(f.name for f in fields(RewardSpec))
 def resolved_settings(method: str, values: dict[str, Any]) -> dict[str, Any]:
     """The method's settings with defaults for keys not given; {} for SFT."""
     config_type = METHOD_SCHEMAS.get(method)
-    return asdict(resolve(config_type, values)) if config_type else {}
+    return asdict(resolve(SCHEMAS[config_type], values)) if config_type else {}
 
 
 def reward_spec(value: RewardSpec | dict[str, Any]) -> RewardSpec:
@@ -120,7 +120,7 @@ def reward_problems(method: str, rewards: tuple | list, settings: Settings | Non
 
 
 def _grpo_batch_problems(values: dict[str, Any], training: dict[str, Any], processes: int) -> list[Problem]:
-    generations = resolve("grpo_settings", values).num_generations
+    generations = resolve(GrpoSettings, values).num_generations
     batch, accumulation = training.get("per_device_train_batch_size"), training.get("gradient_accumulation_steps")
     if not (isinstance(batch, int) and isinstance(accumulation, int)):
         return []  # CF-005 reports broken training arguments

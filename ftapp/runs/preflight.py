@@ -1,25 +1,35 @@
-"""Before any GPU time is spent: will the run fit, and roughly how long will it take? (seeds 000, 003)
+"""Before any GPU time is spent: will the run fit, and roughly how long will it take? (seeds 000, 003; issue 19)
 
-Memory comes from ``memory_estimate`` (weights, LoRA/optimizer state, activations, and for DPO
-and GRPO a reference model and the generation's KV cache). Time comes from the number of training
-tokens and a per-device throughput table: peak bf16 TFLOP/s at an assumed 40% utilisation, with
-LoRA costing ~4N FLOPs per token (forward + input gradients), full fine-tuning ~6N, and each extra
-forward pass (DPO's reference, GRPO's generation and KL reference) ~2N. DPO trains two sequences
-per row (chosen, rejected); GRPO num_generations per prompt. It is an order-of-magnitude estimate
-shown to the user, not a promise.
+Memory on a GPU comes from ``trainer.protocol.plan_fit``, the function the trainer itself calls with the free memory
+it measures at start: when the requested recipe does not fit, the preflight shows the recipe the trainer will use
+instead (fewer rows per micro-batch with more accumulation, checkpointing, offloading, 8-bit optimizer states) and
+why, and refuses (FT-006) only what fits no way, saying what would. On the CPU, or without the model's config.json,
+``memory.estimate_training_memory`` gives a coarser figure.
+
+Time comes from the number of training tokens and a per-device throughput table: peak bf16 TFLOP/s at an assumed
+40% utilisation, with LoRA costing ~4N FLOPs per token (forward + input gradients), full fine-tuning ~6N, each extra
+forward pass (DPO's and GRPO's reference) ~2N, and the recomputation the memory plan adds. DPO and GRPO pay a
+fixed cost per optimizer step too (their passes over short padded batches are launch-bound), and GRPO samples its
+completions token by token: each of max_completion_length decode steps costs the larger of reading the weights
+from memory and the engine's per-layer overhead (``trainer.protocol.choose_generation_engine`` says which engine).
+It is an order-of-magnitude estimate shown to the user, not a promise.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 from dataclasses import dataclass
+from importlib.util import find_spec
 
 from ftapp.datasets.preference_rows import sequence_chars
-from ftapp.prompts.config_schemas import TrainingArguments, resolve
+from ftapp.prompts.config_schemas import GrpoSettings, TrainingSettings, resolve
 from ftapp.prompts.templates import render
 from ftapp.runs.devices import DeviceChoice
 from ftapp.runs.machine import Machine
 from ftapp.runs.memory import MemoryEstimate, estimate_training_memory
+from trainer.protocol import FitPlan, ModelShape, choose_generation_engine, method_levers, method_workload, plan_fit
 
 PEAK_BF16_TFLOPS = {"H200": 790, "H100": 790, "A100": 312, "L40S": 362, "L40": 181, "4090": 165, "A6000": 155,
                     "A10": 125, "L4": 121, "V100": 125, "T4": 65}
@@ -28,6 +38,19 @@ UTILISATION = 0.4
 CHARS_PER_TOKEN = 4.0
 # Starting the trainer process (torch/transformers/TRL imports, loading the model) before the first step.
 STARTUP_S = 15.0
+HBM_BYTES_PER_S = {"H200": 4.8e12, "H100": 3.35e12, "A100": 2.0e12, "L40S": 0.86e12, "L40": 0.86e12, "4090": 1.0e12,
+                   "A6000": 0.77e12, "A10": 0.6e12, "L4": 0.3e12, "V100": 0.9e12, "T4": 0.32e12}
+# Per decoder layer and decode step, what an engine costs besides reading the weights: eager generate launches some
+# 60 kernels a layer (PEFT's unfused adapters included), ~40 ms a token for a 16-layer 1B shape on an H200 (issue 19:
+# 23 generations/s at 64 completions a step); a replayed CUDA graph or vLLM only the kernels' own time.
+DECODE_LAYER_S = {"generate": 3.8e-3, "paged": 3.0e-3, "graphed": 0.28e-3, "vllm": 0.2e-3}
+# Per decoder layer and pass (forward, backward x2, reference) over a micro-batch: the launch-bound floor of DPO's and
+# GRPO's short padded batches. DPO passes chosen and rejected separately: twice the passes.
+PASS_LAYER_S = 3.0e-3
+QLORA_TOKENS_PER_MICRO_BATCH = 8192  # trainer.training_arguments halves QLoRA micro-batches above this
+# DPO and GRPO set up more than SFT before their first step (TRL's trainer, the reference) and end with an evaluation
+# that samples: ~35-40 s besides the steps for a 1B shape (bench/preference_gpu.py, issue 19).
+METHOD_SETUP_S = 25.0
 
 
 @dataclass(frozen=True)
@@ -37,27 +60,40 @@ class Preflight:
     available_mib: float
     train_tokens: int
     tokens_per_s: float
+    changes: tuple[str, ...] = ()  # how the recipe was changed to fit the free memory, and why
+    advice: tuple[str, ...] = ()  # when nothing fits: what would
+    planned: bool = False  # the memory plan decided ``fits`` (a GPU with the model's config known)
+    planned_fits: bool = False
+    method_seconds: float = 0.0  # DPO/GRPO: per-step overhead and GRPO's sampling, besides the training FLOPs
 
     @property
     def fits(self) -> bool:
-        return self.memory.total_mib <= self.available_mib
+        return self.planned_fits if self.planned else self.memory.total_mib <= self.available_mib
 
     @property
     def seconds(self) -> float:
-        return STARTUP_S + self.train_tokens / self.tokens_per_s if self.tokens_per_s > 0 else float("inf")
+        if self.tokens_per_s <= 0:
+            return float("inf")
+        return STARTUP_S + self.train_tokens / self.tokens_per_s + self.method_seconds
 
     def summary(self) -> str:
         minutes = self.seconds / 60
         verdict = "fits" if self.fits else "does NOT fit"
-        return (f"peak memory ~{self.memory.total_mib / 1024:.1f} GiB of {self.available_mib / 1024:.1f} GiB "
+        text = (f"peak memory ~{self.memory.total_mib / 1024:.1f} GiB of {self.available_mib / 1024:.1f} GiB "
                 f"on {self.device} ({verdict}); ~{self.train_tokens:,} training tokens at ~{self.tokens_per_s:,.0f} "
                 f"tokens/s ≈ {minutes:.1f} min")
+        if self.changes:
+            text += "; to fit: " + "; ".join(self.changes)
+        if self.advice:
+            text += "; would fit: " + "; ".join(self.advice)
+        return text
 
 
 def _peak_tflops(devices: DeviceChoice, machine: Machine) -> float:
     if devices.kind == "cpu":
         return CPU_TFLOPS
-    name = machine.gpu(devices.gpu_ids[0]).name if machine.gpu(devices.gpu_ids[0]) else ""
+    gpu = machine.gpu(devices.gpu_ids[0])
+    name = gpu.name if gpu else ""
     per_gpu = next((tflops for key, tflops in PEAK_BF16_TFLOPS.items() if key in name), 100.0)
     return per_gpu * len(devices.gpu_ids)
 
@@ -87,7 +123,7 @@ class Workload:
     extra_passes: float = 0.0  # forward passes per token besides training (reference, generation), ~2N FLOPs each
 
 
-def workload(method: str, args: TrainingArguments, sample_rows: list[dict], template: str | None, input_template: str | None,
+def workload(method: str, args: TrainingSettings, sample_rows: list[dict], template: str | None, input_template: str | None,
              method_settings: dict) -> Workload:
     batch = args.per_device_train_batch_size
     if method == "dpo":
@@ -100,7 +136,7 @@ def workload(method: str, args: TrainingArguments, sample_rows: list[dict], temp
         # TRL's per_device_train_batch_size counts completions: batch / num_generations prompts each
         # with num_generations completions of up to max_completion_length tokens. The generation
         # batch (batch × gradient_accumulation_steps sequences) holds its KV cache while sampling.
-        grpo = resolve("grpo_settings", method_settings)
+        grpo = resolve(GrpoSettings, method_settings)
         per_sequence = min(average_tokens(sample_rows, input_template or template), args.max_length) + grpo.max_completion_length
         generation = int(batch * args.gradient_accumulation_steps * per_sequence)
         return Workload(int(batch * per_sequence), grpo.num_generations * per_sequence, generation,
@@ -112,8 +148,9 @@ def workload(method: str, args: TrainingArguments, sample_rows: list[dict], temp
 def estimate(*, num_parameters: int, hidden_size: int, num_layers: int, training_mode: str,
              training: dict, train_rows: int, sample_rows: list[dict], template: str | None,
              devices: DeviceChoice, machine: Machine, method: str = "sft", method_settings: dict | None = None,
-             input_template: str | None = None, kv_units: int = 0) -> Preflight:
-    args = resolve("training_arguments", training)
+             input_template: str | None = None, kv_units: int = 0, config: dict | None = None,
+             lora_rank: int = 16) -> Preflight:
+    args = resolve(TrainingSettings, training)
     load = workload(method, args, sample_rows, template, input_template, method_settings or {})
     memory = estimate_training_memory(num_parameters, training_mode, load.micro_batch_tokens, hidden_size, num_layers,
                                       load.reference_model, load.generation_tokens, kv_units)
@@ -127,5 +164,90 @@ def estimate(*, num_parameters: int, hidden_size: int, num_layers: int, training
     if devices.kind == "cpu":
         available = machine.memory_available_mib
     else:
-        available = min(machine.gpu(i).memory_free_mib for i in devices.gpu_ids)
-    return Preflight(devices.label, memory, float(available), tokens, tokens_per_s)
+        # The chosen GPUs are the machine's (choose_devices checked); none found would be no memory, not a crash.
+        available = min((g.memory_free_mib for g in machine.gpus if g.index in devices.gpu_ids), default=0)
+    shape = ModelShape.from_config(config) if config and devices.kind == "cuda" else None
+    plan = _plan(shape, method, training_mode, args, method_settings or {}, sample_rows, template, input_template,
+                 lora_rank, int(available * 1024 * 1024)) if shape else None
+    if plan is not None:
+        memory = _planned_memory(plan)
+        tokens_per_s /= plan.time_factor
+    steps = _optimizer_steps(args, train_rows, method, method_settings or {})
+    extra = _method_seconds(method, training_mode, args, method_settings or {}, load, steps, num_layers, num_parameters,
+                            devices, machine, plan)
+    return Preflight(devices.label, memory, float(available), tokens, tokens_per_s,
+                     changes=plan.changes if plan else (), advice=plan.advice if plan else (),
+                     planned=plan is not None, planned_fits=bool(plan and plan.fits), method_seconds=extra)
+
+
+def _plan(shape: ModelShape, method: str, training_mode: str, args: TrainingSettings, method_settings: dict,
+          sample_rows: list[dict], template: str | None, input_template: str | None, lora_rank: int, free_bytes: int) -> FitPlan:
+    """What the trainer will run on this GPU: the same ``plan_fit`` call as ``trainer.training_arguments``, with
+    what is known before the run (the prompts' length from the sample, the packages installed here)."""
+    rows, max_length, accumulation = args.per_device_train_batch_size, args.max_length, args.gradient_accumulation_steps
+    if method == "sft" and args.padding_free and args.max_tokens_per_batch:
+        max_length = min(max_length, args.max_tokens_per_batch)
+        rows = args.max_tokens_per_batch // max_length
+    elif method == "sft" and args.padding_free and training_mode == "qlora" and rows * max_length > QLORA_TOKENS_PER_MICRO_BATCH:
+        # The trainer's rule for QLoRA (trainer.training_arguments): smaller micro-batches, the same rows per step.
+        smaller = max(1, QLORA_TOKENS_PER_MICRO_BATCH // max_length)
+        while rows % smaller:
+            smaller -= 1
+        rows, accumulation = smaller, accumulation * (rows // smaller)
+    liger = args.use_liger_kernel != "false" and find_spec("liger_kernel") is not None
+    grpo = resolve(GrpoSettings, method_settings) if method == "grpo" else None
+    prompt_template = input_template or template
+    prompt = int(max(len(render(prompt_template, r) if prompt_template else json.dumps(r))
+                     for r in sample_rows) / CHARS_PER_TOKEN) if grpo and sample_rows else None
+    work = method_workload(method, training_mode, rows=rows, accumulation=accumulation,
+                           max_length=max_length, lora_rank=lora_rank, liger=liger, optimizer=args.optim,
+                           prompt_tokens=prompt, completion_tokens=grpo.max_completion_length if grpo else 0,
+                           beta=grpo.beta if grpo else float(method_settings.get("beta", 0.0)))
+    levers = method_levers(method, training_mode, args.gradient_checkpointing, bitsandbytes=find_spec("bitsandbytes") is not None)
+    return plan_fit(shape, work, free_bytes, levers)
+
+
+def _planned_memory(plan: FitPlan) -> MemoryEstimate:
+    mib = 1024 * 1024
+    need = plan.need
+    return MemoryEstimate(need.weights / mib, need.trained_state / mib, (need.activations + need.loss_tile) / mib,
+                          need.reference / mib, need.generation / mib, overhead_mib=(need.total - need.tensors) / mib)
+
+
+def _optimizer_steps(args: TrainingSettings, train_rows: int, method: str, method_settings: dict) -> int:
+    if args.max_steps > 0:
+        return args.max_steps
+    rows_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps
+    if method == "grpo":  # a batch counts completions: each prompt row brings num_generations of them
+        rows_per_step = max(1, rows_per_step // resolve(GrpoSettings, method_settings).num_generations)
+    return max(1, math.ceil(train_rows * args.num_train_epochs / rows_per_step))
+
+
+def _method_seconds(method: str, training_mode: str, args: TrainingSettings, method_settings: dict, load: Workload,
+                    steps: int, num_layers: int, num_parameters: int, devices: DeviceChoice, machine: Machine,
+                    plan: FitPlan | None) -> float:
+    """DPO's and GRPO's time besides the training FLOPs: the launch-bound floor of each pass over their short padded
+    micro-batches, and GRPO's token-by-token sampling of each optimizer step's completions."""
+    if method == "sft" or devices.kind == "cpu" or not num_layers:
+        return 0.0
+    micro_batches = plan.recipe.accumulation if plan else args.gradient_accumulation_steps
+    passes = 3 + (1 if load.reference_model or method == "dpo" else 0)  # forward, backward (x2), reference
+    passes *= 2 if method == "dpo" else 1
+    seconds = METHOD_SETUP_S + steps * micro_batches * passes * num_layers * PASS_LAYER_S
+    if method == "grpo":
+        grpo = resolve(GrpoSettings, method_settings)
+        try:
+            engine = choose_generation_engine(os.environ, device_kind="cuda", training_mode=training_mode,
+                                              vllm_installed=find_spec("vllm") is not None)
+        except ValueError:  # a mistyped FTAPP_GRPO_GENERATION: the trainer will refuse it; estimate the slowest
+            engine = "generate"
+        weight_bytes = num_parameters * (0.56 if training_mode == "qlora" else 2.0)
+        per_token = max(weight_bytes / _bandwidth(devices, machine), num_layers * DECODE_LAYER_S[engine])
+        seconds += steps * grpo.max_completion_length * per_token
+    return seconds
+
+
+def _bandwidth(devices: DeviceChoice, machine: Machine) -> float:
+    gpu = machine.gpu(devices.gpu_ids[0]) if devices.gpu_ids else None
+    name = gpu.name if gpu else ""
+    return next((rate for key, rate in HBM_BYTES_PER_S.items() if key in name), 1.0e12)

@@ -2,49 +2,57 @@
 
 from __future__ import annotations
 
-import json
-import shutil
+import builtins
 import time
 from dataclasses import replace
-from pathlib import Path
 
 from ftapp.datasets.service import DatasetService
-from ftapp.errors import ConflictError, NotFoundError, Problem, ValidationError
+from ftapp.demo.live_runs import adapter_name_problem, run_problems
+from ftapp.demo.visitor import Visitor, require_own, visible_to
+from ftapp.errors import ConflictError, NotFoundError, Problem, ValidationError, require_found
 from ftapp.home_paths import run_folder, run_log
 from ftapp.ids import new_id
 from ftapp.models.config_json import read_local_model_config
-from ftapp.run_vocabulary import RESUMABLE, RunStatus
+from ftapp.run_vocabulary import RESUMABLE, TERMINAL, RunKind
 from ftapp.runs.devices import choose_devices
+from ftapp.runs.enqueue import enqueue
 from ftapp.runs.failure_causes import read_tail
-from ftapp.runs.fine_tune_request import FineTuneRequest, training_values, validate_fine_tune
+from ftapp.runs.fine_tune_request import FineTuneRequest, cap_problems, lora_values, training_values, validate_fine_tune
 from ftapp.runs.machine import Machine, detect_machine
 from ftapp.runs.method_request import reward_problems
 from ftapp.runs.preflight import Preflight, estimate, kv_size
-from ftapp.runs.specs import build_train_spec
-from ftapp.runs.supervisor import FINETUNE, RUN_RULE, TERMINAL, Supervisor, launch_folder, write_launch_spec
+from ftapp.runs.specs import build_train_spec, run_spec
+from ftapp.runs.supervisor import RUN_RULE, Supervisor
 from ftapp.settings import Settings
 from storage import Database, RunRecord
-from trainer.protocol import AUTO_DEVICE, LOG_FILE, TrainSpec
+from trainer.protocol import AUTO_DEVICE, TrainSpec
 
 PREFLIGHT_SAMPLE_ROWS = 50
 
 
 class RunService:
-    def __init__(self, settings: Settings, db: Database, datasets: DatasetService, supervisor: Supervisor):
-        self.settings, self.db, self.datasets, self.supervisor = settings, db, datasets, supervisor
+    def __init__(self, settings: Settings, db: Database, datasets: DatasetService, supervisor: Supervisor,
+                 visitor: Visitor | None = None):
+        self.settings, self.db, self.datasets, self.supervisor = settings, visible_to(db, visitor), datasets, supervisor
+        self.visitor, self.everyone = visitor, db  # the demo's caps count every visitor's runs
 
     def check(self, request: FineTuneRequest, machine: Machine | None = None) -> tuple[list[Problem], Preflight | None]:
         """Every problem of the request, and the preflight estimate when the request is otherwise valid."""
         machine = machine or detect_machine()
         with self.db.transaction() as tx:
             problems = validate_fine_tune(tx, request, machine, self.settings)
+            capped = cap_problems(tx, request, self.visitor.caps) if self.visitor else []
             if problems:
-                return problems, None
-            model = tx.models.get(request.base_model_id)
-            dataset = tx.datasets.get(request.dataset_id)
+                return problems + capped + self._shared_problems(request, problems), None
+            # validate_fine_tune found both (FT-013, FT-014); a concurrent remove is a plain not-found
+            model = require_found(tx.models.get(request.base_model_id), "model", request.base_model_id)
+            dataset = require_found(tx.datasets.get(request.dataset_id), "dataset", request.dataset_id)
             prompt = tx.prompts.get(request.prompt_id) if request.prompt_id else None
             training = training_values(tx, request)
-        devices, _ = choose_devices(request.gpus, machine, "FT-005")
+            lora_rank = int(lora_values(tx, request).get("r") or 16)
+        devices, device_problems = choose_devices(request.gpus, machine, "FT-005")
+        if devices is None:  # validate_fine_tune reported FT-005 already unless the GPUs changed since
+            return problems + device_problems, None
         config = read_local_model_config(model.location) if model.location else None
         rows = self.datasets.read_rows(dataset, 0, PREFLIGHT_SAMPLE_ROWS) if dataset.type != "huggingface" else []
         train_rows = int((dataset.num_rows or len(rows)) * request.dataset_fraction * request.train_test_split)
@@ -55,41 +63,43 @@ class RunService:
             template=prompt.prompt_template if prompt else None, devices=devices, machine=machine,
             method=request.method, method_settings=request.method_settings,
             input_template=prompt.input_template if prompt else None, kv_units=kv_size(config or {}),
+            config=config, lora_rank=lora_rank,
         )
         if model.num_parameters and not preflight.fits:
-            problems.append(Problem("FT-006", f"does not fit: {preflight.summary()}; use QLoRA, a smaller micro-batch or max_length, or another device", "memory"))
-        return problems, preflight
+            # Planned (a GPU and the model's config): no recipe fits and the advice says what would; otherwise generic.
+            would = "" if preflight.advice else "; use QLoRA, a smaller micro-batch or max_length, or another device"
+            problems.append(Problem("FT-006", f"does not fit: {preflight.summary()}{would}", "memory"))
+        return problems + capped + self._shared_problems(request, problems), preflight
+
+    def _shared_problems(self, request: FineTuneRequest, problems: list[Problem]) -> list[Problem]:
+        """What a demo visitor's run shares with every other visitor's: adapter names and the slots for concurrent runs."""
+        if not self.visitor:
+            return []
+        said = any(p.rule_id == "FT-002" for p in problems)  # the visitor's own adapter has the name: said once
+        clash = adapter_name_problem(self.everyone, request.adapter_name) if request.adapter_name and not said else None
+        return ([clash] if clash else []) + run_problems(self.everyone, self.visitor)
 
     def submit(self, request: FineTuneRequest, machine: Machine | None = None) -> tuple[RunRecord, Preflight]:
         """Queue a run; returns it with the preflight estimate the user should see."""
         problems, preflight = self.check(request, machine)
         if problems:
             raise ValidationError(problems)
-        run_id = new_id()
+        assert preflight is not None, "check estimates whenever it finds no problem"
         with self.db.transaction() as tx:
-            spec = build_train_spec(tx, self.settings, request, run_id, device=AUTO_DEVICE)
-        run_dir = Path(spec.run_dir)
-        run_dir.mkdir(parents=True)
-        try:
-            write_launch_spec(self.settings, spec)  # into <home>/runs/<id>, the only spec the supervisor launches
-            with self.db.transaction() as tx:
-                run = tx.runs.add(
-                    id=run_id, kind=FINETUNE, name=request.adapter_name, status=RunStatus.QUEUED, spec=json.dumps(spec.to_dict()),
-                    run_dir=str(run_dir), log_path=str(run_dir / LOG_FILE), base_model_id=request.base_model_id,
-                    dataset_id=request.dataset_id, prompt_id=request.prompt_id, devices_requested=request.gpus,
-                    adapter_id=request.init_adapter_id,  # the adapter it starts from (DPO/GRPO), for lineage
-                )
-        except BaseException:
-            shutil.rmtree(run_dir, ignore_errors=True)
-            shutil.rmtree(launch_folder(self.settings, run_id), ignore_errors=True)
-            raise
-        self.supervisor.wake()
+            spec = build_train_spec(tx, self.settings, request, new_id(), device=AUTO_DEVICE)
+        run = enqueue(self.db, self.supervisor, spec, kind=RunKind.FINETUNE, name=request.adapter_name,
+                      base_model_id=request.base_model_id, dataset_id=request.dataset_id, prompt_id=request.prompt_id,
+                      devices_requested=request.gpus,
+                      adapter_id=request.init_adapter_id)  # the adapter it starts from (DPO/GRPO), for lineage
         return run, preflight
 
     def resume(self, run_id: str) -> RunRecord:
         """A new run that continues the given one from its last checkpoint (optimizer state included)."""
+        busy = run_problems(self.everyone, self.visitor) if self.visitor else []
+        if busy:
+            raise ValidationError(busy)
         old = self.get(run_id)
-        if old.kind != FINETUNE:
+        if old.kind != RunKind.FINETUNE:
             raise ConflictError(f"run {run_id} is an {old.kind} run; only training runs resume from a checkpoint")
         if old.status not in RESUMABLE:
             raise ConflictError(f"run {run_id} is {old.status}; only a failed or cancelled run can be resumed")
@@ -100,33 +110,24 @@ class RunService:
             raise ConflictError(f"run {run_id} wrote no checkpoint to resume from")
         spec = self._resumable_spec(old)
         new_run_id = new_id()
-        run_dir = folder.parent / new_run_id
-        spec = replace(spec, run_id=new_run_id, run_dir=str(run_dir), resume_from=str(checkpoints[-1]))
-        run_dir.mkdir(parents=True)
-        write_launch_spec(self.settings, spec)
-        with self.db.transaction() as tx:
-            run = tx.runs.add(
-                id=new_run_id, kind=old.kind, name=old.name, status=RunStatus.QUEUED, spec=json.dumps(spec.to_dict()),
-                run_dir=str(run_dir), log_path=str(run_dir / LOG_FILE), base_model_id=old.base_model_id,
-                dataset_id=old.dataset_id, prompt_id=old.prompt_id, parent_run_id=old.id, adapter_id=old.adapter_id,
-                devices_requested=old.devices_requested,
-            )
-        self.supervisor.wake()
-        return run
+        spec = replace(spec, run_id=new_run_id, run_dir=str(folder.parent / new_run_id), resume_from=str(checkpoints[-1]))
+        return enqueue(self.db, self.supervisor, spec, kind=RunKind.FINETUNE, name=old.name,
+                       base_model_id=old.base_model_id, dataset_id=old.dataset_id, prompt_id=old.prompt_id,
+                       parent_run_id=old.id, adapter_id=old.adapter_id, devices_requested=old.devices_requested)
 
     def _resumable_spec(self, run: RunRecord) -> TrainSpec:
         """The spec ftapp stored in the run's row at submit (not a spec.json its folder may hold), checked again as a
         new request would be: the row may have come from an import, and resuming launches what it says."""
-        try:
-            spec = TrainSpec.from_dict(json.loads(run.spec))
-        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as error:
-            raise ConflictError(f"run {run.id} has no readable spec to resume from ({type(error).__name__})") from error
+        spec = run_spec(run, TrainSpec)  # UnreadableSpecError (a ConflictError) for a row that does not parse
         problems = reward_problems(spec.method, spec.rewards, self.settings)
         if problems:
             raise ValidationError(problems)
         return spec
 
     def cancel(self, run_id: str) -> RunRecord:
+        if self.visitor:  # the supervisor sees every run: a visitor cancels only one it sees, and owns
+            run = self.get(run_id)
+            require_own(self.visitor, run.owner, "run", run.name or run.id)
         return self.supervisor.cancel(run_id)
 
     def list(self, status: str | None = None) -> list[RunRecord]:
@@ -140,7 +141,7 @@ class RunService:
             raise NotFoundError("run", run_id, RUN_RULE)
         return run
 
-    def metrics(self, run_id: str) -> dict[str, list[tuple[int, float]]]:
+    def metrics(self, run_id: str) -> dict[str, builtins.list[tuple[int, float]]]:  # builtins: ``list`` is the method
         self.get(run_id)
         with self.db.transaction() as tx:
             return tx.metric_points.series(run_id)

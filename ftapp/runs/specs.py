@@ -1,15 +1,35 @@
-"""Resolve a validated fine-tuning request into the trainer's job spec (every input a path or id)."""
+"""Resolve a validated fine-tuning request into the trainer's job spec (every input a path or id), and read a
+stored run's spec back, typed."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
+from ftapp.errors import ConflictError
 from ftapp.runs.fine_tune_request import FineTuneRequest, config_values, lora_values, training_values
 from ftapp.runs.method_request import resolved_settings, reward_specs
 from ftapp.settings import Settings
-from storage import DatasetRecord, PromptRecord, Transaction
-from trainer.protocol import DataSource, ModelSource, TrainSpec
+from storage import DatasetRecord, PromptRecord, RunRecord, Transaction
+from trainer.protocol import (
+    DataSource,
+    EvaluationSpec,
+    ExportSpec,
+    InferenceSpec,
+    ModelSource,
+    RunSpec,
+    ServeSpec,
+    TrainSpec,
+    spec_from_dict,
+)
+
+S = TypeVar("S", TrainSpec, EvaluationSpec, InferenceSpec, ExportSpec, ServeSpec)
+_MESSAGE_CHARS = 300  # of a parse error's text: an imported row's spec is untrusted and may be long
+
+
+class UnreadableSpecError(ConflictError):
+    """A run row whose spec is not this version's run contract: an imported row, or one from an older ftapp."""
 
 
 def data_source(dataset: DatasetRecord, prompt: PromptRecord | None, **sampling: Any) -> DataSource:
@@ -56,3 +76,38 @@ def build_train_spec(tx: Transaction, settings: Settings, request: FineTuneReque
         mlflow_tracking_uri=settings.mlflow_tracking_uri if settings.mlflow_enabled else None,
         mlflow_experiment="ftapp",
     )
+
+
+@overload
+def run_spec(run: RunRecord) -> RunSpec: ...
+
+
+@overload
+def run_spec(run: RunRecord, kind: type[S]) -> S: ...
+
+
+def run_spec(run: RunRecord, kind: type[S] | None = None) -> RunSpec | S:
+    """The spec ftapp stored in the run's row at submit, typed (``kind``: the spec class the caller needs).
+
+    Rows are untrusted (an import may bring anything): one that does not parse is an UnreadableSpecError."""
+    try:
+        spec = spec_from_dict(json.loads(run.spec))
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as error:
+        detail = f"{type(error).__name__}: {error}"[:_MESSAGE_CHARS]
+        raise UnreadableSpecError(f"run {run.id} has no readable spec ({detail})") from error
+    if kind is not None and not isinstance(spec, kind):
+        raise UnreadableSpecError(f"run {run.id} has a {spec.verb} spec, not a {kind.__name__}")
+    return spec
+
+
+def spec_dict(run: RunRecord) -> dict[str, Any]:
+    """The run's spec as a JSON object, for views. An unreadable row still shows what it holds (history is kept,
+    not launched): its stored object as is, or {} when it holds no object."""
+    try:
+        return run_spec(run).to_dict()
+    except UnreadableSpecError:
+        try:
+            stored = json.loads(run.spec)
+        except (ValueError, TypeError, RecursionError):
+            return {}
+        return stored if isinstance(stored, dict) else {}

@@ -61,14 +61,16 @@ class TrainerStandby:
 
     def take(self, verb: str, spec_path: Path, env: dict[str, str], log_path: Path, cwd: Path) -> subprocess.Popen | None:
         """The standby, now running this run, when it was started for ``env``'s devices; else None."""
-        if not self._alive() or env.get("CUDA_VISIBLE_DEVICES", "") != self._devices:
+        process = self._process
+        if process is None or process.poll() is not None or env.get("CUDA_VISIBLE_DEVICES", "") != self._devices:
             return None
-        process, self._process, self._devices = self._process, None, None
+        self._process, self._devices = None, None
+        assert process.stdin is not None  # keep_ready started it with stdin=PIPE
         handover = {"verb": verb, "spec": str(spec_path), "env": env, "log": str(log_path), "cwd": str(cwd)}
         try:
             # The pipe carries the run's environment, secrets included: nothing of it lands on disk.
-            process.stdin.write(json.dumps(handover).encode() + b"\n")  # type: ignore[union-attr]
-            process.stdin.close()  # type: ignore[union-attr]
+            process.stdin.write(json.dumps(handover).encode() + b"\n")
+            process.stdin.close()
         except OSError:
             log.warning("the warm trainer process did not take the run; starting it the usual way")
             signal_group(process.pid, signal.SIGKILL)

@@ -28,29 +28,29 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from ftapp.errors import ConflictError, FtappError, NotFoundError
+from ftapp.errors import ConflictError, FtappError, NotFoundError, ValidationError
+from ftapp.home_paths import run_folder
 from ftapp.ids import is_uuid
 from ftapp.models.adapters import AdapterService, AddAdapterRequest
 from ftapp.models.service import AddModelRequest, ModelService
 from ftapp.run_vocabulary import TERMINAL, RunKind, RunStatus
 from ftapp.runs.failure_causes import SUPERVISION_CAUSES, classify, read_tail, vanished
-from ftapp.runs.ingest import ingest, read_outcome
+from ftapp.runs.ingest import backfill_outcome, ingest
 from ftapp.runs.machine import detect_gpus
+from ftapp.runs.outcome import output_on_disk, read_outcome
 from ftapp.runs.process_identity import is_alive, process_start_time, signal_group
 from ftapp.runs.scheduler import Placement, plan_starts, readable_request
 from ftapp.runs.standby import TrainerStandby, standby_wanted
-from ftapp.secrets import HfToken
+from ftapp.secrets import ApiKeys, HfToken
 from ftapp.settings import Settings
 from storage import Database, RunRecord
 from storage.types import utc_now
-from trainer.protocol import LOG_FILE, SPEC_FILE, RunSpec, read_run_spec, read_spec, write_spec
+from trainer.protocol import JUDGE_KEY_ENV, LOG_FILE, SPEC_FILE, EvaluationSpec, RunSpec, read_run_spec, read_spec
 
 log = logging.getLogger("ftapp.runs.supervisor")
-FINETUNE, EVALUATION, INFERENCE = RunKind.FINETUNE, RunKind.EVALUATION, RunKind.INFERENCE
-EXPORT, SERVE = RunKind.EXPORT, RunKind.SERVE
 # Inference workers and servers idle most of their life (a server lives until stopped); on CPU they
 # do not count against the one CPU run at a time, or an endpoint left running would block all training.
-CPU_EXEMPT_KINDS = (INFERENCE, SERVE)
+CPU_EXEMPT_KINDS = (RunKind.INFERENCE, RunKind.SERVE)
 RUN_RULE = "RN-001"  # the run named exists
 _ERROR_TRACE = re.compile(r"Traceback \(most recent call last\)|Fatal Python error|Segmentation fault|cannot read the spec")
 
@@ -65,16 +65,6 @@ def launch_folder(settings: Settings, run_id: str) -> Path:
     if not is_uuid(run_id):
         raise LaunchRefused(f"run id {run_id[:100]!r} is not a UUID, so it names no run folder of this home")
     return settings.runs_dir / run_id
-
-
-def write_launch_spec(settings: Settings, spec: RunSpec) -> None:
-    """Write a new run's spec where its files go and, when that is elsewhere (an FT-003 output_dir), into its
-    folder in the home too: the supervisor launches only the copy in the home."""
-    write_spec(spec)
-    home_copy = launch_folder(settings, spec.run_id) / SPEC_FILE
-    if home_copy.resolve() != (Path(spec.run_dir) / SPEC_FILE).resolve():
-        home_copy.parent.mkdir(parents=True, exist_ok=True)
-        write_spec(spec, home_copy)
 
 
 class Supervisor:
@@ -164,7 +154,7 @@ class Supervisor:
             cause = "supervision failed"
             exited, code = self._exit_status(run)
             if not exited:
-                if current.kill_after is not None and utc_now() >= current.kill_after:
+                if current.kill_after is not None and run.pid is not None and utc_now() >= current.kill_after:
                     # Cancelled, and still alive after the grace period: whoever asked, SIGKILL now. The process
                     # is the one we started (our child, or pid + start time just checked by _exit_status).
                     signal_group(run.pid, signal.SIGKILL)
@@ -183,6 +173,23 @@ class Supervisor:
                 raise LookupError(f"run {run_id} vanished from the database")
             ingest(tx, run)
             return tx.runs.get(run_id) or run
+
+    def backfill_outcomes(self) -> int:
+        """Runs whose events were ingested before rows kept how a run started and ended (revision 0006, or rows of an
+        older export's import): read each one's events file once, from the run's own folder, so their results still
+        show. In this supervisor's turn, as every write of run state is. Returns how many rows were filled."""
+        with self.db.transaction() as tx:
+            pending = [r.id for r in tx.runs.list() if r.events_offset > 0 and r.last_event_at is None]
+        filled = 0
+        with self._turn():
+            for run_id in pending:
+                try:
+                    with self.db.transaction() as tx:
+                        run = tx.runs.get(run_id)
+                        filled += bool(run and backfill_outcome(tx, run, run_folder(self.settings, run)))
+                except (ValidationError, OSError) as error:  # a folder outside the home, an unreadable file: no results
+                    log.warning("run %s: its events could not be read back (%s)", run_id, error)
+        return filled
 
     def _give_up(self, run: RunRecord, cause: str, error: Exception) -> None:
         """Fail this run with the reason and stop its process: nobody watches it any more, so it must not hold its
@@ -215,17 +222,18 @@ class Supervisor:
             # Leave no worker of the group behind (DDP children). Only for a group we know is ours:
             # an old pid seen after a restart may have been reused by an unrelated process.
             signal_group(run.pid, signal.SIGKILL)
-        outcome = read_outcome(run.run_dir or "")
+        with self.db.transaction() as tx:
+            outcome = read_outcome(run, tx.artifacts.find(run_id=run.id))  # the events, as ingested just before
         tail = read_tail(run.log_path)
         values: dict = {"finished_at": utc_now(), "exit_code": code}
         if run.cancel_requested_at is not None and not (outcome.done and code in (0, None)):
             escalated = code == -signal.SIGKILL or code is None and run.kill_after is not None and utc_now() >= run.kill_after
             values.update(status=RunStatus.CANCELLED, error_cause="cancelled", error_text=(
                 "it did not stop within the grace period after SIGTERM, so it was killed (SIGKILL)" if escalated else None))
-        elif outcome.done and code in (0, None) and run.kind != FINETUNE:
+        elif outcome.done and code in (0, None) and run.kind != RunKind.FINETUNE:
             values.update(status=RunStatus.SUCCEEDED, **self._register_merged(run, outcome.outputs))
         elif outcome.done and code in (0, None):
-            output = next((p for p in reversed(outcome.outputs) if p.is_dir() and any(p.iterdir())), None)
+            output = output_on_disk(outcome)
             if output is None:
                 values.update(status=RunStatus.FAILED, error_cause="artifact missing",
                               error_text="the trainer reported JOB_DONE but its output is not on disk")
@@ -248,7 +256,7 @@ class Supervisor:
 
     def _register_merged(self, run: RunRecord, outputs: list[Path]) -> dict:
         """A merge's model becomes a model of its own, to serve, evaluate or export; a clash is noted, not fatal."""
-        if run.kind != EXPORT or not outputs:
+        if run.kind != RunKind.EXPORT or not outputs:
             return {}
         try:
             spec = read_run_spec(launch_folder(self.settings, run.id) / SPEC_FILE)
@@ -336,7 +344,7 @@ class Supervisor:
             raise LaunchRefused(f"no spec.json that ftapp wrote in {runs_dir / run.id}")
         spec = read_run_spec(spec_path)
         where = Path(spec.run_dir).resolve() if spec.run_id == run.id else None
-        if where is None or where.name != run.id or (where != folder and run.kind != FINETUNE):
+        if where is None or where.name != run.id or (where != folder and run.kind != RunKind.FINETUNE):
             raise LaunchRefused(f"{spec_path} is not the spec of run {run.id}")
         if not run.run_dir or Path(run.run_dir).resolve() != where:
             raise LaunchRefused(f"the run's row names the folder {str(run.run_dir)[:300]!r}, not {where}, where its spec "
@@ -350,6 +358,10 @@ class Supervisor:
         token = HfToken(self.settings.secrets_dir).value()
         if token and not run.owner:  # a demo visitor's run never gets the host's token
             env["HF_TOKEN"] = token  # secrets travel only in the child's environment
+        judge = spec.judge if isinstance(spec, EvaluationSpec) else None
+        key = ApiKeys(self.settings.secrets_dir).value(judge.api_key_name) if judge and judge.api_key_name and not run.owner else None
+        if key:
+            env[JUDGE_KEY_ENV] = key  # an LLM judge's endpoint key, like the token: only in the child's environment
         log_path = run_dir / LOG_FILE
         child = self.standby.take(spec.verb, spec_path, env, log_path, run_dir) if spec.num_processes == 1 else None
         if child is None:

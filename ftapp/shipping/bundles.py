@@ -27,12 +27,13 @@ from ftapp.home_paths import run_folder
 from ftapp.ids import new_id
 from ftapp.models.adapters import AdapterService, AddAdapterRequest
 from ftapp.resource_names import adapter_name_problem
-from ftapp.run_vocabulary import RunStatus
-from ftapp.runs.ingest import ingest, read_outcome
-from ftapp.runs.supervisor import FINETUNE
+from ftapp.run_vocabulary import RunKind, RunStatus
+from ftapp.runs.enqueue import create_run
+from ftapp.runs.ingest import ingest
+from ftapp.runs.outcome import output_on_disk, read_outcome
 from ftapp.settings import Settings
 from ftapp.shipping import bundle_files
-from storage import AdapterRecord, Database, RunRecord
+from storage import AdapterRecord, Database, RunRecord, Transaction
 from trainer.protocol import EVENTS_FILE, LOG_FILE, SPEC_FILE, ModelSource, TrainSpec, parse_event, read_spec, write_spec
 
 BUNDLE_FORMAT = "ftapp-bundle"
@@ -88,7 +89,7 @@ class BundleService:
     # -- export ---------------------------------------------------------------------------------
     def _export_problems(self, request: BundleRequest, run: RunRecord) -> list[Problem]:
         problems = []
-        if run.kind != FINETUNE:
+        if run.kind != RunKind.FINETUNE:
             problems.append(Problem("BU-001", f"run {run.id} is an {run.kind} run; only training runs make bundles", "run_id"))
         counts = (nb.NODES.problem("BU-001", "nodes", request.nodes),
                   nb.GPUS_PER_NODE.problem("BU-001", "gpus_per_node", request.gpus_per_node))
@@ -213,34 +214,43 @@ class BundleService:
 
     def _register(self, source: Path, run_dir: Path, run_id: str, name: str, manifest: dict[str, Any],
                   known: dict[str, str | None]) -> ImportedRun:
-        shutil.copytree(source / RUN_DIR, run_dir, ignore=shutil.ignore_patterns(*SKIPPED_ON_IMPORT))
-        times = self._relocate_events(run_dir / EVENTS_FILE, source / RUN_DIR, run_dir)
-        spec = read_spec(source / SPEC_FILE)
-        write_spec(replace(spec, run_id=run_id, run_dir=str(run_dir), adapter_name=name), run_dir / SPEC_FILE)
-        log = run_dir / LOG_FILE if (run_dir / LOG_FILE).is_file() else next(run_dir.glob("trainer.node0.log"), run_dir / LOG_FILE)
-        with self.db.transaction() as tx:
-            run = tx.runs.add(
-                id=run_id, kind=FINETUNE, name=name, status=RunStatus.RUNNING, spec=json.dumps(spec.to_dict()), run_dir=str(run_dir),
-                log_path=str(log), base_model_id=manifest["base_model_id"], dataset_id=known["dataset_id"],
-                prompt_id=known["prompt_id"], parent_run_id=known["source_run_id"],
-                devices_requested="cluster", gpus=f"{manifest['nodes']}×{manifest['gpus_per_node']} {manifest['device']}",
-            )
+        spec = replace(read_spec(source / SPEC_FILE), run_id=run_id, run_dir=str(run_dir), adapter_name=name)
+        log_name = next((n for n in (LOG_FILE, "trainer.node0.log") if (source / RUN_DIR / n).is_file()), LOG_FILE)
+        times: list[float] = []
+
+        def bring_files(folder: Path) -> None:
+            shutil.copytree(source / RUN_DIR, folder, ignore=shutil.ignore_patterns(*SKIPPED_ON_IMPORT), dirs_exist_ok=True)
+            times.extend(self._relocate_events(folder / EVENTS_FILE, source / RUN_DIR, folder))
+
+        def settle(tx: Transaction, run: RunRecord) -> None:
+            # The run ended on the cluster: its events are ingested and its end decided in the transaction that adds
+            # its row, so no supervisor ever sees it queued (to launch) or running (to watch).
             ingest(tx, run)
-        outcome = read_outcome(str(run_dir))
-        output = next((p for p in reversed(outcome.outputs) if p.is_dir() and any(p.iterdir())), None)
-        values: dict[str, Any] = {"started_at": _time(times[0]), "finished_at": _time(times[-1])}
-        adapter = None
-        if outcome.done and output is not None:
-            adapter = self.adapters.add(AddAdapterRequest(
-                name=name, model_id=manifest["base_model_id"], location=str(output), run_id=run_id,
-                prompt_id=known["prompt_id"], description=f"{spec.method} {spec.training_mode} run {run_id}, "
-                f"trained from bundle {source.name} on {manifest['nodes']}×{manifest['gpus_per_node']} {manifest['device']}"))
-            values.update(status=RunStatus.SUCCEEDED, exit_code=0)
-        else:
-            error_type, message = outcome.failure or ("", "the bundle's run ended without a done event and an output")
-            values.update(status=RunStatus.FAILED, error_cause="bundle run failed", error_text=f"{error_type}: {message}".strip(": "))
+            outcome = read_outcome(tx.runs.get(run.id) or run, tx.artifacts.find(run_id=run.id))
+            values: dict[str, Any] = {"started_at": _time(times[0]), "finished_at": _time(times[-1])}
+            if outcome.done and output_on_disk(outcome) is not None:
+                values.update(status=RunStatus.SUCCEEDED, exit_code=0)
+            else:
+                error_type, message = outcome.failure or ("", "the bundle's run ended without a done event and an output")
+                values.update(status=RunStatus.FAILED, error_cause="bundle run failed",
+                              error_text=f"{error_type}: {message}".strip(": "))
+            tx.runs.update(run.id, **values)
+
+        run = create_run(self.settings, self.db, spec, kind=RunKind.FINETUNE, name=name, prepare=bring_files, also=settle,
+                         log_path=str(run_dir / log_name), base_model_id=manifest["base_model_id"],
+                         dataset_id=known["dataset_id"], prompt_id=known["prompt_id"], parent_run_id=known["source_run_id"],
+                         devices_requested="cluster", gpus=f"{manifest['nodes']}×{manifest['gpus_per_node']} {manifest['device']}")
+        if run.status != RunStatus.SUCCEEDED:
+            return ImportedRun(run, None)
         with self.db.transaction() as tx:
-            return ImportedRun(tx.runs.update(run_id, **values), adapter)
+            output = output_on_disk(read_outcome(run, tx.artifacts.find(run_id=run_id)))
+        if output is None:  # it was there a moment ago, when the run was settled
+            raise FtappError(f"the output of the bundle's run vanished from {run_dir} while it was imported")
+        adapter = self.adapters.add(AddAdapterRequest(
+            name=name, model_id=manifest["base_model_id"], location=str(output), run_id=run_id,
+            prompt_id=known["prompt_id"], description=f"{spec.method} {spec.training_mode} run {run_id}, "
+            f"trained from bundle {source.name} on {manifest['nodes']}×{manifest['gpus_per_node']} {manifest['device']}"))
+        return ImportedRun(run, adapter)
 
     @staticmethod
     def _relocate_events(path: Path, old_run_dir: Path, new_run_dir: Path) -> list[float]:

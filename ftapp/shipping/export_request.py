@@ -1,4 +1,4 @@
-"""An export request (merge, archive, MLflow registry, Hub push) and its rules EX-001..EX-009.
+"""An export request (merge, archive, MLflow registry, Hub push, GGUF) and its rules EX-001..EX-009, EX-012, EX-013.
 
 What is exported is an adapter (``adapter_id``, or the adapter a training run ``run_id`` produced),
 or, without an adapter, a model with local files (a merged model, a full fine-tune). The base
@@ -11,11 +11,13 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ftapp.demo import policy
 from ftapp.errors import Problem
 from ftapp.models.hub import hub_offline
 from ftapp.run_vocabulary import RunKind, RunStatus
 from ftapp.runs.devices import choose_devices
 from ftapp.runs.machine import Machine
+from ftapp.shipping.gguf_request import GgufTools, gguf_problems
 from storage import AdapterRecord, ModelRecord, Transaction
 from trainer.protocol import EXPORT_ACTIONS
 
@@ -24,6 +26,7 @@ MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 HUB_REPO_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 LOADABLE_MODEL_TYPES = ("huggingface", "project", "model_registry")
 FINETUNE = RunKind.FINETUNE
+COMPUTING_ACTIONS = ("merge", "gguf")  # they load the weights, on the devices asked for
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,8 @@ class ExportRequest:
     run_id: str = ""  # a training run: export the adapter it produced
     repo_id: str = ""  # push: "name" or "owner/name"
     private: bool = True  # push: a new Hub repo is private unless this is False
-    gpus: str = "auto"  # merge: where base + adapter load ("cpu", "auto" or GPU ids)
+    gpus: str = "auto"  # merge, gguf: where base + adapter load ("cpu", "auto" or GPU ids)
+    gguf_types: tuple[str, ...] = ("f16",)  # gguf: the GGUF types to write, each verified (EX-012)
 
 
 def with_defaults(tx: Transaction, request: ExportRequest) -> ExportRequest:
@@ -54,24 +58,33 @@ def with_defaults(tx: Transaction, request: ExportRequest) -> ExportRequest:
 
 
 def validate_export(tx: Transaction, request: ExportRequest, machine: Machine | None = None,
-                    has_token: bool = False, offline: bool = False) -> list[Problem]:
-    """Every problem of the request; ``machine`` checks a merge's devices; ``has_token`` and ``offline`` a push."""
+                    has_token: bool = False, offline: bool = False, caps: policy.DemoCaps | None = None,
+                    gguf_tools: GgufTools | None = None) -> list[Problem]:
+    """Every problem of the request; ``machine`` checks a merge's (or GGUF export's) devices; ``has_token`` and
+    ``offline`` a push; ``caps``: a public demo visitor's request, who downloads archives only (DM-007);
+    ``gguf_tools``: what a GGUF export needs installed (EX-013)."""
     problems: list[Problem] = []
     if request.action not in EXPORT_ACTIONS:
         problems.append(Problem("EX-007", f"action must be one of {', '.join(EXPORT_ACTIONS)} (got {request.action!r})", "action"))
     problems += _run_problems(tx, request.run_id)
-    model = resolve_model(tx, request.base_model_id, request.action == "merge", problems)
+    model = resolve_model(tx, request.base_model_id, request.action in COMPUTING_ACTIONS, problems)
     adapter = resolve_adapter(tx, request.adapter_id, model, problems) if request.adapter_id else None
     if request.action == "merge" and not request.adapter_id:
         problems.append(Problem("EX-002", "adapter_id is required: a merge needs a LoRA adapter", "adapter_id"))
     problems += _name_problems(tx, request)
     if request.action == "push":
         problems += _push_problems(request, has_token, offline or hub_offline())
-    if request.action == "merge" and machine is not None:
+    if request.action == "gguf" and gguf_tools is not None:
+        problems += gguf_problems(tuple(request.gguf_types), gguf_tools)
+    if request.action in COMPUTING_ACTIONS and machine is not None:
         problems += choose_devices(request.gpus, machine, "EX-009")[1]
     if model is not None and adapter is None and not request.adapter_id and request.action != "merge" and not model.location:
         problems.append(Problem("EX-005", f"model '{model.name}' has no local files to export ({model.type}); "
                                           "export an adapter, or a merged or fine-tuned model", "base_model_id"))
+    if caps and request.action == "push":
+        problems.append(policy.host_only("pushing to the Hugging Face Hub with the host's token", "action"))
+    elif caps and request.action not in policy.DEMO_EXPORT_ACTIONS:
+        problems.append(policy.host_only(f"export action {request.action!r} (download an archive instead)", "action"))
     return problems
 
 

@@ -1,5 +1,7 @@
 """Export use cases: check, submit (one supervised ``python -m trainer export`` run), list, results, the archive file.
 
+A GGUF export carries how the adapter was trained to be prompted (``prompt_format``), for its Ollama Modelfile.
+
 Every action is a run, so a merge on a GPU or a multi-gigabyte upload outlives the page that asked
 for it, shows up in the Runs tab with its log, and can be cancelled. Validation happens before the
 run directory exists: a refused request writes nothing.
@@ -7,29 +9,34 @@ run directory exists: a refused request writes nothing.
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
+from ftapp.demo.live_runs import run_problems
+from ftapp.demo.visitor import Visitor, visible_to
 from ftapp.errors import ConflictError, NotFoundError, Problem, ValidationError, require_found
 from ftapp.ids import new_id
-from ftapp.run_vocabulary import RunStatus
+from ftapp.run_vocabulary import RunKind, RunStatus
+from ftapp.runs.enqueue import enqueue
 from ftapp.runs.machine import Machine, detect_machine
-from ftapp.runs.supervisor import EXPORT, Supervisor
+from ftapp.runs.specs import UnreadableSpecError, run_spec
+from ftapp.runs.supervisor import Supervisor
 from ftapp.secrets import HfToken
 from ftapp.settings import Settings
-from ftapp.shipping.export_request import ExportRequest, validate_export, with_defaults
+from ftapp.shipping.export_request import COMPUTING_ACTIONS, ExportRequest, validate_export, with_defaults
 from ftapp.shipping.export_results import ExportResult, build_result
+from ftapp.shipping.gguf_request import detect_gguf_tools
 from ftapp.shipping.model_card import render_card
-from storage import Database, RunRecord, Transaction
-from trainer.protocol import LOG_FILE, ExportSpec, ModelSource, write_spec
+from ftapp.shipping.prompt_format import training_format
+from storage import AdapterRecord, Database, ModelRecord, RunRecord, Transaction
+from trainer.protocol import ExportSpec, ModelSource, TrainSpec
 
 CARD_FILE = "README.md"
 
 
 class ExportService:
-    def __init__(self, settings: Settings, db: Database, supervisor: Supervisor):
-        self.settings, self.db, self.supervisor = settings, db, supervisor
+    def __init__(self, settings: Settings, db: Database, supervisor: Supervisor, visitor: Visitor | None = None):
+        self.settings, self.db, self.supervisor = settings, visible_to(db, visitor), supervisor
+        self.visitor, self.everyone = visitor, db  # the demo's caps count every visitor's runs
         self.token = HfToken(settings.secrets_dir)
 
     def prepare(self, request: ExportRequest) -> ExportRequest:
@@ -40,12 +47,14 @@ class ExportService:
     def check(self, request: ExportRequest, machine: Machine | None = None) -> list[Problem]:
         request = self.prepare(request)
         with self.db.transaction() as tx:
-            if machine is None and request.action == "merge":  # only a merge computes; nvidia-smi is slow to ask
+            if machine is None and request.action in COMPUTING_ACTIONS:  # only these compute; nvidia-smi is slow to ask
                 machine = detect_machine()
-            problems = validate_export(tx, request, machine, has_token=bool(self.token.value()), offline=self.settings.offline)
+            problems = validate_export(tx, request, machine, has_token=bool(self.token.value()), offline=self.settings.offline,
+                                       caps=self.visitor.caps if self.visitor else None,
+                                       gguf_tools=detect_gguf_tools() if request.action == "gguf" else None)
         if request.action == "register" and not self.settings.mlflow_enabled:
             problems.append(Problem("EX-007", "register needs MLflow, which FTAPP_MLFLOW=0 turns off", "action"))
-        return problems
+        return problems + (run_problems(self.everyone, self.visitor) if self.visitor else [])
 
     def submit(self, request: ExportRequest, machine: Machine | None = None) -> RunRecord:
         request = self.prepare(request)
@@ -53,25 +62,12 @@ class ExportService:
         if problems:
             raise ValidationError(problems)
         run_id = new_id()
-        run_dir = self.settings.runs_dir / run_id
         with self.db.transaction() as tx:
-            spec = self._spec(tx, request, run_id, run_dir)
-        run_dir.mkdir(parents=True)
-        try:
-            write_spec(spec)
-            with self.db.transaction() as tx:
-                run = tx.runs.add(
-                    id=run_id, kind=EXPORT, name=f"{request.action} {request.model_name}"[:200], status=RunStatus.QUEUED,
-                    spec=json.dumps(spec.to_dict()), run_dir=str(run_dir), log_path=str(run_dir / LOG_FILE),
-                    base_model_id=request.base_model_id or None, adapter_id=request.adapter_id or None,
-                    # Only a merge computes; archives, uploads and registrations need no GPU.
-                    devices_requested=request.gpus if request.action == "merge" else "cpu",
-                )
-        except BaseException:
-            shutil.rmtree(run_dir, ignore_errors=True)
-            raise
-        self.supervisor.wake()
-        return run
+            spec = self._spec(tx, request, run_id, self.settings.runs_dir / run_id)
+        return enqueue(self.db, self.supervisor, spec, kind=RunKind.EXPORT, name=f"{request.action} {request.model_name}"[:200],
+                       base_model_id=request.base_model_id or None, adapter_id=request.adapter_id or None,
+                       # Only a merge and a GGUF export compute; archives, uploads and registrations need no GPU.
+                       devices_requested=request.gpus if request.action in COMPUTING_ACTIONS else "cpu")
 
     def _spec(self, tx: Transaction, request: ExportRequest, run_id: str, run_dir: Path) -> ExportSpec:
         model = tx.models.get(request.base_model_id)
@@ -89,12 +85,13 @@ class ExportService:
             repo_id=request.repo_id or None, private=request.private,
             archive_dir=str(self.settings.exports_dir / run_id) if request.action == "archive" else None,
             mlflow_tracking_uri=self.settings.mlflow_tracking_uri if self.settings.mlflow_enabled else None,
+            **(_gguf_fields(tx, request, model, adapter) if request.action == "gguf" else {}),
         )
 
     def list(self) -> list[RunRecord]:
         """Export runs, newest first."""
         with self.db.transaction() as tx:
-            return list(reversed(tx.runs.find(kind=EXPORT)))
+            return list(reversed(tx.runs.find(kind=RunKind.EXPORT)))
 
     def result(self, run_id: str) -> ExportResult:
         return build_result(self._export_run(run_id), self.settings.mlflow_tracking_uri)
@@ -118,14 +115,19 @@ class ExportService:
     def _export_run(self, run_id: str) -> RunRecord:
         with self.db.transaction() as tx:
             run = require_found(tx.runs.get(run_id), "run", run_id)
-        if run.kind != EXPORT:
+        if run.kind != RunKind.EXPORT:
             raise ConflictError(f"run {run_id} is a {run.kind} run, not an export")
         return run
+
+
+def _gguf_fields(tx: Transaction, request: ExportRequest, model: ModelRecord, adapter: AdapterRecord | None) -> dict:
+    found = training_format(tx, model, adapter)
+    return {"gguf_types": tuple(request.gguf_types), "prompt_format": found.prompt_format, "input_template": found.input_template}
 
 
 def _training_mode(tx: Transaction, run_id: str | None) -> str | None:
     run = tx.runs.get(run_id) if run_id else None
     try:
-        return json.loads(run.spec).get("training_mode") if run else None
-    except ValueError:
+        return run_spec(run, TrainSpec).training_mode if run else None
+    except UnreadableSpecError:  # an imported row of another version: the merge notes go without it
         return None

@@ -13,10 +13,12 @@ import json
 from typing import Any
 
 from ftapp.run_vocabulary import RunStatus
+from ftapp.runs.specs import UnreadableSpecError, run_spec
 from ftapp.secrets import redact, redact_mapping
 from storage import AdapterRecord, ModelRecord, RunRecord, Transaction
+from trainer.protocol import TrainSpec
 
-# The hyper-parameters people compare; the rest of the resolved TrainingArguments stay in the run's spec.
+# The hyper-parameters people compare; the rest of the resolved TrainingSettings stay in the run's spec.
 TRAINING_KEYS = ("num_train_epochs", "max_steps", "learning_rate", "lr_scheduler_type", "warmup_ratio",
                  "per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "bf16", "fp16",
                  "optim", "weight_decay", "seed", "packing")
@@ -40,15 +42,15 @@ def render_card(tx: Transaction, name: str, model: ModelRecord, adapter: Adapter
     return redact("\n".join(lines), secrets)
 
 
-def _spec(run: RunRecord | None) -> dict[str, Any]:
+def _spec(run: RunRecord | None) -> TrainSpec | None:
     try:
-        return json.loads(run.spec) if run else {}
-    except ValueError:
-        return {}
+        return run_spec(run, TrainSpec) if run else None
+    except UnreadableSpecError:  # an imported row of another version: the card goes without its settings
+        return None
 
 
-def _front_matter(model: ModelRecord, adapter: AdapterRecord | None, merged: bool, spec: dict[str, Any]) -> list[str]:
-    tags = ["ftapp", *(t for t in (spec.get("method"), spec.get("training_mode")) if t)]
+def _front_matter(model: ModelRecord, adapter: AdapterRecord | None, merged: bool, spec: TrainSpec | None) -> list[str]:
+    tags = ["ftapp", *((spec.method, spec.training_mode) if spec else ())]
     if adapter is not None:
         tags.append("merged" if merged else "peft")
     lines = ["---", f"library_name: {'peft' if adapter and not merged else 'transformers'}"]
@@ -76,18 +78,17 @@ def _where(model: ModelRecord) -> str:
     return "a local model directory"
 
 
-def _training(tx: Transaction, run: RunRecord, spec: dict[str, Any]) -> list[str]:
-    lines = [f"- method: {spec.get('method', '?')} ({spec.get('training_mode', '?')}), ftapp run `{run.id}`"]
+def _training(tx: Transaction, run: RunRecord, spec: TrainSpec | None) -> list[str]:
+    lines = [f"- method: {spec.method if spec else '?'} ({spec.training_mode if spec else '?'}), ftapp run `{run.id}`"]
     dataset = tx.datasets.get(run.dataset_id) if run.dataset_id else None
     prompt = tx.prompts.get(run.prompt_id) if run.prompt_id else None
     if dataset is not None:
         source = f"Hub `{dataset.huggingface_name}`" if dataset.huggingface_name else "a local file"
         rows = f", {dataset.num_rows} rows" if dataset.num_rows is not None else ""
-        data = spec.get("data") or {}
-        lines.append(f"- data: {dataset.name} ({source}{rows}), fraction {data.get('fraction', 1.0)}, "
-                     f"train split {data.get('train_split', '?')}" + (f", prompt template {prompt.name}" if prompt else ""))
-    values = redact_mapping({**{k: v for k, v in (spec.get("training") or {}).items() if k in TRAINING_KEYS},
-                             **{f"lora {k}": v for k, v in (spec.get("lora") or {}).items() if k in LORA_KEYS}})
+        lines.append(f"- data: {dataset.name} ({source}{rows}), fraction {spec.data.fraction if spec else 1.0}, "
+                     f"train split {spec.data.train_split if spec else '?'}" + (f", prompt template {prompt.name}" if prompt else ""))
+    values = redact_mapping({**{k: v for k, v in (spec.training if spec else {}).items() if k in TRAINING_KEYS},
+                             **{f"lora {k}": v for k, v in (spec.lora if spec else {}).items() if k in LORA_KEYS}})
     if values:
         lines += ["", "| hyper-parameter | value |", "|---|---|", *(f"| {k} | {_cell(v)} |" for k, v in values.items())]
     return lines

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib.util import find_spec
 
+from ftapp.demo import policy
 from ftapp.errors import Problem
 from ftapp.runs.devices import choose_devices
 from ftapp.runs.machine import Machine
@@ -42,7 +43,11 @@ def chosen_engine(engine: str, has_vllm: bool) -> str:
     return ("vllm" if has_vllm else "transformers") if engine == "auto" else engine
 
 
-def validate_serve(tx: Transaction, request: ServeRequest, machine: Machine, has_vllm: bool) -> list[Problem]:
+def validate_serve(tx: Transaction, request: ServeRequest, machine: Machine, has_vllm: bool,
+                   caps: policy.DemoCaps | None = None) -> list[Problem]:
+    """Every problem of the request; ``caps``: a public demo visitor's, to whom serving is the host's alone (DM-007)."""
+    if caps:
+        return [policy.host_only("serving an endpoint", "model_id")]
     problems: list[Problem] = []
     model = resolve_model(tx, request.model_id, needs_weights=True, problems=problems)
     if request.adapter_id:

@@ -42,8 +42,10 @@ HOME_FOLDERS = ("datasets", "runs", "exports")  # the folders of a home that hol
 OWNER = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_PROBLEMS = 20
 # Text columns holding JSON, with the kind of value their readers expect (None: any); axolotl configs are YAML.
+# A run's started/done payloads are only displayed and parsed defensively, but an import brings none that is not an object.
 JSON_COLUMNS: dict[tuple[str, str], type | None] = {
-    ("runs", "spec"): dict, ("datasets", "features"): dict, ("configs", "config"): None,
+    ("runs", "spec"): dict, ("runs", "started_payload"): dict, ("runs", "done_payload"): dict,
+    ("datasets", "features"): dict, ("configs", "config"): None,
     ("comparison_votes", "settings"): dict, ("comparison_votes", "candidates"): list, ("evaluation_answers", "scores"): dict,
 }
 YAML_CONFIG_TYPES = ("axolotl",)
@@ -150,9 +152,9 @@ def check_paths(planned: Planned, roots: Iterable[Path], home: Path | None) -> t
                 row[column] = str(target)
                 moved.append(f"{_row_name(table, index, row)}: {column} {value} -> {target}")
         if resolved is None:
-            target = f"inside its run folder {within}" if within else f"inside {where}"
+            allowed = f"inside its run folder {within}" if within else f"inside {where}"
             problems.append(Problem("DB-003", f"{_row_name(table, index, row)}: {column} {str(value)[:300]!r} does not resolve "
-                                              f"{target}; imports bring no paths outside this home (db import --allow-root "
+                                              f"{allowed}; imports bring no paths outside this home (db import --allow-root "
                                               "FOLDER trusts another)", column))
         return resolved
 

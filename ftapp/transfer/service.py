@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ftapp.demo.policy import host_only
+from ftapp.demo.visitor import Visitor
 from ftapp.errors import Problem, ValidationError
 from ftapp.home_paths import home_roots
 from ftapp.secrets import redact_mapping
@@ -23,7 +25,8 @@ from ftapp.transfer import import_checks
 from storage import Database, SnapshotError
 from storage.snapshot import Planned, check_snapshot, export_snapshot, import_snapshot
 
-JSON_TEXT_COLUMNS = {"configs": "config", "runs": "spec"}
+# Text columns holding JSON that could carry a secret: scrubbed on the way out (a run's payloads are what its trainer said).
+JSON_TEXT_COLUMNS = (("configs", "config"), ("runs", "spec"), ("runs", "started_payload"), ("runs", "done_payload"))
 MAX_IMPORT_BYTES = 256 * 1024 * 1024
 
 
@@ -45,7 +48,7 @@ class ImportReport:
 
 
 def _scrub(snapshot: dict[str, Any]) -> dict[str, Any]:
-    for table, column in JSON_TEXT_COLUMNS.items():
+    for table, column in JSON_TEXT_COLUMNS:
         for row in snapshot["tables"].get(table, []):
             try:
                 parsed = json.loads(row[column])
@@ -62,11 +65,14 @@ def dump_snapshot(snapshot: dict[str, Any]) -> str:
 
 
 class DatabaseTransfer:
-    def __init__(self, db: Database, settings: Settings | None = None):
-        """``settings``: whose home (and allowed roots) imported paths must lie in; without it, an import brings no paths."""
-        self.db, self.settings = db, settings
+    def __init__(self, db: Database, settings: Settings | None = None, visitor: Visitor | None = None):
+        """``settings``: whose home (and allowed roots) imported paths must lie in; without it, an import brings no paths.
+        ``visitor``: a demo visitor, to whom the database (every visitor's rows) is the host's."""
+        self.db, self.settings, self.visitor = db, settings, visitor
 
     def export_json(self) -> str:
+        if self.visitor:
+            raise ValidationError(host_only("exporting the database"))
         with self.db.transaction() as tx:
             return dump_snapshot(_scrub(export_snapshot(tx)))
 
@@ -81,6 +87,8 @@ class DatabaseTransfer:
     def import_from(self, path: Path, trusted_roots: Iterable[str | Path] = ()) -> ImportReport:
         """Import an export file. ``trusted_roots``: folders besides the home (and allowed roots) that the
         importer vouches for, which paths in the file may point into (e.g. the home it was exported from)."""
+        if self.visitor:
+            raise ValidationError(host_only("importing a database"))
         data = _load(Path(path))
         try:
             tables = check_snapshot(data)

@@ -21,7 +21,7 @@ from ftapp.errors import ValidationError
 from ftapp.runs.fine_tune_request import FineTuneRequest
 from ftapp.services import open_services
 from ftapp.settings import Settings
-from ftapp.visitors import Visitors
+from ftapp.visitors import demo_services, services_for_key
 
 pytestmark = pytest.mark.browser
 
@@ -166,7 +166,7 @@ def test_server_paths_the_hub_the_token_and_custom_code_are_refused(demo_studio,
     settings = Settings(home=demo_studio.home, demo=True, allowed_roots=(tmp_path,), mlflow_enabled=False)
     services = open_services(settings)
     try:
-        visitor = Visitors(services).for_key("carol-key")
+        visitor = services_for_key(demo_services(services), "carol-key")
         shared = {d.name: d for d in visitor.datasets.list()}[DEMO_DATASET]
         reward = tmp_path / "reward.py"
         reward.write_text("def reward(completions, **kwargs):\n    return [0.0 for _ in completions]\n")

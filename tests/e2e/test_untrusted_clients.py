@@ -16,16 +16,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import MISSING, fields
 from pathlib import Path
 
 import httpx
 import pytest
 
 from ftapp.demo_kit import DEMO_DATASET, DEMO_MODEL, DEMO_PROMPT
-from ftapp.prompts.presets import MODERN
 from tests.e2e.conftest import STARTUP_LIMIT_S, Studio, child_env, free_port, stop, wait_for_http_200
-from ui.train_form import TrainForm
 from ui.visitors import VISITOR_COOKIE
 
 USER, PASSWORD = "tester", "right-horse-battery"
@@ -132,25 +129,21 @@ def test_a_shared_app_imports_only_files_this_browser_uploaded(shared_studio, tm
     assert dataset_names(shared_studio.home) == {"owners"}
 
 
-def start_values(**changes) -> list:
-    """The Train tab's form up to its method fields (gradio_client fills those with the page's defaults):
-    a short LoRA run of the demo kit on the CPU."""
-    form = TrainForm(model_id=None, dataset_id=None, prompt_id=None, adapter_name="", method="sft", training_mode="lora",
-                     preset=MODERN, devices="auto", num_epochs=1.0, max_steps=3, learning_rate=2e-4, batch_size=4,
-                     grad_accumulation=1, max_length=64, lora_r=8, lora_alpha=16, dataset_fraction=1.0, train_split=0.9,
-                     extra_arguments="{}")
-    values = {f.name: getattr(form, f.name) for f in fields(form) if f.default is MISSING}
-    return list({**values, **changes}.values())
+def demo_id(client, endpoint: str, name: str) -> str:
+    """The id of the shared demo record ``name`` in the table ``endpoint`` lists (its first column is the
+    name, its last the id)."""
+    table = client.predict(api_name=endpoint)[0]
+    return next(row[-1] for row in table["data"] if row[0] == name)
 
 
 def start_training(client, adapter: str) -> str:
-    """One visitor's Start click over the API; the pickers' choices come from the tab's page-load refresh first."""
-    models, datasets, _preset, _devices, prompts = client.predict(api_name="/refresh_choices")
-    choice = {label: value for label, value in models["choices"]}, {label: value for label, value in datasets["choices"]}
-    prompt = {label: value for label, value in prompts["choices"]}
-    dataset_id = next(value for label, value in choice[1].items() if label.startswith(DEMO_DATASET))
-    return client.predict(*start_values(model_id=choice[0][DEMO_MODEL], dataset_id=dataset_id, prompt_id=prompt[DEMO_PROMPT],
-                                        adapter_name=adapter), api_name="/start")
+    """One visitor's Start click over the API, by the database's ids: a short LoRA run of the demo kit on
+    the CPU (the fields left out take the page's defaults)."""
+    return client.predict(
+        model_id=demo_id(client, "/list_models", DEMO_MODEL), dataset_id=demo_id(client, "/list_datasets", DEMO_DATASET),
+        prompt_id=demo_id(client, "/list_prompts", DEMO_PROMPT), adapter_name=adapter, num_epochs=1.0, max_steps=3,
+        learning_rate=2e-4, batch_size=4, grad_accumulation=1, max_length=64, lora_r=8, lora_alpha=16,
+        api_name="/start_training")
 
 
 def test_fresh_or_forged_cookies_from_one_address_do_not_lift_the_caps(demo_studio):

@@ -134,6 +134,9 @@ def test_base_and_two_adapters_stream_side_by_side_then_vote(services, registere
     by_name = {c.name: text for c, text in zip(blind.comparison.candidates, blind.texts)}
     assert by_name == {"tiny (base)": base, "random-21": first, "random-22": second}
     wait_for(lambda: comparisons.worker(registered.model.id).served == 2)
+    Path(runs[0].run_dir, "events.jsonl").unlink()  # what the worker said is in its row: the view needs no file
+    ingested = comparisons.worker(registered.model.id)
+    assert ingested.ready and ingested.served == 2 and ingested.device_name and 0 <= time.time() - ingested.last_active < 600
 
     with pytest.raises(ValidationError, match="CP-009"):
         comparisons.vote(blind, "D")

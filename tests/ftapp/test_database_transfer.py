@@ -93,3 +93,41 @@ def test_token_file_is_private_and_never_in_the_database(services, tmp_path: Pat
     assert TOKEN.encode() not in services.settings.db_path.read_bytes()
     services.hf_token.clear()
     assert services.hf_token.status().source in ("none", "environment")
+
+
+def test_run_payloads_travel_scrubbed_as_untrusted_json_and_an_older_export_still_imports(services, registered, tmp_path: Path):
+    run_id = str(uuid.uuid4())
+    run_dir = services.settings.runs_dir / run_id
+    with services.db.transaction() as tx:
+        tx.runs.add(id=run_id, kind="export", name="shipped", status="succeeded", spec="{}", run_dir=str(run_dir),
+                    base_model_id=registered.model.id, started_payload='{"action": "push"}',
+                    done_payload=json.dumps({"repo_id": "me/tiny", "hf_token": TOKEN}))
+    exported = json.loads(services.database.export_json())
+    assert TOKEN not in json.dumps(exported)  # a payload is scrubbed like a spec
+    shipped = next(r for r in exported["tables"]["runs"] if r["id"] == run_id)
+    assert json.loads(shipped["done_payload"])["repo_id"] == "me/tiny"
+
+    def import_into(name: str, data: dict):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(data), encoding="utf-8")
+        home = open_services(Settings.from_env(tmp_path / name))
+        try:
+            return home.database.import_from(path, trusted_roots=(registered.model.location,)), home.runs.list()
+        except ValidationError as error:
+            return error, home.runs.list()
+        finally:
+            home.close()
+
+    shipped["done_payload"] = '["not", "an", "object"]'
+    refused, runs = import_into("bad-payload", exported)
+    assert isinstance(refused, ValidationError) and refused.rule_ids == ["DB-001"] and runs == []
+    assert "done_payload must be a JSON object" in str(refused)
+
+    older = json.loads(json.dumps(exported))  # an export made before revision 0006: no outcome columns at all
+    older["schema_revision"] = "0005"
+    for row in older["tables"]["runs"]:
+        for column in ("started_payload", "done_payload", "failure_type", "failure_message", "last_event_at"):
+            row.pop(column, None)
+    report, runs = import_into("older", older)
+    assert report.imported["runs"] == 1 and runs[0].id == run_id
+    assert runs[0].status == "succeeded" and runs[0].started_payload is None and runs[0].done_payload is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,16 +17,20 @@ from ftapp.models.adapters import AddAdapterRequest
 from ftapp.runs.machine import Machine
 from ftapp.settings import Settings
 from storage import AdapterRecord
-from trainer.protocol import SPEC_FILE, RewardSpec
+from trainer.protocol import SPEC_FILE, DataSource, ModelSource, RewardSpec, TrainSpec
 
 CPU = Machine(gpus=(), cpu_count=2, memory_available_mib=16_000)
 GRPO_REWARDS = (RewardSpec("exact_match"), RewardSpec("valid_json", weight=0.5))
 
 
-def trained_adapter(services, registered, random_adapter, tmp_path: Path, name: str, spec: dict, in_row: bool) -> AdapterRecord:
-    """A random adapter registered as the output of a finished run whose spec is ``spec`` (in the run row, or only in its spec.json)."""
+def trained_adapter(services, registered, random_adapter, tmp_path: Path, name: str, method: str, in_row: bool,
+                    **fields: Any) -> AdapterRecord:
+    """A random adapter registered as the output of a finished ``method`` run whose spec has ``fields`` (in the run row,
+    or only in its spec.json)."""
     run_dir = tmp_path / f"run-{name}"
     run_dir.mkdir()
+    spec = TrainSpec(run_id=name, run_dir=str(run_dir), method=method, training_mode="lora", model=ModelSource("tiny"),
+                     data=DataSource("project_jsonl"), adapter_name=name, training={}, **fields).to_dict()
     (run_dir / SPEC_FILE).write_text(json.dumps(spec))
     with services.db.transaction() as tx:
         run = tx.runs.add(id=new_id(), kind="finetune", name=name, status="succeeded", run_dir=str(run_dir),
@@ -35,8 +40,8 @@ def trained_adapter(services, registered, random_adapter, tmp_path: Path, name: 
 
 
 def grpo_adapter(services, registered, random_adapter, tmp_path) -> AdapterRecord:
-    spec = {"method": "grpo", "method_settings": {"num_generations": 4}, "rewards": [r.to_dict() for r in GRPO_REWARDS]}
-    return trained_adapter(services, registered, random_adapter, tmp_path, "grpo-lora", spec, in_row=True)
+    return trained_adapter(services, registered, random_adapter, tmp_path, "grpo-lora", "grpo", in_row=True,
+                           method_settings={"num_generations": 4}, rewards=GRPO_REWARDS)
 
 
 def is_json(text: str) -> bool:
@@ -123,8 +128,8 @@ def preference_dataset(services, demo_kit, tmp_path):
 def test_a_dpo_adapter_is_scored_on_preference_pairs_without_a_prompt(services, registered, random_adapter, tmp_path,
                                                                      preference_dataset, capsys):
     assert preference_dataset.format == "preference"
-    dpo = trained_adapter(services, registered, random_adapter, tmp_path, "dpo-lora",
-                          {"method": "dpo", "method_settings": {"beta": 0.2, "loss_type": "sigmoid"}}, in_row=False)
+    dpo = trained_adapter(services, registered, random_adapter, tmp_path, "dpo-lora", "dpo", in_row=False,
+                          method_settings={"beta": 0.2, "loss_type": "sigmoid"})
     grpo = grpo_adapter(services, registered, random_adapter, tmp_path)
     request = EvaluationRequest(dataset_id=preference_dataset.id, prompt_id="", gpus="cpu", max_rows=5, batch_size=4,
                                 combinations=(Combination(registered.model_id), Combination(registered.model_id, dpo.id)))

@@ -19,7 +19,7 @@ from trainer.protocol import read_events
 FAST = {"max_steps": 20, "logging_steps": 5, "eval_steps": 20, "save_steps": 20, "per_device_train_batch_size": 8,
         "max_length": 64, "learning_rate": 5e-3}
 METRICS = ("exact_match", "token_f1", "rouge1", "rouge2", "rougeL", "bleu", "accuracy", "macro_f1",
-           "mean_log_likelihood", "perplexity", "latency_s", "tokens_per_s")
+           "mean_log_likelihood", "perplexity", "batch_latency_s", "batch_tokens_per_s", "mean_new_tokens")
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from ftapp.models.adapters import AddAdapterRequest
 from ftapp.models.service import AddModelRequest
 from ftapp.shipping.export_request import ExportRequest
 from trainer.export.verify import PROMPTS
+from trainer.protocol import DataSource, ModelSource, TrainSpec
 
 SECRET = "hf_" + "S3cr3tT0k3n" * 3  # looks like a real token, so redact() would catch it by shape too
 
@@ -28,12 +29,13 @@ def adapter(services, registered, random_adapter):
     return services.adapters.add(AddAdapterRequest(name="rand", model_id=registered.model_id, location=str(random_adapter(7, 0.5))))
 
 
-def trained_adapter(services, registered, random_adapter, status: str = "succeeded", spec: dict | None = None):
+def trained_adapter(services, registered, random_adapter, status: str = "succeeded"):
     """An adapter with a training run of ``status`` behind it (a run row, not a real training: seconds saved)."""
-    spec = spec or {"method": "sft", "training_mode": "lora", "training": {"learning_rate": 0.002, "hub_token": SECRET},
-                    "lora": {"r": 4}, "data": {"fraction": 1.0, "train_split": 0.9}}
+    spec = TrainSpec(run_id=f"run-{status}", run_dir="", method="sft", training_mode="lora", model=ModelSource("tiny"),
+                     data=DataSource("project_jsonl", fraction=1.0, train_split=0.9), adapter_name=f"lora-{status}",
+                     training={"learning_rate": 0.002, "hub_token": SECRET}, lora={"r": 4})
     with services.db.transaction() as tx:
-        run = tx.runs.add(id=f"run-{status}", kind="finetune", name="trained", status=status, spec=json.dumps(spec),
+        run = tx.runs.add(id=f"run-{status}", kind="finetune", name="trained", status=status, spec=json.dumps(spec.to_dict()),
                           base_model_id=registered.model_id, dataset_id=registered.dataset_id, prompt_id=registered.prompt_id)
         tx.metric_points.add_many([{"run_id": run.id, "step": 10, "name": "eval_loss", "value": 0.25, "time": 0.0}])
     return services.adapters.add(AddAdapterRequest(name=f"lora-{status}", model_id=registered.model_id,
@@ -75,6 +77,7 @@ def test_merge_reloads_with_identical_greedy_outputs_and_registers_in_mlflow(ser
     run = services.exports.submit(ExportRequest(merged_model.id, "", "tiny-merged-registry", action="register"))
     final = services.runs.wait(run.id, timeout_s=300)
     assert final.status == "succeeded", final.error_text
+    Path(final.run_dir, "events.jsonl").unlink()  # the result comes from the run's row, not its events file
     registered_version = services.exports.result(run.id).registered
     assert registered_version.version == "1" and registered_version.kind == "model"
     assert registered_version.link.endswith("/#/models/tiny-merged-registry/versions/1")

@@ -18,18 +18,21 @@ from ftapp.compare.request import CompareRequest, validate_compare, validate_vot
 from ftapp.datasets.service import AddDatasetRequest
 from ftapp.demo.policy import DemoCaps, owner_of
 from ftapp.errors import NotFoundError, Problem, ValidationError
+from ftapp.evaluation.judging import JudgeRequest
 from ftapp.evaluation.request import Combination, EvaluationRequest, validate_evaluation
 from ftapp.models.adapters import AddAdapterRequest
 from ftapp.models.service import AddModelRequest
 from ftapp.prompts.configs import AddConfigRequest
 from ftapp.prompts.service import AddPromptRequest
+from ftapp.references import resolve_reference
 from ftapp.rules import RULES
 from ftapp.runs.fine_tune_request import FineTuneRequest, validate_fine_tune
 from ftapp.runs.machine import GpuInfo, Machine
 from ftapp.shipping.bundles import BundleRequest, BundleService
 from ftapp.shipping.export_request import ExportRequest, validate_export
+from ftapp.shipping.gguf_request import GgufTools
 from ftapp.shipping.serve_request import ServeRequest, validate_serve
-from ftapp.visitors import Visitors
+from ftapp.visitors import demo_services, services_for_key
 
 CPU = Machine(gpus=(), cpu_count=2, memory_available_mib=16_000)
 ONE_GPU = Machine(gpus=(GpuInfo(0, "NVIDIA H200", 143_771, 1_000),), cpu_count=16, memory_available_mib=120_000)
@@ -66,6 +69,13 @@ def export(ctx, **changes) -> list[Problem]:
         return validate_export(tx, ExportRequest(**values), CPU)
 
 
+def gguf_export(ctx, tools: GgufTools = GgufTools(converter=True, quantizer=None), **changes) -> list[Problem]:
+    values = dict(base_model_id=ctx.reg.model.id, adapter_id=ctx.adapter().id, model_name="tiny-gguf", action="gguf")
+    values.update(changes)
+    with ctx.services.db.transaction() as tx:
+        return validate_export(tx, ExportRequest(**values), CPU, gguf_tools=tools)
+
+
 def serve(ctx, **changes) -> list[Problem]:
     values = dict(model_id=ctx.reg.model.id, adapter_id=ctx.adapter().id, gpus="cpu")
     values.update(changes)
@@ -76,6 +86,12 @@ def serve(ctx, **changes) -> list[Problem]:
 def failed_run(ctx) -> str:
     with ctx.services.db.transaction() as tx:
         return tx.runs.add(id="failed-run", kind="finetune", name="failed", status="failed", spec="{}").id
+
+
+def twin_runs(ctx) -> list:
+    """Two runs with one name: the name alone names neither."""
+    with ctx.services.db.transaction() as tx:
+        return [tx.runs.add(id=str(uuid.uuid4()), kind="finetune", name="twin", status="failed", spec="{}") for _ in range(2)]
 
 
 def adapter_dir(tmp: Path, name: str = "adapter") -> Path:
@@ -192,7 +208,7 @@ def registry_missing(ctx):
 
 def visitor(ctx, **caps):
     """The public demo's view of the services for one visitor (ftapp.visitors), with these caps."""
-    return Visitors(ctx.services, DemoCaps(**caps)).for_key("catalogue-visitor")
+    return services_for_key(demo_services(ctx.services, DemoCaps(**caps)), "catalogue-visitor")
 
 
 def demo_training(ctx, caps: dict | None = None, live_owner: str | None = None, **changes) -> list[Problem]:
@@ -208,13 +224,13 @@ def demo_training(ctx, caps: dict | None = None, live_owner: str | None = None, 
 
 def crowded_address(ctx) -> list[Problem]:
     """A fresh cookie from an address whose other cookie already runs a job: the cap holds per address."""
-    visitors = Visitors(ctx.services, DemoCaps(max_runs_per_visitor=5, max_runs_per_address=1))
-    visitors.for_key("first-cookie", "203.0.113.7")
+    page = demo_services(ctx.services, DemoCaps(max_runs_per_visitor=5, max_runs_per_address=1))
+    services_for_key(page, "first-cookie", "203.0.113.7")
     with ctx.services.db.for_owner(owner_of("first-cookie")).transaction() as tx:
         tx.runs.add(id="live-first-cookie", kind="finetune", name="first", status="queued", spec="{}")
     request = FineTuneRequest(base_model_id=ctx.reg.model.id, dataset_id=ctx.reg.dataset.id, prompt_id=ctx.reg.prompt.id,
                               adapter_name="second-cookie", gpus="cpu")
-    return visitors.for_key("second-cookie", "203.0.113.7").runs.check(request, CPU)[0]
+    return services_for_key(page, "second-cookie", "203.0.113.7").runs.check(request, CPU)[0]
 
 
 TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
@@ -250,6 +266,8 @@ TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
     "EV-011": lambda c: uncounted_dataset_evaluation(c),
     "EV-012": lambda c: evaluation(c, generation_config_id=c.services.configs.list()[0].id),
     "EV-013": lambda c: evaluation(c, rewards=({"kind": "regex_match", "pattern": "(unclosed"},)),
+    "EV-014": lambda c: evaluation(c, benchmarks=("mmlu; rm -rf /",), benchmark_dir=str(c.tmp / "no-such-folder")),
+    "EV-015": lambda c: evaluation(c, judge=JudgeRequest(model_id=c.reg.model.id, rubric="Which is better? {answer_a}")),
     "DS-001": lambda c: raised(lambda: c.services.datasets.add(AddDatasetRequest(name="x", type="xml", location=c.file("a.csv", "a\n1\n")))),
     "DS-002": lambda c: (c.offline(), raised(lambda: c.services.datasets.add(AddDatasetRequest(huggingface_name="tatsu-lab/alpaca"))))[1],
     "DS-003": lambda c: raised(lambda: c.services.datasets.add(AddDatasetRequest(location=str(c.tmp / "absent.csv")))),
@@ -263,6 +281,7 @@ TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
     "MD-003": lambda c: raised(lambda: registry_missing(c)),
     "MD-004": lambda c: raised(lambda: c.services.models.add(AddModelRequest(type="project", name="m", location=str(adapter_dir(c.tmp))))),
     "MD-005": lambda c: raised(lambda: c.services.models.add(AddModelRequest(type="project", name="tiny", location=str(c.kit.model_dir)))),
+    "MD-006": lambda c: raised(lambda: c.services.models.add(AddModelRequest(type="project", location=c.file("model.gguf", "not gguf")))),
     "AD-001": lambda c: raised(lambda: c.services.adapters.add(AddAdapterRequest(name=" ", model_id=c.reg.model.id, location=str(adapter_dir(c.tmp))))),
     "AD-002": lambda c: raised(lambda: c.services.adapters.add(AddAdapterRequest(name="a", model_id="no-such-model", location=str(adapter_dir(c.tmp))))),
     "AD-003": lambda c: raised(lambda: c.services.adapters.add(AddAdapterRequest(name="a", model_id=c.reg.model.id, location=str(c.kit.model_dir)))),
@@ -293,6 +312,8 @@ TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
     "EX-009": lambda c: export(c, gpus="7"),
     "EX-010": lambda c: serve(c, engine="vllm"),
     "EX-011": lambda c: serve(c, max_tokens=0, request_timeout_s=float("nan"), max_queue=10**9),
+    "EX-012": lambda c: gguf_export(c, gguf_types=("q9_9", "f16", "f16")),
+    "EX-013": lambda c: gguf_export(c, gguf_types=("q4_k_m",)),  # a k-quant where llama-quantize is not on PATH
     "CP-001": lambda c: compare(c, model_id="no-such-model"),
     "CP-002": lambda c: compare(c, adapter_ids=(other_model_adapter(c),)),
     "CP-003": lambda c: compare(c, adapter_ids=(), include_base=False),
@@ -303,6 +324,7 @@ TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
     "CP-008": lambda c: sample(c, row_index=10**6),
     "CP-009": lambda c: validate_vote(("A", "B"), "C", finished=True),
     "RN-001": lambda c: not_found(lambda: c.services.runs.cancel(str(uuid.uuid4()))),
+    "RF-001": lambda c: raised(lambda: resolve_reference("run", "twin", twin_runs(c))),
     "DB-001": lambda c: raised(lambda: c.services.database.import_from(Path(c.file("export.json", "not json")))),
     "DB-002": lambda c: crafted_import(c, "datasets", {"id": "../../victim", "name": "evil", "type": "project_csv"}),
     "DB-003": lambda c: crafted_import(c, "datasets", {"id": str(uuid.uuid4()), "name": "passwd", "type": "project_csv",

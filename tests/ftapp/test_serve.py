@@ -48,8 +48,10 @@ def test_serve_answers_a_chat_completion_and_stops_cleanly(services, registered,
         services.serving.stop(run_id)
         final = services.runs.wait(run_id, timeout_s=60)
     assert final.status == "succeeded", final.error_text
-    assert services.serving.endpoint(run_id).state == "stopped"
-    started = next(json.loads(line) for line in Path(final.run_dir, "events.jsonl").read_text().splitlines() if '"started"' in line)
+    started = json.loads(final.started_payload)  # as the supervisor ingested it
+    Path(final.run_dir, "events.jsonl").unlink()  # the row alone tells how the endpoint ran
+    stopped = services.serving.endpoint(run_id)
+    assert stopped.state == "stopped" and stopped.url is None and stopped.merged_adapter and stopped.limits["context_tokens"] == 512
     with pytest.raises(ProcessLookupError):
         os.kill(started["server_pid"], 0)  # the server process is gone (its GPU, when it had one, is free)
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", started["port"]), timeout=2):

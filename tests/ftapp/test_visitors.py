@@ -24,7 +24,7 @@ from ftapp.services import Services, open_services
 from ftapp.settings import Settings
 from ftapp.shipping.export_request import ExportRequest
 from ftapp.shipping.serve_request import ServeRequest
-from ftapp.visitors import Visitors
+from ftapp.visitors import demo_services, services_for_key
 
 CPU = Machine(gpus=(), cpu_count=2, memory_available_mib=16_000)
 FAST = {"max_steps": 4, "logging_steps": 1, "eval_steps": 2, "save_steps": 2, "per_device_train_batch_size": 4, "max_length": 64}
@@ -62,8 +62,8 @@ def train(services: Services, name: str, **changes) -> FineTuneRequest:
 
 def test_two_visitors_see_the_shared_demo_and_only_their_own_uploads(demo):
     services, uploads = demo
-    visitors = Visitors(services)
-    alice, bob = visitors.for_key("alice"), visitors.for_key("bob")
+    page = demo_services(services)
+    alice, bob = services_for_key(page, "alice"), services_for_key(page, "bob")
 
     mine = alice.datasets.add(AddDatasetRequest(name="alice-notes", location=upload(uploads, "notes.jsonl", 5)))
 
@@ -76,12 +76,13 @@ def test_two_visitors_see_the_shared_demo_and_only_their_own_uploads(demo):
         bob.datasets.preview(mine.id)
     with pytest.raises(NotFoundError):
         bob.datasets.remove(mine.id)
-    assert visitors.for_key("alice") is alice  # a reload finds the same visitor
+    again = services_for_key(page, "alice")  # a reload (a new request with the same cookie) finds the same visitor
+    assert {d.name for d in again.datasets.list()} == {"demo-support-intents", "alice-notes"}
 
 
 def test_a_visitor_may_name_no_server_path_and_no_hub_id(demo):
     services, _uploads = demo
-    alice = Visitors(services).for_key("alice")
+    alice = services_for_key(demo_services(services), "alice")
     kit_file = next(d for d in services.datasets.list()).location  # inside the home: another visitor's files live there too
 
     with pytest.raises(ValidationError) as in_home:
@@ -102,7 +103,7 @@ def test_a_visitor_may_name_no_server_path_and_no_hub_id(demo):
 
 def test_an_upload_over_the_row_cap_leaves_nothing_behind(demo):
     services, uploads = demo
-    alice = Visitors(services, DemoCaps(max_dataset_rows=10)).for_key("alice")
+    alice = services_for_key(demo_services(services, DemoCaps(max_dataset_rows=10)), "alice")
 
     with pytest.raises(ValidationError) as too_big:
         alice.datasets.add(AddDatasetRequest(name="big", location=upload(uploads, "big.jsonl", 11)))
@@ -114,8 +115,8 @@ def test_an_upload_over_the_row_cap_leaves_nothing_behind(demo):
 
 def test_training_caps_custom_code_and_concurrency(demo, tmp_path: Path):
     services, _uploads = demo
-    visitors = Visitors(services, DemoCaps(max_train_steps=50, max_runs_per_visitor=1, max_runs_total=2))
-    alice, bob, carol = visitors.for_key("alice"), visitors.for_key("bob"), visitors.for_key("carol")
+    page = demo_services(services, DemoCaps(max_train_steps=50, max_runs_per_visitor=1, max_runs_total=2))
+    alice, bob, carol = (services_for_key(page, key) for key in ("alice", "bob", "carol"))
     reward = tmp_path / "reward.py"
     reward.write_text("def reward(completions, **kwargs):\n    return [1.0 for _ in completions]\n")
 
@@ -148,19 +149,19 @@ def test_training_caps_custom_code_and_concurrency(demo, tmp_path: Path):
 
 def test_the_caps_hold_per_address_however_many_cookies_ask(demo):
     services, _uploads = demo
-    visitors = Visitors(services, DemoCaps(max_runs_per_visitor=1, max_runs_total=4, max_runs_per_address=2))
-    visitors.addresses.keep = 20  # a small book, to show that a flood of fresh cookies does not empty it
-    one, two = (visitors.for_key(cookie, "203.0.113.7") for cookie in ("cookie-1", "cookie-2"))
+    page = demo_services(services, DemoCaps(max_runs_per_visitor=1, max_runs_total=4, max_runs_per_address=2))
+    page.visitor.book.keep = 20  # a small book, to show that a flood of fresh cookies does not empty it
+    one, two = (services_for_key(page, cookie, "203.0.113.7") for cookie in ("cookie-1", "cookie-2"))
     one.runs.submit(train(one, "one"), CPU)  # queued: no supervisor ticks in this test
     two.runs.submit(train(two, "two"), CPU)
     for i in range(100):  # cookies thrown away after one request each
-        visitors.for_key(f"flood-{i}", "203.0.113.7")
+        services_for_key(page, f"flood-{i}", "203.0.113.7")
 
-    three = visitors.for_key("cookie-3", "203.0.113.7")  # (each request of a visitor notes its address)
+    three = services_for_key(page, "cookie-3", "203.0.113.7")  # (each request of a visitor notes its address)
     with pytest.raises(ValidationError) as crowded:
         three.runs.submit(train(three, "three"), CPU)
     assert rules(crowded) == ["DM-009"] and "'one'" in str(crowded.value) and "'two'" in str(crowded.value)
-    elsewhere = visitors.for_key("cookie-4", "198.51.100.9")  # another client still finds a free slot
+    elsewhere = services_for_key(page, "cookie-4", "198.51.100.9")  # another client still finds a free slot
     assert elsewhere.runs.submit(train(elsewhere, "four"), CPU)[0].status == "queued"
     assert sorted(r.name for r in services.runs.list()) == ["four", "one", "two"]
 
@@ -168,8 +169,8 @@ def test_the_caps_hold_per_address_however_many_cookies_ask(demo):
 @pytest.mark.slow
 def test_a_visitors_run_trains_and_its_adapter_is_theirs_alone(demo):
     services, _uploads = demo
-    visitors = Visitors(services)
-    alice, bob = visitors.for_key("alice"), visitors.for_key("bob")
+    page = demo_services(services)
+    alice, bob = services_for_key(page, "alice"), services_for_key(page, "bob")
     run, _ = alice.runs.submit(train(alice, "alice-lora"), CPU)
 
     final = alice.runs.wait(run.id, timeout_s=300)  # the shared supervisor starts and finishes it
@@ -189,7 +190,7 @@ def test_compare_workers_are_capped_over_all_visitors(demo):
     services, _uploads = demo
     with services.db.for_owner(owner_of("bob")).transaction() as tx:
         tx.runs.add(id="bobs-worker", kind="inference", name="compare", status="running", spec="{}")
-    alice = Visitors(services, DemoCaps(max_runs_total=1)).for_key("alice")
+    alice = services_for_key(demo_services(services, DemoCaps(max_runs_total=1)), "alice")
 
     with pytest.raises(ValidationError) as busy:
         alice.comparisons.start(CompareRequest(model_id=services.models.list()[0].id, adapter_ids=(), include_base=True,
@@ -199,7 +200,7 @@ def test_compare_workers_are_capped_over_all_visitors(demo):
 
 def test_what_only_the_host_may_do(demo):
     services, _uploads = demo
-    alice = Visitors(services).for_key("alice")
+    alice = services_for_key(demo_services(services), "alice")
     shared_dataset = services.datasets.list()[0]
     model = services.models.list()[0]
 
@@ -231,3 +232,99 @@ def test_spaces_turn_the_demo_on_and_its_home_is_persistent_storage_when_there_i
     fallback = demo_home(tmp_path / "no-persistent-storage")
     assert fallback.is_dir() and fallback.name.startswith("ftapp-demo-")
     fallback.rmdir()
+
+
+def snapshot(services: Services) -> tuple[str, set[Path]]:
+    """Every row (the host's export of the whole database) and every file of the home."""
+    home = services.settings.home
+    return services.database.export_json(), {p.relative_to(home) for p in home.rglob("*") if "ftapp.db" not in p.name}
+
+
+def test_each_service_given_a_visitor_refuses_with_the_dm_rule_and_writes_nothing(demo, tmp_path: Path):
+    """The services themselves, built with a ``Visitor`` and nothing else (no composition, no subclass)."""
+    from ftapp.compare.request import CompareRequest
+    from ftapp.compare.service import ComparisonService
+    from ftapp.datasets.service import DatasetService
+    from ftapp.demo.visitor import Visitor
+    from ftapp.evaluation.request import Combination, EvaluationRequest
+    from ftapp.evaluation.service import EvaluationService
+    from ftapp.models.adapters import AdapterService
+    from ftapp.models.service import ModelService
+    from ftapp.prompts.configs import AddConfigRequest, ConfigService
+    from ftapp.prompts.service import PromptService
+    from ftapp.runs.service import RunService
+    from ftapp.secrets import HfToken
+    from ftapp.shipping.exports import ExportService
+    from ftapp.shipping.serving import ServeService
+    from ftapp.transfer.service import DatabaseTransfer
+
+    services, uploads = demo
+    settings, db, supervisor = services.settings, services.db, services.supervisor
+    alice = Visitor(owner_of("alice"), DemoCaps(max_dataset_rows=10, max_runs_total=1))
+    with db.for_owner(owner_of("bob")).transaction() as tx:  # the demo's one slot for Compare workers is taken
+        tx.runs.add(id="bobs-worker", kind="inference", name="compare", status="running", spec="{}")
+    datasets = DatasetService(settings, db, alice)
+    model = services.models.list()[0]
+    shared = services.datasets.list()[0]
+    prompt = services.prompts.list(shared.id)[0]
+    services.database.export_to(export := tmp_path / "export.json")
+    before = snapshot(services)
+
+    refused = {
+        "rows": ("DM-001", lambda: datasets.add(AddDatasetRequest(name="big", location=upload(uploads, "big.jsonl", 11)))),
+        "hub dataset": ("DM-006", lambda: datasets.add(AddDatasetRequest(huggingface_name="tatsu-lab/alpaca"))),
+        "model": ("DM-006", lambda: ModelService(settings, db, alice).add(AddModelRequest(huggingface_name="Qwen/Qwen2.5-0.5B"))),
+        "licence": ("DM-008", lambda: ModelService(settings, db, alice).accept_license(model.id)),
+        "adapter": ("DM-006", lambda: AdapterService(settings, db, alice).add(AddAdapterRequest(name="a", model_id=model.id,
+                                                                                                  location=str(tmp_path)))),
+        "prompt": ("DM-008", lambda: PromptService(db, datasets, alice).remove(prompt.id)),
+        "config": ("DM-007", lambda: ConfigService(db, alice).add(AddConfigRequest("training_arguments", {"max_steps": 5}))),
+        "full fine-tune": ("DM-005", lambda: RunService(settings, db, datasets, supervisor, alice).submit(
+            train(services, "full", training_mode="full"), CPU)),
+        "evaluation on a GPU": ("DM-005", lambda: EvaluationService(settings, db, supervisor, alice).submit(
+            EvaluationRequest(shared.id, prompt.id, (Combination(model.id),), gpus="0"), CPU)),
+        "Compare worker": ("DM-004", lambda: ComparisonService(settings, db, datasets, supervisor, visitor=alice).start(
+            CompareRequest(model_id=model.id, prompt="Where is my order?"))),
+        "merge": ("DM-007", lambda: ExportService(settings, db, supervisor, alice).submit(
+            ExportRequest(base_model_id=model.id, adapter_id="", model_name="x", action="merge"), CPU)),
+        "serve": ("DM-007", lambda: ServeService(settings, db, supervisor, alice).submit(ServeRequest(model_id=model.id), CPU)),
+        "token": ("DM-007", lambda: HfToken(settings.secrets_dir, alice).store("hf_" + "x" * 30)),
+        "import": ("DM-007", lambda: DatabaseTransfer(db, settings, alice).import_from(export)),
+    }
+    for action, (rule, call) in refused.items():
+        with pytest.raises(ValidationError) as caught:
+            call()
+        assert rule in caught.value.rule_ids, (action, caught.value.rule_ids)
+    assert snapshot(services) == before
+
+
+def test_two_owners_see_none_of_each_others_rows(demo):
+    """Each service filters by its visitor's owner and stamps it on what it writes; the host sees both."""
+    from ftapp.demo.visitor import Visitor
+    from ftapp.prompts.service import AddPromptRequest
+    from ftapp.visitors import visitor_services
+
+    services, uploads = demo
+    alice = visitor_services(services, Visitor(owner_of("alice"), DemoCaps()))
+    bob = visitor_services(services, Visitor(owner_of("bob"), DemoCaps()))
+    made = {}
+    for name, visitor in (("alice", alice), ("bob", bob)):
+        dataset = visitor.datasets.add(AddDatasetRequest(name=f"{name}-notes", location=upload(uploads, f"{name}.jsonl", 5)))
+        prompt = visitor.prompts.add(AddPromptRequest(name=f"{name}-prompt", dataset_id=dataset.id,
+                                                      prompt_template="{instruction}", input_template="{instruction}",
+                                                      completion_template="{output}"))
+        run, _ = visitor.runs.submit(train(visitor, f"{name}-lora", dataset_id=dataset.id, prompt_id=prompt.id), CPU)
+        made[name] = (dataset, prompt, run)
+        assert {dataset.owner, prompt.owner, run.owner} == {owner_of(name)}
+
+    for me, other in (("alice", "bob"), ("bob", "alice")):
+        mine = alice if me == "alice" else bob
+        assert {d.name for d in mine.datasets.list()} == {"demo-support-intents", f"{me}-notes"}
+        assert f"{other}-prompt" not in {p.name for p in mine.prompts.list()}
+        assert [r.name for r in mine.runs.list()] == [f"{me}-lora"]
+        theirs_dataset, theirs_prompt, theirs_run = made[other]
+        for lookup, ident in ((mine.datasets.get, theirs_dataset.id), (mine.prompts.get, theirs_prompt.id),
+                              (mine.runs.get, theirs_run.id), (mine.runs.cancel, theirs_run.id)):
+            with pytest.raises(NotFoundError):
+                lookup(ident)
+    assert {r.name for r in services.runs.list()} == {"alice-lora", "bob-lora"}  # the host sees everyone's

@@ -126,3 +126,29 @@ def test_the_callers_vet_sees_only_the_rows_that_will_be_written_and_can_refuse_
     assert "models" not in seen and seen["runs"] == [0, 1] and seen["metric_points"] == [0, 1, 2]
     with target.transaction() as tx:
         assert tx.models.count() == 1 and tx.datasets.count() == 0 and tx.runs.count() == 0
+
+
+def test_an_export_of_revision_0005_imports_with_null_outcome_columns(tmp_path: Path):
+    """Exports made before revision 0006 carry no outcome columns for runs; their rows come in with NULL there."""
+    source = Database.open(tmp_path / "a.db")
+    _fill(source)
+    with source.transaction() as tx:
+        run_id = tx.runs.find(kind="finetune")[0].id
+        tx.runs.update(run_id, done_payload='{"ok": true}', failure_type="X")  # not in a 0005 export
+        snapshot = export_snapshot(tx)
+    outcome = ("started_payload", "done_payload", "failure_type", "failure_message", "last_event_at")
+    for row in snapshot["tables"]["runs"]:
+        for column in outcome:
+            row.pop(column)
+    snapshot["schema_revision"] = "0005"
+    target = Database.open(tmp_path / "b.db")
+    with target.transaction() as tx:
+        report = import_snapshot(tx, json.loads(json.dumps(snapshot)))
+    assert report["runs"].imported == 2
+    with target.transaction() as tx:
+        imported = tx.runs.get(run_id)
+    assert imported.status == "succeeded" and all(getattr(imported, column) is None for column in outcome)
+    snapshot["schema_revision"] = "0004"  # older than that, the rows may not fit: refused
+    with pytest.raises(SnapshotError, match="schema revision '0004'; this version reads '0007', '0005', '0006'"):
+        with Database.open(tmp_path / "c.db").transaction() as tx:
+            import_snapshot(tx, snapshot)

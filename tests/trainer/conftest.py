@@ -9,7 +9,7 @@ import pytest
 
 from trainer.protocol import DataSource, ModelSource, TrainSpec
 
-# Every field of ftapp's TrainingArguments, sized for a seconds-long CPU run on the demo kit. The
+# Every field of ftapp's TrainingSettings, sized for a seconds-long CPU run on the demo kit. The
 # GPU-minded values (fused AdamW, padding-free, "auto") are kept on purpose: the trainer must
 # translate them for the CPU, as it will for the specs ftapp writes.
 TEST_TRAINING: dict[str, Any] = {

@@ -52,7 +52,9 @@ def test_the_fault_hook_is_off_by_default_and_refuses_what_it_does_not_know() ->
 
     assert injected_faults({}) == []
     (fault,) = injected_faults({"FTAPP_TRAINER_FAULT": "cuda_oom_at_step=4"})
-    assert isinstance(fault, OutOfMemoryAtStep) and fault.step == 4
+    assert isinstance(fault, OutOfMemoryAtStep) and fault.step == 4 and not fault.once
+    (once,) = injected_faults({"FTAPP_TRAINER_FAULT": "cuda_oom_once_at_step=2"})
+    assert once.step == 2 and once.once
     for wrong in ("cuda_oom_at_step=0", "cuda_oom_at_step=x", "oom=3"):
         with pytest.raises(ValueError, match="not a known fault"):
             injected_faults({"FTAPP_TRAINER_FAULT": wrong})

@@ -55,7 +55,7 @@ def test_base_and_two_adapters_are_answered_scored_and_reported_in_order(tmp_pat
     assert by_position[2] != by_position[1] and by_position[3] != by_position[2]
     reports = {e.data["position"]: e.data for e in events if e.type == "eval"}
     for metric in ("exact_match", "token_f1", "rouge1", "rouge2", "rougeL", "bleu", "accuracy", "macro_f1",
-                   "mean_log_likelihood", "perplexity", "latency_s", "tokens_per_s"):
+                   "mean_log_likelihood", "perplexity", "batch_latency_s", "batch_tokens_per_s", "mean_new_tokens"):
         assert all(metric in reports[p] for p in (1, 2, 3)), metric
     assert "delta_accuracy" not in reports[1]
     assert reports[2]["delta_perplexity"] == reports[2]["perplexity"] - reports[1]["perplexity"]

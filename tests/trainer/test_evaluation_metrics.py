@@ -38,7 +38,10 @@ def test_aggregate_metrics():
     assert result["macro_f1"] == pytest.approx((2 / 3 + 0.5) / 2)
     assert result["mean_log_likelihood"] == pytest.approx(-6.0 / 8)
     assert result["perplexity"] == pytest.approx(math.exp(6.0 / 8))
-    assert result["tokens_per_s"] == pytest.approx(12 / 2.0) and result["latency_s"] == 0.5
+    assert result["batch_tokens_per_s"] == pytest.approx(12 / 2.0) and result["batch_latency_s"] == 0.5
+    assert result["mean_new_tokens"] == 3.0 and "latency_s" not in result and "tokens_per_s" not in result
+    # Generated beside other combinations: the batch's throughput counts their tokens too.
+    assert aggregate(rows, 2.0, None, batch_tokens=36)["batch_tokens_per_s"] == pytest.approx(36 / 2.0)
     assert set(result) >= {"rouge1", "rouge2", "rougeL", "bleu", "token_f1"}
 
 

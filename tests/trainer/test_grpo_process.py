@@ -67,6 +67,10 @@ def runs(make_spec, sums: Path, tmp_path_factory) -> Iterator[dict[str, TrainerP
         {"num_generations": 16, "max_completion_length": 4, "beta": 0.04},
         {"max_steps": 30, "learning_rate": 1e-3, "per_device_train_batch_size": 64},
         data={**ARITHMETIC, "path": str(sums)}, init_adapter=str(started["sft"].spec.output_dir)))
+    # The same run sampled by the graphed engine (issue 19; on a CPU its decode steps run eagerly): it must learn as well.
+    started["learning_graphed"] = TrainerProcess(replace(started["learning"].spec, run_id="learning_graphed",
+                                                         run_dir=str(_fresh(base / "learning_graphed"))),
+                                                 env={"FTAPP_GRPO_GENERATION": "graphed"})
     yield started
     for trainer in started.values():
         trainer.kill()
@@ -106,9 +110,15 @@ def test_every_reward_kind_reports_under_its_own_name_in_a_grpo_run(runs) -> Non
     assert run.stdout.splitlines()[-1] == DONE_MARKER
 
 
+def _fresh(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    return folder
+
+
 @pytest.mark.slow
-def test_grpo_after_sft_raises_the_exact_match_reward(runs) -> None:
-    run = runs["learning"].wait()
+@pytest.mark.parametrize("engine", ["learning", "learning_graphed"])
+def test_grpo_after_sft_raises_the_exact_match_reward(runs, engine: str) -> None:
+    run = runs[engine].wait()
     assert run.code == 0, run.stderr
     assert any("continuing the adapter" in note for note in run.events[0].data["notes"])
     rewards = [event.data["metrics"]["rewards/exact_match/mean"] for event in run.of_type("progress")]
@@ -118,8 +128,10 @@ def test_grpo_after_sft_raises_the_exact_match_reward(runs) -> None:
     # 1/4, the answers depend on the question: no single number is right for more than one sum.
     assert late > early + 0.05 and late > 0.25, rewards
     assert run.of_type("progress")[-1].data["metrics"]["kl"] > 0  # the policy moved away from the SFT adapter
-    output = Path(runs["learning"].spec.output_dir)
+    output = Path(runs[engine].spec.output_dir)
     assert (output / "adapter_model.safetensors").is_file() and not (output / "ref").exists()
+    engine_notes = [note for note in run.events[0].data["notes"] if "samples its completions" in note]
+    assert engine_notes == [f"GRPO samples its completions with the {'graphed' if engine.endswith('graphed') else 'generate'!r} engine"]
 
 
 @pytest.mark.parametrize(("fields", "message"), [

@@ -12,10 +12,12 @@ from trainer.protocol import (
     DataSource,
     EventWriter,
     ModelSource,
+    ServeSpec,
     TrainSpec,
     placed_device,
     read_events,
     read_spec,
+    spec_from_dict,
     write_spec,
 )
 
@@ -36,6 +38,22 @@ def test_spec_from_another_protocol_version_is_refused(tmp_path: Path):
     path.write_text(path.read_text().replace('"protocol_version": 1', '"protocol_version": 99'))
     with pytest.raises(ValueError, match="protocol version"):
         read_spec(path)
+
+
+def test_spec_from_dict_reads_every_kind_by_its_kind_field(tmp_path: Path):
+    serve = ServeSpec(run_id="r2", run_dir=str(tmp_path), model=ModelSource("/models/tiny"), served_name="tiny")
+    assert spec_from_dict(spec(tmp_path).to_dict()) == spec(tmp_path)  # training specs name no kind
+    assert spec_from_dict(serve.to_dict()) == serve
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ([1, 2], "JSON object"),
+    ({"kind": "mine", "protocol_version": 1}, "unknown kind"),
+    ({"kind": ["evaluate"], "protocol_version": 1}, "unknown kind"),
+])
+def test_spec_from_dict_refuses_what_is_no_spec(data, message: str):
+    with pytest.raises(ValueError, match=message):
+        spec_from_dict(data)
 
 
 def test_events_are_read_incrementally_and_malformed_lines_are_counted(tmp_path: Path):

@@ -99,6 +99,8 @@ def runs(make_spec, messages_dataset: Path, tmp_path_factory) -> Iterator[dict[s
         "full": TrainerProcess(make_spec(base / "full", training_mode="full", lora={},
                                          training={"max_steps": 3, "learning_rate": 1e-3, "save_strategy": "no"})),
         "oom": TrainerProcess(make_spec(base / "oom"), env={"FTAPP_TRAINER_FAULT": "cuda_oom_at_step=3"}),
+        "oom_once": TrainerProcess(make_spec(base / "oom_once", training={"max_steps": 4, "save_strategy": "no", "eval_strategy": "no"}),
+                                   env={"FTAPP_TRAINER_FAULT": "cuda_oom_once_at_step=3"}),
         # Far more steps than it will run: it is cancelled once training is under way.
         "cancelled": TrainerProcess(make_spec(base / "cancelled", training={"max_steps": 5000, "save_strategy": "no"})),
     }
@@ -247,6 +249,27 @@ def test_the_oom_test_hook_fails_the_run_like_a_gpu_would(runs) -> None:
     assert failed.type == "failed" and failed.data["error_type"] == "OutOfMemoryError"
     assert failed.data["message"].startswith("CUDA out of memory")
     assert DONE_MARKER not in run.stdout and "OutOfMemoryError" in run.stderr
+
+
+@pytest.mark.slow
+def test_an_out_of_memory_error_mid_run_is_recovered_with_the_same_effective_batch(runs) -> None:
+    """Issue 19: the injected CUDA OOM at step 3 is recovered from: the last completed step is kept as a checkpoint and
+    the run resumes there with half the rows per micro-batch and twice the accumulation, and succeeds, saying so."""
+    run = runs["oom_once"].wait()
+    assert run.code == 0, run.stderr[-3000:]
+    assert [e.data["step"] for e in run.of_type("progress")] == [1, 2, 3, 4]
+    planned, recovered = run.of_type("started")
+    before, after = planned.data["recipe"], recovered.data["recipe"]
+    assert (before["rows_per_micro_batch"], before["gradient_accumulation_steps"]) == (8, 1)
+    assert (after["rows_per_micro_batch"], after["gradient_accumulation_steps"]) == (4, 2)  # the same 8 rows per step
+    assert recovered.data["resumed_from_step"] == 2
+    assert [e.data["step"] for e in run.of_type("artifact") if e.data["kind"] == "checkpoint"] == [2]
+    done = run.events[-1]
+    assert done.type == "done" and done.data["notes"][0].startswith("recovered from out-of-memory at step 3")
+    assert done.data["recovered_from_oom"] == [{"step": 3, "rows_per_micro_batch": 4, "gradient_accumulation_steps": 2}]
+    assert "note: recovered from out-of-memory at step 3" in run.stderr and DONE_MARKER in run.stdout
+    recipe = json.loads((Path(runs["oom_once"].spec.run_dir) / "recipe.json").read_text())
+    assert recipe["gradient_accumulation_steps"] == 2 and any("out-of-memory" in note for note in recipe["notes"])
 
 
 def test_qlora_on_cpu_is_refused_before_anything_loads(make_spec, tmp_path: Path) -> None:

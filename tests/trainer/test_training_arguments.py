@@ -6,7 +6,7 @@ from dataclasses import fields
 
 import pytest
 
-from ftapp.prompts.config_schemas import BitsAndBytesSettings, LoraSettings, TrainingArguments
+from ftapp.prompts.config_schemas import BitsAndBytesSettings, LoraSettings, TrainingSettings
 from trainer.training_arguments import GIB, KNOWN_SETTINGS, DeviceCaps, ModelShape, resolve_training
 
 CPU = DeviceCaps("cpu", "cpu")
@@ -31,7 +31,7 @@ def resolve(settings: dict, device: DeviceCaps, mode: str = "lora", has_validati
 
 def test_the_trainer_knows_every_setting_ftapp_can_store() -> None:
     # An unknown key is refused at run time, so a field added to ftapp's schema must be handled here.
-    assert {f.name for f in fields(TrainingArguments)} == KNOWN_SETTINGS
+    assert {f.name for f in fields(TrainingSettings)} == KNOWN_SETTINGS
     from trainer.model_loading import BITSANDBYTES_SETTINGS, LORA_SETTINGS
 
     assert {f.name for f in fields(LoraSettings)} == LORA_SETTINGS

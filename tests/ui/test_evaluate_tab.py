@@ -53,16 +53,17 @@ def test_rows_escape_user_text_and_can_show_only_disagreements():
 def test_start_reports_rule_ids_and_queues_a_valid_evaluation(services, registered, random_adapter):
     adapter = services.adapters.add(AddAdapterRequest(name="rand", model_id=registered.model_id, location=str(random_adapter(5))))
     with pytest.raises(gr.Error, match="EV-001"):
-        evaluate.start_evaluation(services, registered.dataset_id, registered.prompt_id, registered.model_id, [], False,
-                                  1.0, None, 16, 8, "cpu")
-    message, pick = evaluate.start_evaluation(services, registered.dataset_id, registered.prompt_id, registered.model_id,
-                                              [adapter.id], True, 0.5, 10, 16, 8, "cpu")
+        evaluate.start_evaluation(services, evaluate.evaluation_request(
+            registered.dataset_id, registered.prompt_id, registered.model_id, [], False, 1.0, None, 16, 8, "cpu"))
+    message, pick = evaluate.start_evaluation(services, evaluate.evaluation_request(
+        registered.dataset_id, registered.prompt_id, registered.model_id, [adapter.id], True, 0.5, 10, 16, 8, "cpu"))
     run = services.evaluations.list()[0]
     assert run.id[:8] in message and pick.value == run.id and run.status == "queued"
-    status, aggregate, rows, shown = evaluate.show_evaluation(services, run.id, False)
-    assert "0/20 answers" in status and shown.startswith(f"{run.id}|queued")
-    # Nothing new stored: the timer redraws nothing.
-    assert evaluate.poll_evaluation(services, run.id, shown, False) == (gr.skip(),) * 5
+    view = evaluate.show_evaluation(services, run.id, False)
+    assert "0/20 answers" in view.status and (view.drawn.run_id, view.drawn.status) == (run.id, "queued")
+    # Nothing new stored: the timer redraws nothing; the other view of the rows is drawn anew.
+    assert evaluate.poll_evaluation(services, run.id, view.drawn, False) == (gr.skip(),) * 5
+    assert evaluate.poll_evaluation(services, run.id, view.drawn, True)[0] != gr.skip()
 
 
 def preference_results(rows: list[AnswerRow]) -> EvaluationResults:

@@ -30,12 +30,13 @@ def adapter(services, registered, random_adapter):
 
 def test_export_form_reports_rule_ids_and_the_archive_downloads_only_when_sound(services, registered, adapter):
     with pytest.raises(gr.Error, match="EX-003"):
-        export.start_export(services, adapter.id, registered.model_id, "merge", "bad name!", "", True, "cpu")
+        export.start_export(services, export.export_request(adapter.id, registered.model_id, "merge", "bad name!", "", True, "cpu"))
     with pytest.raises(gr.Error, match="EX-008: the Hub cannot be reached"):  # the UI tests run offline
-        export.start_export(services, adapter.id, registered.model_id, "push", "", "me/rand", True, "cpu")
+        export.start_export(services, export.export_request(adapter.id, registered.model_id, "push", "", "me/rand", True, "cpu"))
     assert export.follow_adapter(services, adapter.id, None) == registered.model_id
 
-    message, pick = export.start_export(services, adapter.id, registered.model_id, "archive", "", "", True, "cpu")
+    message, pick = export.start_export(services, export.export_request(adapter.id, registered.model_id, "archive", "", "", True,
+                                                                        "cpu"))
     run = services.exports.list()[0]
     assert run.id[:8] in message and pick.value == run.id and run.name == "archive rand"
     queued, _, button, _ = export.show_export(services, run.id)
@@ -45,7 +46,7 @@ def test_export_form_reports_rule_ids_and_the_archive_downloads_only_when_sound(
     assert "use the download button" in status and button.visible is True and button.value["orig_name"] == "rand.tar.gz"
     assert export.poll_export(services, run.id, shown) == (gr.skip(),) * 5  # a finished export on screen costs nothing
     services.exports.archive_file(run.id).unlink()
-    assert export.show_export(services, run.id)[2].visible is False  # the file is gone: no button, no broken link
+    assert export.show_export(services, run.id).download.visible is False  # the file is gone: no button, no broken link
 
 
 def test_export_result_view_shows_the_verdict_and_escapes_names():
@@ -59,10 +60,10 @@ def test_export_result_view_shows_the_verdict_and_escapes_names():
 
 def test_serve_form_starts_an_endpoint_and_stop_cancels_it(services, registered, adapter):
     with pytest.raises(gr.Error, match="EX-010"):
-        serve.start_endpoint(services, registered.model_id, adapter.id, "cpu", "vllm")
+        serve.start_endpoint(services, serve.serve_request(registered.model_id, adapter.id, "cpu", "vllm"))
     model, adapters, _ = serve.refresh_form(services, registered.model_id, None, None)
     assert model.value == registered.model_id and adapter.id in [value for _, value in adapters.choices]
-    message, pick = serve.start_endpoint(services, registered.model_id, adapter.id, "cpu", "transformers")
+    message, pick = serve.start_endpoint(services, serve.serve_request(registered.model_id, adapter.id, "cpu", "transformers"))
     run = services.serving.list()[0]
     assert pick.value == run.id and run.name == "serve rand"
     status, curl, stop, _ = serve.show_endpoint(services, run.id)

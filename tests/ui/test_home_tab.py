@@ -99,11 +99,11 @@ def test_gpus_are_listed_with_the_runs_that_hold_them(services: Services, monkey
     assert "**Training on the CPU:** cpu-run (`98765432`)" in text
 
 
-def test_activity_shows_queued_runs_and_says_when_nothing_happens(services: Services, train_values) -> None:
+def test_activity_shows_queued_runs_and_says_when_nothing_happens(services: Services, train_form) -> None:
     quiet = home.activity_summary(services)
     assert "Nothing is training or queued" in quiet and "None yet" in quiet
 
-    train.start(services, *train_values(adapter_name="waiting"))
+    train.start_training(services, train_form(adapter_name="waiting"))
 
     busy = home.activity_summary(services)
     assert "| ⏳ queued | waiting (`" in busy and "| cpu |" in busy

@@ -13,8 +13,6 @@ from ui import adapters, home, runs, train
 from ui.run_compare import spec_differences
 
 SKIP = gr.skip()
-VIEW = ["status", "loss", "lr", "grad", "speed", "log", "spec", "error", "output", "cancel", "resume", "method", "method_detail",
-        "shown"]
 
 
 @pytest.fixture(autouse=True)
@@ -24,19 +22,21 @@ def no_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FTAPP_MLFLOW", "0")
 
 
-def view(values: tuple) -> dict:
-    assert len(values) == len(VIEW) == runs.VIEW_SIZE
-    return dict(zip(VIEW, values))
+def split(ticked: tuple) -> tuple[runs.RunView, runs.Listing]:
+    """A timer tick's outputs: the run view, then the listing."""
+    size = len(runs.RunView._fields)
+    assert len(ticked) == size + len(runs.Listing._fields)
+    return runs.RunView._make(ticked[:size]), runs.Listing._make(ticked[size:])
 
 
-def queue(services: Services, train_values, name: str, **changes) -> str:
-    train.start(services, *train_values(adapter_name=name, **changes))
-    return runs.list_runs(services)[1].value  # the picker chooses the newest run
+def queue(services: Services, train_form, name: str, **changes) -> str:
+    train.start_training(services, train_form(adapter_name=name, **changes))
+    return runs.list_runs(services).pick.value  # the picker chooses the newest run
 
 
-def test_the_table_lists_newest_first_and_filters_by_status(services: Services, train_values) -> None:
-    first = queue(services, train_values, "first")
-    second = queue(services, train_values, "second")
+def test_the_table_lists_newest_first_and_filters_by_status(services: Services, train_form) -> None:
+    first = queue(services, train_form, "first")
+    second = queue(services, train_form, "second")
     runs.cancel_run(services, first)
 
     table, pick, compare = runs.list_runs(services, runs.ALL, None)
@@ -53,63 +53,78 @@ def test_the_table_lists_newest_first_and_filters_by_status(services: Services, 
     assert table.empty and pick.value is None and list(table.columns) == runs.LIST_COLUMNS
 
 
-def test_opening_the_tab_jumps_to_a_run_started_since_the_last_look(services: Services, train_values) -> None:
-    first = queue(services, train_values, "first")
-    second = queue(services, train_values, "second")
+def test_opening_the_tab_jumps_to_a_run_started_since_the_last_look(services: Services, train_form) -> None:
+    first = queue(services, train_form, "first")
+    second = queue(services, train_form, "second")
 
     _, pick, _, newest = runs.show_runs(services, runs.ALL, None, None)
     assert pick.value == second == newest
     _, pick, _, newest = runs.show_runs(services, runs.ALL, first, newest)  # the user chose an older run
     assert pick.value == first and newest == second
 
-    third = queue(services, train_values, "third")  # e.g. from the Train tab, then back to Runs
+    third = queue(services, train_form, "third")  # e.g. from the Train tab, then back to Runs
     _, pick, _, newest = runs.show_runs(services, runs.ALL, first, newest)
     assert pick.value == third == newest
 
 
-def test_a_queued_run_shows_its_status_and_cancels_at_once(services: Services, train_values) -> None:
-    run_id = queue(services, train_values, "waiting")
+def test_a_queued_run_shows_its_status_and_cancels_at_once(services: Services, train_form) -> None:
+    run_id = queue(services, train_form, "waiting")
 
-    shown = view(runs.show_run(services, run_id))
-    assert "⏳ queued" in shown["status"] and "waiting for its devices" in shown["status"]
-    assert shown["cancel"].interactive is True and shown["resume"].interactive is False
-    assert shown["spec"]["adapter_name"] == "waiting" and shown["spec"]["training"]["max_steps"] == 4
+    shown = runs.show_run(services, run_id)
+    assert "⏳ queued" in shown.status and "waiting for its devices" in shown.status
+    assert shown.cancel_button.interactive is True and shown.resume_button.interactive is False
+    assert shown.spec["adapter_name"] == "waiting" and shown.spec["training"]["max_steps"] == 4
 
     assert runs.cancel_run(services, run_id).startswith("Cancelled the queued run")
-    shown = view(runs.show_run(services, run_id))
-    assert "⏹ cancelled" in shown["status"]
-    assert shown["cancel"].interactive is False and shown["resume"].interactive is True
-    assert shown["error"].visible and "Cancelled" in shown["error"].value
+    shown = runs.show_run(services, run_id)
+    assert "⏹ cancelled" in shown.status
+    assert shown.cancel_button.interactive is False and shown.resume_button.interactive is True
+    assert shown.error.visible and "Cancelled" in shown.error.value
     with pytest.raises(gr.Error, match="no checkpoint"):  # it never trained, so there is nothing to resume
         runs.resume_run(services, run_id)
     with pytest.raises(gr.Error, match="already cancelled"):
         runs.cancel_run(services, run_id)
 
 
-def test_method_charts_show_for_dpo_and_grpo_runs_only(services: Services, train_values) -> None:
-    sft = view(runs.show_run(services, queue(services, train_values, "plain-sft")))
-    grpo_id = queue(services, train_values, "rewarded", method="grpo", rewards=[[True, "exact_match", 1.0, "", ""]])
+def test_method_charts_show_for_dpo_and_grpo_runs_only(services: Services, train_form) -> None:
+    sft = runs.show_run(services, queue(services, train_form, "plain-sft"))
+    grpo_id = queue(services, train_form, "rewarded", method="grpo", rewards=[[True, "exact_match", 1.0, "", ""]])
     with services.db.transaction() as tx:
         tx.metric_points.add_many([{"run_id": grpo_id, "step": 1, "name": name, "value": value, "time": 1.0}
                                    for name, value in {"reward": 0.5, "reward_std": 0.1, "kl": 0.01}.items()])
 
-    grpo = view(runs.show_run(services, grpo_id))
+    grpo = runs.show_run(services, grpo_id)
 
-    assert sft["method"].visible is False and sft["method_detail"].visible is False
-    assert grpo["method"].visible is True and grpo["method_detail"].visible is True
-    assert grpo["method"].value is not None and grpo["method_detail"].value is not None
+    assert sft.method_chart.visible is False and sft.method_detail_chart.visible is False
+    assert grpo.method_chart.visible is True and grpo.method_detail_chart.visible is True
+    assert grpo.method_chart.value is not None and grpo.method_detail_chart.value is not None
+
+
+def test_the_timer_redraws_only_what_changed(services: Services, train_form) -> None:
+    run_id = queue(services, train_form, "waiting")
+
+    view, listing = split(runs.poll_run(services, run_id, None, runs.ALL))  # nothing drawn yet: all of it
+    assert view.drawn.run_id == run_id and view.drawn.status == "queued" and listing.pick != SKIP
+    quiet, listing = split(runs.poll_run(services, run_id, view.drawn, runs.ALL))  # no new events
+    assert "⏳ queued" in quiet.status and quiet.log == SKIP and quiet.drawn == SKIP
+    assert all(value == SKIP for value in listing)
+
+    runs.cancel_run(services, run_id)
+    moved, listing = split(runs.poll_run(services, run_id, view.drawn, runs.ALL))
+    assert "⏹ cancelled" in moved.status and listing.pick != SKIP  # a new status: the picker's icon too
+    assert all(value == SKIP for value in runs.poll_run(services, run_id, moved.drawn, runs.ALL))  # finished
 
 
 def test_nothing_chosen_shows_where_runs_come_from(services: Services) -> None:
-    shown = view(runs.show_run(services, None))
+    shown = runs.show_run(services, None)
 
-    assert "Train" in shown["status"] and shown["cancel"].interactive is False and shown["method"].visible is False
-    assert all(value == SKIP for value in runs.poll_run(services, None, "", runs.ALL))
+    assert "Train" in shown.status and shown.cancel_button.interactive is False and shown.method_chart.visible is False
+    assert all(value == SKIP for value in runs.poll_run(services, None, None, runs.ALL))
 
 
-def test_compare_lists_only_the_settings_that_differ(services: Services, train_values) -> None:
-    a = queue(services, train_values, "lr-high", learning_rate=3e-3)
-    b = queue(services, train_values, "lr-low", learning_rate=1e-4, lora_r=8)
+def test_compare_lists_only_the_settings_that_differ(services: Services, train_form) -> None:
+    a = queue(services, train_form, "lr-high", learning_rate=3e-3)
+    b = queue(services, train_form, "lr-low", learning_rate=1e-4, lora_r=8)
 
     figure, differences = runs.compare_runs(services, [a, b])
 
@@ -133,20 +148,20 @@ def test_spec_differences_count_a_missing_section_as_different() -> None:
 
 
 @pytest.mark.slow
-def test_a_cpu_run_started_from_the_train_tab_ends_on_the_runs_tab(services: Services, train_values) -> None:
-    run_id = queue(services, train_values, "tiny-intents")
-    before = view(runs.show_run(services, run_id))
-    assert before["loss"].layout.annotations  # "waiting for the first step"
+def test_a_cpu_run_started_from_the_train_tab_ends_on_the_runs_tab(services: Services, train_form) -> None:
+    run_id = queue(services, train_form, "tiny-intents")
+    before = runs.show_run(services, run_id)
+    assert before.loss_chart.layout.annotations  # "waiting for the first step"
 
     # A page polling while the run trains: what each tick would put on screen.
-    page = {"shown": before["shown"], "statuses": []}
+    page = {"drawn": before.drawn, "statuses": []}
 
     def tick(_run) -> None:
-        out = runs.poll_run(services, run_id, page["shown"], runs.ALL)
-        if out[runs.VIEW_SIZE - 1] != SKIP:
-            page["shown"] = out[runs.VIEW_SIZE - 1]
-        if out[0] != SKIP:
-            page["statuses"].append(out[0])
+        out, _ = split(runs.poll_run(services, run_id, page["drawn"], runs.ALL))
+        if out.drawn != SKIP:
+            page["drawn"] = out.drawn
+        if out.status != SKIP:
+            page["statuses"].append(out.status)
 
     final = services.runs.wait(run_id, timeout_s=240, on_tick=tick)
 
@@ -154,20 +169,19 @@ def test_a_cpu_run_started_from_the_train_tab_ends_on_the_runs_tab(services: Ser
     # Four tiny steps may all land between two ticks; the start (torch's import alone) cannot.
     assert any("▶ running" in status for status in page["statuses"])
     # The timer's next tick notices the change: a new view, and the table with the new status.
-    ticked = runs.poll_run(services, run_id, before["shown"], runs.ALL)
-    shown = view(ticked[:runs.VIEW_SIZE])
-    table = ticked[runs.VIEW_SIZE]
-    assert "✅ succeeded" in shown["status"] and "step 4 of 4" in shown["status"]
-    loss = next(trace for trace in shown["loss"].data if trace.name == "train loss")
+    shown, listing = split(runs.poll_run(services, run_id, before.drawn, runs.ALL))
+    table = listing.table
+    assert "✅ succeeded" in shown.status and "step 4 of 4" in shown.status
+    loss = next(trace for trace in shown.loss_chart.data if trace.name == "train loss")
     assert list(loss.x) == [1, 2, 3, 4]
-    assert [trace.name for trace in shown["loss"].data] == ["train loss", "eval loss"]
-    assert len(shown["lr"].data[0].x) == 4 and len(shown["speed"].data[0].x) == 4
-    assert "JOB_DONE" in shown["log"]
-    assert "Produced adapter:** `tiny-intents`" in shown["output"]
-    assert shown["cancel"].interactive is False and shown["error"].visible is False
+    assert [trace.name for trace in shown.loss_chart.data] == ["train loss", "eval loss"]
+    assert len(shown.lr_chart.data[0].x) == 4 and len(shown.speed_chart.data[0].x) == 4
+    assert "JOB_DONE" in shown.log
+    assert "Produced adapter:** `tiny-intents`" in shown.produced
+    assert shown.cancel_button.interactive is False and shown.error.visible is False
     assert list(table["status"]) == ["✅ succeeded"]
     # Once the finished run is on screen, further ticks do nothing.
-    assert all(value == SKIP for value in runs.poll_run(services, run_id, shown["shown"], runs.ALL))
+    assert all(value == SKIP for value in runs.poll_run(services, run_id, shown.drawn, runs.ALL))
 
     # The adapter's lineage carries the run and its final losses; Home lists it as recent.
     listed = adapters.list_adapters(services)[0].iloc[0]

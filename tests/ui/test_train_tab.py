@@ -52,10 +52,10 @@ def test_a_preset_fills_the_main_fields(services: Services) -> None:
     assert "QLoRA nf4" in note
 
 
-def test_preflight_shows_memory_against_free_memory_and_time(services: Services, train_values) -> None:
+def test_preflight_shows_memory_against_free_memory_and_time(services: Services, train_form) -> None:
     configs_before = len(services.configs.list())
 
-    text = train.preflight(services, *train_values(lora_r=8))
+    text = train.preflight(services, train_form(lora_r=8))
 
     assert text.startswith("### Preflight: ✅ fits on cpu")
     assert "GiB free" in text and "Training tokens" in text and "Time | **≈" in text
@@ -63,9 +63,9 @@ def test_preflight_shows_memory_against_free_memory_and_time(services: Services,
     assert services.runs.list() == [] and len(services.configs.list()) == configs_before
 
 
-def test_an_invalid_request_names_every_broken_rule(services: Services, train_values) -> None:
+def test_an_invalid_request_names_every_broken_rule(services: Services, train_form) -> None:
     with pytest.raises(gr.Error) as caught:
-        train.preflight(services, *train_values(adapter_name="my adapter", model_id=None, learning_rate=-1.0))
+        train.preflight(services, train_form(adapter_name="my adapter", model_id=None, learning_rate=-1.0))
 
     message = caught.value.message
     assert "FT-002" in message and "FT-013" in message and "FT-009" in message
@@ -74,14 +74,14 @@ def test_an_invalid_request_names_every_broken_rule(services: Services, train_va
 
 @pytest.mark.parametrize("extra, rule", [('{"max_steps": ', "CF-002"), ('{"learning_rat": 0.1}', "CF-005"),
                                          ("[1, 2]", "CF-005")])
-def test_the_all_arguments_editor_is_checked(services: Services, train_values, extra: str, rule: str) -> None:
+def test_the_all_arguments_editor_is_checked(services: Services, train_form, extra: str, rule: str) -> None:
     with pytest.raises(gr.Error, match=rule):
-        train.start(services, *train_values(extra_arguments=extra))
+        train.start_training(services, train_form(extra_arguments=extra))
     assert services.runs.list() == []
 
 
-def test_start_queues_the_run_with_every_field_in_its_spec(services: Services, train_values) -> None:
-    text = train.start(services, *train_values(lora_r=8, extra_arguments='{"lr_scheduler_type": "constant"}'))
+def test_start_queues_the_run_with_every_field_in_its_spec(services: Services, train_form) -> None:
+    text = train.start_training(services, train_form(lora_r=8, extra_arguments='{"lr_scheduler_type": "constant"}'))
 
     [run] = services.runs.list()
     assert run.status == "queued" and f"`{run.id}`" in text and "Runs" in text
@@ -95,8 +95,8 @@ def test_start_queues_the_run_with_every_field_in_its_spec(services: Services, t
     assert run.devices_requested == "cpu"
 
 
-def test_zero_max_steps_trains_by_epochs(services: Services, train_values) -> None:
-    train.start(services, *train_values(max_steps=0, num_epochs=2.0))
+def test_zero_max_steps_trains_by_epochs(services: Services, train_form) -> None:
+    train.start_training(services, train_form(max_steps=0, num_epochs=2.0))
 
     [run] = services.runs.list()
     training = json.loads(run.spec)["training"]
@@ -162,14 +162,14 @@ def test_the_start_from_list_holds_the_chosen_models_adapters(services: Services
     assert train_method.starting_adapters(services, registered.model_id, mine.id).value == mine.id
 
 
-def test_a_dpo_run_queued_from_the_tab_carries_its_settings_and_start(services: Services, registered, train_values,
+def test_a_dpo_run_queued_from_the_tab_carries_its_settings_and_start(services: Services, registered, train_form,
                                                                      tmp_path: Path) -> None:
     start = _adapter(services, registered.model_id, tmp_path / "sft", "sft-start")
     pairs = _pairs(services, tmp_path)
     prompt = train.prompts_for_dataset(services, pairs, None)
     assert prompt.value == NO_PROMPT and "preference" in prompt.label
 
-    train.start(services, *train_values(method="dpo", dataset_id=pairs, prompt_id=prompt.value, dpo_beta=0.3,
+    train.start_training(services, train_form(method="dpo", dataset_id=pairs, prompt_id=prompt.value, dpo_beta=0.3,
                                         dpo_loss_type="ipo", init_adapter_id=start.id, rewards=train_method.reward_rows(True)))
 
     [run] = services.runs.list()
@@ -178,14 +178,14 @@ def test_a_dpo_run_queued_from_the_tab_carries_its_settings_and_start(services: 
     assert spec["rewards"] == [] and run.adapter_id == start.id  # the rewards table belongs to GRPO
 
 
-def test_a_grpo_run_takes_the_rewards_switched_on(services: Services, registered, train_values) -> None:
+def test_a_grpo_run_takes_the_rewards_switched_on(services: Services, registered, train_form) -> None:
     table = train_method.reward_rows(True)
     table[2][0], table[2][2], table[2][3] = True, 0.5, r"^\w+$"  # regex_match
     table[4][0], table[4][2], table[4][3] = True, 0.1, "40"  # length_penalty
 
-    text = train.preflight(services, *train_values(method="grpo", rewards=table, num_generations=2.0, max_completion_length=16.0))
+    text = train.preflight(services, train_form(method="grpo", rewards=table, num_generations=2.0, max_completion_length=16.0))
     assert "generation KV cache" in text
-    train.start(services, *train_values(method="grpo", rewards=table, num_generations=2.0, max_completion_length=16.0,
+    train.start_training(services, train_form(method="grpo", rewards=table, num_generations=2.0, max_completion_length=16.0,
                                         init_adapter_id=train_method.NO_ADAPTER))
 
     spec = json.loads(services.runs.list()[0].spec)
@@ -196,20 +196,20 @@ def test_a_grpo_run_takes_the_rewards_switched_on(services: Services, registered
 
 
 @pytest.mark.parametrize("change, rule", [((2, 3, "(oops"), "FT-018"), ((4, 3, "many"), "FT-018"), ((0, 2, "x"), "FT-018")])
-def test_bad_rewards_in_the_table_are_refused(services: Services, train_values, change, rule: str) -> None:
+def test_bad_rewards_in_the_table_are_refused(services: Services, train_form, change, rule: str) -> None:
     table = train_method.reward_rows(True)
     row, column, value = change
     table[row][0], table[row][column] = True, value
 
     with pytest.raises(gr.Error, match=rule):
-        train.start(services, *train_values(method="grpo", rewards=table))
+        train.start_training(services, train_form(method="grpo", rewards=table))
     assert services.runs.list() == []
 
 
-def test_sft_ignores_the_fields_of_other_methods(services: Services, registered, train_values, tmp_path: Path) -> None:
+def test_sft_ignores_the_fields_of_other_methods(services: Services, registered, train_form, tmp_path: Path) -> None:
     start = _adapter(services, registered.model_id, tmp_path / "left", "left-over")
 
-    train.start(services, *train_values(dpo_beta=0.5, init_adapter_id=start.id, rewards=train_method.reward_rows(True)))
+    train.start_training(services, train_form(dpo_beta=0.5, init_adapter_id=start.id, rewards=train_method.reward_rows(True)))
 
     spec = json.loads(services.runs.list()[0].spec)
     assert (spec["method"], spec["method_settings"], spec["rewards"], spec["init_adapter"]) == ("sft", {}, [], None)

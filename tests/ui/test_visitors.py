@@ -109,3 +109,44 @@ def test_addresses_are_counted_per_client_and_not_by_what_the_client_writes(monk
     assert client_address("::ffff:203.0.113.9", None, 0) == "203.0.113.9"
     assert client_address(None, None, 0) == "unknown"
     assert proxy_hops({}) == 0 and proxy_hops({"SPACE_ID": "me/demo"}) == 1 and proxy_hops({"FTAPP_PROXY_HOPS": "2"}) == 2
+
+
+def test_every_event_gets_the_services_of_the_visitor_who_sent_it(services):
+    """``bind`` looks the services up per event (``services_for``): the local app's own, or the demo visitor's."""
+    import inspect
+
+    from gradio.context import LocalContext
+
+    from ftapp.demo.policy import owner_of
+    from ftapp.visitors import demo_services
+    from ui.visitors import services_for
+    from ui.wiring import bind
+
+    def owner_seen(services, suffix: str) -> str:
+        return (services.visitor.owner if services.visitor else "host") + suffix
+
+    def owners_streamed(services, count: int):
+        yield from [services.visitor.owner] * count
+
+    def sent_by(key: str, address: str):
+        return SimpleNamespace(headers={"cookie": f"{VISITOR_COOKIE}={key}"}, client=SimpleNamespace(host=address),
+                               session_hash="s")
+
+    assert services_for(services) is services and bind(owner_seen, services)("!") == "host!"  # the local app
+    page = demo_services(services)
+    handler, stream = bind(owner_seen, page), bind(owners_streamed, page)
+    signer = IdentitySigner.in_home(services.settings.secrets_dir)
+    alice, bob = signer.mint(), signer.mint()
+    for key in (alice, bob):  # two cookies from one address: one client to the caps (DM-009)
+        token = LocalContext.request.set(sent_by(key, "203.0.113.5"))
+        try:
+            assert handler("!") == owner_of(key) + "!"
+            assert list(stream(2)) == [owner_of(key)] * 2
+        finally:
+            LocalContext.request.reset(token)
+
+    assert handler("") == owner_of(NOBODY)  # outside any event: nobody's view
+    assert page.visitor.book.neighbours(owner_of(alice)) == {owner_of(alice), owner_of(bob)}
+    # gradio sees the handler's own parameters less the services, and streams a generator.
+    assert list(inspect.signature(handler).parameters) == ["suffix"] and handler.__name__ == "owner_seen"
+    assert inspect.isgeneratorfunction(stream)

@@ -7,6 +7,12 @@ it has no maintained standalone package, and its official script is these few li
 
 Classification metrics appear only when the references form a small label set (like intent names):
 there, "which label did it pick" is the question, and ROUGE on one-word answers says little.
+``accuracy`` reads each answer as a label (its first line, case and a final full stop ignored), while
+``exact_match`` compares the whole answer as written: "Refund.\nThanks" is accurate but no exact match.
+
+Every combination of a base model answers in the same batches (one forward pass for all of them), so
+none has a latency or a throughput of its own: ``batch_latency_s`` and ``batch_tokens_per_s`` are the
+shared batches' and equal for those combinations; ``mean_new_tokens`` is the combination's own.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ class RowResult:
     output: str
     reference: str
     new_tokens: int
-    latency_s: float  # wall time of the batch the row was generated in: what a caller waited for it
+    latency_s: float  # wall time of the batch the row was generated in (every combination's rows together)
     log_likelihood: float | None  # sum over the reference's tokens, teacher-forced
     reference_tokens: int
 
@@ -84,8 +90,11 @@ def label_set(references: Sequence[str]) -> list[str] | None:
     return labels
 
 
-def aggregate(rows: Sequence[RowResult], generation_seconds: float, labels: list[str] | None) -> dict[str, float]:
-    """One number per metric for a combination; ``labels`` from ``label_set`` over every row's reference."""
+def aggregate(rows: Sequence[RowResult], generation_seconds: float, labels: list[str] | None,
+              batch_tokens: int | None = None) -> dict[str, float]:
+    """One number per metric for a combination; ``labels`` from ``label_set`` over every row's reference;
+    ``generation_seconds`` and ``batch_tokens``: the time and the tokens of the batches the rows were generated in,
+    every combination's (None: these rows' tokens alone, when they had the batches to themselves)."""
     if not rows:
         return {}
     scores = [score_row(r.output, r.reference) for r in rows]
@@ -105,8 +114,10 @@ def aggregate(rows: Sequence[RowResult], generation_seconds: float, labels: list
         expected = [as_label(r.reference) for r in rows]
         result["accuracy"] = float(accuracy_score(expected, predicted))
         result["macro_f1"] = float(f1_score(expected, predicted, labels=labels, average="macro", zero_division=0))
-    result["latency_s"] = sum(r.latency_s for r in rows) / len(rows)
+    result["batch_latency_s"] = sum(r.latency_s for r in rows) / len(rows)
     tokens = sum(r.new_tokens for r in rows)
     result["new_tokens"] = float(tokens)
-    result["tokens_per_s"] = tokens / generation_seconds if generation_seconds > 0 else 0.0
+    result["mean_new_tokens"] = tokens / len(rows)
+    shared = tokens if batch_tokens is None else batch_tokens
+    result["batch_tokens_per_s"] = shared / generation_seconds if generation_seconds > 0 else 0.0
     return {key: value for key, value in result.items() if math.isfinite(value)}

@@ -9,6 +9,12 @@ attached under their own names and answer the same prompts in the same batches.
 
 Preference data is scored, not generated (``trainer.evaluation.preference``); the spec's rewards
 score every generated answer (``trainer.evaluation.rewards``).
+
+A spec's benchmark tasks (lm-evaluation-harness, ``trainer.evaluation.benchmarks``) load before any model, so
+one that cannot load fails at once; each group's loaded model then answers them for all its combinations, and
+their scores join the combinations' ``eval`` events as ``bench/<task>/<metric>``. A spec's judge compares each
+combination's answers with #1's once every group is done (``trainer.evaluation.judge``): ``sample {verdicts}``
+per batch, then one ``eval`` per combination with its win/tie/loss rates.
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 from trainer.data.loading import load_rows
 from trainer.data.preference_pairs import preference_cases
 from trainer.data.training_data import EvalCase, evaluation_cases
+from trainer.evaluation.benchmark_stage import BenchmarkStage
+from trainer.evaluation.benchmarks import LoadedTasks, load_tasks
+from trainer.evaluation.judge_stage import judge_answers
 from trainer.evaluation.metrics import RowResult, aggregate, label_set, score_row
 from trainer.evaluation.preference import preference_aggregates, score_pairs
 from trainer.evaluation.rewards import reward_aggregates, reward_scores
@@ -44,7 +53,7 @@ from trainer.model_loading import DeviceCaps, detect_device, load_tokenizer
 from trainer.protocol import ARTIFACT, DONE, EVAL, PROGRESS, SAMPLE, STARTED, EvalCombination, EvaluationSpec
 from trainer.run_events import EventSink
 
-RESULTS_FILE, AGGREGATES_FILE = "results.jsonl", "aggregates.json"
+RESULTS_FILE, AGGREGATES_FILE, BENCHMARKS_FILE = "results.jsonl", "aggregates.json", "benchmarks.json"
 PREFERENCE = "preference"  # DataSource.format of chosen/rejected pairs
 
 
@@ -66,11 +75,17 @@ class Progress:
         """One batch's answers: flushed to results.jsonl, then a ``sample`` and a ``progress`` event."""
         results_file.flush()
         events.emit(SAMPLE, rows=rows)
-        self.done += len(rows)
+        self.advance(events, len(rows), **({} if tokens_per_s is None else {"tokens_per_s": tokens_per_s}))
+
+    def expect(self, count: int) -> None:
+        """More answers to come than counted at the start (benchmark requests, judged pairs)."""
+        self.total += count
+
+    def advance(self, events: Any, count: int, **extra: Any) -> None:
+        self.done += count
         elapsed = time.monotonic() - self.started
-        extra = {} if tokens_per_s is None else {"tokens_per_s": tokens_per_s}
         events.emit(PROGRESS, step=self.done, total_steps=self.total, **extra,
-                    eta_s=round(elapsed / self.done * (self.total - self.done), 1))
+                    eta_s=round(elapsed / max(self.done, 1) * (self.total - self.done), 1))
 
 
 def group_by_model(combinations: tuple[EvalCombination, ...]) -> list[Group]:
@@ -84,20 +99,24 @@ def adapter_name(combo: EvalCombination) -> str:
     return f"c{combo.position}" if combo.adapter_path else BASE_ADAPTER
 
 
-def run_evaluation(spec: EvaluationSpec, events: EventSink) -> bool:
+def run_evaluation(spec: EvaluationSpec, events: EventSink, tasks: LoadedTasks | None = None) -> bool:
+    """``tasks``: the spec's benchmark tasks when the caller loaded them already (before importing torch)."""
     device = detect_device(spec.device)
     if device.kind == "cpu" and spec.cpu_threads:
         torch.set_num_threads(spec.cpu_threads)
     torch.manual_seed(spec.seed)
-    rows = load_rows(spec.data)
+    rows = load_rows(spec.data) if spec.data is not None else []
     missing = [i for i in spec.row_indices if not 0 <= i < len(rows)]
     if missing:
         raise ValueError(f"row_indices {missing[:5]} are outside the dataset's {len(rows)} rows; was the file changed after training?")
+    # Before any model loads: an unknown task, or a Hub data set that is not cached while offline, fails at once.
+    benchmarks = BenchmarkStage(spec, tasks or load_tasks(spec.benchmark)) if spec.benchmark else None
     groups = group_by_model(spec.combinations)
     tracking = _start_tracking(spec)
     events.emit(STARTED, run_id=spec.run_id, device=device.kind, device_name=device.name, num_rows=len(spec.row_indices),
                 rows_from=spec.rows_from, total_steps=len(spec.row_indices) * len(spec.combinations),
                 combinations=[{"position": c.position, "label": c.label} for c in spec.combinations],
+                benchmarks=benchmarks.tasks.names if benchmarks else [], judge=spec.judge.label if spec.judge else None,
                 mlflow_run_id=tracking.run_id if tracking else None)
     progress = Progress(0, len(spec.row_indices) * len(spec.combinations), time.monotonic())
     loads: Counter[str] = Counter()
@@ -108,10 +127,13 @@ def run_evaluation(spec: EvaluationSpec, events: EventSink) -> bool:
     try:
         with open(output_dir / RESULTS_FILE, "w", encoding="utf-8") as results_file:
             labels: list[str] | None = None
-            for group in groups:
+            kept: tuple[str, Any, Any] | None = None  # the last group's (source, model, tokenizer), when it judges too
+            for number, group in enumerate(groups):
                 tokenizer = load_tokenizer(group.combinations[0].model)
                 model = None
-                if spec.data.format == PREFERENCE:
+                if spec.data is None:
+                    pass  # benchmarks alone
+                elif spec.data.format == PREFERENCE:
                     pairs = preference_cases(rows, list(spec.row_indices), spec.data, tokenizer)
                     model = load_model(group, device, loads)
                     reference = spec.combinations[0] if spec.combinations[0] in group.combinations else None
@@ -127,9 +149,17 @@ def run_evaluation(spec: EvaluationSpec, events: EventSink) -> bool:
                     rewarded: dict[int, list[dict[str, float]]] = {}
                     seconds = answer_rows(model, tokenizer, group, cases, spec, events, progress, results, results_file,
                                           rows, rewarded)
+                    batch_tokens = sum(r.new_tokens for combo in group.combinations for r in results[combo.position])
                     for combo in group.combinations:
-                        aggregates[combo.position] = {**aggregate(results[combo.position], seconds, labels),
+                        aggregates[combo.position] = {**aggregate(results[combo.position], seconds, labels, batch_tokens),
                                                       **reward_aggregates(rewarded.get(combo.position, []))}
+                if benchmarks:
+                    model = model if model is not None else load_model(group, device, loads)
+                    for position, scores in benchmarks.score(model, tokenizer, group.combinations,
+                                                             [adapter_name(c) for c in group.combinations], events, progress).items():
+                        aggregates.setdefault(position, {}).update(scores)
+                if spec.judge and spec.judge.model == group.source and number == len(groups) - 1 and model is not None:
+                    kept = (group.source, model, tokenizer)  # the judge is this base: no second load
                 del model
                 gc.collect()
                 if device.kind == "cuda":
@@ -139,8 +169,21 @@ def run_evaluation(spec: EvaluationSpec, events: EventSink) -> bool:
                     events.emit(EVAL, step=combo.position, position=combo.position, label=combo.label, **report)
                     if tracking:
                         tracking.log_metrics({f"c{combo.position}.{k}": v for k, v in report.items()}, step=0)
+            if spec.judge and spec.data is not None:
+                judged = judge_answers(spec, output_dir / RESULTS_FILE, kept, device, loads, events, progress)
+                kept = None
+                for position, rates in judged.items():
+                    aggregates.setdefault(position, {}).update(rates)
+                    events.emit(EVAL, step=position, position=position, label=spec.combinations[position - 1].label, **rates)
+                    if tracking:
+                        tracking.log_metrics({f"c{position}.{k}": v for k, v in rates.items()}, step=0)
+        if benchmarks:
+            benchmarks.save(output_dir / BENCHMARKS_FILE)
+            if tracking:
+                tracking.log_metrics(benchmarks.every_task_metrics(), step=0)
         (output_dir / AGGREGATES_FILE).write_text(json.dumps({
             "rows_from": spec.rows_from, "labels": labels,
+            "lower_is_better": benchmarks.lower_is_better() if benchmarks else [],
             "combinations": [{"position": c.position, "label": c.label, "metrics": aggregates.get(c.position, {})}
                              for c in spec.combinations],
         }, indent=1), encoding="utf-8")

@@ -88,6 +88,8 @@ def generate_batch(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, p
     start = time.perf_counter()
     with _grouped_lora(model, adapter_names) as grouped:
         extra = {"adapter_names": adapter_names} if adapter_names is not None and not grouped else {}
+        if config.stop_strings:  # transformers matches stop strings through the tokenizer's vocabulary
+            extra["tokenizer"] = tokenizer
         output = model.generate(input_ids=inputs, attention_mask=mask, generation_config=config, streamer=streamer, **extra)
     if model.device.type == "cuda":
         torch.cuda.synchronize(model.device)
@@ -196,3 +198,28 @@ def answer_log_likelihood(model: PreTrainedModel, prompt_ids: Sequence[list[int]
     picked = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     return [(float(picked[i, picked.shape[1] - len(answer):].sum()) if answer else 0.0, len(answer))
             for i, answer in enumerate(answer_ids)]
+
+
+@torch.no_grad()
+def continuation_scores(model: PreTrainedModel, context_ids: Sequence[list[int]], continuation_ids: Sequence[list[int]],
+                        pad_id: int, adapter_names: list[str] | None = None) -> list[tuple[float, bool]]:
+    """(sum of log p(continuation | context), whether greedy decoding would produce the continuation) per row.
+
+    What lm-evaluation-harness asks of a model for multiple-choice and likelihood tasks; like
+    ``answer_log_likelihood``, only the last ``longest continuation + 1`` positions get logits.
+    """
+    rows = [list(c) + list(a) for c, a in zip(context_ids, continuation_ids)]
+    inputs, mask = left_pad(rows, pad_id, model.device)
+    keep = max((len(a) for a in continuation_ids), default=0) + 1
+    with _grouped_lora(model, adapter_names) as grouped:
+        extra = {"adapter_names": adapter_names} if adapter_names is not None and not grouped else {}
+        logits = model(input_ids=inputs, attention_mask=mask, logits_to_keep=keep, **extra).logits
+    log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    targets = inputs[:, inputs.shape[1] - keep + 1:]
+    picked = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    greedy = log_probs.argmax(-1) == targets
+    scores = []
+    for i, continuation in enumerate(continuation_ids):
+        n = len(continuation)
+        scores.append((float(picked[i, picked.shape[1] - n:].sum()), bool(greedy[i, greedy.shape[1] - n:].all())) if n else (0.0, True))
+    return scores

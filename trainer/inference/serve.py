@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from trainer import run_process
 from trainer.cancellation import Cancellation
-from trainer.protocol import DONE, SERVE_ENGINES, STARTED, ServeSpec, check_device
+from trainer.protocol import DONE, PROMPT_FORMATS, SERVE_ENGINES, STARTED, ServeSpec, check_device
 
 if TYPE_CHECKING:
     from trainer.inference.serve_requests import Limits  # fastapi's stack: imported when a server starts, not to check a spec
@@ -61,6 +61,8 @@ def check_spec(spec: ServeSpec) -> None:
     if spec.engine == "vllm" and not (spec.api_key_file and Path(spec.api_key_file).is_file()):
         raise FileNotFoundError(f"vllm needs its API key file, not found: {spec.api_key_file}")
     check_device(spec.device)
+    if spec.prompt_format not in PROMPT_FORMATS:
+        raise ValueError(f"spec.prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {spec.prompt_format!r}")
     if spec.host not in LOOPBACK:
         raise ValueError(f"spec.host must be a loopback address ({', '.join(LOOPBACK)}), got {spec.host!r}")
     if not SERVED_NAME.match(spec.served_name):

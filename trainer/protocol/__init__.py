@@ -1,6 +1,6 @@
 """The run contract shared by ftapp and the trainer processes. Standard library only.
 
-Each part imports only the parts it builds on, never this package: rewards <- template_fields <- core <- export <- specs.
+Each part imports only the parts it builds on, never this package: memory_plan, rollouts, rewards, evaluation_parts <- template_fields <- core <- export <- specs.
 Everything outside the package imports ``trainer.protocol``.
 """
 
@@ -46,11 +46,42 @@ from trainer.protocol.core import (
     read_events,
     write_json_atomically,
 )
+from trainer.protocol.evaluation_parts import (
+    BENCHMARK_PREFIX,
+    JUDGE_FIELDS,
+    JUDGE_KEY_ENV,
+    JUDGE_METRICS,
+    LOSS,
+    TIE,
+    VERDICT_A,
+    VERDICT_B,
+    VERDICT_TIE,
+    WIN,
+    BenchmarkSpec,
+    JudgeSpec,
+)
 from trainer.protocol.export import (
     EXPORT_ACTIONS,
+    GGUF_CONVERTER_TYPES,
+    GGUF_K_QUANTS,
+    GGUF_TYPES,
+    PROMPT_FORMATS,
     SERVE_ENGINES,
     ExportSpec,
     ServeSpec,
+)
+from trainer.protocol.memory_plan import (
+    CONTEXT_BYTES,
+    FitPlan,
+    Levers,
+    MemoryNeed,
+    ModelShape,
+    Recipe,
+    Workload,
+    memory_needed,
+    method_levers,
+    method_workload,
+    plan_fit,
 )
 from trainer.protocol.rewards import (
     CUSTOM_REWARD,
@@ -58,10 +89,16 @@ from trainer.protocol.rewards import (
     RewardSpec,
     reward_names,
 )
+from trainer.protocol.rollouts import (
+    GENERATION_ENGINES,
+    GENERATION_ENV,
+    choose_generation_engine,
+)
 from trainer.protocol.specs import (
     RunSpec,
     read_run_spec,
     read_spec,
+    spec_from_dict,
     write_spec,
 )
 from trainer.protocol.template_fields import (
@@ -73,8 +110,24 @@ from trainer.protocol.template_fields import (
 )
 
 __all__ = [
+    "CONTEXT_BYTES",
+    "choose_generation_engine",
+    "GENERATION_ENV",
+    "GENERATION_ENGINES",
+    "method_levers",
+    "method_workload",
+    "plan_fit",
+    "memory_needed",
+    "Workload",
+    "Recipe",
+    "ModelShape",
+    "MemoryNeed",
+    "Levers",
+    "FitPlan",
     "ARTIFACT",
     "AUTO_DEVICE",
+    "BENCHMARK_PREFIX",
+    "BenchmarkSpec",
     "check_device",
     "CLOSED_REQUESTS_DIR",
     "compile_template",
@@ -95,10 +148,18 @@ __all__ = [
     "ExportSpec",
     "FAILED",
     "finite_number",
+    "GGUF_CONVERTER_TYPES",
+    "GGUF_K_QUANTS",
+    "GGUF_TYPES",
     "InferenceRequest",
     "InferenceSpec",
     "InferenceTarget",
     "is_plain_field",
+    "JUDGE_FIELDS",
+    "JUDGE_KEY_ENV",
+    "JUDGE_METRICS",
+    "JudgeSpec",
+    "LOSS",
     "LOG_FILE",
     "ModelSource",
     "parse_event",
@@ -106,6 +167,7 @@ __all__ = [
     "PROGRESS",
     "PROGRESS_METRICS_FIELD",
     "PROGRESS_PREFIX",
+    "PROMPT_FORMATS",
     "PROTOCOL_VERSION",
     "read_events",
     "read_run_spec",
@@ -123,11 +185,17 @@ __all__ = [
     "SERVE_ENGINES",
     "ServeSpec",
     "SPEC_FILE",
+    "spec_from_dict",
     "SPLIT_FILE",
     "STARTED",
     "template_problems",
     "TemplateError",
+    "TIE",
     "TrainSpec",
+    "VERDICT_A",
+    "VERDICT_B",
+    "VERDICT_TIE",
+    "WIN",
     "write_json_atomically",
     "write_spec",
 ]

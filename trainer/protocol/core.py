@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TextIO
 
+from trainer.protocol.evaluation_parts import BenchmarkSpec, JudgeSpec
 from trainer.protocol.rewards import RewardSpec
 from trainer.protocol.template_fields import TemplateError, compile_template, is_plain_field, render_template, template_problems  # noqa: F401 - re-exported for ftapp
 
@@ -92,7 +93,7 @@ class TrainSpec(RunSpecFile):
     model: ModelSource
     data: DataSource
     adapter_name: str
-    training: dict[str, Any]  # resolved TrainingArguments fields (ftapp.prompts.config_schemas)
+    training: dict[str, Any]  # resolved TrainingSettings fields (ftapp.prompts.config_schemas)
     lora: dict[str, Any] = field(default_factory=dict)
     bitsandbytes: dict[str, Any] | None = None
     device: str = AUTO_DEVICE  # cpu | cuda | auto (placed_device decides at start)
@@ -146,12 +147,14 @@ class EvaluationSpec(RunSpecFile):
     batches (PEFT's mixed-adapter batches), so a row's answers arrive together. Preference data
     (``data.format`` "preference") is scored instead of generated: each combination's log-likelihood
     of the chosen and the rejected answer. ``rewards`` score every generated answer (GRPO's rewards).
+    ``benchmark``: lm-eval tasks every combination is scored on (then ``data`` may be None and
+    ``row_indices`` empty); ``judge``: a model that compares each combination's answers with #1's.
     """
 
     run_id: str
     run_dir: str
     combinations: tuple[EvalCombination, ...]
-    data: DataSource
+    data: DataSource | None
     row_indices: tuple[int, ...]  # source positions to evaluate, ascending
     rows_from: str  # for people: "validation split of run X" or "5% sample, seed 42"
     generation: dict[str, Any]  # ftapp.prompts.config_schemas.GenerationSettings fields
@@ -162,6 +165,8 @@ class EvaluationSpec(RunSpecFile):
     mlflow_tracking_uri: str | None = None
     mlflow_experiment: str = "ftapp-evaluation"
     rewards: tuple[RewardSpec, ...] = ()
+    benchmark: BenchmarkSpec | None = None
+    judge: JudgeSpec | None = None
     kind: str = "evaluate"
     protocol_version: int = PROTOCOL_VERSION
 
@@ -173,9 +178,11 @@ class EvaluationSpec(RunSpecFile):
         values["combinations"] = tuple(
             EvalCombination(**{**c, "model": ModelSource(**c["model"])}) for c in data["combinations"]
         )
-        values["data"] = DataSource(**data["data"])
+        values["data"] = DataSource(**data["data"]) if data["data"] is not None else None
         values["row_indices"] = tuple(data["row_indices"])
         values["rewards"] = tuple(RewardSpec(**r) for r in data.get("rewards", ()))
+        values["benchmark"] = BenchmarkSpec.from_dict(data["benchmark"]) if data.get("benchmark") else None
+        values["judge"] = JudgeSpec.from_dict(data["judge"]) if data.get("judge") else None
         return cls(**values)
 
 

@@ -13,7 +13,15 @@ from typing import Any
 
 from trainer.protocol.core import AUTO_DEVICE, PROTOCOL_VERSION, ModelSource, RunSpecFile, _checked_fields
 
-EXPORT_ACTIONS = ("merge", "archive", "register", "push")
+EXPORT_ACTIONS = ("merge", "archive", "register", "push", "gguf")
+# GGUF file types: what llama.cpp's converter writes itself, and the k-quants its ``llama-quantize`` makes from a
+# 16-bit file (only where that tool is installed: the converter cannot write them).
+GGUF_CONVERTER_TYPES = ("f16", "bf16", "q8_0")
+GGUF_K_QUANTS = ("q2_k", "q3_k_m", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m", "q6_k")
+GGUF_TYPES = GGUF_CONVERTER_TYPES + GGUF_K_QUANTS
+# How a model answers what it was trained on: ``chat`` turns through the tokenizer's chat template, or ``text``:
+# raw text through the tokenizer (an adapter trained on a prompt's templates; ``input_template`` makes its prompt).
+PROMPT_FORMATS = ("chat", "text")
 
 
 @dataclass(frozen=True)
@@ -25,7 +33,11 @@ class ExportSpec(RunSpecFile):
       under ``<run_dir>/merged``, then verify it in a fresh process against base + adapter;
     * ``archive``: ``<run_dir>/<name>.tar.gz`` of ``source`` with the model card;
     * ``register``: log ``source`` to MLflow and register it as a version of ``name``;
-    * ``push``: create the Hub repo ``repo_id`` (private by default) and upload ``source`` with the card.
+    * ``push``: create the Hub repo ``repo_id`` (private by default) and upload ``source`` with the card;
+    * ``gguf``: merge like ``merge`` (or take ``source`` as it is, a model), convert it with llama.cpp's converter
+      to each of ``gguf_types`` under ``<run_dir>/gguf/<type>/`` beside an Ollama ``Modelfile`` that prompts
+      the way the adapter was trained (``prompt_format``, ``input_template``), then load every file back with
+      transformers' GGUF loader and compare its answers and logits with base + adapter's.
 
     The HF token travels in the environment only. Events: ``started``, ``eval`` (merge: the
     verification numbers), ``artifact`` per file written, ``done`` with what was published.
@@ -47,6 +59,9 @@ class ExportSpec(RunSpecFile):
     cpu_threads: int | None = None
     mlflow_tracking_uri: str | None = None
     mlflow_experiment: str = "ftapp-export"
+    gguf_types: tuple[str, ...] = ()  # gguf: GGUF_TYPES to write, each verified
+    prompt_format: str = "chat"  # gguf: one of PROMPT_FORMATS, for the Modelfile's TEMPLATE
+    input_template: str | None = None  # gguf, text: the prompt's input template ({column} fields), None: free text
     kind: str = "export"
     protocol_version: int = PROTOCOL_VERSION
 
@@ -60,10 +75,19 @@ class ExportSpec(RunSpecFile):
     def archive_path(self) -> Path:
         return Path(self.archive_dir or self.run_dir) / f"{self.name}.tar.gz"
 
+    @property
+    def gguf_dir(self) -> Path:
+        return Path(self.run_dir) / "gguf"
+
+    @property
+    def verification_path(self) -> Path:
+        return Path(self.run_dir) / "verification.json"
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExportSpec:
         values = _checked_fields(cls, data)
         values["base"] = ModelSource(**data["base"]) if data.get("base") else None
+        values["gguf_types"] = tuple(data.get("gguf_types") or ())
         return cls(**values)
 
 
@@ -102,6 +126,11 @@ class ServeSpec(RunSpecFile):
     request_timeout_s: float = 120.0
     max_concurrent: int = 0
     max_queue: int = 32
+    # How the adapter was trained to be prompted (ftapp shows clients the call that reproduces it): ``text`` is
+    # /v1/completions with ``input_template`` filled in, ``chat`` is /v1/chat/completions.
+    prompt_format: str = "chat"
+    input_template: str | None = None
+    example_prompt: str | None = None  # text: a training row as the client sends it, for the curl
     kind: str = "serve"
     protocol_version: int = PROTOCOL_VERSION
 

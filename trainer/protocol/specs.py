@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from trainer.protocol.core import SPEC_FILE, EvaluationSpec, InferenceSpec, TrainSpec
 from trainer.protocol.export import ExportSpec, ServeSpec
 
 RunSpec = TrainSpec | EvaluationSpec | InferenceSpec | ExportSpec | ServeSpec
-_SPEC_KINDS: dict[str, type] = {"evaluate": EvaluationSpec, "infer": InferenceSpec, "export": ExportSpec, "serve": ServeSpec}
+_SPEC_KINDS: dict[str, type[EvaluationSpec] | type[InferenceSpec] | type[ExportSpec] | type[ServeSpec]] = {"evaluate": EvaluationSpec, "infer": InferenceSpec, "export": ExportSpec, "serve": ServeSpec}
 
 
 def write_spec(spec: RunSpec, path: Path | None = None) -> Path:
@@ -27,5 +28,20 @@ def read_spec(path: Path) -> TrainSpec:
 
 def read_run_spec(path: Path) -> RunSpec:
     """Any run's spec: training specs have no ``kind``, the others name theirs."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    return _SPEC_KINDS.get(data.get("kind"), TrainSpec).from_dict(data)
+    return spec_from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def spec_from_dict(data: Any) -> RunSpec:
+    """Any run's spec from its JSON object: training specs have no ``kind``, the others name theirs.
+
+    ValueError for anything else (not an object, an unknown kind or field, another protocol version); a spec with
+    fields of the wrong shape can also raise TypeError, KeyError or AttributeError."""
+    if not isinstance(data, dict):
+        raise ValueError(f"a spec is a JSON object, not {type(data).__name__}")
+    kind = data.get("kind")
+    if kind is None:
+        return TrainSpec.from_dict(data)
+    reader = _SPEC_KINDS.get(kind) if isinstance(kind, str) else None
+    if reader is None:
+        raise ValueError(f"spec has an unknown kind {kind!r}")
+    return reader.from_dict(data)

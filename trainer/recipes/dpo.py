@@ -13,29 +13,26 @@ from trl import DPOConfig, DPOTrainer
 
 from trainer.cancellation import Cancellation
 from trainer.data.preference_data import PreferenceData, build_preference_data, preference_sample_cases
-from trainer.protocol import SAMPLE, TrainSpec
+from trainer.protocol import DONE, SAMPLE, TrainSpec
 from trainer.recipes.method_settings import dpo_arguments
 from trainer.recipes.policy_model import drop_reference_adapter, prepare_policy
 from trainer.recipes.steps import (
     RecipeRun,
     announce_recipe,
+    cleanup,
+    done_details,
     evaluate_final_weights,
     load_inputs,
     prepare_trainer,
-    run_phases,
+    save,
     start_tracking,
+    train,
 )
 from trainer.recipes.validation_samples import generate_samples
 from trainer.run_control import StopOnCancel
 from trainer.run_events import EventSink, RunEvents
 
 DpoRun = RecipeRun[PreferenceData]
-
-
-def run_dpo(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> bool:
-    """Train, save and report; True when the run completed, False when a SIGTERM stopped training."""
-    run = setup(spec, events, cancellation)
-    return run_phases(run, spec, events, cancellation, report_final)
 
 
 def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> DpoRun:
@@ -85,3 +82,21 @@ def report_final(run: DpoRun, events: EventSink) -> None:
     cases = preference_sample_cases(run.data.validation_cases)
     if cases and trainer.is_world_process_zero():
         events.emit(SAMPLE, step=step, rows=generate_samples(trainer.model, run.tokenizer, cases))
+
+
+def run_dpo(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> bool:
+    """setup → train → final report → save → cleanup; True when the run completed, False when a SIGTERM stopped
+    training (after a checkpoint). Each recipe spells these phases out: the order is the recipe, read here."""
+    run = setup(spec, events, cancellation)
+    status = "FAILED"  # what MLflow records unless the run finishes or is stopped
+    try:
+        if not train(run, spec, cancellation):
+            status = "KILLED"
+            return False
+        report_final(run, events)
+        save(run, spec, events)
+        status = "FINISHED"
+    finally:
+        cleanup(run, status)
+    events.emit(DONE, **done_details(run))
+    return True

@@ -11,22 +11,26 @@ is described in ``trainer.recipes.policy_model``.
 
 from __future__ import annotations
 
-from trl import GRPOConfig, GRPOTrainer
+from trl import GRPOConfig
 
 from trainer.cancellation import Cancellation
 from trainer.data.reward_prompts import RewardPrompts, build_reward_prompts
-from trainer.protocol import SAMPLE, TrainSpec
+from trainer.protocol import DONE, SAMPLE, TrainSpec
 from trainer.recipes.method_settings import grpo_arguments
-from trainer.recipes.policy_model import drop_reference_adapter, prepare_policy
+from trainer.recipes.policy_model import drop_reference_adapter, longest_prompt_tokens, prepare_policy
 from trainer.recipes.rewards import reward_functions
+from trainer.recipes.rollout_engine import engine_arguments, rollout_engine, trainer_class
 from trainer.recipes.steps import (
     RecipeRun,
     announce_recipe,
+    cleanup,
+    done_details,
     evaluate_final_weights,
     load_inputs,
     prepare_trainer,
-    run_phases,
+    save,
     start_tracking,
+    train,
 )
 from trainer.recipes.validation_samples import generate_samples
 from trainer.run_control import StopOnCancel
@@ -35,23 +39,19 @@ from trainer.run_events import EventSink, RunEvents
 GrpoRun = RecipeRun[RewardPrompts]
 
 
-def run_grpo(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> bool:
-    """Train, save and report; True when the run completed, False when a SIGTERM stopped training."""
-    run = setup(spec, events, cancellation)
-    return run_phases(run, spec, events, cancellation, report_final)
-
-
 def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> GrpoRun:
     functions = reward_functions(spec.rewards)  # a bad pattern or a broken custom file fails before any loading
     inputs = load_inputs(spec)
     device, tokenizer = inputs.device, inputs.tokenizer
     data = build_reward_prompts(inputs.rows, inputs.split, spec.data, tokenizer)
     inputs.clock.lap("data")
-    policy = prepare_policy(spec, device, has_validation=len(data.validation) > 0, config_class=GRPOConfig)
+    policy = prepare_policy(spec, device, has_validation=len(data.validation) > 0, config_class=GRPOConfig,
+                            prompt_tokens=longest_prompt_tokens(data.train["prompt"], tokenizer))
     model, peft_config, resolved, config, notes = policy.model, policy.peft_config, policy.resolved, policy.config, policy.notes
     inputs.clock.lap("model")
     method = grpo_arguments(spec.method_settings, eval_batch_size=config.get("per_device_eval_batch_size"), notes=notes)
-    args = GRPOConfig(**{**config, **method}, reward_weights=[float(reward.weight) for reward in spec.rewards])
+    engine = rollout_engine(device.kind, spec.training_mode, notes)
+    args = GRPOConfig(**{**config, **method, **engine_arguments(engine)}, reward_weights=[float(reward.weight) for reward in spec.rewards])
     generations_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * spec.num_processes
     facts = {
         "run_id": spec.run_id, "device": device.kind, "device_name": device.name, "training_mode": spec.training_mode,
@@ -60,7 +60,7 @@ def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> Grp
         "reward_names": [function.__name__ for function in functions],
     }
     run_events = RunEvents(events, facts, method_metrics=True, items_per_step=("generations_per_s", generations_per_step))
-    trainer = GRPOTrainer(
+    trainer = trainer_class(engine)(
         model=model,
         reward_funcs=functions,
         args=args,
@@ -83,3 +83,21 @@ def report_final(run: GrpoRun, events: EventSink) -> None:
     drop_reference_adapter(trainer.model)  # the result is the trained adapter alone
     if run.data.samples and trainer.is_world_process_zero():
         events.emit(SAMPLE, step=step, rows=generate_samples(trainer.model, run.tokenizer, run.data.samples))
+
+
+def run_grpo(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> bool:
+    """setup → train → final report → save → cleanup; True when the run completed, False when a SIGTERM stopped
+    training (after a checkpoint). Each recipe spells these phases out: the order is the recipe, read here."""
+    run = setup(spec, events, cancellation)
+    status = "FAILED"  # what MLflow records unless the run finishes or is stopped
+    try:
+        if not train(run, spec, cancellation):
+            status = "KILLED"
+            return False
+        report_final(run, events)
+        save(run, spec, events)
+        status = "FINISHED"
+    finally:
+        cleanup(run, status)
+    events.emit(DONE, **done_details(run))
+    return True

@@ -16,12 +16,12 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from peft import LoraConfig, PeftModel
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from trainer.model_loading import load_model, read_model_shape
 from trainer.protocol import TrainSpec
-from trainer.recipes.method_settings import preference_training
-from trainer.training_arguments import DeviceCaps, ResolvedTraining, fit_to_installed, resolve_training
+from trainer.recipes.method_settings import preference_training, resolved_settings
+from trainer.training_arguments import DeviceCaps, MethodLoad, ResolvedTraining, fit_to_installed, resolve_training
 
 REFERENCE_ADAPTER = "ref"  # the name TRL 1.16 gives the frozen copy of a continued adapter
 
@@ -35,10 +35,12 @@ class Policy:
     notes: list[str]
 
 
-def prepare_policy(spec: TrainSpec, device: DeviceCaps, *, has_validation: bool, config_class: type) -> Policy:
+def prepare_policy(spec: TrainSpec, device: DeviceCaps, *, has_validation: bool, config_class: type,
+                   prompt_tokens: int | None = None) -> Policy:
     """The DPO/GRPO run's training settings for this device (``trainer.training_arguments``, as for SFT, minus
-    what only SFT's data supports) and its model."""
+    what only SFT's data supports) and its model. ``prompt_tokens``: GRPO's longest prompt, for the memory plan."""
     notes: list[str] = []
+    method = resolved_settings(spec.method, spec.method_settings)
     resolved = resolve_training(
         preference_training(spec.training, spec.method, notes), device,
         training_mode=spec.training_mode,
@@ -47,6 +49,8 @@ def prepare_policy(spec: TrainSpec, device: DeviceCaps, *, has_validation: bool,
         completion_only_loss=None,
         assistant_only_loss=False,
         model=read_model_shape(spec.model) if device.kind == "cuda" else None,
+        load=MethodLoad(spec.method, lora_rank=int(spec.lora.get("r", 16)), prompt_tokens=prompt_tokens,
+                        completion_tokens=int(method.get("max_completion_length", 0)), beta=float(method["beta"])),
     )
     notes += resolved.notes
     model, peft_config = load_policy(spec, resolved, device, notes)
@@ -64,6 +68,13 @@ def load_policy(spec: TrainSpec, resolved: ResolvedTraining, device: DeviceCaps,
     notes.append(f"continuing the adapter {spec.init_adapter} (its own LoRA settings; spec.lora is not used), "
                  "with a frozen copy of it as the reference model")
     return PeftModel.from_pretrained(model, spec.init_adapter, is_trainable=True), None
+
+
+def longest_prompt_tokens(prompts: list[Any], tokenizer: PreTrainedTokenizerBase, sample: int = 512) -> int:
+    """Tokens of the longest of (up to ``sample``) prompts, plain or chat; what GRPO's sequences start with."""
+    texts = [p if isinstance(p, str) else "\n".join(str(m.get("content", "")) for m in p) for p in prompts[:sample]]
+    chat_overhead = 0 if all(isinstance(p, str) for p in prompts[:sample]) else 32  # role headers of a chat template
+    return max((len(tokenizer(text)["input_ids"]) for text in texts), default=0) + chat_overhead
 
 
 def drop_reference_adapter(model: object) -> None:

@@ -17,28 +17,25 @@ from trl import SFTConfig, SFTTrainer
 from trainer.cancellation import Cancellation
 from trainer.data.training_data import TrainingData, build_training_data, sample_cases
 from trainer.model_loading import load_model, read_model_shape
-from trainer.protocol import SAMPLE, TrainSpec
+from trainer.protocol import DONE, SAMPLE, TrainSpec
 from trainer.recipes.steps import (
     RecipeRun,
     announce_recipe,
+    cleanup,
+    done_details,
     evaluate_final_weights,
     load_inputs,
     prepare_trainer,
-    run_phases,
+    save,
     start_tracking,
+    train,
 )
 from trainer.recipes.validation_samples import generate_samples
 from trainer.run_control import StopOnCancel
 from trainer.run_events import EventSink, RunEvents
-from trainer.training_arguments import fit_to_installed, resolve_training
+from trainer.training_arguments import MethodLoad, fit_to_installed, resolve_training
 
 SftRun = RecipeRun[TrainingData]
-
-
-def run_sft(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> bool:
-    """Train, save and report; True when the run completed, False when a SIGTERM stopped training."""
-    run = setup(spec, events, cancellation)
-    return run_phases(run, spec, events, cancellation, report_final)
 
 
 def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> SftRun:
@@ -58,6 +55,7 @@ def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> Sft
         completion_only_loss=data.completion_only_loss,
         assistant_only_loss=data.assistant_only_loss,
         model=read_model_shape(spec.model) if device.kind == "cuda" else None,
+        load=MethodLoad("sft", lora_rank=int(spec.lora.get("r", 16))),
     )
     recipe = announce_recipe(spec, resolved)
 
@@ -91,3 +89,21 @@ def report_final(run: SftRun, events: EventSink) -> None:
     cases = sample_cases(run.data.validation, run.data.layout)
     if cases and trainer.is_world_process_zero():
         events.emit(SAMPLE, step=step, rows=generate_samples(trainer.model, run.tokenizer, cases))
+
+
+def run_sft(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> bool:
+    """setup → train → final report → save → cleanup; True when the run completed, False when a SIGTERM stopped
+    training (after a checkpoint). Each recipe spells these phases out: the order is the recipe, read here."""
+    run = setup(spec, events, cancellation)
+    status = "FAILED"  # what MLflow records unless the run finishes or is stopped
+    try:
+        if not train(run, spec, cancellation):
+            status = "KILLED"
+            return False
+        report_final(run, events)
+        save(run, spec, events)
+        status = "FINISHED"
+    finally:
+        cleanup(run, status)
+    events.emit(DONE, **done_details(run))
+    return True

@@ -1,8 +1,8 @@
 """The steps every training recipe (SFT, DPO, GRPO) shares, so each recipe module holds only what is its own.
 
-A recipe reads: ``load_inputs`` (device, tokenizer, rows and the held-out split) → its own data and
-config → ``announce_recipe`` → its Trainer → ``prepare_trainer`` → ``start_tracking``; then
-``run_phases``: train → the recipe's final report → save → cleanup → ``done``.
+A recipe's setup reads: ``load_inputs`` (device, tokenizer, rows and the held-out split) → its own data and
+config → ``announce_recipe`` → its Trainer → ``prepare_trainer`` → ``start_tracking``. Each recipe then spells
+out its phases itself, top to bottom: ``train`` → its own final report → ``save`` → ``cleanup`` → ``done``.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -29,7 +28,8 @@ import trainer as trainer_package
 from trainer.cancellation import Cancellation
 from trainer.data.loading import DataSplit, load_rows, split_rows, write_split
 from trainer.model_loading import compile_blocks, detect_device, load_tokenizer, speed_up_adapters
-from trainer.protocol import ARTIFACT, DONE, SPLIT_FILE, TrainSpec
+from trainer.oom_recovery import Recovery, train_recovering
+from trainer.protocol import ARTIFACT, SPLIT_FILE, TrainSpec
 from trainer.run_control import injected_faults
 from trainer.run_events import EventSink, RunEvents
 from trainer.training_arguments import DeviceCaps, ResolvedTraining
@@ -142,9 +142,7 @@ class RecipeRun(Generic[D]):
     data: D
     run_events: RunEvents
     tracking: RunTracking | None
-
-
-R = TypeVar("R", bound=RecipeRun)
+    recoveries: list[Recovery] = field(default_factory=list)  # out-of-memory errors recovered from (trainer.oom_recovery)
 
 
 def evaluate_final_weights(run: RecipeRun, validation_rows: int) -> int:
@@ -156,30 +154,36 @@ def evaluate_final_weights(run: RecipeRun, validation_rows: int) -> int:
     return step
 
 
-def run_phases(run: R, spec: TrainSpec, events: EventSink, cancellation: Cancellation,
-               report_final: Callable[[R, EventSink], None]) -> bool:
-    """Train, report, save; True when the run completed, False when a SIGTERM stopped training."""
-    status = "FAILED"
-    try:
-        if not train(run, spec, cancellation):
-            status = "KILLED"
-            return False
-        report_final(run, events)
-        save(run, spec, events)
-        status = "FINISHED"
-    finally:
-        cleanup(run, status)
-    events.emit(DONE)
-    return True
-
-
 def train(run: RecipeRun, spec: TrainSpec, cancellation: Cancellation) -> bool:
-    """Run the training loop (from ``spec.resume_from`` when given); False when cancelled."""
+    """Run the training loop (from ``spec.resume_from`` when given), recovering from out-of-memory errors with
+    smaller micro-batches (``trainer.oom_recovery``); False when cancelled."""
+
+    def note(recovery: Recovery) -> None:
+        # The log, recipe.json, the next ``started`` event and ``done`` all say it: the run is not the one planned.
+        print(f"note: {recovery.note}", file=sys.stderr, flush=True)
+        run.run_events.facts["notes"] = [*run.run_events.facts.get("notes", []), recovery.note]
+        recipe = run.run_events.facts.get("recipe")
+        if isinstance(recipe, dict):
+            recipe.update(rows_per_micro_batch=recovery.rows, gradient_accumulation_steps=recovery.accumulation)
+            if recipe.get("tokens_per_micro_batch"):
+                recipe["tokens_per_micro_batch"] = recipe["tokens_per_micro_batch"] * recovery.rows // recovery.rows_before
+            path = Path(spec.run_dir) / RECIPE_FILE
+            path.write_text(json.dumps({**recipe, "notes": run.run_events.facts["notes"]}, indent=2) + "\n", encoding="utf-8")
+
     try:
-        run.trainer.train(resume_from_checkpoint=spec.resume_from)
+        run.recoveries = train_recovering(run.trainer, spec.resume_from, note)
     finally:
         cancelled = cancellation.training_ended()
     return not cancelled
+
+
+def done_details(run: RecipeRun) -> dict[str, Any]:
+    """What the ``done`` event adds: the out-of-memory recoveries, when there were any."""
+    if not run.recoveries:
+        return {}
+    return {"notes": [r.note for r in run.recoveries],
+            "recovered_from_oom": [{"step": r.step, "rows_per_micro_batch": r.rows, "gradient_accumulation_steps": r.accumulation}
+                                   for r in run.recoveries]}
 
 
 def save(run: RecipeRun, spec: TrainSpec, events: EventSink) -> None:

@@ -1,0 +1,81 @@
+"""GRPO's graphed sampler (issue 19) on the CPU: the decode step it captures on a GPU runs eagerly here, so its
+prefill, left padding, masks, positions and static cache are checked against transformers' own ``generate``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from trainer.inference.graphed_sampler import GraphedSampler, Sampling
+
+EOS = 2
+
+
+@pytest.fixture(scope="module")
+def model() -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, max_position_embeddings=256, eos_token_id=EOS, pad_token_id=0)
+    return LlamaForCausalLM(config).eval()
+
+
+def reference(model: LlamaForCausalLM, prompt: list[int], max_new_tokens: int) -> list[int]:
+    """Greedy ``generate`` on one unpadded prompt, cut after the first end-of-sequence token."""
+    out = model.generate(torch.tensor([prompt]), max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=EOS,
+                         pad_token_id=0)[0, len(prompt):].tolist()
+    return out[: out.index(EOS) + 1] if EOS in out else out
+
+
+def test_greedy_completions_match_generate_whatever_the_padding(model) -> None:
+    prompts = [[5, 9, 11, 3, 7, 8, 21], [4], [30, 31, 32, 33]]
+    sampler = GraphedSampler(model, eos_token_ids=[EOS], pad_token_id=0, sampling=Sampling(temperature=0.0))
+    completions = sampler.generate(prompts, max_new_tokens=12)
+    assert completions == [reference(model, p, 12) for p in prompts]
+    # The same shape again reuses the decode buffers and cache: the answer must not depend on the last call.
+    assert sampler.generate(prompts, max_new_tokens=12) == completions
+    assert len(sampler._shapes) == 1
+
+
+def test_completions_end_after_their_first_end_of_sequence_token(model) -> None:
+    prompts = [[5, 9, 11, 3], [4, 4]]
+    free = [reference(model, p, 10) for p in prompts]
+    stop = free[0][2]  # a token the first completion reaches at its third step: call it the end of sequence
+    sampler = GraphedSampler(model, eos_token_ids=[EOS, stop], pad_token_id=0, sampling=Sampling(temperature=0.0))
+    completions = sampler.generate(prompts, max_new_tokens=10)
+    for completion, unstopped in zip(completions, free):
+        cut = next((i for i, t in enumerate(unstopped) if t in (EOS, stop)), None)
+        assert completion == (unstopped if cut is None else unstopped[: cut + 1])
+    assert completions[0][-1] == stop and len(completions[0]) <= 3
+
+
+def test_lora_adapters_sample_the_same_folded_into_a_weight_copy_as_run_by_peft(model) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(3)
+    peft_model = get_peft_model(LlamaForCausalLM(model.config), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                                                             init_lora_weights=False)).eval()
+    base = peft_model.get_base_model()
+    before = {name: p.clone() for name, p in base.named_parameters()}
+    prompts = [[5, 9, 11, 3, 7], [4, 40]]
+    merged = GraphedSampler(base, eos_token_ids=[EOS], pad_token_id=0, sampling=Sampling(temperature=0.0))
+    unmerged = GraphedSampler(base, eos_token_ids=[EOS], pad_token_id=0, sampling=Sampling(temperature=0.0), merge_adapters=False)
+    assert merged.merged is not None and unmerged.merged is None
+    expected = [reference(peft_model, p, 10) for p in prompts]
+    assert merged.generate(prompts, 10) == expected == unmerged.generate(prompts, 10)
+    # Sampling leaves the model as it was: the same weights, and PEFT's own forward back on every adapted layer.
+    assert all(torch.equal(before[name], p) for name, p in base.named_parameters())
+    assert all("forward" not in layer.__dict__ for layer in merged.merged.layers)
+
+
+def test_sampling_draws_from_the_softmax_and_its_filters() -> None:
+    sampler = GraphedSampler.__new__(GraphedSampler)
+    logits = torch.log(torch.tensor([[0.6, 0.3, 0.1, 1e-9]])).repeat(20000, 1)
+    torch.manual_seed(1)
+    sampler.sampling = Sampling(temperature=1.0)
+    counts = torch.bincount(sampler._sample(logits), minlength=4).float() / len(logits)
+    assert counts[:3].tolist() == pytest.approx([0.6, 0.3, 0.1], abs=0.02)
+    sampler.sampling = Sampling(temperature=1.0, top_k=2)
+    assert set(sampler._sample(logits).tolist()) == {0, 1}
+    sampler.sampling = Sampling(temperature=1.0, top_p=0.5)  # 0.6 alone crosses 0.5
+    assert set(sampler._sample(logits).tolist()) == {0}
