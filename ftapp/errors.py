@@ -7,18 +7,29 @@ nothing below ``ui``/``cli`` knows about either.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from ftapp.rules import Rule
 
 R = TypeVar("R")
 
 
 @dataclass(frozen=True)
 class Problem:
-    """One broken rule: its catalogue ID, the offending field and a sentence a user can act on."""
+    """One broken rule: the catalogue's rule (``ftapp.rules``), the offending field and a sentence a user can act on."""
 
-    rule_id: str | None
+    rule: Rule | None
     message: str
     field: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rule, str):  # an id typed as text would escape the catalogue check
+            raise TypeError(f"Problem takes a rule of ftapp.rules, not the text {self.rule!r}")
+
+    @property
+    def rule_id(self) -> str | None:
+        return self.rule.id if self.rule else None
 
     def __str__(self) -> str:
         return f"{self.rule_id}: {self.message}" if self.rule_id else self.message
@@ -47,9 +58,10 @@ class ValidationError(FtappError):
 class NotFoundError(FtappError):
     """An id that names nothing in the registry."""
 
-    def __init__(self, kind: str, ident: str, rule_id: str | None = None):
-        self.kind, self.ident, self.rule_id = kind, ident, rule_id
-        prefix = f"{rule_id}: " if rule_id else ""
+    def __init__(self, kind: str, ident: str, rule: Rule | None = None):
+        self.kind, self.ident, self.rule = kind, ident, rule
+        self.rule_id = rule.id if rule else None
+        prefix = f"{self.rule_id}: " if rule else ""
         super().__init__(f"{prefix}{kind} '{ident}' not found")
 
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from ftapp import rules
 from ftapp.errors import Problem, ValidationError
+from ftapp.rules import Rule
 from ftapp.settings import Settings
 from storage import RunRecord
 
-PATH_RULE = "DB-003"
+PATH_RULE = rules.DB_IMPORT_PATHS
 
 
 def home_roots(settings: Settings) -> tuple[Path, ...]:
@@ -43,26 +45,26 @@ def inside(path: str | Path, roots: Iterable[str | Path], strictly: bool = False
 
 
 def require_inside(settings: Settings, path: str | Path, what: str, field: str = "path", *,
-                   within: Path | None = None, rule_id: str = PATH_RULE) -> Path:
+                   within: Path | None = None, rule: Rule = PATH_RULE) -> Path:
     """``path`` resolved inside the home or an allowed root (strictly below ``within``, when given), else DB-003."""
     roots = (within,) if within is not None else home_roots(settings)
     resolved = inside(path, roots, strictly=within is not None)
     if resolved is None:
         where = f"below {within}" if within is not None else "inside the home " + str(settings.home) + (
             " or an allowed root" if settings.allowed_roots else "")
-        raise ValidationError(Problem(rule_id, f"{what}: {str(path)[:300]!r} does not resolve {where}", field))
+        raise ValidationError(Problem(rule, f"{what}: {str(path)[:300]!r} does not resolve {where}", field))
     return resolved
 
 
-def readable(settings: Settings, path: str | Path, what: str, field: str = "path", rule_id: str = PATH_RULE) -> Path:
+def readable(settings: Settings, path: str | Path, what: str, field: str = "path", rule: Rule = PATH_RULE) -> Path:
     """A path a row holds, to read: inside the home or an allowed root; a local unshared app also reads what its
     owner registered elsewhere (an import cannot bring such a path: it is held to ``require_inside``)."""
     if settings.allowed_roots is None and not settings.demo:
         resolved = _resolved(path) if str(path) else None
         if resolved is None:
-            raise ValidationError(Problem(rule_id, f"{what}: {str(path)[:300]!r} is not a usable path", field))
+            raise ValidationError(Problem(rule, f"{what}: {str(path)[:300]!r} is not a usable path", field))
         return resolved
-    return require_inside(settings, path, what, field, rule_id=rule_id)
+    return require_inside(settings, path, what, field, rule=rule)
 
 
 def run_folder(settings: Settings, run: RunRecord) -> Path:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ftapp.errors import Problem
+
+if TYPE_CHECKING:  # rules.py imports this module for its texts
+    from ftapp.rules import Rule
 
 
 def _shown(number: float) -> str:
@@ -48,11 +51,11 @@ class Bound:
             return False
         return (value > self.low if self.low_open else value >= self.low) and value <= self.high
 
-    def problem(self, rule_id: str, field: str, value: Any, name: str | None = None) -> Problem | None:
+    def problem(self, rule: Rule, field: str, value: Any, name: str | None = None) -> Problem | None:
         """None when ``value`` lies in the bound, else the problem, naming the range."""
         if self.allows(value):
             return None
-        return Problem(rule_id, f"{name or field} must be {self.text} (got {shown_value(value)})", field)
+        return Problem(rule, f"{name or field} must be {self.text} (got {shown_value(value)})", field)
 
 
 def shown_value(value: Any) -> str:

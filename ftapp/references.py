@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
+from ftapp import rules
 from ftapp.errors import Problem, ValidationError
 
-RULE = "RF-001"
 MIN_PREFIX = 6
 _LISTED = 10  # candidates named in the error; a prefix of 6 characters rarely matches more
 
@@ -40,10 +40,10 @@ def resolve_reference(kind: str, reference: str, records: Iterable[Referable], f
         if len(matches) == 1:
             return matches[0].id
         if matches:
-            raise ValidationError(Problem(RULE, _ambiguity(kind, reference, how, matches), field))
+            raise ValidationError(Problem(rules.REFERENCE, _ambiguity(kind, reference, how, matches), field))
     if any(record.id.startswith(reference) for record in candidates):
         raise ValidationError(Problem(
-            RULE, f"{kind} id prefix '{reference}' is too short: give at least {MIN_PREFIX} characters of the id", field))
+            rules.REFERENCE, f"{kind} id prefix '{reference}' is too short: give at least {MIN_PREFIX} characters of the id", field))
     return reference
 
 

@@ -9,9 +9,13 @@ prompts) are free text shown in tables, bounded in length and kept to one printa
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from ftapp.errors import Problem
 from ftapp.number_bounds import shown_value
+
+if TYPE_CHECKING:  # rules.py imports this module for its texts
+    from ftapp.rules import Rule
 
 ADAPTER_NAME_MAX = 64
 ADAPTER_NAME_PATTERN = "^[a-zA-Z0-9-]+$"
@@ -27,20 +31,20 @@ def is_adapter_name(name: str | None) -> bool:
     return isinstance(name, str) and _ADAPTER_NAME.fullmatch(name) is not None
 
 
-def adapter_name_problem(rule_id: str, name: str | None, field: str) -> Problem | None:
+def adapter_name_problem(rule: Rule, name: str | None, field: str) -> Problem | None:
     """The one adapter-name rule (``fullmatch``: a trailing newline does not slip past ``$``)."""
     if is_adapter_name(name):
         return None
-    return Problem(rule_id, f"{field} must match {ADAPTER_NAME_PATTERN} and be 1-{ADAPTER_NAME_MAX} characters "
+    return Problem(rule, f"{field} must match {ADAPTER_NAME_PATTERN} and be 1-{ADAPTER_NAME_MAX} characters "
                             f"(got {shown_value(name)})", field)
 
 
-def name_problem(rule_id: str, name: str, field: str = "name") -> Problem | None:
+def name_problem(rule: Rule, name: str, field: str = "name") -> Problem | None:
     """A free-text name (already stripped): required, at most NAME_MAX characters, one printable line."""
     if not name:
-        return Problem(rule_id, f"{field} is required", field)
+        return Problem(rule, f"{field} is required", field)
     if len(name) > NAME_MAX:
-        return Problem(rule_id, f"{field} is {len(name):,} characters long; at most {NAME_MAX}", field)
+        return Problem(rule, f"{field} is {len(name):,} characters long; at most {NAME_MAX}", field)
     if _CONTROL.search(name):
-        return Problem(rule_id, f"{field} may not hold control characters such as newlines (got {shown_value(name)})", field)
+        return Problem(rule, f"{field} may not hold control characters such as newlines (got {shown_value(name)})", field)
     return None

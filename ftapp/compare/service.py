@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ftapp import rules
 from ftapp.compare.request import (
     CompareRequest,
     adapter_source,
@@ -156,7 +157,7 @@ class ComparisonService:
         assert dataset is not None and prompt is not None
         rows = self.datasets.read_rows(dataset, row_index, 1)
         if not rows:
-            raise ValidationError(Problem("CP-008", f"row {row_index} is past the end of '{dataset.name}'", "row_index"))
+            raise ValidationError(Problem(rules.SAMPLE_ROW, f"row {row_index} is past the end of '{dataset.name}'", "row_index"))
         # Training moved the template's trailing spaces into the completion (see
         # trainer.data.training_data.prompt_at_token_boundary); a prompt ending in them is one the adapter never saw.
         return render(prompt.input_template, rows[0]).rstrip(" ")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ftapp import rules
 from ftapp.datasets.readers import Problems
 
 MAX_FIELD_CHARS = 1_000_000
@@ -37,12 +38,12 @@ class TableBuilder:
             if kinds is None:
                 kinds = self._kinds[column] = set()
                 if not str(column).strip():
-                    self._problems.add("DS-005", f"{where}: a key is empty; every column needs a name")
+                    self._problems.add(rules.DATASET_TABLE, f"{where}: a key is empty; every column needs a name")
             kinds.add(_kind_of(value))
             size = _text_size(value)
             if size > MAX_FIELD_CHARS:
                 self._problems.add(
-                    "DS-006",
+                    rules.DATASET_VALUE_SIZE,
                     f"{where}, column '{column}': the value has {size:,} characters; the limit is {MAX_FIELD_CHARS:,}",
                 )
         self._num_rows += 1

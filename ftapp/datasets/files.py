@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
+from ftapp import rules
 from ftapp.datasets.features import MAX_FIELD_CHARS, SAMPLE_ROWS, DatasetTable, TableBuilder, infer_features
 from ftapp.datasets.readers import (
     MAX_REPORTED_PROBLEMS,
@@ -71,7 +72,7 @@ def dataset_type_for(path: Path) -> str:
     if dataset_type is None:
         supported = ", ".join(FILE_TYPES)
         raise ValidationError(
-            Problem("DS-003", f"'{path.name}': unsupported file extension '{path.suffix}'; use one of {supported}", "location")
+            Problem(rules.DATASET_LOCATION, f"'{path.name}': unsupported file extension '{path.suffix}'; use one of {supported}", "location")
         )
     return dataset_type
 
@@ -140,12 +141,12 @@ def _check_type(dataset_type: str) -> None:
         # A caller bug rather than a user error: Hub datasets have no local path to read.
         raise ValueError("'huggingface' datasets are read with ftapp.datasets.hub, not from a local path")
     if dataset_type not in DATASET_TYPES:
-        raise ValidationError(Problem("DS-001", f"unknown dataset type '{dataset_type}'; use one of {', '.join(DATASET_TYPES)}", "type"))
+        raise ValidationError(Problem(rules.DATASET_TYPE, f"unknown dataset type '{dataset_type}'; use one of {', '.join(DATASET_TYPES)}", "type"))
 
 
 def _check_location(path: Path, dataset_type: str) -> None:
     def reject(message: str) -> NoReturn:
-        raise ValidationError(Problem("DS-003", message, "location"))
+        raise ValidationError(Problem(rules.DATASET_LOCATION, message, "location"))
 
     if not path.exists():
         reject(f"'{path}' does not exist")

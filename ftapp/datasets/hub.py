@@ -15,6 +15,7 @@ import itertools
 import os
 from dataclasses import dataclass
 
+from ftapp import rules
 from ftapp.datasets.files import infer_features
 from ftapp.errors import NetworkRequiredError, Problem, ValidationError
 
@@ -61,12 +62,12 @@ def inspect_hub_dataset(name: str, config: str | None = None, split: str = "trai
     try:
         builder = datasets.load_dataset_builder(name, config, token=token)
     except datasets.exceptions.DatasetNotFoundError as exc:  # its message tells missing from gated
-        raise ValidationError(Problem("DS-002", str(exc), NAME_FIELD)) from exc
+        raise ValidationError(Problem(rules.DATASET_HUB_NAME, str(exc), NAME_FIELD)) from exc
     except Exception as exc:  # any failure to resolve the id or config is DS-002; see _as_problem
         raise _as_problem(exc, name, CONFIG_FIELD) from exc
     splits = list(builder.info.splits or {}) or list(getattr(builder.config, "data_files", None) or {})
     if splits and split not in splits:
-        raise ValidationError(Problem("DS-002", f"dataset '{name}' has no split '{split}'; available: {', '.join(splits)}", SPLIT_FIELD))
+        raise ValidationError(Problem(rules.DATASET_HUB_NAME, f"dataset '{name}' has no split '{split}'; available: {', '.join(splits)}", SPLIT_FIELD))
     stream = _open_stream(name, config, split, token)
     sample = _take(stream, 0, SAMPLE_ROWS, name)
     features = builder.info.features or stream.features
@@ -102,14 +103,14 @@ def _check_request(name: str, split: str) -> None:
 
     problems = []
     if not name or not name.strip():
-        problems.append(Problem("DS-002", "a Hugging Face dataset id is required, e.g. 'tatsu-lab/alpaca'", NAME_FIELD))
+        problems.append(Problem(rules.DATASET_HUB_NAME, "a Hugging Face dataset id is required, e.g. 'tatsu-lab/alpaca'", NAME_FIELD))
     else:
         try:
             validate_repo_id(name)
         except HFValidationError as exc:
-            problems.append(Problem("DS-002", f"'{name}' is not a valid Hugging Face dataset id ({exc})", NAME_FIELD))
+            problems.append(Problem(rules.DATASET_HUB_NAME, f"'{name}' is not a valid Hugging Face dataset id ({exc})", NAME_FIELD))
     if not split or not split.strip():
-        problems.append(Problem("DS-002", "a split name is required, e.g. 'train'", SPLIT_FIELD))
+        problems.append(Problem(rules.DATASET_HUB_NAME, "a split name is required, e.g. 'train'", SPLIT_FIELD))
     if problems:
         raise ValidationError(problems)
 
@@ -119,7 +120,7 @@ def _refuse_when_offline(name: str) -> None:
         if os.environ.get(variable, "").upper() in _TRUE_VALUES:
             raise HubUnreachableError(
                 Problem(
-                    "DS-002",
+                    rules.DATASET_HUB_NAME,
                     f"the Hugging Face Hub cannot be reached: this process is offline ({variable}="
                     f"{os.environ[variable]}), so dataset '{name}' cannot be resolved. {_IMPORT_INSTEAD}",
                     NAME_FIELD,
@@ -142,7 +143,7 @@ def _open_stream(name: str, config: str | None, split: str, token: str | None): 
     try:
         return datasets.load_dataset(name, config, split=split, streaming=True, token=token)
     except datasets.exceptions.DatasetNotFoundError as exc:
-        raise ValidationError(Problem("DS-002", str(exc), NAME_FIELD)) from exc
+        raise ValidationError(Problem(rules.DATASET_HUB_NAME, str(exc), NAME_FIELD)) from exc
     except Exception as exc:
         raise _as_problem(exc, name, SPLIT_FIELD) from exc
 
@@ -165,21 +166,21 @@ def _as_problem(exc: Exception, name: str, field: str) -> ValidationError:
 
     if isinstance(exc, errors.OfflineModeIsEnabled):
         return HubUnreachableError(
-            Problem("DS-002", f"the Hugging Face Hub cannot be reached: offline mode is enabled. {_IMPORT_INSTEAD}", NAME_FIELD)
+            Problem(rules.DATASET_HUB_NAME, f"the Hugging Face Hub cannot be reached: offline mode is enabled. {_IMPORT_INSTEAD}", NAME_FIELD)
         )
     if isinstance(exc, errors.GatedRepoError):
         message = f"dataset '{name}' is gated: accept its terms on huggingface.co and provide an access token"
-        return ValidationError(Problem("DS-002", message, NAME_FIELD))
+        return ValidationError(Problem(rules.DATASET_HUB_NAME, message, NAME_FIELD))
     if isinstance(exc, errors.RepositoryNotFoundError):
         message = f"dataset '{name}' was not found on the Hugging Face Hub (a private dataset also needs an access token)"
-        return ValidationError(Problem("DS-002", message, NAME_FIELD))
+        return ValidationError(Problem(rules.DATASET_HUB_NAME, message, NAME_FIELD))
     if isinstance(exc, errors.HfHubHTTPError):
         status = exc.response.status_code if exc.response is not None else "an error"
-        return ValidationError(Problem("DS-002", f"the Hub answered {status} for dataset '{name}' ({exc})", NAME_FIELD))
+        return ValidationError(Problem(rules.DATASET_HUB_NAME, f"the Hub answered {status} for dataset '{name}' ({exc})", NAME_FIELD))
     # errors.HTTPError is the HTTP client's base class: what is left of it is a transport failure.
     if isinstance(exc, (errors.HTTPError, ConnectionError, TimeoutError)):
-        return HubUnreachableError(Problem("DS-002", f"the Hugging Face Hub cannot be reached ({exc}). {_IMPORT_INSTEAD}", NAME_FIELD))
-    return ValidationError(Problem("DS-002", f"dataset '{name}' cannot be loaded ({type(exc).__name__}: {exc})", field))
+        return HubUnreachableError(Problem(rules.DATASET_HUB_NAME, f"the Hugging Face Hub cannot be reached ({exc}). {_IMPORT_INSTEAD}", NAME_FIELD))
+    return ValidationError(Problem(rules.DATASET_HUB_NAME, f"dataset '{name}' cannot be loaded ({type(exc).__name__}: {exc})", field))
 
 
 def _feature_kind(feature: object) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ftapp import rules
 from ftapp.errors import Problem
 
 ANSWERS = ("chosen", "rejected")
@@ -77,7 +78,7 @@ def preference_problems(rows: Iterable[dict], sampled: bool = False) -> list[Pro
         return []
     more = f"; and {bad - len(faults)} more" if bad > len(faults) else ""
     scope = f"of the first {total} rows (a sample)" if sampled else f"of {total} rows"
-    return [Problem("DS-007", f"{bad} {scope} are not usable preference pairs (each needs a non-empty chosen and "
+    return [Problem(rules.PREFERENCE_PAIRS, f"{bad} {scope} are not usable preference pairs (each needs a non-empty chosen and "
                               f"rejected that differ): {'; '.join(faults)}{more}", "content")]
 
 

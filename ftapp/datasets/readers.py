@@ -20,7 +20,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
+from ftapp import rules
 from ftapp.errors import Problem, ValidationError
+from ftapp.rules import Rule
 
 # Enough to show a pattern without burying the first fault under a thousand identical ones.
 MAX_REPORTED_PROBLEMS = 20
@@ -40,17 +42,17 @@ class Problems:
 
     def __init__(self) -> None:
         self._shown: list[Problem] = []
-        self._hidden: Counter[str] = Counter()
+        self._hidden: Counter[Rule] = Counter()
 
-    def add(self, rule_id: str, message: str, field: str | None = "location") -> None:
+    def add(self, rule: Rule, message: str, field: str | None = "location") -> None:
         if len(self._shown) < MAX_REPORTED_PROBLEMS:
-            self._shown.append(Problem(rule_id, message, field))
+            self._shown.append(Problem(rule, message, field))
         else:
-            self._hidden[rule_id] += 1
+            self._hidden[rule] += 1
 
-    def fatal(self, rule_id: str, message: str, field: str | None = "location") -> NoReturn:
+    def fatal(self, rule: Rule, message: str, field: str | None = "location") -> NoReturn:
         """Report a fault after which the rest of the file cannot be read, with what came before."""
-        self.add(rule_id, message, field)
+        self.add(rule, message, field)
         self.raise_if_any()
         raise AssertionError("unreachable: raise_if_any raises once a problem was added")
 
@@ -58,7 +60,7 @@ class Problems:
         if not self._shown:
             return
         summary = [
-            Problem(rule_id, f"... and {count} more problem(s) like these not shown", "location") for rule_id, count in self._hidden.items()
+            Problem(rule, f"... and {count} more problem(s) like these not shown", "location") for rule, count in self._hidden.items()
         ]
         raise ValidationError(self._shown + summary)
 
@@ -71,21 +73,21 @@ def read_text(path: Path, problems: Problems) -> str:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ValidationError(Problem("DS-003", f"'{path}' cannot be read ({exc.strerror or exc})", "location")) from exc
+        raise ValidationError(Problem(rules.DATASET_LOCATION, f"'{path}' cannot be read ({exc.strerror or exc})", "location")) from exc
     bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
-        problems.fatal("DS-005", "the file is UTF-16/UTF-32 encoded; save it as UTF-8")
+        problems.fatal(rules.DATASET_TABLE, "the file is UTF-16/UTF-32 encoded; save it as UTF-8")
     try:
         text = data[bom:].decode("utf-8")
     except UnicodeDecodeError as exc:
         offset = bom + exc.start
         line = data.count(b"\n", 0, offset) + 1
         problems.fatal(
-            "DS-005",
+            rules.DATASET_TABLE,
             f"byte 0x{data[offset]:02x} at byte offset {offset} (line {line}) is not valid UTF-8; save the file as UTF-8",
         )
     if not text.strip():
-        problems.fatal("DS-005", "the file is empty")
+        problems.fatal(rules.DATASET_TABLE, "the file is empty")
     return text
 
 
@@ -100,13 +102,13 @@ def csv_records(text: str, problems: Problems) -> Iterator[Record]:
         try:
             return start, next(reader, None)
         except csv.Error as exc:
-            problems.fatal("DS-005", f"line {start}: malformed CSV ({exc})")
+            problems.fatal(rules.DATASET_TABLE, f"line {start}: malformed CSV ({exc})")
 
     header: list[str] | None = []
     while header == []:  # csv yields [] for blank lines
         _, header = next_row()
     if header is None:
-        problems.fatal("DS-005", "the file is empty")
+        problems.fatal(rules.DATASET_TABLE, "the file is empty")
     _check_column_names(header, problems)
     row_no = 0
     while True:
@@ -117,11 +119,11 @@ def csv_records(text: str, problems: Problems) -> Iterator[Record]:
             continue
         row_no += 1
         if len(fields) != len(header):
-            problems.add("DS-005", f"row {row_no} (line {line_no}) has {len(fields)} fields, the header has {len(header)}")
+            problems.add(rules.DATASET_TABLE, f"row {row_no} (line {line_no}) has {len(fields)} fields, the header has {len(header)}")
             continue
         yield row_no, line_no, dict(zip(header, fields))
     if row_no == 0:
-        problems.fatal("DS-005", f"the file has a header ({', '.join(header)}) but no rows")
+        problems.fatal(rules.DATASET_TABLE, f"the file has a header ({', '.join(header)}) but no rows")
 
 
 def _allow_long_csv_fields() -> None:
@@ -139,13 +141,13 @@ def _check_column_names(names: list[str], problems: Problems) -> None:
     positions: dict[str, list[int]] = {}
     for number, name in enumerate(names, 1):
         if not name.strip():
-            problems.add("DS-005", f"column {number} of the header has an empty name")
+            problems.add(rules.DATASET_TABLE, f"column {number} of the header has an empty name")
         else:
             positions.setdefault(name, []).append(number)
     for name, numbers in positions.items():
         if len(numbers) > 1:
             listed = ", ".join(map(str, numbers))
-            problems.add("DS-005", f"column name '{name}' is used more than once (columns {listed})")
+            problems.add(rules.DATASET_TABLE, f"column name '{name}' is used more than once (columns {listed})")
     problems.raise_if_any()
 
 
@@ -157,19 +159,19 @@ def json_records(text: str, problems: Problems) -> Iterator[Record]:
         hint = ""
         if exc.msg == "Extra data" and text.lstrip().startswith("{"):
             hint = "; this looks like JSON Lines (one object per line): give the file a .jsonl extension"
-        problems.fatal("DS-005", f"line {exc.lineno}: invalid JSON ({exc.msg}, column {exc.colno}){hint}")
+        problems.fatal(rules.DATASET_TABLE, f"line {exc.lineno}: invalid JSON ({exc.msg}, column {exc.colno}){hint}")
     except RecursionError:
-        problems.fatal("DS-005", "the JSON is nested too deeply to read")
+        problems.fatal(rules.DATASET_TABLE, "the JSON is nested too deeply to read")
     if not isinstance(data, list):
-        problems.fatal("DS-005", _not_an_array(data))
+        problems.fatal(rules.DATASET_TABLE, _not_an_array(data))
     if not data:
-        problems.fatal("DS-005", "the JSON array is empty: the dataset has no rows")
+        problems.fatal(rules.DATASET_TABLE, "the JSON array is empty: the dataset has no rows")
     for row_no, item in enumerate(data, 1):
         if not isinstance(item, dict):
-            problems.add("DS-005", f"element {row_no} of the array is {_json_kind(item)}, not an object")
+            problems.add(rules.DATASET_TABLE, f"element {row_no} of the array is {_json_kind(item)}, not an object")
             continue
         for key in duplicates.repeated_in(item):
-            problems.add("DS-005", f"row {row_no}: key '{key}' appears more than once")
+            problems.add(rules.DATASET_TABLE, f"row {row_no}: key '{key}' appears more than once")
         yield row_no, None, item
 
 
@@ -192,22 +194,22 @@ def jsonl_records(text: str, problems: Problems) -> Iterator[Record]:
         if not line.strip():
             continue
         if not seen_content and line.lstrip().startswith("["):
-            problems.fatal("DS-005", f"line {line_no}: this looks like a JSON array, not JSON Lines; give the file a .json extension")
+            problems.fatal(rules.DATASET_TABLE, f"line {line_no}: this looks like a JSON array, not JSON Lines; give the file a .json extension")
         seen_content = True
         try:
             value = json.loads(line, object_pairs_hook=duplicates)
         except json.JSONDecodeError as exc:
-            problems.add("DS-005", f"line {line_no}: invalid JSON ({exc.msg}, column {exc.colno})")
+            problems.add(rules.DATASET_TABLE, f"line {line_no}: invalid JSON ({exc.msg}, column {exc.colno})")
             continue
         except RecursionError:
-            problems.add("DS-005", f"line {line_no}: the JSON is nested too deeply to read")
+            problems.add(rules.DATASET_TABLE, f"line {line_no}: the JSON is nested too deeply to read")
             continue
         if not isinstance(value, dict):
-            problems.add("DS-005", f"line {line_no} is {_json_kind(value)}, not a JSON object")
+            problems.add(rules.DATASET_TABLE, f"line {line_no} is {_json_kind(value)}, not a JSON object")
             continue
         row_no += 1
         for key in duplicates.repeated_in(value):
-            problems.add("DS-005", f"line {line_no}: key '{key}' appears more than once")
+            problems.add(rules.DATASET_TABLE, f"line {line_no}: key '{key}' appears more than once")
         yield row_no, line_no, value
 
 
@@ -250,15 +252,15 @@ def parquet_records(path: Path, problems: Problems, skip: int) -> Iterator[Recor
 
     unreadable = (pa.ArrowException, OSError, ValueError)
     if path.stat().st_size == 0:
-        problems.fatal("DS-005", "the file is empty")
+        problems.fatal(rules.DATASET_TABLE, "the file is empty")
     try:
         parquet = pq.ParquetFile(path)
     except unreadable as exc:
-        problems.fatal("DS-005", f"not a readable Parquet file ({exc})")
+        problems.fatal(rules.DATASET_TABLE, f"not a readable Parquet file ({exc})")
     with parquet:
         _check_column_names(parquet.schema_arrow.names, problems)
         if parquet.metadata.num_rows == 0:
-            problems.fatal("DS-005", "the Parquet file has columns but no rows")
+            problems.fatal(rules.DATASET_TABLE, "the Parquet file has columns but no rows")
         row_no = 0
         batches = parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS)
         for batch in _reading(batches, problems, unreadable, "unreadable Parquet data"):
@@ -284,7 +286,7 @@ def directory_records(path: Path, problems: Problems, skip: int) -> Iterator[Rec
             row_no += 1
             yield skip + row_no, None, dict(zip(batch, values))
     if row_no == 0 and skip == 0:
-        problems.fatal("DS-005", f"the dataset in '{path}' has no rows")
+        problems.fatal(rules.DATASET_TABLE, f"the dataset in '{path}' has no rows")
 
 
 def _open_directory_dataset(path: Path, problems: Problems):  # -> datasets.Dataset | datasets.IterableDataset
@@ -299,10 +301,10 @@ def _open_directory_dataset(path: Path, problems: Problems):  # -> datasets.Data
             loaded = datasets.load_dataset(str(path), streaming=True)
     except Exception as exc:  # see directory_records: any failure here is the directory's fault
         how = "datasets.load_from_disk" if saved else "datasets.load_dataset"
-        problems.fatal("DS-005", f"'{path}' cannot be loaded with {how} ({type(exc).__name__}: {exc})")
+        problems.fatal(rules.DATASET_TABLE, f"'{path}' cannot be loaded with {how} ({type(exc).__name__}: {exc})")
     if isinstance(loaded, (datasets.DatasetDict, datasets.IterableDatasetDict)):
         if not loaded:
-            problems.fatal("DS-005", f"'{path}' holds no splits")
+            problems.fatal(rules.DATASET_TABLE, f"'{path}' holds no splits")
         loaded = loaded["train"] if "train" in loaded else next(iter(loaded.values()))
     # A saved dataset remembers its format (say torch); rows here must be plain Python values.
     return loaded.with_format(None)
@@ -317,5 +319,5 @@ def _reading(items: Iterable, problems: Problems, errors: tuple[type[BaseExcepti
         except StopIteration:
             return
         except errors as exc:
-            problems.fatal("DS-005", f"{what} ({type(exc).__name__}: {exc})")
+            problems.fatal(rules.DATASET_TABLE, f"{what} ({type(exc).__name__}: {exc})")
         yield item

@@ -8,6 +8,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ftapp import rules
 from ftapp.datasets import files as dataset_files
 from ftapp.datasets import hub as hub_datasets
 from ftapp.datasets.formats import detect_format
@@ -55,7 +56,7 @@ class DatasetPage:
 def _resolve_type(request: AddDatasetRequest) -> tuple[str | None, list[Problem]]:
     if request.type:
         if request.type not in DATASET_TYPES:
-            return None, [Problem("DS-001", f"type must be one of {', '.join(DATASET_TYPES)} (got {request.type!r})", "type")]
+            return None, [Problem(rules.DATASET_TYPE, f"type must be one of {', '.join(DATASET_TYPES)} (got {request.type!r})", "type")]
         return request.type, []
     if request.huggingface_name and not request.location:
         return "huggingface", []
@@ -67,7 +68,7 @@ def _resolve_type(request: AddDatasetRequest) -> tuple[str | None, list[Problem]
             return dataset_files.dataset_type_for(path), []
         except ValidationError as error:
             return None, error.problems
-    return None, [Problem("DS-003", "give a file or directory location, or a Hugging Face dataset id", "location")]
+    return None, [Problem(rules.DATASET_LOCATION, "give a file or directory location, or a Hugging Face dataset id", "location")]
 
 
 def _default_name(request: AddDatasetRequest) -> str:
@@ -91,15 +92,15 @@ class DatasetService:
         dataset_type, problems = _resolve_type(request)
         name = (request.name or _default_name(request)).strip()
         if not name:
-            problems.append(Problem("DS-004", "name is required", "name"))
+            problems.append(Problem(rules.DATASET_NAME, "name is required", "name"))
         elif len(name) > MAX_NAME:
-            problems.append(Problem("DS-004", f"name is longer than {MAX_NAME} characters", "name"))
+            problems.append(Problem(rules.DATASET_NAME, f"name is longer than {MAX_NAME} characters", "name"))
         else:
             with self.db.transaction() as tx:
                 if tx.datasets.find_one(name=name):
-                    problems.append(Problem("DS-004", f"a dataset named '{name}' already exists", "name"))
+                    problems.append(Problem(rules.DATASET_NAME, f"a dataset named '{name}' already exists", "name"))
         if dataset_type == "huggingface" and not (request.huggingface_name or "").strip():
-            problems.append(Problem("DS-002", "huggingface_name is required for a Hugging Face dataset", "huggingface_name"))
+            problems.append(Problem(rules.DATASET_HUB_NAME, "huggingface_name is required for a Hugging Face dataset", "huggingface_name"))
         if dataset_type and dataset_type != "huggingface":
             problems.extend(self._location_problems(dataset_type, request.location))
         if problems:
@@ -115,28 +116,28 @@ class DatasetService:
             return []
         if request.type == "huggingface" or (request.huggingface_name and not request.location):
             return [upload_only("a Hugging Face Hub dataset", "huggingface_name")]
-        outside = path_problem(self.settings, request.location, "DS-003", "location", uploads_only=True) if request.location else None
+        outside = path_problem(self.settings, request.location, rules.DATASET_LOCATION, "location", uploads_only=True) if request.location else None
         return [outside] if outside else []
 
     def _location_problems(self, dataset_type: str, location: str | None) -> list[Problem]:
         if not location:
-            return [Problem("DS-003", f"location is required for a {dataset_type} dataset", "location")]
+            return [Problem(rules.DATASET_LOCATION, f"location is required for a {dataset_type} dataset", "location")]
         path = Path(location).expanduser()
-        outside = path_problem(self.settings, path, "DS-003", "location")
+        outside = path_problem(self.settings, path, rules.DATASET_LOCATION, "location")
         if outside:
             return [outside]
         if not path.exists():
-            return [Problem("DS-003", f"{path} does not exist", "location")]
+            return [Problem(rules.DATASET_LOCATION, f"{path} does not exist", "location")]
         if dataset_type == "project":
-            return [] if path.is_dir() else [Problem("DS-003", f"{path} is not a directory (type project is a local Hugging Face dataset directory)", "location")]
+            return [] if path.is_dir() else [Problem(rules.DATASET_LOCATION, f"{path} is not a directory (type project is a local Hugging Face dataset directory)", "location")]
         if not path.is_file():
-            return [Problem("DS-003", f"{path} is not a file", "location")]
+            return [Problem(rules.DATASET_LOCATION, f"{path} is not a file", "location")]
         try:
             expected = dataset_files.dataset_type_for(path)
         except ValidationError as error:
             return error.problems
         if expected != dataset_type:
-            return [Problem("DS-003", f"{path.name} has the extension of a {expected} file, not {dataset_type}", "location")]
+            return [Problem(rules.DATASET_LOCATION, f"{path.name} has the extension of a {expected} file, not {dataset_type}", "location")]
         return []
 
     def _add_hub(self, request: AddDatasetRequest, name: str, hub_name: str) -> DatasetRecord:
@@ -200,7 +201,7 @@ class DatasetService:
             with self.db.transaction() as tx:
                 return tx.datasets.add(id=dataset_id, **values)
         except DuplicateError as error:
-            raise ValidationError(Problem("DS-004", f"a dataset named '{values['name']}' already exists", "name")) from error
+            raise ValidationError(Problem(rules.DATASET_NAME, f"a dataset named '{values['name']}' already exists", "name")) from error
 
     def list(self) -> list[DatasetRecord]:
         with self.db.transaction() as tx:
@@ -245,7 +246,7 @@ class DatasetService:
         if not record.location:
             return None
         if not is_uuid(record.id):
-            raise ValidationError(Problem("DB-002", f"dataset {record.id[:60]!r} has an id that is not a UUID; "
+            raise ValidationError(Problem(rules.DB_IMPORT_IDS, f"dataset {record.id[:60]!r} has an id that is not a UUID; "
                                                     "it cannot name a folder to delete", "id"))
         folder = self.files_dir / record.id
         if not (folder.exists() or folder.is_symlink()):

@@ -6,6 +6,7 @@ one visitor's view of it.
 
 from __future__ import annotations
 
+from ftapp import rules
 from ftapp.demo.policy import CAPPED_KINDS, INFERENCE, address_problem, concurrency_problems
 from ftapp.demo.visitor import Visitor
 from ftapp.errors import Problem
@@ -32,7 +33,7 @@ def run_problems(everyone: Database, visitor: Visitor) -> list[Problem]:
     """Queued and running training, evaluation and export jobs: the visitor's own, its address's and everyone's."""
     live = _live(everyone, CAPPED_KINDS)
     problems = concurrency_problems(visitor.caps, _names([r for r in live if r.owner == visitor.owner]), len(live))
-    if not any(p.rule_id == "DM-003" for p in problems):  # the visitor's own runs: said once
+    if not any(p.rule == rules.DEMO_RUNS_PER_VISITOR for p in problems):  # the visitor's own runs: said once
         problems += _address_problems(visitor, live)
     return problems
 
@@ -52,7 +53,7 @@ def adapter_name_problem(everyone: Database, name: str) -> Problem | None:
             r.name == name for status in LIVE for r in tx.runs.find(status=status, kind=RunKind.FINETUNE))
     if not taken:
         return None
-    return Problem("FT-002", f"an adapter named '{name}' exists or is being trained (names are shared by every "
+    return Problem(rules.ADAPTER_NAME, f"an adapter named '{name}' exists or is being trained (names are shared by every "
                              "visitor of the demo); choose another", "adapter_name")
 
 

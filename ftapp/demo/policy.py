@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from ftapp import rules
 from ftapp.errors import Problem
 from ftapp.run_vocabulary import RunKind
 from ftapp.settings import Settings
@@ -73,7 +74,7 @@ def rows_problem(caps: DemoCaps, rows: int | None, field: str, what: str) -> Pro
     if rows is not None and rows <= caps.max_dataset_rows:
         return None
     counted = "an unknown number of" if rows is None else f"{rows:,}"
-    return Problem("DM-001", f"the demo takes at most {caps.max_dataset_rows:,} rows per {what} ({counted} rows here); "
+    return Problem(rules.DEMO_ROWS, f"the demo takes at most {caps.max_dataset_rows:,} rows per {what} ({counted} rows here); "
                              "use a smaller file or dataset_fraction", field)
 
 
@@ -89,24 +90,24 @@ def training_steps(values: Mapping[str, object], train_rows: int, num_epochs: fl
 def steps_problem(caps: DemoCaps, steps: int) -> Problem | None:
     if steps <= caps.max_train_steps:
         return None
-    return Problem("DM-002", f"the demo trains at most {caps.max_train_steps} steps per run (this one asks for {steps}); "
+    return Problem(rules.DEMO_STEPS, f"the demo trains at most {caps.max_train_steps} steps per run (this one asks for {steps}); "
                              f"set max_steps to {caps.max_train_steps} or fewer", "max_steps")
 
 
 def eval_rows_problem(caps: DemoCaps, max_rows: int) -> Problem | None:
     if max_rows <= caps.max_eval_rows:
         return None
-    return Problem("DM-001", f"the demo evaluates at most {caps.max_eval_rows} rows (max_rows {max_rows})", "max_rows")
+    return Problem(rules.DEMO_ROWS, f"the demo evaluates at most {caps.max_eval_rows} rows (max_rows {max_rows})", "max_rows")
 
 
 def concurrency_problems(caps: DemoCaps, own_live: list[str], all_live: int) -> list[Problem]:
     """``own_live``: names of the visitor's queued or running runs; ``all_live``: every visitor's count."""
     problems = []
     if len(own_live) >= caps.max_runs_per_visitor:
-        problems.append(Problem("DM-003", f"the demo runs {caps.max_runs_per_visitor} job(s) per visitor at a time; wait for "
+        problems.append(Problem(rules.DEMO_RUNS_PER_VISITOR, f"the demo runs {caps.max_runs_per_visitor} job(s) per visitor at a time; wait for "
                                           f"{', '.join(repr(n) for n in own_live)} to finish, or cancel it in the Runs tab", "runs"))
     if all_live >= caps.max_runs_total:
-        problems.append(Problem("DM-004", f"the demo is busy ({all_live} jobs queued or running for all visitors, "
+        problems.append(Problem(rules.DEMO_RUNS_TOTAL, f"the demo is busy ({all_live} jobs queued or running for all visitors, "
                                           f"at most {caps.max_runs_total}); try again in a few minutes", "runs"))
     return problems
 
@@ -115,7 +116,7 @@ def address_problem(caps: DemoCaps, address_live: list[str], what: str = "job(s)
     """``address_live``: names of the queued or running runs of every visitor seen at this visitor's address."""
     if len(address_live) < caps.max_runs_per_address:
         return None
-    return Problem("DM-009", f"the demo runs at most {caps.max_runs_per_address} {what} at a time per network address, "
+    return Problem(rules.DEMO_RUNS_PER_ADDRESS, f"the demo runs at most {caps.max_runs_per_address} {what} at a time per network address, "
                              f"whichever browser or cookie asks ({len(address_live)} queued or running from yours: "
                              f"{', '.join(repr(n) for n in address_live)}); wait for one to finish", "runs")
 
@@ -123,22 +124,22 @@ def address_problem(caps: DemoCaps, address_live: list[str], what: str = "job(s)
 def gpus_problem(gpus: str) -> Problem | None:
     if (gpus or "auto").strip().lower() in ("auto", "cpu"):
         return None
-    return Problem("DM-005", f"the demo chooses the device itself: gpus 'auto' or 'cpu' (got {gpus!r})", "gpus")
+    return Problem(rules.DEMO_MODEL_AND_DEVICE, f"the demo chooses the device itself: gpus 'auto' or 'cpu' (got {gpus!r})", "gpus")
 
 
 def device_problems(caps: DemoCaps, gpus: str, num_processes: int, num_parameters: int | None, model_name: str) -> list[Problem]:
     problems = [p for p in (gpus_problem(gpus),) if p]
     if num_processes != 1:
-        problems.append(Problem("DM-005", f"the demo runs one process per job (got {num_processes})", "num_processes"))
+        problems.append(Problem(rules.DEMO_MODEL_AND_DEVICE, f"the demo runs one process per job (got {num_processes})", "num_processes"))
     if num_parameters is None or num_parameters > caps.max_model_parameters:
         size = "of unknown size" if num_parameters is None else f"has {num_parameters:,} parameters"
-        problems.append(Problem("DM-005", f"model '{model_name}' {size}; the demo trains demo-size models of at most "
+        problems.append(Problem(rules.DEMO_MODEL_AND_DEVICE, f"model '{model_name}' {size}; the demo trains demo-size models of at most "
                                           f"{caps.max_model_parameters:,} parameters", "base_model_id"))
     return problems
 
 
 def upload_only(what: str, field: str) -> Problem:
-    return Problem("DM-006", f"the demo takes uploads only: {what} is refused (no Hugging Face Hub downloads, "
+    return Problem(rules.DEMO_UPLOADS_ONLY, f"the demo takes uploads only: {what} is refused (no Hugging Face Hub downloads, "
                              "no server paths); upload the file instead", field)
 
 
@@ -146,13 +147,13 @@ def not_uploaded_here(name: str, demo: bool) -> Problem:
     """A request naming a file (a gradio FileData) that this client did not upload: a server path, or another visitor's upload."""
     if demo:
         return upload_only(f"{name!r} (not a file this browser uploaded)", "location")
-    return Problem("DS-003", f"{name!r} was not uploaded by this browser: a shared app imports only files uploaded in this "
+    return Problem(rules.DATASET_LOCATION, f"{name!r} was not uploaded by this browser: a shared app imports only files uploaded in this "
                              "session (or, by path, files under an --allow-root folder); upload the file instead", "location")
 
 
 def host_only(action: str, field: str | None = None) -> Problem:
-    return Problem("DM-007", f"{action} is not part of the public demo; run ftapp on your own machine for it", field)
+    return Problem(rules.DEMO_HOST_ONLY, f"{action} is not part of the public demo; run ftapp on your own machine for it", field)
 
 
 def shared_read_only(kind: str, name: str) -> Problem:
-    return Problem("DM-008", f"{kind} '{name}' is shared by every visitor of the demo and cannot be changed or removed", "id")
+    return Problem(rules.DEMO_READ_ONLY, f"{kind} '{name}' is shared by every visitor of the demo and cannot be changed or removed", "id")

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from ftapp import number_bounds as nb
+from ftapp import rules
 from ftapp.demo import policy
 from ftapp.demo.path_policy import path_problem
 from ftapp.errors import Problem
@@ -37,20 +38,20 @@ def benchmark_problems(tasks: tuple[str, ...], task_dir: str | None, limit: int 
     if not tasks and not task_dir:
         return []
     if importlib.util.find_spec("lm_eval") is None:  # found without importing it: the app never imports lm-eval
-        return [Problem("EV-014", "benchmarks need lm-evaluation-harness, which is not installed: pip install -e '.[benchmarks]'",
+        return [Problem(rules.BENCHMARKS, "benchmarks need lm-evaluation-harness, which is not installed: pip install -e '.[benchmarks]'",
                         "benchmarks")]
-    problems = [Problem("EV-014", f"benchmark task {name[:80]!r} is not an lm-eval task name (letters, digits, '_', '.', '-')",
+    problems = [Problem(rules.BENCHMARKS, f"benchmark task {name[:80]!r} is not an lm-eval task name (letters, digits, '_', '.', '-')",
                         "benchmarks") for name in tasks if not TASK_NAME.match(name)]
     if len(tasks) > MAX_TASKS:
-        problems.append(Problem("EV-014", f"at most {MAX_TASKS} benchmark tasks in one run (got {len(tasks)}); a group such as "
+        problems.append(Problem(rules.BENCHMARKS, f"at most {MAX_TASKS} benchmark tasks in one run (got {len(tasks)}); a group such as "
                                           "'mmlu' counts once", "benchmarks"))
     if task_dir:
         problems += _folder_problems(task_dir, settings, caps)
-    if limit is not None and (p := nb.ROWS.problem("EV-014", "benchmark_limit", limit)):
+    if limit is not None and (p := nb.ROWS.problem(rules.BENCHMARKS, "benchmark_limit", limit)):
         problems.append(p)
     elif caps and (p := policy.eval_rows_problem(caps, limit or 0)):  # the service sets the demo's limit when none is given
         problems.append(p)
-    if fewshot is not None and (p := FEWSHOT.problem("EV-014", "benchmark_fewshot", fewshot)):
+    if fewshot is not None and (p := FEWSHOT.problem(rules.BENCHMARKS, "benchmark_fewshot", fewshot)):
         problems.append(p)
     return problems
 
@@ -58,13 +59,13 @@ def benchmark_problems(tasks: tuple[str, ...], task_dir: str | None, limit: int 
 def _folder_problems(task_dir: str, settings: Settings | None, caps: policy.DemoCaps | None) -> list[Problem]:
     if caps:  # a demo visitor names no server folder: the host's files are not theirs to read
         return [policy.host_only("a local benchmark task folder", "benchmark_dir")]
-    if settings is not None and (refused := path_problem(settings, task_dir, "EV-014", "benchmark_dir")):
+    if settings is not None and (refused := path_problem(settings, task_dir, rules.BENCHMARKS, "benchmark_dir")):
         return [refused]
     folder = Path(task_dir).expanduser()
     if not folder.is_dir():
-        return [Problem("EV-014", f"benchmark_dir {task_dir} is not a folder", "benchmark_dir")]
+        return [Problem(rules.BENCHMARKS, f"benchmark_dir {task_dir} is not a folder", "benchmark_dir")]
     if not any(next(folder.rglob(pattern), None) for pattern in TASK_FILES):
-        return [Problem("EV-014", f"benchmark_dir {task_dir} holds no task YAML file (lm-eval's format: a 'task:' name, "
+        return [Problem(rules.BENCHMARKS, f"benchmark_dir {task_dir} holds no task YAML file (lm-eval's format: a 'task:' name, "
                                   "its data set and output type)", "benchmark_dir")]
     return []
 

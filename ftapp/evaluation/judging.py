@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from ftapp import number_bounds as nb
+from ftapp import rules
 from ftapp.demo import policy
 from ftapp.errors import Problem
 from ftapp.secrets import API_KEY_NAME, ApiKeys
@@ -62,18 +63,18 @@ def judge_problems(tx: Transaction, judge: JudgeRequest | None, dataset: Dataset
         return []
     problems = []
     if dataset is None or not generated:
-        problems.append(Problem("EV-015", "a judge compares generated answers: give a dataset whose rows are answered "
+        problems.append(Problem(rules.JUDGE, "a judge compares generated answers: give a dataset whose rows are answered "
                                           "(preference pairs are scored by likelihood, benchmarks by lm-eval)", "judge"))
     if combinations < 2:
-        problems.append(Problem("EV-015", "a judge compares each combination with #1: give two combinations or more", "judge"))
+        problems.append(Problem(rules.JUDGE, "a judge compares each combination with #1: give two combinations or more", "judge"))
     if bool(judge.model_id) == bool(judge.url):
-        problems.append(Problem("EV-015", "the judge is a registered model or an OpenAI-compatible URL: give exactly one", "judge"))
+        problems.append(Problem(rules.JUDGE, "the judge is a registered model or an OpenAI-compatible URL: give exactly one", "judge"))
     elif judge.model_id and tx.models.get(judge.model_id) is None:
-        problems.append(Problem("EV-015", f"judge model '{judge.model_id}' not found", "judge.model_id"))
+        problems.append(Problem(rules.JUDGE, f"judge model '{judge.model_id}' not found", "judge.model_id"))
     elif judge.url:
         problems += _endpoint_problems(judge, settings, caps)
     problems += rubric_problems(judge.rubric_text)
-    if p := JUDGE_TOKENS.problem("EV-015", "judge.max_new_tokens", judge.max_new_tokens):
+    if p := JUDGE_TOKENS.problem(rules.JUDGE, "judge.max_new_tokens", judge.max_new_tokens):
         problems.append(p)
     return problems
 
@@ -84,31 +85,31 @@ def _endpoint_problems(judge: JudgeRequest, settings: Settings | None, caps: pol
     url = urlparse(judge.url or "")
     problems = []
     if url.scheme not in ("http", "https") or not url.hostname:
-        problems.append(Problem("EV-015", f"judge URL must be http(s)://host[:port]/path (got {str(judge.url)[:200]!r})", "judge.url"))
+        problems.append(Problem(rules.JUDGE, f"judge URL must be http(s)://host[:port]/path (got {str(judge.url)[:200]!r})", "judge.url"))
     if not judge.api_model:
-        problems.append(Problem("EV-015", "name the model the endpoint should use (api_model)", "judge.api_model"))
+        problems.append(Problem(rules.JUDGE, "name the model the endpoint should use (api_model)", "judge.api_model"))
     if judge.api_key_name:
         if not API_KEY_NAME.match(judge.api_key_name):
-            problems.append(Problem("EV-015", f"API key name {judge.api_key_name[:80]!r} is not a secrets-store name (a letter, then "
+            problems.append(Problem(rules.JUDGE, f"API key name {judge.api_key_name[:80]!r} is not a secrets-store name (a letter, then "
                                               "letters, digits, '_', '.' or '-')", "judge.api_key_name"))
         elif settings is not None and ApiKeys(settings.secrets_dir).value(judge.api_key_name) is None:
-            problems.append(Problem("EV-015", f"no API key named '{judge.api_key_name}' in the secrets store or the environment",
+            problems.append(Problem(rules.JUDGE, f"no API key named '{judge.api_key_name}' in the secrets store or the environment",
                                     "judge.api_key_name"))
     return problems
 
 
 def rubric_problems(rubric: str) -> list[Problem]:
     if len(rubric) > MAX_RUBRIC_CHARS:
-        return [Problem("EV-015", f"the judge rubric has {len(rubric):,} characters; at most {MAX_RUBRIC_CHARS:,}", "judge.rubric")]
+        return [Problem(rules.JUDGE, f"the judge rubric has {len(rubric):,} characters; at most {MAX_RUBRIC_CHARS:,}", "judge.rubric")]
     names, syntax = template_problems(rubric)
-    problems = [Problem("EV-015", f"judge rubric {problem}", "judge.rubric") for problem in syntax]
+    problems = [Problem(rules.JUDGE, f"judge rubric {problem}", "judge.rubric") for problem in syntax]
     unknown = [name for name in names if name not in JUDGE_FIELDS]
     if unknown:
-        problems.append(Problem("EV-015", f"judge rubric uses unknown field(s) {', '.join('{' + n + '}' for n in unknown)}; it may use "
+        problems.append(Problem(rules.JUDGE, f"judge rubric uses unknown field(s) {', '.join('{' + n + '}' for n in unknown)}; it may use "
                                           f"{', '.join('{' + n + '}' for n in JUDGE_FIELDS)}", "judge.rubric"))
     missing = [name for name in ("answer_a", "answer_b") if name not in names]
     if missing:
-        problems.append(Problem("EV-015", f"judge rubric must show both answers: add {', '.join('{' + n + '}' for n in missing)}",
+        problems.append(Problem(rules.JUDGE, f"judge rubric must show both answers: add {', '.join('{' + n + '}' for n in missing)}",
                                 "judge.rubric"))
     return problems
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ftapp import rules
 from ftapp.errors import Problem
 from ftapp.runs.method_request import reward_problems
 from ftapp.runs.specs import UnreadableSpecError, run_spec
@@ -76,7 +77,7 @@ def evaluation_reward_problems(rewards: tuple, dataset: DatasetRecord | None, se
     if not rewards:
         return []
     if dataset is not None and dataset.format == PREFERENCE:
-        return [Problem("EV-013", f"dataset '{dataset.name}' holds preference pairs, which are scored by the likelihood of "
+        return [Problem(rules.EVAL_REWARDS, f"dataset '{dataset.name}' holds preference pairs, which are scored by the likelihood of "
                                   "their chosen and rejected answers, not by rewards on generated answers: give no rewards",
                         "rewards")]
-    return [Problem("EV-013", problem.message, problem.field) for problem in reward_problems("grpo", rewards, settings)]
+    return [Problem(rules.EVAL_REWARDS, problem.message, problem.field) for problem in reward_problems("grpo", rewards, settings)]

@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from ftapp import rules
 from ftapp.errors import Problem
 from ftapp.evaluation.request import EvaluationRequest
 from storage import DatasetRecord, Transaction
@@ -60,14 +61,14 @@ def choose_rows(tx: Transaction, request: EvaluationRequest, dataset: DatasetRec
         common = frozenset.intersection(*(s.indices for s in splits))
         if not common:
             names = ", ".join(s.adapter_name for s in splits)
-            return None, [Problem("EV-011", f"the held-out rows of {names} do not overlap: every row trained one of them; "
+            return None, [Problem(rules.EVAL_ROWS_LEFT, f"the held-out rows of {names} do not overlap: every row trained one of them; "
                                             "evaluate them separately", "rows")]
         indices = sorted(common)
         runs = ", ".join(dict.fromkeys(s.run_id[:8] for s in splits))
         described = f"held-out split of run {runs} ({len(indices)} rows)"
     else:
         if not dataset.num_rows:
-            return None, [Problem("EV-011", f"dataset '{dataset.name}' has no known row count; open it in Datasets once "
+            return None, [Problem(rules.EVAL_ROWS_LEFT, f"dataset '{dataset.name}' has no known row count; open it in Datasets once "
                                             "so it is counted", "rows")]
         count = max(1, math.floor(dataset.num_rows * request.dataset_fraction + 1e-9))
         indices = sorted(random.Random(request.seed).sample(range(dataset.num_rows), count))

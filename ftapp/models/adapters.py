@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ftapp import rules
 from ftapp.demo.path_policy import path_problem
 from ftapp.demo.policy import upload_only
 from ftapp.demo.visitor import Visitor, require_own, visible_to
@@ -35,13 +36,13 @@ class AddAdapterRequest:
 def read_adapter_config(directory: Path) -> tuple[dict | None, Problem | None]:
     path = directory / "adapter_config.json"
     if not path.is_file():
-        return None, Problem("AD-003", f"{directory} has no adapter_config.json; point at the folder a PEFT save_pretrained wrote", "location")
+        return None, Problem(rules.ADAPTER_LOCATION, f"{directory} has no adapter_config.json; point at the folder a PEFT save_pretrained wrote", "location")
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
-        return None, Problem("AD-003", f"{path} is not readable JSON ({error})", "location")
+        return None, Problem(rules.ADAPTER_LOCATION, f"{path} is not readable JSON ({error})", "location")
     if not isinstance(config, dict):
-        return None, Problem("AD-003", f"{path} is not a JSON object", "location")
+        return None, Problem(rules.ADAPTER_LOCATION, f"{path} is not a JSON object", "location")
     return config, None
 
 
@@ -56,43 +57,43 @@ class AdapterService:
         problems: list[Problem] = []
         name = request.name.strip()
         if request.type not in ADAPTER_TYPES:
-            problems.append(Problem("AD-003", f"type must be one of {', '.join(ADAPTER_TYPES)} (got {request.type!r})", "type"))
+            problems.append(Problem(rules.ADAPTER_LOCATION, f"type must be one of {', '.join(ADAPTER_TYPES)} (got {request.type!r})", "type"))
         with self.db.transaction() as tx:
             if not name:
-                problems.append(Problem("AD-001", "name is required", "name"))
-            elif invalid := adapter_name_problem("AD-001", request.name, "name"):
+                problems.append(Problem(rules.ADAPTER_REGISTERED_NAME, "name is required", "name"))
+            elif invalid := adapter_name_problem(rules.ADAPTER_REGISTERED_NAME, request.name, "name"):
                 problems.append(invalid)  # the rule a training run's adapter_name follows (FT-002), on the name as given
             elif tx.adapters.find_one(name=name):
-                problems.append(Problem("AD-001", f"an adapter named '{name}' already exists", "name"))
+                problems.append(Problem(rules.ADAPTER_REGISTERED_NAME, f"an adapter named '{name}' already exists", "name"))
             if not request.model_id:
-                problems.append(Problem("AD-002", "model_id is required: the base model this adapter was trained on", "model_id"))
+                problems.append(Problem(rules.ADAPTER_BASE_MODEL, "model_id is required: the base model this adapter was trained on", "model_id"))
             elif tx.models.get(request.model_id) is None:
-                problems.append(Problem("AD-002", f"model '{request.model_id}' not found", "model_id"))
+                problems.append(Problem(rules.ADAPTER_BASE_MODEL, f"model '{request.model_id}' not found", "model_id"))
             if request.run_id and tx.runs.get(request.run_id) is None:
-                problems.append(Problem("AD-004", f"run '{request.run_id}' not found", "run_id"))
+                problems.append(Problem(rules.ADAPTER_RUN, f"run '{request.run_id}' not found", "run_id"))
             if request.prompt_id and tx.prompts.get(request.prompt_id) is None:
-                problems.append(Problem("AD-005", f"prompt '{request.prompt_id}' not found", "prompt_id"))
+                problems.append(Problem(rules.ADAPTER_PROMPT, f"prompt '{request.prompt_id}' not found", "prompt_id"))
         config: dict | None = None
         location = None
         if request.type == "project":
-            outside = path_problem(self.settings, request.location, "AD-003", "location") if request.location else None
+            outside = path_problem(self.settings, request.location, rules.ADAPTER_LOCATION, "location") if request.location else None
             if not request.location:
-                problems.append(Problem("AD-003", "location is required for a local adapter", "location"))
+                problems.append(Problem(rules.ADAPTER_LOCATION, "location is required for a local adapter", "location"))
             elif outside:
                 problems.append(outside)
             elif not Path(request.location).expanduser().is_dir():
-                problems.append(Problem("AD-003", f"{request.location} is not a directory", "location"))
+                problems.append(Problem(rules.ADAPTER_LOCATION, f"{request.location} is not a directory", "location"))
             else:
                 location = Path(request.location).expanduser().resolve()
                 config, problem = read_adapter_config(location)
                 if problem:
                     problems.append(problem)
         elif request.type == "huggingface" and not (request.huggingface_name or "").strip():
-            problems.append(Problem("AD-006", "huggingface_name is required for a Hub adapter", "huggingface_name"))
+            problems.append(Problem(rules.ADAPTER_HUB_NAME, "huggingface_name is required for a Hub adapter", "huggingface_name"))
         if problems:
             raise ValidationError(problems)
         if request.type == "huggingface" and request.huggingface_name:  # a Hub adapter without one was refused above
-            repo = inspect_hub_repo(request.huggingface_name, ("adapter_config.json",), "AD-006", self.token.value(), self.settings.offline)
+            repo = inspect_hub_repo(request.huggingface_name, ("adapter_config.json",), rules.ADAPTER_HUB_NAME, self.token.value(), self.settings.offline)
             config = repo.files.get("adapter_config.json")
         config = config or {}
         try:
@@ -106,7 +107,7 @@ class AdapterService:
                     description=request.description,
                 )
         except DuplicateError as error:
-            raise ValidationError(Problem("AD-001", f"an adapter named '{name}' already exists", "name")) from error
+            raise ValidationError(Problem(rules.ADAPTER_REGISTERED_NAME, f"an adapter named '{name}' already exists", "name")) from error
 
     def list(self, model_id: str | None = None) -> list[AdapterRecord]:
         with self.db.transaction() as tx:

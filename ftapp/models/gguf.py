@@ -14,10 +14,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ftapp import rules
 from ftapp.errors import FtappError, Problem, ValidationError
 from ftapp.settings import Settings
 
-RULE = "MD-006"
 GGUF_MAGIC = b"GGUF"  # the first four bytes of every GGUF file (trainer.models.gguf_import checks them too)
 # A 135M model converts in ~25 s on 2 CPU cores; a 7B one takes minutes and memory for its float weights.
 IMPORT_TIMEOUT_S = 3600
@@ -58,9 +58,9 @@ def gguf_problems(path: Path) -> list[Problem]:
         with open(path, "rb") as handle:
             magic = handle.read(len(GGUF_MAGIC))
     except OSError as error:
-        return [Problem(RULE, f"{path} cannot be read as a GGUF file ({error.strerror or error})", "location")]
+        return [Problem(rules.MODEL_GGUF_FILE, f"{path} cannot be read as a GGUF file ({error.strerror or error})", "location")]
     if magic != GGUF_MAGIC:
-        return [Problem(RULE, f"{path} is not a GGUF file (it does not start with the bytes 'GGUF'); point at a .gguf "
+        return [Problem(rules.MODEL_GGUF_FILE, f"{path} is not a GGUF file (it does not start with the bytes 'GGUF'); point at a .gguf "
                               "file or at the folder save_pretrained wrote", "location")]
     return []
 
@@ -82,7 +82,7 @@ def import_gguf(settings: Settings, gguf_file: Path, model_id: str) -> ImportedG
     finally:
         request.unlink(missing_ok=True)
     if result.returncode != 0:
-        raise ValidationError(Problem(RULE, f"{gguf_file} could not be converted: {_failure(log)} (log {log})", "location"))
+        raise ValidationError(Problem(rules.MODEL_GGUF_FILE, f"{gguf_file} could not be converted: {_failure(log)} (log {log})", "location"))
     fields = json.loads(result.stdout.strip().splitlines()[-1])
     return ImportedGguf(
         model_dir=Path(fields["model_dir"]), architecture=fields["architecture"], model_type=fields["model_type"],

@@ -6,6 +6,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ftapp import rules
 from ftapp.demo.path_policy import path_problem
 from ftapp.demo.policy import upload_only
 from ftapp.demo.visitor import Visitor, require_own
@@ -46,7 +47,7 @@ class ModelService:
             raise ValidationError(upload_only("registering a model", "location"))
         problems: list[Problem] = []
         if request.type not in MODEL_TYPES:
-            raise ValidationError(Problem("MD-001", f"type must be one of {', '.join(MODEL_TYPES)} (got {request.type!r})", "type"))
+            raise ValidationError(Problem(rules.MODEL_TYPE, f"type must be one of {', '.join(MODEL_TYPES)} (got {request.type!r})", "type"))
         source = {
             "huggingface": request.huggingface_name,
             "project": request.location,
@@ -56,18 +57,18 @@ class ModelService:
         # A file where a model folder is expected is a GGUF file to convert (MD-006); its stem names it by default.
         gguf = request.type == "project" and bool(source) and looks_like_gguf(Path(source).expanduser())
         name = (request.name or (Path(source).stem if gguf else source)).strip()
-        if invalid := name_problem("MD-005", name):
+        if invalid := name_problem(rules.MODEL_NAME, name):
             problems.append(invalid)
         else:
             with self.db.transaction() as tx:
                 if tx.models.find_one(name=name):
-                    problems.append(Problem("MD-005", f"a model named '{name}' already exists", "name"))
+                    problems.append(Problem(rules.MODEL_NAME, f"a model named '{name}' already exists", "name"))
         if request.type == "huggingface" and not source:
-            problems.append(Problem("MD-002", "huggingface_name is required for a Hub model", "huggingface_name"))
+            problems.append(Problem(rules.MODEL_HUB_NAME, "huggingface_name is required for a Hub model", "huggingface_name"))
         if request.type == "model_registry" and not source:
-            problems.append(Problem("MD-003", "registry_name is required for a registry model", "registry_name"))
+            problems.append(Problem(rules.MODEL_REGISTRY_NAME, "registry_name is required for a registry model", "registry_name"))
         if request.type == "project":
-            outside = path_problem(self.settings, source or ".", "MD-004", "location")
+            outside = path_problem(self.settings, source or ".", rules.MODEL_LOCATION, "location")
             if outside:
                 problems.append(outside)
             else:
@@ -83,7 +84,7 @@ class ModelService:
             description = " ".join(part for part in (request.description.strip(), imported.source_note) if part)
             values.update(location=str(imported.model_dir), license=imported.license, description=description)
         elif request.type == "huggingface":
-            repo = inspect_hub_repo(source, ("config.json",), "MD-002", self.token.value(), self.settings.offline)
+            repo = inspect_hub_repo(source, ("config.json",), rules.MODEL_HUB_NAME, self.token.value(), self.settings.offline)
             config = repo.files["config.json"] if "config.json" in repo.files else {}
             values.update(huggingface_name=source, gated=repo.gated, license=repo.license)
         elif request.type == "project":
@@ -102,22 +103,22 @@ class ModelService:
         except DuplicateError as error:
             if gguf:  # the converted folder is ours and nothing points at it
                 shutil.rmtree(self.settings.models_dir / model_id, ignore_errors=True)
-            raise ValidationError(Problem("MD-005", f"a model named '{name}' already exists", "name")) from error
+            raise ValidationError(Problem(rules.MODEL_NAME, f"a model named '{name}' already exists", "name")) from error
 
     @staticmethod
     def _directory_problems(location: str) -> list[Problem]:
         if not location:
-            return [Problem("MD-004", "location is required for a local model", "location")]
+            return [Problem(rules.MODEL_LOCATION, "location is required for a local model", "location")]
         path = Path(location).expanduser()
         if not path.is_dir():
-            return [Problem("MD-004", f"{path} is not a directory", "location")]
+            return [Problem(rules.MODEL_LOCATION, f"{path} is not a directory", "location")]
         config = path / "config.json"
         if not config.is_file():
-            return [Problem("MD-004", f"{path} has no config.json; point at the folder save_pretrained wrote", "location")]
+            return [Problem(rules.MODEL_LOCATION, f"{path} has no config.json; point at the folder save_pretrained wrote", "location")]
         try:
             load_config_file(config)
         except (OSError, ValueError) as error:
-            return [Problem("MD-004", f"{config} is not readable JSON ({error})", "location")]
+            return [Problem(rules.MODEL_LOCATION, f"{config} is not readable JSON ({error})", "location")]
         return []
 
     def list(self) -> list[ModelRecord]:

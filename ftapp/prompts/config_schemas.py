@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ftapp import number_bounds as nb
+from ftapp import rules
 from ftapp.errors import Problem
 from ftapp.number_bounds import Bound, shown_value
 from ftapp.secrets import SECRET_KEY, TOKEN_ADVICE, find_secrets
@@ -184,34 +185,34 @@ def check_config(config_type: str, values: Any) -> list[Problem]:
     if schema is None:
         return secrets
     if not isinstance(values, dict):
-        return [Problem("CF-005", f"a {config_type} config must be a JSON object, got {type(values).__name__}", "config")]
+        return [Problem(rules.CONFIG_FIELDS, f"a {config_type} config must be a JSON object, got {type(values).__name__}", "config")]
     known = {f.name: f for f in fields(schema)}
     problems: list[Problem] = secrets
     for key, value in values.items():
         if SECRET_KEY.search(key):
             if not any(p.field == key for p in secrets):
-                problems.append(Problem("CF-005", f"'{key}' looks like a secret; configs are stored in the database, exported and "
+                problems.append(Problem(rules.CONFIG_FIELDS, f"'{key}' looks like a secret; configs are stored in the database, exported and "
                                                   f"shown: {TOKEN_ADVICE}", key))
             continue
         spec = known.get(key)
         if spec is None:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            problems.append(Problem("CF-005", f"unknown {config_type} field '{key}'{hint}", key))
+            problems.append(Problem(rules.CONFIG_FIELDS, f"unknown {config_type} field '{key}'{hint}", key))
             continue
         choices = spec.metadata.get("choices")
         value = _coerce_flag(value, choices or ())
         bound: Bound | None = spec.metadata.get("bound")
-        if bound is not None and value is not None and (problem := bound.problem("CF-005", key, value)):
+        if bound is not None and value is not None and (problem := bound.problem(rules.CONFIG_FIELDS, key, value)):
             problems.append(problem)  # finite, whole where integral, in range; a 1e30 for an int says so too
             continue
         if not _type_matches(value, spec.type):
-            problems.append(Problem("CF-005", f"{key} must be {spec.type}, got {shown_value(value)}", key))
+            problems.append(Problem(rules.CONFIG_FIELDS, f"{key} must be {spec.type}, got {shown_value(value)}", key))
             continue
         if choices and value not in choices:
-            problems.append(Problem("CF-005", f"{key} must be one of {', '.join(choices)} (got {shown_value(value)})", key))
+            problems.append(Problem(rules.CONFIG_FIELDS, f"{key} must be one of {', '.join(choices)} (got {shown_value(value)})", key))
     if config_type == "bitsandbytes_config" and values.get("load_in_4bit") and values.get("load_in_8bit"):
-        problems.append(Problem("CF-005", "load_in_4bit and load_in_8bit cannot both be true", "load_in_8bit"))
+        problems.append(Problem(rules.CONFIG_FIELDS, "load_in_4bit and load_in_8bit cannot both be true", "load_in_8bit"))
     return problems
 
 
@@ -221,7 +222,7 @@ def secret_problems(values: Any) -> list[Problem]:
     for path, where in find_secrets(values):
         shown = path if len(path) <= 60 else path[:57] + "..."
         what = "looks like a secret" if where == "key" else "holds what looks like a Hugging Face token (hf_...)"
-        problems.append(Problem("CF-005", f"'{shown}' {what}; configs are stored in the database, exported and shown: "
+        problems.append(Problem(rules.CONFIG_FIELDS, f"'{shown}' {what}; configs are stored in the database, exported and shown: "
                                           f"{TOKEN_ADVICE}", path))
     return problems
 
@@ -231,8 +232,8 @@ def stored_config_problems(record: ConfigRecord, config_type: str, field: str) -
     try:
         values = record.values
     except ValueError:
-        return [Problem("CF-002", f"{field} '{record.name or record.id}' is not valid JSON", field)]
-    return [Problem("CF-005", f"{field} '{record.name or record.id}': {p.message}", p.field)
+        return [Problem(rules.CONFIG_JSON, f"{field} '{record.name or record.id}' is not valid JSON", field)]
+    return [Problem(rules.CONFIG_FIELDS, f"{field} '{record.name or record.id}': {p.message}", p.field)
             for p in check_config(config_type, values)]
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from ftapp import rules
 from ftapp.demo.policy import host_only
 from ftapp.demo.visitor import Visitor
 from ftapp.errors import ConflictError, Problem, ValidationError, require_found
@@ -61,11 +62,11 @@ def parse_config(config_type: str, config: str | dict | list) -> tuple[Any, list
         try:
             return yaml.safe_load(config), []
         except yaml.YAMLError as error:
-            return None, [Problem("CF-003", f"config is not valid YAML: {error}", "config")]
+            return None, [Problem(rules.CONFIG_YAML, f"config is not valid YAML: {error}", "config")]
     try:
         return json.loads(config), []
     except json.JSONDecodeError as error:
-        return None, [Problem("CF-002", f"config is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}", "config")]
+        return None, [Problem(rules.CONFIG_JSON, f"config is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}", "config")]
 
 
 def canonical(values: Any) -> str:
@@ -84,10 +85,10 @@ class ConfigService:
 
     def _store(self, request: AddConfigRequest, is_default: bool, config_id: str, created_at: datetime) -> AddConfigResult:
         if request.type not in CONFIG_TYPES:
-            raise ValidationError(Problem("CF-001", f"type must be one of {', '.join(CONFIG_TYPES)} (got {request.type!r})", "type"))
+            raise ValidationError(Problem(rules.CONFIG_TYPE, f"type must be one of {', '.join(CONFIG_TYPES)} (got {request.type!r})", "type"))
         values, problems = parse_config(request.type, request.config)
         if not problems and request.type != "axolotl" and values is None:
-            problems = [Problem("CF-002", "config is empty; give a JSON object", "config")]
+            problems = [Problem(rules.CONFIG_JSON, "config is empty; give a JSON object", "config")]
         if not problems:
             problems = check_config(request.type, values)
         if problems:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ftapp import rules
 from ftapp.datasets.service import DatasetService
 from ftapp.demo.visitor import Visitor, require_own, visible_to
 from ftapp.errors import NotFoundError, Problem, ValidationError, require_found
@@ -40,24 +41,24 @@ class PromptService:
         name = request.name.strip()
         columns: list[str] | None = None
         with self.db.transaction() as tx:
-            if invalid := name_problem("PR-001", name):
+            if invalid := name_problem(rules.PROMPT_NAME, name):
                 problems.append(invalid)
             elif tx.prompts.find_one(name=name):
-                problems.append(Problem("PR-001", f"a prompt named '{name}' already exists", "name"))
+                problems.append(Problem(rules.PROMPT_NAME, f"a prompt named '{name}' already exists", "name"))
             if not request.dataset_id:
-                problems.append(Problem("PR-002", "dataset_id is required: placeholders are checked against its columns", "dataset_id"))
+                problems.append(Problem(rules.PROMPT_DATASET, "dataset_id is required: placeholders are checked against its columns", "dataset_id"))
             else:
                 dataset = tx.datasets.get(request.dataset_id)
                 if dataset is None:
-                    problems.append(Problem("PR-002", f"dataset '{request.dataset_id}' not found", "dataset_id"))
+                    problems.append(Problem(rules.PROMPT_DATASET, f"dataset '{request.dataset_id}' not found", "dataset_id"))
                 else:
                     columns = dataset.columns
         if not request.prompt_template.strip():
-            problems.append(Problem("PR-003", "prompt_template is required and may not be blank", "prompt_template"))
+            problems.append(Problem(rules.PROMPT_TEMPLATE, "prompt_template is required and may not be blank", "prompt_template"))
         if request.input_template is None:
-            problems.append(Problem("PR-004", "input_template is required (the part the model sees before the completion)", "input_template"))
+            problems.append(Problem(rules.INPUT_TEMPLATE, "input_template is required (the part the model sees before the completion)", "input_template"))
         if request.completion_template is None:
-            problems.append(Problem("PR-005", "completion_template is required (the part the loss is taken on)", "completion_template"))
+            problems.append(Problem(rules.COMPLETION_TEMPLATE, "completion_template is required (the part the loss is taken on)", "completion_template"))
         templates = {
             "prompt_template": request.prompt_template,
             "input_template": request.input_template or "",
@@ -81,7 +82,7 @@ class PromptService:
                     completion_template=request.completion_template, description=request.description,
                 )
         except DuplicateError as error:
-            raise ValidationError(Problem("PR-001", f"a prompt named '{request.name}' already exists", "name")) from error
+            raise ValidationError(Problem(rules.PROMPT_NAME, f"a prompt named '{request.name}' already exists", "name")) from error
 
     def generate(self, dataset_id: str) -> GeneratedTemplates:
         return generate_templates(self.datasets.get(dataset_id).columns)

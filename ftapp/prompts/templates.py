@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ftapp import rules
 from ftapp.errors import Problem, ValidationError
 from storage import PromptRecord
 from trainer.protocol import TemplateError, compile_template, is_plain_field, render_template, template_problems
@@ -41,12 +42,12 @@ class GeneratedTemplates:
 def placeholders(template: str, field: str = "template") -> tuple[list[str], list[Problem]]:
     """Named placeholders in order of appearance, or PR-007 problems: anything but plain ``{column}`` fields."""
     names, problems = template_problems(template)
-    return names, [Problem("PR-007", f"{field} {problem}", field) for problem in problems]
+    return names, [Problem(rules.TEMPLATE_SYNTAX, f"{field} {problem}", field) for problem in problems]
 
 
 def stored_template_problems(prompt: PromptRecord) -> list[Problem]:
     """PR-007 for a stored prompt a request uses: an import or an older version may hold any text."""
-    return [Problem("PR-007", f"prompt '{prompt.name}': {problem.message}", "prompt_id")
+    return [Problem(rules.TEMPLATE_SYNTAX, f"prompt '{prompt.name}': {problem.message}", "prompt_id")
             for field in TEMPLATE_FIELDS for problem in placeholders(getattr(prompt, field) or "", field)[1]]
 
 
@@ -59,7 +60,7 @@ def check_templates(templates: dict[str, str], columns: list[str]) -> list[Probl
         for name in names:
             if name not in columns:
                 problems.append(Problem(
-                    "PR-006",
+                    rules.TEMPLATE_COLUMNS,
                     f"{field} uses {{{name}}}, which is not a column of the dataset (columns: {', '.join(columns)})",
                     field,
                 ))
@@ -72,7 +73,7 @@ def render(template: str, row: dict, field: str = "template") -> str:
     try:
         parts = compile_template(template)
     except TemplateError as error:
-        raise ValidationError([Problem("PR-007", f"{field} {problem}", field) for problem in error.problems]) from None
+        raise ValidationError([Problem(rules.TEMPLATE_SYNTAX, f"{field} {problem}", field) for problem in error.problems]) from None
     return render_template(template, {name: row.get(name) for _literal, name in parts if name is not None})
 
 
@@ -92,7 +93,7 @@ def generate_templates(columns: list[str]) -> GeneratedTemplates:
     # A column whose name is no plain field (braces, '.', '[', '!', ':' or digits only) cannot be a placeholder.
     columns = [c for c in columns if is_plain_field(c)]
     if not columns:
-        raise ValidationError(Problem("PR-007", "the dataset has no column whose name can be a template field "
+        raise ValidationError(Problem(rules.TEMPLATE_SYNTAX, "the dataset has no column whose name can be a template field "
                                                 "(a name without braces, '.', '[', '!' or ':'); write the templates by hand",
                                       "dataset_id"))
     output = choose_output_column(columns)

@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from ftapp import number_bounds as nb
+from ftapp import rules
 from ftapp.demo import policy
 from ftapp.errors import Problem
 from ftapp.number_bounds import Bound, shown_value
 from ftapp.prompts.config_schemas import check_config, defaults, stored_config_problems
 from ftapp.prompts.templates import check_templates, stored_template_problems
 from ftapp.resource_names import adapter_name_problem, is_adapter_name
+from ftapp.rules import Rule
 from ftapp.runs.devices import DeviceChoice, choose_devices
 from ftapp.runs.machine import Machine
 from ftapp.runs.method_request import method_problems
@@ -87,40 +89,40 @@ def lora_values(tx: Transaction, request: FineTuneRequest) -> dict[str, Any]:
 def _local_problems(request: FineTuneRequest, machine: Machine) -> list[Problem]:
     problems: list[Problem] = []
     if request.method not in METHODS:
-        problems.append(Problem("FT-001", f"method must be one of {', '.join(METHODS)} (got {request.method!r})", "method"))
+        problems.append(Problem(rules.METHOD, f"method must be one of {', '.join(METHODS)} (got {request.method!r})", "method"))
     if request.training_mode not in TRAINING_MODES:
-        problems.append(Problem("FT-001", f"training_mode must be one of {', '.join(TRAINING_MODES)} (got {request.training_mode!r})", "training_mode"))
-    if problem := adapter_name_problem("FT-002", request.adapter_name, "adapter_name"):
+        problems.append(Problem(rules.TRAINING_MODE, f"training_mode must be one of {', '.join(TRAINING_MODES)} (got {request.training_mode!r})", "training_mode"))
+    if problem := adapter_name_problem(rules.ADAPTER_NAME, request.adapter_name, "adapter_name"):
         problems.append(problem)
     if request.output_dir is not None:
         out = Path(request.output_dir).expanduser()
         if not out.is_dir():
-            problems.append(Problem("FT-003", f"output_dir {out} does not exist as a directory", "output_dir"))
+            problems.append(Problem(rules.OUTPUT_DIR, f"output_dir {out} does not exist as a directory", "output_dir"))
         elif not os.access(out, os.W_OK):
-            problems.append(Problem("FT-003", f"output_dir {out} is not writable", "output_dir"))
+            problems.append(Problem(rules.OUTPUT_DIR, f"output_dir {out} is not writable", "output_dir"))
     if request.cpu_threads is not None:
-        problems += _bounded("FT-004", "cpu_threads", request.cpu_threads, Bound(1, machine.cpu_count, whole=True))
-    problems += _bounded("FT-008", "num_epochs", request.num_epochs, nb.EPOCHS)
-    problems += _bounded("FT-009", "learning_rate", request.learning_rate, nb.LEARNING_RATE)
-    problems += _bounded("FT-010", "dataset_fraction", request.dataset_fraction, nb.FRACTION)
-    problems += _bounded("FT-011", "train_test_split", request.train_test_split, nb.FRACTION)
+        problems += _bounded(rules.CPU_THREADS, "cpu_threads", request.cpu_threads, Bound(1, machine.cpu_count, whole=True))
+    problems += _bounded(rules.NUM_EPOCHS, "num_epochs", request.num_epochs, nb.EPOCHS)
+    problems += _bounded(rules.LEARNING_RATE, "learning_rate", request.learning_rate, nb.LEARNING_RATE)
+    problems += _bounded(rules.DATASET_FRACTION, "dataset_fraction", request.dataset_fraction, nb.FRACTION)
+    problems += _bounded(rules.TRAIN_TEST_SPLIT, "train_test_split", request.train_test_split, nb.FRACTION)
     return problems
 
 
-def _bounded(rule_id: str, field: str, value: Any, bound: Bound) -> list[Problem]:
-    problem = bound.problem(rule_id, field, value)
+def _bounded(rule: Rule, field: str, value: Any, bound: Bound) -> list[Problem]:
+    problem = bound.problem(rule, field, value)
     return [problem] if problem else []
 
 
 def _device_problems(request: FineTuneRequest, machine: Machine) -> tuple[DeviceChoice | None, list[Problem]]:
-    devices, problems = choose_devices(request.gpus, machine, "FT-005")
+    devices, problems = choose_devices(request.gpus, machine, rules.TRAIN_DEVICES)
     if devices is not None:
         limit = 1 if devices.kind == "cpu" else len(devices.gpu_ids)
         if not Bound(1, limit, whole=True).allows(request.num_processes):
-            problems.append(Problem("FT-007", f"num_processes must be a whole number from 1 to {limit} for devices '{devices.label}' "
+            problems.append(Problem(rules.NUM_PROCESSES, f"num_processes must be a whole number from 1 to {limit} for devices '{devices.label}' "
                                               f"(got {shown_value(request.num_processes)})", "num_processes"))
         if request.training_mode == "qlora" and devices.kind == "cpu":
-            problems.append(Problem("FT-012", "QLoRA needs a CUDA GPU (bitsandbytes 4-bit); choose LoRA on CPU", "training_mode"))
+            problems.append(Problem(rules.QLORA_NEEDS_CUDA, "QLoRA needs a CUDA GPU (bitsandbytes 4-bit); choose LoRA on CPU", "training_mode"))
     return devices, problems
 
 
@@ -131,44 +133,44 @@ def validate_fine_tune(tx: Transaction, request: FineTuneRequest, machine: Machi
     _devices, device_problems = _device_problems(request, machine)
     problems += device_problems
     if is_adapter_name(request.adapter_name) and tx.adapters.find_one(name=request.adapter_name):
-        problems.append(Problem("FT-002", f"an adapter named '{request.adapter_name}' already exists", "adapter_name"))
+        problems.append(Problem(rules.ADAPTER_NAME, f"an adapter named '{request.adapter_name}' already exists", "adapter_name"))
     model = tx.models.get(request.base_model_id or "")
     if model is None:
-        problems.append(Problem("FT-013", f"model '{request.base_model_id}' not found", "base_model_id"))
+        problems.append(Problem(rules.TRAIN_BASE_MODEL, f"model '{request.base_model_id}' not found", "base_model_id"))
     elif model.gated and model.license_accepted_at is None:
         # seed 002: a gated model's licence is accepted explicitly before its first use.
-        problems.append(Problem("FT-013", f"model '{model.name}' is gated ({model.license or 'licence on the Hub'}); accept its licence first", "base_model_id"))
+        problems.append(Problem(rules.TRAIN_BASE_MODEL, f"model '{model.name}' is gated ({model.license or 'licence on the Hub'}); accept its licence first", "base_model_id"))
     dataset = tx.datasets.get(request.dataset_id or "")
     if dataset is None:
-        problems.append(Problem("FT-014", f"dataset '{request.dataset_id}' not found", "dataset_id"))
+        problems.append(Problem(rules.TRAIN_DATASET, f"dataset '{request.dataset_id}' not found", "dataset_id"))
     prompt = None
     if request.prompt_id:
         prompt = tx.prompts.get(request.prompt_id)
         if prompt is None:
-            problems.append(Problem("FT-015", f"prompt '{request.prompt_id}' not found", "prompt_id"))
+            problems.append(Problem(rules.TRAIN_PROMPT, f"prompt '{request.prompt_id}' not found", "prompt_id"))
         elif syntax := stored_template_problems(prompt):
             problems += syntax  # PR-007: stored by an import or a direct write; never rendered
         elif dataset is not None:
             templates = {"prompt_template": prompt.prompt_template, "input_template": prompt.input_template,
                          "completion_template": prompt.completion_template}
             for problem in check_templates(templates, dataset.columns):
-                problems.append(Problem("FT-015", f"prompt '{prompt.name}' does not fit dataset '{dataset.name}': {problem.message}", "prompt_id"))
+                problems.append(Problem(rules.TRAIN_PROMPT_FITS, f"prompt '{prompt.name}' does not fit dataset '{dataset.name}': {problem.message}", "prompt_id"))
     elif dataset is not None and dataset.format == "plain" and request.method == "sft":
-        problems.append(Problem("FT-015", f"dataset '{dataset.name}' has plain columns ({', '.join(dataset.columns)}); choose a prompt that maps them to text", "prompt_id"))
+        problems.append(Problem(rules.TRAIN_PROMPT_REQUIRED, f"dataset '{dataset.name}' has plain columns ({', '.join(dataset.columns)}); choose a prompt that maps them to text", "prompt_id"))
     for name, config_type in CONFIG_REFERENCES.items():
         config_id = getattr(request, name)
         if config_id:
             record = tx.configs.get(config_id)
             if record is None:
-                problems.append(Problem("FT-016", f"{name} '{config_id}' not found", name))
+                problems.append(Problem(rules.TRAIN_CONFIGS, f"{name} '{config_id}' not found", name))
             elif record.type != config_type:
-                problems.append(Problem("FT-016", f"{name} '{config_id}' is a {record.type} config, not {config_type}", name))
+                problems.append(Problem(rules.TRAIN_CONFIGS, f"{name} '{config_id}' is a {record.type} config, not {config_type}", name))
             else:  # checked when it was saved, but an import or an older version may have stored other numbers
                 problems += stored_config_problems(record, config_type, name)
     problems += check_config("training_arguments", request.overrides)
     problems += check_config("lora_config", request.lora_overrides)
     if request.training_mode == "qlora" and not request.bitsandbytes_config_id:
-        problems.append(Problem("FT-012", "QLoRA needs a bitsandbytes_config_id (the presets ship one)", "bitsandbytes_config_id"))
+        problems.append(Problem(rules.QLORA_NEEDS_CUDA, "QLoRA needs a bitsandbytes_config_id (the presets ship one)", "bitsandbytes_config_id"))
     problems += method_problems(tx, request, model, dataset, prompt, training_values(tx, request), settings)
     # FT-006 (memory) needs the preflight estimate: RunService.check adds it once these pass.
     return problems
@@ -182,7 +184,7 @@ def cap_problems(tx: Transaction, request: FineTuneRequest, caps: policy.DemoCap
     if request.output_dir is not None:
         problems.append(policy.upload_only("an output_dir on the server", "output_dir"))
     if request.training_mode == "full":
-        problems.append(Problem("DM-005", "the demo trains LoRA adapters (a full fine-tune would register a model "
+        problems.append(Problem(rules.DEMO_MODEL_AND_DEVICE, "the demo trains LoRA adapters (a full fine-tune would register a model "
                                           "every visitor sees)", "training_mode"))
     model = tx.models.get(request.base_model_id or "")
     if model is not None:

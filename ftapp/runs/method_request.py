@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ftapp import number_bounds as nb
+from ftapp import rules
 from ftapp.errors import Problem
 from ftapp.number_bounds import shown_value
 from ftapp.prompts.config_schemas import METHOD_SCHEMAS, SCHEMAS, GrpoSettings, check_config, resolve
@@ -69,38 +70,38 @@ def _custom_refusal(settings: Settings | None) -> str:
 def _one_reward_problems(position: int, reward: RewardSpec, settings: Settings | None) -> list[Problem]:
     where, field = f"reward {position} ({reward.kind})", f"rewards[{position - 1}]"
     if reward.kind not in REWARD_KINDS:
-        return [Problem("FT-018", f"reward {position}: unknown kind {reward.kind!r}; use one of {', '.join(REWARD_KINDS)}", field)]
+        return [Problem(rules.REWARDS, f"reward {position}: unknown kind {reward.kind!r}; use one of {', '.join(REWARD_KINDS)}", field)]
     problems = []
     if not nb.REWARD_WEIGHT.allows(reward.weight):
-        problems.append(Problem("FT-018", f"{where}: weight must be {nb.REWARD_WEIGHT.text} (got {shown_value(reward.weight)})", field))
+        problems.append(Problem(rules.REWARDS, f"{where}: weight must be {nb.REWARD_WEIGHT.text} (got {shown_value(reward.weight)})", field))
     if reward.kind == "regex_match":
         if not isinstance(reward.pattern, str) or not reward.pattern:
-            problems.append(Problem("FT-018", f"{where}: a pattern is required (a Python regex the completion must match)", field))
+            problems.append(Problem(rules.REWARDS, f"{where}: a pattern is required (a Python regex the completion must match)", field))
         else:
             try:
                 re.compile(reward.pattern)
             except re.error as error:
-                problems.append(Problem("FT-018", f"{where}: pattern {reward.pattern!r} does not compile ({error})", field))
+                problems.append(Problem(rules.REWARDS, f"{where}: pattern {reward.pattern!r} does not compile ({error})", field))
     elif reward.kind == "numeric_match" and not nb.REWARD_TOLERANCE.allows(reward.tolerance):
-        problems.append(Problem("FT-018", f"{where}: tolerance must be {nb.REWARD_TOLERANCE.text} (got {shown_value(reward.tolerance)})", field))
+        problems.append(Problem(rules.REWARDS, f"{where}: tolerance must be {nb.REWARD_TOLERANCE.text} (got {shown_value(reward.tolerance)})", field))
     elif reward.kind == "length_penalty" and not nb.CHARACTERS.allows(reward.target_length):
-        problems.append(Problem("FT-018", f"{where}: target_length must be {nb.CHARACTERS.text} characters "
+        problems.append(Problem(rules.REWARDS, f"{where}: target_length must be {nb.CHARACTERS.text} characters "
                                           f"(got {shown_value(reward.target_length)})", field))
     elif reward.kind == CUSTOM_REWARD:
         if settings is None or not settings.allows_custom_code:
-            problems.append(Problem("FT-018", f"{where}: {_custom_refusal(settings)}", field))
+            problems.append(Problem(rules.REWARDS, f"{where}: {_custom_refusal(settings)}", field))
         elif not (isinstance(reward.code_path, str) and reward.code_path.endswith(".py")
                   and Path(reward.code_path).expanduser().is_file()):
-            problems.append(Problem("FT-018", f"{where}: code_path must be an existing .py file defining "
+            problems.append(Problem(rules.REWARDS, f"{where}: code_path must be an existing .py file defining "
                                               f"reward(completion, reference, row) (got {reward.code_path!r})", field))
     return problems
 
 
 def reward_problems(method: str, rewards: tuple | list, settings: Settings | None) -> list[Problem]:
     if method != "grpo":
-        return [Problem("FT-018", f"rewards are for GRPO runs; a {method} run takes none (got {len(rewards)})", "rewards")] if rewards else []
+        return [Problem(rules.REWARDS, f"rewards are for GRPO runs; a {method} run takes none (got {len(rewards)})", "rewards")] if rewards else []
     if not rewards:
-        return [Problem("FT-018", f"GRPO needs at least one reward; choose from {', '.join(REWARD_KINDS)}", "rewards")]
+        return [Problem(rules.REWARDS, f"GRPO needs at least one reward; choose from {', '.join(REWARD_KINDS)}", "rewards")]
     problems: list[Problem] = []
     specs: list[RewardSpec] = []
     for position, value in enumerate(rewards, start=1):
@@ -110,12 +111,12 @@ def reward_problems(method: str, rewards: tuple | list, settings: Settings | Non
             unknown = sorted(set(value) - set(REWARD_FIELDS)) if isinstance(value, dict) else []
             detail = f"unknown field(s) {', '.join(unknown)}; a reward has {', '.join(REWARD_FIELDS)}" if unknown else (
                 f"a reward is a RewardSpec or a dict with a kind (got {value!r})")
-            problems.append(Problem("FT-018", f"reward {position}: {detail}", f"rewards[{position - 1}]"))
+            problems.append(Problem(rules.REWARDS, f"reward {position}: {detail}", f"rewards[{position - 1}]"))
             continue
         specs.append(reward)
         problems += _one_reward_problems(position, reward, settings)
     if specs and all(_number(r.weight) for r in specs) and all(r.weight == 0 for r in specs):
-        problems.append(Problem("FT-018", "every reward weight is 0, so no completion would score better than another", "rewards"))
+        problems.append(Problem(rules.REWARDS, "every reward weight is 0, so no completion would score better than another", "rewards"))
     return problems
 
 
@@ -127,7 +128,7 @@ def _grpo_batch_problems(values: dict[str, Any], training: dict[str, Any], proce
     # TRL's GRPOConfig also wants the eval batch in whole groups; the trainer rounds that one up itself.
     effective = batch * processes * accumulation
     if effective % generations:
-        return [Problem("FT-019", (
+        return [Problem(rules.GRPO_GROUPS_FIT_BATCH, (
             f"num_generations {generations} must divide the effective batch (per_device_train_batch_size {batch} × "
             f"{processes} process(es) × gradient_accumulation_steps {accumulation} = {effective}): TRL's GRPO batches "
             "count completions, and each prompt's completions must share a batch"), "method_settings.num_generations")]
@@ -138,10 +139,10 @@ def settings_problems(request: FineTuneRequest, training: dict[str, Any]) -> lis
     config_type = METHOD_SCHEMAS.get(request.method)
     if config_type is None:
         if request.method_settings:
-            return [Problem("FT-019", f"method_settings are for DPO and GRPO; a {request.method} run takes its settings from "
+            return [Problem(rules.METHOD_SETTINGS, f"method_settings are for DPO and GRPO; a {request.method} run takes its settings from "
                                       f"the training arguments (got {', '.join(map(str, request.method_settings))})", "method_settings")]
         return []
-    problems = [Problem("FT-019", f"method_settings: {p.message}", f"method_settings.{p.field}")
+    problems = [Problem(rules.METHOD_SETTINGS, f"method_settings: {p.message}", f"method_settings.{p.field}")
                 for p in check_config(config_type, request.method_settings)]
     if request.method == "grpo" and not problems:
         problems += _grpo_batch_problems(request.method_settings, training, request.num_processes)
@@ -153,21 +154,21 @@ def init_adapter_problems(tx: Transaction, request: FineTuneRequest, model: Mode
         return []
     field = "init_adapter_id"
     if request.method not in STARTING_METHODS:
-        return [Problem("FT-019", "a starting adapter (init_adapter_id) is for DPO and GRPO runs; an SFT run continues "
+        return [Problem(rules.STARTING_ADAPTER, "a starting adapter (init_adapter_id) is for DPO and GRPO runs; an SFT run continues "
                                   "from a checkpoint with resume", field)]
     if request.training_mode == "full":
-        return [Problem("FT-019", "a full fine-tune cannot start from an adapter; choose LoRA or QLoRA to continue it", field)]
+        return [Problem(rules.STARTING_ADAPTER, "a full fine-tune cannot start from an adapter; choose LoRA or QLoRA to continue it", field)]
     adapter = tx.adapters.get(request.init_adapter_id)
     if adapter is None:
-        return [Problem("FT-019", f"starting adapter '{request.init_adapter_id}' not found", field)]
+        return [Problem(rules.STARTING_ADAPTER, f"starting adapter '{request.init_adapter_id}' not found", field)]
     if not adapter.location:
-        return [Problem("FT-019", f"starting adapter '{adapter.name}' has no local files ({adapter.type}); "
+        return [Problem(rules.STARTING_ADAPTER, f"starting adapter '{adapter.name}' has no local files ({adapter.type}); "
                                   "register its downloaded folder to start from it", field)]
     if not (Path(adapter.location) / "adapter_config.json").is_file():
-        return [Problem("FT-019", f"starting adapter '{adapter.name}': {adapter.location} is gone or has no adapter_config.json", field)]
+        return [Problem(rules.STARTING_ADAPTER, f"starting adapter '{adapter.name}': {adapter.location} is gone or has no adapter_config.json", field)]
     if model is not None and adapter.model_id != model.id:
         trained_on = tx.models.get(adapter.model_id)
-        return [Problem("FT-019", f"starting adapter '{adapter.name}' was trained on model "
+        return [Problem(rules.STARTING_ADAPTER, f"starting adapter '{adapter.name}' was trained on model "
                                   f"'{trained_on.name if trained_on else adapter.model_id}', not on '{model.name}'", field)]
     return []
 
@@ -183,15 +184,15 @@ def data_problems(method: str, dataset: DatasetRecord | None, prompt: PromptReco
         return []
     name, layout = dataset.name, dataset.format
     if method == "sft" and layout == "preference":
-        return [Problem("FT-017", f"dataset '{name}' holds preference pairs (chosen/rejected): train it with DPO; "
+        return [Problem(rules.DATA_FITS_METHOD, f"dataset '{name}' holds preference pairs (chosen/rejected): train it with DPO; "
                                   "SFT needs one answer per row", "dataset_id")]
     if method == "dpo" and layout != "preference":
-        return [Problem("FT-017", f"DPO trains on preference pairs, and dataset '{name}' is {layout} data; import rows with "
+        return [Problem(rules.DATA_FITS_METHOD, f"DPO trains on preference pairs, and dataset '{name}' is {layout} data; import rows with "
                                   "chosen and rejected (next to prompt, conversations or messages)", "dataset_id")]
     if method != "grpo":
         return []
     if layout == "preference":
-        return [Problem("FT-017", f"dataset '{name}' holds preference pairs (chosen/rejected); GRPO samples its own answers "
+        return [Problem(rules.DATA_FITS_METHOD, f"dataset '{name}' holds preference pairs (chosen/rejected); GRPO samples its own answers "
                                   "to prompts with a reference, so train preference pairs with DPO", "dataset_id")]
     if prompt is not None and not (prompt.input_template and prompt.completion_template):
         # Its rows are prompted with the whole template and have no reference: format rewards still score them.
@@ -199,12 +200,12 @@ def data_problems(method: str, dataset: DatasetRecord | None, prompt: PromptReco
         if not needing:
             return []
         rewards_named = f"the {needing[0]} reward compares" if len(needing) == 1 else f"the {' and '.join(needing)} rewards compare"
-        return [Problem("FT-017", f"{rewards_named} with a reference answer, and prompt "
+        return [Problem(rules.DATA_FITS_METHOD, f"{rewards_named} with a reference answer, and prompt "
                                   f"'{prompt.name}' lacks an input_template (the prompt) or a completion_template (the reference)"
                                   + (f"; or choose no prompt to use the {layout} layout" if layout in CONVERSATIONAL_FORMATS else ""),
                         "prompt_id")]
     if prompt is None and layout not in CONVERSATIONAL_FORMATS:
-        return [Problem("FT-017", f"GRPO needs a prompt and a reference answer per row, and dataset '{name}' is {layout} data: "
+        return [Problem(rules.DATA_FITS_METHOD, f"GRPO needs a prompt and a reference answer per row, and dataset '{name}' is {layout} data: "
                                   "choose a prompt whose input_template gives the prompt and completion_template the reference "
                                   "column (a prompt_template alone suits format rewards only)", "prompt_id")]
     return []

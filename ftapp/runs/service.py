@@ -6,6 +6,7 @@ import builtins
 import time
 from dataclasses import replace
 
+from ftapp import rules
 from ftapp.datasets.service import DatasetService
 from ftapp.demo.live_runs import adapter_name_problem, run_problems
 from ftapp.demo.visitor import Visitor, require_own, visible_to
@@ -22,7 +23,7 @@ from ftapp.runs.machine import Machine, detect_machine
 from ftapp.runs.method_request import reward_problems
 from ftapp.runs.preflight import Preflight, estimate, kv_size
 from ftapp.runs.specs import build_train_spec, run_spec
-from ftapp.runs.supervisor import RUN_RULE, Supervisor
+from ftapp.runs.supervisor import Supervisor
 from ftapp.settings import Settings
 from storage import Database, RunRecord
 from trainer.protocol import AUTO_DEVICE, TrainSpec
@@ -50,7 +51,7 @@ class RunService:
             prompt = tx.prompts.get(request.prompt_id) if request.prompt_id else None
             training = training_values(tx, request)
             lora_rank = int(lora_values(tx, request).get("r") or 16)
-        devices, device_problems = choose_devices(request.gpus, machine, "FT-005")
+        devices, device_problems = choose_devices(request.gpus, machine, rules.TRAIN_DEVICES)
         if devices is None:  # validate_fine_tune reported FT-005 already unless the GPUs changed since
             return problems + device_problems, None
         config = read_local_model_config(model.location) if model.location else None
@@ -68,14 +69,14 @@ class RunService:
         if model.num_parameters and not preflight.fits:
             # Planned (a GPU and the model's config): no recipe fits and the advice says what would; otherwise generic.
             would = "" if preflight.advice else "; use QLoRA, a smaller micro-batch or max_length, or another device"
-            problems.append(Problem("FT-006", f"does not fit: {preflight.summary()}{would}", "memory"))
+            problems.append(Problem(rules.TRAIN_MEMORY_FITS, f"does not fit: {preflight.summary()}{would}", "memory"))
         return problems + capped + self._shared_problems(request, problems), preflight
 
     def _shared_problems(self, request: FineTuneRequest, problems: list[Problem]) -> list[Problem]:
         """What a demo visitor's run shares with every other visitor's: adapter names and the slots for concurrent runs."""
         if not self.visitor:
             return []
-        said = any(p.rule_id == "FT-002" for p in problems)  # the visitor's own adapter has the name: said once
+        said = any(p.rule == rules.ADAPTER_NAME for p in problems)  # the visitor's own adapter has the name: said once
         clash = adapter_name_problem(self.everyone, request.adapter_name) if request.adapter_name and not said else None
         return ([clash] if clash else []) + run_problems(self.everyone, self.visitor)
 
@@ -138,7 +139,7 @@ class RunService:
         with self.db.transaction() as tx:
             run = tx.runs.get(run_id)
         if run is None:
-            raise NotFoundError("run", run_id, RUN_RULE)
+            raise NotFoundError("run", run_id, rules.RUN_EXISTS)
         return run
 
     def metrics(self, run_id: str) -> dict[str, builtins.list[tuple[int, float]]]:  # builtins: ``list`` is the method

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
+from ftapp import rules
 from ftapp.errors import ConflictError, FtappError, NotFoundError, ValidationError
 from ftapp.home_paths import run_folder
 from ftapp.ids import is_uuid
@@ -51,7 +52,6 @@ log = logging.getLogger("ftapp.runs.supervisor")
 # Inference workers and servers idle most of their life (a server lives until stopped); on CPU they
 # do not count against the one CPU run at a time, or an endpoint left running would block all training.
 CPU_EXEMPT_KINDS = (RunKind.INFERENCE, RunKind.SERVE)
-RUN_RULE = "RN-001"  # the run named exists
 _ERROR_TRACE = re.compile(r"Traceback \(most recent call last\)|Fatal Python error|Segmentation fault|cannot read the spec")
 
 
@@ -396,7 +396,7 @@ class Supervisor:
         with self._turn(), self.db.transaction() as tx:
             run = tx.runs.get(run_id)
             if run is None:
-                raise NotFoundError("run", run_id, RUN_RULE)
+                raise NotFoundError("run", run_id, rules.RUN_EXISTS)
             if run.status in TERMINAL:
                 raise ConflictError(f"run {run_id} already {run.status}")
             now = utc_now()

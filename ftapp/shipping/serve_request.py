@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib.util import find_spec
 
+from ftapp import rules
 from ftapp.demo import policy
 from ftapp.errors import Problem
 from ftapp.runs.devices import choose_devices
@@ -52,16 +53,16 @@ def validate_serve(tx: Transaction, request: ServeRequest, machine: Machine, has
     model = resolve_model(tx, request.model_id, needs_weights=True, problems=problems)
     if request.adapter_id:
         resolve_adapter(tx, request.adapter_id, model, problems)
-    problems += choose_devices(request.gpus, machine, "EX-009")[1]
+    problems += choose_devices(request.gpus, machine, rules.EXPORT_DEVICES)[1]
     if request.engine not in ENGINE_CHOICES:
-        problems.append(Problem("EX-010", f"engine must be one of {', '.join(ENGINE_CHOICES)} (got {request.engine!r})", "engine"))
+        problems.append(Problem(rules.SERVE_ENGINE, f"engine must be one of {', '.join(ENGINE_CHOICES)} (got {request.engine!r})", "engine"))
     elif request.engine == "vllm" and not has_vllm:
-        problems.append(Problem("EX-010", "engine vllm is not installed in this environment (pip install vllm), "
+        problems.append(Problem(rules.SERVE_ENGINE, "engine vllm is not installed in this environment (pip install vllm), "
                                           "or choose transformers", "engine"))
     for name, (low, high) in LIMIT_BOUNDS.items():
         value = getattr(request, name)
         whole = name != "request_timeout_s"
         if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) or not low <= value <= high:
             kind = "a whole number" if whole else "a number of seconds"
-            problems.append(Problem("EX-011", f"{name} must be {kind} from {low} to {high:,} (got {value!r})", name))
+            problems.append(Problem(rules.SERVE_LIMITS, f"{name} must be {kind} from {low} to {high:,} (got {value!r})", name))
     return problems

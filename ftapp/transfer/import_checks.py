@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ftapp import rules
 from ftapp.errors import Problem
 from ftapp.home_paths import inside
 from ftapp.ids import is_uuid
@@ -68,10 +69,10 @@ def id_problems(tables: dict[str, list[dict[str, Any]]]) -> list[Problem]:
             bad = [c for c in columns if row.get(c) is not None and not is_uuid(row[c])]
             if bad:
                 shown = ", ".join(f"{c} {str(row[c])[:60]!r}" for c in bad)
-                problems.append(Problem("DB-002", f"{_row_name(spec.name, index, row)}: {shown} is not a UUID", "id"))
+                problems.append(Problem(rules.DB_IMPORT_IDS, f"{_row_name(spec.name, index, row)}: {shown} is not a UUID", "id"))
             owner = row.get("owner")
             if owner is not None and not OWNER.fullmatch(owner):
-                problems.append(Problem("DB-002", f"{_row_name(spec.name, index, row)}: owner {owner[:60]!r} is not a plain name", "owner"))
+                problems.append(Problem(rules.DB_IMPORT_IDS, f"{_row_name(spec.name, index, row)}: owner {owner[:60]!r} is not a plain name", "owner"))
     return problems
 
 
@@ -98,13 +99,13 @@ def json_problems(tables: dict[str, list[dict[str, Any]]]) -> list[Problem]:
             try:
                 value = json.loads(text)
             except (ValueError, RecursionError):
-                problems.append(Problem("DB-001", f"{_row_name(table, index, row)}: {column} is not JSON", column))
+                problems.append(Problem(rules.DB_IMPORT_FILE, f"{_row_name(table, index, row)}: {column} is not JSON", column))
                 continue
             if kind is not None and not isinstance(value, kind):
-                problems.append(Problem("DB-001", f"{_row_name(table, index, row)}: {column} must be a JSON "
+                problems.append(Problem(rules.DB_IMPORT_FILE, f"{_row_name(table, index, row)}: {column} must be a JSON "
                                                   f"{'object' if kind is dict else 'list'}", column))
             elif _depth(value) > MAX_JSON_DEPTH:
-                problems.append(Problem("DB-001", f"{_row_name(table, index, row)}: {column} nests deeper than "
+                problems.append(Problem(rules.DB_IMPORT_FILE, f"{_row_name(table, index, row)}: {column} nests deeper than "
                                                   f"{MAX_JSON_DEPTH} levels", column))
     return problems
 
@@ -116,7 +117,7 @@ def _custom_code_paths(spec_text: Any) -> list[str]:
     except (ValueError, RecursionError):
         return []
     rewards = spec.get("rewards") if isinstance(spec, dict) else None
-    return [str(r.get("code_path")) for r in rewards or () if isinstance(r, dict) and r.get("kind") == CUSTOM_REWARD] \
+    return [str(r.get("code_path")) for r in rewards or () if isinstance(r, dict) and r.get("kind") == CUSTOM_REWARD]\
         if isinstance(rewards, list) else []
 
 
@@ -153,7 +154,7 @@ def check_paths(planned: Planned, roots: Iterable[Path], home: Path | None) -> t
                 moved.append(f"{_row_name(table, index, row)}: {column} {value} -> {target}")
         if resolved is None:
             allowed = f"inside its run folder {within}" if within else f"inside {where}"
-            problems.append(Problem("DB-003", f"{_row_name(table, index, row)}: {column} {str(value)[:300]!r} does not resolve "
+            problems.append(Problem(rules.DB_IMPORT_PATHS, f"{_row_name(table, index, row)}: {column} {str(value)[:300]!r} does not resolve "
                                               f"{allowed}; imports bring no paths outside this home (db import --allow-root "
                                               "FOLDER trusts another)", column))
         return resolved
@@ -166,15 +167,15 @@ def check_paths(planned: Planned, roots: Iterable[Path], home: Path | None) -> t
                 continue
             folder = check(table, index, row, "run_dir")
             if folder is not None and folder.name != row.get("id"):
-                problems.append(Problem("DB-003", f"{_row_name(table, index, row)}: run_dir {row['run_dir'][:300]!r} is not a "
+                problems.append(Problem(rules.DB_IMPORT_PATHS, f"{_row_name(table, index, row)}: run_dir {row['run_dir'][:300]!r} is not a "
                                                   "folder named by the run's id", "run_dir"))
             elif row.get("log_path") is not None and row.get("run_dir") is None:
-                problems.append(Problem("DB-003", f"{_row_name(table, index, row)}: a log_path without a run_dir", "log_path"))
+                problems.append(Problem(rules.DB_IMPORT_PATHS, f"{_row_name(table, index, row)}: a log_path without a run_dir", "log_path"))
             elif folder is not None:
                 check(table, index, row, "log_path", within=folder)
             for code in _custom_code_paths(row.get("spec")):
                 if inside(code, roots) is None or not Path(code).is_absolute():
-                    problems.append(Problem("DB-003", f"{_row_name(table, index, row)}: its spec's custom reward code_path "
+                    problems.append(Problem(rules.DB_IMPORT_PATHS, f"{_row_name(table, index, row)}: its spec's custom reward code_path "
                                                       f"{code[:300]!r} is not inside {where}", "spec"))
     return problems, moved
 
@@ -186,11 +187,11 @@ def content_problems(tables: dict[str, list[dict[str, Any]]]) -> list[Problem]:
     for index, row in enumerate(tables.get("configs", [])):
         values, parse = parse_config(str(row.get("type")), row.get("config") or "")
         for problem in parse or check_config(str(row.get("type")), values):
-            problems.append(Problem(problem.rule_id, f"{_row_name('configs', index, row)}: {problem.message}", problem.field))
+            problems.append(Problem(problem.rule, f"{_row_name('configs', index, row)}: {problem.message}", problem.field))
     for index, row in enumerate(tables.get("prompts", [])):
         for field in TEMPLATE_FIELDS:
             for problem in placeholders(str(row.get(field) or ""), field)[1]:
-                problems.append(Problem(problem.rule_id, f"{_row_name('prompts', index, row)}: {problem.message}", field))
+                problems.append(Problem(problem.rule, f"{_row_name('prompts', index, row)}: {problem.message}", field))
     return problems
 
 
@@ -198,7 +199,7 @@ def limited(problems: list[Problem]) -> list[Problem]:
     if len(problems) <= MAX_PROBLEMS:
         return problems
     rest = problems[MAX_PROBLEMS:]
-    return problems[:MAX_PROBLEMS] + [Problem(rest[0].rule_id, f"... and {len(rest)} more rows like these", rest[0].field)]
+    return problems[:MAX_PROBLEMS] + [Problem(rest[0].rule, f"... and {len(rest)} more rows like these", rest[0].field)]
 
 
 def as_history(runs: list[tuple[int, dict[str, Any]]]) -> int:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ftapp import rules
 from ftapp.demo.policy import host_only
 from ftapp.demo.visitor import Visitor
 from ftapp.errors import Problem, ValidationError
@@ -95,7 +96,7 @@ class DatabaseTransfer:
             problems = import_checks.json_problems(tables) + import_checks.id_problems(tables)
             problems = problems or import_checks.content_problems(tables)
         except SnapshotError as error:
-            raise ValidationError(Problem("DB-001", str(error), "file")) from error
+            raise ValidationError(Problem(rules.DB_IMPORT_FILE, str(error), "file")) from error
         if problems:
             raise ValidationError(import_checks.limited(problems))
         roots = (*(home_roots(self.settings) if self.settings else ()), *(Path(r).expanduser() for r in trusted_roots))
@@ -112,7 +113,7 @@ class DatabaseTransfer:
             with self.db.transaction() as tx:
                 report = import_snapshot(tx, data, vet)
         except SnapshotError as error:
-            raise ValidationError(Problem("DB-001", str(error), "file")) from error
+            raise ValidationError(Problem(rules.DB_IMPORT_FILE, str(error), "file")) from error
         return ImportReport(
             {name: t.imported for name, t in report.items()},
             {name: t.duplicates for name, t in report.items()},
@@ -129,20 +130,20 @@ def _load(path: Path) -> Any:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         try:
             if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-                raise ValidationError(Problem("DB-001", f"{path} is not a regular file", "file"))
+                raise ValidationError(Problem(rules.DB_IMPORT_FILE, f"{path} is not a regular file", "file"))
             with open(descriptor, "rb", closefd=False) as handle:
                 raw = handle.read(MAX_IMPORT_BYTES + 1)
         finally:
             os.close(descriptor)
     except FileNotFoundError as error:
-        raise ValidationError(Problem("DB-001", f"{path} does not exist", "file")) from error
+        raise ValidationError(Problem(rules.DB_IMPORT_FILE, f"{path} does not exist", "file")) from error
     except OSError as error:
-        raise ValidationError(Problem("DB-001", f"{path} cannot be read: {error.strerror or error}", "file")) from error
+        raise ValidationError(Problem(rules.DB_IMPORT_FILE, f"{path} cannot be read: {error.strerror or error}", "file")) from error
     if len(raw) > MAX_IMPORT_BYTES:
-        raise ValidationError(Problem("DB-001", f"{path} is larger than {MAX_IMPORT_BYTES // 2**20} MiB, the most an import reads", "file"))
+        raise ValidationError(Problem(rules.DB_IMPORT_FILE, f"{path} is larger than {MAX_IMPORT_BYTES // 2**20} MiB, the most an import reads", "file"))
     try:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValidationError(Problem("DB-001", f"{path} is not JSON: {error}", "file")) from error
+        raise ValidationError(Problem(rules.DB_IMPORT_FILE, f"{path} is not JSON: {error}", "file")) from error
     except RecursionError as error:
-        raise ValidationError(Problem("DB-001", f"{path} is nested too deeply to be a database export", "file")) from error
+        raise ValidationError(Problem(rules.DB_IMPORT_FILE, f"{path} is nested too deeply to be a database export", "file")) from error

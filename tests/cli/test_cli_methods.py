@@ -55,10 +55,10 @@ def test_the_method_flags_reach_the_request(services, registered, tmp_path: Path
 @pytest.mark.parametrize("extra, expected", [
     (["--method", "grpo", "--reward", "regex_match,pattern=(oops"], "FT-018: reward 1 (regex_match): pattern '(oops' does not compile"),
     (["--method", "grpo"], "FT-018: GRPO needs at least one reward"),
-    (["--method", "grpo", "--reward", "exact_match", "--method-set", "num_generations=3"], "FT-019: num_generations 3 must divide"),
+    (["--method", "grpo", "--reward", "exact_match", "--method-set", "num_generations=3"], "FT-019a: num_generations 3 must divide"),
     (["--method", "dpo"], "FT-017: DPO trains on preference pairs"),
     (["--method", "dpo", "--method-set", "beta"], "--method-set takes key=value (got 'beta')"),
-    (["--method", "grpo", "--reward", "exact_match", "--init-adapter", "no-such-adapter"], "FT-019: starting adapter 'no-such-adapter' not found"),
+    (["--method", "grpo", "--reward", "exact_match", "--init-adapter", "no-such-adapter"], "FT-019b: starting adapter 'no-such-adapter' not found"),
 ])
 def test_bad_method_flags_are_refused_and_nothing_is_queued(services, registered, capsys, extra, expected) -> None:
     capsys.readouterr()

@@ -174,8 +174,8 @@ def test_bad_method_settings_are_refused(services, registered, tmp_path, method,
     dataset = {"dataset_id": pairs(services, tmp_path), "prompt_id": None} if method == "dpo" else {}
     rewards = ({"kind": "exact_match"},) if method == "grpo" else ()
 
-    found = messages(check(services, registered, method=method, method_settings=settings, overrides=overrides,
-                           rewards=rewards, **dataset), "FT-019")
+    problems = check(services, registered, method=method, method_settings=settings, overrides=overrides, rewards=rewards, **dataset)
+    found = messages(problems, "FT-019") + messages(problems, "FT-019a")  # FT-019a: the GRPO group and batch rule
 
     assert any(message.startswith(expected) for message in found), found
 
@@ -228,8 +228,8 @@ def test_a_starting_adapter_exists_has_files_and_shares_the_base_model(services,
              gone.id: f"starting adapter 'gone': {tmp_path / 'gone'} is gone or has no adapter_config.json",
              hub.id: "starting adapter 'hub-lora' has no local files (huggingface)"}
     for adapter_id, expected in cases.items():
-        assert [m[:len(expected)] for m in messages(check(services, registered, init_adapter_id=adapter_id), "FT-019")] == [expected]
-    [sft] = messages(check(services, registered, method="sft", rewards=(), init_adapter_id=start.id), "FT-019")
+        assert [m[:len(expected)] for m in messages(check(services, registered, init_adapter_id=adapter_id), "FT-019b")] == [expected]
+    [sft] = messages(check(services, registered, method="sft", rewards=(), init_adapter_id=start.id), "FT-019b")
     assert sft.startswith("a starting adapter (init_adapter_id) is for DPO and GRPO runs")
-    [full] = messages(check(services, registered, training_mode="full", init_adapter_id=start.id), "FT-019")
+    [full] = messages(check(services, registered, training_mode="full", init_adapter_id=start.id), "FT-019b")
     assert full.startswith("a full fine-tune cannot start from an adapter")

@@ -127,7 +127,7 @@ def not_found(call: Callable[[], object]) -> list[Problem]:
     """A NotFoundError's rule as a problem (an id that names nothing is no request with fields to list)."""
     with pytest.raises(NotFoundError) as caught:
         call()
-    return [Problem(caught.value.rule_id, str(caught.value).removeprefix(f"{caught.value.rule_id}: "))]
+    return [Problem(caught.value.rule, str(caught.value).removeprefix(f"{caught.value.rule_id}: "))]
 
 
 def raised(call: Callable[[], object]) -> list[Problem]:
@@ -192,7 +192,7 @@ def deduplicated_config(ctx) -> list[Problem]:
     if first.deduplicated or not again.deduplicated or again.record.id != first.record.id:
         return []
     assert again.notice and again.notice.startswith("CF-004: ")
-    return [Problem("CF-004", again.notice.removeprefix("CF-004: "))]
+    return [Problem(RULES["CF-004"], again.notice.removeprefix("CF-004: "))]
 
 
 def crafted_import(ctx, table: str, row: dict) -> list[Problem]:
@@ -234,7 +234,8 @@ def crowded_address(ctx) -> list[Problem]:
 
 
 TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
-    "FT-001": lambda c: fine_tune(c, method="ppo"),
+    "FT-001": lambda c: fine_tune(c, training_mode="lorax"),
+    "FT-001a": lambda c: fine_tune(c, method="ppo"),
     "FT-002": lambda c: fine_tune(c, adapter_name="my adapter"),
     "FT-003": lambda c: fine_tune(c, output_dir=str(c.tmp / "missing")),
     "FT-004": lambda c: fine_tune(c, cpu_threads=99),
@@ -249,10 +250,14 @@ TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
     "FT-013": lambda c: fine_tune(c, base_model_id="no-such-model"),
     "FT-014": lambda c: fine_tune(c, dataset_id="no-such-dataset"),
     "FT-015": lambda c: fine_tune(c, prompt_id="no-such-prompt"),
+    "FT-015a": lambda c: fine_tune(c, dataset_id=c.services.datasets.add(AddDatasetRequest(name="other-columns", location=c.file("other.csv", "a,b\n1,2\n"))).id),
+    "FT-015b": lambda c: fine_tune(c, prompt_id=None),  # the demo dataset has plain columns
     "FT-016": lambda c: fine_tune(c, lora_config_id=c.services.configs.presets()[0].configs["training_arguments"].id),
     "FT-017": lambda c: fine_tune(c, method="dpo"),  # the demo dataset has plain columns, not preference pairs
     "FT-018": lambda c: fine_tune(c, method="grpo", rewards=({"kind": "regex_match", "pattern": "(unclosed"},)),
-    "FT-019": lambda c: fine_tune(c, method="grpo", rewards=({"kind": "exact_match"},), method_settings={"num_generations": 3}),
+    "FT-019": lambda c: fine_tune(c, method="grpo", rewards=({"kind": "exact_match"},), method_settings={"temperature": -1}),
+    "FT-019a": lambda c: fine_tune(c, method="grpo", rewards=({"kind": "exact_match"},), method_settings={"num_generations": 3}),
+    "FT-019b": lambda c: fine_tune(c, method="grpo", rewards=({"kind": "exact_match"},), init_adapter_id="no-such-adapter"),
     "EV-001": lambda c: evaluation(c, combinations=()),
     "EV-002": lambda c: evaluation(c, dataset_id=""),
     "EV-003": lambda c: evaluation(c, prompt_id=""),
