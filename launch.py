@@ -34,23 +34,34 @@ def build_parser() -> argparse.ArgumentParser:
         prog="launch.py",
         description="Start the ftapp fine-tuning studio in the browser.",
         epilog="Exposing the app (--share, or a --host that is not 127.0.0.1/localhost/::1) requires "
-               "--auth user:pass (or FTAPP_AUTH=user:pass); without it launch.py exits with status 2. No credentials "
-               "are generated. Demo mode (FTAPP_DEMO=1, or on Hugging Face Spaces) needs no login: there each "
-               "visitor sees only their own uploads and runs, may not name server paths, and jobs are capped.",
+        "--auth user:pass (or FTAPP_AUTH=user:pass); without it launch.py exits with status 2. No credentials "
+        "are generated. Demo mode (FTAPP_DEMO=1, or on Hugging Face Spaces) needs no login: there each "
+        "visitor sees only their own uploads and runs, may not name server paths, and jobs are capped.",
     )
     parser.add_argument("--home", help="data directory (default: $FTAPP_HOME or ~/.ftapp)")
     # Spaces routes visitors to port 7860 of the container, which must listen on every interface.
-    parser.add_argument("--host", default="0.0.0.0" if on_spaces(os.environ) else "127.0.0.1",
-                        help="address to listen on (default: 127.0.0.1; 0.0.0.0 on Hugging Face Spaces)")
+    parser.add_argument(
+        "--host",
+        default="0.0.0.0" if on_spaces(os.environ) else "127.0.0.1",
+        help="address to listen on (default: 127.0.0.1; 0.0.0.0 on Hugging Face Spaces)",
+    )
     parser.add_argument("--port", type=int, default=7860, help="port to listen on (default: 7860)")
     parser.add_argument("--share", action="store_true", help="open a public gradio.live link (requires --auth)")
-    parser.add_argument("--auth", metavar="USER:PASS", default=os.environ.get("FTAPP_AUTH") or None,
-                        help="require this login (default: $FTAPP_AUTH); needed with --share or a non-local --host")
+    parser.add_argument(
+        "--auth",
+        metavar="USER:PASS",
+        default=os.environ.get("FTAPP_AUTH") or None,
+        help="require this login (default: $FTAPP_AUTH); needed with --share or a non-local --host",
+    )
     parser.add_argument("--root-path", default=None, help="URL prefix when served behind a reverse proxy, e.g. /ftapp")
-    parser.add_argument("--allow-root", action="append", default=[], metavar="DIR",
-                        help="when shared or exposed, a server folder users may import from (default: uploads only)")
-    parser.add_argument("--no-demo", action="store_true",
-                        help="do not build the offline demo on the first start with an empty registry")
+    parser.add_argument(
+        "--allow-root",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="when shared or exposed, a server folder users may import from (default: uploads only)",
+    )
+    parser.add_argument("--no-demo", action="store_true", help="do not build the offline demo on the first start with an empty registry")
     return parser
 
 
@@ -64,8 +75,7 @@ def parse_auth(parser: argparse.ArgumentParser, args: argparse.Namespace, demo: 
     if args.auth is None:
         if is_exposed(args) and not demo:
             reason = "--share publishes a public link" if args.share else f"--host {args.host} listens beyond this machine"
-            parser.error(f"refusing to start: {reason} and anyone who reaches it could read your data and start "
-                         "jobs; add --auth user:pass")
+            parser.error(f"refusing to start: {reason} and anyone who reaches it could read your data and start jobs; add --auth user:pass")
         return None
     user, sep, password = args.auth.partition(":")
     if not sep or not user or not password:
@@ -115,8 +125,7 @@ def build_demo_in_background(services: Services) -> threading.Thread:
         except Exception:  # a thread's failure is otherwise lost; the UI keeps running without the demo
             log.exception("building the offline demo failed; use the Home tab's button to retry")
             return
-        log.info("offline demo registered: model %s, dataset %s, prompt %s",
-                 demo.model.name, demo.dataset.name, demo.prompt.name)
+        log.info("offline demo registered: model %s, dataset %s, prompt %s", demo.model.name, demo.dataset.name, demo.prompt.name)
         if not on_spaces(os.environ):
             return  # elsewhere the Home tab offers the real model: converting it is the user's choice
         # The public demo on Spaces also shows a real model (SmolLM2-135M-Instruct, preloaded from the Hub), after the
@@ -148,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     # checked out next to this file, so the children are told where they are.
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH")) if p)
     exposed = is_exposed(args)
-    settings = Settings.from_env(args.home, host=args.host, port=args.port, demo=demo,
-                                 allowed_roots=allowed_roots(args.allow_root) if exposed or demo else None)
+    settings = Settings.from_env(
+        args.home, host=args.host, port=args.port, demo=demo, allowed_roots=allowed_roots(args.allow_root) if exposed or demo else None
+    )
     try:
         services = open_services(settings)
     except FtappError as error:
@@ -167,8 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     log.info("home %s; UI built in %.1f s%s", settings.home, time.monotonic() - started, "; demo mode" if demo else "")
     try:
         app.launch(
-            server_name=settings.host, server_port=settings.port, share=args.share, auth=auth,
-            root_path=args.root_path, ssr_mode=False,
+            server_name=settings.host,
+            server_port=settings.port,
+            share=args.share,
+            auth=auth,
+            root_path=args.root_path,
+            ssr_mode=False,
             allowed_paths=[str(settings.exports_dir)],  # archives of the Export tab's download button
             **edge_options(settings, demo, exposed, auth),
         )

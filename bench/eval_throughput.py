@@ -30,13 +30,35 @@ from typing import Any
 
 import torch
 
-LLAMA_32_3B = dict(hidden_size=3072, intermediate_size=8192, num_hidden_layers=28, num_attention_heads=24,
-                   num_key_value_heads=8, head_dim=128, vocab_size=128256, max_position_embeddings=131072,
-                   tie_word_embeddings=True, rms_norm_eps=1e-5,
-                   rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0, "low_freq_factor": 1.0,
-                                    "high_freq_factor": 4.0, "original_max_position_embeddings": 8192})
-TINY = {**LLAMA_32_3B, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "num_key_value_heads": 2, "head_dim": 16}
+LLAMA_32_3B = dict(
+    hidden_size=3072,
+    intermediate_size=8192,
+    num_hidden_layers=28,
+    num_attention_heads=24,
+    num_key_value_heads=8,
+    head_dim=128,
+    vocab_size=128256,
+    max_position_embeddings=131072,
+    tie_word_embeddings=True,
+    rms_norm_eps=1e-5,
+    rope_parameters={
+        "rope_type": "llama3",
+        "rope_theta": 500000.0,
+        "factor": 32.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192,
+    },
+)
+TINY = {
+    **LLAMA_32_3B,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 16,
+}
 
 
 class Recorder:
@@ -117,20 +139,32 @@ def run_ours(model_dir: Path, adapters: list[Path], dataset: Path, work: Path, a
     combinations = [EvalCombination(1, "base", model)] if args.with_base else []
     combinations += [EvalCombination(len(combinations) + 1, path.name, model, str(path)) for path in adapters]
     spec = EvaluationSpec(
-        run_id="bench", run_dir=str(work / "eval-run"), combinations=tuple(combinations),
-        data=DataSource("project_jsonl", str(dataset), input_template=prompt["input_template"],
-                        completion_template=prompt["completion_template"]),
-        row_indices=tuple(range(args.prompts)), rows_from="bench prompts",
+        run_id="bench",
+        run_dir=str(work / "eval-run"),
+        combinations=tuple(combinations),
+        data=DataSource(
+            "project_jsonl", str(dataset), input_template=prompt["input_template"], completion_template=prompt["completion_template"]
+        ),
+        row_indices=tuple(range(args.prompts)),
+        rows_from="bench prompts",
         generation={"max_new_tokens": args.new_tokens, "min_new_tokens": args.new_tokens, "do_sample": False},
-        batch_size=args.batch_size, device=args.device,
+        batch_size=args.batch_size,
+        device=args.device,
     )
     events = Recorder()
     run_evaluation(spec, events)
     wall = time.perf_counter() - events.started
     generate = sum(events.batch_seconds)
     # The rest of the wall time: loading the base and adapters, scoring (teacher-forced pass, metrics), writing.
-    return {"wall_s": wall, "tokens": events.generated_tokens, "sequences": events.rows, "generate_s": generate,
-            "other_s": wall - generate, "batches": len(events.batch_seconds), "combinations": len(combinations)}
+    return {
+        "wall_s": wall,
+        "tokens": events.generated_tokens,
+        "sequences": events.rows,
+        "generate_s": generate,
+        "other_s": wall - generate,
+        "batches": len(events.batch_seconds),
+        "combinations": len(combinations),
+    }
 
 
 def run_baseline(model_dir: Path, adapters: list[Path], dataset: Path, args) -> dict[str, Any]:
@@ -144,8 +178,9 @@ def run_baseline(model_dir: Path, adapters: list[Path], dataset: Path, args) -> 
     from trainer.protocol import DataSource
 
     prompt = demo_prompt()
-    data = DataSource("project_jsonl", str(dataset), input_template=prompt["input_template"],
-                      completion_template=prompt["completion_template"])
+    data = DataSource(
+        "project_jsonl", str(dataset), input_template=prompt["input_template"], completion_template=prompt["completion_template"]
+    )
     tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
     # Every (prompts / sample)-th prompt, so the subsample spans the prompt lengths.
     indices = list(range(0, args.prompts, args.prompts // args.baseline_prompts))[: args.baseline_prompts]
@@ -160,8 +195,9 @@ def run_baseline(model_dir: Path, adapters: list[Path], dataset: Path, args) -> 
         sync(args.device)
         loads.append(time.perf_counter() - start)
         start = time.perf_counter()
-        outputs = generator(prompts, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False,
-                            return_full_text=False)
+        outputs = generator(
+            prompts, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False, return_full_text=False
+        )
         sync(args.device)
         per_prompt.append((time.perf_counter() - start) / len(prompts))
         assert len(outputs) == len(prompts)
@@ -169,9 +205,15 @@ def run_baseline(model_dir: Path, adapters: list[Path], dataset: Path, args) -> 
         release(args.device)
     load_s, prompt_s = sum(loads) / len(loads), sum(per_prompt) / len(per_prompt)
     wall = len(adapters) * (load_s + prompt_s * args.prompts)
-    return {"wall_s": wall, "tokens": len(adapters) * args.prompts * args.new_tokens, "load_s_per_adapter": load_s,
-            "s_per_prompt": prompt_s, "measured_adapters": len(loads), "measured_prompts": len(prompts),
-            "measured_s": sum(loads) + sum(per_prompt) * len(prompts)}
+    return {
+        "wall_s": wall,
+        "tokens": len(adapters) * args.prompts * args.new_tokens,
+        "load_s_per_adapter": load_s,
+        "s_per_prompt": prompt_s,
+        "measured_adapters": len(loads),
+        "measured_prompts": len(prompts),
+        "measured_s": sum(loads) + sum(per_prompt) * len(prompts),
+    }
 
 
 def profile_steps(model_dir: Path, adapters: list[Path], dataset: Path, args, steps: int = 32) -> dict[str, float]:
@@ -189,12 +231,14 @@ def profile_steps(model_dir: Path, adapters: list[Path], dataset: Path, args, st
     from trainer.protocol import DataSource
 
     prompt = demo_prompt()
-    data = DataSource("project_jsonl", str(dataset), input_template=prompt["input_template"],
-                      completion_template=prompt["completion_template"])
+    data = DataSource(
+        "project_jsonl", str(dataset), input_template=prompt["input_template"], completion_template=prompt["completion_template"]
+    )
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     cases = evaluation_cases(load_rows(data), list(range(args.batch_size)), data, tokenizer)
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto", device_map={"": args.device}),
-                                      str(adapters[0]), adapter_name="c1")
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(model_dir, dtype="auto", device_map={"": args.device}), str(adapters[0]), adapter_name="c1"
+    )
     for number, path in enumerate(adapters[1:], 2):
         model.load_adapter(str(path), adapter_name=f"c{number}")
     model.eval()
@@ -251,8 +295,10 @@ def table(ours: dict[str, Any], base: dict[str, Any], args) -> str:
     lines = [f"{'approach':36} {'wall s':>9} {'tokens':>8} {'tokens/s':>9} {'vs baseline':>12} {'peak GiB':>9}"]
     for name, r in rows:
         peak = f"{r['peak_gib']:.1f}" if r.get("peak_gib") is not None else "-"
-        lines.append(f"{name:36} {r['wall_s']:9.1f} {r['tokens']:8d} {r['tokens'] / r['wall_s']:9.1f} "
-                     f"{base['wall_s'] / r['wall_s']:11.1f}x {peak:>9}")
+        lines.append(
+            f"{name:36} {r['wall_s']:9.1f} {r['tokens']:8d} {r['tokens'] / r['wall_s']:9.1f} "
+            f"{base['wall_s'] / r['wall_s']:11.1f}x {peak:>9}"
+        )
     target = "meets" if base["wall_s"] / ours["wall_s"] >= 100 else "misses"
     lines.append(f"ftapp {target} the 100x target; generate() alone: {ours['tokens'] / ours['generate_s']:.0f} tokens/s")
     return "\n".join(lines)
@@ -307,18 +353,25 @@ def main() -> None:
     shape = "tiny (smoke)" if args.smoke else "Llama-3.2-3B, random weights, bf16"
     device = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     print(json.dumps({"baseline": baseline, "ours": ours, "decode_step": steps}, indent=1))
-    print(f"\n{shape} on {device}: {args.adapters} adapters x {args.prompts} prompts x {args.new_tokens} new tokens"
-          f"{' + the base model as a combination' if args.with_base else ' (the base alone is not a combination)'}; "
-          f"ftapp batch_size {args.batch_size} rows = {args.batch_size * ours['combinations']} sequences per generate()")
-    print(f"baseline extrapolated from {baseline['measured_adapters']} adapter(s) x {baseline['measured_prompts']} prompts "
-          f"({baseline['measured_s']:.1f}s measured): {args.adapters} x ({baseline['load_s_per_adapter']:.1f}s load "
-          f"+ {baseline['s_per_prompt']:.2f}s/prompt x {args.prompts})")
+    print(
+        f"\n{shape} on {device}: {args.adapters} adapters x {args.prompts} prompts x {args.new_tokens} new tokens"
+        f"{' + the base model as a combination' if args.with_base else ' (the base alone is not a combination)'}; "
+        f"ftapp batch_size {args.batch_size} rows = {args.batch_size * ours['combinations']} sequences per generate()"
+    )
+    print(
+        f"baseline extrapolated from {baseline['measured_adapters']} adapter(s) x {baseline['measured_prompts']} prompts "
+        f"({baseline['measured_s']:.1f}s measured): {args.adapters} x ({baseline['load_s_per_adapter']:.1f}s load "
+        f"+ {baseline['s_per_prompt']:.2f}s/prompt x {args.prompts})"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "baseline": baseline, "ours": ours,
-                                         "decode_step": steps}))
+        args.json.write_text(
+            json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "baseline": baseline, "ours": ours, "decode_step": steps})
+        )
     if steps:
-        print(f"one decoding step of {steps['sequences']} sequences: ftapp {steps['ftapp_ms']:.1f} ms, PEFT mixed-batch LoRA "
-              f"{steps['peft_mixed_ms']:.1f} ms, base model without LoRA {steps['no_lora_ms']:.1f} ms")
+        print(
+            f"one decoding step of {steps['sequences']} sequences: ftapp {steps['ftapp_ms']:.1f} ms, PEFT mixed-batch LoRA "
+            f"{steps['peft_mixed_ms']:.1f} ms, base model without LoRA {steps['no_lora_ms']:.1f} ms"
+        )
     print(table(ours, baseline, args))
 
 

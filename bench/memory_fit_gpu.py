@@ -67,8 +67,11 @@ def main() -> None:
     args = parser.parse_args()
     began = time.monotonic()
     device = "cpu" if args.smoke else "cuda"
-    plan = [("tiny", ["full"])] if args.smoke else [(name, budgets.split(",")) for name, budgets in
-                                                    (part.split(":") for part in args.plan.split(";"))]
+    plan = (
+        [("tiny", ["full"])]
+        if args.smoke
+        else [(name, budgets.split(",")) for name, budgets in (part.split(":") for part in args.plan.split(";"))]
+    )
     shm = Path("/dev/shm")
     base = shm if shm.is_dir() and shutil.disk_usage(shm).free > 48 * GIB else None
     work = Path(tempfile.mkdtemp(prefix="ftapp-fit-", dir=base))
@@ -92,8 +95,9 @@ def main() -> None:
             keep = None if budget.strip("qc") == "full" else float(budget.strip("qc"))
             hog = MemoryHog(keep) if keep is not None and device == "cuda" else None
             try:
-                measured = run_ftapp(services, ids, model_id, name, mode, flops, (args.steps, args.warmup), device, work,
-                                     cold=False, overrides=forced)
+                measured = run_ftapp(
+                    services, ids, model_id, name, mode, flops, (args.steps, args.warmup), device, work, cold=False, overrides=forced
+                )
             except Exception as exc:  # report and go on: the other budgets still count
                 measured = Measured("ftapp", name, error=f"{type(exc).__name__}: {str(exc)[:400]}")
             finally:
@@ -113,13 +117,24 @@ def summarize(name: str, budget: str, mode: str, free_gib: float | None, measure
     recipe = measured.detail.get("recipe") or {}
     log = measured.detail.get("log_tail") or ""
     return {
-        "model": name, "budget": budget, "mode": mode, "free_gib_at_start": free_gib, "status": measured.detail.get("status"),
-        "error": measured.error, "tokens_per_s": measured.tokens_per_s, "measured_peak_gib": measured.peak_gib,
-        "planned_peak_gib": recipe.get("planned_peak_gib"), "rows": recipe.get("rows_per_micro_batch"),
-        "accumulation": recipe.get("gradient_accumulation_steps"), "checkpointing": recipe.get("gradient_checkpointing"),
-        "offloading": recipe.get("activation_offloading"), "notes": recipe.get("notes"),
-        "preflight": measured.detail.get("preflight"), "oom_recovered": "recovered from out-of-memory" in log,
-        "first_loss_s": measured.first_loss_s, "losses": measured.losses[:3] + measured.losses[-2:],
+        "model": name,
+        "budget": budget,
+        "mode": mode,
+        "free_gib_at_start": free_gib,
+        "status": measured.detail.get("status"),
+        "error": measured.error,
+        "tokens_per_s": measured.tokens_per_s,
+        "measured_peak_gib": measured.peak_gib,
+        "planned_peak_gib": recipe.get("planned_peak_gib"),
+        "rows": recipe.get("rows_per_micro_batch"),
+        "accumulation": recipe.get("gradient_accumulation_steps"),
+        "checkpointing": recipe.get("gradient_checkpointing"),
+        "offloading": recipe.get("activation_offloading"),
+        "notes": recipe.get("notes"),
+        "preflight": measured.detail.get("preflight"),
+        "oom_recovered": "recovered from out-of-memory" in log,
+        "first_loss_s": measured.first_loss_s,
+        "losses": measured.losses[:3] + measured.losses[-2:],
     }
 
 
@@ -127,9 +142,11 @@ def print_table(results: list[dict]) -> None:
     print("\nmodel     budget mode  status     rows x acc ckpt  planned  measured  tok/s")
     for r in results:
         plan = f"{r.get('rows')} x {r.get('accumulation')}" if r.get("rows") else "-"
-        print(f"{r['model']:9s} {r['budget']:6s} {r.get('mode', ''):5s} {str(r.get('status')):10s} {plan:10s} "
-              f"{str(r.get('checkpointing')):5s} {r.get('planned_peak_gib')!s:8s} {r.get('measured_peak_gib')!s:9s} "
-              f"{r.get('tokens_per_s')}")
+        print(
+            f"{r['model']:9s} {r['budget']:6s} {r.get('mode', ''):5s} {str(r.get('status')):10s} {plan:10s} "
+            f"{str(r.get('checkpointing')):5s} {r.get('planned_peak_gib')!s:8s} {r.get('measured_peak_gib')!s:9s} "
+            f"{r.get('tokens_per_s')}"
+        )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,7 @@ from supervised_gpu_run import build_model
 
 GIB = 1024**3
 DPO_METRICS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
-GRPO_METRICS = ("reward", "reward_std", "rewards/exact_match/mean", "rewards/length_penalty/mean", "kl",
-                "completions/mean_length")
+GRPO_METRICS = ("reward", "reward_std", "rewards/exact_match/mean", "rewards/length_penalty/mean", "kl", "completions/mean_length")
 
 
 def preference_rows(kit_dataset: Path, count: int, seed: int = 0) -> list[dict]:
@@ -49,8 +48,10 @@ def preference_rows(kit_dataset: Path, count: int, seed: int = 0) -> list[dict]:
 
 def sum_rows(count: int, seed: int = 0) -> list[dict]:
     rng = random.Random(seed)
-    return [{"question": f"What is {a} plus {b}?", "answer": str(a + b)}
-            for a, b in ((rng.randrange(1, 50), rng.randrange(1, 50)) for _ in range(count))]
+    return [
+        {"question": f"What is {a} plus {b}?", "answer": str(a + b)}
+        for a, b in ((rng.randrange(1, 50), rng.randrange(1, 50)) for _ in range(count))
+    ]
 
 
 class GpuMemory:
@@ -62,8 +63,12 @@ class GpuMemory:
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _used(self) -> int:
-        output = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", self.gpu],
-                                capture_output=True, text=True, check=True).stdout
+        output = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", self.gpu],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         return int(output.strip().splitlines()[0]) * 1024**2
 
     def _sample(self) -> None:
@@ -103,17 +108,28 @@ def run(services, request, gpu: str | None, engine: str | None = None) -> dict:
     rates = [value for _, value in series.get(rate_name, [])[1:]]  # the first interval includes warm-up
     watched = DPO_METRICS if request.method == "dpo" else GRPO_METRICS
     return {
-        "method": request.method, "status": final.status, "error": (final.error_text or "")[-1500:],
-        "steps": loss[-1][0] if loss else 0, "seconds": round(time.monotonic() - started, 1),
+        "method": request.method,
+        "status": final.status,
+        "error": (final.error_text or "")[-1500:],
+        "steps": loss[-1][0] if loss else 0,
+        "seconds": round(time.monotonic() - started, 1),
         rate_name: round(sum(rates) / len(rates), 2) if rates else None,
         **peak,
-        "first_loss": loss[0][1] if loss else None, "last_loss": loss[-1][1] if loss else None,
+        "first_loss": loss[0][1] if loss else None,
+        "last_loss": loss[-1][1] if loss else None,
         "first": {name: series[name][0][1] for name in watched if series.get(name)},
         "final": {name: series[name][-1][1] for name in watched if series.get(name)},
-        "preflight": preflight.summary(), "preflight_seconds": round(preflight.seconds, 1),
-        **({"engine": engine, "mean_reward": round(sum(v for _, v in series["reward"]) / len(series["reward"]), 4),
-            "generation_s_per_step": _mean([v for _, v in series.get("generation_s", [])[1:]])}
-           if engine and series.get("reward") else {}),
+        "preflight": preflight.summary(),
+        "preflight_seconds": round(preflight.seconds, 1),
+        **(
+            {
+                "engine": engine,
+                "mean_reward": round(sum(v for _, v in series["reward"]) / len(series["reward"]), 4),
+                "generation_s_per_step": _mean([v for _, v in series.get("generation_s", [])[1:]]),
+            }
+            if engine and series.get("reward")
+            else {}
+        ),
     }
 
 
@@ -150,24 +166,52 @@ def main() -> None:
     model = services.models.add(AddModelRequest(type="project", name="policy", location=str(model_dir)))
     pairs = services.datasets.add(AddDatasetRequest(name="intent-pairs", location=str(work / "pairs.json")))
     sums = services.datasets.add(AddDatasetRequest(name="sums", location=str(work / "sums.jsonl")))
-    prompt = services.prompts.add(AddPromptRequest(name="sum", dataset_id=sums.id, prompt_template="Q: {question}\nA: {answer}",
-                                                   input_template="Q: {question}\nA: ", completion_template="{answer}"))
+    prompt = services.prompts.add(
+        AddPromptRequest(
+            name="sum",
+            dataset_id=sums.id,
+            prompt_template="Q: {question}\nA: {answer}",
+            input_template="Q: {question}\nA: ",
+            completion_template="{answer}",
+        )
+    )
     presets = {p.name: p for p in services.configs.presets()}["modern default"].configs
-    common = {"base_model_id": model.id, "training_mode": "lora", "gpus": "cpu" if args.smoke else args.gpu,
-              "cpu_threads": 2 if args.smoke else None, "train_test_split": 0.95 if args.smoke else 0.99,
-              "training_arguments_config_id": presets["training_arguments"].id, "lora_config_id": presets["lora_config"].id}
+    common = {
+        "base_model_id": model.id,
+        "training_mode": "lora",
+        "gpus": "cpu" if args.smoke else args.gpu,
+        "cpu_threads": 2 if args.smoke else None,
+        "train_test_split": 0.95 if args.smoke else 0.99,
+        "training_arguments_config_id": presets["training_arguments"].id,
+        "lora_config_id": presets["lora_config"].id,
+    }
     logging = {"max_steps": steps, "logging_steps": 1 if args.smoke else 5, "eval_steps": steps, "save_steps": steps}
     dpo = FineTuneRequest(
-        **common, dataset_id=pairs.id, adapter_name="bench-dpo", method="dpo",
+        **common,
+        dataset_id=pairs.id,
+        adapter_name="bench-dpo",
+        method="dpo",
         overrides={**logging, "per_device_train_batch_size": 8 if args.smoke else 32, "max_length": 128, "learning_rate": 5e-5},
         method_settings={"beta": 0.1, "loss_type": "sigmoid"},
     )
     grpo = FineTuneRequest(
-        **common, dataset_id=sums.id, prompt_id=prompt.id, adapter_name="bench-grpo", method="grpo",
-        overrides={**logging, "per_device_train_batch_size": 8 if args.smoke else 64, "per_device_eval_batch_size": 16 if args.smoke else 64,
-                   "learning_rate": 1e-5},
-        method_settings={"num_generations": 4 if args.smoke else 8, "max_completion_length": 8 if args.smoke else 64,
-                         "temperature": 1.0, "beta": 0.04},
+        **common,
+        dataset_id=sums.id,
+        prompt_id=prompt.id,
+        adapter_name="bench-grpo",
+        method="grpo",
+        overrides={
+            **logging,
+            "per_device_train_batch_size": 8 if args.smoke else 64,
+            "per_device_eval_batch_size": 16 if args.smoke else 64,
+            "learning_rate": 1e-5,
+        },
+        method_settings={
+            "num_generations": 4 if args.smoke else 8,
+            "max_completion_length": 8 if args.smoke else 64,
+            "temperature": 1.0,
+            "beta": 0.04,
+        },
         rewards=({"kind": "exact_match", "weight": 1.0}, {"kind": "length_penalty", "weight": 0.2, "target_length": 8}),
     )
     results = [] if args.skip_dpo else [run(services, dpo, gpu)]

@@ -55,10 +55,11 @@ def bodies(model: str, count: int, malformed_every: int, oversize_chars: int, ma
     for index in range(count):
         if malformed_every and index % malformed_every == malformed_every - 1:
             kind = ("not-json", "wrong-shape", "oversized")[(index // malformed_every) % 3]
-            body = {"not-json": b'{"model": "' + model.encode() + b'", "messages": [',
-                    "wrong-shape": json.dumps({"model": model, "messages": "hello"}).encode(),
-                    "oversized": json.dumps({"model": model, "messages": [{"role": "user", "content": "x" * oversize_chars}]}).encode(),
-                    }[kind]
+            body = {
+                "not-json": b'{"model": "' + model.encode() + b'", "messages": [',
+                "wrong-shape": json.dumps({"model": model, "messages": "hello"}).encode(),
+                "oversized": json.dumps({"model": model, "messages": [{"role": "user", "content": "x" * oversize_chars}]}).encode(),
+            }[kind]
         else:
             kind = "valid"
             request = {"model": model, "messages": [{"role": "user", "content": f"Where is my order number {index}?"}]}
@@ -100,20 +101,32 @@ def burst(url: str, model: str, args: argparse.Namespace) -> dict:
     wall = time.monotonic() - started
     stop.set()
     watcher.join()
-    after_status, after_s = post(url, json.dumps({"model": model, "messages": [{"role": "user", "content": "Hello!"}],
-                                                  "max_tokens": 8}).encode(), args.client_timeout)
+    after_status, after_s = post(
+        url,
+        json.dumps({"model": model, "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 8}).encode(),
+        args.client_timeout,
+    )
     valid_ok = [seconds for kind, status, seconds in results if kind == "valid" and status == 200]
     statuses: dict[str, dict[str, int]] = {}
     for kind, status, _ in results:
         statuses.setdefault(kind, {}).setdefault(str(status), 0)
         statuses[kind][str(status)] += 1
-    return {"requests": args.requests, "concurrency": args.concurrency, "malformed_every": args.malformed_every,
-            "oversize_chars": args.oversize_chars, "max_tokens": args.max_tokens, "statuses": statuses,
-            "valid_answered": len(valid_ok), "valid_p50_s": percentile(valid_ok, 0.50), "valid_p99_s": percentile(valid_ok, 0.99),
-            "valid_mean_s": round(statistics.fmean(valid_ok), 3) if valid_ok else None,
-            "all_p99_s": percentile([seconds for _, _, seconds in results], 0.99), "burst_wall_s": round(wall, 2),
-            "health_max_s": round(max(health), 3) if health else None,
-            "after_burst": {"status": after_status, "seconds": round(after_s, 3)}}
+    return {
+        "requests": args.requests,
+        "concurrency": args.concurrency,
+        "malformed_every": args.malformed_every,
+        "oversize_chars": args.oversize_chars,
+        "max_tokens": args.max_tokens,
+        "statuses": statuses,
+        "valid_answered": len(valid_ok),
+        "valid_p50_s": percentile(valid_ok, 0.50),
+        "valid_p99_s": percentile(valid_ok, 0.99),
+        "valid_mean_s": round(statistics.fmean(valid_ok), 3) if valid_ok else None,
+        "all_p99_s": percentile([seconds for _, _, seconds in results], 0.99),
+        "burst_wall_s": round(wall, 2),
+        "health_max_s": round(max(health), 3) if health else None,
+        "after_burst": {"status": after_status, "seconds": round(after_s, 3)},
+    }
 
 
 def wait_for(url: str, timeout_s: float) -> None:
@@ -153,18 +166,38 @@ def start(kind: str, work: Path, threads: int) -> tuple[subprocess.Popen, str, s
         link = serve_dir / "tiny"
         if not link.exists():
             link.symlink_to(model_dir.resolve(), target_is_directory=True)
-        command = [sys.executable, "-m", "transformers.cli.transformers", "serve", "tiny", "--host", "127.0.0.1",
-                   "--port", str(port), "--device", "cpu", "--dtype", "auto"]
+        command = [
+            sys.executable,
+            "-m",
+            "transformers.cli.transformers",
+            "serve",
+            "tiny",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--device",
+            "cpu",
+            "--dtype",
+            "auto",
+        ]
         process = subprocess.Popen(command, cwd=serve_dir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     else:
         from trainer.protocol import ModelSource, ServeSpec, write_spec
 
         run_dir = work / f"run-{int(time.time())}"
         run_dir.mkdir(parents=True)
-        spec = ServeSpec(run_id=run_dir.name, run_dir=str(run_dir), model=ModelSource(str(model_dir)), served_name="tiny",
-                         port=port, cpu_threads=threads)
-        process = subprocess.Popen([sys.executable, "-m", "trainer", "serve", str(write_spec(spec))], cwd=ROOT, env=env,
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        spec = ServeSpec(
+            run_id=run_dir.name, run_dir=str(run_dir), model=ModelSource(str(model_dir)), served_name="tiny", port=port, cpu_threads=threads
+        )
+        process = subprocess.Popen(
+            [sys.executable, "-m", "trainer", "serve", str(write_spec(spec))],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     return process, f"http://127.0.0.1:{port}", "tiny"
 
 

@@ -17,9 +17,17 @@ import tempfile
 import time
 from pathlib import Path
 
-LLAMA_32_1B = dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32,
-                   num_key_value_heads=8, max_position_embeddings=2048, rope_theta=500000.0, tie_word_embeddings=True,
-                   vocab_size=128256)
+LLAMA_32_1B = dict(
+    hidden_size=2048,
+    intermediate_size=8192,
+    num_hidden_layers=16,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    max_position_embeddings=2048,
+    rope_theta=500000.0,
+    tie_word_embeddings=True,
+    vocab_size=128256,
+)
 
 
 def build_model(kit_dir: Path, out: Path) -> Path:
@@ -28,8 +36,13 @@ def build_model(kit_dir: Path, out: Path) -> Path:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     tokenizer = AutoTokenizer.from_pretrained(kit_dir / "model")
-    config = LlamaConfig(**LLAMA_32_1B, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, torch_dtype="bfloat16")
+    config = LlamaConfig(
+        **LLAMA_32_1B,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        torch_dtype="bfloat16",
+    )
     torch.manual_seed(0)
     with torch.device("cuda"):
         model = LlamaForCausalLM(config).to(torch.bfloat16)
@@ -43,21 +56,44 @@ def train(services, registered, name: str, mode: str, steps: int, gpus: str, pro
 
     presets = {p.name: p for p in services.configs.presets()}["modern default"].configs
     request = FineTuneRequest(
-        base_model_id=registered["model"], dataset_id=registered["dataset"], prompt_id=registered["prompt"],
-        adapter_name=name, training_mode=mode, gpus=gpus, num_processes=processes,
-        training_arguments_config_id=presets["training_arguments"].id, lora_config_id=presets["lora_config"].id,
+        base_model_id=registered["model"],
+        dataset_id=registered["dataset"],
+        prompt_id=registered["prompt"],
+        adapter_name=name,
+        training_mode=mode,
+        gpus=gpus,
+        num_processes=processes,
+        training_arguments_config_id=presets["training_arguments"].id,
+        lora_config_id=presets["lora_config"].id,
         bitsandbytes_config_id=presets["bitsandbytes_config"].id if mode == "qlora" else None,
-        overrides={"max_steps": steps, "per_device_train_batch_size": 16, "logging_steps": 5, "eval_steps": steps,
-                   "save_steps": steps, "max_length": 256, "learning_rate": 1e-3},
+        overrides={
+            "max_steps": steps,
+            "per_device_train_batch_size": 16,
+            "logging_steps": 5,
+            "eval_steps": steps,
+            "save_steps": steps,
+            "max_length": 256,
+            "learning_rate": 1e-3,
+        },
     )
     started = time.monotonic()
     run, preflight = services.runs.submit(request)
     final = services.runs.wait(run.id, timeout_s=1500)
     loss = services.runs.metrics(run.id).get("loss", [])
     tokens_per_s = services.runs.metrics(run.id).get("tokens_per_s", [])
-    return {"mode": mode, "gpus": final.gpus, "processes": processes, "status": final.status, "error": (final.error_text or "")[-1500:], "wall_s": round(time.monotonic() - started, 1),
-            "first_loss": loss[0] if loss else None, "last_loss": loss[-1] if loss else None, "points": len(loss),
-            "tokens_per_s_last": tokens_per_s[-1][1] if tokens_per_s else None, "preflight": preflight.summary()}
+    return {
+        "mode": mode,
+        "gpus": final.gpus,
+        "processes": processes,
+        "status": final.status,
+        "error": (final.error_text or "")[-1500:],
+        "wall_s": round(time.monotonic() - started, 1),
+        "first_loss": loss[0] if loss else None,
+        "last_loss": loss[-1] if loss else None,
+        "points": len(loss),
+        "tokens_per_s_last": tokens_per_s[-1][1] if tokens_per_s else None,
+        "preflight": preflight.summary(),
+    }
 
 
 def main() -> None:
@@ -80,11 +116,13 @@ def main() -> None:
     services = open_services(Settings.from_env(work / "home"))
     model = services.models.add(AddModelRequest(type="project", name="llama-1b-shape", location=str(model_dir)))
     dataset = services.datasets.add(AddDatasetRequest(name="intents", location=str(kit.dataset_path)))
-    prompt = services.prompts.add(AddPromptRequest(name="intent", dataset_id=dataset.id, **{
-        k: kit.prompt[k] for k in ("prompt_template", "input_template", "completion_template")}))
+    prompt = services.prompts.add(
+        AddPromptRequest(
+            name="intent", dataset_id=dataset.id, **{k: kit.prompt[k] for k in ("prompt_template", "input_template", "completion_template")}
+        )
+    )
     registered = {"model": model.id, "dataset": dataset.id, "prompt": prompt.id}
-    results = [train(services, registered, f"gpu-{mode}", mode, args.steps, args.gpus, args.processes)
-               for mode in args.modes.split(",")]
+    results = [train(services, registered, f"gpu-{mode}", mode, args.steps, args.gpus, args.processes) for mode in args.modes.split(",")]
     services.close()
     print(json.dumps({"model_parameters": model.num_parameters, "results": results}, default=str))
     os._exit(0)

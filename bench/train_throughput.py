@@ -57,9 +57,23 @@ from train_throughput_runs import (
 )
 
 STEPS = {  # (steps, warm-up steps) per variant on a GPU; the ftapp runs compile flex attention in steps 1-2
-    "seed": (9, 2), "plain TRL": (14, 2), "parity": (20, 2), "ftapp": (14, 3), "ftapp QLoRA": (11, 3), "ftapp 2 GPUs": (14, 3), "ftapp warm": (8, 3),
+    "seed": (9, 2),
+    "plain TRL": (14, 2),
+    "parity": (20, 2),
+    "ftapp": (14, 3),
+    "ftapp QLoRA": (11, 3),
+    "ftapp 2 GPUs": (14, 3),
+    "ftapp warm": (8, 3),
 }
-SMOKE_STEPS = {"seed": (4, 1), "plain TRL": (6, 1), "parity": (6, 1), "ftapp": (5, 1), "ftapp QLoRA": (5, 1), "ftapp 2 GPUs": (5, 1), "ftapp warm": (5, 1)}
+SMOKE_STEPS = {
+    "seed": (4, 1),
+    "plain TRL": (6, 1),
+    "parity": (6, 1),
+    "ftapp": (5, 1),
+    "ftapp QLoRA": (5, 1),
+    "ftapp 2 GPUs": (5, 1),
+    "ftapp warm": (5, 1),
+}
 _RUN_NUMBERS = itertools.count(1)  # adapter names are unique in ftapp
 LEARNING_RATE = 1e-3  # high enough that 30 steps of LoRA on a random model show a clear loss curve
 
@@ -72,24 +86,45 @@ def open_ftapp(work: Path, dataset: Path):
 
     services = open_services(Settings.from_env(work / "home"))
     data = services.datasets.add(AddDatasetRequest(name="lognormal", location=str(dataset)))
-    prompt = services.prompts.add(AddPromptRequest(name="chain", dataset_id=data.id, prompt_template="{question} {answer}",
-                                                   input_template="{question}", completion_template=" {answer}"))
+    prompt = services.prompts.add(
+        AddPromptRequest(
+            name="chain",
+            dataset_id=data.id,
+            prompt_template="{question} {answer}",
+            input_template="{question}",
+            completion_template=" {answer}",
+        )
+    )
     return services, {"dataset": data.id, "prompt": prompt.id}
 
 
-def ftapp_request(services, ids: dict, model_id: str, model_name: str, mode: str, steps: int, device: str,
-                  gpus: int = 1, overrides: dict | None = None):
+def ftapp_request(
+    services, ids: dict, model_id: str, model_name: str, mode: str, steps: int, device: str, gpus: int = 1, overrides: dict | None = None
+):
     from ftapp.runs.fine_tune_request import FineTuneRequest
 
     presets = {p.name: p for p in services.configs.presets()}["modern default"].configs
     return FineTuneRequest(
-        base_model_id=model_id, dataset_id=ids["dataset"], prompt_id=ids["prompt"], adapter_name=f"{model_name}-{mode}-{next(_RUN_NUMBERS)}",
-        training_mode=mode, gpus=",".join(map(str, range(gpus))) if device == "cuda" else "cpu", num_processes=gpus,
-        learning_rate=LEARNING_RATE, train_test_split=1.0,
-        training_arguments_config_id=presets["training_arguments"].id, lora_config_id=presets["lora_config"].id,
+        base_model_id=model_id,
+        dataset_id=ids["dataset"],
+        prompt_id=ids["prompt"],
+        adapter_name=f"{model_name}-{mode}-{next(_RUN_NUMBERS)}",
+        training_mode=mode,
+        gpus=",".join(map(str, range(gpus))) if device == "cuda" else "cpu",
+        num_processes=gpus,
+        learning_rate=LEARNING_RATE,
+        train_test_split=1.0,
+        training_arguments_config_id=presets["training_arguments"].id,
+        lora_config_id=presets["lora_config"].id,
         bitsandbytes_config_id=presets["bitsandbytes_config"].id if mode == "qlora" else None,
-        overrides={"max_steps": steps, "logging_steps": 1, "max_length": 2048, "save_strategy": "no", "eval_strategy": "no",
-                   **(overrides or {})},
+        overrides={
+            "max_steps": steps,
+            "logging_steps": 1,
+            "max_length": 2048,
+            "save_strategy": "no",
+            "eval_strategy": "no",
+            **(overrides or {}),
+        },
     )
 
 
@@ -101,9 +136,21 @@ def use_compile_cache(work: Path, cold: bool) -> str:
     return "cold" if cold else f"shared ({len(list(path.rglob('*')))} files)"
 
 
-def run_ftapp(services, ids: dict, model_id: str, model_name: str, mode: str, flops: float, steps: tuple[int, int],
-              device: str, work: Path, cold: bool, gpus: int = 1, overrides: dict | None = None,
-              warm: bool = False) -> Measured:
+def run_ftapp(
+    services,
+    ids: dict,
+    model_id: str,
+    model_name: str,
+    mode: str,
+    flops: float,
+    steps: tuple[int, int],
+    device: str,
+    work: Path,
+    cold: bool,
+    gpus: int = 1,
+    overrides: dict | None = None,
+    warm: bool = False,
+) -> Measured:
     """A run submitted through ftapp's services and supervised to the end, measured from its events."""
     from trainer.protocol import PROGRESS, STARTED, read_events
 
@@ -122,8 +169,12 @@ def run_ftapp(services, ids: dict, model_id: str, model_name: str, mode: str, fl
     result.peak_gib = round(poller.stop(), 2) if device == "cuda" else None
     events = read_events(Path(final.run_dir) / "events.jsonl").events
     recipe_path = Path(final.run_dir) / "recipe.json"
-    result.detail.update(status=final.status, run_dir=final.run_dir, preflight=preflight.summary(),
-                         recipe=json.loads(recipe_path.read_text()) if recipe_path.exists() else None)
+    result.detail.update(
+        status=final.status,
+        run_dir=final.run_dir,
+        preflight=preflight.summary(),
+        recipe=json.loads(recipe_path.read_text()) if recipe_path.exists() else None,
+    )
     log = Path(final.run_dir) / "trainer.log"
     text = log.read_text(errors="replace") if log.exists() else ""
     result.detail["log_tail"] = text[-2500:] or None
@@ -241,31 +292,54 @@ def profile_ftapp(services, request, work: Path, flops: float, warmup: int = 3, 
     del run, clock
     gc.collect()
     torch.cuda.empty_cache()
-    return {"setup_s": round(setup_s, 1), "first_step_s": round(times[0] - train_started, 1),
-            "step_s": [round(b - a, 2) for a, b in zip(times, times[1:])],
-            "wall_ms": round(wall_us / 1e3, 1), "busy_ms": round(sum(families.values()) / 1e3, 1),
-            "tokens": tokens, "mfu": round(tokens / (wall_us / 1e6) * flops / 790e12, 4),
-            "families_ms": {k: round(v / 1e3, 1) for k, v in sorted(families.items(), key=lambda kv: -kv[1])},
-            "top_kernels": [(round(us / 1e3, 1), name, count) for us, name, count in kernels[:14]],
-            "first_step_by_self_s": by_self, "first_step_by_cumulative_s": by_cumulative,
-            "compile_times": str(compile_times)[-3000:]}
+    return {
+        "setup_s": round(setup_s, 1),
+        "first_step_s": round(times[0] - train_started, 1),
+        "step_s": [round(b - a, 2) for a, b in zip(times, times[1:])],
+        "wall_ms": round(wall_us / 1e3, 1),
+        "busy_ms": round(sum(families.values()) / 1e3, 1),
+        "tokens": tokens,
+        "mfu": round(tokens / (wall_us / 1e6) * flops / 790e12, 4),
+        "families_ms": {k: round(v / 1e3, 1) for k, v in sorted(families.items(), key=lambda kv: -kv[1])},
+        "top_kernels": [(round(us / 1e3, 1), name, count) for us, name, count in kernels[:14]],
+        "first_step_by_self_s": by_self,
+        "first_step_by_cumulative_s": by_cumulative,
+        "compile_times": str(compile_times)[-3000:],
+    }
 
 
-VARIANTS = {"ftapp": "ftapp", "ftapp-cold": "ftapp", "ftapp-warm": "ftapp warm", "ftapp-2gpu": "ftapp 2 GPUs", "qlora": "ftapp QLoRA", "seed": "seed", "trl": "plain TRL",
-            "parity": "parity", "profile": "profile"}
+VARIANTS = {
+    "ftapp": "ftapp",
+    "ftapp-cold": "ftapp",
+    "ftapp-warm": "ftapp warm",
+    "ftapp-2gpu": "ftapp 2 GPUs",
+    "qlora": "ftapp QLoRA",
+    "seed": "seed",
+    "trl": "plain TRL",
+    "parity": "parity",
+    "profile": "profile",
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--plan", default="llama-1b:ftapp-cold,seed,parity;llama-8b:ftapp-cold,seed,trl,qlora,profile",
-                        help=f"MODEL:VARIANT,...;... in run order; variants: {', '.join(VARIANTS)} (ftapp-cold: empty compile "
-                             "caches, as on a user's first run; the others share the bench's cache, as on later runs)")
+    parser.add_argument(
+        "--plan",
+        default="llama-1b:ftapp-cold,seed,parity;llama-8b:ftapp-cold,seed,trl,qlora,profile",
+        help=f"MODEL:VARIANT,...;... in run order; variants: {', '.join(VARIANTS)} (ftapp-cold: empty compile "
+        "caches, as on a user's first run; the others share the bench's cache, as on later runs)",
+    )
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--deadline-s", type=float, default=540, help="start no variant after this many seconds")
     parser.add_argument("--out", default=os.environ.get("OUT") or ".")
     parser.add_argument("--smoke", action="store_true", help="tiny model on the CPU: every code path, no numbers")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
-                        help="a training argument for the ftapp variants, e.g. max_tokens_per_batch=32768")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="a training argument for the ftapp variants, e.g. max_tokens_per_batch=32768",
+    )
     args = parser.parse_args()
     began = time.monotonic()
     overrides = {key: json.loads(value) for key, _, value in (item.partition("=") for item in args.set)}
@@ -290,10 +364,14 @@ def main() -> None:
 
     def record(result: Measured) -> None:
         results.append(result)
-        Path(args.out, "train_throughput.json").write_text(json.dumps(
-            {"results": [asdict(r) for r in results], "models": info, "profiles": profiles}, indent=1, default=str))
-        print(f"[{time.monotonic() - began:5.0f}s] {result.model} {result.variant}: {result.tokens_per_s} tok/s "
-              f"mfu={result.mfu} peak={result.peak_gib} first_loss={result.first_loss_s}s error={result.error}", flush=True)
+        Path(args.out, "train_throughput.json").write_text(
+            json.dumps({"results": [asdict(r) for r in results], "models": info, "profiles": profiles}, indent=1, default=str)
+        )
+        print(
+            f"[{time.monotonic() - began:5.0f}s] {result.model} {result.variant}: {result.tokens_per_s} tok/s "
+            f"mfu={result.mfu} peak={result.peak_gib} first_loss={result.first_loss_s}s error={result.error}",
+            flush=True,
+        )
 
     from ftapp.models.service import AddModelRequest
 
@@ -314,10 +392,23 @@ def main() -> None:
                 continue
             try:
                 if variant.startswith("ftapp"):
-                    measured = [run_ftapp(services, ids, model_id, name, "qlora" if key == "qlora" else "lora", flops,
-                                          steps[variant], device, work, cold=key == "ftapp-cold",
-                                          gpus=2 if key == "ftapp-2gpu" else 1, overrides=overrides,
-                                          warm=key == "ftapp-warm")]
+                    measured = [
+                        run_ftapp(
+                            services,
+                            ids,
+                            model_id,
+                            name,
+                            "qlora" if key == "qlora" else "lora",
+                            flops,
+                            steps[variant],
+                            device,
+                            work,
+                            cold=key == "ftapp-cold",
+                            gpus=2 if key == "ftapp-2gpu" else 1,
+                            overrides=overrides,
+                            warm=key == "ftapp-warm",
+                        )
+                    ]
                 elif variant == "profile":
                     use_compile_cache(work, cold=False)
                     request = ftapp_request(services, ids, model_id, name, "lora", 5, device)
@@ -336,8 +427,7 @@ def main() -> None:
     os._exit(0)  # the supervisor's threads and CUDA teardown are of no interest here
 
 
-def run_baseline(variant: str, name: str, model_dir: Path, rows: list, steps: tuple[int, int], flops: float,
-                 device: str) -> list[Measured]:
+def run_baseline(variant: str, name: str, model_dir: Path, rows: list, steps: tuple[int, int], flops: float, device: str) -> list[Measured]:
     from trainer.model_loading import detect_device
     from trainer.training_arguments import resolve_training
 
@@ -345,30 +435,62 @@ def run_baseline(variant: str, name: str, model_dir: Path, rows: list, steps: tu
     trl_defaults = {"max_length": 2048, "learning_rate": LEARNING_RATE, "lr_scheduler_type": "constant"}
     if variant == "seed":
         seed_lora = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}
-        sft = {"per_device_train_batch_size": 1, "gradient_accumulation_steps": 4, "max_grad_norm": 0.3, "max_length": 2048,
-               "learning_rate": 2e-4, "lr_scheduler_type": "constant", "activation_checkpointing": False,
-               "optim": "paged_adamw_32bit" if device == "cuda" else "adamw_torch"}
+        sft = {
+            "per_device_train_batch_size": 1,
+            "gradient_accumulation_steps": 4,
+            "max_grad_norm": 0.3,
+            "max_length": 2048,
+            "learning_rate": 2e-4,
+            "lr_scheduler_type": "constant",
+            "activation_checkpointing": False,
+            "optim": "paged_adamw_32bit" if device == "cuda" else "adamw_torch",
+        }
         return [run_trl(variant, name, model_dir, rows, sft=sft, lora=seed_lora, quantized=device == "cuda", **common)]
     if variant == "plain TRL":
         return [run_trl(variant, name, model_dir, rows, sft=trl_defaults, lora=LORA_R16_ALL, **common)]
     if variant == "parity":  # plain TRL's batches and settings through ftapp's kernel choices
         plain = run_trl("plain TRL", name, model_dir, rows, sft=trl_defaults, lora=LORA_R16_ALL, **common)
         caps = detect_device(device)
-        resolved = resolve_training({"padding_free": True, "optim": "adamw_torch_fused", "max_length": 2048}, caps,
-                                    training_mode="lora", output_dir="unused", has_validation=False,
-                                    completion_only_loss=True, assistant_only_loss=False)
+        resolved = resolve_training(
+            {"padding_free": True, "optim": "adamw_torch_fused", "max_length": 2048},
+            caps,
+            training_mode="lora",
+            output_dir="unused",
+            has_validation=False,
+            completion_only_loss=True,
+            assistant_only_loss=False,
+        )
         padding_free = bool(resolved.config.get("padding_free"))
-        sft = {**trl_defaults, "padding_free": padding_free, "optim": resolved.config["optim"],
-               "activation_checkpointing": False, **({"max_length": None} if padding_free else {})}
-        ours = run_trl(variant, name, model_dir, rows, sft=sft, lora=LORA_R16_ALL, attn=resolved.attn_implementation,
-                       liger=resolved.config["use_liger_kernel"], fused_adapters=True, **common)
+        sft = {
+            **trl_defaults,
+            "padding_free": padding_free,
+            "optim": resolved.config["optim"],
+            "activation_checkpointing": False,
+            **({"max_length": None} if padding_free else {}),
+        }
+        ours = run_trl(
+            variant,
+            name,
+            model_dir,
+            rows,
+            sft=sft,
+            lora=LORA_R16_ALL,
+            attn=resolved.attn_implementation,
+            liger=resolved.config["use_liger_kernel"],
+            fused_adapters=True,
+            **common,
+        )
         pairs = list(zip(plain.losses, ours.losses))
         diffs = [abs(a - b) / abs(a) for a, b in pairs if a]
-        ours.detail.update(attn=resolved.attn_implementation, plain_losses=plain.losses, steps_compared=len(pairs),
-                           max_rel_diff=round(max(diffs), 4) if diffs else None,
-                           mean_rel_diff=round(sum(diffs) / len(diffs), 4) if diffs else None,
-                           grad_norms_nonzero=bool(ours.grad_norms) and all(g > 0 for g in ours.grad_norms),
-                           passed=bool(diffs) and max(diffs) <= 0.02 and all(g > 0 for g in ours.grad_norms))
+        ours.detail.update(
+            attn=resolved.attn_implementation,
+            plain_losses=plain.losses,
+            steps_compared=len(pairs),
+            max_rel_diff=round(max(diffs), 4) if diffs else None,
+            mean_rel_diff=round(sum(diffs) / len(diffs), 4) if diffs else None,
+            grad_norms_nonzero=bool(ours.grad_norms) and all(g > 0 for g in ours.grad_norms),
+            passed=bool(diffs) and max(diffs) <= 0.02 and all(g > 0 for g in ours.grad_norms),
+        )
         return [plain, ours]
     raise ValueError(f"unknown variant {variant!r}")
 

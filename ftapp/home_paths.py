@@ -44,14 +44,18 @@ def inside(path: str | Path, roots: Iterable[str | Path], strictly: bool = False
     return None
 
 
-def require_inside(settings: Settings, path: str | Path, what: str, field: str = "path", *,
-                   within: Path | None = None, rule: Rule = PATH_RULE) -> Path:
+def require_inside(
+    settings: Settings, path: str | Path, what: str, field: str = "path", *, within: Path | None = None, rule: Rule = PATH_RULE
+) -> Path:
     """``path`` resolved inside the home or an allowed root (strictly below ``within``, when given), else DB-003."""
     roots = (within,) if within is not None else home_roots(settings)
     resolved = inside(path, roots, strictly=within is not None)
     if resolved is None:
-        where = f"below {within}" if within is not None else "inside the home " + str(settings.home) + (
-            " or an allowed root" if settings.allowed_roots else "")
+        where = (
+            f"below {within}"
+            if within is not None
+            else "inside the home " + str(settings.home) + (" or an allowed root" if settings.allowed_roots else "")
+        )
         raise ValidationError(Problem(rule, f"{what}: {str(path)[:300]!r} does not resolve {where}", field))
     return resolved
 

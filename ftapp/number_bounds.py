@@ -41,8 +41,11 @@ class Bound:
     def text(self) -> str:
         if self.whole:
             return f"a whole number from {_shown(int(self.low))} to {_shown(int(self.high))}"
-        return f"a number > {_shown(self.low)} and <= {_shown(self.high)}" if self.low_open else (
-            f"a number from {_shown(self.low)} to {_shown(self.high)}")
+        return (
+            f"a number > {_shown(self.low)} and <= {_shown(self.high)}"
+            if self.low_open
+            else (f"a number from {_shown(self.low)} to {_shown(self.high)}")
+        )
 
     def allows(self, value: Any) -> bool:
         if isinstance(value, bool) or not isinstance(value, int if self.whole else (int, float)):

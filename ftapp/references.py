@@ -42,8 +42,9 @@ def resolve_reference(kind: str, reference: str, records: Iterable[Referable], f
         if matches:
             raise ValidationError(Problem(rules.REFERENCE, _ambiguity(kind, reference, how, matches), field))
     if any(record.id.startswith(reference) for record in candidates):
-        raise ValidationError(Problem(
-            rules.REFERENCE, f"{kind} id prefix '{reference}' is too short: give at least {MIN_PREFIX} characters of the id", field))
+        raise ValidationError(
+            Problem(rules.REFERENCE, f"{kind} id prefix '{reference}' is too short: give at least {MIN_PREFIX} characters of the id", field)
+        )
     return reference
 
 

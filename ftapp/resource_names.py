@@ -35,8 +35,9 @@ def adapter_name_problem(rule: Rule, name: str | None, field: str) -> Problem | 
     """The one adapter-name rule (``fullmatch``: a trailing newline does not slip past ``$``)."""
     if is_adapter_name(name):
         return None
-    return Problem(rule, f"{field} must match {ADAPTER_NAME_PATTERN} and be 1-{ADAPTER_NAME_MAX} characters "
-                            f"(got {shown_value(name)})", field)
+    return Problem(
+        rule, f"{field} must match {ADAPTER_NAME_PATTERN} and be 1-{ADAPTER_NAME_MAX} characters (got {shown_value(name)})", field
+    )
 
 
 def name_problem(rule: Rule, name: str, field: str = "name") -> Problem | None:

@@ -84,10 +84,7 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
 def redact_mapping(value: Any) -> Any:
     """Replace the values of secret-looking keys anywhere in a JSON-like structure."""
     if isinstance(value, dict):
-        return {
-            k: (REDACTED if SECRET_KEY.search(str(k)) and v not in (None, "") else redact_mapping(v))
-            for k, v in value.items()
-        }
+        return {k: (REDACTED if SECRET_KEY.search(str(k)) and v not in (None, "") else redact_mapping(v)) for k, v in value.items()}
     if isinstance(value, list):
         return [redact_mapping(v) for v in value]
     return value

@@ -68,10 +68,17 @@ def open_services(settings: Settings) -> Services:
     supervisor = Supervisor(settings, db, adapters, models)
     supervisor.backfill_outcomes()  # rows of runs ingested before revision 0006: their events are read once
     return Services(
-        settings=settings, db=db, datasets=datasets, models=models, adapters=adapters,
-        prompts=prompts, configs=configs, database=DatabaseTransfer(db, settings),
+        settings=settings,
+        db=db,
+        datasets=datasets,
+        models=models,
+        adapters=adapters,
+        prompts=prompts,
+        configs=configs,
+        database=DatabaseTransfer(db, settings),
         demo=DemoInstaller(settings, models, datasets, prompts),
-        hf_token=HfToken(settings.secrets_dir), supervisor=supervisor,
+        hf_token=HfToken(settings.secrets_dir),
+        supervisor=supervisor,
         runs=RunService(settings, db, datasets, supervisor),
         comparisons=ComparisonService(settings, db, datasets, supervisor),
         evaluations=EvaluationService(settings, db, supervisor),

@@ -39,10 +39,17 @@ def visitor_services(services: Services, visitor: Visitor) -> Services:
     settings, db, supervisor = services.settings, services.db, services.supervisor
     datasets = DatasetService(settings, db, visitor)
     return Services(
-        settings=settings, db=db, datasets=datasets, models=ModelService(settings, db, visitor),
-        adapters=AdapterService(settings, db, visitor), prompts=PromptService(db, datasets, visitor),
-        configs=ConfigService(db, visitor), database=DatabaseTransfer(db, settings, visitor), demo=services.demo,
-        hf_token=HfToken(settings.secrets_dir, visitor), supervisor=supervisor,
+        settings=settings,
+        db=db,
+        datasets=datasets,
+        models=ModelService(settings, db, visitor),
+        adapters=AdapterService(settings, db, visitor),
+        prompts=PromptService(db, datasets, visitor),
+        configs=ConfigService(db, visitor),
+        database=DatabaseTransfer(db, settings, visitor),
+        demo=services.demo,
+        hf_token=HfToken(settings.secrets_dir, visitor),
+        supervisor=supervisor,
         runs=RunService(settings, db, datasets, supervisor, visitor),
         comparisons=ComparisonService(settings, db, datasets, supervisor, visitor=visitor),
         evaluations=EvaluationService(settings, db, supervisor, visitor),

@@ -78,8 +78,13 @@ TABLES: tuple[TableSpec, ...] = (
     # The surrogate integer id of a metric point means nothing outside one database.
     TableSpec("metric_points", MetricPointRow, (("run_id", "name", "step"),), {"run_id": "runs"}, False),
     TableSpec("artifacts", ArtifactRow, (("id",),), {"run_id": "runs"}),
-    TableSpec("evaluation_combinations", EvaluationCombinationRow, (("run_id", "position"),),
-              {"run_id": "runs", "model_id": "models", "adapter_id": "adapters"}, False),
+    TableSpec(
+        "evaluation_combinations",
+        EvaluationCombinationRow,
+        (("run_id", "position"),),
+        {"run_id": "runs", "model_id": "models", "adapter_id": "adapters"},
+        False,
+    ),
     TableSpec("evaluation_answers", EvaluationAnswerRow, (("run_id", "position", "row_index"),), {"run_id": "runs"}, False),
     TableSpec("evaluation_scores", EvaluationScoreRow, (("run_id", "position", "metric"),), {"run_id": "runs"}, False),
     TableSpec("evaluation_verdicts", EvaluationVerdictRow, (("run_id", "position", "row_index"),), {"run_id": "runs"}, False),
@@ -151,7 +156,7 @@ def _type_problem(spec: TableSpec, column: str, value: Any) -> str | None:
 def check_snapshot(data: Any) -> dict[str, list[dict[str, Any]]]:
     """The export's rows by table, once its format, tables, columns and value types are right; else SnapshotError."""
     if not isinstance(data, dict) or data.get("format") != SNAPSHOT_FORMAT:
-        raise SnapshotError(f"not an ftapp database export (expected \"format\": \"{SNAPSHOT_FORMAT}\")")
+        raise SnapshotError(f'not an ftapp database export (expected "format": "{SNAPSHOT_FORMAT}")')
     revision = data.get("schema_revision")
     if revision != head_revision() and revision not in READABLE_REVISIONS:
         raise SnapshotError(
@@ -160,7 +165,7 @@ def check_snapshot(data: Any) -> dict[str, list[dict[str, Any]]]:
         )
     tables = data.get("tables")
     if not isinstance(tables, dict):
-        raise SnapshotError("\"tables\" must be an object of table name -> list of rows")
+        raise SnapshotError('"tables" must be an object of table name -> list of rows')
     known = {spec.name for spec in TABLES}
     unknown = sorted(set(tables) - known)
     if unknown:
@@ -179,8 +184,7 @@ def check_snapshot(data: Any) -> dict[str, list[dict[str, Any]]]:
             missing = [k for keys in spec.unique_keys for k in keys if row.get(k) is None]
             if missing:
                 raise SnapshotError(f"{spec.name} row {index}: missing {', '.join(missing)}")
-            wrong = [f"{column} {problem}" for column, value in row.items()
-                     if (problem := _type_problem(spec, column, value))]
+            wrong = [f"{column} {problem}" for column, value in row.items() if (problem := _type_problem(spec, column, value))]
             if wrong:
                 raise SnapshotError(f"{spec.name} row {index}: {'; '.join(wrong)}")
     return {spec.name: tables.get(spec.name, []) for spec in TABLES}

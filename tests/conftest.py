@@ -60,10 +60,15 @@ def registered(services: Services, demo_kit) -> Registered:
     """The demo kit's model, dataset and prompt registered through the real services."""
     model = services.models.add(AddModelRequest(type="project", name="tiny", location=str(demo_kit.model_dir)))
     dataset = services.datasets.add(AddDatasetRequest(name="intents", location=str(demo_kit.dataset_path)))
-    prompt = services.prompts.add(AddPromptRequest(
-        name="intent-prompt", dataset_id=dataset.id, prompt_template=demo_kit.prompt["prompt_template"],
-        input_template=demo_kit.prompt["input_template"], completion_template=demo_kit.prompt["completion_template"],
-    ))
+    prompt = services.prompts.add(
+        AddPromptRequest(
+            name="intent-prompt",
+            dataset_id=dataset.id,
+            prompt_template=demo_kit.prompt["prompt_template"],
+            input_template=demo_kit.prompt["input_template"],
+            completion_template=demo_kit.prompt["completion_template"],
+        )
+    )
     return Registered(model, dataset, prompt)
 
 
@@ -78,8 +83,7 @@ def random_adapter(demo_kit, tmp_path_factory):
         from transformers import AutoModelForCausalLM
 
         out = tmp_path_factory.mktemp(f"random-adapter-{seed}")
-        model = get_peft_model(AutoModelForCausalLM.from_pretrained(demo_kit.model_dir),
-                               LoraConfig(r=4, target_modules="all-linear"))
+        model = get_peft_model(AutoModelForCausalLM.from_pretrained(demo_kit.model_dir), LoraConfig(r=4, target_modules="all-linear"))
         generator = torch.Generator().manual_seed(seed)
         for name, parameter in model.named_parameters():
             if "lora_B" in name:

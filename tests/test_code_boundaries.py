@@ -1,4 +1,4 @@
-"""The import arrows of DESIGN.md (import-linter contracts in pyproject.toml), ruff and mypy, as tests,
+"""The import arrows of DESIGN.md (import-linter contracts in pyproject.toml), ruff (lint and format) and mypy, as tests,
 so that the README's one test command checks them too."""
 
 from __future__ import annotations
@@ -23,6 +23,12 @@ def test_import_contracts_are_kept():
 
 def test_ruff_is_clean():
     result = run("ruff", "check", ".")
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_ruff_format_is_clean():
+    """One layout, written by the formatter: `ruff format .` fixes what this finds."""
+    result = run("ruff", "format", "--check", ".")
     assert result.returncode == 0, result.stdout[-3000:]
 
 

@@ -96,7 +96,7 @@ def test_the_spaces_files_agree_with_the_project():
     assert front, "the README starts with the Spaces front matter"
     fields = dict(line.split(":", 1) for line in front.group(1).splitlines() if ":" in line)
     assert fields["sdk"].strip() == "gradio" and (ROOT / fields["app_file"].strip()).is_file()
-    assert readme[front.end():].lstrip().startswith("# ftapp")
+    assert readme[front.end() :].lstrip().startswith("# ftapp")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
     lines = [line for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines() if line and not line.startswith("#")]
     assert lines[0].startswith("torch==") and lines[1:] == [d for d in project if not d.startswith("torch")]

@@ -39,8 +39,12 @@ def test_ui_and_a_built_page_leave_the_training_stack_unimported(tmp_path: Path)
         "print(json.dumps({'import': after_import, 'build': after_build, 'gradio': 'gradio' in sys.modules}))\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "home")], cwd=ROOT, env=child_env(),
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "-c", code, str(tmp_path / "home")],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
     assert result.returncode == 0, result.stderr
@@ -69,14 +73,21 @@ def test_ui_modules_import_only_gradio_pandas_plotly_and_ftapp() -> None:
     assert set(found) <= UI_MAY_IMPORT, {k: v for k, v in found.items() if k not in UI_MAY_IMPORT}
 
 
-@pytest.mark.parametrize("args, reason", [
-    (["--share"], "--share publishes a public link"),
-    (["--host", "0.0.0.0"], "--host 0.0.0.0 listens beyond this machine"),
-])
+@pytest.mark.parametrize(
+    "args, reason",
+    [
+        (["--share"], "--share publishes a public link"),
+        (["--host", "0.0.0.0"], "--host 0.0.0.0 listens beyond this machine"),
+    ],
+)
 def test_exposing_the_app_without_auth_is_refused(tmp_path: Path, args: list[str], reason: str) -> None:
     result = subprocess.run(
         [sys.executable, "launch.py", "--home", str(tmp_path / "home"), "--no-demo", *args],
-        cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
     assert result.returncode == 2
@@ -99,7 +110,10 @@ def test_the_app_serves_its_page(tmp_path: Path, record_property) -> None:
     with open(log_path, "w", encoding="utf-8") as log:
         process = subprocess.Popen(
             [sys.executable, "launch.py", "--home", str(home), "--port", str(port), "--no-demo"],
-            cwd=ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=child_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         status, page = None, ""

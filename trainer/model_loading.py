@@ -31,13 +31,30 @@ from trainer.training_arguments import VARLEN_ATTENTION, DeviceCaps, ModelShape,
 from trainer.varlen_attention import is_available as varlen_available
 from trainer.varlen_attention import register as register_varlen_attention
 
-LORA_SETTINGS = frozenset({
-    "r", "lora_alpha", "lora_dropout", "bias", "task_type", "target_modules", "use_rslora", "use_dora", "modules_to_save",
-})
-BITSANDBYTES_SETTINGS = frozenset({
-    "load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type", "bnb_4bit_compute_dtype", "bnb_4bit_use_double_quant",
-    "bnb_4bit_quant_storage", "quant_method",
-})
+LORA_SETTINGS = frozenset(
+    {
+        "r",
+        "lora_alpha",
+        "lora_dropout",
+        "bias",
+        "task_type",
+        "target_modules",
+        "use_rslora",
+        "use_dora",
+        "modules_to_save",
+    }
+)
+BITSANDBYTES_SETTINGS = frozenset(
+    {
+        "load_in_4bit",
+        "load_in_8bit",
+        "bnb_4bit_quant_type",
+        "bnb_4bit_compute_dtype",
+        "bnb_4bit_use_double_quant",
+        "bnb_4bit_quant_storage",
+        "quant_method",
+    }
+)
 
 
 def local_rank() -> int:
@@ -61,8 +78,7 @@ def detect_device(requested: str) -> DeviceCaps:
         flash_attention=find_spec("flash_attn") is not None,
         liger=find_spec("liger_kernel") is not None and find_spec("triton") is not None,
         # flex_attention's Triton kernels need Ampere or later (and torch >= 2.5, which ships the module).
-        flex_attention=find_spec("torch.nn.attention.flex_attention") is not None
-        and torch.cuda.get_device_capability(rank) >= (8, 0),
+        flex_attention=find_spec("torch.nn.attention.flex_attention") is not None and torch.cuda.get_device_capability(rank) >= (8, 0),
         varlen_attention=varlen_available() and torch.cuda.get_device_capability(rank) >= (8, 0),
         # The plan counts this process's CUDA context, which mem_get_info has just created: count it as free, as the
         # preflight (nvidia-smi, before the process) does, so both plan with the same memory.
@@ -163,8 +179,7 @@ def _fused_lora_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -
     name = self.active_adapters[0] if len(self.active_adapters) == 1 else None
     lora_a = self.lora_A[name] if name in self.lora_A else None
     autocast = torch.is_autocast_enabled(x.device.type)
-    if (args or kwargs or self.disable_adapters or self.merged or lora_a is None
-            or not (autocast or x.dtype == lora_a.weight.dtype)):
+    if args or kwargs or self.disable_adapters or self.merged or lora_a is None or not (autocast or x.dtype == lora_a.weight.dtype):
         return type(self).forward(self, x, *args, **kwargs)
     result = self.base_layer(x)
     hidden = torch.nn.functional.linear(x, lora_a.weight)

@@ -34,9 +34,11 @@ class Recovery:
 
     @property
     def note(self) -> str:
-        return (f"recovered from out-of-memory at step {self.step}: micro-batches of {self.rows} rows accumulated "
-                f"{self.accumulation}x instead of {self.rows_before} x {self.accumulation_before} (the same "
-                f"{self.rows * self.accumulation} rows per optimizer step)")
+        return (
+            f"recovered from out-of-memory at step {self.step}: micro-batches of {self.rows} rows accumulated "
+            f"{self.accumulation}x instead of {self.rows_before} x {self.accumulation_before} (the same "
+            f"{self.rows * self.accumulation} rows per optimizer step)"
+        )
 
 
 def smaller_micro_batch(rows: int, accumulation: int) -> tuple[int, int] | None:

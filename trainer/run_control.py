@@ -58,5 +58,7 @@ def injected_faults(environ: Mapping[str, str]) -> list[TrainerCallback]:
     name, _, argument = value.partition("=")
     if name in ("cuda_oom_at_step", "cuda_oom_once_at_step") and argument.isdigit() and int(argument) >= 1:
         return [OutOfMemoryAtStep(int(argument), once=name == "cuda_oom_once_at_step")]
-    raise ValueError(f"{FAULT_ENV}={value!r} is not a known fault; expected cuda_oom_at_step=N or cuda_oom_once_at_step=N "
-                     f"with N >= 1, or {IGNORE_SIGTERM}")
+    raise ValueError(
+        f"{FAULT_ENV}={value!r} is not a known fault; expected cuda_oom_at_step=N or cuda_oom_once_at_step=N "
+        f"with N >= 1, or {IGNORE_SIGTERM}"
+    )

@@ -32,8 +32,9 @@ class RunEvents(TrainerCallback):
     """``method_metrics``: DPO and GRPO progress events also carry every other number TRL logged, under
     ``metrics``; ``items_per_step`` (name, count) adds the rate of those items, e.g. ("pairs_per_s", 16)."""
 
-    def __init__(self, events: EventSink, facts: dict[str, Any], *, method_metrics: bool = False,
-                 items_per_step: tuple[str, int] | None = None):
+    def __init__(
+        self, events: EventSink, facts: dict[str, Any], *, method_metrics: bool = False, items_per_step: tuple[str, int] | None = None
+    ):
         self.events = events
         self.facts = facts  # fields of ``started`` known before training: rows, device, MLflow run id
         self.method_metrics = method_metrics
@@ -59,8 +60,9 @@ class RunEvents(TrainerCallback):
             resumed_from_step=state.global_step or None,
         )
 
-    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: dict[str, Any] | None = None,
-               **kwargs: Any) -> None:
+    def on_log(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         if not logs or "loss" not in logs:  # eval and end-of-training summaries have no training loss
             return
         now = time.monotonic()
@@ -89,8 +91,7 @@ class RunEvents(TrainerCallback):
         )
 
     def _method_metrics(self, logs: dict[str, Any], step: int, now: float) -> dict[str, float]:
-        metrics = {key: number for key, value in logs.items()
-                   if key not in PROGRESS_LOG_KEYS and (number := finite(value)) is not None}
+        metrics = {key: number for key, value in logs.items() if key not in PROGRESS_LOG_KEYS and (number := finite(value)) is not None}
         last_time, last_step = self._last_step
         if self.items_per_step and step > last_step and now > last_time:
             name, count = self.items_per_step
@@ -98,8 +99,9 @@ class RunEvents(TrainerCallback):
         self._last_step = (now, step)
         return metrics
 
-    def on_evaluate(self, args: TrainingArguments, state: TrainerState, control: TrainerControl,
-                    metrics: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def on_evaluate(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, metrics: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         metrics = metrics or {}
         extra = {key: finite(value) for key, value in metrics.items() if key.startswith("eval_") and key not in SPEED_METRICS}
         extra.pop("eval_loss", None)

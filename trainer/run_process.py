@@ -45,8 +45,9 @@ def spec_reader(kind: type[S]) -> Callable[[Path], S]:
     return read
 
 
-def main(verb: str, spec_path: str, read: Callable[[Path], S], check: Callable[[S], None],
-         body: Callable[[S, Any, Cancellation], bool]) -> NoReturn:
+def main(
+    verb: str, spec_path: str, read: Callable[[Path], S], check: Callable[[S], None], body: Callable[[S, Any, Cancellation], bool]
+) -> NoReturn:
     """Run ``body(spec, events, cancellation)`` (True: finished, False: cancelled) and exit with the contract's status."""
     # A local studio has no business pinging the hub about which model ran.
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -59,8 +60,14 @@ def main(verb: str, spec_path: str, read: Callable[[Path], S], check: Callable[[
     os._exit(code)
 
 
-def run(verb: str, spec_path: Path, read: Callable[[Path], S], check: Callable[[S], None],
-        body: Callable[[S, Any, Cancellation], bool], cancellation: Cancellation) -> int:
+def run(
+    verb: str,
+    spec_path: Path,
+    read: Callable[[Path], S],
+    check: Callable[[S], None],
+    body: Callable[[S, Any, Cancellation], bool],
+    cancellation: Cancellation,
+) -> int:
     try:
         spec = read(spec_path)
         spec = replace(spec, device=placed_device(spec.device))  # type: ignore[type-var]

@@ -37,11 +37,21 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 def run_params(spec: TrainSpec, notes: list[str]) -> dict[str, str]:
     params: dict[str, Any] = {
-        "run_id": spec.run_id, "method": spec.method, "training_mode": spec.training_mode, "device": spec.device,
-        "adapter_name": spec.adapter_name, "model.source": spec.model.source, "model.revision": spec.model.revision,
-        "data.kind": spec.data.kind, "data.path": spec.data.path, "data.hub_name": spec.data.hub_name,
-        "data.format": spec.data.format, "data.fraction": spec.data.fraction, "data.train_split": spec.data.train_split,
-        "data.seed": spec.data.seed, "resume_from": spec.resume_from,
+        "run_id": spec.run_id,
+        "method": spec.method,
+        "training_mode": spec.training_mode,
+        "device": spec.device,
+        "adapter_name": spec.adapter_name,
+        "model.source": spec.model.source,
+        "model.revision": spec.model.revision,
+        "data.kind": spec.data.kind,
+        "data.path": spec.data.path,
+        "data.hub_name": spec.data.hub_name,
+        "data.format": spec.data.format,
+        "data.fraction": spec.data.fraction,
+        "data.train_split": spec.data.train_split,
+        "data.seed": spec.data.seed,
+        "resume_from": spec.resume_from,
     }
     params.update({f"training.{key}": value for key, value in spec.training.items()})
     params.update({f"lora.{key}": value for key, value in spec.lora.items()})
@@ -106,8 +116,9 @@ class _MetricsCallback(TrainerCallback):
     def __init__(self, tracking: RunTracking):
         self.tracking = tracking
 
-    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: dict[str, Any] | None = None,
-               **kwargs: Any) -> None:
+    def on_log(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         self.tracking.log_metrics(logs or {}, state.global_step)
 
 

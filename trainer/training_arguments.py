@@ -28,20 +28,67 @@ from typing import Any
 
 from trainer.protocol import FitPlan, ModelShape, method_levers, method_workload, plan_fit
 
-KNOWN_SETTINGS = frozenset({
-    "num_train_epochs", "max_steps", "learning_rate", "lr_scheduler_type", "warmup_ratio", "warmup_steps",
-    "weight_decay", "max_grad_norm", "optim", "per_device_train_batch_size", "gradient_accumulation_steps",
-    "max_tokens_per_batch", "per_device_eval_batch_size", "max_length", "packing", "padding_free", "bf16", "fp16",
-    "gradient_checkpointing", "use_liger_kernel", "torch_compile", "completion_only_loss", "assistant_only_loss",
-    "neftune_noise_alpha", "eval_strategy", "eval_steps", "save_strategy", "save_steps", "save_total_limit",
-    "logging_steps", "seed", "dataloader_num_workers", "report_to", "disable_tqdm", "ddp_find_unused_parameters",
-})
+KNOWN_SETTINGS = frozenset(
+    {
+        "num_train_epochs",
+        "max_steps",
+        "learning_rate",
+        "lr_scheduler_type",
+        "warmup_ratio",
+        "warmup_steps",
+        "weight_decay",
+        "max_grad_norm",
+        "optim",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "max_tokens_per_batch",
+        "per_device_eval_batch_size",
+        "max_length",
+        "packing",
+        "padding_free",
+        "bf16",
+        "fp16",
+        "gradient_checkpointing",
+        "use_liger_kernel",
+        "torch_compile",
+        "completion_only_loss",
+        "assistant_only_loss",
+        "neftune_noise_alpha",
+        "eval_strategy",
+        "eval_steps",
+        "save_strategy",
+        "save_steps",
+        "save_total_limit",
+        "logging_steps",
+        "seed",
+        "dataloader_num_workers",
+        "report_to",
+        "disable_tqdm",
+        "ddp_find_unused_parameters",
+    }
+)
 # Copied to SFTConfig unchanged when present; absent ones keep SFTConfig's defaults.
 PASSED_THROUGH = (
-    "num_train_epochs", "max_steps", "learning_rate", "lr_scheduler_type", "weight_decay", "max_grad_norm",
-    "per_device_train_batch_size", "gradient_accumulation_steps", "per_device_eval_batch_size", "max_length",
-    "packing", "eval_strategy", "eval_steps", "save_strategy", "save_steps", "save_total_limit", "logging_steps",
-    "seed", "dataloader_num_workers", "ddp_find_unused_parameters",
+    "num_train_epochs",
+    "max_steps",
+    "learning_rate",
+    "lr_scheduler_type",
+    "weight_decay",
+    "max_grad_norm",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "per_device_eval_batch_size",
+    "max_length",
+    "packing",
+    "eval_strategy",
+    "eval_steps",
+    "save_strategy",
+    "save_steps",
+    "save_total_limit",
+    "logging_steps",
+    "seed",
+    "dataloader_num_workers",
+    "ddp_find_unused_parameters",
 )
 # Optimizers that need CUDA: fused kernels, or bitsandbytes' 8-bit/paged states.
 CUDA_ONLY_OPTIMIZERS = frozenset({"adamw_torch_fused", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "lion_32bit"})
@@ -108,7 +155,7 @@ class ResolvedTraining:
 
 
 def _flag(value: Any) -> str:
-    """"auto"/"true"/"false", also from JSON booleans as hand-written configs have them."""
+    """ "auto"/"true"/"false", also from JSON booleans as hand-written configs have them."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value).lower()
@@ -196,8 +243,15 @@ def _precision(settings: dict[str, Any], device: DeviceCaps, notes: list[str]) -
     return "fp16" if fp16 else "fp32"
 
 
-def _fit_memory(settings: dict[str, Any], device: DeviceCaps, training_mode: str, config: dict[str, Any],
-                model: ModelShape | None, load: MethodLoad, notes: list[str]) -> FitPlan | None:
+def _fit_memory(
+    settings: dict[str, Any],
+    device: DeviceCaps,
+    training_mode: str,
+    config: dict[str, Any],
+    model: ModelShape | None,
+    load: MethodLoad,
+    notes: list[str],
+) -> FitPlan | None:
     """Set micro-batch rows, accumulation, checkpointing, offloading and the optimizer to the fastest recipe the
     GPU's free memory holds (``trainer.protocol.plan_fit``); returns the plan (None where nothing is measured)."""
     wanted = _flag(settings.get("gradient_checkpointing", "auto"))
@@ -212,20 +266,34 @@ def _fit_memory(settings: dict[str, Any], device: DeviceCaps, training_mode: str
         config["activation_checkpointing"] = wanted == "true" or (wanted == "auto" and training_mode in ("full", "qlora"))
         return None
     rows, accumulation = int(config.get("per_device_train_batch_size") or 8), int(config.get("gradient_accumulation_steps") or 1)
-    work = method_workload(load.method, training_mode, rows=rows, accumulation=accumulation,
-                           max_length=int(config.get("max_length") or 1024), lora_rank=load.lora_rank,
-                           liger=bool(config.get("use_liger_kernel")), optimizer=str(config.get("optim")),
-                           prompt_tokens=load.prompt_tokens, completion_tokens=load.completion_tokens, beta=load.beta)
+    work = method_workload(
+        load.method,
+        training_mode,
+        rows=rows,
+        accumulation=accumulation,
+        max_length=int(config.get("max_length") or 1024),
+        lora_rank=load.lora_rank,
+        liger=bool(config.get("use_liger_kernel")),
+        optimizer=str(config.get("optim")),
+        prompt_tokens=load.prompt_tokens,
+        completion_tokens=load.completion_tokens,
+        beta=load.beta,
+    )
     levers = method_levers(load.method, training_mode, wanted, bitsandbytes=device.bitsandbytes)
     plan = plan_fit(model, work, device.memory_free_bytes, levers)
     if not plan.fits:
         config["activation_checkpointing"] = bool(levers.checkpointing)
-        notes.append(f"the memory estimate (~{plan.need.total / GIB:.1f} GiB, {device.memory_free_bytes / GIB:.1f} GiB free) "
-                     f"says this run does not fit; trying it as asked. {'; '.join(plan.advice)}")
+        notes.append(
+            f"the memory estimate (~{plan.need.total / GIB:.1f} GiB, {device.memory_free_bytes / GIB:.1f} GiB free) "
+            f"says this run does not fit; trying it as asked. {'; '.join(plan.advice)}"
+        )
         return plan
     recipe = plan.recipe
-    config.update(per_device_train_batch_size=recipe.rows, gradient_accumulation_steps=recipe.accumulation,
-                  activation_checkpointing=recipe.checkpointing)
+    config.update(
+        per_device_train_batch_size=recipe.rows,
+        gradient_accumulation_steps=recipe.accumulation,
+        activation_checkpointing=recipe.checkpointing,
+    )
     if recipe.offload:
         config["activation_offloading"] = True
     if recipe.optimizer_8bit:
@@ -252,8 +320,9 @@ def _optimizer(settings: dict[str, Any], device: DeviceCaps, notes: list[str]) -
     return optim
 
 
-def _batching(settings: dict[str, Any], device: DeviceCaps, config: dict[str, Any], notes: list[str],
-              training_mode: str = "lora") -> str | None:
+def _batching(
+    settings: dict[str, Any], device: DeviceCaps, config: dict[str, Any], notes: list[str], training_mode: str = "lora"
+) -> str | None:
     """Padding-free micro-batches where an attention kernel can run them; the attention implementation to load.
 
     Each micro-batch is ``rows`` BFD-packed rows of whole examples (up to ``max_length`` tokens each,
@@ -288,8 +357,10 @@ def _batching(settings: dict[str, Any], device: DeviceCaps, config: dict[str, An
             smaller -= 1
         accumulate = int(config.get("gradient_accumulation_steps") or 1) * (rows // smaller)
         config.update(per_device_train_batch_size=smaller, gradient_accumulation_steps=accumulate)
-        notes.append(f"QLoRA: micro-batches of {smaller} rows accumulated {accumulate}x (same rows per optimizer step, "
-                     f"half the activation memory or less)")
+        notes.append(
+            f"QLoRA: micro-batches of {smaller} rows accumulated {accumulate}x (same rows per optimizer step, "
+            f"half the activation memory or less)"
+        )
         rows = smaller
     # flash-attn's own kernels first; then the same kernels as PyTorch ships them (nothing to compile);
     # flex_attention last: as fast once compiled, but compiling costs minutes on a cold cache.

@@ -88,11 +88,11 @@ def varlen_attention_forward(
         # Generating from a KV cache (samples at the end of a run): SDPA's kernels are made for it.
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-        return sdpa_attention_forward(module, query, key, value, None, dropout=dropout, scaling=scaling,
-                                      is_causal=is_causal, **kwargs)
+        return sdpa_attention_forward(module, query, key, value, None, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs)
     if attention_mask is not None:
-        raise ValueError(f"{VARLEN} attention runs padding-free batches only; this batch is padded "
-                         "(use sdpa for padded batches and generation)")
+        raise ValueError(
+            f"{VARLEN} attention runs padding-free batches only; this batch is padded (use sdpa for padded batches and generation)"
+        )
     if dropout:
         raise ValueError(f"{VARLEN} attention has no dropout")
     batch, heads, length, head_dim = query.shape

@@ -15,8 +15,7 @@ from ui.wiring import PRIVATE, bind, check_removal, on_show
 # Lineage: which model it sits on, which prompt and run produced it (and how low that run's losses
 # ended), and what its own adapter_config.json says the base was (a mismatch with "base model" is
 # worth seeing).
-LIST_COLUMNS = ["name", "base model", "prompt", "run", "train loss", "eval loss", "peft",
-                "trained on (adapter config)", "source", "id"]
+LIST_COLUMNS = ["name", "base model", "prompt", "run", "train loss", "eval loss", "peft", "trained on (adapter config)", "source", "id"]
 COLUMN_WIDTHS = ["11%", "10%", "10%", "11%", "6%", "6%", "5%", "11%", "15%", "15%"]  # keeps empty columns readable
 
 
@@ -43,13 +42,20 @@ def list_adapters(services: Services) -> tuple[pd.DataFrame, gr.Dropdown, gr.Dro
     for a in adapters:
         run = runs.get(a.run_id or "")
         train_loss, eval_loss = final_losses(services, run.id if run else None)
-        rows.append({
-            "name": a.name, "base model": models.get(a.model_id, a.model_id),
-            "prompt": prompts.get(a.prompt_id, a.prompt_id or ""),
-            "run": f"{run.name or run.kind} · {run.id[:8]}" if run else a.run_id, "train loss": train_loss,
-            "eval loss": eval_loss, "peft": a.peft_type, "trained on (adapter config)": a.base_model_name,
-            "source": a.huggingface_name or a.location, "id": a.id,
-        })
+        rows.append(
+            {
+                "name": a.name,
+                "base model": models.get(a.model_id, a.model_id),
+                "prompt": prompts.get(a.prompt_id, a.prompt_id or ""),
+                "run": f"{run.name or run.kind} · {run.id[:8]}" if run else a.run_id,
+                "train loss": train_loss,
+                "eval loss": eval_loss,
+                "peft": a.peft_type,
+                "trained on (adapter config)": a.base_model_name,
+                "source": a.huggingface_name or a.location,
+                "id": a.id,
+            }
+        )
     return (
         frame(rows, LIST_COLUMNS),
         gr.Dropdown(choices=[(a.name, a.id) for a in adapters]),
@@ -64,23 +70,35 @@ def _registered(services: Services, request: AddAdapterRequest) -> str:
 
 
 @shows_errors
-def register_local(services: Services, path: str, name: str, model_id: str | None, prompt_id: str | None,
-                   description: str) -> str:
+def register_local(services: Services, path: str, name: str, model_id: str | None, prompt_id: str | None, description: str) -> str:
     """Register a PEFT adapter directory on the server on its base model."""
-    return _registered(services, AddAdapterRequest(
-        name=name, model_id=model_id or "", type="project", location=path.strip() or None,
-        prompt_id=prompt_id or None, description=description,
-    ))
+    return _registered(
+        services,
+        AddAdapterRequest(
+            name=name,
+            model_id=model_id or "",
+            type="project",
+            location=path.strip() or None,
+            prompt_id=prompt_id or None,
+            description=description,
+        ),
+    )
 
 
 @shows_errors
-def register_hub(services: Services, hub_id: str, name: str, model_id: str | None, prompt_id: str | None,
-                 description: str) -> str:
+def register_hub(services: Services, hub_id: str, name: str, model_id: str | None, prompt_id: str | None, description: str) -> str:
     """Register a PEFT adapter on the Hugging Face Hub on its base model."""
-    return _registered(services, AddAdapterRequest(
-        name=name, model_id=model_id or "", type="huggingface", huggingface_name=hub_id.strip() or None,
-        prompt_id=prompt_id or None, description=description,
-    ))
+    return _registered(
+        services,
+        AddAdapterRequest(
+            name=name,
+            model_id=model_id or "",
+            type="huggingface",
+            huggingface_name=hub_id.strip() or None,
+            prompt_id=prompt_id or None,
+            description=description,
+        ),
+    )
 
 
 @shows_errors
@@ -107,8 +125,9 @@ def render(services: Services) -> None:
                     hub_id = gr.Textbox(label="Adapter id", placeholder="user/my-lora")
                     hub_button = gr.Button("Register from the Hub", variant="primary")
             register_status = gr.Markdown()
-        table = gr.Dataframe(label="Adapters (click a row to choose it)", interactive=False, wrap=True, max_height=360,
-                             column_widths=COLUMN_WIDTHS)
+        table = gr.Dataframe(
+            label="Adapters (click a row to choose it)", interactive=False, wrap=True, max_height=360, column_widths=COLUMN_WIDTHS
+        )
         chosen = Picker(label="Adapter", choices=[], value=None)
         with gr.Accordion("Remove the chosen adapter", open=False):
             confirm = gr.Checkbox(label="Yes, forget this adapter")
@@ -119,15 +138,23 @@ def render(services: Services) -> None:
     outputs = [table, chosen, base_model, prompt]
     on_show(tab, refresh, outputs, api_name="list_adapters")
     path_button.click(
-        bind(register_local, services), [path, name, base_model, prompt, description], register_status,
+        bind(register_local, services),
+        [path, name, base_model, prompt, description],
+        register_status,
         api_name="register_adapter_local",
     ).success(refresh, outputs=outputs, show_progress="hidden", api_visibility=PRIVATE)
     hub_button.click(
-        bind(register_hub, services), [hub_id, name, base_model, prompt, description], register_status,
+        bind(register_hub, services),
+        [hub_id, name, base_model, prompt, description],
+        register_status,
         api_name="register_adapter_hub",
     ).success(refresh, outputs=outputs, show_progress="hidden", api_visibility=PRIVATE)
     table.select(clicked_id, outputs=chosen, show_progress="hidden", api_visibility=PRIVATE)
-    remove_button.click(bind(remove_adapter, services), [chosen, confirm], [remove_status, chosen, confirm],
-                        api_name="remove_adapter").success(
-        refresh, outputs=outputs, show_progress="hidden", api_visibility=PRIVATE,
+    remove_button.click(
+        bind(remove_adapter, services), [chosen, confirm], [remove_status, chosen, confirm], api_name="remove_adapter"
+    ).success(
+        refresh,
+        outputs=outputs,
+        show_progress="hidden",
+        api_visibility=PRIVATE,
     )

@@ -11,11 +11,13 @@ from ui import adapters, compare, configs, datasets, evaluate, export, home, mod
 
 
 def demo_notice(caps: DemoCaps) -> str:
-    return (f"**Public demo.** Upload your own data (CSV, JSON, JSONL, Parquet; up to {caps.max_dataset_rows:,} rows), "
-            f"train a LoRA adapter on the demo model (up to {caps.max_train_steps} steps, {caps.max_runs_per_visitor} "
-            "job at a time), evaluate, compare and download it. What you upload and train is visible to you "
-            "only (this browser keeps a key in a cookie); the demo model, dataset and prompt are shared. "
-            "No server paths, no Hub downloads or pushes, no custom code.")
+    return (
+        f"**Public demo.** Upload your own data (CSV, JSON, JSONL, Parquet; up to {caps.max_dataset_rows:,} rows), "
+        f"train a LoRA adapter on the demo model (up to {caps.max_train_steps} steps, {caps.max_runs_per_visitor} "
+        "job at a time), evaluate, compare and download it. What you upload and train is visible to you "
+        "only (this browser keeps a key in a cookie); the demo model, dataset and prompt are shared. "
+        "No server paths, no Hub downloads or pushes, no custom code."
+    )
 
 
 def build_app(services: Services) -> gr.Blocks:

@@ -21,10 +21,15 @@ COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F
 def _figure(title: str, y_title: str) -> go.Figure:
     figure = go.Figure()
     figure.update_layout(
-        title={"text": title, "x": 0.01, "font": {"size": 15}}, height=HEIGHT, template="plotly_white",
-        margin={"l": 60, "r": 20, "t": 50, "b": 45}, font={"size": 13}, hovermode="x unified",
+        title={"text": title, "x": 0.01, "font": {"size": 15}},
+        height=HEIGHT,
+        template="plotly_white",
+        margin={"l": 60, "r": 20, "t": 50, "b": 45},
+        font={"size": 13},
+        hovermode="x unified",
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
-        xaxis_title="step", yaxis_title=y_title,
+        xaxis_title="step",
+        yaxis_title=y_title,
     )
     return figure
 
@@ -33,8 +38,7 @@ def _waiting(figure: go.Figure, text: str = WAITING) -> go.Figure:
     # Hidden axes: an empty grid with 0–1 ticks reads as "the loss is zero".
     figure.update_xaxes(visible=False)
     figure.update_yaxes(visible=False)
-    figure.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
-                          font={"size": 16, "color": "#666"})
+    figure.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font={"size": 16, "color": "#666"})
     return figure
 
 
@@ -42,8 +46,9 @@ def _add_line(figure: go.Figure, name: str, points: Points, colour: str, dash: s
     steps = [step for step, _ in points]
     values = [value for _, value in points]
     mode = "lines+markers" if len(points) <= MARKERS_UP_TO else "lines"
-    figure.add_trace(go.Scatter(x=steps, y=values, name=name, mode=mode,
-                                line={"color": colour, "width": 2, "dash": dash}, marker={"size": 6}))
+    figure.add_trace(
+        go.Scatter(x=steps, y=values, name=name, mode=mode, line={"color": colour, "width": 2, "dash": dash}, marker={"size": 6})
+    )
 
 
 def _single(metrics: Metrics, key: str, title: str, y_title: str, colour: str) -> go.Figure:
@@ -66,9 +71,16 @@ def loss_figure(metrics: Metrics) -> go.Figure:
         _add_line(figure, "train loss", train, COLOURS[0])
     if evaluation:
         # Eval points are few and far apart: always markers, so a single one is visible.
-        figure.add_trace(go.Scatter(x=[s for s, _ in evaluation], y=[v for _, v in evaluation], name="eval loss",
-                                    mode="lines+markers", line={"color": COLOURS[1], "width": 2, "dash": "dash"},
-                                    marker={"size": 9, "symbol": "diamond"}))
+        figure.add_trace(
+            go.Scatter(
+                x=[s for s, _ in evaluation],
+                y=[v for _, v in evaluation],
+                name="eval loss",
+                mode="lines+markers",
+                line={"color": COLOURS[1], "width": 2, "dash": "dash"},
+                marker={"size": 9, "symbol": "diamond"},
+            )
+        )
     return figure
 
 
@@ -108,7 +120,7 @@ GRPO_KL, GRPO_LENGTH = "kl", "completions/mean_length"
 
 
 def _translucent(colour: str, alpha: float = 0.18) -> str:
-    red, green, blue = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
     return f"rgba({red},{green},{blue},{alpha})"
 
 
@@ -121,8 +133,18 @@ def _add_band(figure: go.Figure, name: str, mean: Points, std: Points, colour: s
     centre = dict(mean)
     upper = [centre[s] + spread[s] for s in steps]
     lower = [centre[s] - spread[s] for s in steps]
-    figure.add_trace(go.Scatter(x=steps + steps[::-1], y=upper + lower[::-1], name=f"{name} ± std", fill="toself",
-                                fillcolor=_translucent(colour), line={"width": 0}, hoverinfo="skip", showlegend=False))
+    figure.add_trace(
+        go.Scatter(
+            x=steps + steps[::-1],
+            y=upper + lower[::-1],
+            name=f"{name} ± std",
+            fill="toself",
+            fillcolor=_translucent(colour),
+            line={"width": 0},
+            hoverinfo="skip",
+            showlegend=False,
+        )
+    )
 
 
 def dpo_rewards_figure(metrics: Metrics) -> go.Figure:
@@ -147,8 +169,7 @@ def dpo_accuracy_figure(metrics: Metrics) -> go.Figure:
 
 def reward_function_names(metrics: Metrics) -> list[str]:
     """The reward functions that logged a mean (``rewards/<name>/mean``), in name order."""
-    return sorted(key[len("rewards/"):-len("/mean")] for key in metrics
-                  if key.startswith("rewards/") and key.endswith("/mean"))
+    return sorted(key[len("rewards/") : -len("/mean")] for key in metrics if key.startswith("rewards/") and key.endswith("/mean"))
 
 
 def grpo_rewards_figure(metrics: Metrics) -> go.Figure:
@@ -180,8 +201,7 @@ def grpo_kl_length_figure(metrics: Metrics) -> go.Figure:
     if length:
         _add_line(figure, "completion length", length, COLOURS[4], dash="dash")
         figure.data[-1].update(yaxis="y2")
-        figure.update_layout(yaxis2={"title": "tokens", "overlaying": "y", "side": "right", "showgrid": False},
-                             margin={"r": 60})
+        figure.update_layout(yaxis2={"title": "tokens", "overlaying": "y", "side": "right", "showgrid": False}, margin={"r": 60})
     return figure
 
 

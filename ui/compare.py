@@ -23,8 +23,10 @@ from ui.wiring import PRIVATE, bind
 
 MAX_OUTPUTS = MAX_ADAPTERS + 1  # the adapters and the base model
 WORKER_POLL_S = 3.0
-INTRO = ("Pick a base model and up to four of its adapters. One prompt is answered by all of them at once, "
-         "streaming side by side. **Blind A/B** hides which output is which until you vote.")
+INTRO = (
+    "Pick a base model and up to four of its adapters. One prompt is answered by all of them at once, "
+    "streaming side by side. **Blind A/B** hides which output is which until you vote."
+)
 
 
 def _keep(choices: list[tuple[str, str]], selected: str | None) -> str | None:
@@ -37,16 +39,21 @@ def _model_name(services: Services, model_id: str | None) -> str | None:
 
 
 @shows_errors
-def show_choices(services: Services, model_id: str | None = None, dataset_id: str | None = None,
-                 adapter_ids: list[str] | None = None) -> tuple[Any, ...]:
+def show_choices(
+    services: Services, model_id: str | None = None, dataset_id: str | None = None, adapter_ids: list[str] | None = None
+) -> tuple[Any, ...]:
     """Models, their adapters and datasets when the tab opens, keeping what the user chose."""
     models = [(m.name, m.id) for m in services.models.list()]
     model_id = _keep(models, model_id)
     datasets = [(d.name, d.id) for d in services.datasets.list()]
     dataset_id = _keep(datasets, dataset_id)
-    return (gr.Dropdown(choices=models, value=model_id), adapter_choices(services, model_id, adapter_ids),
-            gr.Dropdown(choices=datasets, value=dataset_id), template_choices(services, dataset_id, None),
-            worker_status(services, model_id))
+    return (
+        gr.Dropdown(choices=models, value=model_id),
+        adapter_choices(services, model_id, adapter_ids),
+        gr.Dropdown(choices=datasets, value=dataset_id),
+        template_choices(services, dataset_id, None),
+        worker_status(services, model_id),
+    )
 
 
 def adapter_choices(services: Services, model_id: str | None, selected: list[str] | None = None) -> gr.Dropdown:
@@ -103,15 +110,40 @@ def streams_errors(handler: Callable[..., Iterator[Any]]) -> Callable[..., Itera
     return wrapper
 
 
-def compare_request(model_id: str | None, adapter_ids: list[str] | None, include_base: bool, prompt: str, chat: bool,
-                    max_new_tokens: float | None, do_sample: bool, temperature: float, top_p: float, top_k: float | None,
-                    repetition_penalty: float | None, seed: float | None, blind: bool) -> CompareRequest:
+def compare_request(
+    model_id: str | None,
+    adapter_ids: list[str] | None,
+    include_base: bool,
+    prompt: str,
+    chat: bool,
+    max_new_tokens: float | None,
+    do_sample: bool,
+    temperature: float,
+    top_p: float,
+    top_k: float | None,
+    repetition_penalty: float | None,
+    seed: float | None,
+    blind: bool,
+) -> CompareRequest:
     """The widgets' values as one typed request; the service's rules judge them."""
-    generation: dict[str, Any] = {"do_sample": bool(do_sample), "max_new_tokens": _whole(max_new_tokens, 128),
-                                  "temperature": float(temperature), "top_p": float(top_p), "top_k": _whole(top_k, 50),
-                                  "repetition_penalty": float(repetition_penalty if repetition_penalty is not None else 1.0)}
-    return CompareRequest(model_id=model_id or "", adapter_ids=tuple(adapter_ids or ()), include_base=bool(include_base),
-                          prompt=prompt or "", chat=bool(chat), generation=generation, seed=_whole(seed, 0), blind=bool(blind))
+    generation: dict[str, Any] = {
+        "do_sample": bool(do_sample),
+        "max_new_tokens": _whole(max_new_tokens, 128),
+        "temperature": float(temperature),
+        "top_p": float(top_p),
+        "top_k": _whole(top_k, 50),
+        "repetition_penalty": float(repetition_penalty if repetition_penalty is not None else 1.0),
+    }
+    return CompareRequest(
+        model_id=model_id or "",
+        adapter_ids=tuple(adapter_ids or ()),
+        include_base=bool(include_base),
+        prompt=prompt or "",
+        chat=bool(chat),
+        generation=generation,
+        seed=_whole(seed, 0),
+        blind=bool(blind),
+    )
 
 
 def _whole(value: float | None, default: int) -> Any:
@@ -126,27 +158,50 @@ def _outputs(snapshot: CompareSnapshot, first: bool) -> list[Any]:
     columns = [gr.Column(visible=i < count) for i in range(MAX_OUTPUTS)] if first else [skip] * MAX_OUTPUTS
     boxes = [gr.Textbox(value=snapshot.texts[i], label=labels[i]) if i < count else skip for i in range(MAX_OUTPUTS)]
     can_vote = snapshot.done and count >= 2
-    buttons = [gr.Button(value=f"{labels[i]} is better", interactive=can_vote) if i < count else skip
-               for i in range(MAX_OUTPUTS)]
+    buttons = [gr.Button(value=f"{labels[i]} is better", interactive=can_vote) if i < count else skip for i in range(MAX_OUTPUTS)]
     return [*columns, *boxes, *buttons, gr.Button(interactive=can_vote)]
 
 
 @streams_errors
-def generate(services: Services, model_id: str | None, adapter_ids: list[str] | None, include_base: bool, prompt: str,
-             chat: bool, max_new_tokens: float | None, do_sample: bool, temperature: float, top_p: float,
-             top_k: float | None, repetition_penalty: float | None, seed: float | None,
-             blind: bool) -> Iterator[list[Any]]:
+def generate(
+    services: Services,
+    model_id: str | None,
+    adapter_ids: list[str] | None,
+    include_base: bool,
+    prompt: str,
+    chat: bool,
+    max_new_tokens: float | None,
+    do_sample: bool,
+    temperature: float,
+    top_p: float,
+    top_k: float | None,
+    repetition_penalty: float | None,
+    seed: float | None,
+    blind: bool,
+) -> Iterator[list[Any]]:
     """Answer one prompt with the base model and its adapters side by side, streaming.
 
     Outputs are state, status, vote result, vote row, then ``_outputs``.
     """
-    request = compare_request(model_id, adapter_ids, include_base, prompt, chat, max_new_tokens, do_sample, temperature,
-                              top_p, top_k, repetition_penalty, seed, blind)
+    request = compare_request(
+        model_id,
+        adapter_ids,
+        include_base,
+        prompt,
+        chat,
+        max_new_tokens,
+        do_sample,
+        temperature,
+        top_p,
+        top_k,
+        repetition_penalty,
+        seed,
+        blind,
+    )
     first = True
     for snapshot in services.comparisons.generate(request):
         skip = gr.skip()
-        yield [snapshot, status_text(snapshot), "" if first else skip, gr.Row(visible=True) if first else skip,
-               *_outputs(snapshot, first)]
+        yield [snapshot, status_text(snapshot), "" if first else skip, gr.Row(visible=True) if first else skip, *_outputs(snapshot, first)]
         first = False
 
 
@@ -158,8 +213,10 @@ def cast_vote(services: Services, index: int | None, snapshot: CompareSnapshot |
     labels = snapshot.comparison.labels
     vote = services.comparisons.vote(snapshot, TIE if index is None else labels[index])
     names = [c.name for c in snapshot.comparison.candidates]
-    boxes = [gr.Textbox(label=f"{labels[i]} = {names[i]}" if snapshot.comparison.blind else labels[i])
-             if i < len(labels) else gr.skip() for i in range(MAX_OUTPUTS)]
+    boxes = [
+        gr.Textbox(label=f"{labels[i]} = {names[i]}" if snapshot.comparison.blind else labels[i]) if i < len(labels) else gr.skip()
+        for i in range(MAX_OUTPUTS)
+    ]
     buttons = [gr.Button(interactive=False) for _ in range(MAX_OUTPUTS + 1)]
     return [vote_text(vote), *boxes, *buttons]
 
@@ -177,31 +234,37 @@ def render(services: Services) -> None:
         gr.Markdown(INTRO)
         with gr.Row(equal_height=True):
             model = Picker(label="Base model", choices=[], value=None, elem_id="compare-model", scale=2)
-            adapters = Picker(label="Adapters", choices=[], value=[], multiselect=True, max_choices=MAX_ADAPTERS,
-                              elem_id="compare-adapters", scale=4)
+            adapters = Picker(
+                label="Adapters", choices=[], value=[], multiselect=True, max_choices=MAX_ADAPTERS, elem_id="compare-adapters", scale=4
+            )
             with gr.Column(scale=2, min_width=220):
                 include_base = gr.Checkbox(label="Include the base model", value=True, elem_id="compare-include-base")
-                blind = gr.Checkbox(label="Blind A/B: hide which output is which until I vote", value=False,
-                                    elem_id="compare-blind")
-        prompt = gr.Textbox(label="Prompt", lines=4, max_lines=12, elem_id="compare-prompt",
-                            placeholder="Type a prompt, or take one from a dataset row below.")
+                blind = gr.Checkbox(label="Blind A/B: hide which output is which until I vote", value=False, elem_id="compare-blind")
+        prompt = gr.Textbox(
+            label="Prompt",
+            lines=4,
+            max_lines=12,
+            elem_id="compare-prompt",
+            placeholder="Type a prompt, or take one from a dataset row below.",
+        )
         with gr.Accordion("Take the prompt from a dataset row (rendered through a prompt's input template)", open=False):
             with gr.Row():
                 dataset = Picker(label="Dataset", choices=[], value=None, elem_id="compare-dataset")
                 template = Picker(label="Prompt template", choices=[], value=None, elem_id="compare-template")
                 row = gr.Number(label="Row", value=0, precision=0, minimum=0, elem_id="compare-row")
                 sample = gr.Button("Use this row", elem_id="compare-sample", scale=0, min_width=140)
-            chat = gr.Checkbox(label="Send as a chat turn (through the tokenizer's chat template)", value=False,
-                               elem_id="compare-chat")
+            chat = gr.Checkbox(label="Send as a chat turn (through the tokenizer's chat template)", value=False, elem_id="compare-chat")
         with gr.Row(equal_height=True):
-            max_new_tokens = gr.Number(label="Max new tokens", value=128, precision=0, minimum=1,
-                                       elem_id="compare-max-new-tokens", min_width=120)
+            max_new_tokens = gr.Number(
+                label="Max new tokens", value=128, precision=0, minimum=1, elem_id="compare-max-new-tokens", min_width=120
+            )
             do_sample = gr.Checkbox(label="Sample (off: greedy)", value=False, elem_id="compare-do-sample", min_width=120)
             temperature = gr.Slider(0.05, 2.0, value=0.7, step=0.05, label="Temperature", elem_id="compare-temperature")
             top_p = gr.Slider(0.05, 1.0, value=0.95, step=0.05, label="Top p", elem_id="compare-top-p")
             top_k = gr.Number(label="Top k", value=50, precision=0, minimum=0, elem_id="compare-top-k", min_width=90)
-            repetition_penalty = gr.Number(label="Repetition penalty", value=1.0, minimum=0.01, step=0.05,
-                                           elem_id="compare-repetition-penalty", min_width=120)
+            repetition_penalty = gr.Number(
+                label="Repetition penalty", value=1.0, minimum=0.01, step=0.05, elem_id="compare-repetition-penalty", min_width=120
+            )
             seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id="compare-seed", min_width=90)
         generate_button = gr.Button("Generate", variant="primary", elem_id="compare-generate")
         status = gr.Markdown(elem_id="compare-status")
@@ -210,18 +273,24 @@ def render(services: Services) -> None:
             for i in range(MAX_OUTPUTS):
                 with gr.Column(visible=False, min_width=200) as column:
                     # One fixed height: side by side, answers line up; a long one scrolls (to its end while streaming).
-                    boxes.append(gr.Textbox(label=f"Output {i + 1}", lines=14, max_lines=14, interactive=False,
-                                            autoscroll=True, elem_id=f"compare-output-{i}"))
-                    votes.append(gr.Button(f"Output {i + 1} is better", interactive=False, size="sm",
-                                           elem_id=f"compare-vote-{i}"))
+                    boxes.append(
+                        gr.Textbox(
+                            label=f"Output {i + 1}",
+                            lines=14,
+                            max_lines=14,
+                            interactive=False,
+                            autoscroll=True,
+                            elem_id=f"compare-output-{i}",
+                        )
+                    )
+                    votes.append(gr.Button(f"Output {i + 1} is better", interactive=False, size="sm", elem_id=f"compare-vote-{i}"))
                 columns.append(column)
         with gr.Row(equal_height=True, visible=False) as vote_row:  # shown with the first outputs
             tie = gr.Button("Tie", interactive=False, size="sm", elem_id="compare-vote-tie", scale=0, min_width=120)
             vote_result = gr.Markdown(elem_id="compare-vote-result")
         with gr.Row(equal_height=True):
             worker = gr.Markdown(elem_id="compare-worker")
-            stop = gr.Button("Stop worker", variant="stop", size="sm", elem_id="compare-stop-worker", scale=0,
-                             min_width=150)
+            stop = gr.Button("Stop worker", variant="stop", size="sm", elem_id="compare-stop-worker", scale=0, min_width=150)
             stop_result = gr.Markdown(elem_id="compare-stop-result")
         shown = gr.State(None)  # the last snapshot: what a vote is about (kept on the server, never in the page)
         timer = gr.Timer(WORKER_POLL_S)
@@ -229,18 +298,23 @@ def render(services: Services) -> None:
     choices = [model, adapters, dataset, template, worker]
     # Not ui.wiring.on_show: with inputs, gr.on(None) also fires on every change of them, and
     # choosing a dataset would then re-run this and drop the adapters already chosen.
-    gr.on(None, bind(show_choices, services), outputs=choices, show_progress="hidden",  # page load only
-          api_visibility=PRIVATE)
-    tab.select(bind(show_choices, services), [model, dataset, adapters], choices, show_progress="hidden",
-               api_visibility=PRIVATE)
+    gr.on(
+        None,
+        bind(show_choices, services),
+        outputs=choices,
+        show_progress="hidden",  # page load only
+        api_visibility=PRIVATE,
+    )
+    tab.select(bind(show_choices, services), [model, dataset, adapters], choices, show_progress="hidden", api_visibility=PRIVATE)
     model.input(bind(pick_model, services), model, [adapters, worker], show_progress="hidden", api_visibility=PRIVATE)
-    dataset.input(bind(template_choices, services), [dataset, template], template, show_progress="hidden",
-                  api_visibility=PRIVATE)
+    dataset.input(bind(template_choices, services), [dataset, template], template, show_progress="hidden", api_visibility=PRIVATE)
     sample.click(bind(sample_row, services), [dataset, template, row], prompt, api_name="sample_row")
     settings = [max_new_tokens, do_sample, temperature, top_p, top_k, repetition_penalty, seed]
     generate_button.click(
-        bind(generate, services), [model, adapters, include_base, prompt, chat, *settings, blind],
-        [shown, status, vote_result, vote_row, *columns, *boxes, *votes, tie], show_progress="minimal",
+        bind(generate, services),
+        [model, adapters, include_base, prompt, chat, *settings, blind],
+        [shown, status, vote_result, vote_row, *columns, *boxes, *votes, tie],
+        show_progress="minimal",
         api_name="generate_answers",
     ).then(bind(worker_status, services), model, worker, show_progress="hidden", api_visibility=PRIVATE)
     vote_outputs = [vote_result, *boxes, *votes, tie]
@@ -248,5 +322,4 @@ def render(services: Services) -> None:
         button.click(_vote_handler(services, index), shown, vote_outputs, api_name=f"vote_{index}")
     tie.click(_vote_handler(services, None), shown, vote_outputs, api_name="vote_tie")
     stop.click(bind(stop_worker, services), model, [stop_result, worker], api_name="stop_worker")
-    timer.tick(bind(worker_status, services), model, worker, show_progress="hidden", concurrency_limit=None,
-               api_visibility=PRIVATE)
+    timer.tick(bind(worker_status, services), model, worker, show_progress="hidden", concurrency_limit=None, api_visibility=PRIVATE)

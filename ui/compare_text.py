@@ -18,8 +18,9 @@ WAITING_TEXT = {
 def settings_text(generation: dict[str, Any], seed: int) -> str:
     """The settings an answer was generated with, in a line."""
     if generation.get("do_sample"):
-        decoding = (f"sampling (temperature {generation.get('temperature')}, top_p {generation.get('top_p')}, "
-                    f"top_k {generation.get('top_k')})")
+        decoding = (
+            f"sampling (temperature {generation.get('temperature')}, top_p {generation.get('top_p')}, top_k {generation.get('top_k')})"
+        )
     else:
         decoding = "greedy"
     penalty = generation.get("repetition_penalty")
@@ -45,22 +46,26 @@ def worker_text(worker: Worker | None, model_name: str | None) -> str:
     if not model_name:
         return "Choose a base model. Its inference worker starts with the first **Generate**."
     if worker is None:
-        return (f"No inference worker for **{model_name}**: the first **Generate** starts one (it keeps the model "
-                "loaded, answers every comparison, and exits after an idle timeout).")
+        return (
+            f"No inference worker for **{model_name}**: the first **Generate** starts one (it keeps the model "
+            "loaded, answers every comparison, and exits after an idle timeout)."
+        )
     device = f"{worker.devices}" + (f" ({worker.device_name})" if worker.device_name and worker.device_name != worker.devices else "")
     state = "ready" if worker.ready else ("queued for a device" if worker.status == RunStatus.QUEUED else "loading the model")
     idle = f"unloads after {worker.idle_timeout_s:.0f} s idle"
     if worker.ready and worker.last_active:
         left = max(0.0, worker.idle_timeout_s - (time.time() - worker.last_active))
         idle += f" (in ~{left:.0f} s)"
-    return (f"Worker for **{model_name}**: {state} · device **{device}** · {idle} · "
-            f"{worker.served} answered · run `{worker.run_id[:8]}`")
+    return f"Worker for **{model_name}**: {state} · device **{device}** · {idle} · {worker.served} answered · run `{worker.run_id[:8]}`"
 
 
 def vote_text(vote: Vote) -> str:
     winner = vote.record.winner
-    chosen = "a tie" if winner == "tie" else f"**{winner}**" + (
-        f" ({vote.reveal[winner]})" if vote.record.blind and winner in vote.reveal else "")
+    chosen = (
+        "a tie"
+        if winner == "tie"
+        else f"**{winner}**" + (f" ({vote.reveal[winner]})" if vote.record.blind and winner in vote.reveal else "")
+    )
     reveal = ""
     if vote.record.blind:
         reveal = "  \nRevealed: " + " · ".join(f"**{label}** = {name}" for label, name in vote.reveal.items())

@@ -33,8 +33,15 @@ def list_configs(services: Services, config_type: str | None = None) -> tuple[pd
     """The stored configs of one type (or "all types"), presets included, and the picker's choices."""
     records = services.configs.list(None if config_type in (None, ALL_TYPES) else config_type)
     rows = [
-        {"type": r.type, "name": r.name, "preset": "yes" if r.is_default else "", "family": r.model_family,
-         "description": r.description, "added": r.created_at, "id": r.id}
+        {
+            "type": r.type,
+            "name": r.name,
+            "preset": "yes" if r.is_default else "",
+            "family": r.model_family,
+            "description": r.description,
+            "added": r.created_at,
+            "id": r.id,
+        }
         for r in records
     ]
     choices = [(f"{r.type}: {r.name or r.id[:8]}", r.id) for r in records]
@@ -55,12 +62,15 @@ def field_help(config_type: str) -> pd.DataFrame:
     rows = []
     for spec in fields(schema):
         meta = spec.metadata
-        rows.append({
-            "field": spec.name, "type": spec.type,
-            "default": "" if spec.default is MISSING else json.dumps(spec.default),
-            "allowed": ", ".join(meta["choices"]) if meta.get("choices") else _range(meta),
-            "help": helps[spec.name],
-        })
+        rows.append(
+            {
+                "field": spec.name,
+                "type": spec.type,
+                "default": "" if spec.default is MISSING else json.dumps(spec.default),
+                "allowed": ", ".join(meta["choices"]) if meta.get("choices") else _range(meta),
+                "help": helps[spec.name],
+            }
+        )
     return frame(rows, HELP_COLUMNS)
 
 
@@ -88,13 +98,17 @@ def config_template(config_type: str) -> tuple[gr.Code, gr.Dataframe]:
 
 
 @shows_errors
-def save_config(services: Services, config_type: str, text: str, name: str, model_family: str,
-                description: str) -> str:
+def save_config(services: Services, config_type: str, text: str, name: str, model_family: str, description: str) -> str:
     """Store a config of a type (JSON; YAML for axolotl), checked against the type's fields."""
-    result = services.configs.add(AddConfigRequest(
-        type=config_type, config=text, description=description, model_family=model_family.strip(),
-        name=name.strip() or None,
-    ))
+    result = services.configs.add(
+        AddConfigRequest(
+            type=config_type,
+            config=text,
+            description=description,
+            model_family=model_family.strip(),
+            name=name.strip() or None,
+        )
+    )
     if result.deduplicated:
         return f"{result.notice}. Nothing new was stored."
     return f"Saved {result.record.type} config `{result.record.id}`."
@@ -128,19 +142,23 @@ def render(services: Services) -> None:
                 name = gr.Textbox(label="Name (optional)")
                 model_family = gr.Textbox(label="Model family (optional)", placeholder="llama")
             description = gr.Textbox(label="Description")
-            editor = gr.Code(value=json.dumps(defaults(CONFIG_TYPES[0]), indent=2), language="json", label="Config",
-                             lines=12, max_lines=24)
+            editor = gr.Code(value=json.dumps(defaults(CONFIG_TYPES[0]), indent=2), language="json", label="Config", lines=12, max_lines=24)
             with gr.Row():
                 save_button = gr.Button("Save config", variant="primary", scale=0, min_width=180)
                 save_status = gr.Markdown()
             help_table = gr.Dataframe(
-                field_help(CONFIG_TYPES[0]), label=help_label(CONFIG_TYPES[0]), interactive=False, wrap=True,
-                max_height=420, column_widths=["18%", "12%", "12%", "22%", "36%"],
+                field_help(CONFIG_TYPES[0]),
+                label=help_label(CONFIG_TYPES[0]),
+                interactive=False,
+                wrap=True,
+                max_height=420,
+                column_widths=["18%", "12%", "12%", "22%", "36%"],
             )
         with gr.Row():
             filter_type = gr.Dropdown(label="Show", choices=[ALL_TYPES, *CONFIG_TYPES], value=ALL_TYPES, scale=0, min_width=260)
-        table = gr.Dataframe(label="Configs (click a row to see it)", interactive=False, wrap=True, max_height=360,
-                             column_widths=COLUMN_WIDTHS)
+        table = gr.Dataframe(
+            label="Configs (click a row to see it)", interactive=False, wrap=True, max_height=360, column_widths=COLUMN_WIDTHS
+        )
         chosen = Picker(label="Config", choices=[], value=None)
         stored = gr.Code(label="Stored content", language="json", interactive=False, max_lines=30, visible=False)
         with gr.Accordion("Remove the chosen config", open=False):
@@ -154,12 +172,19 @@ def render(services: Services) -> None:
     # Before the private events that also call list_configs: gradio suffixes a name already taken (list_configs_1).
     filter_type.change(listing, filter_type, [table, chosen], show_progress="hidden", api_name="list_configs")
     save_button.click(
-        bind(save_config, services), [config_type, editor, name, model_family, description], save_status,
+        bind(save_config, services),
+        [config_type, editor, name, model_family, description],
+        save_status,
         api_name="save_config",
     ).success(listing, filter_type, [table, chosen], show_progress="hidden", api_visibility=PRIVATE)
     table.select(clicked_id, outputs=chosen, show_progress="hidden", api_visibility=PRIVATE)
     chosen.change(bind(show_config, services), chosen, stored, api_name="show_config")
-    remove_button.click(bind(remove_config, services), [chosen, confirm], [remove_status, chosen, confirm],
-                        api_name="remove_config").success(
-        listing, filter_type, [table, chosen], show_progress="hidden", api_visibility=PRIVATE,
+    remove_button.click(
+        bind(remove_config, services), [chosen, confirm], [remove_status, chosen, confirm], api_name="remove_config"
+    ).success(
+        listing,
+        filter_type,
+        [table, chosen],
+        show_progress="hidden",
+        api_visibility=PRIVATE,
     )

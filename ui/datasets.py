@@ -41,8 +41,15 @@ def list_datasets(services: Services, selected: str | None = None) -> tuple[pd.D
     """The registered datasets (name, format, rows, source, id) and the picker's choices."""
     records = services.datasets.list()
     rows = [
-        {"name": r.name, "format": r.format, "rows": r.num_rows, "type": r.type,
-         "source": source_label(r), "added": r.created_at, "id": r.id}
+        {
+            "name": r.name,
+            "format": r.format,
+            "rows": r.num_rows,
+            "type": r.type,
+            "source": source_label(r),
+            "added": r.created_at,
+            "id": r.id,
+        }
         for r in records
     ]
     choices = [(r.name, r.id) for r in records]
@@ -73,13 +80,18 @@ def import_path(services: Services, path: str, name: str, description: str) -> t
 
 
 @shows_errors
-def import_hub(services: Services, hub_id: str, hf_config: str, hf_split: str, name: str,
-               description: str) -> tuple[str, str]:
+def import_hub(services: Services, hub_id: str, hf_config: str, hf_split: str, name: str, description: str) -> tuple[str, str]:
     """Import a dataset from the Hugging Face Hub (one config and split)."""
-    return _imported(services, AddDatasetRequest(
-        name=name.strip(), huggingface_name=hub_id.strip() or None, hf_config=hf_config.strip() or None,
-        hf_split=hf_split.strip() or None, description=description,
-    ))
+    return _imported(
+        services,
+        AddDatasetRequest(
+            name=name.strip(),
+            huggingface_name=hub_id.strip() or None,
+            hf_config=hf_config.strip() or None,
+            hf_split=hf_split.strip() or None,
+            description=description,
+        ),
+    )
 
 
 @shows_errors
@@ -103,8 +115,13 @@ def describe_dataset(services: Services, dataset_id: str | None) -> tuple[str, g
         lines.append(f"**Description:** {record.description}")
     stats = {s.column: s for s in services.datasets.column_stats(dataset_id)}
     sampled = next(iter(stats.values())).rows if stats else 0
-    lines += ["", f"Column statistics over the first {sampled:,} rows:", "",
-              "| Column | Kind | Empty | Mean length | Max length |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"Column statistics over the first {sampled:,} rows:",
+        "",
+        "| Column | Kind | Empty | Mean length | Max length |",
+        "|---|---|---|---|---|",
+    ]
     for column, kind in record.feature_types.items():
         st = stats.get(column)
         empty = f"{st.empty:,} ({st.empty / st.rows:.0%})" if st and st.rows else "–"
@@ -155,8 +172,7 @@ def previous_page(services: Services, dataset_id: str | None, offset: int) -> Pa
 
 
 @shows_errors
-def remove_dataset(services: Services, dataset_id: str | None, confirmed: bool,
-                   with_prompts: bool) -> tuple[str, None, bool]:
+def remove_dataset(services: Services, dataset_id: str | None, confirmed: bool, with_prompts: bool) -> tuple[str, None, bool]:
     """Remove a dataset and its copied file (``confirmed`` must be true); optionally the prompts written for it."""
     check_removal(dataset_id, confirmed, "a dataset")
     removed_prompts = services.datasets.remove(dataset_id, remove_prompts=with_prompts)
@@ -176,8 +192,7 @@ def render(services: Services) -> None:
                     upload_button = gr.Button("Import the upload", variant="primary")
                 # The public demo takes uploads only (its services refuse paths and Hub ids anyway).
                 with gr.Tab("Local path", id="dataset-path", visible=not services.settings.demo):
-                    path = gr.Textbox(label="File or Hugging Face dataset directory on this machine",
-                                      placeholder="/data/train.jsonl")
+                    path = gr.Textbox(label="File or Hugging Face dataset directory on this machine", placeholder="/data/train.jsonl")
                     path_button = gr.Button("Import from path", variant="primary")
                 with gr.Tab("Hugging Face Hub", id="dataset-hub", visible=not services.settings.demo):
                     with gr.Row():
@@ -186,8 +201,9 @@ def render(services: Services) -> None:
                         hf_split = gr.Textbox(label="Split", value="train")
                     hub_button = gr.Button("Import from the Hub", variant="primary")
             import_status = gr.Markdown()
-        table = gr.Dataframe(label="Datasets (click a row to preview it)", interactive=False, wrap=True, max_height=320,
-                             column_widths=COLUMN_WIDTHS)
+        table = gr.Dataframe(
+            label="Datasets (click a row to preview it)", interactive=False, wrap=True, max_height=320, column_widths=COLUMN_WIDTHS
+        )
         chosen = Picker(label="Dataset", choices=[], value=None)
         details = gr.Markdown()
         # Hidden until a dataset is chosen: an empty frame would show placeholder headers "1 2 3".
@@ -214,7 +230,11 @@ def render(services: Services) -> None:
         (hub_button, import_hub, [hub_id, hf_config, hf_split, name, description]),
     ):
         button.click(bind(handler, services), inputs, [import_status, imported_id], api_name=handler.__name__).success(
-            refresh, inputs=imported_id, outputs=[table, chosen], show_progress="hidden", api_visibility=PRIVATE,
+            refresh,
+            inputs=imported_id,
+            outputs=[table, chosen],
+            show_progress="hidden",
+            api_visibility=PRIVATE,
         )
     table.select(clicked_id, outputs=chosen, show_progress="hidden", api_visibility=PRIVATE)
     chosen.change(bind(describe_dataset, services), chosen, [details, rows_view], api_name="describe_dataset")
@@ -223,6 +243,8 @@ def render(services: Services) -> None:
     next_button.click(bind(next_page, services), [chosen, offset, total], page_outputs, api_visibility=PRIVATE)
     previous_button.click(bind(previous_page, services), [chosen, offset], page_outputs, api_visibility=PRIVATE)
     remove_button.click(
-        bind(remove_dataset, services), [chosen, confirm, with_prompts], [remove_status, chosen, confirm],
+        bind(remove_dataset, services),
+        [chosen, confirm, with_prompts],
+        [remove_status, chosen, confirm],
         api_name="remove_dataset",
     ).success(refresh, outputs=[table, chosen], show_progress="hidden", api_visibility=PRIVATE)

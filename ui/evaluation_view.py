@@ -14,8 +14,33 @@ from html import escape
 
 from ftapp.evaluation import LOWER_IS_BETTER, AnswerRow, EvaluationResults, is_lower_better, metric_help
 
-LEADING = ("win_rate", "tie_rate", "loss_rate", "ab_votes", "judge_win_rate", "reward", "preference_accuracy", "reward_accuracy", "reward_margin", "mean_margin", "accuracy", "macro_f1", "exact_match", "token_f1", "rougeL", "rouge1", "rouge2", "bleu", "perplexity",
-           "mean_log_likelihood", "mean_new_tokens", "batch_latency_s", "batch_tokens_per_s", "latency_s", "tokens_per_s")
+LEADING = (
+    "win_rate",
+    "tie_rate",
+    "loss_rate",
+    "ab_votes",
+    "judge_win_rate",
+    "reward",
+    "preference_accuracy",
+    "reward_accuracy",
+    "reward_margin",
+    "mean_margin",
+    "accuracy",
+    "macro_f1",
+    "exact_match",
+    "token_f1",
+    "rougeL",
+    "rouge1",
+    "rouge2",
+    "bleu",
+    "perplexity",
+    "mean_log_likelihood",
+    "mean_new_tokens",
+    "batch_latency_s",
+    "batch_tokens_per_s",
+    "latency_s",
+    "tokens_per_s",
+)
 OUTCOME_COLOURS = {"win": "#137333", "loss": "#c5221f", "tie": "#666"}
 MAX_CELL_CHARS = 600
 GOOD, BAD, NEUTRAL = "#e6f4ea", "#fde8e8", "transparent"
@@ -54,9 +79,11 @@ def aggregate_html(results: EvaluationResults) -> str:
         cells = [str(combo.position), escape(combo.label) + (" <b>baseline</b>" if combo.position == 1 else "") + state]
         cells += [(_number(combo.metrics[m]) + _delta(m, combo.deltas.get(m))) if m in combo.metrics else "" for m in metrics]
         body.append("<tr>" + "".join(f"<td style='{CELL}'>{c}</td>" for c in cells) + "</tr>")
-    note = ("<p style='font-size:0.85em;color:#666'>Deltas are against #1 (green: better). Lower is better for "
-            f"{', '.join(sorted(LOWER_IS_BETTER))} and lm-eval's perplexities and bits per byte. Rows: {escape(results.rows_from)}.{_method_note(metrics)} "
-            "Hover a column name for what it measures.</p>")
+    note = (
+        "<p style='font-size:0.85em;color:#666'>Deltas are against #1 (green: better). Lower is better for "
+        f"{', '.join(sorted(LOWER_IS_BETTER))} and lm-eval's perplexities and bits per byte. Rows: {escape(results.rows_from)}.{_method_note(metrics)} "
+        "Hover a column name for what it measures.</p>"
+    )
     return f"<div style='{SCROLL}'><table style='{TABLE}' id='eval-aggregate-table'><tr>{head}</tr>{''.join(body)}</table></div>{note}"
 
 
@@ -67,8 +94,10 @@ def _title(metric: str) -> str:
 
 def _method_note(metrics: list[str]) -> str:
     if "reward_beta" in metrics:
-        return (" Preference pairs are scored by likelihood, nothing is generated; reward_accuracy and reward_margin are "
-                "each adapter's implicit DPO reward with #1 as the reference policy, β = reward_beta (its DPO run's, else 1).")
+        return (
+            " Preference pairs are scored by likelihood, nothing is generated; reward_accuracy and reward_margin are "
+            "each adapter's implicit DPO reward with #1 as the reference policy, β = reward_beta (its DPO run's, else 1)."
+        )
     if "preference_accuracy" in metrics:
         return " Preference pairs are scored by likelihood, nothing is generated."
     return ""
@@ -90,8 +119,10 @@ def _reference_cell(row: AnswerRow) -> str:
     if row.pair is None:
         return f"<td style='{CELL};white-space:pre-wrap'>{_clip(row.reference)}</td>"
     chosen, rejected = row.pair
-    return (f"<td style='{CELL};white-space:pre-wrap'><div style='background:{GOOD}'><b>chosen</b>\n{_clip(chosen)}</div>"
-            f"<div style='background:{BAD};margin-top:4px'><b>rejected</b>\n{_clip(rejected)}</div></td>")
+    return (
+        f"<td style='{CELL};white-space:pre-wrap'><div style='background:{GOOD}'><b>chosen</b>\n{_clip(chosen)}</div>"
+        f"<div style='background:{BAD};margin-top:4px'><b>rejected</b>\n{_clip(rejected)}</div></td>"
+    )
 
 
 def rows_html(results: EvaluationResults, only_disagreements: bool = False, limit: int = 200) -> str:
@@ -103,13 +134,18 @@ def rows_html(results: EvaluationResults, only_disagreements: bool = False, limi
     if not rows:
         return "<p>No rows to show yet.</p>" if not only_disagreements else "<p>Every combination gave the same answers.</p>"
     reference = "chosen / rejected" if rows[0].pair is not None else "reference"
-    head = "".join(f"<th style='{CELL}'>{escape(h)}</th>" for h in
-                   ["row", "input", reference, *(f"#{c.position} {c.label}" for c in results.combinations)])
+    head = "".join(
+        f"<th style='{CELL}'>{escape(h)}</th>"
+        for h in ["row", "input", reference, *(f"#{c.position} {c.label}" for c in results.combinations)]
+    )
     body = []
     for row in rows[:limit]:
         baseline = _verdict(row, 1) if 1 in row.outputs else None
-        cells = [f"<td style='{CELL}'>{row.row_index}</td>", f"<td style='{CELL};white-space:pre-wrap'>{_clip(row.input)}</td>",
-                 _reference_cell(row)]
+        cells = [
+            f"<td style='{CELL}'>{row.row_index}</td>",
+            f"<td style='{CELL};white-space:pre-wrap'>{_clip(row.input)}</td>",
+            _reference_cell(row),
+        ]
         for position in positions:
             if position not in row.outputs:
                 cells.append(f"<td style='{CELL};color:#888'>…</td>")
@@ -117,8 +153,9 @@ def rows_html(results: EvaluationResults, only_disagreements: bool = False, limi
             output = row.outputs[position]
             colour = GOOD if _right(row, position) else BAD
             border = ";outline:2px solid #444" if position != 1 and baseline is not None and _verdict(row, position) != baseline else ""
-            cells.append(f"<td style='{CELL};background:{colour};white-space:pre-wrap{border}'>{_clip(output)}"
-                         f"{_judged(row, position)}</td>")
+            cells.append(
+                f"<td style='{CELL};background:{colour};white-space:pre-wrap{border}'>{_clip(output)}{_judged(row, position)}</td>"
+            )
         body.append("<tr class='eval-row'>" + "".join(cells) + "</tr>")
     more = f"<p style='font-size:0.85em;color:#666'>Showing {min(limit, len(rows))} of {len(rows)} rows.</p>"
     return f"<div style='{SCROLL}'><table style='{TABLE}' id='eval-rows-table'><tr>{head}</tr>{''.join(body)}</table></div>{more}"
@@ -129,8 +166,12 @@ def _judged(row: AnswerRow, position: int) -> str:
     verdict = row.verdicts.get(position)
     if verdict is None:
         return ""
-    reasons = f"#1 as A: {verdict.verdict_ab or '?'} - {verdict.reason_ab}\n\n#{position} as A: {verdict.verdict_ba or '?'} - {verdict.reason_ba}"
+    reasons = (
+        f"#1 as A: {verdict.verdict_ab or '?'} - {verdict.reason_ab}\n\n#{position} as A: {verdict.verdict_ba or '?'} - {verdict.reason_ba}"
+    )
     colour = OUTCOME_COLOURS.get(verdict.outcome, "#888")
-    return (f"<div class='eval-verdict' style='margin-top:4px;font-size:0.85em;color:{colour}' "
-            f"title='{escape(reasons[:2 * MAX_CELL_CHARS], quote=True)}'>judge: <b>{escape(verdict.outcome or 'no verdict')}</b> "
-            f"vs #1 ({escape(verdict.verdict_ab or '?')} / {escape(verdict.verdict_ba or '?')})</div>")
+    return (
+        f"<div class='eval-verdict' style='margin-top:4px;font-size:0.85em;color:{colour}' "
+        f"title='{escape(reasons[: 2 * MAX_CELL_CHARS], quote=True)}'>judge: <b>{escape(verdict.outcome or 'no verdict')}</b> "
+        f"vs #1 ({escape(verdict.verdict_ab or '?')} / {escape(verdict.verdict_ba or '?')})</div>"
+    )

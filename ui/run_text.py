@@ -80,7 +80,7 @@ def progress_bar(fraction: float | None, cells: int = BAR_CELLS) -> str:
 
 
 def progress_text(run: RunLike) -> str:
-    """"step 3 of 10 (30%) · ETA 12 s" — whatever of that is known."""
+    """ "step 3 of 10 (30%) · ETA 12 s" — whatever of that is known."""
     if run.status == RunStatus.QUEUED:
         return "waiting for its devices"
     parts = []

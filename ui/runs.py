@@ -81,11 +81,17 @@ def runs_frame(services: Services, runs: list) -> pd.DataFrame:
     models = {m.id: m.name for m in services.models.list()}
     datasets = {d.id: d.name for d in services.datasets.list()}
     rows = [
-        {"status": status_label(r.status), "name": r.name or r.kind,
-         "progress": f"{r.step or 0}/{r.total_steps}" if r.total_steps else "",
-         "devices": r.gpus or r.devices_requested, "model": models.get(r.base_model_id, r.base_model_id),
-         "dataset": datasets.get(r.dataset_id, r.dataset_id), "queued at": local_time(r.created_at),
-         "ran": duration(elapsed_s(r)) if r.started_at else "", "id": r.id}
+        {
+            "status": status_label(r.status),
+            "name": r.name or r.kind,
+            "progress": f"{r.step or 0}/{r.total_steps}" if r.total_steps else "",
+            "devices": r.gpus or r.devices_requested,
+            "model": models.get(r.base_model_id, r.base_model_id),
+            "dataset": datasets.get(r.dataset_id, r.dataset_id),
+            "queued at": local_time(r.created_at),
+            "ran": duration(elapsed_s(r)) if r.started_at else "",
+            "id": r.id,
+        }
         for r in runs
     ]
     return frame(rows, LIST_COLUMNS)
@@ -105,8 +111,7 @@ def list_runs(services: Services, status_filter: str | None = ALL, selected: str
     )
 
 
-def show_runs(services: Services, status_filter: str | None, selected: str | None,
-              newest_seen: str | None) -> tuple[Any, ...]:
+def show_runs(services: Services, status_filter: str | None, selected: str | None, newest_seen: str | None) -> tuple[Any, ...]:
     """The listing when the tab opens: a run started since the last look (from the Train tab, the
     CLI) is chosen, since that is the one the user came to see; otherwise the choice is kept.
 
@@ -126,8 +131,10 @@ def status_markdown(run: Any) -> str:
         lines.append(f"⏳ {progress_text(run)}")
     else:
         lines.append(f"`{progress_bar(progress_fraction(run))}` {progress_text(run)}")
-    facts = [f"devices **{run.gpus}**" if run.gpus else f"devices **{run.devices_requested}** (requested)",
-             f"queued {local_time(run.created_at)}"]
+    facts = [
+        f"devices **{run.gpus}**" if run.gpus else f"devices **{run.devices_requested}** (requested)",
+        f"queued {local_time(run.created_at)}",
+    ]
     if run.started_at:
         facts.append(f"started {local_time(run.started_at)}")
         facts.append(f"{'ran' if run.finished_at else 'running for'} {duration(elapsed_s(run))}")
@@ -144,8 +151,9 @@ def status_markdown(run: Any) -> str:
 
 def error_markdown(run: Any) -> gr.Markdown:
     if run.status == RunStatus.CANCELLED:
-        text = ("#### Cancelled\nStopped on request. **Resume** continues from the last checkpoint, if the "
-                "trainer wrote one before it stopped.")
+        text = (
+            "#### Cancelled\nStopped on request. **Resume** continues from the last checkpoint, if the trainer wrote one before it stopped."
+        )
         return gr.Markdown(text, visible=True)
     if not run.error_text:
         return gr.Markdown("", visible=False)
@@ -161,10 +169,12 @@ def output_markdown(services: Services, run: Any) -> str:
     if run.status != RunStatus.SUCCEEDED:
         return ""
     if run.kind != RunKind.FINETUNE:
-        return {RunKind.EVALUATION: "**Results:** answers and scores are in the **Evaluate** tab.",
-                RunKind.INFERENCE: "An inference worker of the **Compare** tab; it ended after its idle timeout.",
-                RunKind.EXPORT: "**Results:** verification, archive, registry and Hub links are in the **Export** tab.",
-                RunKind.SERVE: "An endpoint of the **Serve** tab; it served until it was stopped."}.get(run.kind, "")
+        return {
+            RunKind.EVALUATION: "**Results:** answers and scores are in the **Evaluate** tab.",
+            RunKind.INFERENCE: "An inference worker of the **Compare** tab; it ended after its idle timeout.",
+            RunKind.EXPORT: "**Results:** verification, archive, registry and Hub links are in the **Export** tab.",
+            RunKind.SERVE: "An endpoint of the **Serve** tab; it served until it was stopped.",
+        }.get(run.kind, "")
     produced = [a for a in services.adapters.list() if a.run_id == run.id]
     if produced:
         return "\n".join(f"**Produced adapter:** `{a.name}` at `{a.location}` (see the Adapters tab)" for a in produced)
@@ -196,12 +206,18 @@ def run_view(services: Services, run: Any) -> RunView:
     method_chart, method_detail_chart = method_charts(spec, metrics)
     return RunView(
         status=status_markdown(run),
-        loss_chart=charts.loss_figure(metrics), lr_chart=charts.learning_rate_figure(metrics),
-        grad_chart=charts.grad_norm_figure(metrics), speed_chart=charts.throughput_figure(metrics),
-        log=services.runs.log_tail(run.id, LOG_CHARS), spec=spec,
-        error=error_markdown(run), produced=output_markdown(services, run),
-        cancel_button=gr.Button(interactive=run.status in LIVE), resume_button=gr.Button(interactive=run.status in RESUMABLE),
-        method_chart=method_chart, method_detail_chart=method_detail_chart,
+        loss_chart=charts.loss_figure(metrics),
+        lr_chart=charts.learning_rate_figure(metrics),
+        grad_chart=charts.grad_norm_figure(metrics),
+        speed_chart=charts.throughput_figure(metrics),
+        log=services.runs.log_tail(run.id, LOG_CHARS),
+        spec=spec,
+        error=error_markdown(run),
+        produced=output_markdown(services, run),
+        cancel_button=gr.Button(interactive=run.status in LIVE),
+        resume_button=gr.Button(interactive=run.status in RESUMABLE),
+        method_chart=method_chart,
+        method_detail_chart=method_detail_chart,
         drawn=drawn(run),
     )
 
@@ -209,11 +225,20 @@ def run_view(services: Services, run: Any) -> RunView:
 def _empty_view() -> RunView:
     method_chart, method_detail_chart = method_charts({}, {})
     return RunView(
-        status=NOTHING_CHOSEN, loss_chart=charts.loss_figure({}), lr_chart=charts.learning_rate_figure({}),
-        grad_chart=charts.grad_norm_figure({}), speed_chart=charts.throughput_figure({}), log="", spec=None,
-        error=gr.Markdown("", visible=False), produced="",
-        cancel_button=gr.Button(interactive=False), resume_button=gr.Button(interactive=False),
-        method_chart=method_chart, method_detail_chart=method_detail_chart, drawn=None,
+        status=NOTHING_CHOSEN,
+        loss_chart=charts.loss_figure({}),
+        lr_chart=charts.learning_rate_figure({}),
+        grad_chart=charts.grad_norm_figure({}),
+        speed_chart=charts.throughput_figure({}),
+        log="",
+        spec=None,
+        error=gr.Markdown("", visible=False),
+        produced="",
+        cancel_button=gr.Button(interactive=False),
+        resume_button=gr.Button(interactive=False),
+        method_chart=method_chart,
+        method_detail_chart=method_detail_chart,
+        drawn=None,
     )
 
 
@@ -268,13 +293,18 @@ def resume_run(services: Services, run_id: str | None) -> tuple[str, str]:
 def render(services: Services) -> None:
     with gr.Tab("Runs", id="runs") as tab:
         status_filter = gr.Radio(label="Show", choices=FILTERS, value=ALL, elem_id="runs-filter")
-        table = gr.Dataframe(label="Runs, newest first (click a row to follow it)", interactive=False, wrap=True,
-                             max_height=300, column_widths=COLUMN_WIDTHS, elem_id="runs-table")
+        table = gr.Dataframe(
+            label="Runs, newest first (click a row to follow it)",
+            interactive=False,
+            wrap=True,
+            max_height=300,
+            column_widths=COLUMN_WIDTHS,
+            elem_id="runs-table",
+        )
         pick = Picker(label="Run", choices=[], value=None, elem_id="runs-pick")
         status = gr.Markdown(NOTHING_CHOSEN, elem_id="runs-status")
         with gr.Row(equal_height=True):
-            cancel_button = gr.Button("⏹ Cancel", variant="stop", interactive=False, elem_id="runs-cancel",
-                                      scale=0, min_width=150)
+            cancel_button = gr.Button("⏹ Cancel", variant="stop", interactive=False, elem_id="runs-cancel", scale=0, min_width=150)
             resume_button = gr.Button("↻ Resume", interactive=False, elem_id="runs-resume", scale=0, min_width=150)
             action_result = gr.Markdown(elem_id="runs-action-result")
         error = gr.Markdown(visible=False, elem_id="runs-error")
@@ -289,37 +319,62 @@ def render(services: Services) -> None:
         with gr.Row():  # DPO / GRPO runs only
             method_chart = gr.Plot(show_label=False, visible=False, elem_id="runs-method-chart")
             method_detail_chart = gr.Plot(show_label=False, visible=False, elem_id="runs-method-detail-chart")
-        log = gr.Textbox(label="Trainer log (last lines)", lines=14, max_lines=14, interactive=False,
-                         autoscroll=False, elem_id="runs-log")
+        log = gr.Textbox(label="Trainer log (last lines)", lines=14, max_lines=14, interactive=False, autoscroll=False, elem_id="runs-log")
         spec = gr.JSON(label="Resolved spec (what the trainer was given)", elem_id="runs-spec", max_height=360, open=True)
         with gr.Accordion("Compare runs", open=True):
             compare = Picker(label="Runs to compare", choices=[], value=[], multiselect=True, elem_id="runs-compare")
             compare_chart = gr.Plot(show_label=False, elem_id="runs-compare-chart")
-            differences = gr.Dataframe(label="Settings that differ", interactive=False, wrap=True, max_height=360,
-                                       elem_id="runs-compare-diff")
+            differences = gr.Dataframe(
+                label="Settings that differ", interactive=False, wrap=True, max_height=360, elem_id="runs-compare-diff"
+            )
         # Inside the tab: a State or Timer placed directly in gr.Tabs would count as a tab.
         shown, new_run, newest_seen = gr.State(None), gr.State(None), gr.State(None)
         timer = gr.Timer(POLL_S)
 
     listing = Listing(table=table, pick=pick, compare=compare)
-    view = RunView(status=status, loss_chart=loss_chart, lr_chart=lr_chart, grad_chart=grad_chart, speed_chart=speed_chart,
-                   log=log, spec=spec, error=error, produced=produced, cancel_button=cancel_button,
-                   resume_button=resume_button, method_chart=method_chart, method_detail_chart=method_detail_chart,
-                   drawn=shown)
+    view = RunView(
+        status=status,
+        loss_chart=loss_chart,
+        lr_chart=lr_chart,
+        grad_chart=grad_chart,
+        speed_chart=speed_chart,
+        log=log,
+        spec=spec,
+        error=error,
+        produced=produced,
+        cancel_button=cancel_button,
+        resume_button=resume_button,
+        method_chart=method_chart,
+        method_detail_chart=method_detail_chart,
+        drawn=shown,
+    )
     refresh = bind(list_runs, services)
     on_show(tab, bind(show_runs, services), [*listing, newest_seen], inputs=[status_filter, pick, newest_seen])
     status_filter.change(refresh, [status_filter, pick], listing, show_progress="hidden", api_name="list_runs")
     table.select(clicked_id, outputs=pick, show_progress="hidden", api_visibility=PRIVATE)
     pick.change(bind(show_run, services), pick, view, show_progress="hidden", api_name="show_run")
     # Cheap and read-only, so ticks of several open pages need not wait for each other.
-    timer.tick(bind(poll_run, services), [pick, shown, status_filter], [*view, *listing],
-               show_progress="hidden", concurrency_limit=None, api_visibility=PRIVATE)
+    timer.tick(
+        bind(poll_run, services),
+        [pick, shown, status_filter],
+        [*view, *listing],
+        show_progress="hidden",
+        concurrency_limit=None,
+        api_visibility=PRIVATE,
+    )
     cancel_button.click(bind(cancel_run, services), pick, action_result, api_name="cancel_run").success(
-        bind(show_run, services), pick, view, show_progress="hidden", api_visibility=PRIVATE,
+        bind(show_run, services),
+        pick,
+        view,
+        show_progress="hidden",
+        api_visibility=PRIVATE,
     ).success(refresh, [status_filter, pick], listing, show_progress="hidden", api_visibility=PRIVATE)
     resume_button.click(bind(resume_run, services), pick, [action_result, new_run], api_name="resume_run").success(
-        refresh, [status_filter, new_run], listing, show_progress="hidden", api_visibility=PRIVATE,
+        refresh,
+        [status_filter, new_run],
+        listing,
+        show_progress="hidden",
+        api_visibility=PRIVATE,
     )
-    compare.change(bind(compare_runs, services), compare, [compare_chart, differences], show_progress="hidden",
-                   api_name="compare_runs")
+    compare.change(bind(compare_runs, services), compare, [compare_chart, differences], show_progress="hidden", api_name="compare_runs")
     log.change(None, js=FOLLOW_LOG)

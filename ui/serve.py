@@ -26,14 +26,23 @@ from ui.wiring import PRIVATE, bind, bind_request, named_inputs, on_show, run_pi
 POLL_S = 1.0
 NOTHING_CHOSEN = "No endpoint chosen. Pick a model (and optionally an adapter), then **Start endpoint**."
 NO_ADAPTER = ""
-STATE_LABELS = {RunStatus.QUEUED: "⏳ Queued", "starting": "🔄 Starting (loading the model)", "serving": "🟢 Serving",
-                "stopped": "⏹ Stopped", RunStatus.FAILED: "❌ Failed", RunStatus.CANCELLED: "⏹ Cancelled before it served"}
+STATE_LABELS = {
+    RunStatus.QUEUED: "⏳ Queued",
+    "starting": "🔄 Starting (loading the model)",
+    "serving": "🟢 Serving",
+    "stopped": "⏹ Stopped",
+    RunStatus.FAILED: "❌ Failed",
+    RunStatus.CANCELLED: "⏹ Cancelled before it served",
+}
 
 
 def engine_choices() -> list[tuple[str, str]]:
     vllm = "vLLM (adapters natively, bearer token)" + ("" if vllm_installed() else ": not installed")
-    return [("auto: vLLM when installed, else transformers serve", "auto"),
-            ("transformers serve (no token; an adapter is merged first)", "transformers"), (vllm, "vllm")]
+    return [
+        ("auto: vLLM when installed, else transformers serve", "auto"),
+        ("transformers serve (no token; an adapter is merged first)", "transformers"),
+        (vllm, "vllm"),
+    ]
 
 
 class Choices(NamedTuple):
@@ -63,9 +72,11 @@ def refresh_form(services: Services, model_id: str | None, adapter_id: str | Non
     model_id = _keep(models, model_id, models[0][1] if models else None)
     adapters = [("none: the model alone", NO_ADAPTER)] + [(a.name, a.id) for a in services.adapters.list(model_id) if a.location]
     machine = device_choices(services.machine())
-    return Choices(model=gr.Dropdown(choices=models, value=model_id),
-                   adapter=gr.Dropdown(choices=adapters, value=_keep(adapters, adapter_id, NO_ADAPTER)),
-                   devices=gr.Dropdown(choices=machine, value=_keep(machine, devices, "auto")))
+    return Choices(
+        model=gr.Dropdown(choices=models, value=model_id),
+        adapter=gr.Dropdown(choices=adapters, value=_keep(adapters, adapter_id, NO_ADAPTER)),
+        devices=gr.Dropdown(choices=machine, value=_keep(machine, devices, "auto")),
+    )
 
 
 def serve_request(model_id: str | None, adapter_id: str | None, devices: str | None, engine: str | None) -> ServeRequest:
@@ -87,8 +98,12 @@ def list_endpoints(services: Services, selected: str | None = None) -> gr.Dropdo
 def endpoint_markdown(endpoint: Endpoint) -> str:
     lines = [f"### {STATE_LABELS.get(endpoint.state, endpoint.state)} · {html.escape(endpoint.run.name or '')}", ""]
     if endpoint.state == "serving":
-        lines += [f"**Base URL** (OpenAI-compatible): `{endpoint.base_url}`  ", f"**Model name**: `{endpoint.served_model}`  ",
-                  f"**Engine**: {endpoint.engine}", ""]
+        lines += [
+            f"**Base URL** (OpenAI-compatible): `{endpoint.base_url}`  ",
+            f"**Model name**: `{endpoint.served_model}`  ",
+            f"**Engine**: {endpoint.engine}",
+            "",
+        ]
     if endpoint.state in ("serving", RunStatus.QUEUED, "starting"):
         lines.append(f"**Prompt format**: {html.escape(endpoint.format_note)}  ")
         lines.append(f"**Authentication**: {html.escape(endpoint.auth_note)}")
@@ -111,12 +126,15 @@ def drawn(endpoint: Endpoint) -> Drawn:
 def show_endpoint(services: Services, run_id: str | None) -> EndpointView:
     """One endpoint: its state, base URL, model name and authentication, and a curl to try it."""
     if not run_id:
-        return EndpointView(status=NOTHING_CHOSEN, curl=gr.Code(value="", visible=False), stop=gr.Button(interactive=False),
-                            drawn=None)
+        return EndpointView(status=NOTHING_CHOSEN, curl=gr.Code(value="", visible=False), stop=gr.Button(interactive=False), drawn=None)
     endpoint = services.serving.endpoint(run_id)
     curl = endpoint.curl
-    return EndpointView(status=endpoint_markdown(endpoint), curl=gr.Code(value=curl or "", visible=bool(curl)),
-                        stop=gr.Button(interactive=endpoint.run.status not in FINISHED), drawn=drawn(endpoint))
+    return EndpointView(
+        status=endpoint_markdown(endpoint),
+        curl=gr.Code(value=curl or "", visible=bool(curl)),
+        stop=gr.Button(interactive=endpoint.run.status not in FINISHED),
+        drawn=drawn(endpoint),
+    )
 
 
 @shows_errors
@@ -157,8 +175,9 @@ def render(services: Services) -> None:
             with gr.Column(scale=2):
                 pick = Picker(label="Endpoint (newest first)", choices=[], elem_id="serve-pick")
                 status = gr.Markdown(NOTHING_CHOSEN, elem_id="serve-status")
-                curl = gr.Code(label="Try it: copy, paste into a terminal", language="shell", visible=False,
-                               interactive=False, elem_id="serve-curl")
+                curl = gr.Code(
+                    label="Try it: copy, paste into a terminal", language="shell", visible=False, interactive=False, elem_id="serve-curl"
+                )
                 stop = gr.Button("⏹ Stop (frees the GPU)", variant="stop", interactive=False, elem_id="serve-stop")
         shown = gr.State(None)
         timer = gr.Timer(POLL_S)
@@ -170,9 +189,11 @@ def render(services: Services) -> None:
     model.change(refresh, choices, choices, show_progress="hidden", api_visibility=PRIVATE)
     view = EndpointView(status=status, curl=curl, stop=stop, drawn=shown)
     form = named_inputs({"model_id": model, "adapter_id": adapter, "devices": devices, "engine": engine}, serve_request)
-    start.click(bind_request(start_endpoint, services, serve_request), inputs_kwargs=form, outputs=[started, pick],
-                api_name="start_endpoint")
+    start.click(
+        bind_request(start_endpoint, services, serve_request), inputs_kwargs=form, outputs=[started, pick], api_name="start_endpoint"
+    )
     pick.change(bind(show_endpoint, services), [pick], view, show_progress="hidden", api_name="show_endpoint")
     stop.click(bind(stop_endpoint, services), [pick], view, api_name="stop_endpoint")
-    timer.tick(bind(poll_endpoint, services), [pick, shown], [*view, pick], show_progress="hidden", concurrency_limit=None,
-               api_visibility=PRIVATE)
+    timer.tick(
+        bind(poll_endpoint, services), [pick, shown], [*view, pick], show_progress="hidden", concurrency_limit=None, api_visibility=PRIVATE
+    )

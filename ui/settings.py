@@ -20,8 +20,10 @@ def token_status(services: Services) -> str:
     """Where the token comes from, never its value."""
     status = services.hf_token.status()
     if status.source == "environment":
-        return (f"**Token:** set by the environment variable `{status.env_name}`. It takes precedence over a "
-                "stored token; unset it to manage the token here.")
+        return (
+            f"**Token:** set by the environment variable `{status.env_name}`. It takes precedence over a "
+            "stored token; unset it to manage the token here."
+        )
     if status.source == "file":
         return "**Token:** stored in the home, readable only by your user."
     return "**Token:** none. Gated models and private datasets on the Hub will be refused."
@@ -44,8 +46,12 @@ def clear_token(services: Services) -> str:
 def home_paths(services: Services) -> str:
     settings = services.settings
     rows = [
-        ("Home", settings.home), ("Database", settings.db_path), ("Datasets (copies of imports)", settings.datasets_dir),
-        ("Models", settings.models_dir), ("Runs", settings.runs_dir), ("MLflow tracking", settings.mlflow_tracking_uri),
+        ("Home", settings.home),
+        ("Database", settings.db_path),
+        ("Datasets (copies of imports)", settings.datasets_dir),
+        ("Models", settings.models_dir),
+        ("Runs", settings.runs_dir),
+        ("MLflow tracking", settings.mlflow_tracking_uri),
     ]
     return "### Home\n| | Path |\n|---|---|\n" + "\n".join(f"| {label} | `{path}` |" for label, path in rows)
 
@@ -72,18 +78,25 @@ def import_database(services: Services, upload: str | None) -> tuple[str, gr.Dat
         raise gr.Error("Upload an export file first.")
     report = services.database.import_from(Path(upload))
     rows = [
-        {"table": table, "imported": report.imported[table], "duplicates": report.duplicates[table],
-         "duplicate keys (first 10)": ", ".join(report.duplicate_keys.get(table, [])[:10])}
+        {
+            "table": table,
+            "imported": report.imported[table],
+            "duplicates": report.duplicates[table],
+            "duplicate keys (first 10)": ", ".join(report.duplicate_keys.get(table, [])[:10]),
+        }
         for table in report.imported
     ]
-    summary = (f"Imported {report.total_imported} rows; {report.total_duplicates} were already here "
-               "and were left as they are.")
+    summary = f"Imported {report.total_imported} rows; {report.total_duplicates} were already here and were left as they are."
     if report.live_runs_made_history:
-        summary += (f" {report.live_runs_made_history} queued or running run(s) came in as failed: imported runs are "
-                    "history, never started or stopped here.")
+        summary += (
+            f" {report.live_runs_made_history} queued or running run(s) came in as failed: imported runs are "
+            "history, never started or stopped here."
+        )
     if report.rerooted:
-        summary += (f" {len(report.rerooted)} path(s) of the home the export came from now point into this home "
-                    "(copy its datasets and runs folders here to keep their files).")
+        summary += (
+            f" {len(report.rerooted)} path(s) of the home the export came from now point into this home "
+            "(copy its datasets and runs folders here to keep their files)."
+        )
     return summary, gr.Dataframe(value=frame(rows, REPORT_COLUMNS), visible=True)
 
 
@@ -96,8 +109,10 @@ def render(services: Services) -> None:
             save_button = gr.Button("Save token", variant="primary", scale=0, min_width=160)
             clear_button = gr.Button("Remove stored token", scale=0, min_width=220)
         paths = gr.Markdown()
-        gr.Markdown("### Database\nAn export is one JSON file of every registry table; tokens are never in it. "
-                    "Importing adds what is missing and leaves what exists untouched.")
+        gr.Markdown(
+            "### Database\nAn export is one JSON file of every registry table; tokens are never in it. "
+            "Importing adds what is missing and leaves what exists untouched."
+        )
         with gr.Row(equal_height=False):
             with gr.Column():
                 export_button = gr.Button("Export the database")

@@ -29,7 +29,7 @@ TRAINING_HELP = help_text(TrainingSettings)
 LORA_HELP = help_text(LoraSettings)
 MODES = [("LoRA", "lora"), ("QLoRA (4-bit base, CUDA only)", "qlora"), ("Full fine-tune", "full")]
 EXTRA_HELP = (
-    "Any other TrainingArguments field as JSON, e.g. `{\"lr_scheduler_type\": \"constant\", \"eval_steps\": 20}`. "
+    'Any other TrainingArguments field as JSON, e.g. `{"lr_scheduler_type": "constant", "eval_steps": 20}`. '
     "These are applied last: a key here wins over the same field above. Unknown keys are refused."
 )
 
@@ -65,15 +65,15 @@ def _keep(choices: list[tuple[str, str]], selected: str | None) -> str | None:
 
 
 @shows_errors
-def refresh_choices(services: Services, model_id: str | None, dataset_id: str | None, preset: str | None,
-                    devices: str | None, prompt_id: str | None) -> Choices:
+def refresh_choices(
+    services: Services, model_id: str | None, dataset_id: str | None, preset: str | None, devices: str | None, prompt_id: str | None
+) -> Choices:
     """Model, dataset, preset, devices and prompt choices, keeping what the user chose.
 
     Only choices are refreshed on show: the hyper-parameters the user typed stay as they are.
     """
     models = [(m.name, m.id) for m in services.models.list()]
-    datasets = [(f"{d.name} ({d.format}, {d.num_rows if d.num_rows is not None else '?'} rows)", d.id)
-                for d in services.datasets.list()]
+    datasets = [(f"{d.name} ({d.format}, {d.num_rows if d.num_rows is not None else '?'} rows)", d.id) for d in services.datasets.list()]
     presets = [(p.name, p.name) for p in services.configs.presets()]
     machine_devices = device_choices(services.machine())
     dataset_id = _keep(datasets, dataset_id)
@@ -101,8 +101,11 @@ def prompts_for_dataset(services: Services, dataset_id: str | None, prompt_id: s
         choices.insert(0, ("none: DPO reads the pairs as they are", NO_PROMPT))
         label = "Prompt (none needed for preference pairs)"
     else:
-        label = "Prompt (required: it maps the columns to text)" if choices else (
-            "Prompt (required: write one for this dataset in the Prompts tab)")
+        label = (
+            "Prompt (required: it maps the columns to text)"
+            if choices
+            else ("Prompt (required: write one for this dataset in the Prompts tab)")
+        )
     return gr.Dropdown(choices=choices, value=_keep(choices, prompt_id), label=label)
 
 
@@ -114,9 +117,14 @@ def apply_preset(services: Services, preset_name: str | None) -> PresetFields:
     lora = preset.configs["lora_config"].values
     full = {**defaults("training_arguments"), **training}
     return PresetFields(
-        num_epochs=full["num_train_epochs"], max_steps=max(0, full["max_steps"]), learning_rate=full["learning_rate"],
-        batch_size=full["per_device_train_batch_size"], grad_accumulation=full["gradient_accumulation_steps"],
-        max_length=full["max_length"], lora_r=lora.get("r"), lora_alpha=lora.get("lora_alpha"),
+        num_epochs=full["num_train_epochs"],
+        max_steps=max(0, full["max_steps"]),
+        learning_rate=full["learning_rate"],
+        batch_size=full["per_device_train_batch_size"],
+        grad_accumulation=full["gradient_accumulation_steps"],
+        max_length=full["max_length"],
+        lora_r=lora.get("r"),
+        lora_alpha=lora.get("lora_alpha"),
         note=f"*{preset.description}*",
     )
 
@@ -146,65 +154,114 @@ def start_training(services: Services, form: TrainForm) -> str:
     )
 
 
-def _number(label: str, value: float, help_text: str, elem_id: str, precision: int | None = 0,
-            minimum: float | None = None) -> gr.Number:
+def _number(label: str, value: float, help_text: str, elem_id: str, precision: int | None = 0, minimum: float | None = None) -> gr.Number:
     return gr.Number(label=label, value=value, info=help_text, precision=precision, minimum=minimum, elem_id=elem_id)
 
 
 def render(services: Services) -> None:
     training, lora = defaults("training_arguments"), defaults("lora_config")
     with gr.Tab("Train", id="train") as tab:
-        gr.Markdown("Choose a base model, a dataset and how to train. **Preflight** estimates memory and time "
-                    "before anything runs; **Start** queues the run, which keeps going if this page is closed.")
+        gr.Markdown(
+            "Choose a base model, a dataset and how to train. **Preflight** estimates memory and time "
+            "before anything runs; **Start** queues the run, which keeps going if this page is closed."
+        )
         with gr.Row():
             model = Picker(label="Base model", choices=[], value=None, elem_id="train-model")
             dataset = Picker(label="Dataset", choices=[], value=None, elem_id="train-dataset", info=DATA_NEEDS["sft"])
             prompt = Picker(label="Prompt", choices=[], value=None, elem_id="train-prompt")
         with gr.Row():
-            adapter_name = gr.Textbox(label="Adapter name", placeholder="letters, digits and -, e.g. support-intents-v1",
-                                      info="The name the trained adapter is registered under; it must be new.",
-                                      elem_id="train-adapter-name")
-            devices = Picker(label="Devices", choices=[("auto", "auto")], value="auto", elem_id="train-devices",
-                             info="Where the run trains; a queued run waits until these are free.")
+            adapter_name = gr.Textbox(
+                label="Adapter name",
+                placeholder="letters, digits and -, e.g. support-intents-v1",
+                info="The name the trained adapter is registered under; it must be new.",
+                elem_id="train-adapter-name",
+            )
+            devices = Picker(
+                label="Devices",
+                choices=[("auto", "auto")],
+                value="auto",
+                elem_id="train-devices",
+                info="Where the run trains; a queued run waits until these are free.",
+            )
         with gr.Row():
-            method = gr.Radio(label="Method", choices=METHODS, value="sft", elem_id="train-method",
-                              info="SFT learns answers; DPO prefers chosen over rejected answers; GRPO samples "
-                                   "answers and learns from verifiable rewards.")
+            method = gr.Radio(
+                label="Method",
+                choices=METHODS,
+                value="sft",
+                elem_id="train-method",
+                info="SFT learns answers; DPO prefers chosen over rejected answers; GRPO samples "
+                "answers and learns from verifiable rewards.",
+            )
             mode = gr.Radio(label="Training mode", choices=MODES, value="lora", elem_id="train-mode")
             with gr.Column():
-                preset = Picker(label="Preset", choices=[(MODERN, MODERN)], value=MODERN, elem_id="train-preset",
-                                info="Stored configs the run starts from; the fields below fill from it.")
+                preset = Picker(
+                    label="Preset",
+                    choices=[(MODERN, MODERN)],
+                    value=MODERN,
+                    elem_id="train-preset",
+                    info="Stored configs the run starts from; the fields below fill from it.",
+                )
                 preset_note = gr.Markdown(f"*{DESCRIPTIONS[MODERN]}*")
         method_fields = render_fields(services)
         gr.Markdown("### Hyper-parameters")
         with gr.Row():
-            epochs = _number("Epochs", training["num_train_epochs"], TRAINING_HELP["num_train_epochs"], "train-epochs",
-                             precision=None, minimum=0)
-            max_steps = _number("Max steps (0: use the epochs)", 0, "Stop after this many optimizer steps.",
-                                "train-max-steps", minimum=0)
-            learning_rate = _number("Learning rate", training["learning_rate"], TRAINING_HELP["learning_rate"],
-                                    "train-learning-rate", precision=None, minimum=0)
+            epochs = _number(
+                "Epochs", training["num_train_epochs"], TRAINING_HELP["num_train_epochs"], "train-epochs", precision=None, minimum=0
+            )
+            max_steps = _number("Max steps (0: use the epochs)", 0, "Stop after this many optimizer steps.", "train-max-steps", minimum=0)
+            learning_rate = _number(
+                "Learning rate", training["learning_rate"], TRAINING_HELP["learning_rate"], "train-learning-rate", precision=None, minimum=0
+            )
         with gr.Row():
-            batch_size = _number("Batch size", training["per_device_train_batch_size"],
-                                 TRAINING_HELP["per_device_train_batch_size"], "train-batch-size", minimum=1)
-            grad_accumulation = _number("Gradient accumulation", training["gradient_accumulation_steps"],
-                                        TRAINING_HELP["gradient_accumulation_steps"], "train-grad-accumulation", minimum=1)
-            max_length = _number("Max length (tokens)", training["max_length"], TRAINING_HELP["max_length"],
-                                 "train-max-length", minimum=8)
+            batch_size = _number(
+                "Batch size",
+                training["per_device_train_batch_size"],
+                TRAINING_HELP["per_device_train_batch_size"],
+                "train-batch-size",
+                minimum=1,
+            )
+            grad_accumulation = _number(
+                "Gradient accumulation",
+                training["gradient_accumulation_steps"],
+                TRAINING_HELP["gradient_accumulation_steps"],
+                "train-grad-accumulation",
+                minimum=1,
+            )
+            max_length = _number("Max length (tokens)", training["max_length"], TRAINING_HELP["max_length"], "train-max-length", minimum=8)
         with gr.Row():
             lora_r = _number("LoRA r", lora["r"], LORA_HELP["r"] + " Not used by a full fine-tune.", "train-lora-r", minimum=1)
-            lora_alpha = _number("LoRA alpha", lora["lora_alpha"], LORA_HELP["lora_alpha"], "train-lora-alpha",
-                                 precision=None, minimum=0)
-            fraction = gr.Slider(0.01, 1.0, value=1.0, step=0.01, label="Dataset fraction", elem_id="train-dataset-fraction",
-                                 info="Share of the rows used, sampled with the seed before splitting.")
-            split = gr.Slider(0.5, 1.0, value=0.9, step=0.01, label="Train split", elem_id="train-train-split",
-                              info="Share of the used rows trained on; the rest measures eval loss (1: no eval).")
+            lora_alpha = _number("LoRA alpha", lora["lora_alpha"], LORA_HELP["lora_alpha"], "train-lora-alpha", precision=None, minimum=0)
+            fraction = gr.Slider(
+                0.01,
+                1.0,
+                value=1.0,
+                step=0.01,
+                label="Dataset fraction",
+                elem_id="train-dataset-fraction",
+                info="Share of the rows used, sampled with the seed before splitting.",
+            )
+            split = gr.Slider(
+                0.5,
+                1.0,
+                value=0.9,
+                step=0.01,
+                label="Train split",
+                elem_id="train-train-split",
+                info="Share of the used rows trained on; the rest measures eval loss (1: no eval).",
+            )
         with gr.Accordion("All training arguments", open=False):
             gr.Markdown(EXTRA_HELP)
-            extra = gr.Code(value="{}", language="json", label="Extra TrainingArguments (JSON)", lines=4,
-                            max_lines=16, elem_id="train-extra-arguments")
-            gr.Dataframe(field_help("training_arguments"), label="TrainingArguments fields", interactive=False,
-                         wrap=True, max_height=360, column_widths=["18%", "12%", "12%", "22%", "36%"])
+            extra = gr.Code(
+                value="{}", language="json", label="Extra TrainingArguments (JSON)", lines=4, max_lines=16, elem_id="train-extra-arguments"
+            )
+            gr.Dataframe(
+                field_help("training_arguments"),
+                label="TrainingArguments fields",
+                interactive=False,
+                wrap=True,
+                max_height=360,
+                column_widths=["18%", "12%", "12%", "22%", "36%"],
+            )
         with gr.Row():
             preflight_button = gr.Button("Preflight", elem_id="train-preflight", scale=0, min_width=180)
             start_button = gr.Button("Start training", variant="primary", elem_id="train-start", scale=0, min_width=220)
@@ -214,29 +271,66 @@ def render(services: Services) -> None:
 
     pickers = Choices(model=model, dataset=dataset, preset=preset, devices=devices, prompt=prompt)
     on_show(tab, bind(refresh_choices, services), pickers, inputs=pickers)
-    dataset.change(bind(prompts_for_dataset, services), [dataset, prompt], prompt, show_progress="hidden",
-                   api_visibility=PRIVATE)
+    dataset.change(bind(prompts_for_dataset, services), [dataset, prompt], prompt, show_progress="hidden", api_visibility=PRIVATE)
     start_adapter = method_fields.start_adapter
     on_show(tab, bind(starting_adapters, services), [start_adapter], inputs=[model, start_adapter])
-    model.change(bind(starting_adapters, services), [model, start_adapter], start_adapter, show_progress="hidden",
-                 api_visibility=PRIVATE)
-    method.change(show_method, method, MethodView(dataset=dataset, dpo=method_fields.dpo, grpo=method_fields.grpo,
-                                                  start=method_fields.start),
-                  show_progress="hidden", api_visibility=PRIVATE)
-    preset.change(bind(apply_preset, services), preset,
-                  PresetFields(num_epochs=epochs, max_steps=max_steps, learning_rate=learning_rate, batch_size=batch_size,
-                               grad_accumulation=grad_accumulation, max_length=max_length, lora_r=lora_r,
-                               lora_alpha=lora_alpha, note=preset_note),
-                  show_progress="hidden", api_visibility=PRIVATE)
-    form = named_inputs({
-        "model_id": model, "dataset_id": dataset, "prompt_id": prompt, "adapter_name": adapter_name, "method": method,
-        "training_mode": mode, "preset": preset, "devices": devices, "num_epochs": epochs, "max_steps": max_steps,
-        "learning_rate": learning_rate, "batch_size": batch_size, "grad_accumulation": grad_accumulation,
-        "max_length": max_length, "lora_r": lora_r, "lora_alpha": lora_alpha, "dataset_fraction": fraction,
-        "train_split": split, "extra_arguments": extra, **method_fields.inputs,
-    }, TrainForm)
-    preflight_button.click(bind_request(preflight, services, TrainForm), inputs_kwargs=form, outputs=preflight_result,
-                           api_name="preflight")
+    model.change(bind(starting_adapters, services), [model, start_adapter], start_adapter, show_progress="hidden", api_visibility=PRIVATE)
+    method.change(
+        show_method,
+        method,
+        MethodView(dataset=dataset, dpo=method_fields.dpo, grpo=method_fields.grpo, start=method_fields.start),
+        show_progress="hidden",
+        api_visibility=PRIVATE,
+    )
+    preset.change(
+        bind(apply_preset, services),
+        preset,
+        PresetFields(
+            num_epochs=epochs,
+            max_steps=max_steps,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            grad_accumulation=grad_accumulation,
+            max_length=max_length,
+            lora_r=lora_r,
+            lora_alpha=lora_alpha,
+            note=preset_note,
+        ),
+        show_progress="hidden",
+        api_visibility=PRIVATE,
+    )
+    form = named_inputs(
+        {
+            "model_id": model,
+            "dataset_id": dataset,
+            "prompt_id": prompt,
+            "adapter_name": adapter_name,
+            "method": method,
+            "training_mode": mode,
+            "preset": preset,
+            "devices": devices,
+            "num_epochs": epochs,
+            "max_steps": max_steps,
+            "learning_rate": learning_rate,
+            "batch_size": batch_size,
+            "grad_accumulation": grad_accumulation,
+            "max_length": max_length,
+            "lora_r": lora_r,
+            "lora_alpha": lora_alpha,
+            "dataset_fraction": fraction,
+            "train_split": split,
+            "extra_arguments": extra,
+            **method_fields.inputs,
+        },
+        TrainForm,
+    )
+    preflight_button.click(bind_request(preflight, services, TrainForm), inputs_kwargs=form, outputs=preflight_result, api_name="preflight")
     # One start at a time: a double click must not queue the same adapter twice.
-    start_button.click(bind_request(start_training, services, TrainForm), inputs_kwargs=form, outputs=start_result,
-                       concurrency_limit=1, concurrency_id="train-start", api_name="start_training")
+    start_button.click(
+        bind_request(start_training, services, TrainForm),
+        inputs_kwargs=form,
+        outputs=start_result,
+        concurrency_limit=1,
+        concurrency_id="train-start",
+        api_name="start_training",
+    )

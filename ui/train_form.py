@@ -103,7 +103,7 @@ def lora_overrides(form: TrainForm) -> dict[str, Any]:
 
 
 def devices_and_processes(devices: str | None) -> tuple[str, int]:
-    """"0,1" trains with one process per GPU (DDP); "auto", "cpu" and a single GPU use one."""
+    """ "0,1" trains with one process per GPU (DDP); "auto", "cpu" and a single GPU use one."""
     chosen = devices or "auto"
     if chosen in ("auto", "cpu"):
         return chosen, 1
@@ -114,25 +114,38 @@ def fine_tune_request(form: TrainForm, preset: Preset) -> FineTuneRequest:
     training = preset.configs["training_arguments"].values
     gpus, processes = devices_and_processes(form.devices)
     return FineTuneRequest(
-        base_model_id=form.model_id or "", dataset_id=form.dataset_id or "",
+        base_model_id=form.model_id or "",
+        dataset_id=form.dataset_id or "",
         adapter_name=(form.adapter_name or "").strip(),
         prompt_id=None if form.prompt_id in (None, "", NO_PROMPT) else form.prompt_id,
-        method=form.method, training_mode=form.training_mode, gpus=gpus, num_processes=processes,
+        method=form.method,
+        training_mode=form.training_mode,
+        gpus=gpus,
+        num_processes=processes,
         num_epochs=form.num_epochs if form.num_epochs is not None else float(training["num_train_epochs"]),
         learning_rate=form.learning_rate if form.learning_rate is not None else float(training["learning_rate"]),
-        dataset_fraction=form.dataset_fraction, train_test_split=form.train_split,
+        dataset_fraction=form.dataset_fraction,
+        train_test_split=form.train_split,
         training_arguments_config_id=preset.configs["training_arguments"].id,
         lora_config_id=preset.configs["lora_config"].id,
         bitsandbytes_config_id=preset.configs["bitsandbytes_config"].id,
         generation_config_id=preset.configs["generation_config"].id,
         overrides=training_overrides(form),
         lora_overrides=lora_overrides(form) if form.training_mode != "full" else {},
-        method_settings=method_settings(form.method, form.dpo_beta, form.dpo_loss_type, form.num_generations,
-                                        form.max_completion_length, form.temperature, form.grpo_beta),
+        method_settings=method_settings(
+            form.method,
+            form.dpo_beta,
+            form.dpo_loss_type,
+            form.num_generations,
+            form.max_completion_length,
+            form.temperature,
+            form.grpo_beta,
+        ),
         rewards=rewards_from_table(form.rewards) if form.method == "grpo" else (),
         # Hidden for SFT, so a choice left there from another method does not count.
-        init_adapter_id=form.init_adapter_id if form.method in ("dpo", "grpo") and form.init_adapter_id not in (
-            None, "", NO_ADAPTER) else None,
+        init_adapter_id=form.init_adapter_id
+        if form.method in ("dpo", "grpo") and form.init_adapter_id not in (None, "", NO_ADAPTER)
+        else None,
     )
 
 
@@ -165,13 +178,17 @@ def _time(seconds: float) -> str:
 
 def estimate_line(preflight: Preflight) -> str:
     verdict = "fits" if preflight.fits else "does NOT fit"
-    return (f"peak memory {_size(preflight.memory.total_mib)} of {_size(preflight.available_mib)} free on "
-            f"{preflight.device} ({verdict}); time {_time(preflight.seconds)}")
+    return (
+        f"peak memory {_size(preflight.memory.total_mib)} of {_size(preflight.available_mib)} free on "
+        f"{preflight.device} ({verdict}); time {_time(preflight.seconds)}"
+    )
 
 
 def _method_memory(memory: MemoryEstimate) -> str:
-    parts = [f"reference model {_size(memory.reference_mib)}" if memory.reference_mib else "",
-             f"generation KV cache {_size(memory.generation_mib)}" if memory.generation_mib else ""]
+    parts = [
+        f"reference model {_size(memory.reference_mib)}" if memory.reference_mib else "",
+        f"generation KV cache {_size(memory.generation_mib)}" if memory.generation_mib else "",
+    ]
     return "".join(f" · {part}" for part in parts if part)
 
 
@@ -182,7 +199,8 @@ def preflight_markdown(preflight: Preflight, problems: list[Problem]) -> str:
     when = _time(preflight.seconds)
     lines = [
         f"### Preflight: {verdict} on {preflight.device}",
-        "| | Estimate |", "|---|---|",
+        "| | Estimate |",
+        "|---|---|",
         f"| Peak memory | **{_size(memory.total_mib)}** of {_size(preflight.available_mib)} free ({share:.0%}) |",
         f"| of which | weights {_size(memory.weights_mib)} · trained state {_size(memory.trainable_mib)} · "
         f"activations {_size(memory.activations_mib)}{_method_memory(memory)} |",
@@ -190,8 +208,7 @@ def preflight_markdown(preflight: Preflight, problems: list[Problem]) -> str:
         f"| Speed | ~{preflight.tokens_per_s:,.0f} tokens/s |",
         f"| Time | **{when}** |",
         "",
-        "An order-of-magnitude estimate from the model's size and a sample of the rows; the run's own "
-        "throughput shows in the Runs tab.",
+        "An order-of-magnitude estimate from the model's size and a sample of the rows; the run's own throughput shows in the Runs tab.",
     ]
     if preflight.changes:  # the recipe the trainer will run to fit this GPU's free memory, and why
         lines += ["", "**Changed to fit the free memory:**", *(f"- {change}" for change in preflight.changes)]

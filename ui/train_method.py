@@ -19,23 +19,25 @@ from ftapp.services import Services
 from ui.choices import Picker
 from ui.errors import shows_errors
 
-METHODS = [("SFT: supervised fine-tuning", "sft"), ("DPO: preference pairs", "dpo"),
-           ("GRPO: verifiable rewards", "grpo")]
+METHODS = [("SFT: supervised fine-tuning", "sft"), ("DPO: preference pairs", "dpo"), ("GRPO: verifiable rewards", "grpo")]
 DATA_NEEDS = {
     "sft": "SFT needs alpaca, messages or sharegpt data, or plain columns with a prompt; not preference pairs.",
     "dpo": "DPO needs preference data: rows with chosen and rejected (next to prompt, conversations or messages).",
     "grpo": "GRPO needs prompts with a reference answer: alpaca, messages or sharegpt data, or a prompt whose "
-            "completion template gives the reference column (format rewards alone need no reference); not preference pairs.",
+    "completion template gives the reference column (format rewards alone need no reference); not preference pairs.",
 }
 NO_ADAPTER = "none"  # adapter ids are UUIDs, so this cannot name a real adapter
 DPO_HELP, GRPO_HELP = help_text(DpoSettings), help_text(GrpoSettings)
 REWARD_COLUMNS = ["use", "reward", "weight", "setting", "what it scores"]
 # The one setting each reward kind has, and what its cell holds until the user changes it.
-REWARD_SETTING = {"numeric_match": "tolerance", "regex_match": "pattern", "length_penalty": "target_length",
-                  CUSTOM_REWARD: "code_path"}
+REWARD_SETTING = {"numeric_match": "tolerance", "regex_match": "pattern", "length_penalty": "target_length", CUSTOM_REWARD: "code_path"}
 SETTING_DEFAULTS = {"numeric_match": "1e-06", "regex_match": "", "length_penalty": "200", CUSTOM_REWARD: ""}
-SETTING_HINTS = {"numeric_match": "setting: tolerance", "regex_match": "setting: pattern",
-                 "length_penalty": "setting: target length (characters)", CUSTOM_REWARD: "setting: path to a .py file"}
+SETTING_HINTS = {
+    "numeric_match": "setting: tolerance",
+    "regex_match": "setting: pattern",
+    "length_penalty": "setting: target length (characters)",
+    CUSTOM_REWARD: "setting: path to a .py file",
+}
 
 
 @dataclass(frozen=True)
@@ -115,15 +117,25 @@ def rewards_from_table(table: Any) -> tuple[dict[str, Any], ...]:
     return tuple(rewards)
 
 
-def method_settings(method: str, dpo_beta: float | None, loss_type: str | None, generations: float | None,
-                    completion_length: float | None, temperature: float | None, grpo_beta: float | None) -> dict[str, Any]:
+def method_settings(
+    method: str,
+    dpo_beta: float | None,
+    loss_type: str | None,
+    generations: float | None,
+    completion_length: float | None,
+    temperature: float | None,
+    grpo_beta: float | None,
+) -> dict[str, Any]:
     """The chosen method's settings that are filled in; a cleared field takes the default."""
     if method == "dpo":
         values = {"beta": dpo_beta, "loss_type": loss_type}
     elif method == "grpo":
-        values = {"num_generations": None if generations is None else int(generations),
-                  "max_completion_length": None if completion_length is None else int(completion_length),
-                  "temperature": temperature, "beta": grpo_beta}
+        values = {
+            "num_generations": None if generations is None else int(generations),
+            "max_completion_length": None if completion_length is None else int(completion_length),
+            "temperature": temperature,
+            "beta": grpo_beta,
+        }
     else:
         return {}
     return {key: value for key, value in values.items() if value is not None}
@@ -132,8 +144,12 @@ def method_settings(method: str, dpo_beta: float | None, loss_type: str | None, 
 def show_method(method: str | None) -> MethodView:
     """Only the chosen method's fields, and the dataset picker saying which layouts it needs."""
     chosen = method or "sft"
-    return MethodView(dataset=gr.Dropdown(info=DATA_NEEDS.get(chosen, "")), dpo=gr.Column(visible=chosen == "dpo"),
-                      grpo=gr.Column(visible=chosen == "grpo"), start=gr.Column(visible=chosen in ("dpo", "grpo")))
+    return MethodView(
+        dataset=gr.Dropdown(info=DATA_NEEDS.get(chosen, "")),
+        dpo=gr.Column(visible=chosen == "dpo"),
+        grpo=gr.Column(visible=chosen == "grpo"),
+        start=gr.Column(visible=chosen in ("dpo", "grpo")),
+    )
 
 
 @shows_errors
@@ -145,8 +161,7 @@ def starting_adapters(services: Services, model_id: str | None, selected: str | 
     return gr.Dropdown(choices=choices, value=selected if selected in values else NO_ADAPTER)
 
 
-def _number(label: str, value: float, help_text: str, elem_id: str, precision: int | None = 0,
-            minimum: float | None = None) -> gr.Number:
+def _number(label: str, value: float, help_text: str, elem_id: str, precision: int | None = 0, minimum: float | None = None) -> gr.Number:
     return gr.Number(label=label, value=value, info=help_text, precision=precision, minimum=minimum, elem_id=elem_id)
 
 
@@ -157,30 +172,63 @@ def render_fields(services: Services) -> MethodWidgets:
         gr.Markdown("#### DPO")
         with gr.Row():
             dpo_beta = _number("Beta", dpo["beta"], DPO_HELP["beta"], "train-dpo-beta", precision=None, minimum=0)
-            loss_type = gr.Dropdown(label="Loss type", choices=list(DPO_LOSS_TYPES), value=dpo["loss_type"],
-                                    info=DPO_HELP["loss_type"], elem_id="train-dpo-loss-type")
+            loss_type = gr.Dropdown(
+                label="Loss type",
+                choices=list(DPO_LOSS_TYPES),
+                value=dpo["loss_type"],
+                info=DPO_HELP["loss_type"],
+                elem_id="train-dpo-loss-type",
+            )
     with gr.Column(visible=False) as grpo_fields:
         gr.Markdown("#### GRPO")
         with gr.Row():
-            generations = _number("Generations per prompt", grpo["num_generations"], GRPO_HELP["num_generations"],
-                                  "train-grpo-generations", minimum=2)
-            completion_length = _number("Max completion length (tokens)", grpo["max_completion_length"],
-                                        GRPO_HELP["max_completion_length"], "train-grpo-completion-length", minimum=1)
-            temperature = _number("Temperature", grpo["temperature"], GRPO_HELP["temperature"], "train-grpo-temperature",
-                                  precision=None, minimum=0)
+            generations = _number(
+                "Generations per prompt", grpo["num_generations"], GRPO_HELP["num_generations"], "train-grpo-generations", minimum=2
+            )
+            completion_length = _number(
+                "Max completion length (tokens)",
+                grpo["max_completion_length"],
+                GRPO_HELP["max_completion_length"],
+                "train-grpo-completion-length",
+                minimum=1,
+            )
+            temperature = _number(
+                "Temperature", grpo["temperature"], GRPO_HELP["temperature"], "train-grpo-temperature", precision=None, minimum=0
+            )
             grpo_beta = _number("KL beta", grpo["beta"], GRPO_HELP["beta"], "train-grpo-beta", precision=None, minimum=0)
         rewards = gr.Dataframe(
-            value=reward_rows(services.settings.allows_custom_code), headers=REWARD_COLUMNS,
-            datatype=["bool", "str", "number", "str", "str"], type="array", interactive=True, wrap=True,
-            static_columns=[1, 4], column_widths=["7%", "16%", "9%", "20%", "48%"], elem_id="train-grpo-rewards",
+            value=reward_rows(services.settings.allows_custom_code),
+            headers=REWARD_COLUMNS,
+            datatype=["bool", "str", "number", "str", "str"],
+            type="array",
+            interactive=True,
+            wrap=True,
+            static_columns=[1, 4],
+            column_widths=["7%", "16%", "9%", "20%", "48%"],
+            elem_id="train-grpo-rewards",
             label="Rewards (tick the ones to use; a completion's reward is their weighted sum)",
         )
     with gr.Column(visible=False) as start_fields:
-        start_adapter = Picker(label="Start from adapter", choices=[("none: start from the base model", NO_ADAPTER)],
-                               value=NO_ADAPTER, elem_id="train-start-adapter",
-                               info="Keep training an adapter of this base model (e.g. an SFT run's) instead of a new one.")
-    return MethodWidgets(dpo_fields, grpo_fields, start_fields, start_adapter, {
-        "dpo_beta": dpo_beta, "dpo_loss_type": loss_type, "num_generations": generations,
-        "max_completion_length": completion_length, "temperature": temperature, "grpo_beta": grpo_beta,
-        "rewards": rewards, "init_adapter_id": start_adapter,
-    })
+        start_adapter = Picker(
+            label="Start from adapter",
+            choices=[("none: start from the base model", NO_ADAPTER)],
+            value=NO_ADAPTER,
+            elem_id="train-start-adapter",
+            info="Keep training an adapter of this base model (e.g. an SFT run's) instead of a new one.",
+        )
+    return MethodWidgets(
+        dpo_fields,
+        grpo_fields,
+        start_fields,
+        start_adapter,
+        {
+            "dpo_beta": dpo_beta,
+            "dpo_loss_type": loss_type,
+            "num_generations": generations,
+            "max_completion_length": completion_length,
+            "temperature": temperature,
+            "grpo_beta": grpo_beta,
+            "rewards": rewards,
+            "init_adapter_id": start_adapter,
+        },
+    )

@@ -36,8 +36,9 @@ class UploadLedger:
     """Which client uploaded which files: the newest ``per_client`` paths of the newest ``clients`` clients,
     each kept ``keep_s`` seconds (memory only: after a restart a visitor uploads again)."""
 
-    def __init__(self, per_client: int = 256, clients: int = 20_000, keep_s: float = 24 * 3600,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, per_client: int = 256, clients: int = 20_000, keep_s: float = 24 * 3600, clock: Callable[[], float] = time.monotonic
+    ):
         self.per_client, self.clients, self.keep_s, self.clock = per_client, clients, keep_s, clock
         self._paths: OrderedDict[str, OrderedDict[str, float]] = OrderedDict()
         self._lock = threading.Lock()
@@ -84,14 +85,21 @@ def _file_paths(value: Any) -> list[str]:
 def _validation_error(data: Any, position: int, message: str) -> bytes:
     """gradio's answer to an input that failed validation: one entry per input, the bad one with its message."""
     count = len(data) if isinstance(data, list) else 1
-    detail = [{"__type__": "validate", "is_valid": i != position, "message": message if i == position else "",
-               "parameter_name": f"parameter_{i}"} for i in range(max(count, position + 1))]
+    detail = [
+        {"__type__": "validate", "is_valid": i != position, "message": message if i == position else "", "parameter_name": f"parameter_{i}"}
+        for i in range(max(count, position + 1))
+    ]
     return json.dumps({"detail": detail}).encode()
 
 
 async def _respond(send: Any, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

@@ -27,18 +27,20 @@ def bind(handler: Callable[..., Any], services: Services) -> Callable[..., Any]:
     that gradio streams it.
     """
     if inspect.isgeneratorfunction(handler):
+
         def bound(*args: Any, **kwargs: Any) -> Any:
             yield from handler(services_for(services), *args, **kwargs)
     else:
+
         def bound(*args: Any, **kwargs: Any) -> Any:
             return handler(services_for(services), *args, **kwargs)
+
     bound.__name__, bound.__doc__ = handler.__name__, handler.__doc__
     bound.__signature__ = inspect.signature(functools.partial(handler, services))  # type: ignore[attr-defined]
     return bound
 
 
-def bind_request(handler: Callable[[Services, Any], Any], services: Services,
-                 build: Callable[..., Any]) -> Callable[..., Any]:
+def bind_request(handler: Callable[[Services, Any], Any], services: Services, build: Callable[..., Any]) -> Callable[..., Any]:
     """``handler(services, build(**values))``: an event's named inputs become one typed request.
 
     Wire it with ``inputs_kwargs`` keyed by ``build``'s parameter names; gradio gives the API
@@ -66,8 +68,13 @@ def unchanged(view: type[View]) -> View:
     return view._make(gr.skip() for _ in view._fields)
 
 
-def on_show(tab: gr.Tab, fn: Callable[..., Any], outputs: Sequence[gr.components.Component],
-            inputs: Sequence[gr.components.Component] = (), api_name: str | None = None) -> None:
+def on_show(
+    tab: gr.Tab,
+    fn: Callable[..., Any],
+    outputs: Sequence[gr.components.Component],
+    inputs: Sequence[gr.components.Component] = (),
+    api_name: str | None = None,
+) -> None:
     """Run ``fn`` on every page load and whenever ``tab`` is selected.
 
     The database is the only state: page load makes a reload show everything again, and tab
@@ -84,8 +91,14 @@ def on_show(tab: gr.Tab, fn: Callable[..., Any], outputs: Sequence[gr.components
         return fn(*blank)
 
     gr.on(None, on_load, inputs=[], outputs=list(outputs), show_progress="hidden", api_visibility=PRIVATE)
-    tab.select(fn, inputs=list(inputs), outputs=list(outputs), show_progress="hidden", api_name=api_name,
-               api_visibility="public" if api_name else PRIVATE)
+    tab.select(
+        fn,
+        inputs=list(inputs),
+        outputs=list(outputs),
+        show_progress="hidden",
+        api_name=api_name,
+        api_visibility="public" if api_name else PRIVATE,
+    )
 
 
 def check_removal(ident: str | None, confirmed: bool, noun: str) -> str:
@@ -105,5 +118,4 @@ def picker(choices: list[tuple[str, str]], selected: str | None) -> gr.Dropdown:
 def run_picker(runs: Sequence[Any], selected: str | None) -> gr.Dropdown:
     """A picker of runs (newest first): the chosen run while it is listed, else the newest."""
     ids = [r.id for r in runs]
-    return gr.Dropdown(choices=[(run_label(r), r.id) for r in runs],
-                       value=selected if selected in ids else (ids[0] if ids else None))
+    return gr.Dropdown(choices=[(run_label(r), r.id) for r in runs], value=selected if selected in ids else (ids[0] if ids else None))

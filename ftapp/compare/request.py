@@ -54,23 +54,35 @@ def _model_problems(model: ModelRecord | None, model_id: str) -> list[Problem]:
     if model is None:
         return [Problem(rules.COMPARE_MODEL, f"model '{model_id}' not found", "model_id")]
     if model.type not in ("huggingface", "project") or not model.source:
-        return [Problem(rules.COMPARE_MODEL, f"model '{model.name}' has no weights to load here ({model.type}); register its files or Hub id", "model_id")]
+        return [
+            Problem(
+                rules.COMPARE_MODEL,
+                f"model '{model.name}' has no weights to load here ({model.type}); register its files or Hub id",
+                "model_id",
+            )
+        ]
     return []
 
 
 def _adapter_problems(tx: Transaction, request: CompareRequest, model: ModelRecord | None) -> list[Problem]:
     problems: list[Problem] = []
     if len(set(request.adapter_ids)) != len(request.adapter_ids):
-        problems.append(Problem(rules.COMPARE_ADAPTERS, "an adapter is listed twice; each output should come from a different adapter", "adapter_ids"))
+        problems.append(
+            Problem(rules.COMPARE_ADAPTERS, "an adapter is listed twice; each output should come from a different adapter", "adapter_ids")
+        )
     for adapter_id in request.adapter_ids:
         adapter = tx.adapters.get(adapter_id or "")
         if adapter is None:
             problems.append(Problem(rules.COMPARE_ADAPTERS, f"adapter '{adapter_id}' not found", "adapter_ids"))
         elif model is not None and adapter.model_id != model.id:
             base = tx.models.get(adapter.model_id)
-            problems.append(Problem(
-                rules.COMPARE_ADAPTERS, f"adapter '{adapter.name}' was trained on '{base.name if base else adapter.model_id}', not '{model.name}'",
-                "adapter_ids"))
+            problems.append(
+                Problem(
+                    rules.COMPARE_ADAPTERS,
+                    f"adapter '{adapter.name}' was trained on '{base.name if base else adapter.model_id}', not '{model.name}'",
+                    "adapter_ids",
+                )
+            )
         elif not adapter_source(adapter):
             problems.append(Problem(rules.COMPARE_ADAPTERS, f"adapter '{adapter.name}' has no files or Hub id to load", "adapter_ids"))
     return problems
@@ -84,7 +96,11 @@ def adapter_source(adapter: AdapterRecord) -> str:
 def _target_count_problems(request: CompareRequest) -> list[Problem]:
     outputs = len(request.adapter_ids) + (1 if request.include_base else 0)
     if len(request.adapter_ids) > MAX_ADAPTERS:
-        return [Problem(rules.COMPARE_OUTPUTS, f"compare at most {MAX_ADAPTERS} adapters at once (got {len(request.adapter_ids)})", "adapter_ids")]
+        return [
+            Problem(
+                rules.COMPARE_OUTPUTS, f"compare at most {MAX_ADAPTERS} adapters at once (got {len(request.adapter_ids)})", "adapter_ids"
+            )
+        ]
     if outputs == 0:
         return [Problem(rules.COMPARE_OUTPUTS, "nothing to generate: choose an adapter or include the base model", "adapter_ids")]
     if request.blind and outputs < 2:
@@ -98,10 +114,17 @@ def _generation_problems(generation: dict[str, Any]) -> list[Problem]:
         return problems
     values = {**DEFAULT_GENERATION, **generation}
     if values["num_beams"] != 1:
-        problems.append(Problem(rules.COMPARE_GENERATION, "num_beams must be 1: answers stream token by token, which beam search cannot", "num_beams"))
+        problems.append(
+            Problem(rules.COMPARE_GENERATION, "num_beams must be 1: answers stream token by token, which beam search cannot", "num_beams")
+        )
     if values["max_new_tokens"] > MAX_NEW_TOKENS:
-        problems.append(Problem(rules.COMPARE_GENERATION, f"max_new_tokens must be <= {MAX_NEW_TOKENS} in the playground (got {values['max_new_tokens']})",
-                                "max_new_tokens"))
+        problems.append(
+            Problem(
+                rules.COMPARE_GENERATION,
+                f"max_new_tokens must be <= {MAX_NEW_TOKENS} in the playground (got {values['max_new_tokens']})",
+                "max_new_tokens",
+            )
+        )
     return problems
 
 
@@ -113,20 +136,34 @@ def validate_sample(tx: Transaction, dataset_id: str, prompt_id: str, row_index:
     if dataset is None:
         problems.append(Problem(rules.SAMPLE_PROMPT, f"choose a dataset to sample from (got {dataset_id!r})", "dataset_id"))
     if prompt is None:
-        problems.append(Problem(rules.SAMPLE_PROMPT, f"choose a prompt whose input template renders the row (got {prompt_id!r})", "prompt_id"))
+        problems.append(
+            Problem(rules.SAMPLE_PROMPT, f"choose a prompt whose input template renders the row (got {prompt_id!r})", "prompt_id")
+        )
     elif not prompt.input_template.strip():
-        problems.append(Problem(rules.SAMPLE_PROMPT, f"prompt '{prompt.name}' has no input template, so a row has no question part to send", "prompt_id"))
+        problems.append(
+            Problem(
+                rules.SAMPLE_PROMPT, f"prompt '{prompt.name}' has no input template, so a row has no question part to send", "prompt_id"
+            )
+        )
     elif dataset is not None:
         names, syntax = placeholders(prompt.input_template, "input_template")
         missing = [n for n in names if n not in dataset.columns]
         if syntax or missing:
-            problems.append(Problem(rules.SAMPLE_PROMPT, f"prompt '{prompt.name}' does not fit dataset '{dataset.name}' "
-                                              f"(columns it lacks: {', '.join(missing) or 'none'})", "prompt_id"))
+            problems.append(
+                Problem(
+                    rules.SAMPLE_PROMPT,
+                    f"prompt '{prompt.name}' does not fit dataset '{dataset.name}' (columns it lacks: {', '.join(missing) or 'none'})",
+                    "prompt_id",
+                )
+            )
     if isinstance(row_index, bool) or not isinstance(row_index, int) or row_index < 0:
         problems.append(Problem(rules.SAMPLE_ROW, f"row must be a whole number >= 0 (got {row_index!r})", "row_index"))
     elif dataset is not None and dataset.num_rows is not None and row_index >= dataset.num_rows:
-        problems.append(Problem(rules.SAMPLE_ROW, f"row {row_index} is past the end: '{dataset.name}' has rows 0 to {dataset.num_rows - 1}",
-                                "row_index"))
+        problems.append(
+            Problem(
+                rules.SAMPLE_ROW, f"row {row_index} is past the end: '{dataset.name}' has rows 0 to {dataset.num_rows - 1}", "row_index"
+            )
+        )
     return problems
 
 

@@ -133,9 +133,19 @@ class Vote:
 
 
 class ComparisonService:
-    def __init__(self, settings: Settings, db: Database, datasets: DatasetService, supervisor: Supervisor,
-                 idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S, devices: str = "auto", cpu_threads: int | None = None,
-                 answer_timeout_s: float = ANSWER_TIMEOUT_S, poll_s: float = 0.05, visitor: Visitor | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        datasets: DatasetService,
+        supervisor: Supervisor,
+        idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S,
+        devices: str = "auto",
+        cpu_threads: int | None = None,
+        answer_timeout_s: float = ANSWER_TIMEOUT_S,
+        poll_s: float = 0.05,
+        visitor: Visitor | None = None,
+    ):
         self.settings, self.db, self.datasets, self.supervisor = settings, visible_to(db, visitor), datasets, supervisor
         self.idle_timeout_s, self.devices, self.cpu_threads = idle_timeout_s, devices, cpu_threads
         self.answer_timeout_s, self.poll_s = answer_timeout_s, poll_s
@@ -184,12 +194,24 @@ class ComparisonService:
             request_id=request_id,
             prompt=[{"role": "user", "content": request.prompt}] if request.chat else request.prompt,
             targets=tuple(InferenceTarget(c.label, sources[c.adapter_id] if c.adapter_id else None) for c in candidates),
-            generation=generation, seed=request.seed,
+            generation=generation,
+            seed=request.seed,
         ).to_dict()
         worker = self._queue(model, request_id, payload)
-        return Comparison(request_id, model.id, model.name, request.prompt, request.chat, generation, request.seed,
-                          request.blind, candidates, worker.id,
-                          str(Path(worker.run_dir or "") / RESPONSES_DIR / f"{request_id}.jsonl"), order_seed)
+        return Comparison(
+            request_id,
+            model.id,
+            model.name,
+            request.prompt,
+            request.chat,
+            generation,
+            request.seed,
+            request.blind,
+            candidates,
+            worker.id,
+            str(Path(worker.run_dir or "") / RESPONSES_DIR / f"{request_id}.jsonl"),
+            order_seed,
+        )
 
     def _queue(self, model: ModelRecord, request_id: str, payload: dict[str, Any]) -> RunRecord:
         """Write the request into a live worker's queue, starting a worker when there is none."""
@@ -213,8 +235,11 @@ class ComparisonService:
     def _live_runs(self, model_id: str | None = None) -> list[RunRecord]:
         with self.db.transaction() as tx:
             runs = tx.runs.find(kind=RunKind.INFERENCE)
-        return [r for r in runs if r.status not in TERMINAL and r.cancel_requested_at is None
-                and (model_id is None or r.base_model_id == model_id)]
+        return [
+            r
+            for r in runs
+            if r.status not in TERMINAL and r.cancel_requested_at is None and (model_id is None or r.base_model_id == model_id)
+        ]
 
     def _start_worker(self, model: ModelRecord) -> RunRecord:
         # Each demo visitor's Compare tab has its own worker (a process holding the model): bound how many live at once.
@@ -225,13 +250,24 @@ class ComparisonService:
         # On a CPU, one core stays with the app: torch's spinning threads slow down many times over
         # when the page's streaming competes with them for every core.
         threads = self.cpu_threads or max(1, (os.cpu_count() or 2) - 1)
-        spec = InferenceSpec(run_id=run_id, run_dir=str(self.settings.runs_dir / run_id),
-                             model=ModelSource(model.source, model.architecture), idle_timeout_s=self.idle_timeout_s,
-                             cpu_threads=threads)
+        spec = InferenceSpec(
+            run_id=run_id,
+            run_dir=str(self.settings.runs_dir / run_id),
+            model=ModelSource(model.source, model.architecture),
+            idle_timeout_s=self.idle_timeout_s,
+            cpu_threads=threads,
+        )
         # The queue exists before the worker does: requests wait there while it starts and loads.
-        return enqueue(self.db, self.supervisor, spec, kind=RunKind.INFERENCE, name=f"compare · {model.name}",
-                       prepare=lambda run_dir: (run_dir / REQUESTS_DIR).mkdir(), base_model_id=model.id,
-                       devices_requested=self.devices)
+        return enqueue(
+            self.db,
+            self.supervisor,
+            spec,
+            kind=RunKind.INFERENCE,
+            name=f"compare · {model.name}",
+            prepare=lambda run_dir: (run_dir / REQUESTS_DIR).mkdir(),
+            base_model_id=model.id,
+            devices_requested=self.devices,
+        )
 
     def follow(self, comparison: Comparison) -> Iterator[CompareSnapshot]:
         """Snapshots as the answer streams in; the last one is ``done``. Raises ComparisonFailed."""
@@ -258,8 +294,9 @@ class ComparisonService:
             if snapshot.done:
                 return
             if now > deadline:
-                raise ComparisonFailed(f"no answer within {self.answer_timeout_s:.0f} s; see the worker run "
-                                       f"{comparison.worker_run_id} in the Runs tab")
+                raise ComparisonFailed(
+                    f"no answer within {self.answer_timeout_s:.0f} s; see the worker run {comparison.worker_run_id} in the Runs tab"
+                )
             time.sleep(self.poll_s)
 
     # -- workers ------------------------------------------------------------------------------------
@@ -281,16 +318,23 @@ class ComparisonService:
         problems = validate_vote(comparison.labels, winner, snapshot.done)
         if problems:
             raise ValidationError(problems)
-        candidates = [{"label": c.label, "name": c.name, "adapter_id": c.adapter_id, "output": text}
-                      for c, text in zip(comparison.candidates, snapshot.texts)]
-        settings = {**comparison.generation, "seed": comparison.seed, "chat": comparison.chat,
-                    "order_seed": comparison.order_seed}
+        candidates = [
+            {"label": c.label, "name": c.name, "adapter_id": c.adapter_id, "output": text}
+            for c, text in zip(comparison.candidates, snapshot.texts)
+        ]
+        settings = {**comparison.generation, "seed": comparison.seed, "chat": comparison.chat, "order_seed": comparison.order_seed}
         try:
             with self.db.transaction() as tx:
                 # The vote's id is the comparison's: a second vote on it is refused by the database itself.
                 record = tx.comparison_votes.add(
-                    id=comparison.request_id, model_id=comparison.model_id, prompt=comparison.prompt,
-                    settings=json.dumps(settings), candidates=json.dumps(candidates), blind=comparison.blind, winner=winner)
+                    id=comparison.request_id,
+                    model_id=comparison.model_id,
+                    prompt=comparison.prompt,
+                    settings=json.dumps(settings),
+                    candidates=json.dumps(candidates),
+                    blind=comparison.blind,
+                    winner=winner,
+                )
         except DuplicateError as error:
             raise ConflictError("this comparison has its vote already; generate again to vote again") from error
         return Vote(record, {c.label: c.name for c in comparison.candidates})
@@ -340,8 +384,14 @@ class _Tail:
 def _apply(snapshot: CompareSnapshot, lines: list[dict[str, Any]]) -> CompareSnapshot:
     for line in lines:
         if line.get("done"):
-            return replace(snapshot, texts=tuple(line["texts"]), phase=DONE, new_tokens=tuple(line["new_tokens"]),
-                           seconds=line.get("seconds"), tokens_per_s=line.get("tokens_per_s"))
+            return replace(
+                snapshot,
+                texts=tuple(line["texts"]),
+                phase=DONE,
+                new_tokens=tuple(line["new_tokens"]),
+                seconds=line.get("seconds"),
+                tokens_per_s=line.get("tokens_per_s"),
+            )
         if "texts" in line:
             snapshot = replace(snapshot, texts=tuple(line["texts"]), phase=GENERATING, step=int(line.get("step", 0)))
     return snapshot
@@ -374,7 +424,14 @@ def _worker_view(run: RunRecord) -> Worker:
     started = started_payload(run)
     device_name = started.get("device_name") if started else None
     spec = run_spec(run, InferenceSpec)  # a live worker: this app wrote its row
-    return Worker(run.id, run.base_model_id or "", run.status, started is not None,
-                  run.gpus or run.devices_requested, str(device_name) if device_name is not None else None,
-                  spec.idle_timeout_s, run.step or 0,
-                  run.last_event_at.timestamp() if started is not None and run.last_event_at else None)
+    return Worker(
+        run.id,
+        run.base_model_id or "",
+        run.status,
+        started is not None,
+        run.gpus or run.devices_requested,
+        str(device_name) if device_name is not None else None,
+        spec.idle_timeout_s,
+        run.step or 0,
+        run.last_event_at.timestamp() if started is not None and run.last_event_at else None,
+    )

@@ -72,7 +72,9 @@ def dataset_type_for(path: Path) -> str:
     if dataset_type is None:
         supported = ", ".join(FILE_TYPES)
         raise ValidationError(
-            Problem(rules.DATASET_LOCATION, f"'{path.name}': unsupported file extension '{path.suffix}'; use one of {supported}", "location")
+            Problem(
+                rules.DATASET_LOCATION, f"'{path.name}': unsupported file extension '{path.suffix}'; use one of {supported}", "location"
+            )
         )
     return dataset_type
 
@@ -141,7 +143,9 @@ def _check_type(dataset_type: str) -> None:
         # A caller bug rather than a user error: Hub datasets have no local path to read.
         raise ValueError("'huggingface' datasets are read with ftapp.datasets.hub, not from a local path")
     if dataset_type not in DATASET_TYPES:
-        raise ValidationError(Problem(rules.DATASET_TYPE, f"unknown dataset type '{dataset_type}'; use one of {', '.join(DATASET_TYPES)}", "type"))
+        raise ValidationError(
+            Problem(rules.DATASET_TYPE, f"unknown dataset type '{dataset_type}'; use one of {', '.join(DATASET_TYPES)}", "type")
+        )
 
 
 def _check_location(path: Path, dataset_type: str) -> None:

@@ -67,7 +67,9 @@ def inspect_hub_dataset(name: str, config: str | None = None, split: str = "trai
         raise _as_problem(exc, name, CONFIG_FIELD) from exc
     splits = list(builder.info.splits or {}) or list(getattr(builder.config, "data_files", None) or {})
     if splits and split not in splits:
-        raise ValidationError(Problem(rules.DATASET_HUB_NAME, f"dataset '{name}' has no split '{split}'; available: {', '.join(splits)}", SPLIT_FIELD))
+        raise ValidationError(
+            Problem(rules.DATASET_HUB_NAME, f"dataset '{name}' has no split '{split}'; available: {', '.join(splits)}", SPLIT_FIELD)
+        )
     stream = _open_stream(name, config, split, token)
     sample = _take(stream, 0, SAMPLE_ROWS, name)
     features = builder.info.features or stream.features
@@ -166,7 +168,9 @@ def _as_problem(exc: Exception, name: str, field: str) -> ValidationError:
 
     if isinstance(exc, errors.OfflineModeIsEnabled):
         return HubUnreachableError(
-            Problem(rules.DATASET_HUB_NAME, f"the Hugging Face Hub cannot be reached: offline mode is enabled. {_IMPORT_INSTEAD}", NAME_FIELD)
+            Problem(
+                rules.DATASET_HUB_NAME, f"the Hugging Face Hub cannot be reached: offline mode is enabled. {_IMPORT_INSTEAD}", NAME_FIELD
+            )
         )
     if isinstance(exc, errors.GatedRepoError):
         message = f"dataset '{name}' is gated: accept its terms on huggingface.co and provide an access token"
@@ -179,7 +183,9 @@ def _as_problem(exc: Exception, name: str, field: str) -> ValidationError:
         return ValidationError(Problem(rules.DATASET_HUB_NAME, f"the Hub answered {status} for dataset '{name}' ({exc})", NAME_FIELD))
     # errors.HTTPError is the HTTP client's base class: what is left of it is a transport failure.
     if isinstance(exc, (errors.HTTPError, ConnectionError, TimeoutError)):
-        return HubUnreachableError(Problem(rules.DATASET_HUB_NAME, f"the Hugging Face Hub cannot be reached ({exc}). {_IMPORT_INSTEAD}", NAME_FIELD))
+        return HubUnreachableError(
+            Problem(rules.DATASET_HUB_NAME, f"the Hugging Face Hub cannot be reached ({exc}). {_IMPORT_INSTEAD}", NAME_FIELD)
+        )
     return ValidationError(Problem(rules.DATASET_HUB_NAME, f"dataset '{name}' cannot be loaded ({type(exc).__name__}: {exc})", field))
 
 

@@ -78,8 +78,14 @@ def preference_problems(rows: Iterable[dict], sampled: bool = False) -> list[Pro
         return []
     more = f"; and {bad - len(faults)} more" if bad > len(faults) else ""
     scope = f"of the first {total} rows (a sample)" if sampled else f"of {total} rows"
-    return [Problem(rules.PREFERENCE_PAIRS, f"{bad} {scope} are not usable preference pairs (each needs a non-empty chosen and "
-                              f"rejected that differ): {'; '.join(faults)}{more}", "content")]
+    return [
+        Problem(
+            rules.PREFERENCE_PAIRS,
+            f"{bad} {scope} are not usable preference pairs (each needs a non-empty chosen and "
+            f"rejected that differ): {'; '.join(faults)}{more}",
+            "content",
+        )
+    ]
 
 
 def _chars(value: Any) -> int:

@@ -194,7 +194,9 @@ def jsonl_records(text: str, problems: Problems) -> Iterator[Record]:
         if not line.strip():
             continue
         if not seen_content and line.lstrip().startswith("["):
-            problems.fatal(rules.DATASET_TABLE, f"line {line_no}: this looks like a JSON array, not JSON Lines; give the file a .json extension")
+            problems.fatal(
+                rules.DATASET_TABLE, f"line {line_no}: this looks like a JSON array, not JSON Lines; give the file a .json extension"
+            )
         seen_content = True
         try:
             value = json.loads(line, object_pairs_hook=duplicates)

@@ -116,7 +116,11 @@ class DatasetService:
             return []
         if request.type == "huggingface" or (request.huggingface_name and not request.location):
             return [upload_only("a Hugging Face Hub dataset", "huggingface_name")]
-        outside = path_problem(self.settings, request.location, rules.DATASET_LOCATION, "location", uploads_only=True) if request.location else None
+        outside = (
+            path_problem(self.settings, request.location, rules.DATASET_LOCATION, "location", uploads_only=True)
+            if request.location
+            else None
+        )
         return [outside] if outside else []
 
     def _location_problems(self, dataset_type: str, location: str | None) -> list[Problem]:
@@ -129,7 +133,17 @@ class DatasetService:
         if not path.exists():
             return [Problem(rules.DATASET_LOCATION, f"{path} does not exist", "location")]
         if dataset_type == "project":
-            return [] if path.is_dir() else [Problem(rules.DATASET_LOCATION, f"{path} is not a directory (type project is a local Hugging Face dataset directory)", "location")]
+            return (
+                []
+                if path.is_dir()
+                else [
+                    Problem(
+                        rules.DATASET_LOCATION,
+                        f"{path} is not a directory (type project is a local Hugging Face dataset directory)",
+                        "location",
+                    )
+                ]
+            )
         if not path.is_file():
             return [Problem(rules.DATASET_LOCATION, f"{path} is not a file", "location")]
         try:
@@ -142,9 +156,7 @@ class DatasetService:
 
     def _add_hub(self, request: AddDatasetRequest, name: str, hub_name: str) -> DatasetRecord:
         split = request.hf_split or "train"
-        info = hub_datasets.inspect_hub_dataset(
-            hub_name, request.hf_config or None, split, token=self.token.value()
-        )
+        info = hub_datasets.inspect_hub_dataset(hub_name, request.hf_config or None, split, token=self.token.value())
         data_format = detect_format(info.columns, info.sample_rows)
         if data_format == "preference":
             # A Hub dataset is only sampled here; the trainer reads the rest.
@@ -152,18 +164,21 @@ class DatasetService:
             if problems:
                 raise ValidationError(problems)
         return self._insert(
-            new_id(), name=name, type="huggingface", huggingface_name=info.name, hf_config=info.config,
-            hf_split=info.split, format=data_format,
-            features=json.dumps(info.features), num_rows=info.num_rows,
+            new_id(),
+            name=name,
+            type="huggingface",
+            huggingface_name=info.name,
+            hf_config=info.config,
+            hf_split=info.split,
+            format=data_format,
+            features=json.dumps(info.features),
+            num_rows=info.num_rows,
             description=request.description or info.description or "",
         )
 
     def _add_local(self, request: AddDatasetRequest, name: str, dataset_type: str, location: str) -> DatasetRecord:
         source = Path(location).expanduser().resolve()
-        table = (
-            dataset_files.inspect_directory(source) if dataset_type == "project"
-            else dataset_files.inspect_file(source, dataset_type)
-        )
+        table = dataset_files.inspect_directory(source) if dataset_type == "project" else dataset_files.inspect_file(source, dataset_type)
         data_format = detect_format(table.columns, table.sample_rows)
         if data_format == "preference":
             # Every row, before anything is copied or registered: one bad pair fails a DPO run hours in.
@@ -186,9 +201,14 @@ class DatasetService:
                 shutil.copy2(source, staging / source.name)
             staging.rename(final)
             return self._insert(
-                dataset_id, name=name, type=dataset_type, location=str(final / source.name),
-                source=request.origin or str(source), format=data_format,
-                features=json.dumps(table.features), num_rows=table.num_rows,
+                dataset_id,
+                name=name,
+                type=dataset_type,
+                location=str(final / source.name),
+                source=request.origin or str(source),
+                format=data_format,
+                features=json.dumps(table.features),
+                num_rows=table.num_rows,
                 description=request.description,
             )
         except BaseException:
@@ -224,7 +244,11 @@ class DatasetService:
             if not record.huggingface_name:  # rows may come from an import
                 raise ConflictError(f"dataset {record.name!r} is a Hub dataset without a huggingface_name")
             return hub_datasets.read_hub_rows(
-                record.huggingface_name, record.hf_config, record.hf_split or "train", offset, limit,
+                record.huggingface_name,
+                record.hf_config,
+                record.hf_split or "train",
+                offset,
+                limit,
                 token=self.token.value(),
             )
         # Every local dataset is a copy in the home (``_add_local``): a row pointing elsewhere is refused (DB-003).
@@ -246,8 +270,11 @@ class DatasetService:
         if not record.location:
             return None
         if not is_uuid(record.id):
-            raise ValidationError(Problem(rules.DB_IMPORT_IDS, f"dataset {record.id[:60]!r} has an id that is not a UUID; "
-                                                    "it cannot name a folder to delete", "id"))
+            raise ValidationError(
+                Problem(
+                    rules.DB_IMPORT_IDS, f"dataset {record.id[:60]!r} has an id that is not a UUID; it cannot name a folder to delete", "id"
+                )
+            )
         folder = self.files_dir / record.id
         if not (folder.exists() or folder.is_symlink()):
             return None

@@ -29,6 +29,9 @@ def column_stats(columns: list[str], rows: list[dict]) -> list[ColumnStats]:
         values = [row.get(column) for row in rows]
         present = [_text(v) for v in values if not _is_empty(v)]
         lengths = [len(text) for text in present]
-        stats.append(ColumnStats(column, len(values), len(values) - len(present),
-                                 sum(lengths) / len(lengths) if lengths else 0.0, max(lengths, default=0)))
+        stats.append(
+            ColumnStats(
+                column, len(values), len(values) - len(present), sum(lengths) / len(lengths) if lengths else 0.0, max(lengths, default=0)
+            )
+        )
     return stats

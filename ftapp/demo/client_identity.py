@@ -86,7 +86,7 @@ def proxy_hops(environ: Mapping[str, str] | None = None) -> int:
 def _normalised(address: str) -> str | None:
     text = address.strip()
     if text.startswith("[") and "]" in text:  # [v6]:port
-        text = text[1:text.index("]")]
+        text = text[1 : text.index("]")]
     elif text.count(":") == 1:  # v4:port
         text = text.split(":", 1)[0]
     try:

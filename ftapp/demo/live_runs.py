@@ -50,11 +50,15 @@ def adapter_name_problem(everyone: Database, name: str) -> Problem | None:
     """Adapter names are unique over all visitors; a clash found only after training would waste the run."""
     with everyone.transaction() as tx:
         taken = tx.adapters.find_one(name=name) or any(
-            r.name == name for status in LIVE for r in tx.runs.find(status=status, kind=RunKind.FINETUNE))
+            r.name == name for status in LIVE for r in tx.runs.find(status=status, kind=RunKind.FINETUNE)
+        )
     if not taken:
         return None
-    return Problem(rules.ADAPTER_NAME, f"an adapter named '{name}' exists or is being trained (names are shared by every "
-                             "visitor of the demo); choose another", "adapter_name")
+    return Problem(
+        rules.ADAPTER_NAME,
+        f"an adapter named '{name}' exists or is being trained (names are shared by every visitor of the demo); choose another",
+        "adapter_name",
+    )
 
 
 def busy_owners(everyone: Database) -> set[str]:

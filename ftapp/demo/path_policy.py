@@ -11,8 +11,7 @@ from ftapp.rules import Rule
 from ftapp.settings import Settings
 
 
-def path_problem(settings: Settings, location: str | Path, rule: Rule, field: str,
-                 uploads_only: bool = False) -> Problem | None:
+def path_problem(settings: Settings, location: str | Path, rule: Rule, field: str, uploads_only: bool = False) -> Problem | None:
     """``uploads_only``: a demo visitor's request, for whom even the home (other visitors' files) is off limits."""
     if settings.allowed_roots is None and not uploads_only:
         return None

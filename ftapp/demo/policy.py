@@ -74,8 +74,11 @@ def rows_problem(caps: DemoCaps, rows: int | None, field: str, what: str) -> Pro
     if rows is not None and rows <= caps.max_dataset_rows:
         return None
     counted = "an unknown number of" if rows is None else f"{rows:,}"
-    return Problem(rules.DEMO_ROWS, f"the demo takes at most {caps.max_dataset_rows:,} rows per {what} ({counted} rows here); "
-                             "use a smaller file or dataset_fraction", field)
+    return Problem(
+        rules.DEMO_ROWS,
+        f"the demo takes at most {caps.max_dataset_rows:,} rows per {what} ({counted} rows here); use a smaller file or dataset_fraction",
+        field,
+    )
 
 
 def training_steps(values: Mapping[str, object], train_rows: int, num_epochs: float) -> int:
@@ -90,8 +93,12 @@ def training_steps(values: Mapping[str, object], train_rows: int, num_epochs: fl
 def steps_problem(caps: DemoCaps, steps: int) -> Problem | None:
     if steps <= caps.max_train_steps:
         return None
-    return Problem(rules.DEMO_STEPS, f"the demo trains at most {caps.max_train_steps} steps per run (this one asks for {steps}); "
-                             f"set max_steps to {caps.max_train_steps} or fewer", "max_steps")
+    return Problem(
+        rules.DEMO_STEPS,
+        f"the demo trains at most {caps.max_train_steps} steps per run (this one asks for {steps}); "
+        f"set max_steps to {caps.max_train_steps} or fewer",
+        "max_steps",
+    )
 
 
 def eval_rows_problem(caps: DemoCaps, max_rows: int) -> Problem | None:
@@ -104,11 +111,23 @@ def concurrency_problems(caps: DemoCaps, own_live: list[str], all_live: int) -> 
     """``own_live``: names of the visitor's queued or running runs; ``all_live``: every visitor's count."""
     problems = []
     if len(own_live) >= caps.max_runs_per_visitor:
-        problems.append(Problem(rules.DEMO_RUNS_PER_VISITOR, f"the demo runs {caps.max_runs_per_visitor} job(s) per visitor at a time; wait for "
-                                          f"{', '.join(repr(n) for n in own_live)} to finish, or cancel it in the Runs tab", "runs"))
+        problems.append(
+            Problem(
+                rules.DEMO_RUNS_PER_VISITOR,
+                f"the demo runs {caps.max_runs_per_visitor} job(s) per visitor at a time; wait for "
+                f"{', '.join(repr(n) for n in own_live)} to finish, or cancel it in the Runs tab",
+                "runs",
+            )
+        )
     if all_live >= caps.max_runs_total:
-        problems.append(Problem(rules.DEMO_RUNS_TOTAL, f"the demo is busy ({all_live} jobs queued or running for all visitors, "
-                                          f"at most {caps.max_runs_total}); try again in a few minutes", "runs"))
+        problems.append(
+            Problem(
+                rules.DEMO_RUNS_TOTAL,
+                f"the demo is busy ({all_live} jobs queued or running for all visitors, "
+                f"at most {caps.max_runs_total}); try again in a few minutes",
+                "runs",
+            )
+        )
     return problems
 
 
@@ -116,9 +135,13 @@ def address_problem(caps: DemoCaps, address_live: list[str], what: str = "job(s)
     """``address_live``: names of the queued or running runs of every visitor seen at this visitor's address."""
     if len(address_live) < caps.max_runs_per_address:
         return None
-    return Problem(rules.DEMO_RUNS_PER_ADDRESS, f"the demo runs at most {caps.max_runs_per_address} {what} at a time per network address, "
-                             f"whichever browser or cookie asks ({len(address_live)} queued or running from yours: "
-                             f"{', '.join(repr(n) for n in address_live)}); wait for one to finish", "runs")
+    return Problem(
+        rules.DEMO_RUNS_PER_ADDRESS,
+        f"the demo runs at most {caps.max_runs_per_address} {what} at a time per network address, "
+        f"whichever browser or cookie asks ({len(address_live)} queued or running from yours: "
+        f"{', '.join(repr(n) for n in address_live)}); wait for one to finish",
+        "runs",
+    )
 
 
 def gpus_problem(gpus: str) -> Problem | None:
@@ -133,22 +156,34 @@ def device_problems(caps: DemoCaps, gpus: str, num_processes: int, num_parameter
         problems.append(Problem(rules.DEMO_MODEL_AND_DEVICE, f"the demo runs one process per job (got {num_processes})", "num_processes"))
     if num_parameters is None or num_parameters > caps.max_model_parameters:
         size = "of unknown size" if num_parameters is None else f"has {num_parameters:,} parameters"
-        problems.append(Problem(rules.DEMO_MODEL_AND_DEVICE, f"model '{model_name}' {size}; the demo trains demo-size models of at most "
-                                          f"{caps.max_model_parameters:,} parameters", "base_model_id"))
+        problems.append(
+            Problem(
+                rules.DEMO_MODEL_AND_DEVICE,
+                f"model '{model_name}' {size}; the demo trains demo-size models of at most {caps.max_model_parameters:,} parameters",
+                "base_model_id",
+            )
+        )
     return problems
 
 
 def upload_only(what: str, field: str) -> Problem:
-    return Problem(rules.DEMO_UPLOADS_ONLY, f"the demo takes uploads only: {what} is refused (no Hugging Face Hub downloads, "
-                             "no server paths); upload the file instead", field)
+    return Problem(
+        rules.DEMO_UPLOADS_ONLY,
+        f"the demo takes uploads only: {what} is refused (no Hugging Face Hub downloads, no server paths); upload the file instead",
+        field,
+    )
 
 
 def not_uploaded_here(name: str, demo: bool) -> Problem:
     """A request naming a file (a gradio FileData) that this client did not upload: a server path, or another visitor's upload."""
     if demo:
         return upload_only(f"{name!r} (not a file this browser uploaded)", "location")
-    return Problem(rules.DATASET_LOCATION, f"{name!r} was not uploaded by this browser: a shared app imports only files uploaded in this "
-                             "session (or, by path, files under an --allow-root folder); upload the file instead", "location")
+    return Problem(
+        rules.DATASET_LOCATION,
+        f"{name!r} was not uploaded by this browser: a shared app imports only files uploaded in this "
+        "session (or, by path, files under an --allow-root folder); upload the file instead",
+        "location",
+    )
 
 
 def host_only(action: str, field: str | None = None) -> Problem:

@@ -32,19 +32,40 @@ def parse_task_names(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(name.strip() for name in re.split(r"[,\s]+", text or "") if name.strip()))
 
 
-def benchmark_problems(tasks: tuple[str, ...], task_dir: str | None, limit: int | None, fewshot: int | None,
-                       settings: Settings | None, caps: policy.DemoCaps | None) -> list[Problem]:
+def benchmark_problems(
+    tasks: tuple[str, ...],
+    task_dir: str | None,
+    limit: int | None,
+    fewshot: int | None,
+    settings: Settings | None,
+    caps: policy.DemoCaps | None,
+) -> list[Problem]:
     """EV-014: every problem of the benchmark part (none when it names no task and no folder)."""
     if not tasks and not task_dir:
         return []
     if importlib.util.find_spec("lm_eval") is None:  # found without importing it: the app never imports lm-eval
-        return [Problem(rules.BENCHMARKS, "benchmarks need lm-evaluation-harness, which is not installed: pip install -e '.[benchmarks]'",
-                        "benchmarks")]
-    problems = [Problem(rules.BENCHMARKS, f"benchmark task {name[:80]!r} is not an lm-eval task name (letters, digits, '_', '.', '-')",
-                        "benchmarks") for name in tasks if not TASK_NAME.match(name)]
+        return [
+            Problem(
+                rules.BENCHMARKS,
+                "benchmarks need lm-evaluation-harness, which is not installed: pip install -e '.[benchmarks]'",
+                "benchmarks",
+            )
+        ]
+    problems = [
+        Problem(
+            rules.BENCHMARKS, f"benchmark task {name[:80]!r} is not an lm-eval task name (letters, digits, '_', '.', '-')", "benchmarks"
+        )
+        for name in tasks
+        if not TASK_NAME.match(name)
+    ]
     if len(tasks) > MAX_TASKS:
-        problems.append(Problem(rules.BENCHMARKS, f"at most {MAX_TASKS} benchmark tasks in one run (got {len(tasks)}); a group such as "
-                                          "'mmlu' counts once", "benchmarks"))
+        problems.append(
+            Problem(
+                rules.BENCHMARKS,
+                f"at most {MAX_TASKS} benchmark tasks in one run (got {len(tasks)}); a group such as 'mmlu' counts once",
+                "benchmarks",
+            )
+        )
     if task_dir:
         problems += _folder_problems(task_dir, settings, caps)
     if limit is not None and (p := nb.ROWS.problem(rules.BENCHMARKS, "benchmark_limit", limit)):
@@ -65,13 +86,19 @@ def _folder_problems(task_dir: str, settings: Settings | None, caps: policy.Demo
     if not folder.is_dir():
         return [Problem(rules.BENCHMARKS, f"benchmark_dir {task_dir} is not a folder", "benchmark_dir")]
     if not any(next(folder.rglob(pattern), None) for pattern in TASK_FILES):
-        return [Problem(rules.BENCHMARKS, f"benchmark_dir {task_dir} holds no task YAML file (lm-eval's format: a 'task:' name, "
-                                  "its data set and output type)", "benchmark_dir")]
+        return [
+            Problem(
+                rules.BENCHMARKS,
+                f"benchmark_dir {task_dir} holds no task YAML file (lm-eval's format: a 'task:' name, its data set and output type)",
+                "benchmark_dir",
+            )
+        ]
     return []
 
 
 def benchmark_spec(tasks: tuple[str, ...], task_dir: str | None, limit: int | None, fewshot: int | None) -> BenchmarkSpec | None:
     if not tasks and not task_dir:
         return None
-    return BenchmarkSpec(tasks=tasks, task_dir=str(Path(task_dir).expanduser().resolve()) if task_dir else None,
-                         limit=limit, num_fewshot=fewshot)
+    return BenchmarkSpec(
+        tasks=tasks, task_dir=str(Path(task_dir).expanduser().resolve()) if task_dir else None, limit=limit, num_fewshot=fewshot
+    )

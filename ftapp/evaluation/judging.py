@@ -55,16 +55,29 @@ class JudgeRequest:
         return self.rubric if self.rubric and self.rubric.strip() else DEFAULT_RUBRIC
 
 
-def judge_problems(tx: Transaction, judge: JudgeRequest | None, dataset: DatasetRecord | None, combinations: int,
-                   generated: bool, settings: Settings | None, caps: policy.DemoCaps | None) -> list[Problem]:
+def judge_problems(
+    tx: Transaction,
+    judge: JudgeRequest | None,
+    dataset: DatasetRecord | None,
+    combinations: int,
+    generated: bool,
+    settings: Settings | None,
+    caps: policy.DemoCaps | None,
+) -> list[Problem]:
     """EV-015: the judge has answers to compare (a dataset whose rows are generated, two combinations or more), one
     model or URL that exists, a stored key when one is named, a rubric of known plain fields, bounded tokens."""
     if judge is None:
         return []
     problems = []
     if dataset is None or not generated:
-        problems.append(Problem(rules.JUDGE, "a judge compares generated answers: give a dataset whose rows are answered "
-                                          "(preference pairs are scored by likelihood, benchmarks by lm-eval)", "judge"))
+        problems.append(
+            Problem(
+                rules.JUDGE,
+                "a judge compares generated answers: give a dataset whose rows are answered "
+                "(preference pairs are scored by likelihood, benchmarks by lm-eval)",
+                "judge",
+            )
+        )
     if combinations < 2:
         problems.append(Problem(rules.JUDGE, "a judge compares each combination with #1: give two combinations or more", "judge"))
     if bool(judge.model_id) == bool(judge.url):
@@ -90,11 +103,20 @@ def _endpoint_problems(judge: JudgeRequest, settings: Settings | None, caps: pol
         problems.append(Problem(rules.JUDGE, "name the model the endpoint should use (api_model)", "judge.api_model"))
     if judge.api_key_name:
         if not API_KEY_NAME.match(judge.api_key_name):
-            problems.append(Problem(rules.JUDGE, f"API key name {judge.api_key_name[:80]!r} is not a secrets-store name (a letter, then "
-                                              "letters, digits, '_', '.' or '-')", "judge.api_key_name"))
+            problems.append(
+                Problem(
+                    rules.JUDGE,
+                    f"API key name {judge.api_key_name[:80]!r} is not a secrets-store name (a letter, then "
+                    "letters, digits, '_', '.' or '-')",
+                    "judge.api_key_name",
+                )
+            )
         elif settings is not None and ApiKeys(settings.secrets_dir).value(judge.api_key_name) is None:
-            problems.append(Problem(rules.JUDGE, f"no API key named '{judge.api_key_name}' in the secrets store or the environment",
-                                    "judge.api_key_name"))
+            problems.append(
+                Problem(
+                    rules.JUDGE, f"no API key named '{judge.api_key_name}' in the secrets store or the environment", "judge.api_key_name"
+                )
+            )
     return problems
 
 
@@ -105,12 +127,19 @@ def rubric_problems(rubric: str) -> list[Problem]:
     problems = [Problem(rules.JUDGE, f"judge rubric {problem}", "judge.rubric") for problem in syntax]
     unknown = [name for name in names if name not in JUDGE_FIELDS]
     if unknown:
-        problems.append(Problem(rules.JUDGE, f"judge rubric uses unknown field(s) {', '.join('{' + n + '}' for n in unknown)}; it may use "
-                                          f"{', '.join('{' + n + '}' for n in JUDGE_FIELDS)}", "judge.rubric"))
+        problems.append(
+            Problem(
+                rules.JUDGE,
+                f"judge rubric uses unknown field(s) {', '.join('{' + n + '}' for n in unknown)}; it may use "
+                f"{', '.join('{' + n + '}' for n in JUDGE_FIELDS)}",
+                "judge.rubric",
+            )
+        )
     missing = [name for name in ("answer_a", "answer_b") if name not in names]
     if missing:
-        problems.append(Problem(rules.JUDGE, f"judge rubric must show both answers: add {', '.join('{' + n + '}' for n in missing)}",
-                                "judge.rubric"))
+        problems.append(
+            Problem(rules.JUDGE, f"judge rubric must show both answers: add {', '.join('{' + n + '}' for n in missing)}", "judge.rubric")
+        )
     return problems
 
 
@@ -118,6 +147,12 @@ def judge_spec(tx: Transaction, judge: JudgeRequest | None) -> JudgeSpec | None:
     if judge is None:
         return None
     model = tx.models.get(judge.model_id) if judge.model_id else None
-    return JudgeSpec(rubric=judge.rubric_text, model=model.source if model else None, url=judge.url or None,
-                     api_model=judge.api_model or None, api_key_name=judge.api_key_name or None, label=model.name if model else f"{judge.api_model} at {judge.url}",
-                     max_new_tokens=judge.max_new_tokens)
+    return JudgeSpec(
+        rubric=judge.rubric_text,
+        model=model.source if model else None,
+        url=judge.url or None,
+        api_model=judge.api_model or None,
+        api_key_name=judge.api_key_name or None,
+        label=model.name if model else f"{judge.api_model} at {judge.url}",
+        max_new_tokens=judge.max_new_tokens,
+    )

@@ -62,8 +62,7 @@ def grpo_rewards(tx: Transaction, adapter_ids: list[str]) -> tuple[RewardSpec, .
     return shared
 
 
-def evaluation_rewards(tx: Transaction, rewards: tuple | None, adapter_ids: list[str],
-                       dataset: DatasetRecord | None) -> tuple:
+def evaluation_rewards(tx: Transaction, rewards: tuple | None, adapter_ids: list[str], dataset: DatasetRecord | None) -> tuple:
     """The rewards an evaluation scores answers with: the request's, else its GRPO adapters' (none for preference data)."""
     if rewards is not None:
         return tuple(rewards)
@@ -77,7 +76,12 @@ def evaluation_reward_problems(rewards: tuple, dataset: DatasetRecord | None, se
     if not rewards:
         return []
     if dataset is not None and dataset.format == PREFERENCE:
-        return [Problem(rules.EVAL_REWARDS, f"dataset '{dataset.name}' holds preference pairs, which are scored by the likelihood of "
-                                  "their chosen and rejected answers, not by rewards on generated answers: give no rewards",
-                        "rewards")]
+        return [
+            Problem(
+                rules.EVAL_REWARDS,
+                f"dataset '{dataset.name}' holds preference pairs, which are scored by the likelihood of "
+                "their chosen and rejected answers, not by rewards on generated answers: give no rewards",
+                "rewards",
+            )
+        ]
     return [Problem(rules.EVAL_REWARDS, problem.message, problem.field) for problem in reward_problems("grpo", rewards, settings)]

@@ -68,8 +68,9 @@ CONVERSATIONAL_FORMATS = ("messages", "sharegpt", "alpaca")
 PROMPTLESS_FORMATS = (*CONVERSATIONAL_FORMATS, PREFERENCE)
 
 
-def validate_evaluation(tx: Transaction, request: EvaluationRequest, machine: Machine,
-                        settings: Settings | None = None, caps: policy.DemoCaps | None = None) -> list[Problem]:
+def validate_evaluation(
+    tx: Transaction, request: EvaluationRequest, machine: Machine, settings: Settings | None = None, caps: policy.DemoCaps | None = None
+) -> list[Problem]:
     """Every problem of the request; ``settings`` says whether custom reward code may run (EV-013); ``caps``: a
     public demo visitor's request, held to the demo's rows (DM-001) and device choice (DM-005)."""
     problems: list[Problem] = []
@@ -84,27 +85,44 @@ def validate_evaluation(tx: Transaction, request: EvaluationRequest, machine: Ma
         pass  # benchmarks alone: no rows, so no prompt to map them
     elif not request.prompt_id:
         if dataset is None or dataset.format not in PROMPTLESS_FORMATS:
-            problems.append(Problem(rules.EVAL_PROMPT_REQUIRED, "prompt_id is required" + (
-                f": dataset '{dataset.name}' has plain columns, and the prompt maps them to input and reference" if dataset else ""),
-                "prompt_id"))
+            problems.append(
+                Problem(
+                    rules.EVAL_PROMPT_REQUIRED,
+                    "prompt_id is required"
+                    + (f": dataset '{dataset.name}' has plain columns, and the prompt maps them to input and reference" if dataset else ""),
+                    "prompt_id",
+                )
+            )
     else:
         prompt = tx.prompts.get(request.prompt_id)
         if prompt is None:
             problems.append(Problem(rules.EVAL_PROMPT, f"prompt '{request.prompt_id}' not found", "prompt_id"))
         elif syntax := stored_template_problems(prompt):
             problems += syntax  # PR-007: an imported prompt is checked before a trainer renders it
-        elif not (prompt.input_template and prompt.completion_template) and (
-                dataset is None or dataset.format not in PROMPTLESS_FORMATS):
-            problems.append(Problem(rules.EVAL_REFERENCE_ANSWERS, f"prompt '{prompt.name}' has no input_template and completion_template, so rows have "
-                                              "no reference answer to score against", "prompt_id"))
-    numbers = [("dataset_fraction", request.dataset_fraction, nb.FRACTION), ("batch_size", request.batch_size, nb.BATCH),
-               ("seed", request.seed, nb.SEED)] + ([("max_rows", request.max_rows, nb.ROWS)] if request.max_rows is not None else [])
+        elif not (prompt.input_template and prompt.completion_template) and (dataset is None or dataset.format not in PROMPTLESS_FORMATS):
+            problems.append(
+                Problem(
+                    rules.EVAL_REFERENCE_ANSWERS,
+                    f"prompt '{prompt.name}' has no input_template and completion_template, so rows have "
+                    "no reference answer to score against",
+                    "prompt_id",
+                )
+            )
+    numbers = [
+        ("dataset_fraction", request.dataset_fraction, nb.FRACTION),
+        ("batch_size", request.batch_size, nb.BATCH),
+        ("seed", request.seed, nb.SEED),
+    ] + ([("max_rows", request.max_rows, nb.ROWS)] if request.max_rows is not None else [])
     problems += [p for field, value, bound in numbers if (p := bound.problem(rules.EVAL_ROW_LIMITS, field, value))]
     if request.generation_config_id:
         config = tx.configs.get(request.generation_config_id)
         if config is None or config.type != "generation_config":
             what = "not found" if config is None else f"a {config.type} config, not a generation_config"
-            problems.append(Problem(rules.EVAL_GENERATION_CONFIG, f"generation_config_id '{request.generation_config_id}' is {what}", "generation_config_id"))
+            problems.append(
+                Problem(
+                    rules.EVAL_GENERATION_CONFIG, f"generation_config_id '{request.generation_config_id}' is {what}", "generation_config_id"
+                )
+            )
         else:
             problems += stored_config_problems(config, "generation_config", "generation_config_id")
     problems += check_config("generation_config", request.generation)
@@ -112,10 +130,12 @@ def validate_evaluation(tx: Transaction, request: EvaluationRequest, machine: Ma
         problems += evaluation_reward_problems(evaluation_rewards(tx, request.rewards, request.adapter_ids, dataset), dataset, settings)
     elif request.rewards:
         problems.append(Problem(rules.EVAL_REWARDS, "rewards score generated answers to a dataset's rows: give a dataset", "rewards"))
-    problems += benchmark_problems(request.benchmarks, request.benchmark_dir, request.benchmark_limit, request.benchmark_fewshot,
-                                   settings, caps)
-    problems += judge_problems(tx, request.judge, dataset, len(request.combinations),
-                               dataset is not None and dataset.format != PREFERENCE, settings, caps)
+    problems += benchmark_problems(
+        request.benchmarks, request.benchmark_dir, request.benchmark_limit, request.benchmark_fewshot, settings, caps
+    )
+    problems += judge_problems(
+        tx, request.judge, dataset, len(request.combinations), dataset is not None and dataset.format != PREFERENCE, settings, caps
+    )
     problems += choose_devices(request.gpus, machine, rules.EVAL_DEVICES)[1]
     for number, combo in enumerate(request.combinations, start=1):
         model = tx.models.get(combo.model_id or "")
@@ -128,11 +148,13 @@ def validate_evaluation(tx: Transaction, request: EvaluationRequest, machine: Ma
             problems.append(Problem(rules.EVAL_ADAPTERS, f"combination {number}: adapter '{combo.adapter_id}' not found", "combinations"))
         elif model is not None and adapter.model_id != model.id:
             base = tx.models.get(adapter.model_id)
-            problems.append(Problem(
-                rules.EVAL_ADAPTERS,
-                f"combination {number}: adapter '{adapter.name}' was trained on '{base.name if base else adapter.model_id}', not '{model.name}'",
-                "combinations",
-            ))
+            problems.append(
+                Problem(
+                    rules.EVAL_ADAPTERS,
+                    f"combination {number}: adapter '{adapter.name}' was trained on '{base.name if base else adapter.model_id}', not '{model.name}'",
+                    "combinations",
+                )
+            )
     if caps:
         problems += [p for p in (policy.eval_rows_problem(caps, request.max_rows or 0), policy.gpus_problem(request.gpus)) if p]
     return problems

@@ -30,8 +30,10 @@ LOWER_IS_BETTER = frozenset({"perplexity", "latency_s", "batch_latency_s", "judg
 # lm-eval's metrics that are better lower (its tasks say so in higher_is_better; these are the ones its tasks use).
 LOWER_IS_BETTER_BENCHMARK = frozenset({"perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte", "ter"})
 TIE_VOTE = "tie"  # the Compare tab's vote for neither answer
-BATCH_NOTE = ("Every combination of a base model answers in the same batches (one forward pass for all of them), so this "
-              "is the shared batch's cost, equal for those combinations, not one combination's own.")
+BATCH_NOTE = (
+    "Every combination of a base model answers in the same batches (one forward pass for all of them), so this "
+    "is the shared batch's cost, equal for those combinations, not one combination's own."
+)
 # What the metrics of preference pairs (DPO) and rewards (GRPO) mean, for the table's readers.
 METRIC_HELP = {
     "preference_accuracy": "Share of pairs whose chosen answer is likelier than the rejected one (log p summed over the answer's tokens).",
@@ -39,37 +41,37 @@ METRIC_HELP = {
     "mean_logp_chosen": "Mean log p(chosen answer | prompt), summed over its tokens. DPO often lowers it; what it widens is the margin.",
     "mean_logp_rejected": "Mean log p(rejected answer | prompt), summed over its tokens.",
     "reward_accuracy": "DPO's reward accuracy on held-out pairs: the share whose implicit reward "
-                       "β·[(log p_c - ref_c) - (log p_r - ref_r)] is positive, with #1 as the reference policy (β leaves the sign alone).",
+    "β·[(log p_c - ref_c) - (log p_r - ref_r)] is positive, with #1 as the reference policy (β leaves the sign alone).",
     "reward_margin": "Mean implicit DPO reward margin against #1, scaled by reward_beta.",
     "reward_beta": "The β of reward_margin: the beta of the DPO run that trained the adapter, or 1 when no DPO run of this app trained it.",
     "reward": "Mean reward of the generated answers: the weighted sum of the evaluation's rewards (GRPO's reward).",
     "reward_std": "Standard deviation of the reward over the answers.",
     "exact_match": "Share of answers equal to the reference as written (spaces around them ignored): case, extra lines and a "
-                   "final full stop count. accuracy is more lenient, so it can be higher.",
+    "final full stop count. accuracy is more lenient, so it can be higher.",
     "accuracy": "Share of answers whose first line names the reference's label, case-insensitively and ignoring a final full "
-                "stop (only when the references form a small label set). exact_match compares the whole answer as written, "
-                "so it can be lower.",
+    "stop (only when the references form a small label set). exact_match compares the whole answer as written, "
+    "so it can be lower.",
     "macro_f1": "F1 per label (the first line of each answer, read as accuracy reads it), averaged over the labels.",
     "batch_latency_s": "Mean wall time of the batches the rows were generated in. " + BATCH_NOTE,
     "batch_tokens_per_s": "Tokens generated per second by the whole batch, every combination's answers together. " + BATCH_NOTE,
     "latency_s": "Older runs: the wall time of the shared batch a row was generated in, equal for every combination of a base "
-                 "model (newer runs call it batch_latency_s).",
+    "model (newer runs call it batch_latency_s).",
     "tokens_per_s": "Older runs: this combination's tokens per second of the shared batches' time (newer runs report the "
-                    "batch's throughput as batch_tokens_per_s).",
+    "batch's throughput as batch_tokens_per_s).",
     "new_tokens": "Tokens this combination generated over all rows, its stop tokens included: its own share of the cost.",
     "mean_new_tokens": "Tokens this combination generated per answer: its own share of the cost, unlike the batch_ numbers.",
     "judge_win_rate": "Share of rows where the LLM judge preferred this combination's answer to #1's, over both orders "
-                      "(shown as B, then as A); rows with no verdict in either order are left out.",
+    "(shown as B, then as A); rows with no verdict in either order are left out.",
     "judge_tie_rate": "Share of rows the LLM judge called even: a tie in both orders, or opposite verdicts when the answers "
-                      "swap places (position bias).",
+    "swap places (position bias).",
     "judge_loss_rate": "Share of rows where the LLM judge preferred #1's answer.",
     "judged_rows": "Rows the LLM judge gave a verdict on, in at least one order.",
     "win_rate": "Share of comparisons with #1 this combination won: the LLM judge's rows plus the Compare tab's blind A/B "
-                "votes between the same two.",
+    "votes between the same two.",
     "tie_rate": "Share of comparisons with #1 that were even: judge rows plus blind votes.",
     "loss_rate": "Share of comparisons with #1 this combination lost: judge rows plus blind votes.",
     "ab_votes": "Blind A/B votes of the Compare tab between this combination and #1 (same base model and adapters), counted "
-                "in win_rate, tie_rate and loss_rate.",
+    "in win_rate, tie_rate and loss_rate.",
 }
 
 
@@ -87,8 +89,10 @@ def metric_help(name: str) -> str | None:
         metric, _, filtered = metric.partition("/")
         how = f", after its '{filtered}' answer filter" if filtered else ""
         better = "lower" if metric in LOWER_IS_BETTER_BENCHMARK else "higher"
-        return (f"lm-evaluation-harness task {task}: {metric}{how}, scored by lm-eval itself (its prompts, few-shot examples "
-                f"and metric), so it compares with published numbers of the same task version and settings; {better} is better.")
+        return (
+            f"lm-evaluation-harness task {task}: {metric}{how}, scored by lm-eval itself (its prompts, few-shot examples "
+            f"and metric), so it compares with published numbers of the same task version and settings; {better} is better."
+        )
     if name.startswith("reward/"):
         reward = name.removeprefix("reward/")
         if reward.endswith("/std"):
@@ -140,9 +144,14 @@ class EvaluationResults:
         return list(names)
 
 
-def build_results(run: RunRecord, combinations: list[EvaluationCombinationRecord], answers: list[EvaluationAnswerRecord],
-                  scores: list[EvaluationScoreRecord], verdicts: list[EvaluationVerdictRecord] | None = None,
-                  votes: list[ComparisonVoteRecord] | None = None) -> EvaluationResults:
+def build_results(
+    run: RunRecord,
+    combinations: list[EvaluationCombinationRecord],
+    answers: list[EvaluationAnswerRecord],
+    scores: list[EvaluationScoreRecord],
+    verdicts: list[EvaluationVerdictRecord] | None = None,
+    votes: list[ComparisonVoteRecord] | None = None,
+) -> EvaluationResults:
     try:
         spec: EvaluationSpec | None = run_spec(run, EvaluationSpec)
     except UnreadableSpecError:  # an imported row of another version: its stored answers still show
@@ -161,14 +170,19 @@ def build_results(run: RunRecord, combinations: list[EvaluationCombinationRecord
     for verdict in verdicts or []:
         if verdict.row_index in rows:
             rows[verdict.row_index].verdicts[verdict.position] = verdict
-    metrics = {c.position: final.get(c.position) or {k: sum(v) / len(v) for k, v in running.get(c.position, {}).items()}
-               for c in combinations}
+    metrics = {
+        c.position: final.get(c.position) or {k: sum(v) / len(v) for k, v in running.get(c.position, {}).items()} for c in combinations
+    }
     for position, rates in win_rates(combinations, verdicts or [], votes or []).items():
         metrics[position] = {**metrics[position], **rates}
     baseline = metrics.get(1, {})
     results = [
         CombinationResult(
-            c.position, c.label, c.model_id, c.adapter_id, metrics[c.position],
+            c.position,
+            c.label,
+            c.model_id,
+            c.adapter_id,
+            metrics[c.position],
             {k: v - baseline[k] for k, v in metrics[c.position].items() if k in baseline} if c.position != 1 else {},
             c.position in final,
         )
@@ -178,8 +192,9 @@ def build_results(run: RunRecord, combinations: list[EvaluationCombinationRecord
     return EvaluationResults(run, spec.rows_from if spec else "", results, [rows[i] for i in sorted(rows)], len(answers), expected)
 
 
-def win_rates(combinations: list[EvaluationCombinationRecord], verdicts: list[EvaluationVerdictRecord],
-              votes: list[ComparisonVoteRecord]) -> dict[int, dict[str, float]]:
+def win_rates(
+    combinations: list[EvaluationCombinationRecord], verdicts: list[EvaluationVerdictRecord], votes: list[ComparisonVoteRecord]
+) -> dict[int, dict[str, float]]:
     """win_rate, tie_rate, loss_rate and ab_votes of each combination against #1: its judged rows and its blind votes."""
     baseline = next((c for c in combinations if c.position == 1), None)
     if baseline is None:
@@ -201,8 +216,12 @@ def win_rates(combinations: list[EvaluationCombinationRecord], verdicts: list[Ev
     for position, tally in tallies.items():
         total = tally[WIN] + tally[TIE] + tally[LOSS]
         if total:
-            rates[position] = {"win_rate": tally[WIN] / total, "tie_rate": tally[TIE] / total, "loss_rate": tally[LOSS] / total,
-                               "ab_votes": float(tally["votes"])}
+            rates[position] = {
+                "win_rate": tally[WIN] / total,
+                "tie_rate": tally[TIE] / total,
+                "loss_rate": tally[LOSS] / total,
+                "ab_votes": float(tally["votes"]),
+            }
     return rates
 
 

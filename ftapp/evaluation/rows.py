@@ -48,8 +48,10 @@ def held_out_splits(tx: Transaction, request: EvaluationRequest, dataset: Datase
         split = json.loads(path.read_text(encoding="utf-8"))
         source = split.get("source") or {}
         same = (source.get("path") and source.get("path") == dataset.location) or (
-            source.get("hub_name") and source.get("hub_name") == dataset.huggingface_name
-            and source.get("hub_split") == (dataset.hf_split or "train"))
+            source.get("hub_name")
+            and source.get("hub_name") == dataset.huggingface_name
+            and source.get("hub_split") == (dataset.hf_split or "train")
+        )
         if same:
             found.append(HeldOut(adapter.name, run.id, frozenset(split.get("validation_indices") or [])))
     return found
@@ -61,18 +63,30 @@ def choose_rows(tx: Transaction, request: EvaluationRequest, dataset: DatasetRec
         common = frozenset.intersection(*(s.indices for s in splits))
         if not common:
             names = ", ".join(s.adapter_name for s in splits)
-            return None, [Problem(rules.EVAL_ROWS_LEFT, f"the held-out rows of {names} do not overlap: every row trained one of them; "
-                                            "evaluate them separately", "rows")]
+            return None, [
+                Problem(
+                    rules.EVAL_ROWS_LEFT,
+                    f"the held-out rows of {names} do not overlap: every row trained one of them; evaluate them separately",
+                    "rows",
+                )
+            ]
         indices = sorted(common)
         runs = ", ".join(dict.fromkeys(s.run_id[:8] for s in splits))
         described = f"held-out split of run {runs} ({len(indices)} rows)"
     else:
         if not dataset.num_rows:
-            return None, [Problem(rules.EVAL_ROWS_LEFT, f"dataset '{dataset.name}' has no known row count; open it in Datasets once "
-                                            "so it is counted", "rows")]
+            return None, [
+                Problem(
+                    rules.EVAL_ROWS_LEFT,
+                    f"dataset '{dataset.name}' has no known row count; open it in Datasets once so it is counted",
+                    "rows",
+                )
+            ]
         count = max(1, math.floor(dataset.num_rows * request.dataset_fraction + 1e-9))
         indices = sorted(random.Random(request.seed).sample(range(dataset.num_rows), count))
-        described = f"{request.dataset_fraction:.0%} of {dataset.num_rows} rows (seed {request.seed}); no adapter was trained on this dataset"
+        described = (
+            f"{request.dataset_fraction:.0%} of {dataset.num_rows} rows (seed {request.seed}); no adapter was trained on this dataset"
+        )
     if request.max_rows and len(indices) > request.max_rows:
         indices = sorted(random.Random(request.seed).sample(indices, request.max_rows))
         described += f", {request.max_rows} sampled"

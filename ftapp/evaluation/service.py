@@ -67,15 +67,28 @@ class EvaluationService:
 
         def add_combinations(tx: Transaction, run: RunRecord) -> None:
             for combo, resolved in zip(request.combinations, spec.combinations):
-                tx.evaluation_combinations.add(run_id=run.id, position=resolved.position, label=resolved.label,
-                                               model_id=combo.model_id, adapter_id=combo.adapter_id or None)
+                tx.evaluation_combinations.add(
+                    run_id=run.id,
+                    position=resolved.position,
+                    label=resolved.label,
+                    model_id=combo.model_id,
+                    adapter_id=combo.adapter_id or None,
+                )
 
-        return enqueue(self.db, self.supervisor, spec, kind=RunKind.EVALUATION,
-                       name=f"evaluate {' vs '.join(c.label for c in spec.combinations)}"[:200], also=add_combinations,
-                       base_model_id=request.combinations[0].model_id, dataset_id=request.dataset_id or None,
-                       prompt_id=request.prompt_id or None,
-                       adapter_id=next((c.adapter_id for c in request.combinations if c.adapter_id), None),
-                       devices_requested=request.gpus, total_steps=len(rows.indices) * len(spec.combinations))
+        return enqueue(
+            self.db,
+            self.supervisor,
+            spec,
+            kind=RunKind.EVALUATION,
+            name=f"evaluate {' vs '.join(c.label for c in spec.combinations)}"[:200],
+            also=add_combinations,
+            base_model_id=request.combinations[0].model_id,
+            dataset_id=request.dataset_id or None,
+            prompt_id=request.prompt_id or None,
+            adapter_id=next((c.adapter_id for c in request.combinations if c.adapter_id), None),
+            devices_requested=request.gpus,
+            total_steps=len(rows.indices) * len(spec.combinations),
+        )
 
     def _spec(self, tx: Transaction, request: EvaluationRequest, rows: RowChoice, run_id: str, run_dir: Path) -> EvaluationSpec:
         dataset = tx.datasets.get(request.dataset_id) if request.dataset_id else None  # None: benchmarks alone
@@ -90,14 +103,27 @@ class EvaluationService:
             if label in labels:  # the same combination twice: keep both columns apart
                 label = f"{label} #{position}"
             labels.add(label)
-            combinations.append(EvalCombination(position, label, ModelSource(model.source, model.architecture),
-                                                adapter.location if adapter else None, dpo_beta(tx, combo.adapter_id)))
-        generation = asdict(GenerationSettings(**{**config_values(tx, request.generation_config_id, "generation_config"),
-                                                  **request.generation}))
+            combinations.append(
+                EvalCombination(
+                    position,
+                    label,
+                    ModelSource(model.source, model.architecture),
+                    adapter.location if adapter else None,
+                    dpo_beta(tx, combo.adapter_id),
+                )
+            )
+        generation = asdict(
+            GenerationSettings(**{**config_values(tx, request.generation_config_id, "generation_config"), **request.generation})
+        )
         return EvaluationSpec(
-            run_id=run_id, run_dir=str(run_dir), combinations=tuple(combinations),
+            run_id=run_id,
+            run_dir=str(run_dir),
+            combinations=tuple(combinations),
             data=data_source(dataset, prompt, fraction=1.0, train_split=1.0, seed=request.seed) if dataset else None,
-            row_indices=rows.indices, rows_from=rows.described, generation=generation, seed=request.seed,
+            row_indices=rows.indices,
+            rows_from=rows.described,
+            generation=generation,
+            seed=request.seed,
             batch_size=request.batch_size,
             rewards=reward_specs(evaluation_rewards(tx, request.rewards, request.adapter_ids, dataset)) if dataset else (),
             benchmark=benchmark_spec(request.benchmarks, request.benchmark_dir, request.benchmark_limit, request.benchmark_fewshot),
@@ -118,5 +144,11 @@ class EvaluationService:
             combinations = tx.evaluation_combinations.find(run_id=run_id)
             model_ids = {c.model_id for c in combinations if c.model_id}
             votes = [vote for model_id in model_ids for vote in tx.comparison_votes.find(model_id=model_id, blind=True)]
-            return build_results(run, combinations, tx.evaluation_answers.find(run_id=run_id), tx.evaluation_scores.find(run_id=run_id),
-                                 tx.evaluation_verdicts.find(run_id=run_id), votes)
+            return build_results(
+                run,
+                combinations,
+                tx.evaluation_answers.find(run_id=run_id),
+                tx.evaluation_scores.find(run_id=run_id),
+                tx.evaluation_verdicts.find(run_id=run_id),
+                votes,
+            )

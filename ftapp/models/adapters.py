@@ -36,7 +36,9 @@ class AddAdapterRequest:
 def read_adapter_config(directory: Path) -> tuple[dict | None, Problem | None]:
     path = directory / "adapter_config.json"
     if not path.is_file():
-        return None, Problem(rules.ADAPTER_LOCATION, f"{directory} has no adapter_config.json; point at the folder a PEFT save_pretrained wrote", "location")
+        return None, Problem(
+            rules.ADAPTER_LOCATION, f"{directory} has no adapter_config.json; point at the folder a PEFT save_pretrained wrote", "location"
+        )
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
@@ -57,7 +59,9 @@ class AdapterService:
         problems: list[Problem] = []
         name = request.name.strip()
         if request.type not in ADAPTER_TYPES:
-            problems.append(Problem(rules.ADAPTER_LOCATION, f"type must be one of {', '.join(ADAPTER_TYPES)} (got {request.type!r})", "type"))
+            problems.append(
+                Problem(rules.ADAPTER_LOCATION, f"type must be one of {', '.join(ADAPTER_TYPES)} (got {request.type!r})", "type")
+            )
         with self.db.transaction() as tx:
             if not name:
                 problems.append(Problem(rules.ADAPTER_REGISTERED_NAME, "name is required", "name"))
@@ -66,7 +70,9 @@ class AdapterService:
             elif tx.adapters.find_one(name=name):
                 problems.append(Problem(rules.ADAPTER_REGISTERED_NAME, f"an adapter named '{name}' already exists", "name"))
             if not request.model_id:
-                problems.append(Problem(rules.ADAPTER_BASE_MODEL, "model_id is required: the base model this adapter was trained on", "model_id"))
+                problems.append(
+                    Problem(rules.ADAPTER_BASE_MODEL, "model_id is required: the base model this adapter was trained on", "model_id")
+                )
             elif tx.models.get(request.model_id) is None:
                 problems.append(Problem(rules.ADAPTER_BASE_MODEL, f"model '{request.model_id}' not found", "model_id"))
             if request.run_id and tx.runs.get(request.run_id) is None:
@@ -93,17 +99,24 @@ class AdapterService:
         if problems:
             raise ValidationError(problems)
         if request.type == "huggingface" and request.huggingface_name:  # a Hub adapter without one was refused above
-            repo = inspect_hub_repo(request.huggingface_name, ("adapter_config.json",), rules.ADAPTER_HUB_NAME, self.token.value(), self.settings.offline)
+            repo = inspect_hub_repo(
+                request.huggingface_name, ("adapter_config.json",), rules.ADAPTER_HUB_NAME, self.token.value(), self.settings.offline
+            )
             config = repo.files.get("adapter_config.json")
         config = config or {}
         try:
             with self.db.transaction() as tx:
                 return tx.adapters.add(
-                    id=new_id(), name=name, type=request.type, model_id=request.model_id,
+                    id=new_id(),
+                    name=name,
+                    type=request.type,
+                    model_id=request.model_id,
                     location=str(location) if location else None,
                     huggingface_name=(request.huggingface_name or "").strip() or None,
-                    run_id=request.run_id or None, prompt_id=request.prompt_id or None,
-                    base_model_name=config.get("base_model_name_or_path"), peft_type=config.get("peft_type"),
+                    run_id=request.run_id or None,
+                    prompt_id=request.prompt_id or None,
+                    base_model_name=config.get("base_model_name_or_path"),
+                    peft_type=config.get("peft_type"),
                     description=request.description,
                 )
         except DuplicateError as error:

@@ -43,8 +43,10 @@ class ImportedGguf:
     def source_note(self) -> str:
         """The provenance line a model row's description carries."""
         template = "with its chat template" if self.chat_template else "without a chat template"
-        return (f"De-quantized from the GGUF file {self.source_file} ({self.quantization.removeprefix('MOSTLY_')}, "
-                f"sha256 {self.source_sha256[:16]}…) to {self.dtype}, {template}.")
+        return (
+            f"De-quantized from the GGUF file {self.source_file} ({self.quantization.removeprefix('MOSTLY_')}, "
+            f"sha256 {self.source_sha256[:16]}…) to {self.dtype}, {template}."
+        )
 
 
 def looks_like_gguf(path: Path) -> bool:
@@ -60,8 +62,14 @@ def gguf_problems(path: Path) -> list[Problem]:
     except OSError as error:
         return [Problem(rules.MODEL_GGUF_FILE, f"{path} cannot be read as a GGUF file ({error.strerror or error})", "location")]
     if magic != GGUF_MAGIC:
-        return [Problem(rules.MODEL_GGUF_FILE, f"{path} is not a GGUF file (it does not start with the bytes 'GGUF'); point at a .gguf "
-                              "file or at the folder save_pretrained wrote", "location")]
+        return [
+            Problem(
+                rules.MODEL_GGUF_FILE,
+                f"{path} is not a GGUF file (it does not start with the bytes 'GGUF'); point at a .gguf "
+                "file or at the folder save_pretrained wrote",
+                "location",
+            )
+        ]
     return []
 
 
@@ -75,20 +83,34 @@ def import_gguf(settings: Settings, gguf_file: Path, model_id: str) -> ImportedG
     try:
         with open(log, "w", encoding="utf-8") as handle:
             # stderr to the log file, never an undrained pipe; stdout carries the one JSON line.
-            result = subprocess.run([sys.executable, "-m", "trainer", "import-gguf", str(request)],
-                                    stdout=subprocess.PIPE, stderr=handle, text=True, timeout=IMPORT_TIMEOUT_S)
+            result = subprocess.run(
+                [sys.executable, "-m", "trainer", "import-gguf", str(request)],
+                stdout=subprocess.PIPE,
+                stderr=handle,
+                text=True,
+                timeout=IMPORT_TIMEOUT_S,
+            )
     except subprocess.TimeoutExpired as error:
         raise FtappError(f"converting {gguf_file} took longer than {IMPORT_TIMEOUT_S} s; log {log}") from error
     finally:
         request.unlink(missing_ok=True)
     if result.returncode != 0:
-        raise ValidationError(Problem(rules.MODEL_GGUF_FILE, f"{gguf_file} could not be converted: {_failure(log)} (log {log})", "location"))
+        raise ValidationError(
+            Problem(rules.MODEL_GGUF_FILE, f"{gguf_file} could not be converted: {_failure(log)} (log {log})", "location")
+        )
     fields = json.loads(result.stdout.strip().splitlines()[-1])
     return ImportedGguf(
-        model_dir=Path(fields["model_dir"]), architecture=fields["architecture"], model_type=fields["model_type"],
-        num_parameters=int(fields["num_parameters"]), chat_template=bool(fields["chat_template"]),
-        quantization=fields["quantization"], dtype=fields["dtype"], license=fields["license"],
-        source_file=fields["source_file"], source_sha256=fields["source_sha256"], seconds=float(fields["seconds"]),
+        model_dir=Path(fields["model_dir"]),
+        architecture=fields["architecture"],
+        model_type=fields["model_type"],
+        num_parameters=int(fields["num_parameters"]),
+        chat_template=bool(fields["chat_template"]),
+        quantization=fields["quantization"],
+        dtype=fields["dtype"],
+        license=fields["license"],
+        source_file=fields["source_file"],
+        source_sha256=fields["source_sha256"],
+        seconds=float(fields["seconds"]),
     )
 
 

@@ -41,21 +41,21 @@ def _from_cache(repo_id: str, filenames: tuple[str, ...]) -> dict[str, dict[str,
     return found
 
 
-def inspect_hub_repo(
-    repo_id: str, filenames: tuple[str, ...], rule: Rule, token: str | None = None, offline: bool = False
-) -> HubRepoInfo:
+def inspect_hub_repo(repo_id: str, filenames: tuple[str, ...], rule: Rule, token: str | None = None, offline: bool = False) -> HubRepoInfo:
     """Resolve a model-type repo and read the JSON files named; ``rule`` labels failures."""
     repo_id = repo_id.strip()
     if offline or hub_offline():
         cached = _from_cache(repo_id, filenames)
         if filenames[0] in cached:
             return HubRepoInfo(repo_id, cached, None, None, True)
-        raise ValidationError(Problem(
-            rule,
-            f"'{repo_id}' is not in the local Hugging Face cache and the Hub cannot be reached "
-            "(offline: HF_HUB_OFFLINE is set). Connect to the network, or register a local directory instead.",
-            "huggingface_name",
-        ))
+        raise ValidationError(
+            Problem(
+                rule,
+                f"'{repo_id}' is not in the local Hugging Face cache and the Hub cannot be reached "
+                "(offline: HF_HUB_OFFLINE is set). Connect to the network, or register a local directory instead.",
+                "huggingface_name",
+            )
+        )
     from huggingface_hub import HfApi, hf_hub_download
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 
@@ -68,11 +68,19 @@ def inspect_hub_repo(
                 with open(hf_hub_download(repo_id, filename, token=token), encoding="utf-8") as handle:
                     files[filename] = json.load(handle)
     except GatedRepoError as error:
-        raise ValidationError(Problem(rule, f"'{repo_id}' is gated: accept its licence on the Hub and set an HF token in Settings ({error})", "huggingface_name")) from error
+        raise ValidationError(
+            Problem(
+                rule, f"'{repo_id}' is gated: accept its licence on the Hub and set an HF token in Settings ({error})", "huggingface_name"
+            )
+        ) from error
     except RepositoryNotFoundError as error:
-        raise ValidationError(Problem(rule, f"'{repo_id}' does not exist on the Hugging Face Hub (or is private and no token is set)", "huggingface_name")) from error
+        raise ValidationError(
+            Problem(rule, f"'{repo_id}' does not exist on the Hugging Face Hub (or is private and no token is set)", "huggingface_name")
+        ) from error
     except (HfHubHTTPError, OSError, ValueError) as error:
-        raise ValidationError(Problem(rule, f"could not resolve '{repo_id}' on the Hugging Face Hub: {error}", "huggingface_name")) from error
+        raise ValidationError(
+            Problem(rule, f"could not resolve '{repo_id}' on the Hugging Face Hub: {error}", "huggingface_name")
+        ) from error
     card = getattr(info, "card_data", None) or {}
     license_name = card.get("license") if hasattr(card, "get") else None
     gated = bool(info.gated) if info.gated is not None else None

@@ -32,7 +32,9 @@ def resolve_registered_model(tracking_uri: str, name: str, version: str | None) 
     database = tracking_uri.removeprefix("sqlite:///") if tracking_uri.startswith("sqlite:///") else None
     if database is not None and not Path(database).is_file():
         # Nothing was ever registered; a client would create the store here, its Default experiment under ./mlruns.
-        raise ValidationError(Problem(rules.MODEL_REGISTRY_NAME, f"the MLflow registry at {tracking_uri} is empty: '{name}' is not in it", "registry_name"))
+        raise ValidationError(
+            Problem(rules.MODEL_REGISTRY_NAME, f"the MLflow registry at {tracking_uri} is empty: '{name}' is not in it", "registry_name")
+        )
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         if not version:
@@ -42,12 +44,22 @@ def resolve_registered_model(tracking_uri: str, name: str, version: str | None) 
             version = str(max(int(v.version) for v in versions))
         uri = client.get_model_version_download_uri(name, version)
     except MlflowException as error:
-        raise ValidationError(Problem(
-            rules.MODEL_REGISTRY_NAME, f"'{name}' version {version or 'latest'} is not in the MLflow registry at {tracking_uri}", "registry_name",
-        )) from error
+        raise ValidationError(
+            Problem(
+                rules.MODEL_REGISTRY_NAME,
+                f"'{name}' version {version or 'latest'} is not in the MLflow registry at {tracking_uri}",
+                "registry_name",
+            )
+        ) from error
     parsed = urlparse(uri)
     if parsed.scheme not in ("", "file"):
-        raise ValidationError(Problem(rules.MODEL_REGISTRY_NAME, f"'{name}' v{version} lives at {uri}; only local registry artifacts can be loaded", "registry_name"))
+        raise ValidationError(
+            Problem(
+                rules.MODEL_REGISTRY_NAME,
+                f"'{name}' v{version} lives at {uri}; only local registry artifacts can be loaded",
+                "registry_name",
+            )
+        )
     root = Path(parsed.path)
     found = _find_config_dir(root) if root.is_dir() else None
     if found is None:

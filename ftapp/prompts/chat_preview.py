@@ -116,8 +116,7 @@ def _raise_exception(message: str) -> None:
     raise jinja2.exceptions.TemplateError(message)
 
 
-def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None,
-            sort_keys: bool = False) -> str:
+def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None, sort_keys: bool = False) -> str:
     # As transformers does: jinja's own tojson escapes HTML characters, which templates do not expect.
     return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
@@ -154,8 +153,7 @@ def render_conversation(template: str, messages: list[Message], bos_token: str =
 
     def render(prefix: list[Message], generation_prompt: bool = False) -> str | None:
         try:
-            return compiled.render(messages=prefix, add_generation_prompt=generation_prompt,
-                                   bos_token=bos_token, eos_token=eos_token)
+            return compiled.render(messages=prefix, add_generation_prompt=generation_prompt, bos_token=bos_token, eos_token=eos_token)
         except jinja2.exceptions.TemplateError:
             return None  # e.g. a template that refuses an empty conversation or a partial one
 
@@ -256,8 +254,7 @@ def chat_preview(datasets: DatasetService, model: ModelRecord, dataset: DatasetR
     template = model_template(model)
     rows = datasets.read_rows(dataset, 0, limit)
     return [
-        render_conversation(template.template, row_messages(row, dataset.format), template.bos_token, template.eos_token)
-        for row in rows
+        render_conversation(template.template, row_messages(row, dataset.format), template.bos_token, template.eos_token) for row in rows
     ]
 
 

@@ -30,11 +30,18 @@ def _f(default: Any, help: str, bound: Bound | None = None, **extra: Any) -> Any
     """A field with its help text; a numeric field names its ``Bound``, which the help states and CF-005 checks."""
     if bound is None:
         return field(default=default, metadata={"help": help, **extra})
-    return field(default=default, metadata={
-        "help": f"{help} Allowed: {bound.text}.", "bound": bound,
-        # For tables that show the range (the Configs tab).
-        "minimum": bound.low, "maximum": bound.high, "exclusive": bound.low_open, **extra,
-    })
+    return field(
+        default=default,
+        metadata={
+            "help": f"{help} Allowed: {bound.text}.",
+            "bound": bound,
+            # For tables that show the range (the Configs tab).
+            "minimum": bound.low,
+            "maximum": bound.high,
+            "exclusive": bound.low_open,
+            **extra,
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -42,22 +49,47 @@ class TrainingSettings:
     num_train_epochs: float = _f(1.0, "Passes over the training split.", nb.EPOCHS)
     max_steps: int = _f(-1, "Stop after this many optimizer steps (-1: run the epochs).", nb.STEPS.above(-1))
     learning_rate: float = _f(2e-4, "Peak learning rate.", nb.LEARNING_RATE)
-    lr_scheduler_type: str = _f("cosine", "Learning-rate schedule.", choices=("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_min_lr", "polynomial", "inverse_sqrt"))
+    lr_scheduler_type: str = _f(
+        "cosine",
+        "Learning-rate schedule.",
+        choices=("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_min_lr", "polynomial", "inverse_sqrt"),
+    )
     warmup_ratio: float = _f(0.03, "Fraction of steps spent warming up the learning rate.", nb.RATIO)
     warmup_steps: int = _f(0, "Warm-up steps (overrides warmup_ratio when > 0).", nb.STEPS.above(0))
     weight_decay: float = _f(0.0, "AdamW weight decay.", nb.RATIO)
     max_grad_norm: float = _f(1.0, "Gradient clipping norm (0 turns clipping off).", nb.FACTOR)
-    optim: str = _f("adamw_torch_fused", "Optimizer.", choices=("adamw_torch", "adamw_torch_fused", "adamw_8bit", "paged_adamw_8bit", "paged_adamw_32bit", "adafactor", "sgd", "lion_32bit"))
-    per_device_train_batch_size: int = _f(8, "Sequences per device per micro-batch (with padding_free, an upper bound next to max_tokens_per_batch).", nb.BATCH)
+    optim: str = _f(
+        "adamw_torch_fused",
+        "Optimizer.",
+        choices=(
+            "adamw_torch",
+            "adamw_torch_fused",
+            "adamw_8bit",
+            "paged_adamw_8bit",
+            "paged_adamw_32bit",
+            "adafactor",
+            "sgd",
+            "lion_32bit",
+        ),
+    )
+    per_device_train_batch_size: int = _f(
+        8, "Sequences per device per micro-batch (with padding_free, an upper bound next to max_tokens_per_batch).", nb.BATCH
+    )
     gradient_accumulation_steps: int = _f(1, "Micro-batches per optimizer step.", nb.BATCH)
-    max_tokens_per_batch: int = _f(0, "Token budget per micro-batch for padding-free batching (0: batch by sequence count).", nb.BATCH_TOKENS)
+    max_tokens_per_batch: int = _f(
+        0, "Token budget per micro-batch for padding-free batching (0: batch by sequence count).", nb.BATCH_TOKENS
+    )
     per_device_eval_batch_size: int = _f(8, "Sequences per device when computing eval loss.", nb.BATCH)
     max_length: int = _f(1024, "Longest tokenized example; longer ones are truncated.", nb.TOKENS.above(8))
     packing: bool = _f(False, "Pack several examples into one sequence.")
     padding_free: bool = _f(True, "Concatenate examples without padding (needs flash or flex attention).")
     bf16: str = _f("auto", "bfloat16 mixed precision: auto (when the GPU supports it), true or false.", choices=("auto", "true", "false"))
     fp16: bool = _f(False, "float16 mixed precision (seed 001's default; translated to bf16 where weights are bf16).")
-    gradient_checkpointing: str = _f("auto", "Recompute activations to save memory: auto (only when memory requires it), true or false.", choices=("auto", "true", "false"))
+    gradient_checkpointing: str = _f(
+        "auto",
+        "Recompute activations to save memory: auto (only when memory requires it), true or false.",
+        choices=("auto", "true", "false"),
+    )
     use_liger_kernel: str = _f("auto", "Fused Liger kernels when installed: auto, true or false.", choices=("auto", "true", "false"))
     torch_compile: bool = _f(False, "Compile the model's repeated blocks with torch.compile.")
     completion_only_loss: bool = _f(True, "Train only on the completion part of each prompt.")
@@ -83,7 +115,9 @@ class LoraSettings:
     lora_dropout: float = _f(0.0, "Dropout on the LoRA input.", nb.RATIO)
     bias: str = _f("none", "Which biases to train.", choices=("none", "all", "lora_only"))
     task_type: str = _f("CAUSAL_LM", "PEFT task type.", choices=("CAUSAL_LM",))
-    target_modules: str | list[str] = _f("all-linear", "Modules that get adapters: 'all-linear' or a list of names such as ['q_proj', 'v_proj'].")
+    target_modules: str | list[str] = _f(
+        "all-linear", "Modules that get adapters: 'all-linear' or a list of names such as ['q_proj', 'v_proj']."
+    )
     use_rslora: bool = _f(False, "Rank-stabilised scaling (alpha / sqrt(r)).")
     use_dora: bool = _f(False, "Weight-decomposed LoRA (slower, sometimes better).")
     modules_to_save: list[str] | None = _f(None, "Extra modules trained fully and saved with the adapter.")
@@ -113,25 +147,52 @@ class GenerationSettings:
 
 
 # TRL 1.16's DPOConfig loss types (trl/trainer/dpo_trainer.py raises on any other); one per run here.
-DPO_LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
-                  "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm")
+DPO_LOSS_TYPES = (
+    "sigmoid",
+    "hinge",
+    "ipo",
+    "exo_pair",
+    "nca_pair",
+    "robust",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "aot_unpaired",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "sft",
+    "sigmoid_norm",
+)
 
 
 @dataclass(frozen=True)
 class DpoSettings:
     """DPO's own settings (``TrainSpec.method_settings``), named as TRL's DPOConfig names them."""
 
-    beta: float = _f(0.1, "How far the model may move from the reference (the base or starting adapter): higher stays closer.", nb.FACTOR.above(0, open=True))
-    loss_type: str = _f("sigmoid", "Preference loss: sigmoid is the DPO paper's; ipo, hinge, robust... are TRL's variants.", choices=DPO_LOSS_TYPES)
+    beta: float = _f(
+        0.1,
+        "How far the model may move from the reference (the base or starting adapter): higher stays closer.",
+        nb.FACTOR.above(0, open=True),
+    )
+    loss_type: str = _f(
+        "sigmoid", "Preference loss: sigmoid is the DPO paper's; ipo, hinge, robust... are TRL's variants.", choices=DPO_LOSS_TYPES
+    )
 
 
 @dataclass(frozen=True)
 class GrpoSettings:
     """GRPO's own settings (``TrainSpec.method_settings``), named as TRL's GRPOConfig names them."""
 
-    num_generations: int = _f(4, "Completions sampled per prompt and compared with each other; the batch size times gradient accumulation must be a multiple of it.", nb.GENERATIONS)
+    num_generations: int = _f(
+        4,
+        "Completions sampled per prompt and compared with each other; the batch size times gradient accumulation must be a multiple of it.",
+        nb.GENERATIONS,
+    )
     max_completion_length: int = _f(64, "Most tokens generated per completion.", nb.TOKENS)
-    temperature: float = _f(1.0, "Sampling temperature of the generations: higher gives more varied completions to compare.", nb.FACTOR.above(0, open=True))
+    temperature: float = _f(
+        1.0, "Sampling temperature of the generations: higher gives more varied completions to compare.", nb.FACTOR.above(0, open=True)
+    )
     beta: float = _f(0.0, "KL penalty towards the reference model (0: none, and no reference model is loaded).", nb.FACTOR)
 
 
@@ -152,7 +213,11 @@ def help_text(schema: type[DataclassInstance]) -> dict[str, str]:
 
 
 def _type_matches(value: Any, annotation: Any) -> bool:
-    hint = eval(annotation, {"list": list, "str": str, "int": int, "float": float, "bool": bool}) if isinstance(annotation, str) else annotation
+    hint = (
+        eval(annotation, {"list": list, "str": str, "int": int, "float": float, "bool": bool})
+        if isinstance(annotation, str)
+        else annotation
+    )
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     for option in options:
         origin = typing.get_origin(option) or option
@@ -191,8 +256,13 @@ def check_config(config_type: str, values: Any) -> list[Problem]:
     for key, value in values.items():
         if SECRET_KEY.search(key):
             if not any(p.field == key for p in secrets):
-                problems.append(Problem(rules.CONFIG_FIELDS, f"'{key}' looks like a secret; configs are stored in the database, exported and "
-                                                  f"shown: {TOKEN_ADVICE}", key))
+                problems.append(
+                    Problem(
+                        rules.CONFIG_FIELDS,
+                        f"'{key}' looks like a secret; configs are stored in the database, exported and shown: {TOKEN_ADVICE}",
+                        key,
+                    )
+                )
             continue
         spec = known.get(key)
         if spec is None:
@@ -222,8 +292,9 @@ def secret_problems(values: Any) -> list[Problem]:
     for path, where in find_secrets(values):
         shown = path if len(path) <= 60 else path[:57] + "..."
         what = "looks like a secret" if where == "key" else "holds what looks like a Hugging Face token (hf_...)"
-        problems.append(Problem(rules.CONFIG_FIELDS, f"'{shown}' {what}; configs are stored in the database, exported and shown: "
-                                          f"{TOKEN_ADVICE}", path))
+        problems.append(
+            Problem(rules.CONFIG_FIELDS, f"'{shown}' {what}; configs are stored in the database, exported and shown: {TOKEN_ADVICE}", path)
+        )
     return problems
 
 
@@ -233,8 +304,10 @@ def stored_config_problems(record: ConfigRecord, config_type: str, field: str) -
         values = record.values
     except ValueError:
         return [Problem(rules.CONFIG_JSON, f"{field} '{record.name or record.id}' is not valid JSON", field)]
-    return [Problem(rules.CONFIG_FIELDS, f"{field} '{record.name or record.id}': {p.message}", p.field)
-            for p in check_config(config_type, values)]
+    return [
+        Problem(rules.CONFIG_FIELDS, f"{field} '{record.name or record.id}': {p.message}", p.field)
+        for p in check_config(config_type, values)
+    ]
 
 
 def resolve(schema: type[C], values: dict[str, Any]) -> C:

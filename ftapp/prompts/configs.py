@@ -24,8 +24,13 @@ from storage.types import utc_now
 PRESET_NAMESPACE = uuid.UUID("6f0a3c52-9d7e-4b8f-a1e2-5c3d4b6a7f80")
 SHIPPED_AT = datetime(2026, 1, 1, tzinfo=UTC)
 CONFIG_TYPES = (
-    "training_arguments", "bitsandbytes_config", "generation_config", "lora_config", "custom",
-    "axolotl", "axolotl_dataset_formats",
+    "training_arguments",
+    "bitsandbytes_config",
+    "generation_config",
+    "lora_config",
+    "custom",
+    "axolotl",
+    "axolotl_dataset_formats",
 )
 
 
@@ -66,7 +71,9 @@ def parse_config(config_type: str, config: str | dict | list) -> tuple[Any, list
     try:
         return json.loads(config), []
     except json.JSONDecodeError as error:
-        return None, [Problem(rules.CONFIG_JSON, f"config is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}", "config")]
+        return None, [
+            Problem(rules.CONFIG_JSON, f"config is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}", "config")
+        ]
 
 
 def canonical(values: Any) -> str:
@@ -85,7 +92,9 @@ class ConfigService:
 
     def _store(self, request: AddConfigRequest, is_default: bool, config_id: str, created_at: datetime) -> AddConfigResult:
         if request.type not in CONFIG_TYPES:
-            raise ValidationError(Problem(rules.CONFIG_TYPE, f"type must be one of {', '.join(CONFIG_TYPES)} (got {request.type!r})", "type"))
+            raise ValidationError(
+                Problem(rules.CONFIG_TYPE, f"type must be one of {', '.join(CONFIG_TYPES)} (got {request.type!r})", "type")
+            )
         values, problems = parse_config(request.type, request.config)
         if not problems and request.type != "axolotl" and values is None:
             problems = [Problem(rules.CONFIG_JSON, "config is empty; give a JSON object", "config")]
@@ -102,16 +111,25 @@ class ConfigService:
                 return AddConfigResult(existing, True)
             try:
                 record = tx.configs.add(
-                    id=config_id, created_at=created_at, type=request.type, name=request.name, description=request.description,
-                    config=stored, content_hash=content_hash, model_family=request.model_family,
+                    id=config_id,
+                    created_at=created_at,
+                    type=request.type,
+                    name=request.name,
+                    description=request.description,
+                    config=stored,
+                    content_hash=content_hash,
+                    model_family=request.model_family,
                     is_default=is_default,
                 )
             except DuplicateError:  # a concurrent writer stored the same content first
                 record = None
         if record is None:
             with self.db.transaction() as tx:
-                stored_first = require_found(tx.configs.find_one(type=request.type, model_family=request.model_family,
-                                                                 content_hash=content_hash), "config", content_hash)
+                stored_first = require_found(
+                    tx.configs.find_one(type=request.type, model_family=request.model_family, content_hash=content_hash),
+                    "config",
+                    content_hash,
+                )
             return AddConfigResult(stored_first, True)
         return AddConfigResult(record, False)
 
@@ -127,10 +145,7 @@ class ConfigService:
     def presets(self) -> list[Preset]:
         with self.db.transaction() as tx:
             defaults = tx.configs.find(is_default=True)
-        return [
-            Preset(name, DESCRIPTIONS[name], {c.type: c for c in defaults if c.name == name})
-            for name in PRESETS
-        ]
+        return [Preset(name, DESCRIPTIONS[name], {c.type: c for c in defaults if c.name == name}) for name in PRESETS]
 
     def list(self, config_type: str | None = None, model_family: str | None = None) -> list[ConfigRecord]:
         with self.db.transaction() as tx:

@@ -46,7 +46,9 @@ class PromptService:
             elif tx.prompts.find_one(name=name):
                 problems.append(Problem(rules.PROMPT_NAME, f"a prompt named '{name}' already exists", "name"))
             if not request.dataset_id:
-                problems.append(Problem(rules.PROMPT_DATASET, "dataset_id is required: placeholders are checked against its columns", "dataset_id"))
+                problems.append(
+                    Problem(rules.PROMPT_DATASET, "dataset_id is required: placeholders are checked against its columns", "dataset_id")
+                )
             else:
                 dataset = tx.datasets.get(request.dataset_id)
                 if dataset is None:
@@ -56,9 +58,15 @@ class PromptService:
         if not request.prompt_template.strip():
             problems.append(Problem(rules.PROMPT_TEMPLATE, "prompt_template is required and may not be blank", "prompt_template"))
         if request.input_template is None:
-            problems.append(Problem(rules.INPUT_TEMPLATE, "input_template is required (the part the model sees before the completion)", "input_template"))
+            problems.append(
+                Problem(
+                    rules.INPUT_TEMPLATE, "input_template is required (the part the model sees before the completion)", "input_template"
+                )
+            )
         if request.completion_template is None:
-            problems.append(Problem(rules.COMPLETION_TEMPLATE, "completion_template is required (the part the loss is taken on)", "completion_template"))
+            problems.append(
+                Problem(rules.COMPLETION_TEMPLATE, "completion_template is required (the part the loss is taken on)", "completion_template")
+            )
         templates = {
             "prompt_template": request.prompt_template,
             "input_template": request.input_template or "",
@@ -77,9 +85,14 @@ class PromptService:
         try:
             with self.db.transaction() as tx:
                 return tx.prompts.add(
-                    id=new_id(), name=request.name.strip(), type="in_place", dataset_id=request.dataset_id,
-                    prompt_template=request.prompt_template, input_template=request.input_template,
-                    completion_template=request.completion_template, description=request.description,
+                    id=new_id(),
+                    name=request.name.strip(),
+                    type="in_place",
+                    dataset_id=request.dataset_id,
+                    prompt_template=request.prompt_template,
+                    input_template=request.input_template,
+                    completion_template=request.completion_template,
+                    description=request.description,
                 )
         except DuplicateError as error:
             raise ValidationError(Problem(rules.PROMPT_NAME, f"a prompt named '{request.name}' already exists", "name")) from error
@@ -87,19 +100,18 @@ class PromptService:
     def generate(self, dataset_id: str) -> GeneratedTemplates:
         return generate_templates(self.datasets.get(dataset_id).columns)
 
-    def render_preview(self, dataset_id: str, prompt_template: str, input_template: str,
-                       completion_template: str, limit: int = 3) -> list[RenderedRow]:
+    def render_preview(
+        self, dataset_id: str, prompt_template: str, input_template: str, completion_template: str, limit: int = 3
+    ) -> list[RenderedRow]:
         """Render templates on the dataset's first rows; raises PR-006/PR-007 problems first."""
         dataset = self.datasets.get(dataset_id)
-        templates = {"prompt_template": prompt_template, "input_template": input_template,
-                     "completion_template": completion_template}
+        templates = {"prompt_template": prompt_template, "input_template": input_template, "completion_template": completion_template}
         problems = check_templates(templates, dataset.columns)
         if problems:
             raise ValidationError(problems)
         rows = self.datasets.read_rows(dataset, 0, limit)
         return [
-            RenderedRow(row, render(prompt_template, row), render(input_template, row), render(completion_template, row))
-            for row in rows
+            RenderedRow(row, render(prompt_template, row), render(input_template, row), render(completion_template, row)) for row in rows
         ]
 
     def list(self, dataset_id: str | None = None) -> list[PromptRecord]:

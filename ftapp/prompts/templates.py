@@ -21,13 +21,59 @@ TEMPLATE_FIELDS = ("prompt_template", "input_template", "completion_template")
 # Most likely output column first (seed 001 ranks common output names; the first match wins,
 # and with no match the last column is the output).
 OUTPUT_COLUMN_RANKING: tuple[str, ...] = (
-    "output", "response", "completion", "answer", "target", "label", "labels", "intent",
-    "assistant", "reply", "answers", "result", "outputs", "responses", "chosen", "solution",
-    "summary", "translation", "sql", "query_output", "code", "generated", "gold", "expected",
-    "expected_output", "ground_truth", "reference", "references", "text_output", "output_text",
-    "completion_text", "final_answer", "rationale", "explanation", "class", "category",
-    "sentiment", "tag", "tags", "y", "targets", "prediction", "action", "decision", "verdict",
-    "score", "rating", "feedback", "correction", "rewrite", "paraphrase", "headline", "title",
+    "output",
+    "response",
+    "completion",
+    "answer",
+    "target",
+    "label",
+    "labels",
+    "intent",
+    "assistant",
+    "reply",
+    "answers",
+    "result",
+    "outputs",
+    "responses",
+    "chosen",
+    "solution",
+    "summary",
+    "translation",
+    "sql",
+    "query_output",
+    "code",
+    "generated",
+    "gold",
+    "expected",
+    "expected_output",
+    "ground_truth",
+    "reference",
+    "references",
+    "text_output",
+    "output_text",
+    "completion_text",
+    "final_answer",
+    "rationale",
+    "explanation",
+    "class",
+    "category",
+    "sentiment",
+    "tag",
+    "tags",
+    "y",
+    "targets",
+    "prediction",
+    "action",
+    "decision",
+    "verdict",
+    "score",
+    "rating",
+    "feedback",
+    "correction",
+    "rewrite",
+    "paraphrase",
+    "headline",
+    "title",
 )
 
 
@@ -47,8 +93,11 @@ def placeholders(template: str, field: str = "template") -> tuple[list[str], lis
 
 def stored_template_problems(prompt: PromptRecord) -> list[Problem]:
     """PR-007 for a stored prompt a request uses: an import or an older version may hold any text."""
-    return [Problem(rules.TEMPLATE_SYNTAX, f"prompt '{prompt.name}': {problem.message}", "prompt_id")
-            for field in TEMPLATE_FIELDS for problem in placeholders(getattr(prompt, field) or "", field)[1]]
+    return [
+        Problem(rules.TEMPLATE_SYNTAX, f"prompt '{prompt.name}': {problem.message}", "prompt_id")
+        for field in TEMPLATE_FIELDS
+        for problem in placeholders(getattr(prompt, field) or "", field)[1]
+    ]
 
 
 def check_templates(templates: dict[str, str], columns: list[str]) -> list[Problem]:
@@ -59,11 +108,13 @@ def check_templates(templates: dict[str, str], columns: list[str]) -> list[Probl
         problems.extend(syntax)
         for name in names:
             if name not in columns:
-                problems.append(Problem(
-                    rules.TEMPLATE_COLUMNS,
-                    f"{field} uses {{{name}}}, which is not a column of the dataset (columns: {', '.join(columns)})",
-                    field,
-                ))
+                problems.append(
+                    Problem(
+                        rules.TEMPLATE_COLUMNS,
+                        f"{field} uses {{{name}}}, which is not a column of the dataset (columns: {', '.join(columns)})",
+                        field,
+                    )
+                )
     return problems
 
 
@@ -93,9 +144,14 @@ def generate_templates(columns: list[str]) -> GeneratedTemplates:
     # A column whose name is no plain field (braces, '.', '[', '!', ':' or digits only) cannot be a placeholder.
     columns = [c for c in columns if is_plain_field(c)]
     if not columns:
-        raise ValidationError(Problem(rules.TEMPLATE_SYNTAX, "the dataset has no column whose name can be a template field "
-                                                "(a name without braces, '.', '[', '!' or ':'); write the templates by hand",
-                                      "dataset_id"))
+        raise ValidationError(
+            Problem(
+                rules.TEMPLATE_SYNTAX,
+                "the dataset has no column whose name can be a template field "
+                "(a name without braces, '.', '[', '!' or ':'); write the templates by hand",
+                "dataset_id",
+            )
+        )
     output = choose_output_column(columns)
     inputs = [c for c in columns if c != output]
     lines = ["You are an LLM responsible for generating a response. Please provide a response given the user input below.", ""]

@@ -26,8 +26,17 @@ Prepare = Callable[[Path], None]
 AlsoAdd = Callable[[Transaction, RunRecord], None]
 
 
-def enqueue(db: Database, supervisor: Supervisor, spec: RunSpec, *, kind: RunKind, name: str | None,
-            prepare: Prepare | None = None, also: AlsoAdd | None = None, **row: Any) -> RunRecord:
+def enqueue(
+    db: Database,
+    supervisor: Supervisor,
+    spec: RunSpec,
+    *,
+    kind: RunKind,
+    name: str | None,
+    prepare: Prepare | None = None,
+    also: AlsoAdd | None = None,
+    **row: Any,
+) -> RunRecord:
     """Create a queued run (``create_run``) and wake the supervisor, which starts it when its devices are free.
     ``db``: the caller's (a demo visitor's database stamps the row with its owner)."""
     run = create_run(supervisor.settings, db, spec, kind=kind, name=name, prepare=prepare, also=also, **row)
@@ -35,8 +44,17 @@ def enqueue(db: Database, supervisor: Supervisor, spec: RunSpec, *, kind: RunKin
     return run
 
 
-def create_run(settings: Settings, db: Database, spec: RunSpec, *, kind: RunKind, name: str | None,
-               prepare: Prepare | None = None, also: AlsoAdd | None = None, **row: Any) -> RunRecord:
+def create_run(
+    settings: Settings,
+    db: Database,
+    spec: RunSpec,
+    *,
+    kind: RunKind,
+    name: str | None,
+    prepare: Prepare | None = None,
+    also: AlsoAdd | None = None,
+    **row: Any,
+) -> RunRecord:
     """Make ``spec.run_dir`` (new), run ``prepare`` in it, write the spec, add the row (queued; ``row``: its other
     columns) and run ``also`` in the same transaction. On any failure the folders are removed and no row is left."""
     run_dir = Path(spec.run_dir)
@@ -47,8 +65,15 @@ def create_run(settings: Settings, db: Database, spec: RunSpec, *, kind: RunKind
             prepare(run_dir)
         write_launch_spec(settings, spec)
         with db.transaction() as tx:
-            run = tx.runs.add(id=spec.run_id, kind=kind, name=name, status=RunStatus.QUEUED,
-                              spec=json.dumps(spec.to_dict()), run_dir=str(run_dir), **values)
+            run = tx.runs.add(
+                id=spec.run_id,
+                kind=kind,
+                name=name,
+                status=RunStatus.QUEUED,
+                spec=json.dumps(spec.to_dict()),
+                run_dir=str(run_dir),
+                **values,
+            )
             if also is not None:
                 also(tx, run)
             return tx.runs.get(run.id) or run

@@ -16,14 +16,25 @@ class FailureCause:
 
 
 _PATTERNS: tuple[tuple[re.Pattern[str], FailureCause], ...] = (
-    (re.compile(r"CUDA out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED", re.I),
-     FailureCause("out of GPU memory", "halve per_device_train_batch_size (double gradient_accumulation_steps to keep the batch), lower max_length, or use QLoRA / gradient checkpointing")),
-    (re.compile(r"ModuleNotFoundError|ImportError", re.I),
-     FailureCause("import error", "a library is missing or broken in the training environment; reinstall with the README's command")),
-    (re.compile(r"FileNotFoundError|No such file or directory|does not appear to have a file", re.I),
-     FailureCause("missing file", "a model, dataset or checkpoint path no longer exists; check the registry entries")),
-    (re.compile(r"\b(ValueError|TypeError|KeyError)\b", re.I),
-     FailureCause("bad config", "a setting or the data does not fit the model; see the log tail")),
+    (
+        re.compile(r"CUDA out of memory|OutOfMemoryError|CUBLAS_STATUS_ALLOC_FAILED", re.I),
+        FailureCause(
+            "out of GPU memory",
+            "halve per_device_train_batch_size (double gradient_accumulation_steps to keep the batch), lower max_length, or use QLoRA / gradient checkpointing",
+        ),
+    ),
+    (
+        re.compile(r"ModuleNotFoundError|ImportError", re.I),
+        FailureCause("import error", "a library is missing or broken in the training environment; reinstall with the README's command"),
+    ),
+    (
+        re.compile(r"FileNotFoundError|No such file or directory|does not appear to have a file", re.I),
+        FailureCause("missing file", "a model, dataset or checkpoint path no longer exists; check the registry entries"),
+    ),
+    (
+        re.compile(r"\b(ValueError|TypeError|KeyError)\b", re.I),
+        FailureCause("bad config", "a setting or the data does not fit the model; see the log tail"),
+    ),
 )
 
 
@@ -41,16 +52,19 @@ def classify(exit_code: int | None, log_tail: str, error_type: str | None = None
 def vanished() -> FailureCause:
     """A run that another process started (so no exit status can be read here) and that ended without reporting
     ``done`` or ``failed`` and without a traceback: a signal stopped it."""
-    return FailureCause("killed", "it was most likely killed by a signal (SIGKILL: out of host memory, or killed by hand); "
-                                  "give it more host memory or resume it from its last checkpoint")
+    return FailureCause(
+        "killed",
+        "it was most likely killed by a signal (SIGKILL: out of host memory, or killed by hand); "
+        "give it more host memory or resume it from its last checkpoint",
+    )
 
 
 # Why the supervisor itself gave up on one run (the others keep going), and what to do about it.
 SUPERVISION_CAUSES = {
     "bad events": "the trainer wrote events this app cannot store (a number no database column holds?); the run "
-                  "was stopped so that every other run stays supervised; check its settings and the log",
+    "was stopped so that every other run stays supervised; check its settings and the log",
     "launch refused": "nothing was started: only a spec that ftapp wrote into the run's own folder <home>/runs/<run id>, "
-                      "for a row that points at that folder, is launched; submit the run again",
+    "for a row that points at that folder, is launched; submit the run again",
     "launch failed": "the trainer process could not be started; see the message",
     "finish failed": "the run ended, but storing its result failed; see the message and the log",
     "supervision failed": "watching the run failed; see the message",

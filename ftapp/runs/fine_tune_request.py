@@ -91,7 +91,13 @@ def _local_problems(request: FineTuneRequest, machine: Machine) -> list[Problem]
     if request.method not in METHODS:
         problems.append(Problem(rules.METHOD, f"method must be one of {', '.join(METHODS)} (got {request.method!r})", "method"))
     if request.training_mode not in TRAINING_MODES:
-        problems.append(Problem(rules.TRAINING_MODE, f"training_mode must be one of {', '.join(TRAINING_MODES)} (got {request.training_mode!r})", "training_mode"))
+        problems.append(
+            Problem(
+                rules.TRAINING_MODE,
+                f"training_mode must be one of {', '.join(TRAINING_MODES)} (got {request.training_mode!r})",
+                "training_mode",
+            )
+        )
     if problem := adapter_name_problem(rules.ADAPTER_NAME, request.adapter_name, "adapter_name"):
         problems.append(problem)
     if request.output_dir is not None:
@@ -119,15 +125,22 @@ def _device_problems(request: FineTuneRequest, machine: Machine) -> tuple[Device
     if devices is not None:
         limit = 1 if devices.kind == "cpu" else len(devices.gpu_ids)
         if not Bound(1, limit, whole=True).allows(request.num_processes):
-            problems.append(Problem(rules.NUM_PROCESSES, f"num_processes must be a whole number from 1 to {limit} for devices '{devices.label}' "
-                                              f"(got {shown_value(request.num_processes)})", "num_processes"))
+            problems.append(
+                Problem(
+                    rules.NUM_PROCESSES,
+                    f"num_processes must be a whole number from 1 to {limit} for devices '{devices.label}' "
+                    f"(got {shown_value(request.num_processes)})",
+                    "num_processes",
+                )
+            )
         if request.training_mode == "qlora" and devices.kind == "cpu":
-            problems.append(Problem(rules.QLORA_NEEDS_CUDA, "QLoRA needs a CUDA GPU (bitsandbytes 4-bit); choose LoRA on CPU", "training_mode"))
+            problems.append(
+                Problem(rules.QLORA_NEEDS_CUDA, "QLoRA needs a CUDA GPU (bitsandbytes 4-bit); choose LoRA on CPU", "training_mode")
+            )
     return devices, problems
 
 
-def validate_fine_tune(tx: Transaction, request: FineTuneRequest, machine: Machine,
-                       settings: Settings | None = None) -> list[Problem]:
+def validate_fine_tune(tx: Transaction, request: FineTuneRequest, machine: Machine, settings: Settings | None = None) -> list[Problem]:
     """Every problem of the request; ``settings`` says whether custom reward code may run (FT-018)."""
     problems = _local_problems(request, machine)
     _devices, device_problems = _device_problems(request, machine)
@@ -139,7 +152,13 @@ def validate_fine_tune(tx: Transaction, request: FineTuneRequest, machine: Machi
         problems.append(Problem(rules.TRAIN_BASE_MODEL, f"model '{request.base_model_id}' not found", "base_model_id"))
     elif model.gated and model.license_accepted_at is None:
         # seed 002: a gated model's licence is accepted explicitly before its first use.
-        problems.append(Problem(rules.TRAIN_BASE_MODEL, f"model '{model.name}' is gated ({model.license or 'licence on the Hub'}); accept its licence first", "base_model_id"))
+        problems.append(
+            Problem(
+                rules.TRAIN_BASE_MODEL,
+                f"model '{model.name}' is gated ({model.license or 'licence on the Hub'}); accept its licence first",
+                "base_model_id",
+            )
+        )
     dataset = tx.datasets.get(request.dataset_id or "")
     if dataset is None:
         problems.append(Problem(rules.TRAIN_DATASET, f"dataset '{request.dataset_id}' not found", "dataset_id"))
@@ -151,12 +170,27 @@ def validate_fine_tune(tx: Transaction, request: FineTuneRequest, machine: Machi
         elif syntax := stored_template_problems(prompt):
             problems += syntax  # PR-007: stored by an import or a direct write; never rendered
         elif dataset is not None:
-            templates = {"prompt_template": prompt.prompt_template, "input_template": prompt.input_template,
-                         "completion_template": prompt.completion_template}
+            templates = {
+                "prompt_template": prompt.prompt_template,
+                "input_template": prompt.input_template,
+                "completion_template": prompt.completion_template,
+            }
             for problem in check_templates(templates, dataset.columns):
-                problems.append(Problem(rules.TRAIN_PROMPT_FITS, f"prompt '{prompt.name}' does not fit dataset '{dataset.name}': {problem.message}", "prompt_id"))
+                problems.append(
+                    Problem(
+                        rules.TRAIN_PROMPT_FITS,
+                        f"prompt '{prompt.name}' does not fit dataset '{dataset.name}': {problem.message}",
+                        "prompt_id",
+                    )
+                )
     elif dataset is not None and dataset.format == "plain" and request.method == "sft":
-        problems.append(Problem(rules.TRAIN_PROMPT_REQUIRED, f"dataset '{dataset.name}' has plain columns ({', '.join(dataset.columns)}); choose a prompt that maps them to text", "prompt_id"))
+        problems.append(
+            Problem(
+                rules.TRAIN_PROMPT_REQUIRED,
+                f"dataset '{dataset.name}' has plain columns ({', '.join(dataset.columns)}); choose a prompt that maps them to text",
+                "prompt_id",
+            )
+        )
     for name, config_type in CONFIG_REFERENCES.items():
         config_id = getattr(request, name)
         if config_id:
@@ -170,7 +204,9 @@ def validate_fine_tune(tx: Transaction, request: FineTuneRequest, machine: Machi
     problems += check_config("training_arguments", request.overrides)
     problems += check_config("lora_config", request.lora_overrides)
     if request.training_mode == "qlora" and not request.bitsandbytes_config_id:
-        problems.append(Problem(rules.QLORA_NEEDS_CUDA, "QLoRA needs a bitsandbytes_config_id (the presets ship one)", "bitsandbytes_config_id"))
+        problems.append(
+            Problem(rules.QLORA_NEEDS_CUDA, "QLoRA needs a bitsandbytes_config_id (the presets ship one)", "bitsandbytes_config_id")
+        )
     problems += method_problems(tx, request, model, dataset, prompt, training_values(tx, request), settings)
     # FT-006 (memory) needs the preflight estimate: RunService.check adds it once these pass.
     return problems
@@ -184,8 +220,13 @@ def cap_problems(tx: Transaction, request: FineTuneRequest, caps: policy.DemoCap
     if request.output_dir is not None:
         problems.append(policy.upload_only("an output_dir on the server", "output_dir"))
     if request.training_mode == "full":
-        problems.append(Problem(rules.DEMO_MODEL_AND_DEVICE, "the demo trains LoRA adapters (a full fine-tune would register a model "
-                                          "every visitor sees)", "training_mode"))
+        problems.append(
+            Problem(
+                rules.DEMO_MODEL_AND_DEVICE,
+                "the demo trains LoRA adapters (a full fine-tune would register a model every visitor sees)",
+                "training_mode",
+            )
+        )
     model = tx.models.get(request.base_model_id or "")
     if model is not None:
         problems += policy.device_problems(caps, request.gpus, request.num_processes, model.num_parameters, model.name)

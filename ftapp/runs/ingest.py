@@ -32,8 +32,7 @@ from trainer.protocol import (
 )
 
 # progress keys stored as metric points, under these names
-PROGRESS_METRICS = {"loss": "loss", "lr": "learning_rate", "grad_norm": "grad_norm",
-                    "tokens_per_s": "tokens_per_s", "epoch": "epoch"}
+PROGRESS_METRICS = {"loss": "loss", "lr": "learning_rate", "grad_norm": "grad_norm", "tokens_per_s": "tokens_per_s", "epoch": "epoch"}
 # Events are untrusted: a payload larger than this (or not storable as JSON) is kept as {}: that the event came
 # still counts (a run that said done is done), its details do not.
 MAX_PAYLOAD_CHARS = 64 * 1024
@@ -70,8 +69,11 @@ def ingest(tx: Transaction, run: RunRecord) -> int:
             dropped += bad + (event.data.get("mlflow_run_id") is not None and mlflow_run_id is None)
         elif event.type == PROGRESS and step is not None:
             total, bad = _optional_int(event.data, "total_steps")
-            updates.update(step=step, total_steps=total if "total_steps" in event.data else run.total_steps,
-                           eta_s=finite_number(event.data.get("eta_s")))
+            updates.update(
+                step=step,
+                total_steps=total if "total_steps" in event.data else run.total_steps,
+                eta_s=finite_number(event.data.get("eta_s")),
+            )
             dropped += bad
             for key, name in PROGRESS_METRICS.items():
                 value = finite_number(event.data.get(key))
@@ -95,8 +97,12 @@ def ingest(tx: Transaction, run: RunRecord) -> int:
     tx.evaluation_answers.add_missing(answers, ["run_id", "position", "row_index"])
     tx.evaluation_scores.add_missing(scores, ["run_id", "position", "metric"])
     tx.evaluation_verdicts.add_missing(verdicts, ["run_id", "position", "row_index"])
-    tx.runs.update(run.id, events_offset=batch.offset, malformed_events=run.malformed_events + batch.malformed + dropped,
-                   **{k: v for k, v in updates.items() if v is not None})
+    tx.runs.update(
+        run.id,
+        events_offset=batch.offset,
+        malformed_events=run.malformed_events + batch.malformed + dropped,
+        **{k: v for k, v in updates.items() if v is not None},
+    )
     return len(batch.events)
 
 
@@ -109,12 +115,14 @@ def _optional_int(data: dict[str, Any], key: str) -> tuple[int | None, int]:
 def _artifact(run_id: str, event: Event) -> dict[str, Any] | None:
     try:
         path = Path(str(event.data["path"]))
-        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else (
-            path.stat().st_size if path.exists() else None)
+        size = (
+            sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+            if path.is_dir()
+            else (path.stat().st_size if path.exists() else None)
+        )
     except (OSError, ValueError):  # a path with a NUL byte, a folder that vanished while summed
         return None
-    return {"id": new_id(), "run_id": run_id, "kind": str(event.data.get("kind", "file"))[:64], "path": str(path),
-            "size_bytes": size}
+    return {"id": new_id(), "run_id": run_id, "kind": str(event.data.get("kind", "file"))[:64], "path": str(path), "size_bytes": size}
 
 
 def method_points(run_id: str, step: int, event: Event) -> list[dict[str, Any]]:
@@ -143,8 +151,10 @@ def outcome_values(run: RunRecord, events: list[Event]) -> tuple[dict[str, Any],
             values["done_payload"], bad = _payload(event.data)
             dropped += bad
         elif event.type == FAILED:
-            values.update(failure_type=str(event.data.get("error_type", ""))[:MAX_FAILURE_TYPE_CHARS],
-                          failure_message=str(event.data.get("message", ""))[:MAX_FAILURE_MESSAGE_CHARS])
+            values.update(
+                failure_type=str(event.data.get("error_type", ""))[:MAX_FAILURE_TYPE_CHARS],
+                failure_message=str(event.data.get("message", ""))[:MAX_FAILURE_MESSAGE_CHARS],
+            )
     when = _moment(events[-1].time) if events else None
     if when is not None:
         values["last_event_at"] = when

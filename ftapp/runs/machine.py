@@ -28,7 +28,10 @@ def detect_gpus(timeout_s: float = 5.0) -> list[GpuInfo]:
     try:
         out = subprocess.run(
             [exe, "--query-gpu=index,name,memory.total,memory.used", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=timeout_s, check=True,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=True,
         ).stdout
     except (subprocess.SubprocessError, OSError):
         return []

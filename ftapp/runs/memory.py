@@ -35,9 +35,16 @@ class MemoryEstimate:
         return tensors + (0.1 * tensors if self.overhead_mib is None else self.overhead_mib)
 
 
-def estimate_training_memory(num_parameters: int, training_mode: str, tokens_per_micro_batch: int,
-                             hidden_size: int, num_layers: int, reference_model: bool = False,
-                             generation_tokens: int = 0, kv_size: int = 0) -> MemoryEstimate:
+def estimate_training_memory(
+    num_parameters: int,
+    training_mode: str,
+    tokens_per_micro_batch: int,
+    hidden_size: int,
+    num_layers: int,
+    reference_model: bool = False,
+    generation_tokens: int = 0,
+    kv_size: int = 0,
+) -> MemoryEstimate:
     """``tokens_per_micro_batch`` counts every sequence trained at once (DPO: chosen and rejected);
     ``reference_model``: the method compares with a frozen reference, which needs no activations kept
     and, for LoRA, no weights either (it is the base with the adapter switched off);
@@ -49,5 +56,4 @@ def estimate_training_memory(num_parameters: int, training_mode: str, tokens_per
     activations = tokens_per_micro_batch * hidden_size * num_layers * ACTIVATION_BYTES_PER_TOKEN_PER_HIDDEN_LAYER
     reference = weights if reference_model and training_mode == "full" else 0.0
     kv_cache = generation_tokens * num_layers * (kv_size or hidden_size) * KV_BYTES_PER_TOKEN_PER_KV_UNIT
-    return MemoryEstimate(weights / mib, trained * ADAM_BYTES_PER_TRAINED / mib, activations / mib,
-                          reference / mib, kv_cache / mib)
+    return MemoryEstimate(weights / mib, trained * ADAM_BYTES_PER_TRAINED / mib, activations / mib, reference / mib, kv_cache / mib)

@@ -60,11 +60,17 @@ def _number(value: Any) -> bool:
 
 
 def _custom_refusal(settings: Settings | None) -> str:
-    where = ("this app is in demo mode" if settings and settings.demo else
-             "this app is shared with other people (it serves allowed folders only)" if settings else
-             "this request did not come from a local, unshared app")
-    return (f"custom Python rewards are refused: the code would run on this host with the app's rights, and {where}; "
-            "run the app locally without sharing to use one, or choose from the built-in rewards")
+    where = (
+        "this app is in demo mode"
+        if settings and settings.demo
+        else "this app is shared with other people (it serves allowed folders only)"
+        if settings
+        else "this request did not come from a local, unshared app"
+    )
+    return (
+        f"custom Python rewards are refused: the code would run on this host with the app's rights, and {where}; "
+        "run the app locally without sharing to use one, or choose from the built-in rewards"
+    )
 
 
 def _one_reward_problems(position: int, reward: RewardSpec, settings: Settings | None) -> list[Problem]:
@@ -73,7 +79,9 @@ def _one_reward_problems(position: int, reward: RewardSpec, settings: Settings |
         return [Problem(rules.REWARDS, f"reward {position}: unknown kind {reward.kind!r}; use one of {', '.join(REWARD_KINDS)}", field)]
     problems = []
     if not nb.REWARD_WEIGHT.allows(reward.weight):
-        problems.append(Problem(rules.REWARDS, f"{where}: weight must be {nb.REWARD_WEIGHT.text} (got {shown_value(reward.weight)})", field))
+        problems.append(
+            Problem(rules.REWARDS, f"{where}: weight must be {nb.REWARD_WEIGHT.text} (got {shown_value(reward.weight)})", field)
+        )
     if reward.kind == "regex_match":
         if not isinstance(reward.pattern, str) or not reward.pattern:
             problems.append(Problem(rules.REWARDS, f"{where}: a pattern is required (a Python regex the completion must match)", field))
@@ -83,23 +91,39 @@ def _one_reward_problems(position: int, reward: RewardSpec, settings: Settings |
             except re.error as error:
                 problems.append(Problem(rules.REWARDS, f"{where}: pattern {reward.pattern!r} does not compile ({error})", field))
     elif reward.kind == "numeric_match" and not nb.REWARD_TOLERANCE.allows(reward.tolerance):
-        problems.append(Problem(rules.REWARDS, f"{where}: tolerance must be {nb.REWARD_TOLERANCE.text} (got {shown_value(reward.tolerance)})", field))
+        problems.append(
+            Problem(rules.REWARDS, f"{where}: tolerance must be {nb.REWARD_TOLERANCE.text} (got {shown_value(reward.tolerance)})", field)
+        )
     elif reward.kind == "length_penalty" and not nb.CHARACTERS.allows(reward.target_length):
-        problems.append(Problem(rules.REWARDS, f"{where}: target_length must be {nb.CHARACTERS.text} characters "
-                                          f"(got {shown_value(reward.target_length)})", field))
+        problems.append(
+            Problem(
+                rules.REWARDS,
+                f"{where}: target_length must be {nb.CHARACTERS.text} characters (got {shown_value(reward.target_length)})",
+                field,
+            )
+        )
     elif reward.kind == CUSTOM_REWARD:
         if settings is None or not settings.allows_custom_code:
             problems.append(Problem(rules.REWARDS, f"{where}: {_custom_refusal(settings)}", field))
-        elif not (isinstance(reward.code_path, str) and reward.code_path.endswith(".py")
-                  and Path(reward.code_path).expanduser().is_file()):
-            problems.append(Problem(rules.REWARDS, f"{where}: code_path must be an existing .py file defining "
-                                              f"reward(completion, reference, row) (got {reward.code_path!r})", field))
+        elif not (isinstance(reward.code_path, str) and reward.code_path.endswith(".py") and Path(reward.code_path).expanduser().is_file()):
+            problems.append(
+                Problem(
+                    rules.REWARDS,
+                    f"{where}: code_path must be an existing .py file defining "
+                    f"reward(completion, reference, row) (got {reward.code_path!r})",
+                    field,
+                )
+            )
     return problems
 
 
 def reward_problems(method: str, rewards: tuple | list, settings: Settings | None) -> list[Problem]:
     if method != "grpo":
-        return [Problem(rules.REWARDS, f"rewards are for GRPO runs; a {method} run takes none (got {len(rewards)})", "rewards")] if rewards else []
+        return (
+            [Problem(rules.REWARDS, f"rewards are for GRPO runs; a {method} run takes none (got {len(rewards)})", "rewards")]
+            if rewards
+            else []
+        )
     if not rewards:
         return [Problem(rules.REWARDS, f"GRPO needs at least one reward; choose from {', '.join(REWARD_KINDS)}", "rewards")]
     problems: list[Problem] = []
@@ -109,8 +133,11 @@ def reward_problems(method: str, rewards: tuple | list, settings: Settings | Non
             reward = reward_spec(value)
         except TypeError:
             unknown = sorted(set(value) - set(REWARD_FIELDS)) if isinstance(value, dict) else []
-            detail = f"unknown field(s) {', '.join(unknown)}; a reward has {', '.join(REWARD_FIELDS)}" if unknown else (
-                f"a reward is a RewardSpec or a dict with a kind (got {value!r})")
+            detail = (
+                f"unknown field(s) {', '.join(unknown)}; a reward has {', '.join(REWARD_FIELDS)}"
+                if unknown
+                else (f"a reward is a RewardSpec or a dict with a kind (got {value!r})")
+            )
             problems.append(Problem(rules.REWARDS, f"reward {position}: {detail}", f"rewards[{position - 1}]"))
             continue
         specs.append(reward)
@@ -128,10 +155,17 @@ def _grpo_batch_problems(values: dict[str, Any], training: dict[str, Any], proce
     # TRL's GRPOConfig also wants the eval batch in whole groups; the trainer rounds that one up itself.
     effective = batch * processes * accumulation
     if effective % generations:
-        return [Problem(rules.GRPO_GROUPS_FIT_BATCH, (
-            f"num_generations {generations} must divide the effective batch (per_device_train_batch_size {batch} × "
-            f"{processes} process(es) × gradient_accumulation_steps {accumulation} = {effective}): TRL's GRPO batches "
-            "count completions, and each prompt's completions must share a batch"), "method_settings.num_generations")]
+        return [
+            Problem(
+                rules.GRPO_GROUPS_FIT_BATCH,
+                (
+                    f"num_generations {generations} must divide the effective batch (per_device_train_batch_size {batch} × "
+                    f"{processes} process(es) × gradient_accumulation_steps {accumulation} = {effective}): TRL's GRPO batches "
+                    "count completions, and each prompt's completions must share a batch"
+                ),
+                "method_settings.num_generations",
+            )
+        ]
     return []
 
 
@@ -139,11 +173,19 @@ def settings_problems(request: FineTuneRequest, training: dict[str, Any]) -> lis
     config_type = METHOD_SCHEMAS.get(request.method)
     if config_type is None:
         if request.method_settings:
-            return [Problem(rules.METHOD_SETTINGS, f"method_settings are for DPO and GRPO; a {request.method} run takes its settings from "
-                                      f"the training arguments (got {', '.join(map(str, request.method_settings))})", "method_settings")]
+            return [
+                Problem(
+                    rules.METHOD_SETTINGS,
+                    f"method_settings are for DPO and GRPO; a {request.method} run takes its settings from "
+                    f"the training arguments (got {', '.join(map(str, request.method_settings))})",
+                    "method_settings",
+                )
+            ]
         return []
-    problems = [Problem(rules.METHOD_SETTINGS, f"method_settings: {p.message}", f"method_settings.{p.field}")
-                for p in check_config(config_type, request.method_settings)]
+    problems = [
+        Problem(rules.METHOD_SETTINGS, f"method_settings: {p.message}", f"method_settings.{p.field}")
+        for p in check_config(config_type, request.method_settings)
+    ]
     if request.method == "grpo" and not problems:
         problems += _grpo_batch_problems(request.method_settings, training, request.num_processes)
     return problems
@@ -154,22 +196,46 @@ def init_adapter_problems(tx: Transaction, request: FineTuneRequest, model: Mode
         return []
     field = "init_adapter_id"
     if request.method not in STARTING_METHODS:
-        return [Problem(rules.STARTING_ADAPTER, "a starting adapter (init_adapter_id) is for DPO and GRPO runs; an SFT run continues "
-                                  "from a checkpoint with resume", field)]
+        return [
+            Problem(
+                rules.STARTING_ADAPTER,
+                "a starting adapter (init_adapter_id) is for DPO and GRPO runs; an SFT run continues from a checkpoint with resume",
+                field,
+            )
+        ]
     if request.training_mode == "full":
-        return [Problem(rules.STARTING_ADAPTER, "a full fine-tune cannot start from an adapter; choose LoRA or QLoRA to continue it", field)]
+        return [
+            Problem(rules.STARTING_ADAPTER, "a full fine-tune cannot start from an adapter; choose LoRA or QLoRA to continue it", field)
+        ]
     adapter = tx.adapters.get(request.init_adapter_id)
     if adapter is None:
         return [Problem(rules.STARTING_ADAPTER, f"starting adapter '{request.init_adapter_id}' not found", field)]
     if not adapter.location:
-        return [Problem(rules.STARTING_ADAPTER, f"starting adapter '{adapter.name}' has no local files ({adapter.type}); "
-                                  "register its downloaded folder to start from it", field)]
+        return [
+            Problem(
+                rules.STARTING_ADAPTER,
+                f"starting adapter '{adapter.name}' has no local files ({adapter.type}); register its downloaded folder to start from it",
+                field,
+            )
+        ]
     if not (Path(adapter.location) / "adapter_config.json").is_file():
-        return [Problem(rules.STARTING_ADAPTER, f"starting adapter '{adapter.name}': {adapter.location} is gone or has no adapter_config.json", field)]
+        return [
+            Problem(
+                rules.STARTING_ADAPTER,
+                f"starting adapter '{adapter.name}': {adapter.location} is gone or has no adapter_config.json",
+                field,
+            )
+        ]
     if model is not None and adapter.model_id != model.id:
         trained_on = tx.models.get(adapter.model_id)
-        return [Problem(rules.STARTING_ADAPTER, f"starting adapter '{adapter.name}' was trained on model "
-                                  f"'{trained_on.name if trained_on else adapter.model_id}', not on '{model.name}'", field)]
+        return [
+            Problem(
+                rules.STARTING_ADAPTER,
+                f"starting adapter '{adapter.name}' was trained on model "
+                f"'{trained_on.name if trained_on else adapter.model_id}', not on '{model.name}'",
+                field,
+            )
+        ]
     return []
 
 
@@ -178,45 +244,81 @@ def _reference_rewards(rewards: tuple | list) -> list[str]:
     return [str(kind) for kind in kinds if kind in REFERENCE_REWARDS]
 
 
-def data_problems(method: str, dataset: DatasetRecord | None, prompt: PromptRecord | None,
-                  rewards: tuple | list = ()) -> list[Problem]:
+def data_problems(method: str, dataset: DatasetRecord | None, prompt: PromptRecord | None, rewards: tuple | list = ()) -> list[Problem]:
     if dataset is None:
         return []
     name, layout = dataset.name, dataset.format
     if method == "sft" and layout == "preference":
-        return [Problem(rules.DATA_FITS_METHOD, f"dataset '{name}' holds preference pairs (chosen/rejected): train it with DPO; "
-                                  "SFT needs one answer per row", "dataset_id")]
+        return [
+            Problem(
+                rules.DATA_FITS_METHOD,
+                f"dataset '{name}' holds preference pairs (chosen/rejected): train it with DPO; SFT needs one answer per row",
+                "dataset_id",
+            )
+        ]
     if method == "dpo" and layout != "preference":
-        return [Problem(rules.DATA_FITS_METHOD, f"DPO trains on preference pairs, and dataset '{name}' is {layout} data; import rows with "
-                                  "chosen and rejected (next to prompt, conversations or messages)", "dataset_id")]
+        return [
+            Problem(
+                rules.DATA_FITS_METHOD,
+                f"DPO trains on preference pairs, and dataset '{name}' is {layout} data; import rows with "
+                "chosen and rejected (next to prompt, conversations or messages)",
+                "dataset_id",
+            )
+        ]
     if method != "grpo":
         return []
     if layout == "preference":
-        return [Problem(rules.DATA_FITS_METHOD, f"dataset '{name}' holds preference pairs (chosen/rejected); GRPO samples its own answers "
-                                  "to prompts with a reference, so train preference pairs with DPO", "dataset_id")]
+        return [
+            Problem(
+                rules.DATA_FITS_METHOD,
+                f"dataset '{name}' holds preference pairs (chosen/rejected); GRPO samples its own answers "
+                "to prompts with a reference, so train preference pairs with DPO",
+                "dataset_id",
+            )
+        ]
     if prompt is not None and not (prompt.input_template and prompt.completion_template):
         # Its rows are prompted with the whole template and have no reference: format rewards still score them.
         needing = sorted(set(_reference_rewards(rewards)))
         if not needing:
             return []
         rewards_named = f"the {needing[0]} reward compares" if len(needing) == 1 else f"the {' and '.join(needing)} rewards compare"
-        return [Problem(rules.DATA_FITS_METHOD, f"{rewards_named} with a reference answer, and prompt "
-                                  f"'{prompt.name}' lacks an input_template (the prompt) or a completion_template (the reference)"
-                                  + (f"; or choose no prompt to use the {layout} layout" if layout in CONVERSATIONAL_FORMATS else ""),
-                        "prompt_id")]
+        return [
+            Problem(
+                rules.DATA_FITS_METHOD,
+                f"{rewards_named} with a reference answer, and prompt "
+                f"'{prompt.name}' lacks an input_template (the prompt) or a completion_template (the reference)"
+                + (f"; or choose no prompt to use the {layout} layout" if layout in CONVERSATIONAL_FORMATS else ""),
+                "prompt_id",
+            )
+        ]
     if prompt is None and layout not in CONVERSATIONAL_FORMATS:
-        return [Problem(rules.DATA_FITS_METHOD, f"GRPO needs a prompt and a reference answer per row, and dataset '{name}' is {layout} data: "
-                                  "choose a prompt whose input_template gives the prompt and completion_template the reference "
-                                  "column (a prompt_template alone suits format rewards only)", "prompt_id")]
+        return [
+            Problem(
+                rules.DATA_FITS_METHOD,
+                f"GRPO needs a prompt and a reference answer per row, and dataset '{name}' is {layout} data: "
+                "choose a prompt whose input_template gives the prompt and completion_template the reference "
+                "column (a prompt_template alone suits format rewards only)",
+                "prompt_id",
+            )
+        ]
     return []
 
 
-def method_problems(tx: Transaction, request: FineTuneRequest, model: ModelRecord | None, dataset: DatasetRecord | None,
-                    prompt: PromptRecord | None, training: dict[str, Any], settings: Settings | None) -> list[Problem]:
+def method_problems(
+    tx: Transaction,
+    request: FineTuneRequest,
+    model: ModelRecord | None,
+    dataset: DatasetRecord | None,
+    prompt: PromptRecord | None,
+    training: dict[str, Any],
+    settings: Settings | None,
+) -> list[Problem]:
     """FT-017, FT-018 and FT-019 for one request."""
     if request.method not in ("sft", *STARTING_METHODS):
         return []  # FT-001 says so
-    return (data_problems(request.method, dataset, prompt, request.rewards)
-            + reward_problems(request.method, request.rewards, settings)
-            + settings_problems(request, training)
-            + init_adapter_problems(tx, request, model))
+    return (
+        data_problems(request.method, dataset, prompt, request.rewards)
+        + reward_problems(request.method, request.rewards, settings)
+        + settings_problems(request, training)
+        + init_adapter_problems(tx, request, model)
+    )

@@ -31,15 +31,37 @@ from ftapp.runs.machine import Machine
 from ftapp.runs.memory import MemoryEstimate, estimate_training_memory
 from trainer.protocol import FitPlan, ModelShape, choose_generation_engine, method_levers, method_workload, plan_fit
 
-PEAK_BF16_TFLOPS = {"H200": 790, "H100": 790, "A100": 312, "L40S": 362, "L40": 181, "4090": 165, "A6000": 155,
-                    "A10": 125, "L4": 121, "V100": 125, "T4": 65}
+PEAK_BF16_TFLOPS = {
+    "H200": 790,
+    "H100": 790,
+    "A100": 312,
+    "L40S": 362,
+    "L40": 181,
+    "4090": 165,
+    "A6000": 155,
+    "A10": 125,
+    "L4": 121,
+    "V100": 125,
+    "T4": 65,
+}
 CPU_TFLOPS = 0.05  # a few cores of fp32 matmul in practice
 UTILISATION = 0.4
 CHARS_PER_TOKEN = 4.0
 # Starting the trainer process (torch/transformers/TRL imports, loading the model) before the first step.
 STARTUP_S = 15.0
-HBM_BYTES_PER_S = {"H200": 4.8e12, "H100": 3.35e12, "A100": 2.0e12, "L40S": 0.86e12, "L40": 0.86e12, "4090": 1.0e12,
-                   "A6000": 0.77e12, "A10": 0.6e12, "L4": 0.3e12, "V100": 0.9e12, "T4": 0.32e12}
+HBM_BYTES_PER_S = {
+    "H200": 4.8e12,
+    "H100": 3.35e12,
+    "A100": 2.0e12,
+    "L40S": 0.86e12,
+    "L40": 0.86e12,
+    "4090": 1.0e12,
+    "A6000": 0.77e12,
+    "A10": 0.6e12,
+    "L4": 0.3e12,
+    "V100": 0.9e12,
+    "T4": 0.32e12,
+}
 # Per decoder layer and decode step, what an engine costs besides reading the weights: eager generate launches some
 # 60 kernels a layer (PEFT's unfused adapters included), ~40 ms a token for a 16-layer 1B shape on an H200 (issue 19:
 # 23 generations/s at 64 completions a step); a replayed CUDA graph or vLLM only the kernels' own time.
@@ -79,9 +101,11 @@ class Preflight:
     def summary(self) -> str:
         minutes = self.seconds / 60
         verdict = "fits" if self.fits else "does NOT fit"
-        text = (f"peak memory ~{self.memory.total_mib / 1024:.1f} GiB of {self.available_mib / 1024:.1f} GiB "
-                f"on {self.device} ({verdict}); ~{self.train_tokens:,} training tokens at ~{self.tokens_per_s:,.0f} "
-                f"tokens/s ≈ {minutes:.1f} min")
+        text = (
+            f"peak memory ~{self.memory.total_mib / 1024:.1f} GiB of {self.available_mib / 1024:.1f} GiB "
+            f"on {self.device} ({verdict}); ~{self.train_tokens:,} training tokens at ~{self.tokens_per_s:,.0f} "
+            f"tokens/s ≈ {minutes:.1f} min"
+        )
         if self.changes:
             text += "; to fit: " + "; ".join(self.changes)
         if self.advice:
@@ -123,8 +147,9 @@ class Workload:
     extra_passes: float = 0.0  # forward passes per token besides training (reference, generation), ~2N FLOPs each
 
 
-def workload(method: str, args: TrainingSettings, sample_rows: list[dict], template: str | None, input_template: str | None,
-             method_settings: dict) -> Workload:
+def workload(
+    method: str, args: TrainingSettings, sample_rows: list[dict], template: str | None, input_template: str | None, method_settings: dict
+) -> Workload:
     batch = args.per_device_train_batch_size
     if method == "dpo":
         # Chosen and rejected both go through the model: two sequences per row. The reference
@@ -139,21 +164,48 @@ def workload(method: str, args: TrainingSettings, sample_rows: list[dict], templ
         grpo = resolve(GrpoSettings, method_settings)
         per_sequence = min(average_tokens(sample_rows, input_template or template), args.max_length) + grpo.max_completion_length
         generation = int(batch * args.gradient_accumulation_steps * per_sequence)
-        return Workload(int(batch * per_sequence), grpo.num_generations * per_sequence, generation,
-                        reference_model=grpo.beta > 0, extra_passes=1 + (grpo.beta > 0))
+        return Workload(
+            int(batch * per_sequence),
+            grpo.num_generations * per_sequence,
+            generation,
+            reference_model=grpo.beta > 0,
+            extra_passes=1 + (grpo.beta > 0),
+        )
     per_example = min(average_tokens(sample_rows, template), args.max_length)
     return Workload(args.max_tokens_per_batch or int(batch * per_example), per_example)
 
 
-def estimate(*, num_parameters: int, hidden_size: int, num_layers: int, training_mode: str,
-             training: dict, train_rows: int, sample_rows: list[dict], template: str | None,
-             devices: DeviceChoice, machine: Machine, method: str = "sft", method_settings: dict | None = None,
-             input_template: str | None = None, kv_units: int = 0, config: dict | None = None,
-             lora_rank: int = 16) -> Preflight:
+def estimate(
+    *,
+    num_parameters: int,
+    hidden_size: int,
+    num_layers: int,
+    training_mode: str,
+    training: dict,
+    train_rows: int,
+    sample_rows: list[dict],
+    template: str | None,
+    devices: DeviceChoice,
+    machine: Machine,
+    method: str = "sft",
+    method_settings: dict | None = None,
+    input_template: str | None = None,
+    kv_units: int = 0,
+    config: dict | None = None,
+    lora_rank: int = 16,
+) -> Preflight:
     args = resolve(TrainingSettings, training)
     load = workload(method, args, sample_rows, template, input_template, method_settings or {})
-    memory = estimate_training_memory(num_parameters, training_mode, load.micro_batch_tokens, hidden_size, num_layers,
-                                      load.reference_model, load.generation_tokens, kv_units)
+    memory = estimate_training_memory(
+        num_parameters,
+        training_mode,
+        load.micro_batch_tokens,
+        hidden_size,
+        num_layers,
+        load.reference_model,
+        load.generation_tokens,
+        kv_units,
+    )
     if args.max_steps > 0:
         tokens = args.max_steps * args.gradient_accumulation_steps * load.micro_batch_tokens
     else:
@@ -167,21 +219,55 @@ def estimate(*, num_parameters: int, hidden_size: int, num_layers: int, training
         # The chosen GPUs are the machine's (choose_devices checked); none found would be no memory, not a crash.
         available = min((g.memory_free_mib for g in machine.gpus if g.index in devices.gpu_ids), default=0)
     shape = ModelShape.from_config(config) if config and devices.kind == "cuda" else None
-    plan = _plan(shape, method, training_mode, args, method_settings or {}, sample_rows, template, input_template,
-                 lora_rank, int(available * 1024 * 1024)) if shape else None
+    plan = (
+        _plan(
+            shape,
+            method,
+            training_mode,
+            args,
+            method_settings or {},
+            sample_rows,
+            template,
+            input_template,
+            lora_rank,
+            int(available * 1024 * 1024),
+        )
+        if shape
+        else None
+    )
     if plan is not None:
         memory = _planned_memory(plan)
         tokens_per_s /= plan.time_factor
     steps = _optimizer_steps(args, train_rows, method, method_settings or {})
-    extra = _method_seconds(method, training_mode, args, method_settings or {}, load, steps, num_layers, num_parameters,
-                            devices, machine, plan)
-    return Preflight(devices.label, memory, float(available), tokens, tokens_per_s,
-                     changes=plan.changes if plan else (), advice=plan.advice if plan else (),
-                     planned=plan is not None, planned_fits=bool(plan and plan.fits), method_seconds=extra)
+    extra = _method_seconds(
+        method, training_mode, args, method_settings or {}, load, steps, num_layers, num_parameters, devices, machine, plan
+    )
+    return Preflight(
+        devices.label,
+        memory,
+        float(available),
+        tokens,
+        tokens_per_s,
+        changes=plan.changes if plan else (),
+        advice=plan.advice if plan else (),
+        planned=plan is not None,
+        planned_fits=bool(plan and plan.fits),
+        method_seconds=extra,
+    )
 
 
-def _plan(shape: ModelShape, method: str, training_mode: str, args: TrainingSettings, method_settings: dict,
-          sample_rows: list[dict], template: str | None, input_template: str | None, lora_rank: int, free_bytes: int) -> FitPlan:
+def _plan(
+    shape: ModelShape,
+    method: str,
+    training_mode: str,
+    args: TrainingSettings,
+    method_settings: dict,
+    sample_rows: list[dict],
+    template: str | None,
+    input_template: str | None,
+    lora_rank: int,
+    free_bytes: int,
+) -> FitPlan:
     """What the trainer will run on this GPU: the same ``plan_fit`` call as ``trainer.training_arguments``, with
     what is known before the run (the prompts' length from the sample, the packages installed here)."""
     rows, max_length, accumulation = args.per_device_train_batch_size, args.max_length, args.gradient_accumulation_steps
@@ -197,12 +283,24 @@ def _plan(shape: ModelShape, method: str, training_mode: str, args: TrainingSett
     liger = args.use_liger_kernel != "false" and find_spec("liger_kernel") is not None
     grpo = resolve(GrpoSettings, method_settings) if method == "grpo" else None
     prompt_template = input_template or template
-    prompt = int(max(len(render(prompt_template, r) if prompt_template else json.dumps(r))
-                     for r in sample_rows) / CHARS_PER_TOKEN) if grpo and sample_rows else None
-    work = method_workload(method, training_mode, rows=rows, accumulation=accumulation,
-                           max_length=max_length, lora_rank=lora_rank, liger=liger, optimizer=args.optim,
-                           prompt_tokens=prompt, completion_tokens=grpo.max_completion_length if grpo else 0,
-                           beta=grpo.beta if grpo else float(method_settings.get("beta", 0.0)))
+    prompt = (
+        int(max(len(render(prompt_template, r) if prompt_template else json.dumps(r)) for r in sample_rows) / CHARS_PER_TOKEN)
+        if grpo and sample_rows
+        else None
+    )
+    work = method_workload(
+        method,
+        training_mode,
+        rows=rows,
+        accumulation=accumulation,
+        max_length=max_length,
+        lora_rank=lora_rank,
+        liger=liger,
+        optimizer=args.optim,
+        prompt_tokens=prompt,
+        completion_tokens=grpo.max_completion_length if grpo else 0,
+        beta=grpo.beta if grpo else float(method_settings.get("beta", 0.0)),
+    )
     levers = method_levers(method, training_mode, args.gradient_checkpointing, bitsandbytes=find_spec("bitsandbytes") is not None)
     return plan_fit(shape, work, free_bytes, levers)
 
@@ -210,8 +308,14 @@ def _plan(shape: ModelShape, method: str, training_mode: str, args: TrainingSett
 def _planned_memory(plan: FitPlan) -> MemoryEstimate:
     mib = 1024 * 1024
     need = plan.need
-    return MemoryEstimate(need.weights / mib, need.trained_state / mib, (need.activations + need.loss_tile) / mib,
-                          need.reference / mib, need.generation / mib, overhead_mib=(need.total - need.tensors) / mib)
+    return MemoryEstimate(
+        need.weights / mib,
+        need.trained_state / mib,
+        (need.activations + need.loss_tile) / mib,
+        need.reference / mib,
+        need.generation / mib,
+        overhead_mib=(need.total - need.tensors) / mib,
+    )
 
 
 def _optimizer_steps(args: TrainingSettings, train_rows: int, method: str, method_settings: dict) -> int:
@@ -223,9 +327,19 @@ def _optimizer_steps(args: TrainingSettings, train_rows: int, method: str, metho
     return max(1, math.ceil(train_rows * args.num_train_epochs / rows_per_step))
 
 
-def _method_seconds(method: str, training_mode: str, args: TrainingSettings, method_settings: dict, load: Workload,
-                    steps: int, num_layers: int, num_parameters: int, devices: DeviceChoice, machine: Machine,
-                    plan: FitPlan | None) -> float:
+def _method_seconds(
+    method: str,
+    training_mode: str,
+    args: TrainingSettings,
+    method_settings: dict,
+    load: Workload,
+    steps: int,
+    num_layers: int,
+    num_parameters: int,
+    devices: DeviceChoice,
+    machine: Machine,
+    plan: FitPlan | None,
+) -> float:
     """DPO's and GRPO's time besides the training FLOPs: the launch-bound floor of each pass over their short padded
     micro-batches, and GRPO's token-by-token sampling of each optimizer step's completions."""
     if method == "sft" or devices.kind == "cpu" or not num_layers:
@@ -237,8 +351,9 @@ def _method_seconds(method: str, training_mode: str, args: TrainingSettings, met
     if method == "grpo":
         grpo = resolve(GrpoSettings, method_settings)
         try:
-            engine = choose_generation_engine(os.environ, device_kind="cuda", training_mode=training_mode,
-                                              vllm_installed=find_spec("vllm") is not None)
+            engine = choose_generation_engine(
+                os.environ, device_kind="cuda", training_mode=training_mode, vllm_installed=find_spec("vllm") is not None
+            )
         except ValueError:  # a mistyped FTAPP_GRPO_GENERATION: the trainer will refuse it; estimate the slowest
             engine = "generate"
         weight_bytes = num_parameters * (0.56 if training_mode == "qlora" else 2.0)

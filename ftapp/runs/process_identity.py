@@ -13,7 +13,7 @@ def process_start_time(pid: int) -> float | None:
     except OSError:
         return None
     # The command name (field 2) may contain spaces and parentheses: split after its last ')'.
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     if fields[0] == "Z":  # a zombie has exited; only its exit status is left to collect
         return None
     return float(fields[19])

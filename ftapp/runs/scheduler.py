@@ -38,8 +38,9 @@ def readable_request(request: str | None) -> bool:
     return text in (CPU, "auto") or bool(ids) and all(part.isdigit() for part in ids)
 
 
-def plan_starts(queued: list[tuple[str, str]], busy_gpus: set[int], cpu_runs: int, all_gpus: list[int],
-                max_cpu_runs: int = 1) -> list[Placement]:
+def plan_starts(
+    queued: list[tuple[str, str]], busy_gpus: set[int], cpu_runs: int, all_gpus: list[int], max_cpu_runs: int = 1
+) -> list[Placement]:
     """Placements for the queued ``(run_id, devices_requested)`` pairs, oldest first, that fit now."""
     free = [g for g in all_gpus if g not in busy_gpus]
     claimed: set[int] = set()  # GPUs an earlier waiting run is entitled to

@@ -32,8 +32,7 @@ PREFLIGHT_SAMPLE_ROWS = 50
 
 
 class RunService:
-    def __init__(self, settings: Settings, db: Database, datasets: DatasetService, supervisor: Supervisor,
-                 visitor: Visitor | None = None):
+    def __init__(self, settings: Settings, db: Database, datasets: DatasetService, supervisor: Supervisor, visitor: Visitor | None = None):
         self.settings, self.db, self.datasets, self.supervisor = settings, visible_to(db, visitor), datasets, supervisor
         self.visitor, self.everyone = visitor, db  # the demo's caps count every visitor's runs
 
@@ -58,13 +57,22 @@ class RunService:
         rows = self.datasets.read_rows(dataset, 0, PREFLIGHT_SAMPLE_ROWS) if dataset.type != "huggingface" else []
         train_rows = int((dataset.num_rows or len(rows)) * request.dataset_fraction * request.train_test_split)
         preflight = estimate(
-            num_parameters=model.num_parameters or 0, hidden_size=int((config or {}).get("hidden_size") or 0),
-            num_layers=int((config or {}).get("num_hidden_layers") or 0), training_mode=request.training_mode,
-            training=training, train_rows=train_rows, sample_rows=rows,
-            template=prompt.prompt_template if prompt else None, devices=devices, machine=machine,
-            method=request.method, method_settings=request.method_settings,
-            input_template=prompt.input_template if prompt else None, kv_units=kv_size(config or {}),
-            config=config, lora_rank=lora_rank,
+            num_parameters=model.num_parameters or 0,
+            hidden_size=int((config or {}).get("hidden_size") or 0),
+            num_layers=int((config or {}).get("num_hidden_layers") or 0),
+            training_mode=request.training_mode,
+            training=training,
+            train_rows=train_rows,
+            sample_rows=rows,
+            template=prompt.prompt_template if prompt else None,
+            devices=devices,
+            machine=machine,
+            method=request.method,
+            method_settings=request.method_settings,
+            input_template=prompt.input_template if prompt else None,
+            kv_units=kv_size(config or {}),
+            config=config,
+            lora_rank=lora_rank,
         )
         if model.num_parameters and not preflight.fits:
             # Planned (a GPU and the model's config): no recipe fits and the advice says what would; otherwise generic.
@@ -88,10 +96,18 @@ class RunService:
         assert preflight is not None, "check estimates whenever it finds no problem"
         with self.db.transaction() as tx:
             spec = build_train_spec(tx, self.settings, request, new_id(), device=AUTO_DEVICE)
-        run = enqueue(self.db, self.supervisor, spec, kind=RunKind.FINETUNE, name=request.adapter_name,
-                      base_model_id=request.base_model_id, dataset_id=request.dataset_id, prompt_id=request.prompt_id,
-                      devices_requested=request.gpus,
-                      adapter_id=request.init_adapter_id)  # the adapter it starts from (DPO/GRPO), for lineage
+        run = enqueue(
+            self.db,
+            self.supervisor,
+            spec,
+            kind=RunKind.FINETUNE,
+            name=request.adapter_name,
+            base_model_id=request.base_model_id,
+            dataset_id=request.dataset_id,
+            prompt_id=request.prompt_id,
+            devices_requested=request.gpus,
+            adapter_id=request.init_adapter_id,
+        )  # the adapter it starts from (DPO/GRPO), for lineage
         return run, preflight
 
     def resume(self, run_id: str) -> RunRecord:
@@ -105,16 +121,28 @@ class RunService:
         if old.status not in RESUMABLE:
             raise ConflictError(f"run {run_id} is {old.status}; only a failed or cancelled run can be resumed")
         folder = run_folder(self.settings, old)  # the run's own folder, never one its row (or an import) points at
-        checkpoints = sorted(folder.glob("checkpoints/checkpoint-*"),
-                             key=lambda p: int(p.name.rsplit("-", 1)[-1]) if p.name.rsplit("-", 1)[-1].isdigit() else -1)
+        checkpoints = sorted(
+            folder.glob("checkpoints/checkpoint-*"),
+            key=lambda p: int(p.name.rsplit("-", 1)[-1]) if p.name.rsplit("-", 1)[-1].isdigit() else -1,
+        )
         if not checkpoints:
             raise ConflictError(f"run {run_id} wrote no checkpoint to resume from")
         spec = self._resumable_spec(old)
         new_run_id = new_id()
         spec = replace(spec, run_id=new_run_id, run_dir=str(folder.parent / new_run_id), resume_from=str(checkpoints[-1]))
-        return enqueue(self.db, self.supervisor, spec, kind=RunKind.FINETUNE, name=old.name,
-                       base_model_id=old.base_model_id, dataset_id=old.dataset_id, prompt_id=old.prompt_id,
-                       parent_run_id=old.id, adapter_id=old.adapter_id, devices_requested=old.devices_requested)
+        return enqueue(
+            self.db,
+            self.supervisor,
+            spec,
+            kind=RunKind.FINETUNE,
+            name=old.name,
+            base_model_id=old.base_model_id,
+            dataset_id=old.dataset_id,
+            prompt_id=old.prompt_id,
+            parent_run_id=old.id,
+            adapter_id=old.adapter_id,
+            devices_requested=old.devices_requested,
+        )
 
     def _resumable_spec(self, run: RunRecord) -> TrainSpec:
         """The spec ftapp stored in the run's row at submit (not a spec.json its folder may hold), checked again as a

@@ -53,8 +53,13 @@ class TrainerStandby:
         env = dict(os.environ, PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES=devices)
         with open(self.log_path, "ab") as log_file:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "trainer", "standby"], stdin=subprocess.PIPE, stdout=log_file,
-                stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=self.log_path.parent,
+                [sys.executable, "-m", "trainer", "standby"],
+                stdin=subprocess.PIPE,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env,
+                cwd=self.log_path.parent,
             )
         self._devices = devices
         self.starts += 1

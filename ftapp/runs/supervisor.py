@@ -68,8 +68,16 @@ def launch_folder(settings: Settings, run_id: str) -> Path:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, db: Database, adapters: AdapterService, models: ModelService,
-                 poll_interval_s: float = 0.5, cancel_grace_s: float = 6.0, max_cpu_runs: int = 1):
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        adapters: AdapterService,
+        models: ModelService,
+        poll_interval_s: float = 0.5,
+        cancel_grace_s: float = 6.0,
+        max_cpu_runs: int = 1,
+    ):
         self.settings, self.db, self.adapters, self.models = settings, db, adapters, models
         self.poll_interval_s, self.cancel_grace_s, self.max_cpu_runs = poll_interval_s, cancel_grace_s, max_cpu_runs
         self._children: dict[str, subprocess.Popen] = {}
@@ -210,9 +218,14 @@ class Supervisor:
             with self.db.transaction() as tx:
                 current = tx.runs.get(run.id)
                 if current is not None and current.status not in TERMINAL:
-                    tx.runs.update(run.id, status=RunStatus.FAILED, finished_at=utc_now(), error_cause=cause,
-                                   exit_code=child.returncode if child is not None else None,
-                                   error_text=f"{detail}\nSuggestion: {SUPERVISION_CAUSES[cause]}")
+                    tx.runs.update(
+                        run.id,
+                        status=RunStatus.FAILED,
+                        finished_at=utc_now(),
+                        error_cause=cause,
+                        exit_code=child.returncode if child is not None else None,
+                        error_text=f"{detail}\nSuggestion: {SUPERVISION_CAUSES[cause]}",
+                    )
         except Exception:  # the database itself failing is for the next tick to meet
             log.exception("run %s: could not be marked failed", run.id)
 
@@ -228,15 +241,21 @@ class Supervisor:
         values: dict = {"finished_at": utc_now(), "exit_code": code}
         if run.cancel_requested_at is not None and not (outcome.done and code in (0, None)):
             escalated = code == -signal.SIGKILL or code is None and run.kill_after is not None and utc_now() >= run.kill_after
-            values.update(status=RunStatus.CANCELLED, error_cause="cancelled", error_text=(
-                "it did not stop within the grace period after SIGTERM, so it was killed (SIGKILL)" if escalated else None))
+            values.update(
+                status=RunStatus.CANCELLED,
+                error_cause="cancelled",
+                error_text=("it did not stop within the grace period after SIGTERM, so it was killed (SIGKILL)" if escalated else None),
+            )
         elif outcome.done and code in (0, None) and run.kind != RunKind.FINETUNE:
             values.update(status=RunStatus.SUCCEEDED, **self._register_merged(run, outcome.outputs))
         elif outcome.done and code in (0, None):
             output = output_on_disk(outcome)
             if output is None:
-                values.update(status=RunStatus.FAILED, error_cause="artifact missing",
-                              error_text="the trainer reported JOB_DONE but its output is not on disk")
+                values.update(
+                    status=RunStatus.FAILED,
+                    error_cause="artifact missing",
+                    error_text="the trainer reported JOB_DONE but its output is not on disk",
+                )
             else:
                 values.update(status=RunStatus.SUCCEEDED, **self._register_output(run, output))
         else:
@@ -246,11 +265,19 @@ class Supervisor:
                 # Not our child (another process started it), so no exit status to read; it neither finished nor
                 # reported an error, and left no traceback: that is how a process killed by a signal ends.
                 cause = vanished()
-            summary = message or (f"exit code {code}" if code is not None else (
-                "the process ended without reporting done or failed; its exit code is unknown: another process "
-                "started it, and only a process's parent can read its exit status"))
-            values.update(status=RunStatus.FAILED, error_cause=cause.cause,
-                          error_text=f"{summary}\nSuggestion: {cause.suggestion}\n--- log tail ---\n{tail}")
+            summary = message or (
+                f"exit code {code}"
+                if code is not None
+                else (
+                    "the process ended without reporting done or failed; its exit code is unknown: another process "
+                    "started it, and only a process's parent can read its exit status"
+                )
+            )
+            values.update(
+                status=RunStatus.FAILED,
+                error_cause=cause.cause,
+                error_text=f"{summary}\nSuggestion: {cause.suggestion}\n--- log tail ---\n{tail}",
+            )
         with self.db.transaction() as tx:
             tx.runs.update(run.id, **values)
 
@@ -260,8 +287,14 @@ class Supervisor:
             return {}
         try:
             spec = read_run_spec(launch_folder(self.settings, run.id) / SPEC_FILE)
-            self.models.add(AddModelRequest(type="project", name=getattr(spec, "name", ""), location=str(outputs[-1]),
-                                            description=f"{run.name} (export run {run.id})"))
+            self.models.add(
+                AddModelRequest(
+                    type="project",
+                    name=getattr(spec, "name", ""),
+                    location=str(outputs[-1]),
+                    description=f"{run.name} (export run {run.id})",
+                )
+            )
         except (FtappError, LaunchRefused, OSError, ValueError, TypeError, KeyError) as error:
             return {"error_text": f"merged, but not registered as a model: {error}"}
         return {}
@@ -274,16 +307,24 @@ class Supervisor:
             return {"error_text": f"trained, but not registered: its spec is unreadable ({type(error).__name__}: {error})"}
         try:
             if spec.training_mode == "full":
-                self.models.add(AddModelRequest(type="project", name=spec.adapter_name, location=str(output),
-                                                description=f"full fine-tune by run {run.id}"))
+                self.models.add(
+                    AddModelRequest(
+                        type="project", name=spec.adapter_name, location=str(output), description=f"full fine-tune by run {run.id}"
+                    )
+                )
             else:
                 # A demo visitor's adapter is theirs, like the run that made it.
                 adapters = AdapterService(self.settings, self.db.for_owner(run.owner)) if run.owner else self.adapters
-                adapters.add(AddAdapterRequest(
-                    name=spec.adapter_name, model_id=run.base_model_id or "", location=str(output),
-                    run_id=run.id, prompt_id=run.prompt_id,
-                    description=f"{spec.method} {spec.training_mode} run {run.id}{self._started_from(run)}",
-                ))
+                adapters.add(
+                    AddAdapterRequest(
+                        name=spec.adapter_name,
+                        model_id=run.base_model_id or "",
+                        location=str(output),
+                        run_id=run.id,
+                        prompt_id=run.prompt_id,
+                        description=f"{spec.method} {spec.training_mode} run {run.id}{self._started_from(run)}",
+                    )
+                )
         except FtappError as error:
             return {"error_text": f"trained, but not registered: {error}"}
         return {}
@@ -303,8 +344,11 @@ class Supervisor:
             queued = tx.runs.find(status=RunStatus.QUEUED)
             running = tx.runs.find(status=RunStatus.RUNNING)
         for run in [r for r in queued if not readable_request(r.devices_requested)]:
-            self._give_up(run, "launch refused", LaunchRefused(f"devices {run.devices_requested[:100]!r} name no devices: "
-                                                               "'cpu', 'auto' or GPU ids like 0,1"))
+            self._give_up(
+                run,
+                "launch refused",
+                LaunchRefused(f"devices {run.devices_requested[:100]!r} name no devices: 'cpu', 'auto' or GPU ids like 0,1"),
+            )
         queued = [r for r in queued if readable_request(r.devices_requested)]
         if not queued:
             return
@@ -313,8 +357,7 @@ class Supervisor:
         gpus = [g.index for g in detect_gpus()]
         exempt = [r for r in queued if r.kind in CPU_EXEMPT_KINDS and (r.devices_requested == "cpu" or not gpus)]
         placements = [Placement(r.id, "cpu", ()) for r in exempt]
-        placements += plan_starts([(r.id, r.devices_requested) for r in queued if r not in exempt], busy, cpu_runs, gpus,
-                                  self.max_cpu_runs)
+        placements += plan_starts([(r.id, r.devices_requested) for r in queued if r not in exempt], busy, cpu_runs, gpus, self.max_cpu_runs)
         for placement in placements:
             run = next(r for r in queued if r.id == placement.run_id)
             try:
@@ -328,9 +371,23 @@ class Supervisor:
         if processes > 1:
             # Several GPUs: DDP through accelerate, one process per GPU, same entry point.
             # Precision is the trainer's business (bf16 through SFTConfig), so accelerate adds none.
-            return [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes),
-                    "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                    "-m", "trainer", verb, str(spec_path)]
+            return [
+                sys.executable,
+                "-m",
+                "accelerate.commands.launch",
+                "--num_processes",
+                str(processes),
+                "--num_machines",
+                "1",
+                "--mixed_precision",
+                "no",
+                "--dynamo_backend",
+                "no",
+                "-m",
+                "trainer",
+                verb,
+                str(spec_path),
+            ]
         return [sys.executable, "-m", "trainer", verb, str(spec_path)]
 
     def _launch_spec(self, run: RunRecord) -> tuple[Path, RunSpec]:
@@ -347,8 +404,7 @@ class Supervisor:
         if where is None or where.name != run.id or (where != folder and run.kind != RunKind.FINETUNE):
             raise LaunchRefused(f"{spec_path} is not the spec of run {run.id}")
         if not run.run_dir or Path(run.run_dir).resolve() != where:
-            raise LaunchRefused(f"the run's row names the folder {str(run.run_dir)[:300]!r}, not {where}, where its spec "
-                                "puts its files")
+            raise LaunchRefused(f"the run's row names the folder {str(run.run_dir)[:300]!r}, not {where}, where its spec puts its files")
         return spec_path, spec
 
     def _launch(self, run: RunRecord, placement: Placement) -> None:
@@ -367,14 +423,25 @@ class Supervisor:
         if child is None:
             with open(log_path, "ab") as log_file:
                 child = subprocess.Popen(
-                    self._command(spec.verb, spec_path, spec.num_processes), stdout=log_file,
-                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env, cwd=run_dir,
+                    self._command(spec.verb, spec_path, spec.num_processes),
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    env=env,
+                    cwd=run_dir,
                 )
         self._children[run.id] = child
         with self.db.transaction() as tx:
-            tx.runs.update(run.id, status=RunStatus.RUNNING, started_at=utc_now(), pid=child.pid,
-                           process_start_time=process_start_time(child.pid), gpus=placement.label,
-                           log_path=str(log_path))
+            tx.runs.update(
+                run.id,
+                status=RunStatus.RUNNING,
+                started_at=utc_now(),
+                pid=child.pid,
+                process_start_time=process_start_time(child.pid),
+                gpus=placement.label,
+                log_path=str(log_path),
+            )
 
     def _keep_standby(self, gpus: list[int]) -> None:
         """A warm trainer for the devices the next run most likely gets: a free GPU (the CPU without GPUs)."""
@@ -401,10 +468,12 @@ class Supervisor:
                 raise ConflictError(f"run {run_id} already {run.status}")
             now = utc_now()
             if run.status == RunStatus.QUEUED:
-                return tx.runs.update(run_id, status=RunStatus.CANCELLED, cancel_requested_at=now,
-                                      finished_at=now, error_cause="cancelled")
-            run = tx.runs.update(run_id, cancel_requested_at=run.cancel_requested_at or now,
-                                 kill_after=run.kill_after or now + timedelta(seconds=self.cancel_grace_s))
+                return tx.runs.update(run_id, status=RunStatus.CANCELLED, cancel_requested_at=now, finished_at=now, error_cause="cancelled")
+            run = tx.runs.update(
+                run_id,
+                cancel_requested_at=run.cancel_requested_at or now,
+                kill_after=run.kill_after or now + timedelta(seconds=self.cancel_grace_s),
+            )
             child = self._children.get(run_id)
             if run.pid and (child is not None and child.poll() is None or is_alive(run.pid, run.process_start_time)):
                 signal_group(run.pid, signal.SIGTERM)  # only the process we started: a pid may have been reused

@@ -133,6 +133,8 @@ def pinned_requirements(package: Path) -> str:
             lines.append(f"{name}=={metadata.version(name).split('+')[0]}")
         except metadata.PackageNotFoundError:
             continue  # an optional extra this machine does not have
-    header = ("# The versions this bundle was exported with. Install torch first, from the index that matches the\n"
-              "# cluster's CUDA (https://download.pytorch.org/whl/...), then the rest: pip install -r requirements.txt\n")
+    header = (
+        "# The versions this bundle was exported with. Install torch first, from the index that matches the\n"
+        "# cluster's CUDA (https://download.pytorch.org/whl/...), then the rest: pip install -r requirements.txt\n"
+    )
     return header + "\n".join(lines) + "\n"

@@ -92,8 +92,10 @@ class BundleService:
         problems = []
         if run.kind != RunKind.FINETUNE:
             problems.append(Problem(rules.BUNDLE_REQUEST, f"run {run.id} is an {run.kind} run; only training runs make bundles", "run_id"))
-        counts = (nb.NODES.problem(rules.BUNDLE_REQUEST, "nodes", request.nodes),
-                  nb.GPUS_PER_NODE.problem(rules.BUNDLE_REQUEST, "gpus_per_node", request.gpus_per_node))
+        counts = (
+            nb.NODES.problem(rules.BUNDLE_REQUEST, "nodes", request.nodes),
+            nb.GPUS_PER_NODE.problem(rules.BUNDLE_REQUEST, "gpus_per_node", request.gpus_per_node),
+        )
         problems += [problem for problem in counts if problem]
         if request.device not in ("cuda", "cpu"):
             problems.append(Problem(rules.BUNDLE_REQUEST, f"device must be cuda or cpu (got {request.device!r})", "device"))
@@ -149,13 +151,22 @@ class BundleService:
         _copy(package, staging / "trainer")
         model_source = bring(spec.model.source, "model", request.copy_limit_bytes) or spec.model.source
         data_path = bring(spec.data.path, f"data/{Path(spec.data.path).name}") if spec.data.path else None
-        rewards = tuple(replace(r, code_path=bring(r.code_path, f"rewards/{i}-{Path(r.code_path).name}"))
-                        if r.code_path else r for i, r in enumerate(spec.rewards))
+        rewards = tuple(
+            replace(r, code_path=bring(r.code_path, f"rewards/{i}-{Path(r.code_path).name}")) if r.code_path else r
+            for i, r in enumerate(spec.rewards)
+        )
         processes = request.nodes * request.gpus_per_node
         bundled = replace(
-            spec, run_dir=RUN_DIR, model=ModelSource(model_source, spec.model.architecture, spec.model.revision),
-            data=replace(spec.data, path=data_path), init_adapter=bring(spec.init_adapter, "init_adapter"),
-            rewards=rewards, resume_from=None, mlflow_tracking_uri=None, device=request.device, num_processes=processes,
+            spec,
+            run_dir=RUN_DIR,
+            model=ModelSource(model_source, spec.model.architecture, spec.model.revision),
+            data=replace(spec.data, path=data_path),
+            init_adapter=bring(spec.init_adapter, "init_adapter"),
+            rewards=rewards,
+            resume_from=None,
+            mlflow_tracking_uri=None,
+            device=request.device,
+            num_processes=processes,
         )
         write_spec(bundled, staging / SPEC_FILE)
         (staging / RUN_DIR).mkdir()
@@ -166,11 +177,21 @@ class BundleService:
         (staging / "slurm.sbatch").write_text(bundle_files.slurm_job(spec.adapter_name, request.nodes, request.gpus_per_node))
         (staging / "requirements.txt").write_text(bundle_files.pinned_requirements(package))
         manifest = {
-            "format": BUNDLE_FORMAT, "version": 1, "exported_at": datetime.now(UTC).isoformat(),
-            "source_run_id": run.id, "adapter_name": spec.adapter_name, "method": spec.method,
-            "training_mode": spec.training_mode, "base_model_id": run.base_model_id, "dataset_id": run.dataset_id,
-            "prompt_id": run.prompt_id, "nodes": request.nodes, "gpus_per_node": request.gpus_per_node,
-            "device": request.device, "copied": copied, "referenced": referenced,
+            "format": BUNDLE_FORMAT,
+            "version": 1,
+            "exported_at": datetime.now(UTC).isoformat(),
+            "source_run_id": run.id,
+            "adapter_name": spec.adapter_name,
+            "method": spec.method,
+            "training_mode": spec.training_mode,
+            "base_model_id": run.base_model_id,
+            "dataset_id": run.dataset_id,
+            "prompt_id": run.prompt_id,
+            "nodes": request.nodes,
+            "gpus_per_node": request.gpus_per_node,
+            "device": request.device,
+            "copied": copied,
+            "referenced": referenced,
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         return Bundle(staging, copied, referenced)
@@ -180,7 +201,9 @@ class BundleService:
         try:
             manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
-            raise ValidationError(Problem(rules.BUNDLE_IMPORT, f"{directory} is not an ftapp bundle ({MANIFEST}: {error})", "directory")) from error
+            raise ValidationError(
+                Problem(rules.BUNDLE_IMPORT, f"{directory} is not an ftapp bundle ({MANIFEST}: {error})", "directory")
+            ) from error
         if manifest.get("format") != BUNDLE_FORMAT:
             raise ValidationError(Problem(rules.BUNDLE_IMPORT, f"{directory / MANIFEST} is not an ftapp bundle manifest", "directory"))
         return manifest
@@ -195,11 +218,17 @@ class BundleService:
             problems.append(Problem(rules.BUNDLE_IMPORT, f"{source / RUN_DIR / EVENTS_FILE} is missing: run launch.sh first", "directory"))
         with self.db.transaction() as tx:
             if tx.models.get(manifest.get("base_model_id") or "") is None:
-                problems.append(Problem(rules.BUNDLE_IMPORT, f"the base model {manifest.get('base_model_id')} is not registered here", "directory"))
+                problems.append(
+                    Problem(rules.BUNDLE_IMPORT, f"the base model {manifest.get('base_model_id')} is not registered here", "directory")
+                )
             if tx.adapters.find_one(name=name):
-                problems.append(Problem(rules.BUNDLE_IMPORT, f"an adapter named '{name}' exists; import under another name", "adapter_name"))
-            known = {key: manifest.get(key) if manifest.get(key) and getattr(tx, table).get(manifest[key]) else None
-                     for key, table in (("dataset_id", "datasets"), ("prompt_id", "prompts"), ("source_run_id", "runs"))}
+                problems.append(
+                    Problem(rules.BUNDLE_IMPORT, f"an adapter named '{name}' exists; import under another name", "adapter_name")
+                )
+            known = {
+                key: manifest.get(key) if manifest.get(key) and getattr(tx, table).get(manifest[key]) else None
+                for key, table in (("dataset_id", "datasets"), ("prompt_id", "prompts"), ("source_run_id", "runs"))
+            }
         if problems:
             raise ValidationError(problems)
         run_id = new_id()
@@ -213,8 +242,9 @@ class BundleService:
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
 
-    def _register(self, source: Path, run_dir: Path, run_id: str, name: str, manifest: dict[str, Any],
-                  known: dict[str, str | None]) -> ImportedRun:
+    def _register(
+        self, source: Path, run_dir: Path, run_id: str, name: str, manifest: dict[str, Any], known: dict[str, str | None]
+    ) -> ImportedRun:
         spec = replace(read_spec(source / SPEC_FILE), run_id=run_id, run_dir=str(run_dir), adapter_name=name)
         log_name = next((n for n in (LOG_FILE, "trainer.node0.log") if (source / RUN_DIR / n).is_file()), LOG_FILE)
         times: list[float] = []
@@ -233,24 +263,42 @@ class BundleService:
                 values.update(status=RunStatus.SUCCEEDED, exit_code=0)
             else:
                 error_type, message = outcome.failure or ("", "the bundle's run ended without a done event and an output")
-                values.update(status=RunStatus.FAILED, error_cause="bundle run failed",
-                              error_text=f"{error_type}: {message}".strip(": "))
+                values.update(status=RunStatus.FAILED, error_cause="bundle run failed", error_text=f"{error_type}: {message}".strip(": "))
             tx.runs.update(run.id, **values)
 
-        run = create_run(self.settings, self.db, spec, kind=RunKind.FINETUNE, name=name, prepare=bring_files, also=settle,
-                         log_path=str(run_dir / log_name), base_model_id=manifest["base_model_id"],
-                         dataset_id=known["dataset_id"], prompt_id=known["prompt_id"], parent_run_id=known["source_run_id"],
-                         devices_requested="cluster", gpus=f"{manifest['nodes']}×{manifest['gpus_per_node']} {manifest['device']}")
+        run = create_run(
+            self.settings,
+            self.db,
+            spec,
+            kind=RunKind.FINETUNE,
+            name=name,
+            prepare=bring_files,
+            also=settle,
+            log_path=str(run_dir / log_name),
+            base_model_id=manifest["base_model_id"],
+            dataset_id=known["dataset_id"],
+            prompt_id=known["prompt_id"],
+            parent_run_id=known["source_run_id"],
+            devices_requested="cluster",
+            gpus=f"{manifest['nodes']}×{manifest['gpus_per_node']} {manifest['device']}",
+        )
         if run.status != RunStatus.SUCCEEDED:
             return ImportedRun(run, None)
         with self.db.transaction() as tx:
             output = output_on_disk(read_outcome(run, tx.artifacts.find(run_id=run_id)))
         if output is None:  # it was there a moment ago, when the run was settled
             raise FtappError(f"the output of the bundle's run vanished from {run_dir} while it was imported")
-        adapter = self.adapters.add(AddAdapterRequest(
-            name=name, model_id=manifest["base_model_id"], location=str(output), run_id=run_id,
-            prompt_id=known["prompt_id"], description=f"{spec.method} {spec.training_mode} run {run_id}, "
-            f"trained from bundle {source.name} on {manifest['nodes']}×{manifest['gpus_per_node']} {manifest['device']}"))
+        adapter = self.adapters.add(
+            AddAdapterRequest(
+                name=name,
+                model_id=manifest["base_model_id"],
+                location=str(output),
+                run_id=run_id,
+                prompt_id=known["prompt_id"],
+                description=f"{spec.method} {spec.training_mode} run {run_id}, "
+                f"trained from bundle {source.name} on {manifest['nodes']}×{manifest['gpus_per_node']} {manifest['device']}",
+            )
+        )
         return ImportedRun(run, adapter)
 
     @staticmethod
@@ -267,8 +315,11 @@ class BundleService:
             raw = event.data.get("path")
             if event.type == "artifact" and isinstance(raw, str):
                 where = Path(raw)
-                inside = where.relative_to(old_run_dir) if where.is_absolute() and where.is_relative_to(old_run_dir) else (
-                    where.relative_to(RUN_DIR) if not where.is_absolute() and where.parts[:1] == (RUN_DIR,) else None)
+                inside = (
+                    where.relative_to(old_run_dir)
+                    if where.is_absolute() and where.is_relative_to(old_run_dir)
+                    else (where.relative_to(RUN_DIR) if not where.is_absolute() and where.parts[:1] == (RUN_DIR,) else None)
+                )
                 if inside is not None:
                     event = replace(event, data={**event.data, "path": str(new_run_dir / inside)})
             lines.append(event.to_line().rstrip("\n"))

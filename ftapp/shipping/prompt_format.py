@@ -45,8 +45,11 @@ def training_format(tx: Transaction, model: ModelRecord, adapter: AdapterRecord 
         if prompt is not None and prompt.input_template and prompt.completion_template:
             return TrainingFormat(TEXT, prompt.input_template, f"trained with prompt '{prompt.name}' on raw text", prompt.dataset_id)
     folder = (adapter.location if adapter is not None else None) or model.location
-    if folder and not has_chat_template(Path(folder)) and not (adapter is not None and model.location
-                                                               and has_chat_template(Path(model.location))):
+    if (
+        folder
+        and not has_chat_template(Path(folder))
+        and not (adapter is not None and model.location and has_chat_template(Path(model.location)))
+    ):
         return TrainingFormat(TEXT, None, "the tokenizer has no chat template: prompts are raw text")
     what = "the model" if adapter is None else "no training run or prompt is recorded for this adapter, so it"
     return TrainingFormat(CHAT, None, f"{what} is prompted through its chat template")
@@ -59,12 +62,17 @@ def _from_run(run: RunRecord) -> TrainingFormat | None:
     except UnreadableSpecError:
         return None
     if data.input_template and data.completion_template:
-        return TrainingFormat(TEXT, data.input_template, f"trained by run {run.id[:8]} on raw text: the prompt's input template, "
-                              "then its completion", run.dataset_id)
+        return TrainingFormat(
+            TEXT,
+            data.input_template,
+            f"trained by run {run.id[:8]} on raw text: the prompt's input template, then its completion",
+            run.dataset_id,
+        )
     if data.prompt_template:
         return TrainingFormat(TEXT, None, f"trained by run {run.id[:8]} on raw text (a prompt template alone)", run.dataset_id)
-    return TrainingFormat(CHAT, None, f"trained by run {run.id[:8]} on {data.format} conversations through the chat template",
-                          run.dataset_id)
+    return TrainingFormat(
+        CHAT, None, f"trained by run {run.id[:8]} on {data.format} conversations through the chat template", run.dataset_id
+    )
 
 
 def has_chat_template(folder: Path) -> bool:
@@ -92,8 +100,11 @@ def example_prompt(settings: Settings, tx: Transaction, found: TrainingFormat) -
         return None
     try:
         path = require_inside(settings, dataset.location, f"dataset {dataset.name!r}: location", "location")
-        rows = (dataset_files.read_directory_rows(path, 0, 1) if dataset.type == "project"
-                else dataset_files.read_rows(path, dataset.type, 0, 1))
+        rows = (
+            dataset_files.read_directory_rows(path, 0, 1)
+            if dataset.type == "project"
+            else dataset_files.read_rows(path, dataset.type, 0, 1)
+        )
         return prompt_for(found.input_template, rows[0]) if rows else None
     except (FtappError, OSError):  # an example is a courtesy: the endpoint works without one
         return None

@@ -44,8 +44,9 @@ def chosen_engine(engine: str, has_vllm: bool) -> str:
     return ("vllm" if has_vllm else "transformers") if engine == "auto" else engine
 
 
-def validate_serve(tx: Transaction, request: ServeRequest, machine: Machine, has_vllm: bool,
-                   caps: policy.DemoCaps | None = None) -> list[Problem]:
+def validate_serve(
+    tx: Transaction, request: ServeRequest, machine: Machine, has_vllm: bool, caps: policy.DemoCaps | None = None
+) -> list[Problem]:
     """Every problem of the request; ``caps``: a public demo visitor's, to whom serving is the host's alone (DM-007)."""
     if caps:
         return [policy.host_only("serving an endpoint", "model_id")]
@@ -55,10 +56,15 @@ def validate_serve(tx: Transaction, request: ServeRequest, machine: Machine, has
         resolve_adapter(tx, request.adapter_id, model, problems)
     problems += choose_devices(request.gpus, machine, rules.EXPORT_DEVICES)[1]
     if request.engine not in ENGINE_CHOICES:
-        problems.append(Problem(rules.SERVE_ENGINE, f"engine must be one of {', '.join(ENGINE_CHOICES)} (got {request.engine!r})", "engine"))
+        problems.append(
+            Problem(rules.SERVE_ENGINE, f"engine must be one of {', '.join(ENGINE_CHOICES)} (got {request.engine!r})", "engine")
+        )
     elif request.engine == "vllm" and not has_vllm:
-        problems.append(Problem(rules.SERVE_ENGINE, "engine vllm is not installed in this environment (pip install vllm), "
-                                          "or choose transformers", "engine"))
+        problems.append(
+            Problem(
+                rules.SERVE_ENGINE, "engine vllm is not installed in this environment (pip install vllm), or choose transformers", "engine"
+            )
+        )
     for name, (low, high) in LIMIT_BOUNDS.items():
         value = getattr(request, name)
         whole = name != "request_timeout_s"

@@ -67,8 +67,7 @@ class Endpoint:
         Greedy (temperature 0), as ftapp's evaluation answers."""
         if self.prompt_format == TEXT:
             return {"model": self.served_model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0}
-        return {"model": self.served_model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-                "temperature": 0}
+        return {"model": self.served_model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens, "temperature": 0}
 
     def prompt_for(self, row: dict) -> str:
         """A dataset row as the prompt training saw (text adapters with an input template)."""
@@ -81,9 +80,11 @@ class Endpoint:
         if self.prompt_format != TEXT:
             return "Trained on chat turns: call /v1/chat/completions; the server applies the model's chat template."
         if self.input_template:
-            return (f"Trained on raw-text prompts, so call /v1/completions with the input template filled in and its trailing "
-                    f"spaces cut: {self.input_template!r}. /v1/chat/completions would wrap it in a chat template the model "
-                    "never saw in training.")
+            return (
+                f"Trained on raw-text prompts, so call /v1/completions with the input template filled in and its trailing "
+                f"spaces cut: {self.input_template!r}. /v1/chat/completions would wrap it in a chat template the model "
+                "never saw in training."
+            )
         return "Trained on raw text: call /v1/completions with the text to continue, not the chat endpoint."
 
     @property
@@ -91,11 +92,13 @@ class Endpoint:
         if not self.limits:
             return None
         limits = self.limits
-        return (f"Limits per request: a body of at most {limits['max_request_bytes']:,} bytes (else 413); prompt + max_tokens "
-                f"within the model's {limits['context_tokens']:,}-token context (else 400); at most {limits['max_tokens']:,} "
-                f"completion tokens (a larger max_tokens is capped) and {limits['request_timeout_s']:g} s of generation "
-                f"(cut with finish_reason \"length\"). {limits['max_concurrent']} generating at a time and {limits['max_queue']} "
-                "waiting; more are answered 429.")
+        return (
+            f"Limits per request: a body of at most {limits['max_request_bytes']:,} bytes (else 413); prompt + max_tokens "
+            f"within the model's {limits['context_tokens']:,}-token context (else 400); at most {limits['max_tokens']:,} "
+            f"completion tokens (a larger max_tokens is capped) and {limits['request_timeout_s']:g} s of generation "
+            f'(cut with finish_reason "length"). {limits["max_concurrent"]} generating at a time and {limits["max_queue"]} '
+            "waiting; more are answered 429."
+        )
 
     @property
     def base_url(self) -> str | None:
@@ -116,17 +119,23 @@ class Endpoint:
     @property
     def auth_note(self) -> str:
         if self.api_key_file:
-            return (f"{self.engine} requires a bearer token, generated for this endpoint and stored (0600) in "
-                    f"{self.api_key_file}; it is never shown or logged, and the curl below reads it from that file.")
-        return (f"No token: {self.engine} serve has no authentication option. The endpoint listens on 127.0.0.1 only, "
-                "so only programs on this machine can reach it, but any of them can while it runs.")
+            return (
+                f"{self.engine} requires a bearer token, generated for this endpoint and stored (0600) in "
+                f"{self.api_key_file}; it is never shown or logged, and the curl below reads it from that file."
+            )
+        return (
+            f"No token: {self.engine} serve has no authentication option. The endpoint listens on 127.0.0.1 only, "
+            "so only programs on this machine can reach it, but any of them can while it runs."
+        )
 
     @property
     def merge_note(self) -> str | None:
         if not self.merged_adapter:
             return None
-        return ("transformers serve cannot load a PEFT adapter, so the adapter was merged into a copy of its base "
-                "model for serving (the run's merged/ folder, removed when the server stops).")
+        return (
+            "transformers serve cannot load a PEFT adapter, so the adapter was merged into a copy of its base "
+            "model for serving (the run's merged/ folder, removed when the server stops)."
+        )
 
 
 class ServeService:
@@ -152,15 +161,32 @@ class ServeService:
         run_id = new_id()
         run_dir = self.settings.runs_dir / run_id
         name = served_name(adapter.name if adapter else model.name)
-        spec = ServeSpec(run_id=run_id, run_dir=str(run_dir), model=ModelSource(model.source, model.architecture),
-                         served_name=name, adapter_path=adapter.location if adapter else None, engine=engine,
-                         api_key_file=str(run_dir / API_KEY_FILE) if engine == "vllm" else None,
-                         max_tokens=request.max_tokens, request_timeout_s=float(request.request_timeout_s),
-                         max_queue=request.max_queue, prompt_format=found.prompt_format, input_template=found.input_template,
-                         example_prompt=example)
-        return enqueue(self.db, self.supervisor, spec, kind=RunKind.SERVE, name=f"serve {name}",
-                       prepare=_new_api_key if engine == "vllm" else None, base_model_id=model.id,
-                       adapter_id=adapter.id if adapter else None, devices_requested=request.gpus)
+        spec = ServeSpec(
+            run_id=run_id,
+            run_dir=str(run_dir),
+            model=ModelSource(model.source, model.architecture),
+            served_name=name,
+            adapter_path=adapter.location if adapter else None,
+            engine=engine,
+            api_key_file=str(run_dir / API_KEY_FILE) if engine == "vllm" else None,
+            max_tokens=request.max_tokens,
+            request_timeout_s=float(request.request_timeout_s),
+            max_queue=request.max_queue,
+            prompt_format=found.prompt_format,
+            input_template=found.input_template,
+            example_prompt=example,
+        )
+        return enqueue(
+            self.db,
+            self.supervisor,
+            spec,
+            kind=RunKind.SERVE,
+            name=f"serve {name}",
+            prepare=_new_api_key if engine == "vllm" else None,
+            base_model_id=model.id,
+            adapter_id=adapter.id if adapter else None,
+            devices_requested=request.gpus,
+        )
 
     def list(self) -> list[RunRecord]:
         """Serve runs, newest first."""
@@ -176,12 +202,19 @@ class ServeService:
             state = "serving" if started is not None else ("starting" if run.status == RunStatus.RUNNING else RunStatus.QUEUED)
         else:
             state = "stopped" if started is not None and run.status != RunStatus.FAILED else run.status
-        return Endpoint(run=run, state=state, served_model=spec.served_name, engine=spec.engine,
-                        url=str(details["url"]) if details.get("url") and state == "serving" else None,
-                        api_key_file=spec.api_key_file, merged_adapter=bool(details.get("merged_adapter")),
-                        limits=_limits(details.get("limits")), prompt_format=spec.prompt_format,
-                        input_template=spec.input_template,
-                        example_prompt=spec.example_prompt)
+        return Endpoint(
+            run=run,
+            state=state,
+            served_model=spec.served_name,
+            engine=spec.engine,
+            url=str(details["url"]) if details.get("url") and state == "serving" else None,
+            api_key_file=spec.api_key_file,
+            merged_adapter=bool(details.get("merged_adapter")),
+            limits=_limits(details.get("limits")),
+            prompt_format=spec.prompt_format,
+            input_template=spec.input_template,
+            example_prompt=spec.example_prompt,
+        )
 
     def wait_ready(self, run_id: str, timeout_s: float = 900, on_tick=None) -> Endpoint:
         """Supervise until the endpoint answers (or its run ended); the CLI's and the tests' wait."""
@@ -220,7 +253,8 @@ def served_name(text: str) -> str:
 def _limits(value: object) -> dict | None:
     """The reported limits when ``limits_note`` can show them: every one a number."""
     if not isinstance(value, dict) or not all(
-            isinstance(value.get(key), (int, float)) and not isinstance(value.get(key), bool) for key in LIMIT_KEYS):
+        isinstance(value.get(key), (int, float)) and not isinstance(value.get(key), bool) for key in LIMIT_KEYS
+    ):
         return None
     return value
 

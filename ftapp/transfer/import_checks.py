@@ -36,8 +36,11 @@ from storage.types import utc_now
 from trainer.protocol import CUSTOM_REWARD
 
 PATH_COLUMNS: dict[str, tuple[str, ...]] = {
-    "models": ("location",), "datasets": ("location",), "adapters": ("location",),
-    "runs": ("run_dir", "log_path"), "artifacts": ("path",),
+    "models": ("location",),
+    "datasets": ("location",),
+    "adapters": ("location",),
+    "runs": ("run_dir", "log_path"),
+    "artifacts": ("path",),
 }
 HOME_FOLDERS = ("datasets", "runs", "exports")  # the folders of a home that hold one <uuid> folder per row
 OWNER = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -45,9 +48,14 @@ MAX_PROBLEMS = 20
 # Text columns holding JSON, with the kind of value their readers expect (None: any); axolotl configs are YAML.
 # A run's started/done payloads are only displayed and parsed defensively, but an import brings none that is not an object.
 JSON_COLUMNS: dict[tuple[str, str], type | None] = {
-    ("runs", "spec"): dict, ("runs", "started_payload"): dict, ("runs", "done_payload"): dict,
-    ("datasets", "features"): dict, ("configs", "config"): None,
-    ("comparison_votes", "settings"): dict, ("comparison_votes", "candidates"): list, ("evaluation_answers", "scores"): dict,
+    ("runs", "spec"): dict,
+    ("runs", "started_payload"): dict,
+    ("runs", "done_payload"): dict,
+    ("datasets", "features"): dict,
+    ("configs", "config"): None,
+    ("comparison_votes", "settings"): dict,
+    ("comparison_votes", "candidates"): list,
+    ("evaluation_answers", "scores"): dict,
 }
 YAML_CONFIG_TYPES = ("axolotl",)
 MAX_JSON_DEPTH = 64
@@ -72,7 +80,9 @@ def id_problems(tables: dict[str, list[dict[str, Any]]]) -> list[Problem]:
                 problems.append(Problem(rules.DB_IMPORT_IDS, f"{_row_name(spec.name, index, row)}: {shown} is not a UUID", "id"))
             owner = row.get("owner")
             if owner is not None and not OWNER.fullmatch(owner):
-                problems.append(Problem(rules.DB_IMPORT_IDS, f"{_row_name(spec.name, index, row)}: owner {owner[:60]!r} is not a plain name", "owner"))
+                problems.append(
+                    Problem(rules.DB_IMPORT_IDS, f"{_row_name(spec.name, index, row)}: owner {owner[:60]!r} is not a plain name", "owner")
+                )
     return problems
 
 
@@ -102,11 +112,19 @@ def json_problems(tables: dict[str, list[dict[str, Any]]]) -> list[Problem]:
                 problems.append(Problem(rules.DB_IMPORT_FILE, f"{_row_name(table, index, row)}: {column} is not JSON", column))
                 continue
             if kind is not None and not isinstance(value, kind):
-                problems.append(Problem(rules.DB_IMPORT_FILE, f"{_row_name(table, index, row)}: {column} must be a JSON "
-                                                  f"{'object' if kind is dict else 'list'}", column))
+                problems.append(
+                    Problem(
+                        rules.DB_IMPORT_FILE,
+                        f"{_row_name(table, index, row)}: {column} must be a JSON {'object' if kind is dict else 'list'}",
+                        column,
+                    )
+                )
             elif _depth(value) > MAX_JSON_DEPTH:
-                problems.append(Problem(rules.DB_IMPORT_FILE, f"{_row_name(table, index, row)}: {column} nests deeper than "
-                                                  f"{MAX_JSON_DEPTH} levels", column))
+                problems.append(
+                    Problem(
+                        rules.DB_IMPORT_FILE, f"{_row_name(table, index, row)}: {column} nests deeper than {MAX_JSON_DEPTH} levels", column
+                    )
+                )
     return problems
 
 
@@ -117,8 +135,11 @@ def _custom_code_paths(spec_text: Any) -> list[str]:
     except (ValueError, RecursionError):
         return []
     rewards = spec.get("rewards") if isinstance(spec, dict) else None
-    return [str(r.get("code_path")) for r in rewards or () if isinstance(r, dict) and r.get("kind") == CUSTOM_REWARD]\
-        if isinstance(rewards, list) else []
+    return (
+        [str(r.get("code_path")) for r in rewards or () if isinstance(r, dict) and r.get("kind") == CUSTOM_REWARD]
+        if isinstance(rewards, list)
+        else []
+    )
 
 
 def reroot(value: str, home: Path) -> Path | None:
@@ -154,9 +175,15 @@ def check_paths(planned: Planned, roots: Iterable[Path], home: Path | None) -> t
                 moved.append(f"{_row_name(table, index, row)}: {column} {value} -> {target}")
         if resolved is None:
             allowed = f"inside its run folder {within}" if within else f"inside {where}"
-            problems.append(Problem(rules.DB_IMPORT_PATHS, f"{_row_name(table, index, row)}: {column} {str(value)[:300]!r} does not resolve "
-                                              f"{allowed}; imports bring no paths outside this home (db import --allow-root "
-                                              "FOLDER trusts another)", column))
+            problems.append(
+                Problem(
+                    rules.DB_IMPORT_PATHS,
+                    f"{_row_name(table, index, row)}: {column} {str(value)[:300]!r} does not resolve "
+                    f"{allowed}; imports bring no paths outside this home (db import --allow-root "
+                    "FOLDER trusts another)",
+                    column,
+                )
+            )
         return resolved
 
     for table, columns in PATH_COLUMNS.items():
@@ -167,16 +194,26 @@ def check_paths(planned: Planned, roots: Iterable[Path], home: Path | None) -> t
                 continue
             folder = check(table, index, row, "run_dir")
             if folder is not None and folder.name != row.get("id"):
-                problems.append(Problem(rules.DB_IMPORT_PATHS, f"{_row_name(table, index, row)}: run_dir {row['run_dir'][:300]!r} is not a "
-                                                  "folder named by the run's id", "run_dir"))
+                problems.append(
+                    Problem(
+                        rules.DB_IMPORT_PATHS,
+                        f"{_row_name(table, index, row)}: run_dir {row['run_dir'][:300]!r} is not a folder named by the run's id",
+                        "run_dir",
+                    )
+                )
             elif row.get("log_path") is not None and row.get("run_dir") is None:
                 problems.append(Problem(rules.DB_IMPORT_PATHS, f"{_row_name(table, index, row)}: a log_path without a run_dir", "log_path"))
             elif folder is not None:
                 check(table, index, row, "log_path", within=folder)
             for code in _custom_code_paths(row.get("spec")):
                 if inside(code, roots) is None or not Path(code).is_absolute():
-                    problems.append(Problem(rules.DB_IMPORT_PATHS, f"{_row_name(table, index, row)}: its spec's custom reward code_path "
-                                                      f"{code[:300]!r} is not inside {where}", "spec"))
+                    problems.append(
+                        Problem(
+                            rules.DB_IMPORT_PATHS,
+                            f"{_row_name(table, index, row)}: its spec's custom reward code_path {code[:300]!r} is not inside {where}",
+                            "spec",
+                        )
+                    )
     return problems, moved
 
 
@@ -210,8 +247,12 @@ def as_history(runs: list[tuple[int, dict[str, Any]]]) -> int:
         status = row.get("status") or RunStatus.QUEUED  # the column's default
         if status not in TERMINAL:
             live += 1
-            row.update(status=RunStatus.FAILED, error_cause=IMPORTED_CAUSE, finished_at=row.get("finished_at") or now,
-                       error_text=f"imported while {status}; imported runs are history (never launched, re-attached or signalled)",
-                       cancel_requested_at=None)
+            row.update(
+                status=RunStatus.FAILED,
+                error_cause=IMPORTED_CAUSE,
+                finished_at=row.get("finished_at") or now,
+                error_text=f"imported while {status}; imported runs are history (never launched, re-attached or signalled)",
+                cancel_requested_at=None,
+            )
         row.update(pid=None, process_start_time=None, kill_after=None)
     return live

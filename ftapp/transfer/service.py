@@ -140,7 +140,9 @@ def _load(path: Path) -> Any:
     except OSError as error:
         raise ValidationError(Problem(rules.DB_IMPORT_FILE, f"{path} cannot be read: {error.strerror or error}", "file")) from error
     if len(raw) > MAX_IMPORT_BYTES:
-        raise ValidationError(Problem(rules.DB_IMPORT_FILE, f"{path} is larger than {MAX_IMPORT_BYTES // 2**20} MiB, the most an import reads", "file"))
+        raise ValidationError(
+            Problem(rules.DB_IMPORT_FILE, f"{path} is larger than {MAX_IMPORT_BYTES // 2**20} MiB, the most an import reads", "file")
+        )
     try:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:

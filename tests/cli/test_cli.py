@@ -33,9 +33,24 @@ def test_datasets_add_list_show_preview_as_json(tmp_path, capsys):
     code, out, _ = cli(capsys, "--home", home, "prompts", "generate", "--dataset", added["id"], "--json")
     generated = json.loads(out)
     assert generated["output_column"] == "intent" and "{instruction}" in generated["input_template"]
-    code, out, _ = cli(capsys, "--home", home, "prompts", "add", "--name", "tickets-prompt", "--dataset", added["id"],
-                       "--template", generated["prompt_template"], "--input-template", generated["input_template"],
-                       "--completion-template", generated["completion_template"], "--json")
+    code, out, _ = cli(
+        capsys,
+        "--home",
+        home,
+        "prompts",
+        "add",
+        "--name",
+        "tickets-prompt",
+        "--dataset",
+        added["id"],
+        "--template",
+        generated["prompt_template"],
+        "--input-template",
+        generated["input_template"],
+        "--completion-template",
+        generated["completion_template"],
+        "--json",
+    )
     assert code == 0 and json.loads(out)["dataset_id"] == added["id"]
     code, out, _ = cli(capsys, "--home", home, "datasets", "list")
     assert "tickets" in out and "3088" in out
@@ -72,10 +87,17 @@ def test_token_is_read_from_stdin_and_never_printed(tmp_path):
     token = "hf_" + "Zz9" * 12
     env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_ACCESS_TOKEN")}
     home = str(tmp_path / "home")
-    stored = subprocess.run([sys.executable, "-m", "cli", "--home", home, "token", "set"], input=token + "\n",
-                            capture_output=True, text=True, env=env, timeout=120)
-    status = subprocess.run([sys.executable, "-m", "cli", "--home", home, "token", "status", "--json"],
-                            capture_output=True, text=True, env=env, timeout=120)
+    stored = subprocess.run(
+        [sys.executable, "-m", "cli", "--home", home, "token", "set"],
+        input=token + "\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    status = subprocess.run(
+        [sys.executable, "-m", "cli", "--home", home, "token", "status", "--json"], capture_output=True, text=True, env=env, timeout=120
+    )
     assert stored.returncode == 0 and status.returncode == 0
     assert json.loads(status.stdout)["source"] == "file"
     assert token not in stored.stdout + stored.stderr + status.stdout + status.stderr
@@ -84,6 +106,7 @@ def test_token_is_read_from_stdin_and_never_printed(tmp_path):
 
 def test_console_script_reports_errors_with_exit_code_2(tmp_path):
     exe = Path(sys.executable).parent / "ftapp"
-    result = subprocess.run([str(exe), "--home", str(tmp_path / "h"), "models", "add", "--path", str(tmp_path)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(exe), "--home", str(tmp_path / "h"), "models", "add", "--path", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2 and result.stderr.startswith("error: MD-004: ") and result.stdout == ""

@@ -87,14 +87,35 @@ CASES: dict[str, tuple[Case, str]] = {
     "hub dataset while offline": (lambda h: ["datasets", "add", "--hub", "tatsu-lab/alpaca"], "DS-002"),
     "preview unknown dataset": (lambda h: ["datasets", "preview", "no-such-id"], "not found"),
     "show unknown dataset": (lambda h: ["datasets", "show", "no-such-id", "--json"], "not found"),
-    "prompt placeholder not a column": (lambda h: ["prompts", "add", "--name", "p", "--dataset", h.dataset_id, "--template", "Q: {question}\nA: {response}"], "PR-006"),
-    "prompt unbalanced brace": (lambda h: ["prompts", "add", "--name", "p", "--dataset", h.dataset_id, "--template", "Q: {question"], "PR-007"),
-    "prompt unknown dataset": (lambda h: ["prompts", "add", "--name", "p", "--dataset", "no-such-id", "--template", "{question}"], "PR-002"),
+    "prompt placeholder not a column": (
+        lambda h: ["prompts", "add", "--name", "p", "--dataset", h.dataset_id, "--template", "Q: {question}\nA: {response}"],
+        "PR-006",
+    ),
+    "prompt unbalanced brace": (
+        lambda h: ["prompts", "add", "--name", "p", "--dataset", h.dataset_id, "--template", "Q: {question"],
+        "PR-007",
+    ),
+    "prompt unknown dataset": (
+        lambda h: ["prompts", "add", "--name", "p", "--dataset", "no-such-id", "--template", "{question}"],
+        "PR-002",
+    ),
     "generate for unknown dataset": (lambda h: ["prompts", "generate", "--dataset", "no-such-id"], "not found"),
-    "adapter dir without adapter_config.json": (lambda h: ["adapters", "add", "--name", "a", "--model", h.model_id, "--path", folder(h, "plain", {"x.txt": "x"})], "AD-003"),
-    "adapter path is a file": (lambda h: ["adapters", "add", "--name", "a", "--model", h.model_id, "--path", write(h, "f.bin", "x")], "AD-003"),
-    "adapter unknown base model": (lambda h: ["adapters", "add", "--name", "a", "--model", "no-such-id", "--path", str(h.files / "good-adapter")], "AD-002"),
-    "adapter duplicate name": (lambda h: ["adapters", "add", "--name", "existing", "--model", h.model_id, "--path", str(h.files / "good-adapter")], "AD-001"),
+    "adapter dir without adapter_config.json": (
+        lambda h: ["adapters", "add", "--name", "a", "--model", h.model_id, "--path", folder(h, "plain", {"x.txt": "x"})],
+        "AD-003",
+    ),
+    "adapter path is a file": (
+        lambda h: ["adapters", "add", "--name", "a", "--model", h.model_id, "--path", write(h, "f.bin", "x")],
+        "AD-003",
+    ),
+    "adapter unknown base model": (
+        lambda h: ["adapters", "add", "--name", "a", "--model", "no-such-id", "--path", str(h.files / "good-adapter")],
+        "AD-002",
+    ),
+    "adapter duplicate name": (
+        lambda h: ["adapters", "add", "--name", "existing", "--model", h.model_id, "--path", str(h.files / "good-adapter")],
+        "AD-001",
+    ),
     "model dir without config.json": (lambda h: ["models", "add", "--path", folder(h, "nomodel", {"weights.bin": "x"})], "MD-004"),
     "model config.json not json": (lambda h: ["models", "add", "--path", folder(h, "badcfg", {"config.json": "{oops"})], "MD-004"),
     "model duplicate name": (lambda h: ["models", "add", "--path", folder(h, "m2", {"config.json": "{}"}), "--name", "tiny"], "MD-005"),

@@ -16,8 +16,26 @@ def test_compare_prints_every_answer_and_refuses_bad_input(services, registered,
     adapter = services.adapters.add(AddAdapterRequest(name="rand", model_id=registered.model_id, location=str(random_adapter(11, 2.0))))
     home = str(services.settings.home)
     try:
-        code = main(["--home", home, "compare", "--model", registered.model_id, "--adapter", adapter.id, "--dataset",
-                     registered.dataset_id, "--prompt", registered.prompt_id, "--row", "3", "--set", "max_new_tokens=6", "--json"])
+        code = main(
+            [
+                "--home",
+                home,
+                "compare",
+                "--model",
+                registered.model_id,
+                "--adapter",
+                adapter.id,
+                "--dataset",
+                registered.dataset_id,
+                "--prompt",
+                registered.prompt_id,
+                "--row",
+                "3",
+                "--set",
+                "max_new_tokens=6",
+                "--json",
+            ]
+        )
         out = json.loads(capsys.readouterr().out)
         assert code == 0 and len(out["labels"]) == 2 and out["labels"][1] == "rand"
         assert len(out["texts"]) == 2 and all(0 < n <= 6 for n in out["new_tokens"]) and out["settings"]["max_new_tokens"] == 6

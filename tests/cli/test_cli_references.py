@@ -33,16 +33,16 @@ def add_runs(home: str) -> None:
         start = utc_now()
         with services.db.transaction() as tx:
             for minute, (run_id, name) in enumerate(((TWIN_A, "twin"), (TWIN_B, "twin"), (OTHER, "other"))):
-                tx.runs.add(id=run_id, kind="finetune", name=name, status="failed", spec="{}",
-                            created_at=start + timedelta(minutes=minute))
+                tx.runs.add(id=run_id, kind="finetune", name=name, status="failed", spec="{}", created_at=start + timedelta(minutes=minute))
     finally:
         services.close()
 
 
 def test_a_dataset_is_shown_by_its_name_and_by_an_id_prefix(tmp_path, capsys):
     home = str(tmp_path / "home")
-    code, out, _ = cli(capsys, "--home", home, "datasets", "add", str(TEST_DATA / "test_dataset_csv_healthy.csv"),
-                       "--name", "healthy", "--json")
+    code, out, _ = cli(
+        capsys, "--home", home, "datasets", "add", str(TEST_DATA / "test_dataset_csv_healthy.csv"), "--name", "healthy", "--json"
+    )
     dataset_id = json.loads(out)["id"]
     for reference in ("healthy", dataset_id[:8], dataset_id[:6], dataset_id):
         code, out, err = cli(capsys, "--home", home, "datasets", "show", reference, "--json")
@@ -51,8 +51,9 @@ def test_a_dataset_is_shown_by_its_name_and_by_an_id_prefix(tmp_path, capsys):
     code, out, _ = cli(capsys, "--home", home, "datasets", "preview", "healthy", "--json")
     assert code == 0 and json.loads(out)["total"] == 2
     # Options that name records take references too: the prompt is made for the dataset named 'healthy'.
-    code, out, err = cli(capsys, "--home", home, "prompts", "add", "--name", "p", "--dataset", dataset_id[:8],
-                         "--template", "{input} {output}", "--json")
+    code, out, err = cli(
+        capsys, "--home", home, "prompts", "add", "--name", "p", "--dataset", dataset_id[:8], "--template", "{input} {output}", "--json"
+    )
     assert code == 0, err
     assert json.loads(out)["dataset_id"] == dataset_id
 
@@ -91,8 +92,9 @@ def test_adapters_list_names_the_base_model(tmp_path, capsys, demo_kit, random_a
     home = str(tmp_path / "home")
     code, out, _ = cli(capsys, "--home", home, "models", "add", "--path", str(demo_kit.model_dir), "--name", "tiny-base", "--json")
     model_id = json.loads(out)["id"]
-    code, out, err = cli(capsys, "--home", home, "adapters", "add", "--name", "tiny-lora", "--model", "tiny-base",
-                         "--path", str(random_adapter(0)), "--json")
+    code, out, err = cli(
+        capsys, "--home", home, "adapters", "add", "--name", "tiny-lora", "--model", "tiny-base", "--path", str(random_adapter(0)), "--json"
+    )
     assert code == 0, err
     assert json.loads(out)["model_id"] == model_id
     code, out, _ = cli(capsys, "--home", home, "adapters", "list")
@@ -107,8 +109,7 @@ def test_a_reader_that_stops_early_is_no_error(tmp_path):
     """`ftapp runs list | head -1`: the pipe closes before ftapp writes; it ends quietly with status 0."""
     home = str(tmp_path / "home")
     add_runs(home)
-    child = subprocess.Popen([sys.executable, "-m", "cli", "--home", home, "runs", "list"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen([sys.executable, "-m", "cli", "--home", home, "runs", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert child.stdout is not None and child.stderr is not None
     child.stdout.close()  # before the child has started Python, let alone printed
     err = child.stderr.read().decode()

@@ -24,8 +24,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 STARTUP_LIMIT_S = 90
 STOP_GRACE_S = 15
 TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_ACCESS_TOKEN")
@@ -62,8 +68,9 @@ def free_port() -> int:
 def child_env(scratch: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in TOKEN_VARIABLES and k != "FTAPP_HOME"}
     # Uploads land in gradio's cache: keep it in the test's own folder, not a shared /tmp/gradio.
-    env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=str(scratch),
-               PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    env.update(
+        HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", GRADIO_TEMP_DIR=str(scratch), PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1"
+    )
     return env
 
 
@@ -140,7 +147,11 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
     with open(log_path, "w", encoding="utf-8") as log:
         process = subprocess.Popen(
             [sys.executable, "launch.py", "--home", str(home), "--port", str(port), "--no-demo"],
-            cwd=ROOT, env=child_env(base / "gradio-cache"), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+            env=child_env(base / "gradio-cache"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
     studio = Studio(url=f"http://127.0.0.1:{port}/", home=home, log_path=log_path, process=process)
@@ -204,9 +215,15 @@ def demo_studio(tmp_path_factory: pytest.TempPathFactory, demo_kit) -> Iterator[
     port = free_port()
     env = {**child_env(base / "gradio-cache"), "FTAPP_DEMO": "1", "FTAPP_MLFLOW": "0"}
     with open(log_path, "w", encoding="utf-8") as log:
-        process = subprocess.Popen([sys.executable, "launch.py", "--home", str(home), "--port", str(port)], cwd=ROOT,
-                                   env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "launch.py", "--home", str(home), "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     studio = Studio(url=f"http://127.0.0.1:{port}/", home=home, log_path=log_path, process=process)
     try:
         wait_for_http_200(studio.url, process, STARTUP_LIMIT_S)

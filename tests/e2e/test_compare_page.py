@@ -59,18 +59,26 @@ def expect(target):
 def stocked(studio, demo_kit, random_adapter) -> Stocked:
     """The demo kit and two random adapters registered in the running studio's home (another process, one database)."""
     import torch
+
     services = open_services(Settings.from_env(studio.home))
     try:
         model = services.models.add(AddModelRequest(type="project", name=MODEL, location=str(demo_kit.model_dir)))
         dataset = services.datasets.add(AddDatasetRequest(name=DATASET, location=str(demo_kit.dataset_path)))
-        services.prompts.add(AddPromptRequest(
-            name=PROMPT, dataset_id=dataset.id, prompt_template=demo_kit.prompt["prompt_template"],
-            input_template=demo_kit.prompt["input_template"], completion_template=demo_kit.prompt["completion_template"]))
+        services.prompts.add(
+            AddPromptRequest(
+                name=PROMPT,
+                dataset_id=dataset.id,
+                prompt_template=demo_kit.prompt["prompt_template"],
+                input_template=demo_kit.prompt["input_template"],
+                completion_template=demo_kit.prompt["completion_template"],
+            )
+        )
         adapters = []
         for seed, name in zip((41, 42), ADAPTERS):
             torch.manual_seed(seed)  # PEFT draws lora_A from the global generator: the same adapters every run
-            adapters.append(services.adapters.add(AddAdapterRequest(name=name, model_id=model.id,
-                                                                    location=str(random_adapter(seed, scale=2.0)))))
+            adapters.append(
+                services.adapters.add(AddAdapterRequest(name=name, model_id=model.id, location=str(random_adapter(seed, scale=2.0))))
+            )
         return Stocked(model.id, tuple(a.id for a in adapters))
     finally:
         services.close()
@@ -137,8 +145,9 @@ def stream_two_adapters(page, shots: Path) -> None:
     assert any(s["a"] > 0 and s["b"] > 0 for s in streaming), "the two outputs never filled at the same time"
     growing = max(len({s["a"] for s in streaming}), len({s["b"] for s in streaming}))
     assert growing >= 3, "no output was seen growing token by token before done"
-    print(f"[e2e] {len(samples)} samples; lengths seen growing: "
-          f"{len({s['a'] for s in samples})} / {len({s['b'] for s in samples})} distinct")
+    print(
+        f"[e2e] {len(samples)} samples; lengths seen growing: {len({s['a'] for s in samples})} / {len({s['b'] for s in samples})} distinct"
+    )
     for index, name in enumerate(ADAPTERS):
         expect(by_id(page, f"compare-output-{index}")).to_contain_text(name)  # the column's label
     expect(status).to_contain_text(f"greedy · max {MAX_NEW_TOKENS} new tokens · seed 0")

@@ -170,9 +170,15 @@ def test_server_paths_the_hub_the_token_and_custom_code_are_refused(demo_studio,
         shared = {d.name: d for d in visitor.datasets.list()}[DEMO_DATASET]
         reward = tmp_path / "reward.py"
         reward.write_text("def reward(completions, **kwargs):\n    return [0.0 for _ in completions]\n")
-        request = FineTuneRequest(base_model_id=visitor.models.list()[0].id, dataset_id=shared.id,
-                                  prompt_id=visitor.prompts.list(shared.id)[0].id, adapter_name="carol-grpo",
-                                  method="grpo", gpus="cpu", rewards=({"kind": "custom_python", "code_path": str(reward)},))
+        request = FineTuneRequest(
+            base_model_id=visitor.models.list()[0].id,
+            dataset_id=shared.id,
+            prompt_id=visitor.prompts.list(shared.id)[0].id,
+            adapter_name="carol-grpo",
+            method="grpo",
+            gpus="cpu",
+            rewards=({"kind": "custom_python", "code_path": str(reward)},),
+        )
         with pytest.raises(ValidationError) as caught:
             visitor.runs.submit(request)
         assert "FT-018" in caught.value.rule_ids

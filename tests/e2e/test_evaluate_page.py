@@ -29,9 +29,15 @@ def registered_home(studio, demo_kit, random_adapter):
     try:
         model = services.models.add(AddModelRequest(type="project", name="tiny", location=str(demo_kit.model_dir)))
         dataset = services.datasets.add(AddDatasetRequest(name="intents", location=str(demo_kit.dataset_path)))
-        services.prompts.add(AddPromptRequest(
-            name="intent-prompt", dataset_id=dataset.id, prompt_template=demo_kit.prompt["prompt_template"],
-            input_template=demo_kit.prompt["input_template"], completion_template=demo_kit.prompt["completion_template"]))
+        services.prompts.add(
+            AddPromptRequest(
+                name="intent-prompt",
+                dataset_id=dataset.id,
+                prompt_template=demo_kit.prompt["prompt_template"],
+                input_template=demo_kit.prompt["input_template"],
+                completion_template=demo_kit.prompt["completion_template"],
+            )
+        )
         services.adapters.add(AddAdapterRequest(name="random-lora", model_id=model.id, location=str(random_adapter(7))))
     finally:
         services.close()

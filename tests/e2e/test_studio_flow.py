@@ -305,8 +305,11 @@ def chart_latency(steps: Steps, studio, run_id: str) -> dict[str, float]:
     assert len(lags) >= MAX_STEPS // 2, f"too few steps were seen arriving: {len(lags)}"
     times = {e["type"]: float(e["time"]) for e in events if e["type"] in ("started", "done")}
     numbers = {
-        "steps measured": len(lags), "min s": round(lags[0], 2), "median s": round(statistics.median(lags), 2),
-        "p90 s": round(lags[int(0.9 * (len(lags) - 1))], 2), "max s": round(lags[-1], 2),
+        "steps measured": len(lags),
+        "min s": round(lags[0], 2),
+        "median s": round(statistics.median(lags), 2),
+        "p90 s": round(lags[int(0.9 * (len(lags) - 1))], 2),
+        "max s": round(lags[-1], 2),
         "trainer started → done s": round(times["done"] - times["started"], 1),
     }
     print(f"[e2e] step → chart latency: {numbers}")

@@ -73,10 +73,26 @@ def shared_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Studio]:
     port = free_port()
     with open(log_path, "w", encoding="utf-8") as log:
         process = subprocess.Popen(
-            [sys.executable, "launch.py", "--home", str(home), "--host", "127.0.0.2", "--port", str(port),
-             "--auth", f"{USER}:{PASSWORD}", "--no-demo"],
-            cwd=Path(__file__).resolve().parents[2], env=child_env(base / "gradio-cache"), stdout=log,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            [
+                sys.executable,
+                "launch.py",
+                "--home",
+                str(home),
+                "--host",
+                "127.0.0.2",
+                "--port",
+                str(port),
+                "--auth",
+                f"{USER}:{PASSWORD}",
+                "--no-demo",
+            ],
+            cwd=Path(__file__).resolve().parents[2],
+            env=child_env(base / "gradio-cache"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     studio = Studio(url=f"http://127.0.0.2:{port}/", home=home, log_path=log_path, process=process)
     try:
         wait_for_http_200(studio.url, process, STARTUP_LIMIT_S)
@@ -140,10 +156,20 @@ def start_training(client, adapter: str) -> str:
     """One visitor's Start click over the API, by the database's ids: a short LoRA run of the demo kit on
     the CPU (the fields left out take the page's defaults)."""
     return client.predict(
-        model_id=demo_id(client, "/list_models", DEMO_MODEL), dataset_id=demo_id(client, "/list_datasets", DEMO_DATASET),
-        prompt_id=demo_id(client, "/list_prompts", DEMO_PROMPT), adapter_name=adapter, num_epochs=1.0, max_steps=3,
-        learning_rate=2e-4, batch_size=4, grad_accumulation=1, max_length=64, lora_r=8, lora_alpha=16,
-        api_name="/start_training")
+        model_id=demo_id(client, "/list_models", DEMO_MODEL),
+        dataset_id=demo_id(client, "/list_datasets", DEMO_DATASET),
+        prompt_id=demo_id(client, "/list_prompts", DEMO_PROMPT),
+        adapter_name=adapter,
+        num_epochs=1.0,
+        max_steps=3,
+        learning_rate=2e-4,
+        batch_size=4,
+        grad_accumulation=1,
+        max_length=64,
+        lora_r=8,
+        lora_alpha=16,
+        api_name="/start_training",
+    )
 
 
 def test_fresh_or_forged_cookies_from_one_address_do_not_lift_the_caps(demo_studio):
@@ -175,11 +201,16 @@ async def _login_statuses(url: str, attempts: list[tuple[str, str, str | None]])
     """Logins sent at once: (username, password, X-Forwarded-For or None); every other one as gradio's login
     page sends it (multipart), the rest as gradio_client does (urlencoded)."""
     async with httpx.AsyncClient(timeout=30) as client:
-        return await asyncio.gather(*(
-            client.post(url + "login", headers={"X-Forwarded-For": xff} if xff else {},
-                        **({"files": {"username": (None, u), "password": (None, p)}} if i % 2 else
-                           {"data": {"username": u, "password": p}}))
-            for i, (u, p, xff) in enumerate(attempts)))
+        return await asyncio.gather(
+            *(
+                client.post(
+                    url + "login",
+                    headers={"X-Forwarded-For": xff} if xff else {},
+                    **({"files": {"username": (None, u), "password": (None, p)}} if i % 2 else {"data": {"username": u, "password": p}}),
+                )
+                for i, (u, p, xff) in enumerate(attempts)
+            )
+        )
 
 
 def test_fifty_wrong_passwords_at_once_are_not_fifty_guesses(shared_studio):
@@ -194,8 +225,9 @@ def test_fifty_wrong_passwords_at_once_are_not_fifty_guesses(shared_studio):
 
     # Locked: even the right password is not checked until the wait is over, from this address or
     # (the user name is counted too) from another one; another user name from another address is not held up.
-    [right_too_soon, other_address, other_user] = asyncio.run(_login_statuses(url, [
-        (USER, PASSWORD, None), (USER, PASSWORD, "203.0.113.50"), ("nobody", "x", "203.0.113.51")]))
+    [right_too_soon, other_address, other_user] = asyncio.run(
+        _login_statuses(url, [(USER, PASSWORD, None), (USER, PASSWORD, "203.0.113.50"), ("nobody", "x", "203.0.113.51")])
+    )
     assert (right_too_soon.status_code, other_address.status_code, other_user.status_code) == (429, 429, 400)
 
     time.sleep(int(refused.headers["retry-after"]) + 0.5)

@@ -62,11 +62,15 @@ def task_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "tasks"
     folder.mkdir()
     sums = [(1, 2), (3, 4), (2, 2), (5, 1), (0, 3), (4, 4)]
-    (folder / "sums_mc.jsonl").write_text("".join(json.dumps(
-        {"question": f"What is {a} plus {b}?", "choices": [str(a + b), str(a + b + 1), str(a * b + 7)], "answer": 0}) + "\n"
-        for a, b in sums))
-    (folder / "sums_gen.jsonl").write_text("".join(json.dumps({"question": f"What is {a} plus {b}?", "answer": str(a + b)}) + "\n"
-                                                   for a, b in sums[:4]))
+    (folder / "sums_mc.jsonl").write_text(
+        "".join(
+            json.dumps({"question": f"What is {a} plus {b}?", "choices": [str(a + b), str(a + b + 1), str(a * b + 7)], "answer": 0}) + "\n"
+            for a, b in sums
+        )
+    )
+    (folder / "sums_gen.jsonl").write_text(
+        "".join(json.dumps({"question": f"What is {a} plus {b}?", "answer": str(a + b)}) + "\n" for a, b in sums[:4])
+    )
     (folder / "tiny_sums_mc.yaml").write_text(MC_TASK)
     (folder / "tiny_sums_gen.yaml").write_text(GENERATION_TASK)
     return folder
@@ -74,8 +78,12 @@ def task_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def two_adapters(services, registered, random_adapter):
-    return [services.adapters.add(AddAdapterRequest(name=f"random-{seed}", model_id=registered.model_id,
-                                                    location=str(random_adapter(seed, scale=0.3)))) for seed in (21, 22)]
+    return [
+        services.adapters.add(
+            AddAdapterRequest(name=f"random-{seed}", model_id=registered.model_id, location=str(random_adapter(seed, scale=0.3)))
+        )
+        for seed in (21, 22)
+    ]
 
 
 def combos(registered, adapters) -> tuple[Combination, ...]:
@@ -84,8 +92,16 @@ def combos(registered, adapters) -> tuple[Combination, ...]:
 
 @pytest.mark.slow
 def test_local_benchmark_tasks_score_base_and_two_adapters_on_one_loaded_base(services, registered, two_adapters, task_dir):
-    run = services.evaluations.submit(EvaluationRequest(dataset_id="", prompt_id="", combinations=combos(registered, two_adapters),
-                                                        gpus="cpu", benchmark_dir=str(task_dir), batch_size=4))
+    run = services.evaluations.submit(
+        EvaluationRequest(
+            dataset_id="",
+            prompt_id="",
+            combinations=combos(registered, two_adapters),
+            gpus="cpu",
+            benchmark_dir=str(task_dir),
+            batch_size=4,
+        )
+    )
     final = services.runs.wait(run.id, timeout_s=300)
     assert final.status == "succeeded", final.error_text
 
@@ -96,7 +112,9 @@ def test_local_benchmark_tasks_score_base_and_two_adapters_on_one_loaded_base(se
     base, first, second = results.combinations
     assert base.deltas == {}
     for combo in (first, second):
-        assert combo.deltas["bench/tiny_sums_mc/acc"] == pytest.approx(combo.metrics["bench/tiny_sums_mc/acc"] - base.metrics["bench/tiny_sums_mc/acc"])
+        assert combo.deltas["bench/tiny_sums_mc/acc"] == pytest.approx(
+            combo.metrics["bench/tiny_sums_mc/acc"] - base.metrics["bench/tiny_sums_mc/acc"]
+        )
     with services.db.transaction() as tx:  # stored like the other metrics: one score row per combination and metric
         stored = {(s.position, s.metric) for s in tx.evaluation_scores.find(run_id=run.id)}
     assert {(p, n) for p in (1, 2, 3) for n in names} <= stored
@@ -120,9 +138,18 @@ def test_local_benchmark_tasks_score_base_and_two_adapters_on_one_loaded_base(se
 @pytest.mark.slow
 def test_the_tiny_model_judges_each_adapter_against_the_base_in_both_orders(services, registered, two_adapters):
     judge = JudgeRequest(model_id=registered.model_id, max_new_tokens=8)
-    run = services.evaluations.submit(EvaluationRequest(
-        dataset_id=registered.dataset_id, prompt_id=registered.prompt_id, combinations=combos(registered, two_adapters),
-        gpus="cpu", generation={"max_new_tokens": 6}, max_rows=3, batch_size=4, judge=judge))
+    run = services.evaluations.submit(
+        EvaluationRequest(
+            dataset_id=registered.dataset_id,
+            prompt_id=registered.prompt_id,
+            combinations=combos(registered, two_adapters),
+            gpus="cpu",
+            generation={"max_new_tokens": 6},
+            max_rows=3,
+            batch_size=4,
+            judge=judge,
+        )
+    )
     final = services.runs.wait(run.id, timeout_s=300)
     assert final.status == "succeeded", final.error_text
 
@@ -148,8 +175,11 @@ def test_the_tiny_model_judges_each_adapter_against_the_base_in_both_orders(serv
 def test_an_uncached_hub_task_offline_fails_at_once_saying_the_network_is_needed(services, registered, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-cache"))  # nothing cached, whatever this machine has
-    run = services.evaluations.submit(EvaluationRequest(dataset_id="", prompt_id="", combinations=(Combination(registered.model_id),),
-                                                        gpus="cpu", benchmarks=("arc_easy",)))
+    run = services.evaluations.submit(
+        EvaluationRequest(
+            dataset_id="", prompt_id="", combinations=(Combination(registered.model_id),), gpus="cpu", benchmarks=("arc_easy",)
+        )
+    )
     final = services.runs.wait(run.id, timeout_s=300)
     assert final.status == "failed"
     assert "benchmark task 'arc_easy' needs the network" in final.error_text and "HF_HUB_OFFLINE=1" in final.error_text
@@ -160,10 +190,18 @@ def test_an_uncached_hub_task_offline_fails_at_once_saying_the_network_is_needed
 def test_bad_benchmark_and_judge_requests_write_nothing(services, registered, tmp_path, capsys):
     runs_before = services.runs.list()
     with pytest.raises(ValidationError) as caught:
-        services.evaluations.submit(EvaluationRequest(
-            dataset_id="", prompt_id="", combinations=(Combination(registered.model_id),), gpus="cpu",
-            benchmarks=("gsm8k", "../etc"), benchmark_dir=str(tmp_path), benchmark_limit=0,
-            judge=JudgeRequest(url="file:///etc/passwd", rubric="{answer_a} vs {answer_b} {secret}")))
+        services.evaluations.submit(
+            EvaluationRequest(
+                dataset_id="",
+                prompt_id="",
+                combinations=(Combination(registered.model_id),),
+                gpus="cpu",
+                benchmarks=("gsm8k", "../etc"),
+                benchmark_dir=str(tmp_path),
+                benchmark_limit=0,
+                judge=JudgeRequest(url="file:///etc/passwd", rubric="{answer_a} vs {answer_b} {secret}"),
+            )
+        )
     assert caught.value.rule_ids.count("EV-014") == 3 and "EV-015" in caught.value.rule_ids
     text = str(caught.value)
     assert "'../etc' is not an lm-eval task name" in text and "holds no task YAML file" in text
@@ -177,7 +215,10 @@ def test_bad_benchmark_and_judge_requests_write_nothing(services, registered, tm
 
 def test_blind_compare_votes_count_into_the_win_rates():
     combos = [EvaluationCombinationRecord(1, "r", 1, "base", "m", None), EvaluationCombinationRecord(2, "r", 2, "tuned", "m", "a1")]
-    verdicts = [EvaluationVerdictRecord(1, "r", 2, 0, "win", "B", "", "A", ""), EvaluationVerdictRecord(2, "r", 2, 1, "tie", "A", "", "A", "")]
+    verdicts = [
+        EvaluationVerdictRecord(1, "r", 2, 0, "win", "B", "", "A", ""),
+        EvaluationVerdictRecord(2, "r", 2, 1, "tie", "A", "", "A", ""),
+    ]
 
     def vote(winner: str, blind: bool = True, adapters=(None, "a1")) -> ComparisonVoteRecord:
         candidates = [{"label": label, "adapter_id": a, "output": "..."} for label, a in zip("AB", adapters)]
@@ -195,13 +236,20 @@ def test_a_judge_endpoints_key_is_named_and_kept_in_the_secrets_store(services, 
 
     keys = ApiKeys(services.settings.secrets_dir)
     keys.store("judge-key", "sk-secret")
-    assert keys.value("judge-key") == "sk-secret" and oct((services.settings.secrets_dir / "api_keys" / "judge-key").stat().st_mode)[-3:] == "600"
+    assert (
+        keys.value("judge-key") == "sk-secret"
+        and oct((services.settings.secrets_dir / "api_keys" / "judge-key").stat().st_mode)[-3:] == "600"
+    )
     monkeypatch.setenv("MY_JUDGE_KEY", "sk-env")
     assert keys.value("MY_JUDGE_KEY") == "sk-env"
     ok = JudgeRequest(url="http://127.0.0.1:8000/v1", api_model="judge", api_key_name="judge-key")
     missing = JudgeRequest(url="http://127.0.0.1:8000/v1", api_model="judge", api_key_name="nobody-stored-this")
-    base = dict(dataset_id=registered.dataset_id, prompt_id=registered.prompt_id, gpus="cpu",
-                combinations=(Combination(registered.model_id), Combination(registered.model_id)))
+    base = dict(
+        dataset_id=registered.dataset_id,
+        prompt_id=registered.prompt_id,
+        gpus="cpu",
+        combinations=(Combination(registered.model_id), Combination(registered.model_id)),
+    )
     assert services.evaluations.check(EvaluationRequest(**base, judge=ok))[0] == []
     problems = services.evaluations.check(EvaluationRequest(**base, judge=missing))[0]
     assert [p.rule_id for p in problems] == ["EV-015"] and "no API key named 'nobody-stored-this'" in problems[0].message

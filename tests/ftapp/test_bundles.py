@@ -19,8 +19,15 @@ from cli.main import main
 from ftapp.runs.fine_tune_request import FineTuneRequest
 from trainer.protocol import read_events
 
-FAST = {"max_steps": 4, "logging_steps": 1, "eval_steps": 2, "save_steps": 2, "per_device_train_batch_size": 4,
-        "max_length": 64, "learning_rate": 3e-3}
+FAST = {
+    "max_steps": 4,
+    "logging_steps": 1,
+    "eval_steps": 2,
+    "save_steps": 2,
+    "per_device_train_batch_size": 4,
+    "max_length": 64,
+    "learning_rate": 3e-3,
+}
 
 
 def cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -33,15 +40,22 @@ def cli(capsys, *argv: str) -> tuple[int, str, str]:
 @pytest.fixture
 def planned_run(services, registered):
     """A training run planned on this machine (queued; no supervisor starts it here)."""
-    run, _ = services.runs.submit(FineTuneRequest(
-        base_model_id=registered.model_id, dataset_id=registered.dataset_id, prompt_id=registered.prompt_id,
-        adapter_name="cluster-lora", gpus="cpu", cpu_threads=1, overrides=FAST))
+    run, _ = services.runs.submit(
+        FineTuneRequest(
+            base_model_id=registered.model_id,
+            dataset_id=registered.dataset_id,
+            prompt_id=registered.prompt_id,
+            adapter_name="cluster-lora",
+            gpus="cpu",
+            cpu_threads=1,
+            overrides=FAST,
+        )
+    )
     return run
 
 
 @pytest.mark.slow
-def test_a_bundle_runs_its_launch_script_and_comes_back_as_a_registered_adapter(services, registered, planned_run,
-                                                                                  tmp_path: Path, capsys):
+def test_a_bundle_runs_its_launch_script_and_comes_back_as_a_registered_adapter(services, registered, planned_run, tmp_path: Path, capsys):
     home, bundle = str(services.settings.home), tmp_path / "bundle"
     code, out, err = cli(capsys, "--home", home, "runs", "bundle", planned_run.id, "--out", str(bundle), "--device", "cpu", "--json")
     assert code == 0, err
@@ -53,8 +67,14 @@ def test_a_bundle_runs_its_launch_script_and_comes_back_as_a_registered_adapter(
     services.runs.cancel(planned_run.id)  # it trains on the "cluster" instead
 
     env = {k: v for k, v in os.environ.items() if k not in ("SLURM_JOB_ID", "PYTHONPATH")}
-    result = subprocess.run(["bash", str(bundle / "launch.sh"), "--local"], cwd=tmp_path, env={**env, "PYTHON": sys.executable},
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        ["bash", str(bundle / "launch.sh"), "--local"],
+        cwd=tmp_path,
+        env={**env, "PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     events = read_events(bundle / "run" / "events.jsonl").events
     assert [e.type for e in events][0] == "started" and events[-1].type == "done"
@@ -66,7 +86,11 @@ def test_a_bundle_runs_its_launch_script_and_comes_back_as_a_registered_adapter(
     run, adapter = imported["run"], imported["adapter"]
     assert run["status"] == "succeeded" and run["parent_run_id"] == planned_run.id and run["gpus"] == "1×1 cpu"
     assert (adapter["name"], adapter["run_id"], adapter["model_id"], adapter["prompt_id"]) == (
-        "cluster-lora", run["id"], registered.model_id, registered.prompt_id)
+        "cluster-lora",
+        run["id"],
+        registered.model_id,
+        registered.prompt_id,
+    )
     location = Path(adapter["location"])
     assert location.is_relative_to(services.settings.runs_dir / run["id"]) and (location / "adapter_config.json").is_file()
     assert [step for step, _ in services.runs.metrics(run["id"])["loss"]] == [1, 2, 3, 4]
@@ -85,15 +109,33 @@ def _lora_b_trained(adapter: Path) -> bool:
 
 def test_under_slurm_the_launch_script_starts_accelerate_across_the_nodes(services, planned_run, tmp_path: Path, capsys):
     bundle = tmp_path / "bundle"
-    code, _, err = cli(capsys, "--home", str(services.settings.home), "runs", "bundle", planned_run.id, "--out", str(bundle),
-                       "--nodes", "2", "--gpus-per-node", "4")
+    code, _, err = cli(
+        capsys,
+        "--home",
+        str(services.settings.home),
+        "runs",
+        "bundle",
+        planned_run.id,
+        "--out",
+        str(bundle),
+        "--nodes",
+        "2",
+        "--gpus-per-node",
+        "4",
+    )
     assert code == 0, err
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     (fake_bin / "scontrol").write_text("#!/bin/sh\nprintf 'node-a\\nnode-b\\n'\n")
     (fake_bin / "scontrol").chmod(0o755)
-    env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", "SLURM_JOB_ID": "7", "SLURM_NNODES": "2",
-           "SLURM_NODEID": "1", "SLURM_JOB_NODELIST": "node-[a-b]"}
+    env = {
+        **os.environ,
+        "PATH": f"{fake_bin}:{os.environ['PATH']}",
+        "SLURM_JOB_ID": "7",
+        "SLURM_NNODES": "2",
+        "SLURM_NODEID": "1",
+        "SLURM_JOB_NODELIST": "node-[a-b]",
+    }
     result = subprocess.run(["bash", str(bundle / "launch.sh"), "--dry-run"], env=env, capture_output=True, text=True, timeout=60)
 
     assert result.returncode == 0, result.stderr

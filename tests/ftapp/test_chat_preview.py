@@ -24,13 +24,14 @@ from ftapp.prompts.chat_preview import (
 from ftapp.services import Services
 
 CONVERSATIONS = [
-    [{"role": "system", "content": "You answer support requests."},
-     {"role": "user", "content": "My card was charged twice."},
-     {"role": "assistant", "content": "I will refund the duplicate charge."},
-     {"role": "user", "content": "Thanks, how long will it take?"},
-     {"role": "assistant", "content": "Three to five business days."}],
-    [{"role": "user", "content": "Cancel my order please."},
-     {"role": "assistant", "content": "Your order is cancelled."}],
+    [
+        {"role": "system", "content": "You answer support requests."},
+        {"role": "user", "content": "My card was charged twice."},
+        {"role": "assistant", "content": "I will refund the duplicate charge."},
+        {"role": "user", "content": "Thanks, how long will it take?"},
+        {"role": "assistant", "content": "Three to five business days."},
+    ],
+    [{"role": "user", "content": "Cancel my order please."}, {"role": "assistant", "content": "Your order is cancelled."}],
 ]
 QWEN_LIKE = (
     "{%- for message in messages %}{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}"
@@ -93,20 +94,34 @@ def test_a_template_that_refuses_the_conversation_is_an_ftapp_error() -> None:
 
 
 def test_sharegpt_turns_become_messages() -> None:
-    row = {"system": "Be brief.", "conversations": [
-        {"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}, {"from": "tool", "value": "{}"},
-    ]}
+    row = {
+        "system": "Be brief.",
+        "conversations": [
+            {"from": "human", "value": "Hi"},
+            {"from": "gpt", "value": "Hello"},
+            {"from": "tool", "value": "{}"},
+        ],
+    }
 
     assert sharegpt_turns(row) == [
-        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
-        {"role": "assistant", "content": "Hello"}, {"role": "tool", "content": "{}"},
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+        {"role": "tool", "content": "{}"},
     ]
 
 
 def test_a_template_in_tokenizer_config_is_read_too(tmp_path: Path) -> None:
-    (tmp_path / "tokenizer_config.json").write_text(json.dumps({
-        "chat_template": QWEN_LIKE, "bos_token": {"content": "<bos>", "lstrip": False}, "eos_token": "<|im_end|>",
-    }), encoding="utf-8")
+    (tmp_path / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "chat_template": QWEN_LIKE,
+                "bos_token": {"content": "<bos>", "lstrip": False},
+                "eos_token": "<|im_end|>",
+            }
+        ),
+        encoding="utf-8",
+    )
 
     assert load_chat_template(tmp_path) == QWEN_LIKE
     assert load_special_tokens(tmp_path) == ("<bos>", "<|im_end|>")
@@ -115,13 +130,23 @@ def test_a_template_in_tokenizer_config_is_read_too(tmp_path: Path) -> None:
 
 def test_chat_preview_reads_the_first_rows_of_messages_and_sharegpt_data(services: Services, demo_kit, tmp_path: Path) -> None:
     model = services.models.add(AddModelRequest(type="project", name="tiny", location=str(demo_kit.model_dir)))
-    messages = services.datasets.add(AddDatasetRequest(
-        name="chats", location=str(_write_jsonl(tmp_path / "chats.jsonl", [{"messages": c} for c in CONVERSATIONS])),
-    ))
-    sharegpt = services.datasets.add(AddDatasetRequest(name="sharegpt", location=str(_write_jsonl(
-        tmp_path / "sharegpt.jsonl",
-        [{"conversations": [{"from": "human", "value": "Where is my parcel?"}, {"from": "gpt", "value": "On its way."}]}],
-    ))))
+    messages = services.datasets.add(
+        AddDatasetRequest(
+            name="chats",
+            location=str(_write_jsonl(tmp_path / "chats.jsonl", [{"messages": c} for c in CONVERSATIONS])),
+        )
+    )
+    sharegpt = services.datasets.add(
+        AddDatasetRequest(
+            name="sharegpt",
+            location=str(
+                _write_jsonl(
+                    tmp_path / "sharegpt.jsonl",
+                    [{"conversations": [{"from": "human", "value": "Where is my parcel?"}, {"from": "gpt", "value": "On its way."}]}],
+                )
+            ),
+        )
+    )
     assert (messages.format, sharegpt.format) == ("messages", "sharegpt")
 
     rows = chat_preview(services.datasets, model, messages, limit=1)
@@ -139,9 +164,12 @@ def test_chat_preview_reads_the_first_rows_of_messages_and_sharegpt_data(service
 def test_chat_preview_refuses_what_it_cannot_render(services: Services, demo_kit, tmp_path: Path) -> None:
     model = services.models.add(AddModelRequest(type="project", name="tiny", location=str(demo_kit.model_dir)))
     plain = services.datasets.add(AddDatasetRequest(name="intents", location=str(demo_kit.dataset_path)))
-    chats = services.datasets.add(AddDatasetRequest(
-        name="chats", location=str(_write_jsonl(tmp_path / "chats.jsonl", [{"messages": CONVERSATIONS[1]}])),
-    ))
+    chats = services.datasets.add(
+        AddDatasetRequest(
+            name="chats",
+            location=str(_write_jsonl(tmp_path / "chats.jsonl", [{"messages": CONVERSATIONS[1]}])),
+        )
+    )
     bare_dir = tmp_path / "no-template"
     bare_dir.mkdir()
     shutil.copy(demo_kit.model_dir / "config.json", bare_dir / "config.json")

@@ -30,8 +30,7 @@ def adapters(services, registered, random_adapter):
     for seed in (21, 22):
         torch.manual_seed(seed)
         location = random_adapter(seed, scale=2.0)
-        made.append(services.adapters.add(AddAdapterRequest(name=f"random-{seed}", model_id=registered.model.id,
-                                                            location=str(location))))
+        made.append(services.adapters.add(AddAdapterRequest(name=f"random-{seed}", model_id=registered.model.id, location=str(location))))
     return made
 
 
@@ -70,13 +69,21 @@ def test_bad_requests_name_their_rules_and_start_nothing(services, registered, a
 
     assert rule_ids(lambda: start(CompareRequest(model_id="nope", prompt="x"))) == {"CP-001"}
     assert rule_ids(lambda: start(CompareRequest(model_id=other.id, adapter_ids=(adapters[0].id,), prompt="x"))) == {"CP-002"}
-    assert rule_ids(lambda: start(CompareRequest(model_id=registered.model.id, adapter_ids=(adapters[0].id,) * 2, prompt="x"))) == {"CP-002"}
-    assert rule_ids(lambda: start(CompareRequest(model_id=registered.model.id, adapter_ids=("a", "b", "c", "d", "e"),
-                                                 prompt="x"))) == {"CP-002", "CP-003"}
-    assert rule_ids(lambda: start(CompareRequest(model_id=registered.model.id, adapter_ids=(adapters[0].id,),
-                                                 include_base=False, blind=True, prompt="x"))) == {"CP-003"}
-    everything_wrong = CompareRequest(model_id=registered.model.id, include_base=False, prompt=" ",
-                                      generation={"temperature": -1, "num_beans": 2}, seed=2**40)
+    assert rule_ids(lambda: start(CompareRequest(model_id=registered.model.id, adapter_ids=(adapters[0].id,) * 2, prompt="x"))) == {
+        "CP-002"
+    }
+    assert rule_ids(lambda: start(CompareRequest(model_id=registered.model.id, adapter_ids=("a", "b", "c", "d", "e"), prompt="x"))) == {
+        "CP-002",
+        "CP-003",
+    }
+    assert rule_ids(
+        lambda: start(
+            CompareRequest(model_id=registered.model.id, adapter_ids=(adapters[0].id,), include_base=False, blind=True, prompt="x")
+        )
+    ) == {"CP-003"}
+    everything_wrong = CompareRequest(
+        model_id=registered.model.id, include_base=False, prompt=" ", generation={"temperature": -1, "num_beans": 2}, seed=2**40
+    )
     assert rule_ids(lambda: start(everything_wrong)) == {"CP-003", "CP-004", "CP-005", "CP-006"}
     assert rule_ids(lambda: start(CompareRequest(**{**good.__dict__, "generation": {"num_beams": 3}}))) == {"CP-005"}
     assert services.runs.list() == [] and not any(services.settings.runs_dir.iterdir())
@@ -92,17 +99,29 @@ def test_bad_requests_name_their_rules_and_start_nothing(services, registered, a
 def test_sampled_prompts_lose_the_trailing_spaces_training_moved_into_the_completion(services, registered):
     from ftapp.prompts.service import AddPromptRequest
 
-    spaced = services.prompts.add(AddPromptRequest(
-        name="spaced", dataset_id=registered.dataset.id, prompt_template="Request: {request}\nIntent: {intent}",
-        input_template="Request: {request}\nIntent: ", completion_template="{intent}"))
+    spaced = services.prompts.add(
+        AddPromptRequest(
+            name="spaced",
+            dataset_id=registered.dataset.id,
+            prompt_template="Request: {request}\nIntent: {intent}",
+            input_template="Request: {request}\nIntent: ",
+            completion_template="{intent}",
+        )
+    )
     assert services.comparisons.sample_prompt(registered.dataset.id, spaced.id, 0).endswith("\nIntent:")
 
 
 @pytest.mark.slow
 def test_base_and_two_adapters_stream_side_by_side_then_vote(services, registered, adapters, comparisons):
     prompt = comparisons.sample_prompt(registered.dataset.id, registered.prompt.id, 0)
-    request = CompareRequest(model_id=registered.model.id, adapter_ids=tuple(a.id for a in adapters), include_base=True,
-                             prompt=prompt, generation=FEW_TOKENS, seed=0)
+    request = CompareRequest(
+        model_id=registered.model.id,
+        adapter_ids=tuple(a.id for a in adapters),
+        include_base=True,
+        prompt=prompt,
+        generation=FEW_TOKENS,
+        seed=0,
+    )
     started = time.monotonic()
     snapshots = list(comparisons.generate(request))
     print(f"first comparison (worker start-up included): {time.monotonic() - started:.1f} s, {len(snapshots)} snapshots")

@@ -27,8 +27,12 @@ def test_presets_are_installed_once(services):
 
 def test_identical_content_in_another_spelling_is_deduplicated(services):
     first = services.configs.add(AddConfigRequest(type="generation_config", config='{"max_new_tokens": 32, "do_sample": false}'))
-    again = services.configs.add(AddConfigRequest(type="generation_config", config=json.dumps({"do_sample": False, "max_new_tokens": 32}, indent=4)))
-    other_family = services.configs.add(AddConfigRequest(type="generation_config", config='{"max_new_tokens": 32, "do_sample": false}', model_family="Qwen2ForCausalLM"))
+    again = services.configs.add(
+        AddConfigRequest(type="generation_config", config=json.dumps({"do_sample": False, "max_new_tokens": 32}, indent=4))
+    )
+    other_family = services.configs.add(
+        AddConfigRequest(type="generation_config", config='{"max_new_tokens": 32, "do_sample": false}', model_family="Qwen2ForCausalLM")
+    )
     assert not first.deduplicated and again.deduplicated and again.record.id == first.record.id
     assert not other_family.deduplicated and other_family.record.id != first.record.id
 

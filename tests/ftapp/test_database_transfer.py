@@ -66,9 +66,18 @@ def test_live_runs_of_an_export_come_in_as_failed_history_without_a_process(serv
         for status, pid in statuses.items():
             run_id = str(uuid.uuid4())
             run_dir = services.settings.runs_dir / run_id
-            tx.runs.add(id=run_id, kind="finetune", name=status, status=status, spec="{}", run_dir=str(run_dir),
-                        log_path=str(run_dir / "trainer.log"), pid=pid, process_start_time=1.0 if pid else None,
-                        base_model_id=registered.model.id)
+            tx.runs.add(
+                id=run_id,
+                kind="finetune",
+                name=status,
+                status=status,
+                spec="{}",
+                run_dir=str(run_dir),
+                log_path=str(run_dir / "trainer.log"),
+                pid=pid,
+                process_start_time=1.0 if pid else None,
+                base_model_id=registered.model.id,
+            )
     services.database.export_to(tmp_path / "export.json")
     other = open_services(Settings.from_env(tmp_path / "other-home"))
     try:
@@ -76,7 +85,11 @@ def test_live_runs_of_an_export_come_in_as_failed_history_without_a_process(serv
         assert report.live_runs_made_history == 2 and report.imported["runs"] == 4
         runs = {r.name: r for r in other.runs.list()}
         assert {name: r.status for name, r in runs.items()} == {
-            "queued": "failed", "running": "failed", "succeeded": "succeeded", "cancelled": "cancelled"}
+            "queued": "failed",
+            "running": "failed",
+            "succeeded": "succeeded",
+            "cancelled": "cancelled",
+        }
         assert all(r.pid is None and r.process_start_time is None for r in runs.values())
         assert runs["running"].error_text.startswith("imported while running; imported runs are history")
         assert runs["queued"].error_cause == "imported" and runs["queued"].finished_at is not None
@@ -99,9 +112,17 @@ def test_run_payloads_travel_scrubbed_as_untrusted_json_and_an_older_export_stil
     run_id = str(uuid.uuid4())
     run_dir = services.settings.runs_dir / run_id
     with services.db.transaction() as tx:
-        tx.runs.add(id=run_id, kind="export", name="shipped", status="succeeded", spec="{}", run_dir=str(run_dir),
-                    base_model_id=registered.model.id, started_payload='{"action": "push"}',
-                    done_payload=json.dumps({"repo_id": "me/tiny", "hf_token": TOKEN}))
+        tx.runs.add(
+            id=run_id,
+            kind="export",
+            name="shipped",
+            status="succeeded",
+            spec="{}",
+            run_dir=str(run_dir),
+            base_model_id=registered.model.id,
+            started_payload='{"action": "push"}',
+            done_payload=json.dumps({"repo_id": "me/tiny", "hf_token": TOKEN}),
+        )
     exported = json.loads(services.database.export_json())
     assert TOKEN not in json.dumps(exported)  # a payload is scrubbed like a spec
     shipped = next(r for r in exported["tables"]["runs"] if r["id"] == run_id)

@@ -62,8 +62,11 @@ def test_project_defaults_is_not_a_dataset(services):
 
 def test_remove_refuses_while_prompts_use_it_then_cascades_on_request(services):
     record = services.datasets.add(AddDatasetRequest(location=str(sample("test_dataset_csv_healthy.csv"))))
-    services.prompts.add(AddPromptRequest(name="p", dataset_id=record.id, prompt_template="{input} {output}",
-                                          input_template="{input} ", completion_template="{output}"))
+    services.prompts.add(
+        AddPromptRequest(
+            name="p", dataset_id=record.id, prompt_template="{input} {output}", input_template="{input} ", completion_template="{output}"
+        )
+    )
     with pytest.raises(ConflictError, match="used by prompts p"):
         services.datasets.remove(record.id)
     assert services.datasets.remove(record.id, remove_prompts=True) == ["p"]

@@ -29,8 +29,9 @@ def test_demo_builds_once_and_registers_model_dataset_prompt(tmp_path, capsys, m
         assert again.built is False and again.model.id == first["model"]["id"]
         assert len(services.models.list()) == 1 and len(services.prompts.list()) == 1
         # The demo prompt fits the demo dataset and renders real rows.
-        rows = services.prompts.render_preview(again.dataset.id, again.prompt.prompt_template,
-                                               again.prompt.input_template, again.prompt.completion_template)
+        rows = services.prompts.render_preview(
+            again.dataset.id, again.prompt.prompt_template, again.prompt.input_template, again.prompt.completion_template
+        )
         assert rows and all(r.prompt == r.input + r.completion for r in rows)
         assert not services.is_empty()
     finally:

@@ -23,25 +23,46 @@ CPU = Machine(gpus=(), cpu_count=2, memory_available_mib=16_000)
 GRPO_REWARDS = (RewardSpec("exact_match"), RewardSpec("valid_json", weight=0.5))
 
 
-def trained_adapter(services, registered, random_adapter, tmp_path: Path, name: str, method: str, in_row: bool,
-                    **fields: Any) -> AdapterRecord:
+def trained_adapter(
+    services, registered, random_adapter, tmp_path: Path, name: str, method: str, in_row: bool, **fields: Any
+) -> AdapterRecord:
     """A random adapter registered as the output of a finished ``method`` run whose spec has ``fields`` (in the run row,
     or only in its spec.json)."""
     run_dir = tmp_path / f"run-{name}"
     run_dir.mkdir()
-    spec = TrainSpec(run_id=name, run_dir=str(run_dir), method=method, training_mode="lora", model=ModelSource("tiny"),
-                     data=DataSource("project_jsonl"), adapter_name=name, training={}, **fields).to_dict()
+    spec = TrainSpec(
+        run_id=name,
+        run_dir=str(run_dir),
+        method=method,
+        training_mode="lora",
+        model=ModelSource("tiny"),
+        data=DataSource("project_jsonl"),
+        adapter_name=name,
+        training={},
+        **fields,
+    ).to_dict()
     (run_dir / SPEC_FILE).write_text(json.dumps(spec))
     with services.db.transaction() as tx:
-        run = tx.runs.add(id=new_id(), kind="finetune", name=name, status="succeeded", run_dir=str(run_dir),
-                          spec=json.dumps(spec) if in_row else "{}")
-    return services.adapters.add(AddAdapterRequest(name=name, model_id=registered.model_id, run_id=run.id,
-                                                   location=str(random_adapter(len(name)))))
+        run = tx.runs.add(
+            id=new_id(), kind="finetune", name=name, status="succeeded", run_dir=str(run_dir), spec=json.dumps(spec) if in_row else "{}"
+        )
+    return services.adapters.add(
+        AddAdapterRequest(name=name, model_id=registered.model_id, run_id=run.id, location=str(random_adapter(len(name))))
+    )
 
 
 def grpo_adapter(services, registered, random_adapter, tmp_path) -> AdapterRecord:
-    return trained_adapter(services, registered, random_adapter, tmp_path, "grpo-lora", "grpo", in_row=True,
-                           method_settings={"num_generations": 4}, rewards=GRPO_REWARDS)
+    return trained_adapter(
+        services,
+        registered,
+        random_adapter,
+        tmp_path,
+        "grpo-lora",
+        "grpo",
+        in_row=True,
+        method_settings={"num_generations": 4},
+        rewards=GRPO_REWARDS,
+    )
 
 
 def is_json(text: str) -> bool:
@@ -55,9 +76,15 @@ def is_json(text: str) -> bool:
 @pytest.mark.slow
 def test_rewards_default_to_the_grpo_runs_and_score_every_answer(services, registered, random_adapter, tmp_path):
     adapter = grpo_adapter(services, registered, random_adapter, tmp_path)
-    request = EvaluationRequest(dataset_id=registered.dataset_id, prompt_id=registered.prompt_id, gpus="cpu",
-                                combinations=(Combination(registered.model_id), Combination(registered.model_id, adapter.id)),
-                                generation={"max_new_tokens": 6}, max_rows=6, batch_size=6)
+    request = EvaluationRequest(
+        dataset_id=registered.dataset_id,
+        prompt_id=registered.prompt_id,
+        gpus="cpu",
+        combinations=(Combination(registered.model_id), Combination(registered.model_id, adapter.id)),
+        generation={"max_new_tokens": 6},
+        max_rows=6,
+        batch_size=6,
+    )
     run = services.evaluations.submit(request)
     assert read_spec_rewards(run) == [r.to_dict() for r in GRPO_REWARDS]
     final = services.runs.wait(run.id, timeout_s=300)
@@ -79,7 +106,9 @@ def test_rewards_default_to_the_grpo_runs_and_score_every_answer(services, regis
     assert tuned.deltas["reward"] == pytest.approx(tuned.metrics["reward"] - base.metrics["reward"])
 
     # Rewards named in the request replace the run's; none named explicitly means none.
-    explicit = services.evaluations.submit(EvaluationRequest(**{**request.__dict__, "rewards": ({"kind": "regex_match", "pattern": "^[a-z_]+$"},)}))
+    explicit = services.evaluations.submit(
+        EvaluationRequest(**{**request.__dict__, "rewards": ({"kind": "regex_match", "pattern": "^[a-z_]+$"},)})
+    )
     assert read_spec_rewards(explicit) == [RewardSpec("regex_match", pattern="^[a-z_]+$").to_dict()]
     assert read_spec_rewards(services.evaluations.submit(EvaluationRequest(**{**request.__dict__, "rewards": ()}))) == []
 
@@ -95,8 +124,14 @@ def test_rewards_are_checked_like_a_grpo_runs(services, registered, tmp_path):
     shared = Settings(home=tmp_path / "home", demo=True)
 
     def problems(rewards, settings: Settings | None = local, **changes):
-        values = dict(dataset_id=registered.dataset_id, prompt_id=registered.prompt_id, gpus="cpu",
-                      combinations=(Combination(registered.model_id),), rewards=rewards, **changes)
+        values = dict(
+            dataset_id=registered.dataset_id,
+            prompt_id=registered.prompt_id,
+            gpus="cpu",
+            combinations=(Combination(registered.model_id),),
+            rewards=rewards,
+            **changes,
+        )
         with services.db.transaction() as tx:
             return [str(p) for p in validate_evaluation(tx, EvaluationRequest(**values), CPU, settings)]
 
@@ -105,8 +140,8 @@ def test_rewards_are_checked_like_a_grpo_runs(services, registered, tmp_path):
     assert len(refused) == 1 and refused[0].startswith("EV-013: reward 1 (custom_python): custom Python rewards are refused")
     assert "demo mode" in refused[0]
     assert problems(({"kind": "bleu"}, {"kind": "regex_match", "pattern": "(x"}, {"kind": "length_penalty"})) == [
-        "EV-013: reward 1: unknown kind 'bleu'; use one of " + ", ".join(
-            ["exact_match", "numeric_match", "regex_match", "valid_json", "length_penalty", "custom_python"]),
+        "EV-013: reward 1: unknown kind 'bleu'; use one of "
+        + ", ".join(["exact_match", "numeric_match", "regex_match", "valid_json", "length_penalty", "custom_python"]),
         "EV-013: reward 2 (regex_match): pattern '(x' does not compile (missing ), unterminated subpattern at position 0)",
         "EV-013: reward 3 (length_penalty): target_length must be a whole number from 1 to 1,000,000 characters (got None)",
     ]
@@ -118,21 +153,46 @@ def preference_dataset(services, demo_kit, tmp_path):
     rows = [json.loads(line) for line in demo_kit.dataset_path.read_text().splitlines()][:40]
     intents = sorted({row["intent"] for row in rows})
     path = tmp_path / "intent-pairs.jsonl"
-    path.write_text("".join(json.dumps({
-        "prompt": f"Request: {row['request']}\nIntent:", "chosen": f" {row['intent']}",
-        "rejected": f" {intents[(intents.index(row['intent']) + 1) % len(intents)]}"}) + "\n" for row in rows))
+    path.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "prompt": f"Request: {row['request']}\nIntent:",
+                    "chosen": f" {row['intent']}",
+                    "rejected": f" {intents[(intents.index(row['intent']) + 1) % len(intents)]}",
+                }
+            )
+            + "\n"
+            for row in rows
+        )
+    )
     return services.datasets.add(AddDatasetRequest(name="intent-pairs", location=str(path)))
 
 
 @pytest.mark.slow
-def test_a_dpo_adapter_is_scored_on_preference_pairs_without_a_prompt(services, registered, random_adapter, tmp_path,
-                                                                     preference_dataset, capsys):
+def test_a_dpo_adapter_is_scored_on_preference_pairs_without_a_prompt(
+    services, registered, random_adapter, tmp_path, preference_dataset, capsys
+):
     assert preference_dataset.format == "preference"
-    dpo = trained_adapter(services, registered, random_adapter, tmp_path, "dpo-lora", "dpo", in_row=False,
-                          method_settings={"beta": 0.2, "loss_type": "sigmoid"})
+    dpo = trained_adapter(
+        services,
+        registered,
+        random_adapter,
+        tmp_path,
+        "dpo-lora",
+        "dpo",
+        in_row=False,
+        method_settings={"beta": 0.2, "loss_type": "sigmoid"},
+    )
     grpo = grpo_adapter(services, registered, random_adapter, tmp_path)
-    request = EvaluationRequest(dataset_id=preference_dataset.id, prompt_id="", gpus="cpu", max_rows=5, batch_size=4,
-                                combinations=(Combination(registered.model_id), Combination(registered.model_id, dpo.id)))
+    request = EvaluationRequest(
+        dataset_id=preference_dataset.id,
+        prompt_id="",
+        gpus="cpu",
+        max_rows=5,
+        batch_size=4,
+        combinations=(Combination(registered.model_id), Combination(registered.model_id, dpo.id)),
+    )
     run = services.evaluations.submit(request)
     spec = json.loads(run.spec)
     assert spec["data"]["format"] == "preference" and spec["rewards"] == []
@@ -160,8 +220,23 @@ def test_a_dpo_adapter_is_scored_on_preference_pairs_without_a_prompt(services, 
 
 
 def test_the_cli_takes_rewards_in_the_train_syntax(services, registered, capsys):
-    args = ["--home", str(services.settings.home), "evaluate", "--dataset", registered.dataset_id, "--prompt", registered.prompt_id,
-            "--combo", registered.model_id, "--gpus", "cpu", "--reward", "exact_match", "--reward", "regex_match:0.5,pattern=([a-z]{1,3}"]
+    args = [
+        "--home",
+        str(services.settings.home),
+        "evaluate",
+        "--dataset",
+        registered.dataset_id,
+        "--prompt",
+        registered.prompt_id,
+        "--combo",
+        registered.model_id,
+        "--gpus",
+        "cpu",
+        "--reward",
+        "exact_match",
+        "--reward",
+        "regex_match:0.5,pattern=([a-z]{1,3}",
+    ]
     assert cli_main(args) != 0
     error = capsys.readouterr().err
     # The comma inside {1,3} stays in the pattern, as `train --reward` reads it.

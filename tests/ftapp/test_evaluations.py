@@ -16,18 +16,45 @@ from ftapp.models.service import AddModelRequest
 from ftapp.runs.fine_tune_request import FineTuneRequest
 from trainer.protocol import read_events
 
-FAST = {"max_steps": 20, "logging_steps": 5, "eval_steps": 20, "save_steps": 20, "per_device_train_batch_size": 8,
-        "max_length": 64, "learning_rate": 5e-3}
-METRICS = ("exact_match", "token_f1", "rouge1", "rouge2", "rougeL", "bleu", "accuracy", "macro_f1",
-           "mean_log_likelihood", "perplexity", "batch_latency_s", "batch_tokens_per_s", "mean_new_tokens")
+FAST = {
+    "max_steps": 20,
+    "logging_steps": 5,
+    "eval_steps": 20,
+    "save_steps": 20,
+    "per_device_train_batch_size": 8,
+    "max_length": 64,
+    "learning_rate": 5e-3,
+}
+METRICS = (
+    "exact_match",
+    "token_f1",
+    "rouge1",
+    "rouge2",
+    "rougeL",
+    "bleu",
+    "accuracy",
+    "macro_f1",
+    "mean_log_likelihood",
+    "perplexity",
+    "batch_latency_s",
+    "batch_tokens_per_s",
+    "mean_new_tokens",
+)
 
 
 @pytest.fixture
 def adapters(services, registered, random_adapter):
     """A trained adapter (its run holds out 10% of the rows) and an untrained random one."""
-    run, _ = services.runs.submit(FineTuneRequest(
-        base_model_id=registered.model_id, dataset_id=registered.dataset_id, prompt_id=registered.prompt_id,
-        adapter_name="trained", gpus="cpu", overrides=FAST))
+    run, _ = services.runs.submit(
+        FineTuneRequest(
+            base_model_id=registered.model_id,
+            dataset_id=registered.dataset_id,
+            prompt_id=registered.prompt_id,
+            adapter_name="trained",
+            gpus="cpu",
+            overrides=FAST,
+        )
+    )
     assert services.runs.wait(run.id, timeout_s=300).status == "succeeded"
     trained = next(a for a in services.adapters.list() if a.name == "trained")
     untrained = services.adapters.add(AddAdapterRequest(name="random", model_id=registered.model_id, location=str(random_adapter(3))))
@@ -36,8 +63,14 @@ def adapters(services, registered, random_adapter):
 
 def request(registered, *adapter_ids: str | None, **changes) -> EvaluationRequest:
     combos = tuple(Combination(registered.model_id, a) for a in adapter_ids)
-    return EvaluationRequest(dataset_id=registered.dataset_id, prompt_id=registered.prompt_id, combinations=combos,
-                             gpus="cpu", generation={"max_new_tokens": 8}, **changes)
+    return EvaluationRequest(
+        dataset_id=registered.dataset_id,
+        prompt_id=registered.prompt_id,
+        combinations=combos,
+        gpus="cpu",
+        generation={"max_new_tokens": 8},
+        **changes,
+    )
 
 
 @pytest.mark.slow
@@ -80,9 +113,16 @@ def test_malformed_combinations_start_nothing(services, registered, adapters, de
     other = services.models.add(AddModelRequest(type="project", name="other", location=str(copy)))
     runs_before = {r.id for r in services.runs.list()}
     dirs_before = set(services.settings.runs_dir.iterdir())
-    bad = EvaluationRequest(dataset_id=registered.dataset_id, prompt_id=registered.prompt_id, gpus="cpu",
-                            combinations=(Combination(registered.model_id), Combination(registered.model_id, "no-such-adapter"),
-                                          Combination(other.id, trained.id)))
+    bad = EvaluationRequest(
+        dataset_id=registered.dataset_id,
+        prompt_id=registered.prompt_id,
+        gpus="cpu",
+        combinations=(
+            Combination(registered.model_id),
+            Combination(registered.model_id, "no-such-adapter"),
+            Combination(other.id, trained.id),
+        ),
+    )
     with pytest.raises(ValidationError) as caught:
         services.evaluations.submit(bad)
     assert caught.value.rule_ids == ["EV-006", "EV-006"]

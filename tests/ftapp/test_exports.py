@@ -31,15 +31,32 @@ def adapter(services, registered, random_adapter):
 
 def trained_adapter(services, registered, random_adapter, status: str = "succeeded"):
     """An adapter with a training run of ``status`` behind it (a run row, not a real training: seconds saved)."""
-    spec = TrainSpec(run_id=f"run-{status}", run_dir="", method="sft", training_mode="lora", model=ModelSource("tiny"),
-                     data=DataSource("project_jsonl", fraction=1.0, train_split=0.9), adapter_name=f"lora-{status}",
-                     training={"learning_rate": 0.002, "hub_token": SECRET}, lora={"r": 4})
+    spec = TrainSpec(
+        run_id=f"run-{status}",
+        run_dir="",
+        method="sft",
+        training_mode="lora",
+        model=ModelSource("tiny"),
+        data=DataSource("project_jsonl", fraction=1.0, train_split=0.9),
+        adapter_name=f"lora-{status}",
+        training={"learning_rate": 0.002, "hub_token": SECRET},
+        lora={"r": 4},
+    )
     with services.db.transaction() as tx:
-        run = tx.runs.add(id=f"run-{status}", kind="finetune", name="trained", status=status, spec=json.dumps(spec.to_dict()),
-                          base_model_id=registered.model_id, dataset_id=registered.dataset_id, prompt_id=registered.prompt_id)
+        run = tx.runs.add(
+            id=f"run-{status}",
+            kind="finetune",
+            name="trained",
+            status=status,
+            spec=json.dumps(spec.to_dict()),
+            base_model_id=registered.model_id,
+            dataset_id=registered.dataset_id,
+            prompt_id=registered.prompt_id,
+        )
         tx.metric_points.add_many([{"run_id": run.id, "step": 10, "name": "eval_loss", "value": 0.25, "time": 0.0}])
-    return services.adapters.add(AddAdapterRequest(name=f"lora-{status}", model_id=registered.model_id,
-                                                   location=str(random_adapter(11)), run_id=run.id))
+    return services.adapters.add(
+        AddAdapterRequest(name=f"lora-{status}", model_id=registered.model_id, location=str(random_adapter(11)), run_id=run.id)
+    )
 
 
 @pytest.mark.slow
@@ -51,7 +68,9 @@ def test_merge_reloads_with_identical_greedy_outputs_and_registers_in_mlflow(ser
     assert result.verified is True and result.prompts_matched == result.prompts == len(PROMPTS)
     assert result.max_logit_diff < 1e-3 and result.dtype == "float32"
     merged = Path(result.merged_dir)
-    assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "README.md"} <= {p.name for p in merged.iterdir()}
+    assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "README.md"} <= {
+        p.name for p in merged.iterdir()
+    }
     card = (merged / "README.md").read_text()
     assert "rand merged into its base model tiny" in card and "**verified**" in card
 
@@ -61,8 +80,9 @@ def test_merge_reloads_with_identical_greedy_outputs_and_registers_in_mlflow(ser
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(merged)
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": "Where is my order?"}], add_generation_prompt=True,
-                                        return_tensors="pt", return_dict=True)["input_ids"]
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Where is my order?"}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )["input_ids"]
     greedy = {"max_new_tokens": 12, "do_sample": False, "pad_token_id": tokenizer.pad_token_id}
     base = AutoModelForCausalLM.from_pretrained(registered.model.location)
     base_logits = base(ids).logits
@@ -100,7 +120,9 @@ def test_archive_holds_the_files_and_the_card_never_a_secret(services, registere
     assert names == ["lora-succeeded/README.md", "lora-succeeded/adapter_config.json", "lora-succeeded/adapter_model.safetensors"]
     card = contents["lora-succeeded/README.md"].decode()
     assert "library_name: peft" in card and "| learning_rate | 0.002 |" in card and "final eval_loss: 0.25" in card
-    everything = b"".join(contents.values()) + Path(run.run_dir, "trainer.log").read_bytes() + Path(run.run_dir, "events.jsonl").read_bytes()
+    everything = (
+        b"".join(contents.values()) + Path(run.run_dir, "trainer.log").read_bytes() + Path(run.run_dir, "events.jsonl").read_bytes()
+    )
     assert SECRET.encode() not in everything and SECRET not in run.spec
 
     # A file with the token in it is refused, and the download fails closed.

@@ -26,8 +26,15 @@ from trainer.export.verify import PROMPTS
 
 INPUT_TEMPLATE = "Request: {instruction}\nIntent: "
 # A few steps: enough to move the weights off the base (the merge has something to merge), seconds on two cores.
-TRAINING = {"max_steps": 4, "per_device_train_batch_size": 4, "max_length": 64, "logging_steps": 2, "eval_steps": 4,
-            "save_steps": 1000, "warmup_ratio": 0.0}
+TRAINING = {
+    "max_steps": 4,
+    "per_device_train_batch_size": 4,
+    "max_length": 64,
+    "logging_steps": 2,
+    "eval_steps": 4,
+    "save_steps": 1000,
+    "warmup_ratio": 0.0,
+}
 
 
 @dataclass(frozen=True)
@@ -43,11 +50,27 @@ def studio(smollm2: RealModel, tmp_path_factory) -> Iterator[Studio]:
     services = open_services(Settings.from_env(tmp_path_factory.mktemp("gguf-export") / "home"))
     model = services.models.add(AddModelRequest(type="project", name="smollm2", location=str(smollm2.model_dir)))
     tickets = services.datasets.add(AddDatasetRequest(name="tickets", location=str(TEST_DATA / "clean_ticketing.csv")))
-    prompt = services.prompts.add(AddPromptRequest(name="intent", dataset_id=tickets.id, prompt_template=INPUT_TEMPLATE + "{intent}",
-                                                   input_template=INPUT_TEMPLATE, completion_template="{intent}"))
-    run, _ = services.runs.submit(FineTuneRequest(base_model_id=model.id, dataset_id=tickets.id, prompt_id=prompt.id,
-                                                  adapter_name="tickets-lora", gpus="cpu", learning_rate=1e-3,
-                                                  dataset_fraction=0.05, overrides=TRAINING))
+    prompt = services.prompts.add(
+        AddPromptRequest(
+            name="intent",
+            dataset_id=tickets.id,
+            prompt_template=INPUT_TEMPLATE + "{intent}",
+            input_template=INPUT_TEMPLATE,
+            completion_template="{intent}",
+        )
+    )
+    run, _ = services.runs.submit(
+        FineTuneRequest(
+            base_model_id=model.id,
+            dataset_id=tickets.id,
+            prompt_id=prompt.id,
+            adapter_name="tickets-lora",
+            gpus="cpu",
+            learning_rate=1e-3,
+            dataset_fraction=0.05,
+            overrides=TRAINING,
+        )
+    )
     final = services.runs.wait(run.id, timeout_s=900)
     assert final.status == "succeeded", final.error_text
     (adapter,) = services.adapters.list(model_id=model.id)
@@ -59,8 +82,23 @@ def studio(smollm2: RealModel, tmp_path_factory) -> Iterator[Studio]:
 @pytest.mark.timeout(1800)  # the first test of the module pays for the conversion of SmolLM2 and the training too
 def test_an_adapter_exports_to_verified_f16_and_q8_0_with_a_modelfile_of_its_training_format(studio: Studio, capsys):
     services = studio.services
-    code = cli_main(["--home", str(services.settings.home), "export", "gguf", "--adapter", studio.adapter.id,
-                     "--type", "f16", "q8_0", "--gpus", "cpu", "--wait", "--json"])
+    code = cli_main(
+        [
+            "--home",
+            str(services.settings.home),
+            "export",
+            "gguf",
+            "--adapter",
+            studio.adapter.id,
+            "--type",
+            "f16",
+            "q8_0",
+            "--gpus",
+            "cpu",
+            "--wait",
+            "--json",
+        ]
+    )
     shown = json.loads(capsys.readouterr().out)  # --json: what `export show` prints
     runs = services.exports.list()
     assert code == 0, runs[0].error_text
@@ -73,9 +111,11 @@ def test_an_adapter_exports_to_verified_f16_and_q8_0_with_a_modelfile_of_its_tra
         assert path.is_file() and path.read_bytes()[:4] == b"GGUF" and path.stat().st_size == file.size_bytes
         assert file.tokens == len(PROMPTS) * 16 and file.prompts == len(PROMPTS)
         assert file.token_agreement >= agreement_floor(file.type) and file.verified
-        print(f"\n{file.type}: {file.size_bytes / 1e6:.1f} MB, converted in {file.convert_seconds:.1f} s, verified in "
-              f"{file.verify_seconds:.1f} s; teacher-forced {file.tokens_agreed}/{file.tokens} tokens agree, "
-              f"{file.prompts_matched}/{file.prompts} greedy answers identical, max logit difference {file.max_logit_diff:.3g}")
+        print(
+            f"\n{file.type}: {file.size_bytes / 1e6:.1f} MB, converted in {file.convert_seconds:.1f} s, verified in "
+            f"{file.verify_seconds:.1f} s; teacher-forced {file.tokens_agreed}/{file.tokens} tokens agree, "
+            f"{file.prompts_matched}/{file.prompts} greedy answers identical, max logit difference {file.max_logit_diff:.3g}"
+        )
     # f16 holds the merged bf16 weights exactly: it differs from base + adapter by the merge's rounding alone.
     assert f16.max_logit_diff < q8.max_logit_diff and f16.tokens_agreed >= q8.tokens_agreed
     assert q8.size_bytes < 0.6 * f16.size_bytes

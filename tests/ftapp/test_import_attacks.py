@@ -45,18 +45,34 @@ def refused(services: Services, path: Path) -> ValidationError:
 
 def run_row(run_dir: Path, status: str, run_id: str | None = None, **values) -> dict:
     run_id = run_id or run_dir.name
-    return {"id": run_id, "kind": "finetune", "name": f"evil-{status}", "status": status, "spec": "{}",
-            "run_dir": str(run_dir), "log_path": str(run_dir / "trainer.log"), **values}
+    return {
+        "id": run_id,
+        "kind": "finetune",
+        "name": f"evil-{status}",
+        "status": status,
+        "spec": "{}",
+        "run_dir": str(run_dir),
+        "log_path": str(run_dir / "trainer.log"),
+        **values,
+    }
 
 
 def grpo_spec_running(services: Services, registered, run_dir: Path, marker: Path):
     """A valid GRPO spec whose custom_python reward writes ``marker`` the moment a trainer loads it."""
     code = run_dir / "reward.py"
-    code.write_text(f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n\n"
-                    "def reward(completion, reference, row):\n    return 0.0\n")
-    request = FineTuneRequest(base_model_id=registered.model.id, dataset_id=registered.dataset.id, prompt_id=registered.prompt.id,
-                              adapter_name="evil", gpus="cpu", method="grpo", rewards=({"kind": "exact_match"},),
-                              overrides={"max_steps": 1})
+    code.write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n\ndef reward(completion, reference, row):\n    return 0.0\n"
+    )
+    request = FineTuneRequest(
+        base_model_id=registered.model.id,
+        dataset_id=registered.dataset.id,
+        prompt_id=registered.prompt.id,
+        adapter_name="evil",
+        gpus="cpu",
+        method="grpo",
+        rewards=({"kind": "exact_match"},),
+        overrides={"max_steps": 1},
+    )
     with services.db.transaction() as tx:
         spec = build_train_spec(tx, services.settings, request, run_dir.name, device="cpu")
     spec = replace(spec, run_dir=str(run_dir), rewards=(RewardSpec(kind="custom_python", code_path=str(code)),))
@@ -73,14 +89,16 @@ def supervise(services: Services, seconds: float) -> None:
 
 # -- 1. an import starts no code and signals no process ------------------------------------------------------
 
+
 @pytest.mark.slow  # starts real processes
 def test_a_queued_run_whose_folder_holds_a_crafted_spec_is_never_launched(services, registered, tmp_path):
     marker = tmp_path / "pwned"
     outside = tmp_path / "attacker" / str(uuid.uuid4())
     outside.mkdir(parents=True)
     spec = grpo_spec_running(services, registered, outside, marker)
-    attack = crafted(services, tmp_path, runs=[run_row(outside, "queued", spec=json.dumps(spec.to_dict()),
-                                                       base_model_id=registered.model.id)])
+    attack = crafted(
+        services, tmp_path, runs=[run_row(outside, "queued", spec=json.dumps(spec.to_dict()), base_model_id=registered.model.id)]
+    )
 
     error = refused(services, attack)
 
@@ -97,8 +115,9 @@ def test_a_queued_run_inside_the_home_comes_in_as_history_and_is_never_launched(
     planted = services.settings.runs_dir / str(uuid.uuid4())  # as if the attacker could place files in the home
     planted.mkdir(parents=True)
     spec = grpo_spec_running(services, registered, planted, marker)
-    attack = crafted(services, tmp_path, runs=[run_row(planted, "queued", spec=json.dumps(spec.to_dict()),
-                                                       base_model_id=registered.model.id)])
+    attack = crafted(
+        services, tmp_path, runs=[run_row(planted, "queued", spec=json.dumps(spec.to_dict()), base_model_id=registered.model.id)]
+    )
 
     report = services.database.import_from(attack)
     supervise(services, 3)
@@ -115,8 +134,9 @@ def test_a_running_row_naming_a_real_process_group_is_never_signalled(services, 
     sleeper = subprocess.Popen(["sleep", "300"], start_new_session=True)
     try:
         run_dir = services.settings.runs_dir / str(uuid.uuid4())
-        attack = crafted(services, tmp_path, runs=[run_row(run_dir, "running", pid=sleeper.pid,
-                                                           process_start_time=process_start_time(sleeper.pid))])
+        attack = crafted(
+            services, tmp_path, runs=[run_row(run_dir, "running", pid=sleeper.pid, process_start_time=process_start_time(sleeper.pid))]
+        )
         home = str(services.settings.home)
 
         imported = subprocess.run([CLI, "--home", home, "db", "import", str(attack)], capture_output=True, text=True, timeout=120)
@@ -147,8 +167,9 @@ def test_resuming_an_imported_run_reads_its_row_never_a_spec_json_it_points_at(s
     run_dir.mkdir(parents=True)
     spec = grpo_spec_running(services, registered, run_dir, marker)
     (run_dir / "checkpoints" / "checkpoint-1").mkdir(parents=True)
-    attack = crafted(services, tmp_path, runs=[run_row(run_dir, "failed", spec=json.dumps(spec.to_dict()),
-                                                       base_model_id=registered.model.id)])
+    attack = crafted(
+        services, tmp_path, runs=[run_row(run_dir, "failed", spec=json.dumps(spec.to_dict()), base_model_id=registered.model.id)]
+    )
     services.database.import_from(attack)
     home = services.settings.home
     services.close()
@@ -165,6 +186,7 @@ def test_resuming_an_imported_run_reads_its_row_never_a_spec_json_it_points_at(s
 
 
 # -- 2. ids and paths from an import ---------------------------------------------------------------------------
+
 
 def test_a_dataset_id_that_climbs_out_of_the_home_is_refused_and_the_victim_kept(services, registered, tmp_path):
     victim = tmp_path / "victim"
@@ -194,7 +216,9 @@ def test_a_dataset_folder_that_is_a_symlink_out_of_the_home_is_not_followed_on_r
     dataset_id = str(uuid.uuid4())
     (services.settings.datasets_dir / dataset_id).symlink_to(victim, target_is_directory=True)
     with services.db.transaction() as tx:
-        tx.datasets.add(id=dataset_id, name="linked", type="project_csv", location=str(services.settings.datasets_dir / dataset_id / "x.csv"))
+        tx.datasets.add(
+            id=dataset_id, name="linked", type="project_csv", location=str(services.settings.datasets_dir / dataset_id / "x.csv")
+        )
 
     with pytest.raises(ValidationError) as caught:
         services.datasets.remove(dataset_id)
@@ -208,20 +232,23 @@ def _id() -> str:
 
 
 OUTSIDE = {
-    "dataset at /etc/passwd": lambda h, reg: {"datasets": [
-        {"id": _id(), "name": "passwd", "type": "project_csv", "location": "/etc/passwd"}]},
+    "dataset at /etc/passwd": lambda h, reg: {
+        "datasets": [{"id": _id(), "name": "passwd", "type": "project_csv", "location": "/etc/passwd"}]
+    },
     "model at /root": lambda h, reg: {"models": [{"id": _id(), "name": "root", "type": "project", "location": "/root"}]},
-    "adapter at /etc": lambda h, reg: {"adapters": [
-        {"id": _id(), "name": "etc", "type": "project", "model_id": reg.model.id, "location": "/etc"}]},
+    "adapter at /etc": lambda h, reg: {
+        "adapters": [{"id": _id(), "name": "etc", "type": "project", "model_id": reg.model.id, "location": "/etc"}]
+    },
     "run folder /root": lambda h, reg: {"runs": [run_row(Path("/root"), "failed", run_id=_id())]},
-    "run log /etc/passwd": lambda h, reg: {"runs": [
-        {**run_row(h / "runs" / (i := _id()), "failed", run_id=i), "log_path": "/etc/passwd"}]},
+    "run log /etc/passwd": lambda h, reg: {"runs": [{**run_row(h / "runs" / (i := _id()), "failed", run_id=i), "log_path": "/etc/passwd"}]},
     "run folder not named by its id": lambda h, reg: {"runs": [run_row(h / "runs" / _id(), "failed", run_id=_id())]},
     "artifact /etc/shadow": lambda h, reg: {"artifacts": [{"id": _id(), "kind": "adapter", "path": "/etc/shadow"}]},
-    "relative path": lambda h, reg: {"datasets": [
-        {"id": _id(), "name": "rel", "type": "project_csv", "location": "datasets/x.csv"}]},
-    "another home's folder climbing out": lambda h, reg: {"datasets": [
-        {"id": _id(), "name": "climb", "type": "project_csv", "location": f"/old/home/datasets/{_id()}/../../../../etc/passwd"}]},
+    "relative path": lambda h, reg: {"datasets": [{"id": _id(), "name": "rel", "type": "project_csv", "location": "datasets/x.csv"}]},
+    "another home's folder climbing out": lambda h, reg: {
+        "datasets": [
+            {"id": _id(), "name": "climb", "type": "project_csv", "location": f"/old/home/datasets/{_id()}/../../../../etc/passwd"}
+        ]
+    },
 }
 
 
@@ -236,8 +263,9 @@ def test_paths_outside_the_home_are_refused_naming_the_row(services, registered,
 def test_a_path_inside_the_home_that_links_outside_is_refused(services, registered, tmp_path):
     link = services.settings.datasets_dir / "innocent.csv"
     link.symlink_to("/etc/passwd")
-    error = refused(services, crafted(services, tmp_path, datasets=[
-        {"id": _id(), "name": "linked", "type": "project_csv", "location": str(link)}]))
+    error = refused(
+        services, crafted(services, tmp_path, datasets=[{"id": _id(), "name": "linked", "type": "project_csv", "location": str(link)}])
+    )
     assert error.rule_ids == ["DB-003"] and "innocent.csv" in str(error)
 
 
@@ -261,6 +289,7 @@ def test_rows_already_pointing_outside_the_home_are_not_read(services, registere
 
 # -- malformed files -----------------------------------------------------------------------------------------------
 
+
 def _export(services: Services) -> dict:
     return json.loads(services.database.export_json())
 
@@ -271,20 +300,25 @@ MALFORMED = {
     "a number where an id belongs": lambda s: _with(s, "models", {"id": 12345, "name": "n", "type": "project"}),
     "a list where a name belongs": lambda s: _with(s, "models", {"id": _id(), "name": [[["x"]]], "type": "project"}),
     "text where a number belongs": lambda s: _with(s, "models", {"id": _id(), "name": "n", "type": "project", "num_parameters": "lots"}),
-    "an integer too large for SQLite": lambda s: _with(s, "models", {"id": _id(), "name": "n", "type": "project", "num_parameters": 10**30}),
+    "an integer too large for SQLite": lambda s: _with(
+        s, "models", {"id": _id(), "name": "n", "type": "project", "num_parameters": 10**30}
+    ),
     "a string where true/false belongs": lambda s: _with(s, "models", {"id": _id(), "name": "n", "type": "project", "gated": "yes"}),
     "an id longer than its column": lambda s: _with(s, "models", {"id": "a" * 5000, "name": "n", "type": "project"}),
     "a row that is not an object": lambda s: _with(s, "models", ["not", "a", "row"]),
     "tables that are a list": lambda s: json.dumps({**_export(s), "tables": []}),
     "a top level that is a list": lambda s: "[1, 2, 3]",
     "not UTF-8": lambda s: b"\xff\xfe\x00garbage",
-    "a run spec nested 100,000 deep": lambda s: _with(s, "runs", {"id": _id(), "kind": "finetune", "status": "failed",
-                                                                  "spec": "[" * 100_000 + "]" * 100_000}),
+    "a run spec nested 100,000 deep": lambda s: _with(
+        s, "runs", {"id": _id(), "kind": "finetune", "status": "failed", "spec": "[" * 100_000 + "]" * 100_000}
+    ),
     "a run spec that is not an object": lambda s: _with(s, "runs", {"id": _id(), "kind": "finetune", "status": "failed", "spec": "[1]"}),
-    "a config that is not JSON": lambda s: _with(s, "configs", {"id": _id(), "type": "lora_config", "config": "{r: 8",
-                                                                "content_hash": "x"}),
-    "a timestamp without a zone": lambda s: _with(s, "models", {"id": _id(), "name": "n", "type": "project",
-                                                                "created_at": "2024-01-01T00:00:00"}),
+    "a config that is not JSON": lambda s: _with(
+        s, "configs", {"id": _id(), "type": "lora_config", "config": "{r: 8", "content_hash": "x"}
+    ),
+    "a timestamp without a zone": lambda s: _with(
+        s, "models", {"id": _id(), "name": "n", "type": "project", "created_at": "2024-01-01T00:00:00"}
+    ),
 }
 
 
@@ -318,11 +352,39 @@ def test_a_huge_file_a_folder_and_a_fifo_are_refused_unread(services, tmp_path, 
 
 def test_configs_and_prompts_meet_the_rules_they_meet_when_typed_in(services, registered, tmp_path):
     token = "hf_" + "a" * 34
-    error = refused(services, crafted(services, tmp_path,
-        configs=[{"id": _id(), "type": "training_arguments", "config": json.dumps({"hub_token": token}), "content_hash": "h1", "model_family": ""},
-                 {"id": _id(), "type": "training_arguments", "config": json.dumps({"max_steps": 10**31}), "content_hash": "h2", "model_family": ""}],
-        prompts=[{"id": _id(), "name": "wide", "dataset_id": registered.dataset.id, "prompt_template": "{instruction:>{w}}",
-                  "input_template": "{instruction!r}", "completion_template": "{output}"}]))
+    error = refused(
+        services,
+        crafted(
+            services,
+            tmp_path,
+            configs=[
+                {
+                    "id": _id(),
+                    "type": "training_arguments",
+                    "config": json.dumps({"hub_token": token}),
+                    "content_hash": "h1",
+                    "model_family": "",
+                },
+                {
+                    "id": _id(),
+                    "type": "training_arguments",
+                    "config": json.dumps({"max_steps": 10**31}),
+                    "content_hash": "h2",
+                    "model_family": "",
+                },
+            ],
+            prompts=[
+                {
+                    "id": _id(),
+                    "name": "wide",
+                    "dataset_id": registered.dataset.id,
+                    "prompt_template": "{instruction:>{w}}",
+                    "input_template": "{instruction!r}",
+                    "completion_template": "{output}",
+                }
+            ],
+        ),
+    )
 
     assert sorted(set(error.rule_ids)) == ["CF-005", "PR-007"], str(error)
     assert "configs row" in str(error) and "prompts row" in str(error) and token not in str(error)

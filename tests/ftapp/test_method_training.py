@@ -19,24 +19,31 @@ from trainer.protocol import RewardSpec, read_events
 pytestmark = pytest.mark.slow  # starts real trainer processes
 
 DPO_DEMO = TEST_DATA / "dpo_en_demo.json"
-QUICK = {"max_steps": 3, "logging_steps": 1, "save_strategy": "no", "eval_strategy": "no", "max_length": 128,
-         "learning_rate": 1e-3}
+QUICK = {"max_steps": 3, "logging_steps": 1, "save_strategy": "no", "eval_strategy": "no", "max_length": 128, "learning_rate": 1e-3}
 
 
 def test_a_dpo_run_from_a_registered_adapter_trains_on_the_demo_pairs_and_registers_its_adapter(
-        services, registered, random_adapter, tmp_path: Path) -> None:
+    services, registered, random_adapter, tmp_path: Path
+) -> None:
     short = [row for row in json.loads(DPO_DEMO.read_text()) if sum(len(t["value"]) for t in row["conversations"]) < 200]
     pairs = tmp_path / "dpo_pairs.json"
     pairs.write_text(json.dumps(short[:24]))
     dataset = services.datasets.add(AddDatasetRequest(name="dpo-demo", location=str(pairs)))
     assert dataset.format == "preference"
-    start = services.adapters.add(AddAdapterRequest(name="sft-start", model_id=registered.model_id,
-                                                    location=str(random_adapter(11))))
+    start = services.adapters.add(AddAdapterRequest(name="sft-start", model_id=registered.model_id, location=str(random_adapter(11))))
 
-    run, preflight = services.runs.submit(FineTuneRequest(
-        base_model_id=registered.model_id, dataset_id=dataset.id, adapter_name="dpo-demo-adapter", gpus="cpu",
-        method="dpo", method_settings={"beta": 0.1}, init_adapter_id=start.id,
-        overrides={**QUICK, "per_device_train_batch_size": 4}))
+    run, preflight = services.runs.submit(
+        FineTuneRequest(
+            base_model_id=registered.model_id,
+            dataset_id=dataset.id,
+            adapter_name="dpo-demo-adapter",
+            gpus="cpu",
+            method="dpo",
+            method_settings={"beta": 0.1},
+            init_adapter_id=start.id,
+            overrides={**QUICK, "per_device_train_batch_size": 4},
+        )
+    )
     assert preflight.fits
     final = services.runs.wait(run.id, timeout_s=300)
 
@@ -53,19 +60,34 @@ def test_a_dpo_run_from_a_registered_adapter_trains_on_the_demo_pairs_and_regist
 
 def test_a_grpo_run_with_weighted_verifiable_rewards_registers_its_adapter(services, registered, tmp_path: Path) -> None:
     sums = tmp_path / "sums.jsonl"
-    sums.write_text("".join(json.dumps({"question": f"What is {a} plus {b}?", "answer": str(a + b)}) + "\n"
-                            for a in range(4) for b in range(4)))
+    sums.write_text(
+        "".join(json.dumps({"question": f"What is {a} plus {b}?", "answer": str(a + b)}) + "\n" for a in range(4) for b in range(4))
+    )
     dataset = services.datasets.add(AddDatasetRequest(name="sums", location=str(sums)))
-    prompt = services.prompts.add(AddPromptRequest(name="sum-prompt", dataset_id=dataset.id,
-                                                   prompt_template="Q: {question}\nA: {answer}",
-                                                   input_template="Q: {question}\nA: ", completion_template="{answer}"))
+    prompt = services.prompts.add(
+        AddPromptRequest(
+            name="sum-prompt",
+            dataset_id=dataset.id,
+            prompt_template="Q: {question}\nA: {answer}",
+            input_template="Q: {question}\nA: ",
+            completion_template="{answer}",
+        )
+    )
 
-    run, _ = services.runs.submit(FineTuneRequest(
-        base_model_id=registered.model_id, dataset_id=dataset.id, prompt_id=prompt.id, adapter_name="grpo-sums",
-        gpus="cpu", method="grpo", train_test_split=1.0,
-        method_settings={"num_generations": 4, "max_completion_length": 6},
-        rewards=(RewardSpec("exact_match"), {"kind": "length_penalty", "weight": 0.5, "target_length": 3}),
-        overrides={**QUICK, "per_device_train_batch_size": 8}))
+    run, _ = services.runs.submit(
+        FineTuneRequest(
+            base_model_id=registered.model_id,
+            dataset_id=dataset.id,
+            prompt_id=prompt.id,
+            adapter_name="grpo-sums",
+            gpus="cpu",
+            method="grpo",
+            train_test_split=1.0,
+            method_settings={"num_generations": 4, "max_completion_length": 6},
+            rewards=(RewardSpec("exact_match"), {"kind": "length_penalty", "weight": 0.5, "target_length": 3}),
+            overrides={**QUICK, "per_device_train_batch_size": 8},
+        )
+    )
     final = services.runs.wait(run.id, timeout_s=300)
 
     assert final.status == "succeeded", final.error_text
@@ -73,8 +95,9 @@ def test_a_grpo_run_with_weighted_verifiable_rewards_registers_its_adapter(servi
     for name in ("reward", "rewards/exact_match/mean", "rewards/length_penalty/mean", "completions/mean_length"):
         assert [step for step, _ in series[name]] == [1, 2, 3], name
     # The weighted sum: exact match (0 or 1) plus half the length penalty (<= 0), per logged step.
-    for (_, total), (_, exact), (_, length) in zip(series["reward"], series["rewards/exact_match/mean"],
-                                                   series["rewards/length_penalty/mean"]):
+    for (_, total), (_, exact), (_, length) in zip(
+        series["reward"], series["rewards/exact_match/mean"], series["rewards/length_penalty/mean"]
+    ):
         assert abs(total - (exact + 0.5 * length)) < 1e-4
     [adapter] = [a for a in services.adapters.list() if a.run_id == run.id]
     assert (adapter.name, adapter.model_id, adapter.prompt_id) == ("grpo-sums", registered.model_id, prompt.id)

@@ -58,8 +58,9 @@ def test_registered_versions_load_with_mlflow_transformers_and_pyfunc(services, 
     assert version.tags["ftapp.base_model"] == registered.model.location
 
     for name in ("tiny-model", "tiny-adapter"):
-        predicted = mlflow.pyfunc.load_model(f"models:/{name}/latest").predict(["Where is my order?"],
-                                                                                 params={"max_new_tokens": 4, "do_sample": False})
+        predicted = mlflow.pyfunc.load_model(f"models:/{name}/latest").predict(
+            ["Where is my order?"], params={"max_new_tokens": 4, "do_sample": False}
+        )
         assert isinstance(predicted[0], str) and predicted[0]
 
     # ftapp loads a registered model version back as a model of its own.

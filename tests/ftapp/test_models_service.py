@@ -51,8 +51,7 @@ def test_offline_hub_miss_says_the_network_is_needed(services, tmp_path, monkeyp
 def test_registered_mlflow_model_resolves_to_its_directory(services, demo_kit):
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=services.settings.mlflow_tracking_uri,
-                                 registry_uri=services.settings.mlflow_tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri=services.settings.mlflow_tracking_uri, registry_uri=services.settings.mlflow_tracking_uri)
     client.create_registered_model("tiny-registered")
     client.create_model_version("tiny-registered", source=str(demo_kit.model_dir))
     record = services.models.add(AddModelRequest(type="model_registry", name="from-registry", registry_name="tiny-registered"))

@@ -57,9 +57,15 @@ def _cli(services: Services, capsys, *argv: str) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-BAD_ADAPTER_NAMES = {"parent path": "../x", "space": "my adapter", "5,000 characters": "a" * 5000,
-                     "one over the bound": "a" * (ADAPTER_NAME_MAX + 1), "trailing newline": "name\n",
-                     "underscore": "my_adapter", "slash": "a/b"}
+BAD_ADAPTER_NAMES = {
+    "parent path": "../x",
+    "space": "my adapter",
+    "5,000 characters": "a" * 5000,
+    "one over the bound": "a" * (ADAPTER_NAME_MAX + 1),
+    "trailing newline": "name\n",
+    "underscore": "my_adapter",
+    "slash": "a/b",
+}
 
 
 @pytest.mark.parametrize("case", sorted(BAD_ADAPTER_NAMES))
@@ -76,8 +82,9 @@ def test_adapters_add_and_train_refuse_the_same_names(case: str, services: Servi
     assert code == 2 and "AD-001" in err, err
 
     with services.db.transaction() as tx:
-        problems = validate_fine_tune(tx, FineTuneRequest(base_model_id=model_id, dataset_id=dataset_id, adapter_name=name,
-                                                          gpus="cpu"), CPU)
+        problems = validate_fine_tune(
+            tx, FineTuneRequest(base_model_id=model_id, dataset_id=dataset_id, adapter_name=name, gpus="cpu"), CPU
+        )
     train = [p for p in problems if p.rule_id == "FT-002"]
     assert train and train[0].message.replace("adapter_name", "name") == caught.value.problems[0].message
     assert _count(services, "adapters") == 0
@@ -87,8 +94,9 @@ def test_the_longest_allowed_adapter_name_is_accepted_by_both(services: Services
     model_id, dataset_id, adapter_dir = home
     name = "a-" * (ADAPTER_NAME_MAX // 2)
     with services.db.transaction() as tx:
-        problems = validate_fine_tune(tx, FineTuneRequest(base_model_id=model_id, dataset_id=dataset_id, adapter_name=name,
-                                                          gpus="cpu"), CPU)
+        problems = validate_fine_tune(
+            tx, FineTuneRequest(base_model_id=model_id, dataset_id=dataset_id, adapter_name=name, gpus="cpu"), CPU
+        )
     assert "FT-002" not in {p.rule_id for p in problems}
     assert services.adapters.add(AddAdapterRequest(name=name, model_id=model_id, location=str(adapter_dir))).name == name
 
@@ -97,8 +105,11 @@ def test_other_names_are_bounded_and_one_line(services: Services, home, tmp_path
     model_id, dataset_id, _adapter_dir = home
     for name in ("x" * (NAME_MAX + 1), "two\nlines"):
         with pytest.raises(ValidationError) as caught:
-            services.prompts.add(AddPromptRequest(name=name, dataset_id=dataset_id, prompt_template="{question}",
-                                                  input_template="{question}", completion_template=""))
+            services.prompts.add(
+                AddPromptRequest(
+                    name=name, dataset_id=dataset_id, prompt_template="{question}", input_template="{question}", completion_template=""
+                )
+            )
         assert caught.value.rule_ids == ["PR-001"]
         with pytest.raises(ValidationError) as caught:
             services.models.add(AddModelRequest(type="project", name=name, location=str(tmp_path / "model")))
@@ -152,15 +163,37 @@ def test_configs_that_only_name_special_tokens_or_flags_are_kept(services: Servi
 
 def test_a_run_spec_never_holds_a_token(services: Services, home, capsys) -> None:
     model_id, dataset_id, _adapter_dir = home
-    prompt = services.prompts.add(AddPromptRequest(name="qa", dataset_id=dataset_id, prompt_template="{question}{answer}",
-                                                   input_template="{question}", completion_template="{answer}"))
+    prompt = services.prompts.add(
+        AddPromptRequest(
+            name="qa",
+            dataset_id=dataset_id,
+            prompt_template="{question}{answer}",
+            input_template="{question}",
+            completion_template="{answer}",
+        )
+    )
     base = dict(base_model_id=model_id, dataset_id=dataset_id, prompt_id=prompt.id, adapter_name="ok", gpus="cpu")
     for changes in ({"overrides": {"hub_token": TOKEN}}, {"lora_overrides": {"target_modules": [TOKEN]}}):
         with pytest.raises(ValidationError) as caught:
             services.runs.submit(FineTuneRequest(**base, **changes), CPU)
         assert "CF-005" in caught.value.rule_ids, caught.value
-    code, err = _cli(services, capsys, "train", "--model", model_id, "--dataset", dataset_id, "--prompt", prompt.id,
-                     "--name", "ok", "--gpus", "cpu", "--set", f"hub_token={TOKEN}")
+    code, err = _cli(
+        services,
+        capsys,
+        "train",
+        "--model",
+        model_id,
+        "--dataset",
+        dataset_id,
+        "--prompt",
+        prompt.id,
+        "--name",
+        "ok",
+        "--gpus",
+        "cpu",
+        "--set",
+        f"hub_token={TOKEN}",
+    )
     assert code == 2 and "CF-005" in err and TOKEN not in err, err
     assert _count(services, "runs") == 0 and not any(services.settings.runs_dir.glob("*"))
     assert TOKEN.encode() not in _raw_database(services)
@@ -168,8 +201,16 @@ def test_a_run_spec_never_holds_a_token(services: Services, home, capsys) -> Non
     # A config stored around the checks (an import, an older version) is refused when a run uses it.
     config_id = new_id()
     with services.db.transaction() as tx:
-        tx.configs.add(id=config_id, type="training_arguments", name="imported", description="", model_family="",
-                       config=json.dumps({"hub_token": TOKEN}), content_hash=new_id(), is_default=False)
+        tx.configs.add(
+            id=config_id,
+            type="training_arguments",
+            name="imported",
+            description="",
+            model_family="",
+            config=json.dumps({"hub_token": TOKEN}),
+            content_hash=new_id(),
+            is_default=False,
+        )
     with pytest.raises(ValidationError) as caught:
         services.runs.submit(FineTuneRequest(**base, training_arguments_config_id=config_id), CPU)
     assert "CF-005" in caught.value.rule_ids

@@ -44,8 +44,11 @@ def test_bad_pairs_anywhere_in_the_file_are_refused_with_their_row_numbers(servi
     rows[2]["rejected"] = "   "  # row 3: empty after stripping
     rows[6]["rejected"] = rows[6]["chosen"]  # row 7: identical
     del rows[11]["chosen"]  # row 12: missing
-    rows[24] = {"conversations": [{"from": "human", "value": "Hi"}],  # row 25: identical sharegpt turns, past the sample
-                "chosen": {"from": "gpt", "value": "Hello"}, "rejected": {"from": "gpt", "value": "Hello "}}
+    rows[24] = {
+        "conversations": [{"from": "human", "value": "Hi"}],  # row 25: identical sharegpt turns, past the sample
+        "chosen": {"from": "gpt", "value": "Hello"},
+        "rejected": {"from": "gpt", "value": "Hello "},
+    }
     rows[29]["chosen"] = 42  # row 30: not text
     rows[37]["rejected"] = [{"role": "assistant", "content": ""}]  # row 38: an empty turn
     path = write_jsonl(tmp_path / "pairs.jsonl", rows)
@@ -56,22 +59,47 @@ def test_bad_pairs_anywhere_in_the_file_are_refused_with_their_row_numbers(servi
     [problem] = caught.value.problems
     message = str(problem)
     assert message.startswith("DS-007: 6 of 40 rows are not usable preference pairs")
-    for expected in ("row 3: rejected is empty", "row 7: chosen and rejected are identical", "row 12: chosen is missing",
-                     "row 25: chosen and rejected are identical", "row 30: chosen is neither text nor a list of turns (got int)"):
+    for expected in (
+        "row 3: rejected is empty",
+        "row 7: chosen and rejected are identical",
+        "row 12: chosen is missing",
+        "row 25: chosen and rejected are identical",
+        "row 30: chosen is neither text nor a list of turns (got int)",
+    ):
         assert expected in message
     assert message.endswith("; and 1 more")  # the first five are named, row 38 is counted
     assert nothing_stored(services)
 
 
-@pytest.mark.parametrize("layout, row", [
-    ("plain strings", {"prompt": "2+2?", "chosen": "4", "rejected": "5"}),
-    ("messages", {"prompt": [{"role": "user", "content": "2+2?"}], "chosen": [{"role": "assistant", "content": "4"}],
-                  "rejected": [{"role": "assistant", "content": "5"}]}),
-    ("implicit prompt", {"chosen": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}],
-                         "rejected": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "5"}]}),
-    ("sharegpt", {"conversations": [{"from": "human", "value": "2+2?"}], "chosen": {"from": "gpt", "value": "4"},
-                  "rejected": {"from": "gpt", "value": "5"}}),
-])
+@pytest.mark.parametrize(
+    "layout, row",
+    [
+        ("plain strings", {"prompt": "2+2?", "chosen": "4", "rejected": "5"}),
+        (
+            "messages",
+            {
+                "prompt": [{"role": "user", "content": "2+2?"}],
+                "chosen": [{"role": "assistant", "content": "4"}],
+                "rejected": [{"role": "assistant", "content": "5"}],
+            },
+        ),
+        (
+            "implicit prompt",
+            {
+                "chosen": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}],
+                "rejected": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "5"}],
+            },
+        ),
+        (
+            "sharegpt",
+            {
+                "conversations": [{"from": "human", "value": "2+2?"}],
+                "chosen": {"from": "gpt", "value": "4"},
+                "rejected": {"from": "gpt", "value": "5"},
+            },
+        ),
+    ],
+)
 def test_each_preference_layout_imports(services, tmp_path: Path, layout: str, row: dict) -> None:
     path = write_jsonl(tmp_path / "pairs.jsonl", [row] * 3)
 
@@ -82,10 +110,14 @@ def test_each_preference_layout_imports(services, tmp_path: Path, layout: str, r
 
 
 def test_an_implicit_prompt_counts_only_the_answers_so_a_shared_prompt_is_not_a_difference() -> None:
-    same_answer = {"chosen": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}],
-                   "rejected": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
-    empty_answer = {"chosen": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": " "}],
-                    "rejected": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
+    same_answer = {
+        "chosen": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}],
+        "rejected": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}],
+    }
+    empty_answer = {
+        "chosen": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": " "}],
+        "rejected": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}],
+    }
 
     assert row_fault(same_answer) == "chosen and rejected are identical"
     assert row_fault(empty_answer) == "chosen is empty"

@@ -8,10 +8,24 @@ from ftapp.runs.devices import DeviceChoice
 from ftapp.runs.machine import GpuInfo, Machine
 from ftapp.runs.preflight import estimate
 
-LLAMA_8B = {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
-            "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 128256, "tie_word_embeddings": False}
-LLAMA_1B = {**LLAMA_8B, "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16, "head_dim": 64,
-            "tie_word_embeddings": True}
+LLAMA_8B = {
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "vocab_size": 128256,
+    "tie_word_embeddings": False,
+}
+LLAMA_1B = {
+    **LLAMA_8B,
+    "hidden_size": 2048,
+    "intermediate_size": 8192,
+    "num_hidden_layers": 16,
+    "head_dim": 64,
+    "tie_word_embeddings": True,
+}
 ROWS = [{"question": "What is 2 plus 3?" * 4, "answer": "5"}] * 8
 TRAINING = {"per_device_train_batch_size": 8, "max_length": 2048, "max_steps": 30, "padding_free": True}
 
@@ -23,10 +37,22 @@ def gpu(free_gib: float, name: str = "NVIDIA H200") -> Machine:
 
 def preflight(config: dict, free_gib: float, mode: str = "lora", training: dict | None = None, **method):
     params = 8_030_261_248 if config is LLAMA_8B else 1_235_814_400
-    return estimate(num_parameters=params, hidden_size=config["hidden_size"], num_layers=config["num_hidden_layers"],
-                    training_mode=mode, training=training or TRAINING, train_rows=2000, sample_rows=ROWS,
-                    template="{question} {answer}", devices=DeviceChoice("cuda", (0,)), machine=gpu(free_gib),
-                    config=config, input_template="{question}", kv_units=1024, **method)
+    return estimate(
+        num_parameters=params,
+        hidden_size=config["hidden_size"],
+        num_layers=config["num_hidden_layers"],
+        training_mode=mode,
+        training=training or TRAINING,
+        train_rows=2000,
+        sample_rows=ROWS,
+        template="{question} {answer}",
+        devices=DeviceChoice("cuda", (0,)),
+        machine=gpu(free_gib),
+        config=config,
+        input_template="{question}",
+        kv_units=1024,
+        **method,
+    )
 
 
 def test_8b_lora_on_a_24_gib_card_fits_by_changing_the_recipe_and_says_how() -> None:
@@ -56,6 +82,11 @@ def test_grpo_time_counts_sampling_token_by_token_and_the_engine(monkeypatch) ->
     monkeypatch.setenv("FTAPP_GRPO_GENERATION", "graphed")
     graphed = preflight(LLAMA_1B, 139, training=training, method="grpo", method_settings=settings)
     assert graphed.seconds < plain.seconds / 2
-    dpo = preflight(LLAMA_1B, 139, training={"per_device_train_batch_size": 32, "max_steps": 30, "max_length": 128},
-                    method="dpo", method_settings={"beta": 0.1})
+    dpo = preflight(
+        LLAMA_1B,
+        139,
+        training={"per_device_train_batch_size": 32, "max_steps": 30, "max_length": 128},
+        method="dpo",
+        method_settings={"beta": 0.1},
+    )
     assert dpo.method_seconds > 0

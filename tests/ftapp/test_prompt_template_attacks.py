@@ -52,8 +52,10 @@ def _prompt_rows(services: Services) -> int:
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_the_service_refuses_each_bad_form_with_pr_007_and_stores_nothing(case: str, services: Services, dataset_id: str) -> None:
     template = BAD[case]
-    for fields in ({"prompt_template": template, "input_template": template, "completion_template": ""},
-                   {"prompt_template": "{prompt}{answer}", "input_template": "{prompt}", "completion_template": template}):
+    for fields in (
+        {"prompt_template": template, "input_template": template, "completion_template": ""},
+        {"prompt_template": "{prompt}{answer}", "input_template": "{prompt}", "completion_template": template},
+    ):
         with pytest.raises(ValidationError) as caught:
             services.prompts.add(AddPromptRequest(name="bad", dataset_id=dataset_id, **fields))
         assert set(caught.value.rule_ids) == {"PR-007"}, caught.value
@@ -64,8 +66,9 @@ def test_the_service_refuses_each_bad_form_with_pr_007_and_stores_nothing(case: 
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_the_cli_refuses_each_bad_form_with_pr_007_and_stores_nothing(case: str, services: Services, dataset_id: str, capsys) -> None:
-    code = main(["--home", str(services.settings.home), "prompts", "add", "--name", "bad", "--dataset", dataset_id,
-                 "--template", BAD[case]])
+    code = main(
+        ["--home", str(services.settings.home), "prompts", "add", "--name", "bad", "--dataset", dataset_id, "--template", BAD[case]]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "PR-007" in err and "Traceback" not in err, err
     assert _prompt_rows(services) == 0
@@ -73,10 +76,19 @@ def test_the_cli_refuses_each_bad_form_with_pr_007_and_stores_nothing(case: str,
 
 def test_literal_braces_and_plain_fields_are_still_saved(services: Services, dataset_id: str) -> None:
     template = '{{"request": "{prompt}"}} -> {answer}'
-    record = services.prompts.add(AddPromptRequest(name="json-ish", dataset_id=dataset_id, prompt_template=template,
-                                                   input_template='{{"request": "{prompt}"}} -> ', completion_template="{answer}"))
-    assert services.prompts.render_preview(dataset_id, template, record.input_template, "{answer}")[0].prompt == \
-        '{"request": "hello"} -> greet'
+    record = services.prompts.add(
+        AddPromptRequest(
+            name="json-ish",
+            dataset_id=dataset_id,
+            prompt_template=template,
+            input_template='{{"request": "{prompt}"}} -> ',
+            completion_template="{answer}",
+        )
+    )
+    assert (
+        services.prompts.render_preview(dataset_id, template, record.input_template, "{answer}")[0].prompt
+        == '{"request": "hello"} -> greet'
+    )
 
 
 def test_the_render_refuses_a_width_from_the_data_without_allocating() -> None:
@@ -99,8 +111,15 @@ def _stored_bad_prompt(services: Services, dataset_id: str, template: str) -> st
     """A prompt written straight into the database, as an import or an older version could."""
     prompt_id = new_id()
     with services.db.transaction() as tx:
-        tx.prompts.add(id=prompt_id, name="imported", type="in_place", dataset_id=dataset_id,
-                       prompt_template=template, input_template=template, completion_template="")
+        tx.prompts.add(
+            id=prompt_id,
+            name="imported",
+            type="in_place",
+            dataset_id=dataset_id,
+            prompt_template=template,
+            input_template=template,
+            completion_template="",
+        )
     return prompt_id
 
 
@@ -108,15 +127,18 @@ def _stored_bad_prompt(services: Services, dataset_id: str, template: str) -> st
 def model_id(services: Services, tmp_path: Path) -> str:
     folder = tmp_path / "model"
     folder.mkdir()
-    (folder / "config.json").write_text('{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 8, '
-                                        '"num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 16, '
-                                        '"vocab_size": 64}')
+    (folder / "config.json").write_text(
+        '{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 8, '
+        '"num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 16, '
+        '"vocab_size": 64}'
+    )
     return services.models.add(AddModelRequest(type="project", name="tiny", location=str(folder))).id
 
 
 @pytest.mark.parametrize("template", ["{prompt:>{w}}", "{prompt:>{nope}}", "{prompt!r}"])
-def test_a_stored_bad_template_gives_pr_007_at_preflight_not_a_traceback(template: str, services: Services, dataset_id: str,
-                                                                         model_id: str, capsys) -> None:
+def test_a_stored_bad_template_gives_pr_007_at_preflight_not_a_traceback(
+    template: str, services: Services, dataset_id: str, model_id: str, capsys
+) -> None:
     prompt_id = _stored_bad_prompt(services, dataset_id, template)
     request = FineTuneRequest(base_model_id=model_id, dataset_id=dataset_id, prompt_id=prompt_id, adapter_name="ok", gpus="cpu")
     tracemalloc.start()
@@ -129,8 +151,23 @@ def test_a_stored_bad_template_gives_pr_007_at_preflight_not_a_traceback(templat
     assert "prompt 'imported': prompt_template placeholder" in problems[0].message
     assert peak < 20_000_000
 
-    code = main(["--home", str(services.settings.home), "train", "--model", model_id, "--dataset", dataset_id,
-                 "--prompt", prompt_id, "--name", "ok", "--gpus", "cpu"])
+    code = main(
+        [
+            "--home",
+            str(services.settings.home),
+            "train",
+            "--model",
+            model_id,
+            "--dataset",
+            dataset_id,
+            "--prompt",
+            prompt_id,
+            "--name",
+            "ok",
+            "--gpus",
+            "cpu",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "PR-007" in err and "Traceback" not in err, err
     assert services.runs.list() == [] and not any(services.settings.runs_dir.glob("*"))
@@ -149,9 +186,15 @@ def test_generated_templates_leave_out_columns_that_cannot_be_fields(services: S
 
     assert "{question}" in generated.input_template and generated.completion_template == "{answer}\n"
     assert "a.b" not in generated.prompt_template and "x{y" not in generated.prompt_template
-    services.prompts.add(AddPromptRequest(name="odd", dataset_id=dataset.id, prompt_template=generated.prompt_template,
-                                          input_template=generated.input_template,
-                                          completion_template=generated.completion_template))
+    services.prompts.add(
+        AddPromptRequest(
+            name="odd",
+            dataset_id=dataset.id,
+            prompt_template=generated.prompt_template,
+            input_template=generated.input_template,
+            completion_template=generated.completion_template,
+        )
+    )
 
     only_odd = tmp_path / "only-odd.csv"
     only_odd.write_text("a.b,0\n1,2\n", encoding="utf-8")

@@ -32,12 +32,18 @@ def test_generate_and_preview_on_real_rows(services, tmp_path: Path):
     csv.write_text("question,answer\nWhat is 2+2?,4\nCapital of France?,Paris\n", encoding="utf-8")
     dataset = services.datasets.add(AddDatasetRequest(location=str(csv)))
     generated = services.prompts.generate(dataset.id)
-    rows = services.prompts.render_preview(dataset.id, generated.prompt_template, generated.input_template,
-                                           generated.completion_template, limit=5)
+    rows = services.prompts.render_preview(
+        dataset.id, generated.prompt_template, generated.input_template, generated.completion_template, limit=5
+    )
     assert [r.completion for r in rows] == ["4\n", "Paris\n"]
     assert "<Question>: What is 2+2?" in rows[0].input and rows[0].prompt.endswith("4\n")
-    record = services.prompts.add(AddPromptRequest(name="qa", dataset_id=dataset.id, **{
-        k: getattr(generated, k) for k in ("prompt_template", "input_template", "completion_template")}))
+    record = services.prompts.add(
+        AddPromptRequest(
+            name="qa",
+            dataset_id=dataset.id,
+            **{k: getattr(generated, k) for k in ("prompt_template", "input_template", "completion_template")},
+        )
+    )
     assert services.prompts.get(record.id).completion_template == "{answer}\n"
 
 

@@ -43,8 +43,17 @@ SYSTEM = "Name the intent of the customer's request in snake_case."
 INPUT_TEMPLATE = "Request: {instruction}\nIntent: "
 # Sized for two CPU cores: a tenth of the ticketing rows (278 to train, 31 held out), 24 steps of 8 rows at a
 # constant learning rate, one validation pass at the end.
-TRAINING = {"max_steps": 24, "per_device_train_batch_size": 8, "per_device_eval_batch_size": 32, "eval_steps": 1000,
-            "logging_steps": 4, "max_length": 96, "warmup_ratio": 0.0, "lr_scheduler_type": "constant", "save_steps": 1000}
+TRAINING = {
+    "max_steps": 24,
+    "per_device_train_batch_size": 8,
+    "per_device_eval_batch_size": 32,
+    "eval_steps": 1000,
+    "logging_steps": 4,
+    "max_length": 96,
+    "warmup_ratio": 0.0,
+    "lr_scheduler_type": "constant",
+    "save_steps": 1000,
+}
 EVAL_ROWS = 24
 
 
@@ -68,10 +77,15 @@ def studio(smollm2: RealModel, tmp_path_factory) -> Iterator[Studio]:
     services = open_services(Settings.from_env(tmp_path_factory.mktemp("real-model") / "home"))
     model = services.models.add(AddModelRequest(type="project", name="smollm2", location=str(smollm2.model_dir)))
     tickets = services.datasets.add(AddDatasetRequest(name="tickets", location=str(TEST_DATA / "clean_ticketing.csv")))
-    prompt = services.prompts.add(AddPromptRequest(
-        name="ticket-intent", dataset_id=tickets.id, prompt_template=INPUT_TEMPLATE + "{intent}",
-        input_template=INPUT_TEMPLATE, completion_template="{intent}",
-    ))
+    prompt = services.prompts.add(
+        AddPromptRequest(
+            name="ticket-intent",
+            dataset_id=tickets.id,
+            prompt_template=INPUT_TEMPLATE + "{intent}",
+            input_template=INPUT_TEMPLATE,
+            completion_template="{intent}",
+        )
+    )
     yield Studio(services, model, tickets, prompt)
     services.close()
 
@@ -79,10 +93,18 @@ def studio(smollm2: RealModel, tmp_path_factory) -> Iterator[Studio]:
 @pytest.fixture(scope="module")
 def trained(studio: Studio) -> Trained:
     services = studio.services
-    run, preflight = services.runs.submit(FineTuneRequest(
-        base_model_id=studio.model.id, dataset_id=studio.tickets.id, prompt_id=studio.prompt.id,
-        adapter_name="smollm2-tickets", gpus="cpu", learning_rate=1e-3, dataset_fraction=0.1, overrides=TRAINING,
-    ))
+    run, preflight = services.runs.submit(
+        FineTuneRequest(
+            base_model_id=studio.model.id,
+            dataset_id=studio.tickets.id,
+            prompt_id=studio.prompt.id,
+            adapter_name="smollm2-tickets",
+            gpus="cpu",
+            learning_rate=1e-3,
+            dataset_fraction=0.1,
+            overrides=TRAINING,
+        )
+    )
     assert preflight.fits
     final = services.runs.wait(run.id, timeout_s=1500)
     assert final.status == "succeeded", final.error_text
@@ -94,8 +116,11 @@ def trained(studio: Studio) -> Trained:
 def merged(studio: Studio, trained: Trained) -> ExportResult:
     """The adapter merged into the base, saved, reloaded and verified by an export run."""
     services = studio.services
-    run = services.exports.submit(ExportRequest(base_model_id=studio.model.id, adapter_id=trained.adapter.id,
-                                                model_name="smollm2-tickets-merged", action="merge", gpus="cpu"))
+    run = services.exports.submit(
+        ExportRequest(
+            base_model_id=studio.model.id, adapter_id=trained.adapter.id, model_name="smollm2-tickets-merged", action="merge", gpus="cpu"
+        )
+    )
     final = services.runs.wait(run.id, timeout_s=900)
     assert final.status == "succeeded", final.error_text
     return services.exports.result(run.id)
@@ -129,7 +154,10 @@ def test_a_messages_dataset_renders_through_the_real_template_with_its_loss_mask
     masked = "".join(s.text for s in segments if not s.trained)
     answer = rows[0]["messages"][-1]["content"]
     assert trained == f"{answer}<|im_end|>\n"
-    assert masked == f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{rows[0]['messages'][1]['content']}<|im_end|>\n<|im_start|>assistant\n"
+    assert (
+        masked
+        == f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{rows[0]['messages'][1]['content']}<|im_end|>\n<|im_start|>assistant\n"
+    )
 
     # The trainer's labels for the same row, tokenized by the real tokenizer: the same split.
     from transformers import AutoTokenizer
@@ -147,8 +175,9 @@ def test_a_messages_dataset_renders_through_the_real_template_with_its_loss_mask
 def test_greedy_generation_answers_a_question_the_same_way_twice(studio: Studio):
     services = studio.services
     services.supervisor.start_background()  # the compare worker is started and watched by the supervisor
-    request = CompareRequest(model_id=studio.model.id, prompt="What is the capital of France?", chat=True,
-                             generation={"max_new_tokens": 12, "do_sample": False})
+    request = CompareRequest(
+        model_id=studio.model.id, prompt="What is the capital of France?", chat=True, generation={"max_new_tokens": 12, "do_sample": False}
+    )
     answers = []
     for _ in range(2):
         final = None
@@ -164,11 +193,17 @@ def test_fine_tuning_lowers_the_loss_and_gets_unseen_intents_right(studio: Studi
     metrics = services.runs.metrics(trained.run.id)
     losses = [value for _, value in metrics["loss"]]
     assert trained.run.step == TRAINING["max_steps"] and losses[-1] < losses[0] / 2
-    run = services.evaluations.submit(EvaluationRequest(
-        dataset_id=studio.tickets.id, prompt_id=studio.prompt.id, gpus="cpu", max_rows=EVAL_ROWS, batch_size=EVAL_ROWS,
-        combinations=(Combination(studio.model.id), Combination(studio.model.id, trained.adapter.id)),
-        generation={"max_new_tokens": 10},
-    ))
+    run = services.evaluations.submit(
+        EvaluationRequest(
+            dataset_id=studio.tickets.id,
+            prompt_id=studio.prompt.id,
+            gpus="cpu",
+            max_rows=EVAL_ROWS,
+            batch_size=EVAL_ROWS,
+            combinations=(Combination(studio.model.id), Combination(studio.model.id, trained.adapter.id)),
+            generation={"max_new_tokens": 10},
+        )
+    )
     final = services.runs.wait(run.id, timeout_s=600)
     assert final.status == "succeeded", final.error_text
     results = services.evaluations.results(run.id)
@@ -193,8 +228,7 @@ def test_the_endpoint_answers_the_openai_client_in_chat_and_stream(studio: Studi
 
     services = studio.services
     # The merged model: transformers serve loads no adapters, so serving base + adapter would merge a second time.
-    run = services.serving.submit(ServeRequest(model_id=_model_id(studio, "smollm2-tickets-merged"), gpus="cpu",
-                                               engine="transformers"))
+    run = services.serving.submit(ServeRequest(model_id=_model_id(studio, "smollm2-tickets-merged"), gpus="cpu", engine="transformers"))
     try:
         endpoint = services.serving.wait_ready(run.id, timeout_s=600)
         assert endpoint.state == "serving", services.runs.get(run.id).error_text
@@ -203,8 +237,13 @@ def test_the_endpoint_answers_the_openai_client_in_chat_and_stream(studio: Studi
         answer = client.chat.completions.create(model=endpoint.served_model, messages=messages, max_tokens=12, temperature=0)
         text = answer.choices[0].message.content or ""
         assert answer.usage is not None and answer.usage.completion_tokens >= 1 and text.strip()
-        pieces = [chunk.choices[0].delta.content or "" for chunk in client.chat.completions.create(
-            model=endpoint.served_model, messages=messages, max_tokens=12, temperature=0, stream=True) if chunk.choices]
+        pieces = [
+            chunk.choices[0].delta.content or ""
+            for chunk in client.chat.completions.create(
+                model=endpoint.served_model, messages=messages, max_tokens=12, temperature=0, stream=True
+            )
+            if chunk.choices
+        ]
         assert len([p for p in pieces if p]) > 1 and "".join(pieces) == text  # streamed in pieces, the same greedy answer
     finally:
         services.serving.stop(run.id)
@@ -221,8 +260,16 @@ def _ticket_conversations(count: int) -> list[dict]:
 
     with open(TEST_DATA / "clean_ticketing.csv", encoding="utf-8", newline="") as handle:
         rows = [row for _, row in zip(range(count), csv.DictReader(handle))]
-    return [{"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": row["instruction"]},
-                          {"role": "assistant", "content": row["intent"]}]} for row in rows]
+    return [
+        {
+            "messages": [
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": row["instruction"]},
+                {"role": "assistant", "content": row["intent"]},
+            ]
+        }
+        for row in rows
+    ]
 
 
 def _first_training_example(model_dir: Path, dataset: Path, run_dir: Path) -> dict:
@@ -238,9 +285,17 @@ def _first_training_example(model_dir: Path, dataset: Path, run_dir: Path) -> di
 
     run_dir.mkdir(parents=True)
     spec = TrainSpec(
-        run_id=run_dir.name, run_dir=str(run_dir), method="sft", training_mode="lora", model=ModelSource(str(model_dir)),
+        run_id=run_dir.name,
+        run_dir=str(run_dir),
+        method="sft",
+        training_mode="lora",
+        model=ModelSource(str(model_dir)),
         data=DataSource(kind="project_jsonl", path=str(dataset), format="messages", train_split=1.0, seed=0),
-        adapter_name="mask-check", training=dict(TEST_TRAINING), lora=dict(TEST_LORA), device="cpu", cpu_threads=1,
+        adapter_name="mask-check",
+        training=dict(TEST_TRAINING),
+        lora=dict(TEST_LORA),
+        device="cpu",
+        cpu_threads=1,
     )
     run = setup(spec, Events(), Cancellation())
     return run.trainer.train_dataset[0]

@@ -39,24 +39,25 @@ ONE_GPU = Machine(gpus=(GpuInfo(0, "NVIDIA H200", 143_771, 1_000),), cpu_count=1
 
 
 def fine_tune(ctx, machine: Machine = CPU, **changes) -> list[Problem]:
-    values = dict(base_model_id=ctx.reg.model.id, dataset_id=ctx.reg.dataset.id, prompt_id=ctx.reg.prompt.id,
-                  adapter_name="ok-adapter", gpus="cpu")
+    values = dict(
+        base_model_id=ctx.reg.model.id, dataset_id=ctx.reg.dataset.id, prompt_id=ctx.reg.prompt.id, adapter_name="ok-adapter", gpus="cpu"
+    )
     values.update(changes)
     with ctx.services.db.transaction() as tx:
         return validate_fine_tune(tx, FineTuneRequest(**values), machine)
 
 
 def preflight_problems(ctx, machine: Machine) -> list[Problem]:
-    request = FineTuneRequest(base_model_id=ctx.reg.model.id, dataset_id=ctx.reg.dataset.id, prompt_id=ctx.reg.prompt.id,
-                              adapter_name="ok-adapter", gpus="cpu")
+    request = FineTuneRequest(
+        base_model_id=ctx.reg.model.id, dataset_id=ctx.reg.dataset.id, prompt_id=ctx.reg.prompt.id, adapter_name="ok-adapter", gpus="cpu"
+    )
     problems, preflight = ctx.services.runs.check(request, machine)
     assert preflight is not None and not preflight.fits
     return problems
 
 
 def evaluation(ctx, **changes) -> list[Problem]:
-    values = dict(dataset_id=ctx.reg.dataset.id, prompt_id=ctx.reg.prompt.id,
-                  combinations=(Combination(ctx.reg.model.id),), gpus="cpu")
+    values = dict(dataset_id=ctx.reg.dataset.id, prompt_id=ctx.reg.prompt.id, combinations=(Combination(ctx.reg.model.id),), gpus="cpu")
     values.update(changes)
     with ctx.services.db.transaction() as tx:
         return validate_evaluation(tx, EvaluationRequest(**values), CPU)
@@ -108,8 +109,9 @@ class Ctx:
 
     def adapter(self):
         if self._adapter is None:
-            self._adapter = self.services.adapters.add(AddAdapterRequest(
-                name="tiny-lora", model_id=self.reg.model.id, location=str(adapter_dir(self.tmp))))
+            self._adapter = self.services.adapters.add(
+                AddAdapterRequest(name="tiny-lora", model_id=self.reg.model.id, location=str(adapter_dir(self.tmp)))
+            )
         return self._adapter
 
     def file(self, name: str, content: str | bytes) -> str:
@@ -140,8 +142,9 @@ def other_model_adapter(ctx) -> str:
     copy = ctx.tmp / "other-model"
     shutil.copytree(ctx.kit.model_dir, copy)
     other = ctx.services.models.add(AddModelRequest(type="project", name="other", location=str(copy)))
-    return ctx.services.adapters.add(AddAdapterRequest(
-        name="other-lora", model_id=other.id, location=str(adapter_dir(ctx.tmp, "other-adapter")))).id
+    return ctx.services.adapters.add(
+        AddAdapterRequest(name="other-lora", model_id=other.id, location=str(adapter_dir(ctx.tmp, "other-adapter")))
+    ).id
 
 
 def vanished_model(ctx) -> str:
@@ -154,22 +157,30 @@ def vanished_model(ctx) -> str:
 
 def hub_adapter(ctx) -> str:
     with ctx.services.db.transaction() as tx:
-        return tx.adapters.add(id="hub-adapter", name="hub-lora", type="huggingface", model_id=ctx.reg.model.id,
-                               huggingface_name="someone/lora").id
+        return tx.adapters.add(
+            id="hub-adapter", name="hub-lora", type="huggingface", model_id=ctx.reg.model.id, huggingface_name="someone/lora"
+        ).id
 
 
 def text_only_prompt(ctx) -> str:
     """A language-modelling prompt: it trains, but leaves no reference answer to score against."""
     with ctx.services.db.transaction() as tx:
-        return tx.prompts.add(id="text-only", name="text-only", dataset_id=ctx.reg.dataset.id,
-                              prompt_template=ctx.reg.prompt.prompt_template, input_template="", completion_template="").id
+        return tx.prompts.add(
+            id="text-only",
+            name="text-only",
+            dataset_id=ctx.reg.dataset.id,
+            prompt_template=ctx.reg.prompt.prompt_template,
+            input_template="",
+            completion_template="",
+        ).id
 
 
 def uncounted_dataset_evaluation(ctx) -> list[Problem]:
     with ctx.services.db.transaction() as tx:
         tx.datasets.update(ctx.reg.dataset.id, num_rows=None)
-    request = EvaluationRequest(dataset_id=ctx.reg.dataset.id, prompt_id=ctx.reg.prompt.id,
-                                combinations=(Combination(ctx.reg.model.id),), gpus="cpu")
+    request = EvaluationRequest(
+        dataset_id=ctx.reg.dataset.id, prompt_id=ctx.reg.prompt.id, combinations=(Combination(ctx.reg.model.id),), gpus="cpu"
+    )
     return ctx.services.evaluations.check(request, CPU)[0]
 
 
@@ -217,8 +228,9 @@ def demo_training(ctx, caps: dict | None = None, live_owner: str | None = None, 
         owner = owner_of("catalogue-visitor") if live_owner == "me" else live_owner
         with ctx.services.db.for_owner(owner).transaction() as tx:
             tx.runs.add(id=f"live-{owner}", kind="finetune", name="live", status="queued", spec="{}")
-    values = dict(base_model_id=ctx.reg.model.id, dataset_id=ctx.reg.dataset.id, prompt_id=ctx.reg.prompt.id,
-                  adapter_name="demo-adapter", gpus="cpu")
+    values = dict(
+        base_model_id=ctx.reg.model.id, dataset_id=ctx.reg.dataset.id, prompt_id=ctx.reg.prompt.id, adapter_name="demo-adapter", gpus="cpu"
+    )
     return visitor(ctx, **(caps or {})).runs.check(FineTuneRequest(**{**values, **changes}), CPU)[0]
 
 
@@ -228,8 +240,9 @@ def crowded_address(ctx) -> list[Problem]:
     services_for_key(page, "first-cookie", "203.0.113.7")
     with ctx.services.db.for_owner(owner_of("first-cookie")).transaction() as tx:
         tx.runs.add(id="live-first-cookie", kind="finetune", name="first", status="queued", spec="{}")
-    request = FineTuneRequest(base_model_id=ctx.reg.model.id, dataset_id=ctx.reg.dataset.id, prompt_id=ctx.reg.prompt.id,
-                              adapter_name="second-cookie", gpus="cpu")
+    request = FineTuneRequest(
+        base_model_id=ctx.reg.model.id, dataset_id=ctx.reg.dataset.id, prompt_id=ctx.reg.prompt.id, adapter_name="second-cookie", gpus="cpu"
+    )
     return services_for_key(page, "second-cookie", "203.0.113.7").runs.check(request, CPU)[0]
 
 
@@ -250,7 +263,9 @@ TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
     "FT-013": lambda c: fine_tune(c, base_model_id="no-such-model"),
     "FT-014": lambda c: fine_tune(c, dataset_id="no-such-dataset"),
     "FT-015": lambda c: fine_tune(c, prompt_id="no-such-prompt"),
-    "FT-015a": lambda c: fine_tune(c, dataset_id=c.services.datasets.add(AddDatasetRequest(name="other-columns", location=c.file("other.csv", "a,b\n1,2\n"))).id),
+    "FT-015a": lambda c: fine_tune(
+        c, dataset_id=c.services.datasets.add(AddDatasetRequest(name="other-columns", location=c.file("other.csv", "a,b\n1,2\n"))).id
+    ),
     "FT-015b": lambda c: fine_tune(c, prompt_id=None),  # the demo dataset has plain columns
     "FT-016": lambda c: fine_tune(c, lora_config_id=c.services.configs.presets()[0].configs["training_arguments"].id),
     "FT-017": lambda c: fine_tune(c, method="dpo"),  # the demo dataset has plain columns, not preference pairs
@@ -273,33 +288,105 @@ TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
     "EV-013": lambda c: evaluation(c, rewards=({"kind": "regex_match", "pattern": "(unclosed"},)),
     "EV-014": lambda c: evaluation(c, benchmarks=("mmlu; rm -rf /",), benchmark_dir=str(c.tmp / "no-such-folder")),
     "EV-015": lambda c: evaluation(c, judge=JudgeRequest(model_id=c.reg.model.id, rubric="Which is better? {answer_a}")),
-    "DS-001": lambda c: raised(lambda: c.services.datasets.add(AddDatasetRequest(name="x", type="xml", location=c.file("a.csv", "a\n1\n")))),
+    "DS-001": lambda c: raised(
+        lambda: c.services.datasets.add(AddDatasetRequest(name="x", type="xml", location=c.file("a.csv", "a\n1\n")))
+    ),
     "DS-002": lambda c: (c.offline(), raised(lambda: c.services.datasets.add(AddDatasetRequest(huggingface_name="tatsu-lab/alpaca"))))[1],
     "DS-003": lambda c: raised(lambda: c.services.datasets.add(AddDatasetRequest(location=str(c.tmp / "absent.csv")))),
     "DS-004": lambda c: raised(lambda: c.services.datasets.add(AddDatasetRequest(name="intents", location=str(c.kit.dataset_path)))),
     "DS-005": lambda c: raised(lambda: c.services.datasets.add(AddDatasetRequest(location=c.file("bad.jsonl", '{"a": 1}\n{"a": \n')))),
-    "DS-006": lambda c: raised(lambda: c.services.datasets.add(AddDatasetRequest(location=c.file("huge.csv", "a,b\n1," + "x" * 1_000_001 + "\n")))),
-    "DS-007": lambda c: raised(lambda: c.services.datasets.add(AddDatasetRequest(
-        location=c.file("pairs.jsonl", '{"prompt": "Hi", "chosen": "Hello!", "rejected": "Hello!"}\n')))),
+    "DS-006": lambda c: raised(
+        lambda: c.services.datasets.add(AddDatasetRequest(location=c.file("huge.csv", "a,b\n1," + "x" * 1_000_001 + "\n")))
+    ),
+    "DS-007": lambda c: raised(
+        lambda: c.services.datasets.add(
+            AddDatasetRequest(location=c.file("pairs.jsonl", '{"prompt": "Hi", "chosen": "Hello!", "rejected": "Hello!"}\n'))
+        )
+    ),
     "MD-001": lambda c: raised(lambda: c.services.models.add(AddModelRequest(type="cml", name="m"))),
-    "MD-002": lambda c: (c.offline(), raised(lambda: c.services.models.add(AddModelRequest(huggingface_name="meta-llama/Llama-3.2-1B"))))[1],
+    "MD-002": lambda c: (c.offline(), raised(lambda: c.services.models.add(AddModelRequest(huggingface_name="meta-llama/Llama-3.2-1B"))))[
+        1
+    ],
     "MD-003": lambda c: raised(lambda: registry_missing(c)),
     "MD-004": lambda c: raised(lambda: c.services.models.add(AddModelRequest(type="project", name="m", location=str(adapter_dir(c.tmp))))),
     "MD-005": lambda c: raised(lambda: c.services.models.add(AddModelRequest(type="project", name="tiny", location=str(c.kit.model_dir)))),
     "MD-006": lambda c: raised(lambda: c.services.models.add(AddModelRequest(type="project", location=c.file("model.gguf", "not gguf")))),
-    "AD-001": lambda c: raised(lambda: c.services.adapters.add(AddAdapterRequest(name=" ", model_id=c.reg.model.id, location=str(adapter_dir(c.tmp))))),
-    "AD-002": lambda c: raised(lambda: c.services.adapters.add(AddAdapterRequest(name="a", model_id="no-such-model", location=str(adapter_dir(c.tmp))))),
-    "AD-003": lambda c: raised(lambda: c.services.adapters.add(AddAdapterRequest(name="a", model_id=c.reg.model.id, location=str(c.kit.model_dir)))),
-    "AD-004": lambda c: raised(lambda: c.services.adapters.add(AddAdapterRequest(name="a", model_id=c.reg.model.id, location=str(adapter_dir(c.tmp)), run_id="no-such-run"))),
-    "AD-005": lambda c: raised(lambda: c.services.adapters.add(AddAdapterRequest(name="a", model_id=c.reg.model.id, location=str(adapter_dir(c.tmp)), prompt_id="no-such-prompt"))),
-    "AD-006": lambda c: (c.offline(), raised(lambda: c.services.adapters.add(AddAdapterRequest(name="a", model_id=c.reg.model.id, type="huggingface", huggingface_name="someone/lora"))))[1],
-    "PR-001": lambda c: raised(lambda: c.services.prompts.add(AddPromptRequest(name="intent-prompt", dataset_id=c.reg.dataset.id, prompt_template="{request}", input_template="{request}", completion_template=""))),
-    "PR-002": lambda c: raised(lambda: c.services.prompts.add(AddPromptRequest(name="p", dataset_id="", prompt_template="x", input_template="x", completion_template=""))),
-    "PR-003": lambda c: raised(lambda: c.services.prompts.add(AddPromptRequest(name="p", dataset_id=c.reg.dataset.id, prompt_template="  ", input_template="", completion_template=""))),
-    "PR-004": lambda c: raised(lambda: c.services.prompts.add(AddPromptRequest(name="p", dataset_id=c.reg.dataset.id, prompt_template="{request}", input_template=None, completion_template=""))),
-    "PR-005": lambda c: raised(lambda: c.services.prompts.add(AddPromptRequest(name="p", dataset_id=c.reg.dataset.id, prompt_template="{request}", input_template="{request}", completion_template=None))),
-    "PR-006": lambda c: raised(lambda: c.services.prompts.add(AddPromptRequest(name="p", dataset_id=c.reg.dataset.id, prompt_template="{question}", input_template="{question}", completion_template=""))),
-    "PR-007": lambda c: raised(lambda: c.services.prompts.add(AddPromptRequest(name="p", dataset_id=c.reg.dataset.id, prompt_template="{request", input_template="{0}", completion_template=""))),
+    "AD-001": lambda c: raised(
+        lambda: c.services.adapters.add(AddAdapterRequest(name=" ", model_id=c.reg.model.id, location=str(adapter_dir(c.tmp))))
+    ),
+    "AD-002": lambda c: raised(
+        lambda: c.services.adapters.add(AddAdapterRequest(name="a", model_id="no-such-model", location=str(adapter_dir(c.tmp))))
+    ),
+    "AD-003": lambda c: raised(
+        lambda: c.services.adapters.add(AddAdapterRequest(name="a", model_id=c.reg.model.id, location=str(c.kit.model_dir)))
+    ),
+    "AD-004": lambda c: raised(
+        lambda: c.services.adapters.add(
+            AddAdapterRequest(name="a", model_id=c.reg.model.id, location=str(adapter_dir(c.tmp)), run_id="no-such-run")
+        )
+    ),
+    "AD-005": lambda c: raised(
+        lambda: c.services.adapters.add(
+            AddAdapterRequest(name="a", model_id=c.reg.model.id, location=str(adapter_dir(c.tmp)), prompt_id="no-such-prompt")
+        )
+    ),
+    "AD-006": lambda c: (
+        c.offline(),
+        raised(
+            lambda: c.services.adapters.add(
+                AddAdapterRequest(name="a", model_id=c.reg.model.id, type="huggingface", huggingface_name="someone/lora")
+            )
+        ),
+    )[1],
+    "PR-001": lambda c: raised(
+        lambda: c.services.prompts.add(
+            AddPromptRequest(
+                name="intent-prompt",
+                dataset_id=c.reg.dataset.id,
+                prompt_template="{request}",
+                input_template="{request}",
+                completion_template="",
+            )
+        )
+    ),
+    "PR-002": lambda c: raised(
+        lambda: c.services.prompts.add(
+            AddPromptRequest(name="p", dataset_id="", prompt_template="x", input_template="x", completion_template="")
+        )
+    ),
+    "PR-003": lambda c: raised(
+        lambda: c.services.prompts.add(
+            AddPromptRequest(name="p", dataset_id=c.reg.dataset.id, prompt_template="  ", input_template="", completion_template="")
+        )
+    ),
+    "PR-004": lambda c: raised(
+        lambda: c.services.prompts.add(
+            AddPromptRequest(
+                name="p", dataset_id=c.reg.dataset.id, prompt_template="{request}", input_template=None, completion_template=""
+            )
+        )
+    ),
+    "PR-005": lambda c: raised(
+        lambda: c.services.prompts.add(
+            AddPromptRequest(
+                name="p", dataset_id=c.reg.dataset.id, prompt_template="{request}", input_template="{request}", completion_template=None
+            )
+        )
+    ),
+    "PR-006": lambda c: raised(
+        lambda: c.services.prompts.add(
+            AddPromptRequest(
+                name="p", dataset_id=c.reg.dataset.id, prompt_template="{question}", input_template="{question}", completion_template=""
+            )
+        )
+    ),
+    "PR-007": lambda c: raised(
+        lambda: c.services.prompts.add(
+            AddPromptRequest(
+                name="p", dataset_id=c.reg.dataset.id, prompt_template="{request", input_template="{0}", completion_template=""
+            )
+        )
+    ),
     "CF-001": lambda c: raised(lambda: c.services.configs.add(AddConfigRequest(type="yaml", config="{}"))),
     "CF-002": lambda c: raised(lambda: c.services.configs.add(AddConfigRequest(type="lora_config", config='{"r": 8,'))),
     "CF-003": lambda c: raised(lambda: c.services.configs.add(AddConfigRequest(type="axolotl", config="base_model: [unclosed"))),
@@ -309,8 +396,13 @@ TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
     "EX-002": lambda c: export(c, adapter_id="no-such-adapter"),
     "EX-003": lambda c: export(c, model_name="bad name!"),
     "EX-004": lambda c: export(c, adapter_id=hub_adapter(c)),
-    "EX-005": lambda c: export(c, base_model_id=vanished_model(c), adapter_id=c.services.adapters.add(AddAdapterRequest(
-        name="lost-base-lora", model_id=c.services.models.list()[-1].id, location=str(adapter_dir(c.tmp, "lost")))).id),
+    "EX-005": lambda c: export(
+        c,
+        base_model_id=vanished_model(c),
+        adapter_id=c.services.adapters.add(
+            AddAdapterRequest(name="lost-base-lora", model_id=c.services.models.list()[-1].id, location=str(adapter_dir(c.tmp, "lost")))
+        ).id,
+    ),
     "EX-006": lambda c: export(c, run_id=failed_run(c)),
     "EX-007": lambda c: export(c, action="publish"),
     "EX-008": lambda c: export(c, action="push", repo_id="not a repo id!"),
@@ -332,10 +424,14 @@ TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
     "RF-001": lambda c: raised(lambda: resolve_reference("run", "twin", twin_runs(c))),
     "DB-001": lambda c: raised(lambda: c.services.database.import_from(Path(c.file("export.json", "not json")))),
     "DB-002": lambda c: crafted_import(c, "datasets", {"id": "../../victim", "name": "evil", "type": "project_csv"}),
-    "DB-003": lambda c: crafted_import(c, "datasets", {"id": str(uuid.uuid4()), "name": "passwd", "type": "project_csv",
-                                                        "location": "/etc/passwd"}),
-    "BU-001": lambda c: raised(lambda: BundleService(c.services.settings, c.services.db, c.services.adapters).export(
-        BundleRequest(run_id=failed_run(c), out_dir=str(c.tmp / "bundle"), nodes=0))),
+    "DB-003": lambda c: crafted_import(
+        c, "datasets", {"id": str(uuid.uuid4()), "name": "passwd", "type": "project_csv", "location": "/etc/passwd"}
+    ),
+    "BU-001": lambda c: raised(
+        lambda: BundleService(c.services.settings, c.services.db, c.services.adapters).export(
+            BundleRequest(run_id=failed_run(c), out_dir=str(c.tmp / "bundle"), nodes=0)
+        )
+    ),
     "BU-002": lambda c: raised(lambda: BundleService(c.services.settings, c.services.db, c.services.adapters).import_run(c.tmp)),
     "DM-001": lambda c: demo_training(c, caps={"max_dataset_rows": 5}),
     "DM-002": lambda c: demo_training(c, overrides={"max_steps": 10**6}),
@@ -367,8 +463,13 @@ def test_valid_requests_have_no_problems(services, registered, tmp_path, monkeyp
     assert fine_tune(ctx) == []
     assert fine_tune(ctx, machine=ONE_GPU, gpus="0") == []
     assert fine_tune(ctx, method="grpo", rewards=({"kind": "exact_match"},)) == []
-    request = FineTuneRequest(base_model_id=registered.model.id, dataset_id=registered.dataset.id,
-                              prompt_id=registered.prompt.id, adapter_name="ok-adapter", gpus="cpu")
+    request = FineTuneRequest(
+        base_model_id=registered.model.id,
+        dataset_id=registered.dataset.id,
+        prompt_id=registered.prompt.id,
+        adapter_name="ok-adapter",
+        gpus="cpu",
+    )
     problems, preflight = services.runs.check(request, CPU)
     assert problems == [] and preflight.fits and preflight.train_tokens > 0 and preflight.seconds > 0
     assert evaluation(ctx, combinations=(Combination(registered.model.id), Combination(registered.model.id, ctx.adapter().id))) == []

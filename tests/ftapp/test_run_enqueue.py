@@ -18,8 +18,11 @@ from trainer.protocol import InferenceSpec, ModelSource, write_spec
 
 def worker_spec(services, registered, run_id: str | None = None) -> InferenceSpec:
     run_id = run_id or new_id()
-    return InferenceSpec(run_id=run_id, run_dir=str(services.settings.runs_dir / run_id),
-                         model=ModelSource(registered.model.source, registered.model.architecture))
+    return InferenceSpec(
+        run_id=run_id,
+        run_dir=str(services.settings.runs_dir / run_id),
+        model=ModelSource(registered.model.source, registered.model.architecture),
+    )
 
 
 def nothing_left(services, run_id: str) -> bool:
@@ -30,11 +33,23 @@ def test_a_run_is_its_folder_its_spec_written_once_and_its_row_and_the_superviso
     woken = []
     monkeypatch.setattr(services.supervisor, "wake", lambda: woken.append(True))
     spec = worker_spec(services, registered)
-    run = enqueue(services.db, services.supervisor, spec, kind=RunKind.INFERENCE, name="worker",
-                  prepare=lambda folder: (folder / "requests").mkdir(), base_model_id=registered.model.id)
+    run = enqueue(
+        services.db,
+        services.supervisor,
+        spec,
+        kind=RunKind.INFERENCE,
+        name="worker",
+        prepare=lambda folder: (folder / "requests").mkdir(),
+        base_model_id=registered.model.id,
+    )
     folder = services.settings.runs_dir / spec.run_id
     assert (run.id, run.kind, run.status, run.run_dir, run.log_path) == (
-        spec.run_id, "inference", "queued", str(folder), str(folder / "trainer.log"))
+        spec.run_id,
+        "inference",
+        "queued",
+        str(folder),
+        str(folder / "trainer.log"),
+    )
     assert json.loads((folder / "spec.json").read_text()) == json.loads(run.spec) == spec.to_dict()
     assert (folder / "requests").is_dir() and woken == [True]
     assert services.runs.get(run.id) == run
@@ -88,9 +103,15 @@ def test_an_output_dir_run_whose_home_copy_fails_leaves_neither_folder(services,
     monkeypatch.setattr(enqueue_module, "write_spec", second_write_fails)
     out = tmp_path / "elsewhere"
     out.mkdir()
-    request = FineTuneRequest(base_model_id=registered.model.id, dataset_id=registered.dataset.id,
-                              prompt_id=registered.prompt.id, adapter_name="out-dir", gpus="cpu", output_dir=str(out),
-                              overrides={"max_steps": 1})
+    request = FineTuneRequest(
+        base_model_id=registered.model.id,
+        dataset_id=registered.dataset.id,
+        prompt_id=registered.prompt.id,
+        adapter_name="out-dir",
+        gpus="cpu",
+        output_dir=str(out),
+        overrides={"max_steps": 1},
+    )
     with pytest.raises(OSError, match="Input/output"):
         services.runs.submit(request)
     assert writes[0] is None and Path(writes[1]).parent.parent == services.settings.runs_dir

@@ -25,8 +25,14 @@ from storage import RunRecord
 from storage.types import utc_now
 from trainer.protocol import ExportSpec, ModelSource, ServeSpec
 
-LIMITS = {"context_tokens": 512, "max_tokens": 16, "max_request_bytes": 1 << 20, "request_timeout_s": 120.0,
-          "max_concurrent": 1, "max_queue": 32}
+LIMITS = {
+    "context_tokens": 512,
+    "max_tokens": 16,
+    "max_request_bytes": 1 << 20,
+    "request_timeout_s": 120.0,
+    "max_concurrent": 1,
+    "max_queue": 32,
+}
 
 
 def write_events(run: RunRecord, *events: dict) -> Path:
@@ -53,30 +59,58 @@ def exited() -> subprocess.Popen:
 
 def running_as(services, run: RunRecord, process: subprocess.Popen) -> None:
     with services.db.transaction() as tx:
-        tx.runs.update(run.id, status="running", pid=process.pid, started_at=utc_now(),
-                       process_start_time=process_start_time(process.pid) or 1.0)
+        tx.runs.update(
+            run.id, status="running", pid=process.pid, started_at=utc_now(), process_start_time=process_start_time(process.pid) or 1.0
+        )
 
 
 def export_run(services, registered, **spec_values) -> RunRecord:
     run_id = new_id()
-    spec = ExportSpec(run_id=run_id, run_dir=str(services.settings.runs_dir / run_id), action="register",
-                      source=registered.model.location, name="tiny-registered", **spec_values)
-    return enqueue(services.db, services.supervisor, spec, kind=RunKind.EXPORT, name="register tiny",
-                   base_model_id=registered.model.id, devices_requested="cpu")
+    spec = ExportSpec(
+        run_id=run_id,
+        run_dir=str(services.settings.runs_dir / run_id),
+        action="register",
+        source=registered.model.location,
+        name="tiny-registered",
+        **spec_values,
+    )
+    return enqueue(
+        services.db,
+        services.supervisor,
+        spec,
+        kind=RunKind.EXPORT,
+        name="register tiny",
+        base_model_id=registered.model.id,
+        devices_requested="cpu",
+    )
 
 
 def serve_run(services, registered) -> RunRecord:
     run_id = new_id()
-    spec = ServeSpec(run_id=run_id, run_dir=str(services.settings.runs_dir / run_id),
-                     model=ModelSource(registered.model.source, registered.model.architecture), served_name="tiny")
-    return enqueue(services.db, services.supervisor, spec, kind=RunKind.SERVE, name="serve tiny",
-                   base_model_id=registered.model.id, devices_requested="cpu")
+    spec = ServeSpec(
+        run_id=run_id,
+        run_dir=str(services.settings.runs_dir / run_id),
+        model=ModelSource(registered.model.source, registered.model.architecture),
+        served_name="tiny",
+    )
+    return enqueue(
+        services.db,
+        services.supervisor,
+        spec,
+        kind=RunKind.SERVE,
+        name="serve tiny",
+        base_model_id=registered.model.id,
+        devices_requested="cpu",
+    )
 
 
 def test_ingest_keeps_the_first_started_the_last_done_and_failure_and_the_last_events_time(services, registered):
     run = export_run(services, registered)
-    write_events(run, {"type": "started", "time": 100.0, "action": "register", "mlflow_run_id": "abc"},
-                 {"type": "progress", "time": 101.0, "step": 1, "loss": 0.5})
+    write_events(
+        run,
+        {"type": "started", "time": 100.0, "action": "register", "mlflow_run_id": "abc"},
+        {"type": "progress", "time": 101.0, "step": 1, "loss": 0.5},
+    )
     with services.db.transaction() as tx:
         ingest(tx, tx.runs.get(run.id))
     first = services.runs.get(run.id)
@@ -84,9 +118,13 @@ def test_ingest_keeps_the_first_started_the_last_done_and_failure_and_the_last_e
     assert first.done_payload is None and first.failure_type is None
     assert first.last_event_at == datetime.fromtimestamp(101.0, tz=UTC)
 
-    write_events(run, {"type": "started", "time": 102.0, "action": "again"},
-                 {"type": "failed", "time": 103.0, "error_type": "RuntimeError", "message": "first try"},
-                 {"type": "done", "time": 104.0, "version": "2"}, {"type": "done", "time": 105.0, "version": "3"})
+    write_events(
+        run,
+        {"type": "started", "time": 102.0, "action": "again"},
+        {"type": "failed", "time": 103.0, "error_type": "RuntimeError", "message": "first try"},
+        {"type": "done", "time": 104.0, "version": "2"},
+        {"type": "done", "time": 105.0, "version": "3"},
+    )
     with services.db.transaction() as tx:
         ingest(tx, tx.runs.get(run.id))
         artifacts = tx.artifacts.find(run_id=run.id)
@@ -100,8 +138,12 @@ def test_ingest_keeps_the_first_started_the_last_done_and_failure_and_the_last_e
 
 def test_a_payload_too_large_to_store_still_says_done_and_is_counted(services, registered):
     run = export_run(services, registered)
-    write_events(run, {"type": "started", "time": 1.0, "note": "x" * (MAX_PAYLOAD_CHARS + 1)},
-                 {"type": "done", "time": 2.0, "blob": ["y"] * MAX_PAYLOAD_CHARS}, {"type": "progress", "time": 1e300, "step": 1})
+    write_events(
+        run,
+        {"type": "started", "time": 1.0, "note": "x" * (MAX_PAYLOAD_CHARS + 1)},
+        {"type": "done", "time": 2.0, "blob": ["y"] * MAX_PAYLOAD_CHARS},
+        {"type": "progress", "time": 1e300, "step": 1},
+    )
     with services.db.transaction() as tx:
         ingest(tx, tx.runs.get(run.id))
         artifacts = tx.artifacts.find(run_id=run.id)
@@ -114,25 +156,36 @@ def test_a_payload_too_large_to_store_still_says_done_and_is_counted(services, r
 def test_the_supervisor_ends_a_run_from_its_row_and_the_export_result_needs_no_events_file(services, registered):
     run = export_run(services, registered)
     running_as(services, run, exited())
-    events = write_events(run, {"type": "started", "time": 1.0, "action": "register"},
-                          {"type": "done", "time": 2.0, "action": "register", "registered_model": "tiny-registered",
-                           "version": "3", "model_uri": "models:/tiny-registered/3", "kind": "model"})
+    events = write_events(
+        run,
+        {"type": "started", "time": 1.0, "action": "register"},
+        {
+            "type": "done",
+            "time": 2.0,
+            "action": "register",
+            "registered_model": "tiny-registered",
+            "version": "3",
+            "model_uri": "models:/tiny-registered/3",
+            "kind": "model",
+        },
+    )
     services.supervisor.tick()
     assert services.runs.get(run.id).status == "succeeded"
     events.unlink()
     result = services.exports.result(run.id)
     assert result.finished and result.registered is not None
-    assert (result.registered.version, result.registered.model_uri, result.registered.kind) == (
-        "3", "models:/tiny-registered/3", "model")
+    assert (result.registered.version, result.registered.model_uri, result.registered.kind) == ("3", "models:/tiny-registered/3", "model")
     assert result.registered.link.endswith("/#/models/tiny-registered/versions/3")
 
 
 def test_a_run_whose_done_was_ingested_succeeds_though_its_events_file_is_gone_when_it_exits(services, registered, alive):
     run = serve_run(services, registered)
     running_as(services, run, alive)
-    events = write_events(run, {"type": "started", "time": 1.0, "url": "http://127.0.0.1:4321", "merged_adapter": True,
-                                "limits": LIMITS},
-                          {"type": "done", "time": 2.0, "stopped": True})
+    events = write_events(
+        run,
+        {"type": "started", "time": 1.0, "url": "http://127.0.0.1:4321", "merged_adapter": True, "limits": LIMITS},
+        {"type": "done", "time": 2.0, "stopped": True},
+    )
     services.supervisor.tick()  # alive: ingested, not finished
     events.unlink()  # before the supervisor notices the exit: the end is decided from the row
     alive.kill()
@@ -165,9 +218,11 @@ def test_a_compare_workers_readiness_and_last_activity_come_from_its_row(service
     loading = services.comparisons.worker(registered.model.id)
     assert not loading.ready and loading.last_active is None and loading.device_name is None
 
-    write_events(worker_run, {"type": "started", "time": 1000.0, "device": "cpu", "device_name": "Stand-in CPU",
-                              "idle_timeout_s": 600.0},
-                 {"type": "progress", "time": 1010.5, "step": 1, "tokens_per_s": 5.0})
+    write_events(
+        worker_run,
+        {"type": "started", "time": 1000.0, "device": "cpu", "device_name": "Stand-in CPU", "idle_timeout_s": 600.0},
+        {"type": "progress", "time": 1010.5, "step": 1, "tokens_per_s": 5.0},
+    )
     services.supervisor.tick()
     (Path(worker_run.run_dir) / "events.jsonl").unlink()
     worker = services.comparisons.worker(registered.model.id)
@@ -177,8 +232,11 @@ def test_a_compare_workers_readiness_and_last_activity_come_from_its_row(service
 def test_runs_ingested_before_rows_kept_their_outcome_are_read_back_once_on_open(services, registered):
     """A home upgraded to revision 0006: its finished runs' rows have NULL outcome columns and their events on disk."""
     run = export_run(services, registered)
-    events = write_events(run, {"type": "started", "time": 1.0, "action": "register"},
-                          {"type": "done", "time": 2.0, "registered_model": "tiny-registered", "version": "7"})
+    events = write_events(
+        run,
+        {"type": "started", "time": 1.0, "action": "register"},
+        {"type": "done", "time": 2.0, "registered_model": "tiny-registered", "version": "7"},
+    )
     with services.db.transaction() as tx:
         tx.runs.update(run.id, status="succeeded", events_offset=events.stat().st_size, finished_at=utc_now())
     settings = services.settings

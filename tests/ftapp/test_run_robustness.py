@@ -36,8 +36,15 @@ from trainer.protocol import SPEC_FILE, read_spec, write_spec
 
 CLI = str(Path(sys.executable).parent / "ftapp")
 CPU = Machine(gpus=(), cpu_count=2, memory_available_mib=16_000)
-FAST = {"max_steps": 6, "logging_steps": 1, "eval_steps": 3, "save_steps": 3, "per_device_train_batch_size": 4,
-        "max_length": 64, "learning_rate": 3e-3}
+FAST = {
+    "max_steps": 6,
+    "logging_steps": 1,
+    "eval_steps": 3,
+    "save_steps": 3,
+    "per_device_train_batch_size": 4,
+    "max_length": 64,
+    "learning_rate": 3e-3,
+}
 # Long enough to be cancelled or killed mid-training; no checkpoint to slow it down.
 HUNG = {**FAST, "max_steps": 2000, "eval_steps": 10_000, "save_steps": 10_000}
 
@@ -47,13 +54,24 @@ def sets(values: dict) -> list[str]:
 
 
 def train_args(registered, name: str, values: dict) -> list[str]:
-    return ["train", "--model", registered.model.id, "--dataset", registered.dataset.id, "--prompt", registered.prompt.id,
-            "--name", name, "--gpus", "cpu", *sets(values)]
+    return [
+        "train",
+        "--model",
+        registered.model.id,
+        "--dataset",
+        registered.dataset.id,
+        "--prompt",
+        registered.prompt.id,
+        "--name",
+        name,
+        "--gpus",
+        "cpu",
+        *sets(values),
+    ]
 
 
 def cli(home: Path, *argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([CLI, "--home", str(home), *argv], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run([CLI, "--home", str(home), *argv], capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
 
 
 def wait_for(predicate, services, timeout_s: float):
@@ -75,18 +93,21 @@ def home_state(services) -> tuple[list, list]:
 # -- item 4a: every number a user can type is bounded -------------------------------------------------------
 
 
-@pytest.mark.parametrize(("argv", "rule"), [
-    (["--set", "max_steps=1e30"], "CF-005"),
-    (["--set", f"max_steps={10**30}"], "CF-005"),
-    (["--set", "num_train_epochs=Infinity"], "CF-005"),
-    (["--set", "learning_rate=NaN"], "CF-005"),
-    (["--set", "per_device_train_batch_size=1000000"], "CF-005"),
-    (["--set", "max_length=100000000"], "CF-005"),
-    (["--epochs", "1e20"], "FT-008"),
-    (["--epochs", "nan"], "FT-008"),
-    (["--lr", "inf"], "FT-009"),
-    (["--method", "grpo", "--reward", "exact_match", "--method-set", f"max_completion_length={2**70}"], "FT-019"),
-])
+@pytest.mark.parametrize(
+    ("argv", "rule"),
+    [
+        (["--set", "max_steps=1e30"], "CF-005"),
+        (["--set", f"max_steps={10**30}"], "CF-005"),
+        (["--set", "num_train_epochs=Infinity"], "CF-005"),
+        (["--set", "learning_rate=NaN"], "CF-005"),
+        (["--set", "per_device_train_batch_size=1000000"], "CF-005"),
+        (["--set", "max_length=100000000"], "CF-005"),
+        (["--epochs", "1e20"], "FT-008"),
+        (["--epochs", "nan"], "FT-008"),
+        (["--lr", "inf"], "FT-009"),
+        (["--method", "grpo", "--reward", "exact_match", "--method-set", f"max_completion_length={2**70}"], "FT-019"),
+    ],
+)
 def test_absurd_numbers_are_refused_by_the_cli_with_their_rule_and_write_nothing(argv, rule, services, registered, capsys):
     home = services.settings.home
     before = home_state(services)
@@ -114,29 +135,46 @@ def test_every_numeric_config_field_has_a_stated_bound_that_refuses_the_absurd()
 
 def test_request_numbers_and_stored_configs_are_bounded(services, registered):
     def fine_tune(**changes):
-        request = FineTuneRequest(base_model_id=registered.model.id, dataset_id=registered.dataset.id,
-                                  prompt_id=registered.prompt.id, adapter_name="ok", gpus="cpu", **changes)
+        request = FineTuneRequest(
+            base_model_id=registered.model.id,
+            dataset_id=registered.dataset.id,
+            prompt_id=registered.prompt.id,
+            adapter_name="ok",
+            gpus="cpu",
+            **changes,
+        )
         with services.db.transaction() as tx:
             return {p.rule_id for p in validate_fine_tune(tx, request, CPU)}
 
-    assert fine_tune(num_epochs=1e20, learning_rate=2.0, dataset_fraction=math.nan, train_test_split=math.inf,
-                     cpu_threads=10**30, num_processes=1.5) == {"FT-004", "FT-007", "FT-008", "FT-009", "FT-010", "FT-011"}
+    assert fine_tune(
+        num_epochs=1e20, learning_rate=2.0, dataset_fraction=math.nan, train_test_split=math.inf, cpu_threads=10**30, num_processes=1.5
+    ) == {"FT-004", "FT-007", "FT-008", "FT-009", "FT-010", "FT-011"}
     assert fine_tune(rewards=({"kind": "length_penalty", "weight": 1e9, "target_length": 2**70},), method="grpo") == {"FT-018"}
     # A config stored before these bounds (or brought by an import) is checked again when a run uses it.
     with services.db.transaction() as tx:
-        tx.configs.add(id=str(uuid.uuid4()), type="training_arguments", name="old", config=json.dumps({"max_steps": 10**30}),
-                       content_hash="x" * 64)
+        tx.configs.add(
+            id=str(uuid.uuid4()), type="training_arguments", name="old", config=json.dumps({"max_steps": 10**30}), content_hash="x" * 64
+        )
         stale = tx.configs.find_one(name="old").id
     assert fine_tune(training_arguments_config_id=stale) == {"CF-005"}
 
     def evaluation(**changes):
-        request = EvaluationRequest(dataset_id=registered.dataset.id, prompt_id=registered.prompt.id,
-                                    combinations=(Combination(registered.model.id),), gpus="cpu", **changes)
+        request = EvaluationRequest(
+            dataset_id=registered.dataset.id,
+            prompt_id=registered.prompt.id,
+            combinations=(Combination(registered.model.id),),
+            gpus="cpu",
+            **changes,
+        )
         with services.db.transaction() as tx:
             return [p.field for p in validate_evaluation(tx, request, CPU)]
 
     assert sorted(evaluation(seed=2**40, batch_size=10**9, max_rows=10**30, dataset_fraction=math.inf)) == [
-        "batch_size", "dataset_fraction", "max_rows", "seed"]
+        "batch_size",
+        "dataset_fraction",
+        "max_rows",
+        "seed",
+    ]
 
 
 # -- item 4b: one run's failure is that run's, never the tick's ------------------------------------------------
@@ -163,13 +201,27 @@ def fake_trainer(services, registered, unreadable: bool) -> tuple[str, subproces
     run_id = str(uuid.uuid4())
     run_dir = services.settings.runs_dir / run_id
     run_dir.mkdir(parents=True)
-    process = subprocess.Popen([sys.executable, "-c", FAKE_TRAINER.format(unreadable=unreadable), str(run_dir)],
-                               stdout=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", FAKE_TRAINER.format(unreadable=unreadable), str(run_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     assert process.stdout.readline().strip() == "ready"
     with services.db.transaction() as tx:
-        tx.runs.add(id=run_id, kind="finetune", name=f"fake-{unreadable}", status="running", run_dir=str(run_dir),
-                    log_path=str(run_dir / "trainer.log"), pid=process.pid, process_start_time=process_start_time(process.pid),
-                    started_at=utc_now(), gpus="cpu-fake", base_model_id=registered.model.id)
+        tx.runs.add(
+            id=run_id,
+            kind="finetune",
+            name=f"fake-{unreadable}",
+            status="running",
+            run_dir=str(run_dir),
+            log_path=str(run_dir / "trainer.log"),
+            pid=process.pid,
+            process_start_time=process_start_time(process.pid),
+            started_at=utc_now(),
+            gpus="cpu-fake",
+            base_model_id=registered.model.id,
+        )
     return run_id, process
 
 
@@ -177,9 +229,16 @@ def fake_trainer(services, registered, unreadable: bool) -> tuple[str, subproces
 def test_a_run_whose_events_cannot_be_stored_fails_alone_and_a_healthy_run_trains_to_the_end(services, registered):
     absurd_id, absurd = fake_trainer(services, registered, unreadable=False)
     broken_id, broken = fake_trainer(services, registered, unreadable=True)
-    healthy, _ = services.runs.submit(FineTuneRequest(
-        base_model_id=registered.model.id, dataset_id=registered.dataset.id, prompt_id=registered.prompt.id,
-        adapter_name="healthy", gpus="cpu", overrides=FAST))
+    healthy, _ = services.runs.submit(
+        FineTuneRequest(
+            base_model_id=registered.model.id,
+            dataset_id=registered.dataset.id,
+            prompt_id=registered.prompt.id,
+            adapter_name="healthy",
+            gpus="cpu",
+            overrides=FAST,
+        )
+    )
     try:
         final = services.runs.wait(healthy.id, timeout_s=300)
         assert final.status == "succeeded", final.error_text
@@ -211,8 +270,14 @@ def test_a_run_whose_events_cannot_be_stored_fails_alone_and_a_healthy_run_train
 
 @pytest.mark.slow  # starts real processes
 def test_the_supervisor_launches_only_the_spec_ftapp_wrote_into_the_runs_folder(services, registered, tmp_path):
-    request = FineTuneRequest(base_model_id=registered.model.id, dataset_id=registered.dataset.id,
-                              prompt_id=registered.prompt.id, adapter_name="tampered", gpus="cpu", overrides=FAST)
+    request = FineTuneRequest(
+        base_model_id=registered.model.id,
+        dataset_id=registered.dataset.id,
+        prompt_id=registered.prompt.id,
+        adapter_name="tampered",
+        gpus="cpu",
+        overrides=FAST,
+    )
     moved, _ = services.runs.submit(request)
     outside = tmp_path / "outside"
     # 1. ftapp's own queued run, its row pointed elsewhere afterwards (by hand or an import): refused.
@@ -247,9 +312,17 @@ def test_the_supervisor_launches_only_the_spec_ftapp_wrote_into_the_runs_folder(
 def test_a_run_with_an_output_dir_is_launched_from_its_spec_in_the_home(services, registered, tmp_path):
     out = tmp_path / "elsewhere"
     out.mkdir()
-    run, _ = services.runs.submit(FineTuneRequest(base_model_id=registered.model.id, dataset_id=registered.dataset.id,
-                                                  prompt_id=registered.prompt.id, adapter_name="out", gpus="cpu",
-                                                  overrides=FAST, output_dir=str(out)))
+    run, _ = services.runs.submit(
+        FineTuneRequest(
+            base_model_id=registered.model.id,
+            dataset_id=registered.dataset.id,
+            prompt_id=registered.prompt.id,
+            adapter_name="out",
+            gpus="cpu",
+            overrides=FAST,
+            output_dir=str(out),
+        )
+    )
     home_spec = read_spec(services.settings.runs_dir / run.id / SPEC_FILE)
     assert run.run_dir == str(out / run.id) == home_spec.run_dir  # FT-003: its files go there; its spec is in the home too
     services.supervisor.tick()

@@ -18,15 +18,27 @@ from ftapp.settings import Settings
 from storage.types import utc_now
 from trainer.protocol import read_events
 
-FAST = {"max_steps": 6, "logging_steps": 1, "eval_steps": 3, "save_steps": 3, "per_device_train_batch_size": 4,
-        "max_length": 64, "learning_rate": 3e-3}
+FAST = {
+    "max_steps": 6,
+    "logging_steps": 1,
+    "eval_steps": 3,
+    "save_steps": 3,
+    "per_device_train_batch_size": 4,
+    "max_length": 64,
+    "learning_rate": 3e-3,
+}
 LONG = {**FAST, "max_steps": 400, "eval_steps": 200, "save_steps": 2}
 
 
 def request(registered, name: str, **overrides) -> FineTuneRequest:
-    return FineTuneRequest(base_model_id=registered.model.id, dataset_id=registered.dataset.id,
-                           prompt_id=registered.prompt.id, adapter_name=name, gpus="cpu",
-                           overrides={**FAST, **overrides})
+    return FineTuneRequest(
+        base_model_id=registered.model.id,
+        dataset_id=registered.dataset.id,
+        prompt_id=registered.prompt.id,
+        adapter_name=name,
+        gpus="cpu",
+        overrides={**FAST, **overrides},
+    )
 
 
 def wait_for(predicate, services, timeout_s: float):
@@ -148,18 +160,30 @@ def test_resume_continues_from_the_last_checkpoint(services, registered, monkeyp
 def test_job_done_without_its_artifact_fails_closed_and_bad_lines_are_counted(services, registered, tmp_path):
     run_dir = tmp_path / "fake-run"
     run_dir.mkdir()
-    lines = [{"type": "started", "time": 1.0, "total_steps": 1}, {"type": "progress", "time": 2.0, "step": 1, "loss": 1.0},
-             {"type": "artifact", "time": 3.0, "kind": "adapter", "path": str(run_dir / "output")},
-             {"type": "done", "time": 4.0}]
-    text = "\n".join(json.dumps(line) for line in lines[:2]) + "\nnot json\n{\"type\": 5}\n"
+    lines = [
+        {"type": "started", "time": 1.0, "total_steps": 1},
+        {"type": "progress", "time": 2.0, "step": 1, "loss": 1.0},
+        {"type": "artifact", "time": 3.0, "kind": "adapter", "path": str(run_dir / "output")},
+        {"type": "done", "time": 4.0},
+    ]
+    text = "\n".join(json.dumps(line) for line in lines[:2]) + '\nnot json\n{"type": 5}\n'
     text += "\n".join(json.dumps(line) for line in lines[2:]) + "\n"
     (run_dir / "events.jsonl").write_text(text)
     (run_dir / "trainer.log").write_text("JOB_DONE\n")
     exited = subprocess.Popen([sys.executable, "-c", "pass"])
     exited.wait()
     with services.db.transaction() as tx:
-        tx.runs.add(id="fake", kind="finetune", status="running", run_dir=str(run_dir), log_path=str(run_dir / "trainer.log"),
-                    pid=exited.pid, process_start_time=1.0, started_at=utc_now(), base_model_id=registered.model.id)
+        tx.runs.add(
+            id="fake",
+            kind="finetune",
+            status="running",
+            run_dir=str(run_dir),
+            log_path=str(run_dir / "trainer.log"),
+            pid=exited.pid,
+            process_start_time=1.0,
+            started_at=utc_now(),
+            base_model_id=registered.model.id,
+        )
     services.supervisor.tick()
     final = services.runs.get("fake")
     assert (final.status, final.error_cause, final.malformed_events) == ("failed", "artifact missing", 2)
@@ -172,19 +196,57 @@ def test_the_cli_trains_with_wait_and_shows_the_run(tmp_path, registered, servic
     services.close()
     exe = str(Path(sys.executable).parent / "ftapp")
     sets = [arg for key, value in FAST.items() for arg in ("--set", f"{key}={value}")]
-    trained = subprocess.run([exe, "--home", home, "train", "--model", registered.model.id, "--dataset", registered.dataset.id,
-                              "--prompt", registered.prompt.id, "--name", "cli-lora", "--gpus", "cpu", *sets, "--wait"],
-                             capture_output=True, text=True, timeout=600)
+    trained = subprocess.run(
+        [
+            exe,
+            "--home",
+            home,
+            "train",
+            "--model",
+            registered.model.id,
+            "--dataset",
+            registered.dataset.id,
+            "--prompt",
+            registered.prompt.id,
+            "--name",
+            "cli-lora",
+            "--gpus",
+            "cpu",
+            *sets,
+            "--wait",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert trained.returncode == 0, trained.stdout + trained.stderr
     assert "preflight: peak memory" in trained.stderr and ", loss " in trained.stdout
     assert trained.stdout.rstrip().endswith("succeeded")
     listed = json.loads(subprocess.run([exe, "--home", home, "runs", "list", "--json"], capture_output=True, text=True, timeout=120).stdout)
     assert [(r["name"], r["status"]) for r in listed] == [("cli-lora", "succeeded")]
-    shown = json.loads(subprocess.run([exe, "--home", home, "runs", "show", listed[0]["id"], "--json"],
-                                      capture_output=True, text=True, timeout=120).stdout)
+    shown = json.loads(
+        subprocess.run([exe, "--home", home, "runs", "show", listed[0]["id"], "--json"], capture_output=True, text=True, timeout=120).stdout
+    )
     assert len(shown["metrics"]["loss"]) == 6
     logs = subprocess.run([exe, "--home", home, "runs", "logs", listed[0]["id"]], capture_output=True, text=True, timeout=120)
     assert "JOB_DONE" in logs.stdout
-    refused = subprocess.run([exe, "--home", home, "train", "--model", registered.model.id, "--dataset", registered.dataset.id,
-                              "--name", "bad name", "--gpus", "7"], capture_output=True, text=True, timeout=120)
+    refused = subprocess.run(
+        [
+            exe,
+            "--home",
+            home,
+            "train",
+            "--model",
+            registered.model.id,
+            "--dataset",
+            registered.dataset.id,
+            "--name",
+            "bad name",
+            "--gpus",
+            "7",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert refused.returncode == 2 and "FT-002" in refused.stderr and "FT-005" in refused.stderr

@@ -25,11 +25,18 @@ def _cuda_available() -> bool:
 def test_a_gpu_run_trains_and_registers(services, registered, mode):
     modern = next(p for p in services.configs.presets() if p.name == MODERN)
     bnb = modern.configs["bitsandbytes_config"].id if mode == "qlora" else None
-    run, preflight = services.runs.submit(FineTuneRequest(
-        base_model_id=registered.model.id, dataset_id=registered.dataset.id, prompt_id=registered.prompt.id,
-        adapter_name=f"gpu-{mode}", training_mode=mode, gpus="0", bitsandbytes_config_id=bnb,
-        overrides={"max_steps": 20, "logging_steps": 2, "eval_steps": 10, "save_steps": 10, "learning_rate": 3e-3},
-    ))
+    run, preflight = services.runs.submit(
+        FineTuneRequest(
+            base_model_id=registered.model.id,
+            dataset_id=registered.dataset.id,
+            prompt_id=registered.prompt.id,
+            adapter_name=f"gpu-{mode}",
+            training_mode=mode,
+            gpus="0",
+            bitsandbytes_config_id=bnb,
+            overrides={"max_steps": 20, "logging_steps": 2, "eval_steps": 10, "save_steps": 10, "learning_rate": 3e-3},
+        )
+    )
     assert preflight.device == "0"
     final = services.runs.wait(run.id, timeout_s=600)
     assert final.status == "succeeded", final.error_text

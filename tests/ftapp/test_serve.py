@@ -25,8 +25,24 @@ from trainer.protocol import ServeSpec, read_run_spec
 def test_serve_answers_a_chat_completion_and_stops_cleanly(services, registered, random_adapter, capsys):
     adapter = services.adapters.add(AddAdapterRequest(name="rand", model_id=registered.model_id, location=str(random_adapter(21))))
     home = str(services.settings.home)
-    code = cli_main(["--home", home, "serve", "--model", registered.model_id, "--adapter", adapter.id, "--gpus", "cpu",
-                     "--engine", "transformers", "--timeout", "300", "--json"])
+    code = cli_main(
+        [
+            "--home",
+            home,
+            "serve",
+            "--model",
+            registered.model_id,
+            "--adapter",
+            adapter.id,
+            "--gpus",
+            "cpu",
+            "--engine",
+            "transformers",
+            "--timeout",
+            "300",
+            "--json",
+        ]
+    )
     shown = json.loads(capsys.readouterr().out)
     run_id = shown["run_id"]
     try:
@@ -36,10 +52,10 @@ def test_serve_answers_a_chat_completion_and_stops_cleanly(services, registered,
         assert shown["curl"].startswith(f"curl {shown['url']}/v1/chat/completions") and "Authorization" not in shown["curl"]
         assert shown["limits"]["context_tokens"] == 512 and "429" in shown["limits_note"]  # the demo model's context
 
-        body = json.dumps({"model": shown["model"], "messages": [{"role": "user", "content": "Where is my order?"}],
-                           "max_tokens": 8, "temperature": 0}).encode()
-        request = urllib.request.Request(f"{shown['base_url']}/chat/completions", data=body,
-                                         headers={"Content-Type": "application/json"})
+        body = json.dumps(
+            {"model": shown["model"], "messages": [{"role": "user", "content": "Where is my order?"}], "max_tokens": 8, "temperature": 0}
+        ).encode()
+        request = urllib.request.Request(f"{shown['base_url']}/chat/completions", data=body, headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=120) as response:
             answer = json.loads(response.read())
         assert response.status == 200 and answer["object"] == "chat.completion"
@@ -101,8 +117,14 @@ def test_the_endpoint_refuses_huge_and_malformed_requests_fast_and_keeps_answeri
     try:
         endpoint = services.serving.wait_ready(run.id, timeout_s=300)
         assert endpoint.state == "serving", services.runs.get(run.id).error_text
-        assert endpoint.limits == {"context_tokens": 512, "max_tokens": 16, "max_request_bytes": 1 << 20, "request_timeout_s": 120.0,
-                                   "max_concurrent": 1, "max_queue": 16}
+        assert endpoint.limits == {
+            "context_tokens": 512,
+            "max_tokens": 16,
+            "max_request_bytes": 1 << 20,
+            "request_timeout_s": 120.0,
+            "max_concurrent": 1,
+            "max_queue": 16,
+        }
         chat = f"{endpoint.base_url}/chat/completions"
 
         def body(content: str, **fields) -> bytes:
@@ -111,8 +133,11 @@ def test_the_endpoint_refuses_huge_and_malformed_requests_fast_and_keeps_answeri
         status, answer, seconds = _post(chat, body("x" * 200_000))  # took the bare server 3+ minutes
         assert (status, answer["error"]["code"]) == (400, "context_length_exceeded") and seconds < 1.5, (answer, seconds)
         status, answer, seconds = _post(chat, body("word " * 600, max_tokens=8))  # under 1 MiB and passes at a glance: counted
-        assert (status, answer["error"]["code"]) == (400, "context_length_exceeded") and "maximum context length is 512" in \
-            answer["error"]["message"] and seconds < 1.5
+        assert (
+            (status, answer["error"]["code"]) == (400, "context_length_exceeded")
+            and "maximum context length is 512" in answer["error"]["message"]
+            and seconds < 1.5
+        )
         status, answer, _ = _post(chat, b'{"messages": [' + b'"a",' * 5_000_000 + b'"a"]}')  # 20 MB
         assert (status, answer["error"]["code"]) == (413, "request_too_large")
         status, answer, _ = _post(chat, b'{"model": "rand", "messages": [')
@@ -122,8 +147,7 @@ def test_the_endpoint_refuses_huge_and_malformed_requests_fast_and_keeps_answeri
         status, answer, seconds = _post(chat, body("Where is my order?", max_tokens=5000, temperature=0))
         assert status == 200 and answer["usage"]["completion_tokens"] <= 16 and seconds < 5, (answer, seconds)
 
-        request = urllib.request.Request(chat, data=body("Where is my order?", stream=True),
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(chat, data=body("Where is my order?", stream=True), headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=60) as response:
             events = [line for line in response.read().decode().split("\n\n") if line.startswith("data: ")]
         assert response.headers["content-type"].startswith("text/event-stream") and len(events) >= 2
@@ -142,8 +166,9 @@ def test_the_endpoint_refuses_huge_and_malformed_requests_fast_and_keeps_answeri
         assert len(answered) >= 17 and wall < 60, (len(answered), wall)  # 1 generating + 16 waiting, at least
         status, answer, seconds = _post(chat, body("Hello!", max_tokens=8))
         assert status == 200 and seconds < 5
-        print(f"burst of 60: {len(answered)} answered, p50 {answered[len(answered) // 2]:.2f} s, max {answered[-1]:.2f} s, "
-              f"wall {wall:.2f} s")
+        print(
+            f"burst of 60: {len(answered)} answered, p50 {answered[len(answered) // 2]:.2f} s, max {answered[-1]:.2f} s, wall {wall:.2f} s"
+        )
     finally:
         services.serving.stop(run.id)
         final = services.runs.wait(run.id, timeout_s=60)

@@ -23,8 +23,9 @@ def post(url: str, body: dict) -> dict:
 
 
 def test_a_prompt_template_adapter_is_shown_the_completions_call_and_a_chat_model_the_chat_call(services, registered, random_adapter):
-    raw = services.adapters.add(AddAdapterRequest(name="raw", model_id=registered.model_id, location=str(random_adapter(31)),
-                                                  prompt_id=registered.prompt_id))
+    raw = services.adapters.add(
+        AddAdapterRequest(name="raw", model_id=registered.model_id, location=str(random_adapter(31)), prompt_id=registered.prompt_id)
+    )
     run = services.serving.submit(ServeRequest(registered.model_id, raw.id, gpus="cpu", engine="transformers"))
     endpoint = services.serving.endpoint(run.id)
     row = services.datasets.preview(registered.dataset_id, 0, 1).rows[0]
@@ -43,11 +44,19 @@ def test_a_prompt_template_adapter_is_shown_the_completions_call_and_a_chat_mode
 
 @pytest.mark.slow
 def test_served_answers_equal_evaluated_answers(services, registered, random_adapter):
-    adapter = services.adapters.add(AddAdapterRequest(name="raw", model_id=registered.model_id, location=str(random_adapter(32, 0.3)),
-                                                      prompt_id=registered.prompt_id))
-    evaluation = services.evaluations.submit(EvaluationRequest(
-        dataset_id=registered.dataset_id, prompt_id=registered.prompt_id, combinations=(Combination(registered.model_id, adapter.id),),
-        gpus="cpu", max_rows=ROWS, generation={"max_new_tokens": NEW_TOKENS, "do_sample": False}))
+    adapter = services.adapters.add(
+        AddAdapterRequest(name="raw", model_id=registered.model_id, location=str(random_adapter(32, 0.3)), prompt_id=registered.prompt_id)
+    )
+    evaluation = services.evaluations.submit(
+        EvaluationRequest(
+            dataset_id=registered.dataset_id,
+            prompt_id=registered.prompt_id,
+            combinations=(Combination(registered.model_id, adapter.id),),
+            gpus="cpu",
+            max_rows=ROWS,
+            generation={"max_new_tokens": NEW_TOKENS, "do_sample": False},
+        )
+    )
     final = services.runs.wait(evaluation.id, timeout_s=600)
     assert final.status == "succeeded", final.error_text
     evaluated = services.evaluations.results(evaluation.id).rows
@@ -64,13 +73,22 @@ def test_served_answers_equal_evaluated_answers(services, registered, random_ada
             assert prompt == row.input  # the prompt the evaluation generated from
             answer = post(f"{endpoint.url}{endpoint.route}", endpoint.body(prompt, max_tokens=NEW_TOKENS))
             served.append(answer["choices"][0]["text"].strip())
-            wrapped = post(f"{endpoint.url}/v1/chat/completions", {"model": endpoint.served_model, "max_tokens": NEW_TOKENS,
-                                                                    "temperature": 0, "messages": [{"role": "user", "content": prompt}]})
+            wrapped = post(
+                f"{endpoint.url}/v1/chat/completions",
+                {
+                    "model": endpoint.served_model,
+                    "max_tokens": NEW_TOKENS,
+                    "temperature": 0,
+                    "messages": [{"role": "user", "content": prompt}],
+                },
+            )
             chat.append(wrapped["choices"][0]["message"]["content"].strip())
     finally:
         services.serving.stop(run.id)
         services.runs.wait(run.id, timeout_s=60)
     expected = [row.outputs[1] for row in evaluated]
     assert served == expected
-    print(f"\nserved = evaluated on {sum(a == b for a, b in zip(served, expected))}/{ROWS} rows through /v1/completions; "
-          f"the chat endpoint on {sum(a == b for a, b in zip(chat, expected))}/{ROWS}")
+    print(
+        f"\nserved = evaluated on {sum(a == b for a, b in zip(served, expected))}/{ROWS} rows through /v1/completions; "
+        f"the chat endpoint on {sum(a == b for a, b in zip(chat, expected))}/{ROWS}"
+    )

@@ -14,8 +14,15 @@ from trainer.protocol import read_events
 
 pytestmark = pytest.mark.slow  # starts real trainer processes
 
-FAST = {"max_steps": 3, "logging_steps": 1, "eval_steps": 3, "save_steps": 3, "per_device_train_batch_size": 4,
-        "max_length": 64, "learning_rate": 3e-3}
+FAST = {
+    "max_steps": 3,
+    "logging_steps": 1,
+    "eval_steps": 3,
+    "save_steps": 3,
+    "per_device_train_batch_size": 4,
+    "max_length": 64,
+    "learning_rate": 3e-3,
+}
 
 
 def wait_until(predicate, timeout_s: float):
@@ -37,9 +44,16 @@ def test_a_run_handed_to_the_warm_trainer_skips_the_imports_and_keeps_the_run_co
     warm = supervisor.standby._process
     assert warm is not None and supervisor.standby.devices == ""  # CPU: no GPU visible
 
-    run, _ = services.runs.submit(FineTuneRequest(
-        base_model_id=registered.model.id, dataset_id=registered.dataset.id, prompt_id=registered.prompt.id,
-        adapter_name="warm-start", gpus="cpu", overrides=FAST))
+    run, _ = services.runs.submit(
+        FineTuneRequest(
+            base_model_id=registered.model.id,
+            dataset_id=registered.dataset.id,
+            prompt_id=registered.prompt.id,
+            adapter_name="warm-start",
+            gpus="cpu",
+            overrides=FAST,
+        )
+    )
     final = wait_until(lambda: (r := services.runs.get(run.id)).status in ("succeeded", "failed", "cancelled") and r, 240)
 
     assert final.status == "succeeded", final.error_text

@@ -55,8 +55,15 @@ def rules(error: pytest.ExceptionInfo) -> list[str]:
 def train(services: Services, name: str, **changes) -> FineTuneRequest:
     shared = {d.name: d for d in services.datasets.list()}["demo-support-intents"]
     prompt = services.prompts.list(shared.id)[0]
-    values = dict(base_model_id=services.models.list()[0].id, dataset_id=shared.id, prompt_id=prompt.id,
-                  adapter_name=name, gpus="cpu", cpu_threads=1, overrides=dict(FAST))
+    values = dict(
+        base_model_id=services.models.list()[0].id,
+        dataset_id=shared.id,
+        prompt_id=prompt.id,
+        adapter_name=name,
+        gpus="cpu",
+        cpu_threads=1,
+        overrides=dict(FAST),
+    )
     return FineTuneRequest(**{**values, **changes})
 
 
@@ -193,8 +200,9 @@ def test_compare_workers_are_capped_over_all_visitors(demo):
     alice = services_for_key(demo_services(services, DemoCaps(max_runs_total=1)), "alice")
 
     with pytest.raises(ValidationError) as busy:
-        alice.comparisons.start(CompareRequest(model_id=services.models.list()[0].id, adapter_ids=(), include_base=True,
-                                               prompt="Where is my order?"))
+        alice.comparisons.start(
+            CompareRequest(model_id=services.models.list()[0].id, adapter_ids=(), include_base=True, prompt="Where is my order?")
+        )
     assert rules(busy) == ["DM-004"] and [r.id for r in services.runs.list()] == ["bobs-worker"]
 
 
@@ -205,8 +213,9 @@ def test_what_only_the_host_may_do(demo):
     model = services.models.list()[0]
 
     refused = {
-        "push": lambda: alice.exports.submit(ExportRequest(base_model_id=model.id, adapter_id="", model_name="x",
-                                                           action="push", repo_id="me/x")),
+        "push": lambda: alice.exports.submit(
+            ExportRequest(base_model_id=model.id, adapter_id="", model_name="x", action="push", repo_id="me/x")
+        ),
         "serve": lambda: alice.serving.submit(ServeRequest(model_id=model.id, gpus="cpu")),
         "token": lambda: alice.hf_token.store("hf_" + "x" * 30),
         "database": lambda: alice.database.export_json(),
@@ -275,18 +284,34 @@ def test_each_service_given_a_visitor_refuses_with_the_dm_rule_and_writes_nothin
         "hub dataset": ("DM-006", lambda: datasets.add(AddDatasetRequest(huggingface_name="tatsu-lab/alpaca"))),
         "model": ("DM-006", lambda: ModelService(settings, db, alice).add(AddModelRequest(huggingface_name="Qwen/Qwen2.5-0.5B"))),
         "licence": ("DM-008", lambda: ModelService(settings, db, alice).accept_license(model.id)),
-        "adapter": ("DM-006", lambda: AdapterService(settings, db, alice).add(AddAdapterRequest(name="a", model_id=model.id,
-                                                                                                  location=str(tmp_path)))),
+        "adapter": (
+            "DM-006",
+            lambda: AdapterService(settings, db, alice).add(AddAdapterRequest(name="a", model_id=model.id, location=str(tmp_path))),
+        ),
         "prompt": ("DM-008", lambda: PromptService(db, datasets, alice).remove(prompt.id)),
         "config": ("DM-007", lambda: ConfigService(db, alice).add(AddConfigRequest("training_arguments", {"max_steps": 5}))),
-        "full fine-tune": ("DM-005", lambda: RunService(settings, db, datasets, supervisor, alice).submit(
-            train(services, "full", training_mode="full"), CPU)),
-        "evaluation on a GPU": ("DM-005", lambda: EvaluationService(settings, db, supervisor, alice).submit(
-            EvaluationRequest(shared.id, prompt.id, (Combination(model.id),), gpus="0"), CPU)),
-        "Compare worker": ("DM-004", lambda: ComparisonService(settings, db, datasets, supervisor, visitor=alice).start(
-            CompareRequest(model_id=model.id, prompt="Where is my order?"))),
-        "merge": ("DM-007", lambda: ExportService(settings, db, supervisor, alice).submit(
-            ExportRequest(base_model_id=model.id, adapter_id="", model_name="x", action="merge"), CPU)),
+        "full fine-tune": (
+            "DM-005",
+            lambda: RunService(settings, db, datasets, supervisor, alice).submit(train(services, "full", training_mode="full"), CPU),
+        ),
+        "evaluation on a GPU": (
+            "DM-005",
+            lambda: EvaluationService(settings, db, supervisor, alice).submit(
+                EvaluationRequest(shared.id, prompt.id, (Combination(model.id),), gpus="0"), CPU
+            ),
+        ),
+        "Compare worker": (
+            "DM-004",
+            lambda: ComparisonService(settings, db, datasets, supervisor, visitor=alice).start(
+                CompareRequest(model_id=model.id, prompt="Where is my order?")
+            ),
+        ),
+        "merge": (
+            "DM-007",
+            lambda: ExportService(settings, db, supervisor, alice).submit(
+                ExportRequest(base_model_id=model.id, adapter_id="", model_name="x", action="merge"), CPU
+            ),
+        ),
         "serve": ("DM-007", lambda: ServeService(settings, db, supervisor, alice).submit(ServeRequest(model_id=model.id), CPU)),
         "token": ("DM-007", lambda: HfToken(settings.secrets_dir, alice).store("hf_" + "x" * 30)),
         "import": ("DM-007", lambda: DatabaseTransfer(db, settings, alice).import_from(export)),
@@ -310,9 +335,15 @@ def test_two_owners_see_none_of_each_others_rows(demo):
     made = {}
     for name, visitor in (("alice", alice), ("bob", bob)):
         dataset = visitor.datasets.add(AddDatasetRequest(name=f"{name}-notes", location=upload(uploads, f"{name}.jsonl", 5)))
-        prompt = visitor.prompts.add(AddPromptRequest(name=f"{name}-prompt", dataset_id=dataset.id,
-                                                      prompt_template="{instruction}", input_template="{instruction}",
-                                                      completion_template="{output}"))
+        prompt = visitor.prompts.add(
+            AddPromptRequest(
+                name=f"{name}-prompt",
+                dataset_id=dataset.id,
+                prompt_template="{instruction}",
+                input_template="{instruction}",
+                completion_template="{output}",
+            )
+        )
         run, _ = visitor.runs.submit(train(visitor, f"{name}-lora", dataset_id=dataset.id, prompt_id=prompt.id), CPU)
         made[name] = (dataset, prompt, run)
         assert {dataset.owner, prompt.owner, run.owner} == {owner_of(name)}
@@ -323,8 +354,12 @@ def test_two_owners_see_none_of_each_others_rows(demo):
         assert f"{other}-prompt" not in {p.name for p in mine.prompts.list()}
         assert [r.name for r in mine.runs.list()] == [f"{me}-lora"]
         theirs_dataset, theirs_prompt, theirs_run = made[other]
-        for lookup, ident in ((mine.datasets.get, theirs_dataset.id), (mine.prompts.get, theirs_prompt.id),
-                              (mine.runs.get, theirs_run.id), (mine.runs.cancel, theirs_run.id)):
+        for lookup, ident in (
+            (mine.datasets.get, theirs_dataset.id),
+            (mine.prompts.get, theirs_prompt.id),
+            (mine.runs.get, theirs_run.id),
+            (mine.runs.cancel, theirs_run.id),
+        ):
             with pytest.raises(NotFoundError):
                 lookup(ident)
     assert {r.name for r in services.runs.list()} == {"alice-lora", "bob-lora"}  # the host sees everyone's

@@ -38,8 +38,9 @@ def test_from_blank_a_run_has_no_outcome_until_one_is_stored(tmp_path: Path):
         fresh = tx.runs.add(id=run_id, kind="serve", status="running")
         assert (fresh.started_payload, fresh.done_payload, fresh.failure_type, fresh.last_event_at) == (None,) * 4
         when = datetime(2026, 5, 1, 12, 0, 0, 500000, tzinfo=UTC)
-        tx.runs.update(run_id, started_payload='{"url": "http://127.0.0.1:1"}', failure_type="OSError",
-                       failure_message="disk", last_event_at=when)
+        tx.runs.update(
+            run_id, started_payload='{"url": "http://127.0.0.1:1"}', failure_type="OSError", failure_message="disk", last_event_at=when
+        )
     with db.transaction() as tx:
         stored = tx.runs.get(run_id)
     assert stored.started_payload == '{"url": "http://127.0.0.1:1"}' and stored.last_event_at == when
@@ -52,9 +53,12 @@ def test_from_0005_existing_runs_keep_their_values_and_get_null_outcomes(tmp_pat
     assert not OUTCOME_COLUMNS & _columns(path)
     run_id = str(uuid.uuid4())
     with sqlite3.connect(path) as raw:
-        raw.execute("INSERT INTO runs (id, kind, name, status, spec, run_dir, gpus, created_at, events_offset, "
-                    "malformed_events, devices_requested, error_text) VALUES (?, 'export', 'old', 'succeeded', '{}', "
-                    "'/h/runs/x', 'cpu', '2026-01-02T03:04:05+00:00', 812, 1, 'cpu', 'kept')", (run_id,))
+        raw.execute(
+            "INSERT INTO runs (id, kind, name, status, spec, run_dir, gpus, created_at, events_offset, "
+            "malformed_events, devices_requested, error_text) VALUES (?, 'export', 'old', 'succeeded', '{}', "
+            "'/h/runs/x', 'cpu', '2026-01-02T03:04:05+00:00', 812, 1, 'cpu', 'kept')",
+            (run_id,),
+        )
 
     db = Database.open(path)  # migrates to the head on open
     assert current_revision(db.engine) == head_revision()

@@ -43,7 +43,7 @@ def render(template: str, messages: list[dict[str, str]] | None = None, prompt: 
 def _tokens(template: str) -> list[tuple[str, str]]:
     tokens, position = [], 0
     for match in ACTION.finditer(template):
-        tokens.append(("text", template[position:match.start()]))
+        tokens.append(("text", template[position : match.start()]))
         action = match.group(1)
         assert not action.startswith("-") and not action.endswith("-"), "ftapp writes no whitespace trimming"
         tokens.append(("action", action.strip()))
@@ -88,10 +88,16 @@ def _if_chain(tokens: list[tuple[str, str]], i: int, scope: dict) -> tuple[str, 
         condition = tokens[branch][1].removeprefix("else ").removeprefix("if ")
         match = re.fullmatch(r'eq \.Role "(\w+)"', condition)
         assert match, f"an if ftapp does not write: {condition}"
-        nxt = next((k for k in range(branch + 1, end) if tokens[k] == ("action", tokens[k][1]) and tokens[k][1].startswith("else")
-                    and _depth(tokens, branch + 1, k) == 0), end)
+        nxt = next(
+            (
+                k
+                for k in range(branch + 1, end)
+                if tokens[k] == ("action", tokens[k][1]) and tokens[k][1].startswith("else") and _depth(tokens, branch + 1, k) == 0
+            ),
+            end,
+        )
         if chosen is None and scope["Role"] == match.group(1):
-            chosen, _ = _run(tokens[branch + 1:nxt], 0, scope, stop=())
+            chosen, _ = _run(tokens[branch + 1 : nxt], 0, scope, stop=())
         branch = nxt
     return chosen or "", end + 1
 

@@ -28,14 +28,23 @@ def test_shared_answers_match_lm_evals_own_model_for_every_adapter(demo_kit, ran
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(demo_kit.model_dir), adapters["c2"], adapter_name="c2")
     model.load_adapter(adapters["c3"], adapter_name="c3")
     model.eval()
-    choices = [Instance("loglikelihood", {}, (f"### Request:\nwhere is my order {n}\n### Intent:", f" {intent}"), 0)
-               for n in range(3) for intent in ("track_order", "cancel_order")]
-    generations = [Instance("generate_until", {}, (f"### Request:\nmy parcel {n} is late\n### Intent:\n",
-                                                   {"until": ["\n"], "max_gen_toks": 6, "do_sample": False}), 0) for n in range(3)]
+    choices = [
+        Instance("loglikelihood", {}, (f"### Request:\nwhere is my order {n}\n### Intent:", f" {intent}"), 0)
+        for n in range(3)
+        for intent in ("track_order", "cancel_order")
+    ]
+    generations = [
+        Instance(
+            "generate_until",
+            {},
+            (f"### Request:\nmy parcel {n} is late\n### Intent:\n", {"until": ["\n"], "max_gen_toks": 6, "do_sample": False}),
+            0,
+        )
+        for n in range(3)
+    ]
     names = [BASE_ADAPTER, "c2", "c3"]
     shared = SharedAnswers(model, tokenizer, names, batch_size=4)
-    ours = {name: (AdapterLM(shared, name).loglikelihood(choices), AdapterLM(shared, name).generate_until(generations))
-            for name in names}
+    ours = {name: (AdapterLM(shared, name).loglikelihood(choices), AdapterLM(shared, name).generate_until(generations)) for name in names}
     assert ours["c2"][0] != ours["c3"][0], "the adapters answer differently"
 
     for name in names:

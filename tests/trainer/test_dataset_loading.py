@@ -46,7 +46,7 @@ def test_write_split_records_the_held_out_rows(tmp_path: Path) -> None:
 
 def test_csv_cells_stay_strings_like_ftapp_read_them(tmp_path: Path) -> None:
     path = tmp_path / "rows.csv"
-    path.write_text("\ufeffid,text\n007,\"a, quoted\"\n\n008,\n", encoding="utf-8")
+    path.write_text('\ufeffid,text\n007,"a, quoted"\n\n008,\n', encoding="utf-8")
     rows = load_rows(DataSource(kind="project_csv", path=str(path)))
     assert rows.to_list() == [{"id": "007", "text": "a, quoted"}, {"id": "008", "text": ""}]
 

@@ -37,8 +37,15 @@ def pairs(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def dpo_spec(make_spec, pairs: Path):
     def make(run_dir: Path, training: dict | None = None, **fields) -> TrainSpec:
-        data = {"kind": "project_json", "path": str(pairs), "format": "preference", "prompt_template": None,
-                "input_template": None, "completion_template": None, "train_split": 0.8}
+        data = {
+            "kind": "project_json",
+            "path": str(pairs),
+            "format": "preference",
+            "prompt_template": None,
+            "input_template": None,
+            "completion_template": None,
+            "train_split": 0.8,
+        }
         return make_spec(run_dir, data=data, training={**DPO_TRAINING, **(training or {})}, **{"method": "dpo", **fields})
 
     return make
@@ -49,8 +56,13 @@ def runs(dpo_spec, random_adapter, tmp_path_factory) -> Iterator[dict[str, Train
     base = tmp_path_factory.mktemp("dpo")
     started = {
         "lora": TrainerProcess(dpo_spec(base / "lora")),
-        "continued": TrainerProcess(dpo_spec(base / "continued", init_adapter=str(random_adapter(7)),
-                                             training={"max_steps": 3, "save_strategy": "no", "eval_strategy": "no"})),
+        "continued": TrainerProcess(
+            dpo_spec(
+                base / "continued",
+                init_adapter=str(random_adapter(7)),
+                training={"max_steps": 3, "save_strategy": "no", "eval_strategy": "no"},
+            )
+        ),
         "cancelled": TrainerProcess(dpo_spec(base / "cancelled", training={"max_steps": 5000, "save_strategy": "no"})),
     }
     threading.Thread(target=_terminate_once_training, args=(started["cancelled"],), daemon=True).start()
@@ -166,14 +178,17 @@ def test_sigterm_during_dpo_training_checkpoints_and_exits_143(runs) -> None:
     assert (Path(checkpoint.data["path"]) / "trainer_state.json").is_file()
 
 
-@pytest.mark.parametrize(("fields", "message"), [
-    ({"method": "sft"}, "runs method 'dpo' only"),
-    ({"data": {"format": "plain"}}, "expected 'preference'"),
-    ({"method_settings": {"beta": 0, "loss_type": "kto"}}, "beta must be above 0.*loss_type must be one of"),
-    ({"method_settings": {"gamma": 1}}, "unknown setting 'gamma'"),
-    ({"init_adapter": "/nowhere"}, "not an adapter directory"),
-    ({"init_adapter": "/nowhere", "training_mode": "full"}, "continues a LoRA adapter"),
-])
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"method": "sft"}, "runs method 'dpo' only"),
+        ({"data": {"format": "plain"}}, "expected 'preference'"),
+        ({"method_settings": {"beta": 0, "loss_type": "kto"}}, "beta must be above 0.*loss_type must be one of"),
+        ({"method_settings": {"gamma": 1}}, "unknown setting 'gamma'"),
+        ({"init_adapter": "/nowhere"}, "not an adapter directory"),
+        ({"init_adapter": "/nowhere", "training_mode": "full"}, "continues a LoRA adapter"),
+    ],
+)
 def test_specs_dpo_cannot_run_are_refused_before_any_ml_import(dpo_spec, tmp_path: Path, fields: dict, message: str) -> None:
     data = fields.pop("data", None)
     spec = dpo_spec(tmp_path / "bad", **fields)

@@ -19,19 +19,29 @@ def evaluation_spec(run_dir: Path, demo_kit, adapters: list[Path | None], rows: 
     model = ModelSource(str(demo_kit.model_dir))
     prompt = demo_kit.prompt
     return EvaluationSpec(
-        run_id=run_dir.name, run_dir=str(run_dir),
+        run_id=run_dir.name,
+        run_dir=str(run_dir),
         combinations=tuple(EvalCombination(i, f"c{i}", model, str(a) if a else None) for i, a in enumerate(adapters, start=1)),
-        data=DataSource(kind="project_jsonl", path=str(demo_kit.dataset_path), input_template=prompt["input_template"],
-                        completion_template=prompt["completion_template"], prompt_template=prompt["prompt_template"]),
-        row_indices=rows, rows_from="every 10th row", generation={"max_new_tokens": 8, "do_sample": False},
-        batch_size=4, cpu_threads=1,
+        data=DataSource(
+            kind="project_jsonl",
+            path=str(demo_kit.dataset_path),
+            input_template=prompt["input_template"],
+            completion_template=prompt["completion_template"],
+            prompt_template=prompt["prompt_template"],
+        ),
+        row_indices=rows,
+        rows_from="every 10th row",
+        generation={"max_new_tokens": 8, "do_sample": False},
+        batch_size=4,
+        cpu_threads=1,
     )
 
 
 def run(spec: EvaluationSpec) -> subprocess.CompletedProcess:
     path = write_spec(spec)
-    return subprocess.run([sys.executable, "-m", "trainer", "evaluate", str(path)], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "trainer", "evaluate", str(path)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.slow
@@ -54,8 +64,21 @@ def test_base_and_two_adapters_are_answered_scored_and_reported_in_order(tmp_pat
     by_position = {p: {a["row_index"]: a["output"] for a in answers if a["position"] == p} for p in (1, 2, 3)}
     assert by_position[2] != by_position[1] and by_position[3] != by_position[2]
     reports = {e.data["position"]: e.data for e in events if e.type == "eval"}
-    for metric in ("exact_match", "token_f1", "rouge1", "rouge2", "rougeL", "bleu", "accuracy", "macro_f1",
-                   "mean_log_likelihood", "perplexity", "batch_latency_s", "batch_tokens_per_s", "mean_new_tokens"):
+    for metric in (
+        "exact_match",
+        "token_f1",
+        "rouge1",
+        "rouge2",
+        "rougeL",
+        "bleu",
+        "accuracy",
+        "macro_f1",
+        "mean_log_likelihood",
+        "perplexity",
+        "batch_latency_s",
+        "batch_tokens_per_s",
+        "mean_new_tokens",
+    ):
         assert all(metric in reports[p] for p in (1, 2, 3)), metric
     assert "delta_accuracy" not in reports[1]
     assert reports[2]["delta_perplexity"] == reports[2]["perplexity"] - reports[1]["perplexity"]

@@ -15,7 +15,8 @@ def row(output: str, reference: str, log_likelihood: float | None = -1.0, refere
 
 def test_row_scores():
     assert score_row("cancel_ticket", "cancel_ticket") == pytest.approx(
-        {"exact_match": 1.0, "token_f1": 1.0, "rouge1": 1.0, "rouge2": 1.0, "rougeL": 1.0, "bleu": 100.0})
+        {"exact_match": 1.0, "token_f1": 1.0, "rouge1": 1.0, "rouge2": 1.0, "rougeL": 1.0, "bleu": 100.0}
+    )
     # SQuAD normalisation drops "The" and the full stop: {cat, sat} against {cat, sat, down}
     assert token_f1("The cat sat.", "cat sat down") == pytest.approx(2 * 1.0 * (2 / 3) / (1 + 2 / 3))
     wrong = score_row("refund", "payment issue")

@@ -61,15 +61,21 @@ def test_export_specs_that_cannot_run_are_refused_before_any_import(tmp_path):
 
 
 def test_the_archive_verb_runs_as_a_process_on_the_standard_library_alone(tmp_path):
-    spec = ExportSpec(run_id="r", run_dir=str(tmp_path / "run"), action="archive", source=str(adapter_dir(tmp_path)),
-                      name="lora", model_card="# lora\n")
+    spec = ExportSpec(
+        run_id="r", run_dir=str(tmp_path / "run"), action="archive", source=str(adapter_dir(tmp_path)), name="lora", model_card="# lora\n"
+    )
     Path(spec.run_dir).mkdir()
     blocked = tmp_path / "blocked"  # importing any of these fails the run: an archive needs none of them
     for name in ("torch", "transformers", "mlflow", "huggingface_hub"):
         (blocked / name).mkdir(parents=True)
         (blocked / name / "__init__.py").write_text(f"raise ImportError('the archive imported {name}')")
-    result = subprocess.run([sys.executable, "-m", "trainer", "export", str(write_spec(spec))], capture_output=True, text=True,
-                            timeout=60, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(blocked), str(ROOT)])})
+    result = subprocess.run(
+        [sys.executable, "-m", "trainer", "export", str(write_spec(spec))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(blocked), str(ROOT)])},
+    )
     assert result.returncode == 0, result.stderr
     assert "JOB_DONE" in result.stdout
     events = read_events(spec.events_path).events

@@ -73,7 +73,9 @@ def test_ollama_create_runs_when_ollama_is_on_path_and_its_failure_is_noted_not_
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     ollama = bin_dir / "ollama"
-    ollama.write_text('#!/bin/sh\necho "$@" > "$PWD/ollama-args"\n[ "$2" = "broken:f16" ] && { echo "Error: could not connect" >&2; exit 1; }\nexit 0\n')
+    ollama.write_text(
+        '#!/bin/sh\necho "$@" > "$PWD/ollama-args"\n[ "$2" = "broken:f16" ] && { echo "Error: could not connect" >&2; exit 1; }\nexit 0\n'
+    )
     ollama.chmod(0o755)
     modelfile = tmp_path / "Modelfile"
     modelfile.write_text("FROM ./m.gguf\n")

@@ -15,15 +15,25 @@ EOS = 2
 @pytest.fixture(scope="module")
 def model() -> LlamaForCausalLM:
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, max_position_embeddings=256, eos_token_id=EOS, pad_token_id=0)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        eos_token_id=EOS,
+        pad_token_id=0,
+    )
     return LlamaForCausalLM(config).eval()
 
 
 def reference(model: LlamaForCausalLM, prompt: list[int], max_new_tokens: int) -> list[int]:
     """Greedy ``generate`` on one unpadded prompt, cut after the first end-of-sequence token."""
-    out = model.generate(torch.tensor([prompt]), max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=EOS,
-                         pad_token_id=0)[0, len(prompt):].tolist()
+    out = model.generate(torch.tensor([prompt]), max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=EOS, pad_token_id=0)[
+        0, len(prompt) :
+    ].tolist()
     return out[: out.index(EOS) + 1] if EOS in out else out
 
 
@@ -53,8 +63,9 @@ def test_lora_adapters_sample_the_same_folded_into_a_weight_copy_as_run_by_peft(
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(3)
-    peft_model = get_peft_model(LlamaForCausalLM(model.config), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
-                                                                             init_lora_weights=False)).eval()
+    peft_model = get_peft_model(
+        LlamaForCausalLM(model.config), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
+    ).eval()
     base = peft_model.get_base_model()
     before = {name: p.clone() for name, p in base.named_parameters()}
     prompts = [[5, 9, 11, 3, 7], [4, 40]]

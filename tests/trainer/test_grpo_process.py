@@ -23,8 +23,14 @@ from trainer.protocol import DONE_MARKER, RewardSpec, TrainSpec
 from trainer.recipes.grpo_process import check_spec
 
 SUMS = [(1, 2), (2, 2), (2, 3), (3, 4)]  # four different answers: saying one number scores at most 1/4
-ARITHMETIC = {"kind": "project_jsonl", "format": "plain", "prompt_template": "Q: {question}\nA: {answer}",
-              "input_template": "Q: {question}\nA: ", "completion_template": "{answer}", "train_split": 1.0}
+ARITHMETIC = {
+    "kind": "project_jsonl",
+    "format": "plain",
+    "prompt_template": "Q: {question}\nA: {answer}",
+    "input_template": "Q: {question}\nA: ",
+    "completion_template": "{answer}",
+    "train_split": 1.0,
+}
 CUSTOM_REWARD = "def reward(completion, reference, row):\n    return 1.0 if row['intent'] in completion else 0.0\n"
 
 
@@ -36,8 +42,14 @@ def sums(tmp_path_factory) -> Path:
 
 
 def grpo_spec(make_spec, run_dir: Path, rewards: list[RewardSpec], settings: dict, training: dict, **fields) -> TrainSpec:
-    return make_spec(run_dir, method="grpo", rewards=tuple(rewards), method_settings=settings,
-                     training={"save_strategy": "no", "eval_strategy": "no", **training}, **fields)
+    return make_spec(
+        run_dir,
+        method="grpo",
+        rewards=tuple(rewards),
+        method_settings=settings,
+        training={"save_strategy": "no", "eval_strategy": "no", **training},
+        **fields,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,31 +58,64 @@ def runs(make_spec, sums: Path, tmp_path_factory) -> Iterator[dict[str, TrainerP
     code = base / "intent_reward.py"
     code.write_text(CUSTOM_REWARD)
     rewards = [
-        RewardSpec("exact_match"), RewardSpec("regex_match", weight=0.5, pattern=r"^\s*[a-z_]+\s*$"),
-        RewardSpec("regex_match", weight=0.5, pattern="_"), RewardSpec("length_penalty", weight=0.5, target_length=12),
+        RewardSpec("exact_match"),
+        RewardSpec("regex_match", weight=0.5, pattern=r"^\s*[a-z_]+\s*$"),
+        RewardSpec("regex_match", weight=0.5, pattern="_"),
+        RewardSpec("length_penalty", weight=0.5, target_length=12),
         RewardSpec("custom_python", weight=0.1, code_path=str(code)),
     ]
     started = {
-        "rewards": TrainerProcess(grpo_spec(
-            make_spec, base / "rewards", rewards, {"num_generations": 4, "max_completion_length": 8, "beta": 0.04},
-            {"max_steps": 4, "per_device_train_batch_size": 8, "per_device_eval_batch_size": 6, "eval_strategy": "steps",
-             "eval_steps": 2, "save_strategy": "steps", "save_steps": 2},
-            data={"fraction": 0.1, "train_split": 0.75})),
+        "rewards": TrainerProcess(
+            grpo_spec(
+                make_spec,
+                base / "rewards",
+                rewards,
+                {"num_generations": 4, "max_completion_length": 8, "beta": 0.04},
+                {
+                    "max_steps": 4,
+                    "per_device_train_batch_size": 8,
+                    "per_device_eval_batch_size": 6,
+                    "eval_strategy": "steps",
+                    "eval_steps": 2,
+                    "save_strategy": "steps",
+                    "save_steps": 2,
+                },
+                data={"fraction": 0.1, "train_split": 0.75},
+            )
+        ),
         # The SFT half of SFT → RL: enough to answer with a number, not enough to add.
-        "sft": TrainerProcess(make_spec(base / "sft", data={**ARITHMETIC, "path": str(sums)}, training={
-            "max_steps": 28, "learning_rate": 3e-3, "per_device_train_batch_size": 4, "save_strategy": "no", "eval_strategy": "no"})),
+        "sft": TrainerProcess(
+            make_spec(
+                base / "sft",
+                data={**ARITHMETIC, "path": str(sums)},
+                training={
+                    "max_steps": 28,
+                    "learning_rate": 3e-3,
+                    "per_device_train_batch_size": 4,
+                    "save_strategy": "no",
+                    "eval_strategy": "no",
+                },
+            )
+        ),
     }
     sft = started["sft"].wait()
     assert sft.code == 0, sft.stderr
-    started["learning"] = TrainerProcess(grpo_spec(
-        make_spec, base / "learning", [RewardSpec("exact_match")],
-        {"num_generations": 16, "max_completion_length": 4, "beta": 0.04},
-        {"max_steps": 30, "learning_rate": 1e-3, "per_device_train_batch_size": 64},
-        data={**ARITHMETIC, "path": str(sums)}, init_adapter=str(started["sft"].spec.output_dir)))
+    started["learning"] = TrainerProcess(
+        grpo_spec(
+            make_spec,
+            base / "learning",
+            [RewardSpec("exact_match")],
+            {"num_generations": 16, "max_completion_length": 4, "beta": 0.04},
+            {"max_steps": 30, "learning_rate": 1e-3, "per_device_train_batch_size": 64},
+            data={**ARITHMETIC, "path": str(sums)},
+            init_adapter=str(started["sft"].spec.output_dir),
+        )
+    )
     # The same run sampled by the graphed engine (issue 19; on a CPU its decode steps run eagerly): it must learn as well.
-    started["learning_graphed"] = TrainerProcess(replace(started["learning"].spec, run_id="learning_graphed",
-                                                         run_dir=str(_fresh(base / "learning_graphed"))),
-                                                 env={"FTAPP_GRPO_GENERATION": "graphed"})
+    started["learning_graphed"] = TrainerProcess(
+        replace(started["learning"].spec, run_id="learning_graphed", run_dir=str(_fresh(base / "learning_graphed"))),
+        env={"FTAPP_GRPO_GENERATION": "graphed"},
+    )
     yield started
     for trainer in started.values():
         trainer.kill()
@@ -134,15 +179,18 @@ def test_grpo_after_sft_raises_the_exact_match_reward(runs, engine: str) -> None
     assert engine_notes == [f"GRPO samples its completions with the {'graphed' if engine.endswith('graphed') else 'generate'!r} engine"]
 
 
-@pytest.mark.parametrize(("fields", "message"), [
-    ({"rewards": ()}, "spec.rewards is empty"),
-    ({"rewards": (RewardSpec("custom_python", code_path="/nowhere.py"),)}, "custom reward file not found"),
-    ({"rewards": (RewardSpec("bleu"),)}, "unknown kind 'bleu'"),
-    ({"data": {"input_template": None, "completion_template": None}}, "exact_match compares with each row's answer"),
-    ({"data": {"format": "preference"}}, "trains with DPO"),
-    ({"method_settings": {"num_generations": 3}}, r"\(8 × 1 × 1\) must be a multiple of num_generations \(3\)"),
-    ({"method_settings": {"num_generations": 1, "temperature": 0}}, "num_generations must be at least 2.*temperature must be above 0"),
-])
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"rewards": ()}, "spec.rewards is empty"),
+        ({"rewards": (RewardSpec("custom_python", code_path="/nowhere.py"),)}, "custom reward file not found"),
+        ({"rewards": (RewardSpec("bleu"),)}, "unknown kind 'bleu'"),
+        ({"data": {"input_template": None, "completion_template": None}}, "exact_match compares with each row's answer"),
+        ({"data": {"format": "preference"}}, "trains with DPO"),
+        ({"method_settings": {"num_generations": 3}}, r"\(8 × 1 × 1\) must be a multiple of num_generations \(3\)"),
+        ({"method_settings": {"num_generations": 1, "temperature": 0}}, "num_generations must be at least 2.*temperature must be above 0"),
+    ],
+)
 def test_specs_grpo_cannot_run_are_refused_before_any_ml_import(make_spec, tmp_path: Path, fields: dict, message: str) -> None:
     spec = grpo_spec(make_spec, tmp_path / "bad", [RewardSpec("exact_match")], {}, {})
     data = fields.pop("data", None)

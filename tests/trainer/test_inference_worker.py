@@ -49,10 +49,16 @@ def adapters(random_adapter) -> tuple[Path, Path]:
     return made[0], made[1]
 
 
-def request(request_id: str, targets: list[tuple[str, Path | None]], generation: dict[str, Any], seed: int = 0,
-            prompt: str | list[dict[str, str]] = PROMPT) -> InferenceRequest:
-    return InferenceRequest(request_id, prompt, tuple(InferenceTarget(label, str(path) if path else None)
-                                                      for label, path in targets), generation, seed)
+def request(
+    request_id: str,
+    targets: list[tuple[str, Path | None]],
+    generation: dict[str, Any],
+    seed: int = 0,
+    prompt: str | list[dict[str, str]] = PROMPT,
+) -> InferenceRequest:
+    return InferenceRequest(
+        request_id, prompt, tuple(InferenceTarget(label, str(path) if path else None) for label, path in targets), generation, seed
+    )
 
 
 def queue(run_dir: Path, item: InferenceRequest) -> None:
@@ -69,8 +75,9 @@ def response(run_dir: Path, request_id: str) -> list[dict[str, Any]]:
 def test_the_worker_answers_every_target_in_one_stream_and_exits_when_idle(tmp_path, demo_kit, adapters):
     run_dir = tmp_path / "worker"
     (run_dir / REQUESTS_DIR).mkdir(parents=True)
-    spec = InferenceSpec(run_id="worker", run_dir=str(run_dir), model=ModelSource(str(demo_kit.model_dir)),
-                         idle_timeout_s=2.0, cpu_threads=1)
+    spec = InferenceSpec(
+        run_id="worker", run_dir=str(run_dir), model=ModelSource(str(demo_kit.model_dir)), idle_timeout_s=2.0, cpu_threads=1
+    )
     one, two = adapters
     everyone = [("base", None), ("one", one), ("two", two)]
     queue(run_dir, request("r1", everyone, GREEDY))
@@ -80,8 +87,9 @@ def test_the_worker_answers_every_target_in_one_stream_and_exits_when_idle(tmp_p
     queue(run_dir, request("r5", [("one", one), ("one again", one)], SAMPLED, seed=7))
     queue(run_dir, request("r6", [("base", None)], GREEDY, prompt=[{"role": "user", "content": "Where is my parcel?"}]))
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "trainer", "infer", str(write_spec(spec))], cwd=ROOT,
-                            capture_output=True, text=True, timeout=240)
+    result = subprocess.run(
+        [sys.executable, "-m", "trainer", "infer", str(write_spec(spec))], cwd=ROOT, capture_output=True, text=True, timeout=240
+    )
     print(f"worker ran {time.monotonic() - started:.1f} s")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 

@@ -64,15 +64,22 @@ def test_every_pair_is_judged_in_both_orders_and_rates_come_per_combination():
     assert rates[2] == {"judged_rows": 2.0, "judge_win_rate": 0.0, "judge_tie_rate": 1.0, "judge_loss_rate": 0.0}
     rows = [row for batch in batches for row in batch]
     assert [(r["position"], r["row_index"], r["verdict_ab"], r["verdict_ba"], r["outcome"]) for r in rows] == [
-        (2, 0, "A", "A", "tie"), (2, 1, "A", "A", "tie"), (3, 0, "A", "A", "tie")]
+        (2, 0, "A", "A", "tie"),
+        (2, 1, "A", "A", "tie"),
+        (3, 0, "A", "A", "tie"),
+    ]
 
     rates = judge_pairs(ReferenceJudge(), RUBRIC, pairs(), batch_size=8, on_batch=lambda rows: None)
     assert rates[2]["judge_win_rate"] == 0.5 and rates[2]["judge_loss_rate"] == 0.5 and rates[3]["judge_tie_rate"] == 1.0
 
 
 def test_pairs_are_rows_both_number_one_and_the_combination_answered():
-    answers = {(1, 0): {"output": "a"}, (2, 0): {"output": "b", "input": "q", "reference": "r"}, (2, 5): {"output": "c"},
-               (3, 0): {"output": "d"}}
+    answers = {
+        (1, 0): {"output": "a"},
+        (2, 0): {"output": "b", "input": "q", "reference": "r"},
+        (2, 5): {"output": "c"},
+        (3, 0): {"output": "d"},
+    }
     assert rows_to_pairs(answers, [1, 2, 3]) == [Pair(2, 0, "q", "r", "a", "b"), Pair(3, 0, "", "", "a", "d")]
 
 
@@ -99,7 +106,9 @@ def test_an_endpoint_judge_speaks_openai_chat_completions_with_the_key_from_the_
     body = json.loads(request.data)
     assert body["model"] == "judge-7b" and body["messages"] == [{"role": "user", "content": "prompt"}] and body["max_tokens"] == 64
 
-    judge = EndpointJudge(JudgeSpec(rubric=RUBRIC, url="http://127.0.0.1:9/v1", api_model="m"),
-                          lambda request, timeout: FakeResponse(b'{"error": "no such model"}'))
+    judge = EndpointJudge(
+        JudgeSpec(rubric=RUBRIC, url="http://127.0.0.1:9/v1", api_model="m"),
+        lambda request, timeout: FakeResponse(b'{"error": "no such model"}'),
+    )
     with pytest.raises(RuntimeError, match="did not answer as an OpenAI chat completion"):
         judge.judge(["prompt"])

@@ -10,16 +10,45 @@ from trainer.protocol.memory_plan import USABLE_FRACTION, memory_needed
 from trainer.training_arguments import DeviceCaps, MethodLoad, resolve_training
 
 GIB = 1024**3
-LLAMA_8B = ModelShape.from_config({"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
-                                   "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
-                                   "vocab_size": 128256, "tie_word_embeddings": False})
-LLAMA_1B = ModelShape.from_config({"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
-                                   "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 64,
-                                   "vocab_size": 128256, "tie_word_embeddings": True})
+LLAMA_8B = ModelShape.from_config(
+    {
+        "hidden_size": 4096,
+        "intermediate_size": 14336,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "vocab_size": 128256,
+        "tie_word_embeddings": False,
+    }
+)
+LLAMA_1B = ModelShape.from_config(
+    {
+        "hidden_size": 2048,
+        "intermediate_size": 8192,
+        "num_hidden_layers": 16,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "head_dim": 64,
+        "vocab_size": 128256,
+        "tie_word_embeddings": True,
+    }
+)
 
 
-def plan(shape: ModelShape, free_gib: float, *, mode: str = "lora", method: str = "sft", rows: int = 8, accumulation: int = 1,
-         max_length: int = 2048, checkpointing: str = "auto", bitsandbytes: bool = False, **extra):
+def plan(
+    shape: ModelShape,
+    free_gib: float,
+    *,
+    mode: str = "lora",
+    method: str = "sft",
+    rows: int = 8,
+    accumulation: int = 1,
+    max_length: int = 2048,
+    checkpointing: str = "auto",
+    bitsandbytes: bool = False,
+    **extra,
+):
     work = method_workload(method, mode, rows=rows, accumulation=accumulation, max_length=max_length, liger=True, **extra)
     return plan_fit(shape, work, int(free_gib * GIB), method_levers(method, mode, checkpointing, bitsandbytes=bitsandbytes))
 
@@ -93,12 +122,23 @@ def test_the_trainer_chooses_what_the_preflight_predicts() -> None:
     """``trainer.training_arguments`` and ftapp's preflight call the same plan: the trainer's config is the plan's recipe."""
     predicted = plan(LLAMA_8B, 24, max_length=2048)
     device = DeviceCaps("cuda", "NVIDIA GeForce RTX 4090", bf16=True, liger=True, varlen_attention=True, memory_free_bytes=24 * GIB)
-    resolved = resolve_training({"padding_free": True, "max_length": 2048, "per_device_train_batch_size": 8}, device,
-                                training_mode="lora", output_dir="/runs/r/checkpoints", has_validation=False,
-                                completion_only_loss=True, assistant_only_loss=False, model=LLAMA_8B, load=MethodLoad("sft"))
+    resolved = resolve_training(
+        {"padding_free": True, "max_length": 2048, "per_device_train_batch_size": 8},
+        device,
+        training_mode="lora",
+        output_dir="/runs/r/checkpoints",
+        has_validation=False,
+        completion_only_loss=True,
+        assistant_only_loss=False,
+        model=LLAMA_8B,
+        load=MethodLoad("sft"),
+    )
     config = resolved.config
     assert (config["per_device_train_batch_size"], config["gradient_accumulation_steps"], config["activation_checkpointing"]) == (
-        predicted.recipe.rows, predicted.recipe.accumulation, predicted.recipe.checkpointing)
+        predicted.recipe.rows,
+        predicted.recipe.accumulation,
+        predicted.recipe.checkpointing,
+    )
     assert resolved.memory_plan == predicted
     assert set(predicted.changes) <= set(resolved.notes)
     assert resolved.recipe()["planned_peak_gib"] == pytest.approx(predicted.need.total / GIB, abs=0.01)
@@ -106,9 +146,16 @@ def test_the_trainer_chooses_what_the_preflight_predicts() -> None:
 
 def test_a_run_the_trainer_finds_too_big_runs_as_asked_with_the_advice_in_its_notes() -> None:
     device = DeviceCaps("cuda", "NVIDIA L4", bf16=True, memory_free_bytes=20 * GIB)
-    resolved = resolve_training({"max_length": 2048, "per_device_train_batch_size": 8}, device, training_mode="full",
-                                output_dir="/runs/r/checkpoints", has_validation=False, completion_only_loss=True,
-                                assistant_only_loss=False, model=LLAMA_8B)
+    resolved = resolve_training(
+        {"max_length": 2048, "per_device_train_batch_size": 8},
+        device,
+        training_mode="full",
+        output_dir="/runs/r/checkpoints",
+        has_validation=False,
+        completion_only_loss=True,
+        assistant_only_loss=False,
+        model=LLAMA_8B,
+    )
     assert resolved.memory_plan is not None and not resolved.memory_plan.fits
     assert any("does not fit" in note and "QLoRA" in note for note in resolved.notes)
 
@@ -117,6 +164,8 @@ def test_activations_shrink_with_checkpointing_and_again_with_offloading() -> No
     work = method_workload("sft", "lora", rows=8, accumulation=1, max_length=2048, liger=True)
     from trainer.protocol import Recipe
 
-    plain, recompute, offload = (memory_needed(LLAMA_8B, work, Recipe(8, 1, checkpointing=c, offload=o)).activations
-                                 for c, o in ((False, False), (True, False), (True, True)))
+    plain, recompute, offload = (
+        memory_needed(LLAMA_8B, work, Recipe(8, 1, checkpointing=c, offload=o)).activations
+        for c, o in ((False, False), (True, False), (True, True))
+    )
     assert offload < recompute < plain / 10

@@ -11,13 +11,19 @@ from trainer.protocol import render_template
 
 CONVERSATIONS = [
     [{"role": "user", "content": "Where is my order?"}],
-    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."},
-     {"role": "user", "content": "Cancel it {{ please }}"}],
+    [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "Cancel it {{ please }}"},
+    ],
 ]
-CHATML = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-          "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}"
-          "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
-          "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")  # SmolLM2-Instruct's, as its GGUF holds it
+CHATML = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}"
+    "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)  # SmolLM2-Instruct's, as its GGUF holds it
 
 
 def ollama_prompt(modelfile: str, turns: list[dict[str, str]]) -> str:
@@ -29,11 +35,15 @@ def ollama_prompt(modelfile: str, turns: list[dict[str, str]]) -> str:
 
 
 def written(tokenizer, adds_bos: bool) -> str:
-    turns = chat_turns(lambda messages, generate: tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generate),
-                       tokenizer.bos_token, adds_bos)
+    turns = chat_turns(
+        lambda messages, generate: tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generate),
+        tokenizer.bos_token,
+        adds_bos,
+    )
     generation = {"eos_token_id": tokenizer.eos_token_id}
-    return modelfile_text("m.gguf", chat_template(turns), stop_words(tokenizer, generation), parameters(generation),
-                          turns.default_system, "note")
+    return modelfile_text(
+        "m.gguf", chat_template(turns), stop_words(tokenizer, generation), parameters(generation), turns.default_system, "note"
+    )
 
 
 @pytest.mark.parametrize("template", ["demo", "chatml"])
@@ -66,9 +76,9 @@ def test_a_raw_text_adapter_gets_its_input_template_cut_where_training_cut_it():
 
 def test_generation_settings_and_names():
     assert parameters({}) == {"temperature": 0}
-    assert parameters({"do_sample": True, "temperature": 0.7, "top_p": 0.9, "top_k": 20, "repetition_penalty": 1.1,
-                       "max_new_tokens": 64}) == {"temperature": 0.7, "top_k": 20, "top_p": 0.9, "repeat_penalty": 1.1,
-                                                  "num_predict": 64}
+    assert parameters(
+        {"do_sample": True, "temperature": 0.7, "top_p": 0.9, "top_k": 20, "repetition_penalty": 1.1, "max_new_tokens": 64}
+    ) == {"temperature": 0.7, "top_k": 20, "top_p": 0.9, "repeat_penalty": 1.1, "num_predict": 64}
     assert ollama_name("My-Adapter v2", "q8_0") == "my-adapter-v2:q8_0"
     with pytest.raises(ValueError, match='"""'):
         modelfile_text("m.gguf", 'say """', [], {}, None, "")

@@ -30,10 +30,15 @@ def preference_spec(run_dir: Path, demo_kit, data: Path, adapter: Path, beta: fl
     run_dir.mkdir(parents=True, exist_ok=True)
     model = ModelSource(str(demo_kit.model_dir))
     return EvaluationSpec(
-        run_id=run_dir.name, run_dir=str(run_dir),
+        run_id=run_dir.name,
+        run_dir=str(run_dir),
         combinations=(EvalCombination(1, "base", model), EvalCombination(2, "dpo", model, str(adapter), dpo_beta=beta)),
-        data=DataSource(kind="project_json", path=str(data), format="preference"), row_indices=tuple(range(PAIRS)),
-        rows_from="first pairs", generation={"max_new_tokens": 8}, batch_size=6, cpu_threads=1,
+        data=DataSource(kind="project_json", path=str(data), format="preference"),
+        row_indices=tuple(range(PAIRS)),
+        rows_from="first pairs",
+        generation={"max_new_tokens": 8},
+        batch_size=6,
+        cpu_threads=1,
     )
 
 
@@ -46,8 +51,9 @@ def log_likelihoods(model, tokenizer, row: dict) -> tuple[float, float]:
     prompt_ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
     sums = []
     for answer in (row["chosen"]["value"], row["rejected"]["value"]):
-        full = tokenizer.apply_chat_template([*prompt, {"role": "assistant", "content": answer}], tokenize=True,
-                                             return_dict=True)["input_ids"]
+        full = tokenizer.apply_chat_template([*prompt, {"role": "assistant", "content": answer}], tokenize=True, return_dict=True)[
+            "input_ids"
+        ]
         assert full[: len(prompt_ids)] == prompt_ids
         with torch.no_grad():
             logits = model(input_ids=torch.tensor([full])).logits[0].float()
@@ -75,8 +81,14 @@ def test_pairs_are_scored_by_likelihood_with_rewards_against_the_base_model(tmp_
         margins = [a["log_likelihood"] - a["logp_rejected"] for a in rows]
         assert reports[position]["preference_accuracy"] == pytest.approx(sum(m > 0 for m in margins) / PAIRS)
         assert reports[position]["mean_margin"] == pytest.approx(sum(margins) / PAIRS)
-    rewards = [0.5 * ((answers[2, r]["log_likelihood"] - answers[2, r]["logp_rejected"])
-                      - (answers[1, r]["log_likelihood"] - answers[1, r]["logp_rejected"])) for r in range(PAIRS)]
+    rewards = [
+        0.5
+        * (
+            (answers[2, r]["log_likelihood"] - answers[2, r]["logp_rejected"])
+            - (answers[1, r]["log_likelihood"] - answers[1, r]["logp_rejected"])
+        )
+        for r in range(PAIRS)
+    ]
     assert reports[2]["reward_margin"] == pytest.approx(sum(rewards) / PAIRS)
     assert reports[2]["reward_accuracy"] == pytest.approx(sum(r > 0 for r in rewards) / PAIRS)
     assert reports[2]["reward_beta"] == 0.5 and "reward_accuracy" not in reports[1]
@@ -108,7 +120,13 @@ def test_without_a_known_beta_the_implicit_reward_uses_one():
 
     tuned, reference = PairScore(-10.0, -14.0, 5), PairScore(-11.0, -12.0, 5)
     assert pair_scores(tuned, reference, None) == {
-        "preference_accuracy": 1.0, "mean_margin": 4.0, "mean_logp_chosen": -10.0, "mean_logp_rejected": -14.0,
-        "reward_accuracy": 1.0, "reward_margin": 3.0, "reward_beta": 1.0}
+        "preference_accuracy": 1.0,
+        "mean_margin": 4.0,
+        "mean_logp_chosen": -10.0,
+        "mean_logp_rejected": -14.0,
+        "reward_accuracy": 1.0,
+        "reward_margin": 3.0,
+        "reward_beta": 1.0,
+    }
     assert pair_scores(tuned, reference, 0.1)["reward_margin"] == pytest.approx(0.3)
     assert "reward_margin" not in pair_scores(reference, None, 0.1), "no reference policy, no implicit reward"

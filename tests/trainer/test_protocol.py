@@ -23,9 +23,16 @@ from trainer.protocol import (
 
 
 def spec(tmp_path: Path) -> TrainSpec:
-    return TrainSpec(run_id="r1", run_dir=str(tmp_path), method="sft", training_mode="lora",
-                     model=ModelSource("/models/tiny"), data=DataSource("project_jsonl", path="/d.jsonl"),
-                     adapter_name="a", training={"max_steps": 3})
+    return TrainSpec(
+        run_id="r1",
+        run_dir=str(tmp_path),
+        method="sft",
+        training_mode="lora",
+        model=ModelSource("/models/tiny"),
+        data=DataSource("project_jsonl", path="/d.jsonl"),
+        adapter_name="a",
+        training={"max_steps": 3},
+    )
 
 
 def test_spec_round_trip(tmp_path: Path):
@@ -46,11 +53,14 @@ def test_spec_from_dict_reads_every_kind_by_its_kind_field(tmp_path: Path):
     assert spec_from_dict(serve.to_dict()) == serve
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    ([1, 2], "JSON object"),
-    ({"kind": "mine", "protocol_version": 1}, "unknown kind"),
-    ({"kind": ["evaluate"], "protocol_version": 1}, "unknown kind"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([1, 2], "JSON object"),
+        ({"kind": "mine", "protocol_version": 1}, "unknown kind"),
+        ({"kind": ["evaluate"], "protocol_version": 1}, "unknown kind"),
+    ],
+)
 def test_spec_from_dict_refuses_what_is_no_spec(data, message: str):
     with pytest.raises(ValueError, match=message):
         spec_from_dict(data)
@@ -64,7 +74,7 @@ def test_events_are_read_incrementally_and_malformed_lines_are_counted(tmp_path:
     first = read_events(tmp_path / "events.jsonl", 0)
     assert [e.type for e in first.events] == ["started", "progress"] and first.malformed == 0
     with open(tmp_path / "events.jsonl", "a") as handle:
-        handle.write("not json\n{\"type\": \"nonsense\", \"time\": 1}\n{\"type\": \"eval\", \"time\": 2, \"step\": 1, \"eval_loss\": 2.0}\n")
+        handle.write('not json\n{"type": "nonsense", "time": 1}\n{"type": "eval", "time": 2, "step": 1, "eval_loss": 2.0}\n')
         handle.write('{"type": "progress", "time": 3, "step": 2')  # a line still being written
     second = read_events(tmp_path / "events.jsonl", first.offset)
     assert [e.type for e in second.events] == ["eval"] and second.malformed == 2
@@ -75,10 +85,18 @@ def test_events_are_read_incrementally_and_malformed_lines_are_counted(tmp_path:
     assert stdout.getvalue().rstrip().endswith(DONE_MARKER)
 
 
-@pytest.mark.parametrize(("requested", "visible", "device"), [
-    ("auto", None, "cpu"), ("auto", "", "cpu"), ("auto", "-1", "cpu"), ("auto", "0", "cuda"), ("auto", "0,1", "cuda"),
-    ("cpu", "0", "cpu"), ("cuda", "", "cuda"),
-])
+@pytest.mark.parametrize(
+    ("requested", "visible", "device"),
+    [
+        ("auto", None, "cpu"),
+        ("auto", "", "cpu"),
+        ("auto", "-1", "cpu"),
+        ("auto", "0", "cuda"),
+        ("auto", "0,1", "cuda"),
+        ("cpu", "0", "cpu"),
+        ("cuda", "", "cuda"),
+    ],
+)
 def test_the_trainer_derives_its_device_from_the_placement(requested, visible, device):
     environ = {} if visible is None else {"CUDA_VISIBLE_DEVICES": visible}
     assert placed_device(requested, environ) == device

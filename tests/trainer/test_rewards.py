@@ -33,19 +33,23 @@ def test_regex_match_searches_anywhere_in_the_completion() -> None:
 
 
 def test_valid_json_accepts_any_json_value() -> None:
-    scores = score_completions([RewardSpec("valid_json")], ['{"a": 1}', " [1, 2] ", "42", "{'a': 1}", "{\"a\":"], [None] * 5)
+    scores = score_completions([RewardSpec("valid_json")], ['{"a": 1}', " [1, 2] ", "42", "{'a': 1}", '{"a":'], [None] * 5)
     assert scores["valid_json"] == [1.0, 1.0, 1.0, 0.0, 0.0]
 
 
 def test_length_penalty_is_the_share_over_the_target() -> None:
-    scores = score_completions([RewardSpec("length_penalty", target_length=10)], ["x" * 5, "x" * 10, "x" * 15, "x" * 20, "x" * 30],
-                               [None] * 5)
+    scores = score_completions(
+        [RewardSpec("length_penalty", target_length=10)], ["x" * 5, "x" * 10, "x" * 15, "x" * 20, "x" * 30], [None] * 5
+    )
     assert scores["length_penalty"] == [0.0, 0.0, -0.5, -1.0, -2.0]
 
 
 def test_the_total_is_the_weighted_sum_and_same_kinds_get_numbered_names() -> None:
-    rewards = [RewardSpec("regex_match", weight=2.0, pattern="^A"), RewardSpec("regex_match", weight=0.5, pattern="B$"),
-               RewardSpec("length_penalty", weight=1.0, target_length=2)]
+    rewards = [
+        RewardSpec("regex_match", weight=2.0, pattern="^A"),
+        RewardSpec("regex_match", weight=0.5, pattern="B$"),
+        RewardSpec("length_penalty", weight=1.0, target_length=2),
+    ]
     assert reward_names(rewards) == ["regex_match", "regex_match_2", "length_penalty"]
     scores = score_completions(rewards, ["AB", "A--B", "xx"], [None] * 3)
     assert scores["regex_match"] == [1.0, 1.0, 0.0] and scores["regex_match_2"] == [1.0, 1.0, 0.0]
@@ -56,8 +60,9 @@ def test_the_total_is_the_weighted_sum_and_same_kinds_get_numbered_names() -> No
 def test_custom_python_rewards_load_a_reward_function_from_a_file(tmp_path: Path) -> None:
     code = tmp_path / "my_reward.py"
     code.write_text("def reward(completion, reference, row):\n    return len(completion) + len(row.get('tag', ''))\n")
-    scores = score_completions([RewardSpec("custom_python", weight=0.5, code_path=str(code))], ["ab", "abc"], [None, "x"],
-                               rows=[{"tag": "t"}, {}])
+    scores = score_completions(
+        [RewardSpec("custom_python", weight=0.5, code_path=str(code))], ["ab", "abc"], [None, "x"], rows=[{"tag": "t"}, {}]
+    )
     assert scores == {"custom_python": [3.0, 3.0], "reward": [1.5, 1.5]}
     assert not any(name.startswith("ftapp_custom_reward") for name in sys.modules)  # loaded, not imported globally
 
@@ -74,12 +79,15 @@ def test_custom_python_rewards_must_return_finite_numbers(tmp_path: Path) -> Non
         score_completions([RewardSpec("custom_python", code_path=str(tmp_path / "missing.py"))], ["a"], [None])
 
 
-@pytest.mark.parametrize(("reward", "message"), [
-    (RewardSpec("regex_match"), "needs a pattern"),
-    (RewardSpec("regex_match", pattern="("), "not a valid Python regex"),
-    (RewardSpec("length_penalty"), "target_length"),
-    (RewardSpec("bleu"), "unknown reward kind 'bleu'"),
-])
+@pytest.mark.parametrize(
+    ("reward", "message"),
+    [
+        (RewardSpec("regex_match"), "needs a pattern"),
+        (RewardSpec("regex_match", pattern="("), "not a valid Python regex"),
+        (RewardSpec("length_penalty"), "target_length"),
+        (RewardSpec("bleu"), "unknown reward kind 'bleu'"),
+    ],
+)
 def test_bad_settings_are_refused_before_scoring(reward: RewardSpec, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         score_completions([reward], [], [])

@@ -21,8 +21,18 @@ class Sink:
         self.events.append((kind, data))
 
 
-LOGS = {"loss": 0.6, "learning_rate": 1e-3, "grad_norm": 2.0, "epoch": 0.5, "num_tokens": 100.0,
-        "rewards/margins": 0.25, "rewards/accuracies": 0.75, "logps/chosen": math.nan, "kl": math.inf, "note": "text"}
+LOGS = {
+    "loss": 0.6,
+    "learning_rate": 1e-3,
+    "grad_norm": 2.0,
+    "epoch": 0.5,
+    "num_tokens": 100.0,
+    "rewards/margins": 0.25,
+    "rewards/accuracies": 0.75,
+    "logps/chosen": math.nan,
+    "kl": math.inf,
+    "note": "text",
+}
 
 
 def _log(events: RunEvents, step: int, logs: dict[str, Any]) -> None:
@@ -33,8 +43,9 @@ def _log(events: RunEvents, step: int, logs: dict[str, Any]) -> None:
 def test_method_runs_report_every_other_finite_number_and_their_item_rate() -> None:
     sink = Sink()
     events = RunEvents(sink, {}, method_metrics=True, items_per_step=("pairs_per_s", 16))
-    events.on_train_begin(TrainingArguments(output_dir="unused", report_to="none"), TrainerState(max_steps=10),
-                          TrainerControl(), model=torch.nn.Linear(2, 2))
+    events.on_train_begin(
+        TrainingArguments(output_dir="unused", report_to="none"), TrainerState(max_steps=10), TrainerControl(), model=torch.nn.Linear(2, 2)
+    )
     time.sleep(0.1)
     _log(events, 1, LOGS)
     kind, data = sink.events[1]

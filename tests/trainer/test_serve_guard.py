@@ -24,8 +24,10 @@ from trainer.inference import serve, serve_guard
 from trainer.inference.serve_guard import Guard, Limits, PromptCounter
 from trainer.protocol import ModelSource, ServeSpec
 
-CHAT_TEMPLATE = ("{{ bos_token }}{% for message in messages %}<|{{ message['role'] }}|> {{ message['content'] }} {{ eos_token }} "
-                 "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}<|{{ message['role'] }}|> {{ message['content'] }} {{ eos_token }} "
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
 WORDS = ["hello", "where", "is", "my", "order", "x", "SLOW", "WAIT"]
 
 
@@ -39,8 +41,9 @@ def counter() -> PromptCounter:
     vocab = {token: index for index, token in enumerate(specials + WORDS)}
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
-                                   chat_template=CHAT_TEMPLATE)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token="<unk>", bos_token="<s>", eos_token="</s>", chat_template=CHAT_TEMPLATE
+    )
     fast.add_special_tokens({"additional_special_tokens": specials[3:]})
     return PromptCounter(fast)
 
@@ -63,13 +66,19 @@ class Upstream:
         if "SLOW" in text:
             await anyio.sleep(self.sleep_s)
         if body.get("stream"):
+
             async def events():
                 for word in ("Hello", " there"):
                     yield f'data: {{"object":"chat.completion.chunk","choices":[{{"delta":{{"content":"{word}"}},"index":0}}]}}\n\n'
                 yield 'data: {"object":"chat.completion.chunk","choices":[{"delta":{},"index":0,"finish_reason":"stop"}]}\n\n'
+
             return StreamingResponse(events(), media_type="text/event-stream")
-        return JSONResponse({"object": "chat.completion", "choices": [{"index": 0, "finish_reason": "stop",
-                                                                       "message": {"role": "assistant", "content": "Hi"}}]})
+        return JSONResponse(
+            {
+                "object": "chat.completion",
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "Hi"}}],
+            }
+        )
 
     async def refuse(self, request: Request):
         return JSONResponse({"detail": "Unexpected fields in the request: {'bogus'}"}, 422)
@@ -78,17 +87,24 @@ class Upstream:
         async def health(request: Request):
             return JSONResponse({"status": "ok"})
 
-        return Starlette(routes=[Route("/v1/chat/completions", self.chat, methods=["POST"]),
-                                 Route("/v1/completions", self.chat, methods=["POST"]),
-                                 Route("/v1/refuse", self.refuse, methods=["POST"]),
-                                 Route("/health", health), Route("/load_model", self.chat, methods=["POST"])])
+        return Starlette(
+            routes=[
+                Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                Route("/v1/completions", self.chat, methods=["POST"]),
+                Route("/v1/refuse", self.refuse, methods=["POST"]),
+                Route("/health", health),
+                Route("/load_model", self.chat, methods=["POST"]),
+            ]
+        )
 
 
 def run(guard: Guard, scenario: Callable[[httpx.AsyncClient], Awaitable[Any]]) -> Any:
     async def main() -> Any:
         app = guard.app()
-        async with guard.lifespan(app), httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://guard",
-                                                          timeout=60) as client:
+        async with (
+            guard.lifespan(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://guard", timeout=60) as client,
+        ):
             return await scenario(client)
 
     return asyncio.run(main())
@@ -97,8 +113,9 @@ def run(guard: Guard, scenario: Callable[[httpx.AsyncClient], Awaitable[Any]]) -
 def make_guard(counter: PromptCounter, upstream: Upstream, **limits: Any) -> Guard:
     values: dict[str, Any] = {"context_tokens": 64, "max_tokens": 16, "max_request_bytes": 4096, **limits}
     max_time, api_key = values.pop("max_time", True), values.pop("api_key", None)
-    return Guard("http://upstream", Limits(**values), counter, max_time=max_time, api_key=api_key,
-                 transport=httpx.ASGITransport(upstream.app()))
+    return Guard(
+        "http://upstream", Limits(**values), counter, max_time=max_time, api_key=api_key, transport=httpx.ASGITransport(upstream.app())
+    )
 
 
 def chat(content: str, **fields: Any) -> dict[str, Any]:
@@ -127,8 +144,10 @@ def test_refused_requests_never_reach_the_server(counter):
             "no-messages": await post("/v1/chat/completions", json={"model": "tiny", "messages": []}),
             "temperature": await post("/v1/chat/completions", json=chat("hello", temperature=9)),
             "generation-config": await post("/v1/chat/completions", json=chat("hello", generation_config='{"max_new_tokens": 99999}')),
-            "image": await post("/v1/chat/completions", json={"messages": [{"role": "user", "content": [
-                {"type": "image_url", "image_url": {"url": "http://169.254.169.254/"}}]}]}),
+            "image": await post(
+                "/v1/chat/completions",
+                json={"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://169.254.169.254/"}}]}]},
+            ),
             "template-kwargs": await post("/v1/chat/completions", json=chat("hello", chat_template_kwargs={"tokenize": False})),
             "long-at-a-glance": await post("/v1/chat/completions", json=chat("x" * 3000)),
             "long-counted": await post("/v1/chat/completions", json=chat("x " * 50, max_tokens=16)),
@@ -140,18 +159,31 @@ def test_refused_requests_never_reach_the_server(counter):
 
     answers = run(guard, scenario)
     assert upstream.bodies == []
-    expected = {"huge": (413, "request_too_large"), "huge-chunked": (413, "request_too_large"), "not-json": (400, "invalid_json"),
-                "nan": (400, "invalid_json"), "array": (400, "invalid_json"), "shape": (400, "invalid_request"),
-                "no-messages": (400, "invalid_request"), "temperature": (400, "invalid_request"),
-                "generation-config": (400, "unsupported_parameter"), "image": (400, "unsupported_content"),
-                "template-kwargs": (400, "invalid_request"), "long-at-a-glance": (400, "context_length_exceeded"),
-                "long-counted": (400, "context_length_exceeded"), "long-prompt": (400, "context_length_exceeded"),
-                "load-model": (404, "not_found"), "reset": (404, "not_found"), "get-chat": (405, "method_not_allowed")}
+    expected = {
+        "huge": (413, "request_too_large"),
+        "huge-chunked": (413, "request_too_large"),
+        "not-json": (400, "invalid_json"),
+        "nan": (400, "invalid_json"),
+        "array": (400, "invalid_json"),
+        "shape": (400, "invalid_request"),
+        "no-messages": (400, "invalid_request"),
+        "temperature": (400, "invalid_request"),
+        "generation-config": (400, "unsupported_parameter"),
+        "image": (400, "unsupported_content"),
+        "template-kwargs": (400, "invalid_request"),
+        "long-at-a-glance": (400, "context_length_exceeded"),
+        "long-counted": (400, "context_length_exceeded"),
+        "long-prompt": (400, "context_length_exceeded"),
+        "load-model": (404, "not_found"),
+        "reset": (404, "not_found"),
+        "get-chat": (405, "method_not_allowed"),
+    }
     assert {name: (r.status_code, error_of(r)["code"]) for name, r in answers.items()} == expected
     assert error_of(answers["shape"])["param"] == "messages"
     # The OpenAI wording, with the exact count: 50 words + <s> <|user|> </s> <|assistant|>, and 16 to generate.
     assert error_of(answers["long-counted"])["message"].startswith(
-        "This model's maximum context length is 64 tokens. However, you requested 70 tokens (54 in the messages, 16 in the completion)")
+        "This model's maximum context length is 64 tokens. However, you requested 70 tokens (54 in the messages, 16 in the completion)"
+    )
     assert "at least" in error_of(answers["long-at-a-glance"])["message"]
     assert guard.pending == 0
 
@@ -159,7 +191,8 @@ def test_refused_requests_never_reach_the_server(counter):
 def _chunks(data: bytes):
     async def body():
         for start in range(0, len(data), 1000):
-            yield data[start:start + 1000]
+            yield data[start : start + 1000]
+
     return body()
 
 
@@ -169,8 +202,13 @@ def test_max_tokens_is_capped_to_the_limit_and_the_context(counter):
 
     async def scenario(client: httpx.AsyncClient) -> list[int]:
         statuses = []
-        for body in (chat("hello"), chat("hello", max_tokens=5000), chat("hello", max_completion_tokens=3),
-                     chat("x " * 50), chat("x " * 44, max_tokens=16)):
+        for body in (
+            chat("hello"),
+            chat("hello", max_tokens=5000),
+            chat("hello", max_completion_tokens=3),
+            chat("x " * 50),
+            chat("x " * 44, max_tokens=16),
+        ):
             statuses.append((await client.post("/v1/chat/completions", json=body)).status_code)
         statuses.append((await client.post("/v1/completions", json={"prompt": "hello where", "max_tokens": 9})).status_code)
         return statuses

@@ -53,8 +53,11 @@ class TrainerProcess:
         self._stderr = open(self.run_dir / "stderr.txt", "w+")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "trainer", spec.verb, str(spec_path)],  # sft, dpo or grpo: the spec's method
-            cwd=REPO_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
-            stdout=self._stdout, stderr=self._stderr, start_new_session=True,
+            cwd=REPO_ROOT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+            stdout=self._stdout,
+            stderr=self._stderr,
+            start_new_session=True,
         )
         self._finished: Finished | None = None
 
@@ -92,15 +95,27 @@ def runs(make_spec, messages_dataset: Path, tmp_path_factory) -> Iterator[dict[s
     base = tmp_path_factory.mktemp("sft")
     started = {
         "lora": TrainerProcess(make_spec(base / "lora", mlflow_tracking_uri=f"sqlite:///{base / 'mlflow.db'}")),
-        "messages": TrainerProcess(make_spec(
-            base / "messages", training={"max_steps": 4, "eval_steps": 2, "save_strategy": "no"},
-            data={"path": str(messages_dataset), "format": "messages", "prompt_template": None, "input_template": None,
-                  "completion_template": None})),
-        "full": TrainerProcess(make_spec(base / "full", training_mode="full", lora={},
-                                         training={"max_steps": 3, "learning_rate": 1e-3, "save_strategy": "no"})),
+        "messages": TrainerProcess(
+            make_spec(
+                base / "messages",
+                training={"max_steps": 4, "eval_steps": 2, "save_strategy": "no"},
+                data={
+                    "path": str(messages_dataset),
+                    "format": "messages",
+                    "prompt_template": None,
+                    "input_template": None,
+                    "completion_template": None,
+                },
+            )
+        ),
+        "full": TrainerProcess(
+            make_spec(base / "full", training_mode="full", lora={}, training={"max_steps": 3, "learning_rate": 1e-3, "save_strategy": "no"})
+        ),
         "oom": TrainerProcess(make_spec(base / "oom"), env={"FTAPP_TRAINER_FAULT": "cuda_oom_at_step=3"}),
-        "oom_once": TrainerProcess(make_spec(base / "oom_once", training={"max_steps": 4, "save_strategy": "no", "eval_strategy": "no"}),
-                                   env={"FTAPP_TRAINER_FAULT": "cuda_oom_once_at_step=3"}),
+        "oom_once": TrainerProcess(
+            make_spec(base / "oom_once", training={"max_steps": 4, "save_strategy": "no", "eval_strategy": "no"}),
+            env={"FTAPP_TRAINER_FAULT": "cuda_oom_once_at_step=3"},
+        ),
         # Far more steps than it will run: it is cancelled once training is under way.
         "cancelled": TrainerProcess(make_spec(base / "cancelled", training={"max_steps": 5000, "save_strategy": "no"})),
     }
@@ -172,14 +187,12 @@ def test_a_lora_run_writes_its_split_and_its_loss_history_to_mlflow(runs) -> Non
     assert mlflow_run.info.status == "FINISHED"
     assert mlflow_run.data.params["training.learning_rate"] == "0.005"
     history = client.get_metric_history(mlflow_run.info.run_id, "loss")
-    assert [(m.step, round(m.value, 5)) for m in history] == [
-        (e.data["step"], round(e.data["loss"], 5)) for e in run.of_type("progress")
-    ]
+    assert [(m.step, round(m.value, 5)) for m in history] == [(e.data["step"], round(e.data["loss"], 5)) for e in run.of_type("progress")]
     assert [m.step for m in client.get_metric_history(mlflow_run.info.run_id, "eval_loss")] == [3, 6]
     artifacts = {item.path for item in client.list_artifacts(mlflow_run.info.run_id, "output")}
     assert "output/adapter_model.safetensors" in artifacts
     # The artifacts live next to the database, where the app's `mlflow ui` looks.
-    assert mlflow_run.info.artifact_uri.startswith((Path(spec.mlflow_tracking_uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri())
+    assert mlflow_run.info.artifact_uri.startswith((Path(spec.mlflow_tracking_uri[len("sqlite:///") :]).parent / "mlartifacts").as_uri())
 
 
 @pytest.mark.slow
@@ -285,6 +298,12 @@ def test_qlora_on_cpu_is_refused_before_anything_loads(make_spec, tmp_path: Path
 
 def test_an_unreadable_spec_fails_on_stderr_with_status_1(tmp_path: Path) -> None:
     (tmp_path / "spec.json").write_text('{"protocol_version": 999}')
-    done = subprocess.run([sys.executable, "-m", "trainer", "sft", str(tmp_path / "spec.json")], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "trainer", "sft", str(tmp_path / "spec.json")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 1 and "protocol version 999" in done.stderr

@@ -15,18 +15,41 @@ TURING = DeviceCaps("cuda", "Tesla T4", bf16=False)
 WITH_FLASH = DeviceCaps("cuda", "NVIDIA H100", bf16=True, flash_attention=True)
 HOPPER = DeviceCaps("cuda", "NVIDIA H200", bf16=True, liger=True, flex_attention=True, memory_free_bytes=139 * GIB)
 # Llama-3.1-8B's config.json, as trainer.model_loading.read_model_shape reads it.
-LLAMA_8B = ModelShape(num_parameters=8_030_261_248, hidden_size=4096, intermediate_size=14336, num_layers=32,
-                      kv_size=1024, embedding_parameters=2 * 128256 * 4096)
+LLAMA_8B = ModelShape(
+    num_parameters=8_030_261_248,
+    hidden_size=4096,
+    intermediate_size=14336,
+    num_layers=32,
+    kv_size=1024,
+    embedding_parameters=2 * 128256 * 4096,
+)
 # The seed's preset as ftapp stores it: fp16, paged AdamW, everything "on".
-SEED = {"fp16": True, "bf16": "false", "optim": "paged_adamw_32bit", "gradient_checkpointing": "true",
-        "use_liger_kernel": "true", "padding_free": True, "torch_compile": True, "max_tokens_per_batch": 4096,
-        "warmup_ratio": 0.03, "max_length": 512, "per_device_train_batch_size": 1}
+SEED = {
+    "fp16": True,
+    "bf16": "false",
+    "optim": "paged_adamw_32bit",
+    "gradient_checkpointing": "true",
+    "use_liger_kernel": "true",
+    "padding_free": True,
+    "torch_compile": True,
+    "max_tokens_per_batch": 4096,
+    "warmup_ratio": 0.03,
+    "max_length": 512,
+    "per_device_train_batch_size": 1,
+}
 
 
 def resolve(settings: dict, device: DeviceCaps, mode: str = "lora", has_validation: bool = True, model: ModelShape | None = None):
-    return resolve_training(settings, device, training_mode=mode, output_dir="/runs/r/checkpoints",
-                            has_validation=has_validation, completion_only_loss=True, assistant_only_loss=False,
-                            model=model)
+    return resolve_training(
+        settings,
+        device,
+        training_mode=mode,
+        output_dir="/runs/r/checkpoints",
+        has_validation=has_validation,
+        completion_only_loss=True,
+        assistant_only_loss=False,
+        model=model,
+    )
 
 
 def test_the_trainer_knows_every_setting_ftapp_can_store() -> None:
@@ -46,7 +69,15 @@ def test_on_cpu_everything_gpu_only_is_turned_off_and_said_so() -> None:
     assert "padding_free" not in config and config["use_cpu"] is True
     assert resolved.dtype == "float32" and resolved.attn_implementation is None
     notes = " | ".join(resolved.notes)
-    for topic in ("mixed precision", "gradient checkpointing", "liger", "paged_adamw_32bit", "torch_compile", "padding-free", "max_tokens_per_batch"):
+    for topic in (
+        "mixed precision",
+        "gradient checkpointing",
+        "liger",
+        "paged_adamw_32bit",
+        "torch_compile",
+        "padding-free",
+        "max_tokens_per_batch",
+    ):
         assert topic in notes
 
 
@@ -95,12 +126,16 @@ def test_padding_free_needs_flash_attention_and_then_packs_by_token_budget() -> 
     without = resolve({"padding_free": True, "max_tokens_per_batch": 8192}, AMPERE)
     assert "padding_free" not in without.config and without.attn_implementation is None
     assert any("SDPA" in note for note in without.notes)
-    with_flash = resolve({"padding_free": True, "max_tokens_per_batch": 8192, "per_device_train_batch_size": 2,
-                          "max_length": 1024}, WITH_FLASH)
+    with_flash = resolve(
+        {"padding_free": True, "max_tokens_per_batch": 8192, "per_device_train_batch_size": 2, "max_length": 1024}, WITH_FLASH
+    )
     assert with_flash.attn_implementation == "flash_attention_2"
     # The budget is whole packed rows of max_length: examples are still truncated at max_length.
-    assert with_flash.config | {"packing": True, "packing_strategy": "bfd", "padding_free": True,
-                                "max_length": 1024, "per_device_train_batch_size": 8} == with_flash.config
+    assert (
+        with_flash.config
+        | {"packing": True, "packing_strategy": "bfd", "padding_free": True, "max_length": 1024, "per_device_train_batch_size": 8}
+        == with_flash.config
+    )
     no_budget = resolve({"padding_free": True, "max_length": 1024, "per_device_train_batch_size": 8}, WITH_FLASH)
     assert (no_budget.config["packing"], no_budget.config["max_length"]) == (True, 1024)
     assert no_budget.recipe()["tokens_per_micro_batch"] == 8 * 1024
@@ -114,8 +149,17 @@ def test_without_flash_attention_a_cuda_gpu_gets_flex_attention_and_cpu_gets_pad
     assert flex.attn_implementation == "flex_attention"
     assert (flex.config["padding_free"], flex.config["packing_strategy"], flex.config["pad_to_multiple_of"]) == (True, "bfd", 128)
     assert "pad_to_multiple_of" not in resolve(settings, WITH_FLASH).config  # flash-attention needs no fixed shapes
-    assert flex.recipe() | {"attn_implementation": "flex_attention", "padding_free": True,
-                            "tokens_per_micro_batch": 16384, "liger": True, "optimizer": "adamw_torch"} == flex.recipe()
+    assert (
+        flex.recipe()
+        | {
+            "attn_implementation": "flex_attention",
+            "padding_free": True,
+            "tokens_per_micro_batch": 16384,
+            "liger": True,
+            "optimizer": "adamw_torch",
+        }
+        == flex.recipe()
+    )
     both = resolve(settings, DeviceCaps("cuda", "NVIDIA H100", bf16=True, flash_attention=True, flex_attention=True))
     assert both.attn_implementation == "flash_attention_2"  # flash-attention first when installed
     cpu = resolve(settings, CPU)

@@ -24,10 +24,21 @@ from trainer.data.training_data import (
 from trainer.protocol import DataSource
 
 ALPACA = {"instruction": "Name the intent.", "input": "where is my order #12345", "output": "track_order", "system": ""}
-SHAREGPT = {"conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "refund please"},
-                              {"from": "gpt", "value": "get_refund"}]}
-MESSAGES = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"},
-                         {"role": "user", "content": "cancel order #1"}, {"role": "assistant", "content": "cancel_order"}]}
+SHAREGPT = {
+    "conversations": [
+        {"from": "system", "value": "Be brief."},
+        {"from": "human", "value": "refund please"},
+        {"from": "gpt", "value": "get_refund"},
+    ]
+}
+MESSAGES = {
+    "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "cancel order #1"},
+        {"role": "assistant", "content": "cancel_order"},
+    ]
+}
 
 
 class CollectedEvents:
@@ -45,8 +56,14 @@ def tokenizer(demo_kit):
 
 def _build(rows: list[dict], fmt: str, tokenizer, assistant_only_loss: bool = True):
     split = split_rows(len(rows), fraction=1.0, train_split=1.0, seed=0)
-    return build_training_data(datasets.Dataset.from_list(rows), split, DataSource(kind="project_jsonl", format=fmt), tokenizer,
-                               completion_only_loss=True, assistant_only_loss=assistant_only_loss)
+    return build_training_data(
+        datasets.Dataset.from_list(rows),
+        split,
+        DataSource(kind="project_jsonl", format=fmt),
+        tokenizer,
+        completion_only_loss=True,
+        assistant_only_loss=assistant_only_loss,
+    )
 
 
 def test_alpaca_sharegpt_and_messages_become_conversations_for_a_chat_tokenizer(tokenizer) -> None:
@@ -72,8 +89,10 @@ def test_without_a_chat_template_conversations_become_plain_prompt_completion(to
     plain.chat_template = None
     built = _build([SHAREGPT], "sharegpt", plain)
     assert built.layout == PROMPT_COMPLETION
-    assert built.train[0] == {"prompt": "### System:\nBe brief.\n\n### User:\nrefund please\n\n### Assistant:\n",
-                              "completion": "get_refund"}
+    assert built.train[0] == {
+        "prompt": "### System:\nBe brief.\n\n### User:\nrefund please\n\n### Assistant:\n",
+        "completion": "get_refund",
+    }
     (case,) = sample_cases(built.train, built.layout)
     assert (case.reference, case.prompt) == ("get_refund", built.train[0]["prompt"])
 
@@ -126,13 +145,27 @@ def test_prompt_template_data_trains_on_the_completion_only(make_spec, tmp_path:
 
 
 def test_messages_data_trains_on_the_last_assistant_turn_only(make_spec, messages_dataset: Path, tmp_path: Path, tokenizer) -> None:
-    spec = make_spec(tmp_path / "run", cpu_threads=None, data={"path": str(messages_dataset), "format": "messages",
-                                                               "prompt_template": None, "input_template": None, "completion_template": None})
+    spec = make_spec(
+        tmp_path / "run",
+        cpu_threads=None,
+        data={
+            "path": str(messages_dataset),
+            "format": "messages",
+            "prompt_template": None,
+            "input_template": None,
+            "completion_template": None,
+        },
+    )
     example, run = _labelled(spec)
     assert run.data.layout == CHAT_PROMPT_COMPLETION
     answer = run.data.train[0]["completion"][0]["content"]
     learned = [token for token in example["labels"] if token != -100]
     # The template closes the assistant turn with EOS and a newline; the prompt turns are masked.
-    assert learned == tokenizer(answer, add_special_tokens=False).input_ids + [tokenizer.eos_token_id] + tokenizer("\n", add_special_tokens=False).input_ids
+    assert (
+        learned
+        == tokenizer(answer, add_special_tokens=False).input_ids
+        + [tokenizer.eos_token_id]
+        + tokenizer("\n", add_special_tokens=False).input_ids
+    )
     assert example["input_ids"].count(tokenizer.bos_token_id) == 1
-    assert torch.tensor(example["labels"][:-len(learned)]).eq(-100).all()
+    assert torch.tensor(example["labels"][: -len(learned)]).eq(-100).all()

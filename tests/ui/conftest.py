@@ -38,11 +38,29 @@ def train_form(registered) -> Callable[..., TrainForm]:
     """The Train tab's form as the browser sends it, for the demo kit; keywords change fields."""
 
     def form(**changes: Any) -> TrainForm:
-        return replace(TrainForm(
-            model_id=registered.model_id, dataset_id=registered.dataset_id, prompt_id=registered.prompt_id,
-            adapter_name="tiny-intents", method="sft", training_mode="lora", preset=MODERN, devices="cpu",
-            num_epochs=1.0, max_steps=4, learning_rate=3e-3, batch_size=4, grad_accumulation=1, max_length=64,
-            lora_r=16, lora_alpha=32, dataset_fraction=1.0, train_split=0.9, extra_arguments=FAST_EXTRA,
-        ), **changes)
+        return replace(
+            TrainForm(
+                model_id=registered.model_id,
+                dataset_id=registered.dataset_id,
+                prompt_id=registered.prompt_id,
+                adapter_name="tiny-intents",
+                method="sft",
+                training_mode="lora",
+                preset=MODERN,
+                devices="cpu",
+                num_epochs=1.0,
+                max_steps=4,
+                learning_rate=3e-3,
+                batch_size=4,
+                grad_accumulation=1,
+                max_length=64,
+                lora_r=16,
+                lora_alpha=32,
+                dataset_fraction=1.0,
+                train_split=0.9,
+                extra_arguments=FAST_EXTRA,
+            ),
+            **changes,
+        )
 
     return form

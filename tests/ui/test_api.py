@@ -32,7 +32,7 @@ README_URL = "http://127.0.0.1:7860/"
 
 def api_section() -> str:
     text = README.read_text(encoding="utf-8")
-    return text[text.index("## The app's API (gradio_client)"):].split("\n## ", 1)[0]
+    return text[text.index("## The app's API (gradio_client)") :].split("\n## ", 1)[0]
 
 
 def code_block(language: str) -> str:
@@ -43,8 +43,10 @@ def documented_endpoints() -> dict[str, list[str]]:
     """``/name(a, b)`` of README's list as {"/name": ["a", "b"]}; ``FORM`` stands for the Train form's fields."""
     listing = code_block("text")
     form = [name.strip() for name in re.search(r"^FORM\s+(.*)", listing, re.M | re.S).group(1).split(",")]
-    return {f"/{name}": [p.strip() for p in params.replace("\n", " ").split(",") if p.strip()] if params != "FORM" else form
-            for name, params in re.findall(r"/(\w+)\(([^)]*)\)", listing)}
+    return {
+        f"/{name}": [p.strip() for p in params.replace("\n", " ").split(",") if p.strip()] if params != "FORM" else form
+        for name, params in re.findall(r"/(\w+)\(([^)]*)\)", listing)
+    }
 
 
 @pytest.fixture
@@ -52,10 +54,15 @@ def demo(services: Services, demo_kit) -> Services:
     """The offline demo's model, dataset and prompt, registered under their names."""
     model = services.models.add(AddModelRequest(type="project", name=DEMO_MODEL, location=str(demo_kit.model_dir)))
     dataset = services.datasets.add(AddDatasetRequest(name=DEMO_DATASET, location=str(demo_kit.dataset_path)))
-    services.prompts.add(AddPromptRequest(
-        name=DEMO_PROMPT, dataset_id=dataset.id, prompt_template=demo_kit.prompt["prompt_template"],
-        input_template=demo_kit.prompt["input_template"], completion_template=demo_kit.prompt["completion_template"],
-    ))
+    services.prompts.add(
+        AddPromptRequest(
+            name=DEMO_PROMPT,
+            dataset_id=dataset.id,
+            prompt_template=demo_kit.prompt["prompt_template"],
+            input_template=demo_kit.prompt["input_template"],
+            completion_template=demo_kit.prompt["completion_template"],
+        )
+    )
     assert model.id and dataset.id
     return services
 

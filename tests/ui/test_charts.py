@@ -33,11 +33,14 @@ def test_eval_loss_alone_is_drawn_without_waiting() -> None:
     assert "markers" in figure.data[0].mode  # a single point must be visible
 
 
-@pytest.mark.parametrize("draw, key", [
-    (charts.learning_rate_figure, "learning_rate"),
-    (charts.grad_norm_figure, "grad_norm"),
-    (charts.throughput_figure, "tokens_per_s"),
-])
+@pytest.mark.parametrize(
+    "draw, key",
+    [
+        (charts.learning_rate_figure, "learning_rate"),
+        (charts.grad_norm_figure, "grad_norm"),
+        (charts.throughput_figure, "tokens_per_s"),
+    ],
+)
 def test_each_single_metric_chart_draws_its_series(draw, key: str) -> None:
     figure = draw(METRICS)
 
@@ -45,10 +48,16 @@ def test_each_single_metric_chart_draws_its_series(draw, key: str) -> None:
     assert list(zip(figure.data[0].x, figure.data[0].y)) == METRICS[key]
 
 
-@pytest.mark.parametrize("draw", [
-    charts.loss_figure, charts.learning_rate_figure, charts.grad_norm_figure, charts.throughput_figure,
-    lambda metrics: charts.compare_figure({"run a": metrics.get("loss", [])}),
-])
+@pytest.mark.parametrize(
+    "draw",
+    [
+        charts.loss_figure,
+        charts.learning_rate_figure,
+        charts.grad_norm_figure,
+        charts.throughput_figure,
+        lambda metrics: charts.compare_figure({"run a": metrics.get("loss", [])}),
+    ],
+)
 def test_no_data_yet_shows_waiting_instead_of_an_empty_grid(draw) -> None:
     figure = draw({})
 
@@ -65,9 +74,13 @@ def test_long_runs_drop_the_markers() -> None:
 
 
 def test_the_overlay_has_one_trace_per_run_in_order_and_skips_runs_without_points() -> None:
-    figure = charts.compare_figure({
-        "run a": [(1, 2.0), (2, 1.5)], "run b (queued)": [], "run c": [(1, 2.2), (2, 1.7), (3, 1.4)],
-    })
+    figure = charts.compare_figure(
+        {
+            "run a": [(1, 2.0), (2, 1.5)],
+            "run b (queued)": [],
+            "run c": [(1, 2.2), (2, 1.7), (3, 1.4)],
+        }
+    )
 
     assert [trace.name for trace in figure.data] == ["run a", "run c"]
     assert list(figure.data[1].x) == [1, 2, 3]
@@ -81,10 +94,13 @@ DPO = {
     "rewards/accuracies": [(1, 0.5), (2, 0.75), (3, 1.0)],
 }
 GRPO = {
-    "reward": [(1, 0.5), (2, 0.8)], "reward_std": [(1, 0.2), (2, 0.1)],
-    "rewards/exact_match/mean": [(1, 0.25), (2, 0.5)], "rewards/exact_match/std": [(1, 0.4), (2, 0.5)],
+    "reward": [(1, 0.5), (2, 0.8)],
+    "reward_std": [(1, 0.2), (2, 0.1)],
+    "rewards/exact_match/mean": [(1, 0.25), (2, 0.5)],
+    "rewards/exact_match/std": [(1, 0.4), (2, 0.5)],
     "rewards/regex_match/mean": [(1, 1.0), (2, 1.0)],
-    "kl": [(1, 0.0), (2, 0.02)], "completions/mean_length": [(1, 30.0), (2, 24.0)],
+    "kl": [(1, 0.0), (2, 0.02)],
+    "completions/mean_length": [(1, 30.0), (2, 24.0)],
 }
 
 
@@ -118,8 +134,9 @@ def test_the_grpo_kl_and_length_share_a_chart_on_two_axes() -> None:
     assert figure.layout.yaxis2.overlaying == "y"
 
 
-@pytest.mark.parametrize("draw", [charts.dpo_rewards_figure, charts.dpo_accuracy_figure, charts.grpo_rewards_figure,
-                                  charts.grpo_kl_length_figure])
+@pytest.mark.parametrize(
+    "draw", [charts.dpo_rewards_figure, charts.dpo_accuracy_figure, charts.grpo_rewards_figure, charts.grpo_kl_length_figure]
+)
 def test_method_charts_wait_for_their_first_numbers(draw) -> None:
     figure = draw({"loss": [(1, 2.0)]})
 

@@ -38,7 +38,10 @@ def test_upload_is_copied_into_the_home_and_listed(services: Services, alpaca: P
 
 
 def test_an_upload_is_named_by_its_file_not_by_gradios_temp_copy(
-    services: Services, alpaca: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    services: Services,
+    alpaca: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
     upload = tmp_path / "gradio" / "3f9a" / alpaca.name
@@ -118,10 +121,15 @@ def test_remove_needs_confirmation_and_can_take_the_prompts(services: Services, 
     dataset_id = import_alpaca(services, alpaca)
     generated = services.prompts.generate(dataset_id)
 
-    services.prompts.add(AddPromptRequest(
-        name="alpaca-prompt", dataset_id=dataset_id, prompt_template=generated.prompt_template,
-        input_template=generated.input_template, completion_template=generated.completion_template,
-    ))
+    services.prompts.add(
+        AddPromptRequest(
+            name="alpaca-prompt",
+            dataset_id=dataset_id,
+            prompt_template=generated.prompt_template,
+            input_template=generated.input_template,
+            completion_template=generated.completion_template,
+        )
+    )
 
     with pytest.raises(gr.Error, match="confirmation"):
         datasets.remove_dataset(services, dataset_id, False, True)

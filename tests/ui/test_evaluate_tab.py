@@ -19,12 +19,24 @@ NOW = datetime(2026, 11, 22, tzinfo=UTC)
 def results(rows: list[AnswerRow], final: bool = True) -> EvaluationResults:
     from storage import RunRecord
 
-    run = RunRecord(**{f: None for f in RunRecord.__dataclass_fields__} | {
-        "id": "r1", "kind": "evaluation", "status": "succeeded", "spec": "{}", "gpus": "cpu", "created_at": NOW,
-        "events_offset": 0, "malformed_events": 0, "devices_requested": "cpu"})
-    combos = [CombinationResult(1, "base", "m", None, {"accuracy": 0.5, "perplexity": 9.0}, {}, final),
-              CombinationResult(2, "<b>lora</b>", "m", "a", {"accuracy": 0.75, "perplexity": 12.0},
-                                {"accuracy": 0.25, "perplexity": 3.0}, final)]
+    run = RunRecord(
+        **{f: None for f in RunRecord.__dataclass_fields__}
+        | {
+            "id": "r1",
+            "kind": "evaluation",
+            "status": "succeeded",
+            "spec": "{}",
+            "gpus": "cpu",
+            "created_at": NOW,
+            "events_offset": 0,
+            "malformed_events": 0,
+            "devices_requested": "cpu",
+        }
+    )
+    combos = [
+        CombinationResult(1, "base", "m", None, {"accuracy": 0.5, "perplexity": 9.0}, {}, final),
+        CombinationResult(2, "<b>lora</b>", "m", "a", {"accuracy": 0.75, "perplexity": 12.0}, {"accuracy": 0.25, "perplexity": 3.0}, final),
+    ]
     return EvaluationResults(run, "held-out split", combos, rows, answers=2 * len(rows), expected=2 * len(rows))
 
 
@@ -53,10 +65,18 @@ def test_rows_escape_user_text_and_can_show_only_disagreements():
 def test_start_reports_rule_ids_and_queues_a_valid_evaluation(services, registered, random_adapter):
     adapter = services.adapters.add(AddAdapterRequest(name="rand", model_id=registered.model_id, location=str(random_adapter(5))))
     with pytest.raises(gr.Error, match="EV-001"):
-        evaluate.start_evaluation(services, evaluate.evaluation_request(
-            registered.dataset_id, registered.prompt_id, registered.model_id, [], False, 1.0, None, 16, 8, "cpu"))
-    message, pick = evaluate.start_evaluation(services, evaluate.evaluation_request(
-        registered.dataset_id, registered.prompt_id, registered.model_id, [adapter.id], True, 0.5, 10, 16, 8, "cpu"))
+        evaluate.start_evaluation(
+            services,
+            evaluate.evaluation_request(
+                registered.dataset_id, registered.prompt_id, registered.model_id, [], False, 1.0, None, 16, 8, "cpu"
+            ),
+        )
+    message, pick = evaluate.start_evaluation(
+        services,
+        evaluate.evaluation_request(
+            registered.dataset_id, registered.prompt_id, registered.model_id, [adapter.id], True, 0.5, 10, 16, 8, "cpu"
+        ),
+    )
     run = services.evaluations.list()[0]
     assert run.id[:8] in message and pick.value == run.id and run.status == "queued"
     view = evaluate.show_evaluation(services, run.id, False)
@@ -68,18 +88,36 @@ def test_start_reports_rule_ids_and_queues_a_valid_evaluation(services, register
 
 def preference_results(rows: list[AnswerRow]) -> EvaluationResults:
     base = results(rows)
-    combos = [CombinationResult(1, "base", "m", None, {"preference_accuracy": 0.5, "mean_margin": -0.2}, {}, True),
-              CombinationResult(2, "dpo", "m", "a", {"preference_accuracy": 1.0, "mean_margin": 1.5, "reward_accuracy": 1.0,
-                                                     "reward_margin": 0.17, "reward_beta": 0.1},
-                                {"preference_accuracy": 0.5, "mean_margin": 1.7}, True)]
+    combos = [
+        CombinationResult(1, "base", "m", None, {"preference_accuracy": 0.5, "mean_margin": -0.2}, {}, True),
+        CombinationResult(
+            2,
+            "dpo",
+            "m",
+            "a",
+            {"preference_accuracy": 1.0, "mean_margin": 1.5, "reward_accuracy": 1.0, "reward_margin": 0.17, "reward_beta": 0.1},
+            {"preference_accuracy": 0.5, "mean_margin": 1.7},
+            True,
+        ),
+    ]
     return EvaluationResults(base.run, "held-out split", combos, rows, base.answers, base.expected)
 
 
 PAIRS = [
-    AnswerRow(0, "Hi?", "Hello!" + REJECTED_DIVIDER + "Go away.", {1: "prefers chosen · margin +0.400", 2: "prefers chosen · margin +2.000"},
-              {1: {"preference_accuracy": 1.0}, 2: {"preference_accuracy": 1.0}}),
-    AnswerRow(1, "Help?", "Sure." + REJECTED_DIVIDER + "<b>No</b>", {1: "prefers rejected · margin -0.800", 2: "prefers chosen · margin +1.000"},
-              {1: {"preference_accuracy": 0.0}, 2: {"preference_accuracy": 1.0}}),
+    AnswerRow(
+        0,
+        "Hi?",
+        "Hello!" + REJECTED_DIVIDER + "Go away.",
+        {1: "prefers chosen · margin +0.400", 2: "prefers chosen · margin +2.000"},
+        {1: {"preference_accuracy": 1.0}, 2: {"preference_accuracy": 1.0}},
+    ),
+    AnswerRow(
+        1,
+        "Help?",
+        "Sure." + REJECTED_DIVIDER + "<b>No</b>",
+        {1: "prefers rejected · margin -0.800", 2: "prefers chosen · margin +1.000"},
+        {1: {"preference_accuracy": 0.0}, 2: {"preference_accuracy": 1.0}},
+    ),
 ]
 
 
@@ -105,5 +143,7 @@ def test_ticked_rewards_go_into_the_request_and_none_ticked_leaves_the_default()
     table = [[True, "exact_match", 1.0, "", "…"], [False, "valid_json", 1.0, "", "…"], [True, "regex_match", 0.5, "^[a-z]+$", "…"]]
     form = ("d", "p", "m", ["a"], True, 1.0, None, 16, 8, "cpu")
     assert evaluate.evaluation_request(*form, table).rewards == (
-        {"kind": "exact_match", "weight": 1.0}, {"kind": "regex_match", "weight": 0.5, "pattern": "^[a-z]+$"})
+        {"kind": "exact_match", "weight": 1.0},
+        {"kind": "regex_match", "weight": 0.5, "pattern": "^[a-z]+$"},
+    )
     assert evaluate.evaluation_request(*form, [[False, *row[1:]] for row in table]).rewards is None

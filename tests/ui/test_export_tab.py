@@ -18,9 +18,22 @@ NOW = datetime(2026, 11, 22, tzinfo=UTC)
 def run_record(**changes):
     from storage import RunRecord
 
-    return RunRecord(**{f: None for f in RunRecord.__dataclass_fields__} | {
-        "id": "r1", "kind": "export", "name": "merge <b>x</b>", "status": "succeeded", "spec": "{}", "gpus": "cpu",
-        "created_at": NOW, "events_offset": 0, "malformed_events": 0, "devices_requested": "cpu"} | changes)
+    return RunRecord(
+        **{f: None for f in RunRecord.__dataclass_fields__}
+        | {
+            "id": "r1",
+            "kind": "export",
+            "name": "merge <b>x</b>",
+            "status": "succeeded",
+            "spec": "{}",
+            "gpus": "cpu",
+            "created_at": NOW,
+            "events_offset": 0,
+            "malformed_events": 0,
+            "devices_requested": "cpu",
+        }
+        | changes
+    )
 
 
 @pytest.fixture
@@ -35,8 +48,7 @@ def test_export_form_reports_rule_ids_and_the_archive_downloads_only_when_sound(
         export.start_export(services, export.export_request(adapter.id, registered.model_id, "push", "", "me/rand", True, "cpu"))
     assert export.follow_adapter(services, adapter.id, None) == registered.model_id
 
-    message, pick = export.start_export(services, export.export_request(adapter.id, registered.model_id, "archive", "", "", True,
-                                                                        "cpu"))
+    message, pick = export.start_export(services, export.export_request(adapter.id, registered.model_id, "archive", "", "", True, "cpu"))
     run = services.exports.list()[0]
     assert run.id[:8] in message and pick.value == run.id and run.name == "archive rand"
     queued, _, button, _ = export.show_export(services, run.id)
@@ -51,8 +63,20 @@ def test_export_form_reports_rule_ids_and_the_archive_downloads_only_when_sound(
 
 def test_export_result_view_shows_the_verdict_and_escapes_names():
     checks = [{"prompt": "Hi", "tokens_match": False, "reference": "a", "exported": "b", "max_logit_diff": 0.5, "diagnosis": "parted"}]
-    result = ExportResult(run_record(), "merge", "x", "/src", verified=False, max_logit_diff=0.5, prompts_matched=3,
-                          prompts=4, checks=checks, dtype="bfloat16", qlora=True, merged_dir="/runs/r1/merged")
+    result = ExportResult(
+        run_record(),
+        "merge",
+        "x",
+        "/src",
+        verified=False,
+        max_logit_diff=0.5,
+        prompts_matched=3,
+        prompts=4,
+        checks=checks,
+        dtype="bfloat16",
+        qlora=True,
+        merged_dir="/runs/r1/merged",
+    )
     text = export.result_markdown(result)
     assert "Not verified" in text and "3/4" in text and "de-quantised" in text and "&lt;b&gt;" in text
     assert export.checks_rows(result) == [["Hi", "❌", "a", "b", "0.5", "parted"]]
@@ -73,9 +97,15 @@ def test_serve_form_starts_an_endpoint_and_stop_cancels_it(services, registered,
 
 
 def test_a_serving_endpoint_shows_its_url_and_curl():
-    endpoint = Endpoint(run=run_record(kind="serve", status="running", name="serve rand"), state="serving",
-                        served_model="rand", engine="vllm", url="http://127.0.0.1:8123", api_key_file="/home/u/.ftapp/runs/r1/api_key")
+    endpoint = Endpoint(
+        run=run_record(kind="serve", status="running", name="serve rand"),
+        state="serving",
+        served_model="rand",
+        engine="vllm",
+        url="http://127.0.0.1:8123",
+        api_key_file="/home/u/.ftapp/runs/r1/api_key",
+    )
     text = serve.endpoint_markdown(endpoint)
     assert "`http://127.0.0.1:8123/v1`" in text and "`rand`" in text and "bearer token" in text
-    assert 'Authorization: Bearer $(cat /home/u/.ftapp/runs/r1/api_key)' in endpoint.curl
+    assert "Authorization: Bearer $(cat /home/u/.ftapp/runs/r1/api_key)" in endpoint.curl
     assert endpoint.curl.startswith("curl http://127.0.0.1:8123/v1/chat/completions")

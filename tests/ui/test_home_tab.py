@@ -63,18 +63,36 @@ def test_the_demo_button_registers_a_kit_built_earlier(services: Services) -> No
     # config.json, the dataset file and the prompt, and building takes minutes on a CPU.
     kit = services.demo.kit_dir
     (kit / "model").mkdir(parents=True)
-    (kit / "model" / "config.json").write_text(json.dumps({
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64,
-        "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 512,
-    }), encoding="utf-8")
-    rows = [{"request": "my card was charged twice", "intent": "payment_issue"},
-            {"request": "where is order 123", "intent": "delivery_time"}]
+    (kit / "model" / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["LlamaForCausalLM"],
+                "model_type": "llama",
+                "hidden_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "intermediate_size": 128,
+                "vocab_size": 512,
+            }
+        ),
+        encoding="utf-8",
+    )
+    rows = [
+        {"request": "my card was charged twice", "intent": "payment_issue"},
+        {"request": "where is order 123", "intent": "delivery_time"},
+    ]
     (kit / "dataset.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    prompt = {"prompt_template": "Q: {request}\nA: {intent}", "input_template": "Q: {request}\nA: ",
-              "completion_template": "{intent}"}
-    (kit / "demo_kit.json").write_text(json.dumps({
-        "model_dir": str(kit / "model"), "dataset_path": str(kit / "dataset.jsonl"), "prompt": prompt,
-    }), encoding="utf-8")
+    prompt = {"prompt_template": "Q: {request}\nA: {intent}", "input_template": "Q: {request}\nA: ", "completion_template": "{intent}"}
+    (kit / "demo_kit.json").write_text(
+        json.dumps(
+            {
+                "model_dir": str(kit / "model"),
+                "dataset_path": str(kit / "dataset.jsonl"),
+                "prompt": prompt,
+            }
+        ),
+        encoding="utf-8",
+    )
 
     message = home.build_demo(services)
 
@@ -86,11 +104,14 @@ def test_the_demo_button_registers_a_kit_built_earlier(services: Services) -> No
 
 
 def test_gpus_are_listed_with_the_runs_that_hold_them(services: Services, monkeypatch) -> None:
-    machine = Machine(gpus=(GpuInfo(0, "NVIDIA H200", 143771, 40960), GpuInfo(1, "NVIDIA H200", 143771, 0)),
-                      cpu_count=32, memory_available_mib=200_000)
+    machine = Machine(
+        gpus=(GpuInfo(0, "NVIDIA H200", 143771, 40960), GpuInfo(1, "NVIDIA H200", 143771, 0)), cpu_count=32, memory_available_mib=200_000
+    )
     monkeypatch.setattr(services, "machine", lambda: machine)
-    running = [SimpleNamespace(id="abcdef0123", name="big-run", kind="finetune", gpus="0"),
-               SimpleNamespace(id="9876543210", name="cpu-run", kind="finetune", gpus="cpu")]
+    running = [
+        SimpleNamespace(id="abcdef0123", name="big-run", kind="finetune", gpus="0"),
+        SimpleNamespace(id="9876543210", name="cpu-run", kind="finetune", gpus="cpu"),
+    ]
 
     text = home.machine_summary(services, running)
 

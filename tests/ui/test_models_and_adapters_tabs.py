@@ -12,8 +12,14 @@ from ftapp.services import Services
 from ui import adapters, models
 
 LLAMA_CONFIG = {
-    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2,
-    "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 1000,
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "intermediate_size": 128,
+    "vocab_size": 1000,
 }
 
 
@@ -30,7 +36,8 @@ def adapter_dir(tmp_path: Path) -> Path:
     path = tmp_path / "tiny-lora"
     path.mkdir()
     (path / "adapter_config.json").write_text(
-        json.dumps({"peft_type": "LORA", "base_model_name_or_path": "tiny-llama", "r": 8}), encoding="utf-8",
+        json.dumps({"peft_type": "LORA", "base_model_name_or_path": "tiny-llama", "r": 8}),
+        encoding="utf-8",
     )
     return path
 
@@ -72,8 +79,7 @@ def test_adapter_lineage_and_removal_order(services: Services, model_dir: Path, 
     assert "tiny-lora" in status and "LORA" in status
     table, chosen, base_models, prompt_choices = adapters.list_adapters(services)
     row = table.iloc[0]
-    assert (row["name"], row["base model"], row["peft"], row["trained on (adapter config)"]) == (
-        "tiny-lora", "tiny", "LORA", "tiny-llama")
+    assert (row["name"], row["base model"], row["peft"], row["trained on (adapter config)"]) == ("tiny-lora", "tiny", "LORA", "tiny-llama")
     assert base_models.choices == [("tiny", model_id)] and prompt_choices.choices == []
     with pytest.raises(gr.Error, match="tiny-lora"):  # the model is still the base of the adapter
         models.remove_model(services, model_id, True)

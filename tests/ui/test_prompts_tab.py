@@ -73,10 +73,8 @@ def test_saving_a_bad_prompt_reports_every_rule_and_writes_nothing(services: Ser
 
 
 CHATS = [
-    {"messages": [{"role": "user", "content": "Cancel my order <now>."},
-                  {"role": "assistant", "content": "Your order is cancelled."}]},
-    {"messages": [{"role": "user", "content": "Where is my parcel?"},
-                  {"role": "assistant", "content": "On its way."}]},
+    {"messages": [{"role": "user", "content": "Cancel my order <now>."}, {"role": "assistant", "content": "Your order is cancelled."}]},
+    {"messages": [{"role": "user", "content": "Where is my parcel?"}, {"role": "assistant", "content": "On its way."}]},
 ]
 
 
@@ -88,7 +86,9 @@ def chats_id(services: Services, tmp_path: Path) -> str:
 
 
 def test_conversations_preview_through_the_chat_template_with_the_assistant_marked(
-    services: Services, demo_kit, chats_id: str,
+    services: Services,
+    demo_kit,
+    chats_id: str,
 ) -> None:
     model_id = services.models.add(AddModelRequest(type="project", name="tiny", location=str(demo_kit.model_dir))).id
     block, is_chat = prompts.chat_mode(services, chats_id)
@@ -104,7 +104,11 @@ def test_conversations_preview_through_the_chat_template_with_the_assistant_mark
 
 
 def test_the_chat_preview_stays_away_for_column_data_and_reports_models_without_a_template(
-    services: Services, dataset_id: str, chats_id: str, tmp_path: Path, demo_kit,
+    services: Services,
+    dataset_id: str,
+    chats_id: str,
+    tmp_path: Path,
+    demo_kit,
 ) -> None:
     block, is_chat = prompts.chat_mode(services, dataset_id)
     assert block.visible is False and is_chat is False

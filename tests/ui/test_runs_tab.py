@@ -90,8 +90,12 @@ def test_method_charts_show_for_dpo_and_grpo_runs_only(services: Services, train
     sft = runs.show_run(services, queue(services, train_form, "plain-sft"))
     grpo_id = queue(services, train_form, "rewarded", method="grpo", rewards=[[True, "exact_match", 1.0, "", ""]])
     with services.db.transaction() as tx:
-        tx.metric_points.add_many([{"run_id": grpo_id, "step": 1, "name": name, "value": value, "time": 1.0}
-                                   for name, value in {"reward": 0.5, "reward_std": 0.1, "kl": 0.01}.items()])
+        tx.metric_points.add_many(
+            [
+                {"run_id": grpo_id, "step": 1, "name": name, "value": value, "time": 1.0}
+                for name, value in {"reward": 0.5, "reward_std": 0.1, "kl": 0.01}.items()
+            ]
+        )
 
     grpo = runs.show_run(services, grpo_id)
 
@@ -135,10 +139,12 @@ def test_compare_lists_only_the_settings_that_differ(services: Services, train_f
 
 
 def test_spec_differences_count_a_missing_section_as_different() -> None:
-    table = spec_differences({
-        "lora run": {"run_id": "1", "training_mode": "lora", "lora": {"r": 16}, "training": {"seed": 1}},
-        "full run": {"run_id": "2", "training_mode": "full", "lora": {}, "training": {"seed": 1}},
-    })
+    table = spec_differences(
+        {
+            "lora run": {"run_id": "1", "training_mode": "lora", "lora": {"r": 16}, "training": {"seed": 1}},
+            "full run": {"run_id": "2", "training_mode": "full", "lora": {}, "training": {"seed": 1}},
+        }
+    )
 
     assert table.set_index("setting").to_dict("index") == {
         "lora": {"lora run": "—", "full run": "{}"},
@@ -193,9 +199,20 @@ def test_a_cpu_run_started_from_the_train_tab_ends_on_the_runs_tab(services: Ser
 def test_a_failed_run_says_why_above_the_log_instead_of_repeating_it() -> None:
     started = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     run = SimpleNamespace(
-        id="946fd1cc-9d58-47cb-8f64-71e9cfa46933", name="oom-demo", kind="finetune", status="failed", step=14,
-        total_steps=40, eta_s=None, gpus="0", devices_requested="auto", created_at=started, started_at=started,
-        finished_at=started + timedelta(seconds=75), parent_run_id=None, mlflow_run_id=None,
+        id="946fd1cc-9d58-47cb-8f64-71e9cfa46933",
+        name="oom-demo",
+        kind="finetune",
+        status="failed",
+        step=14,
+        total_steps=40,
+        eta_s=None,
+        gpus="0",
+        devices_requested="auto",
+        created_at=started,
+        started_at=started,
+        finished_at=started + timedelta(seconds=75),
+        parent_run_id=None,
+        mlflow_run_id=None,
         error_cause="out of GPU memory",
         error_text="CUDA out of memory.\nSuggestion: halve per_device_train_batch_size\n--- log tail ---\nFINETUNE_PROGRESS {}",
     )

@@ -27,13 +27,13 @@ def test_choices_preselect_what_exists_and_keep_what_the_user_chose(services: Se
     assert [value for _, value in devices.choices][:2] == ["auto", "cpu"]
     assert {value for _, value in preset.choices} == {"seed 001 defaults", "modern default"}
     assert preset.value == "modern default"  # not the first in the list: the seed's slow defaults
-    _, _, preset, devices, _ = train.refresh_choices(services, registered.model_id, registered.dataset_id, SEED_001,
-                                                     "cpu", registered.prompt_id)
+    _, _, preset, devices, _ = train.refresh_choices(
+        services, registered.model_id, registered.dataset_id, SEED_001, "cpu", registered.prompt_id
+    )
     assert (preset.value, devices.value) == (SEED_001, "cpu")
 
 
-def test_a_plain_dataset_needs_its_prompt_and_alpaca_data_may_go_without(services: Services, registered,
-                                                                         alpaca: Path) -> None:
+def test_a_plain_dataset_needs_its_prompt_and_alpaca_data_may_go_without(services: Services, registered, alpaca: Path) -> None:
     plain = train.prompts_for_dataset(services, registered.dataset_id, None)
 
     assert plain.choices == [("intent-prompt", registered.prompt_id)] and plain.value == registered.prompt_id
@@ -72,8 +72,7 @@ def test_an_invalid_request_names_every_broken_rule(services: Services, train_fo
     assert services.runs.list() == []
 
 
-@pytest.mark.parametrize("extra, rule", [('{"max_steps": ', "CF-002"), ('{"learning_rat": 0.1}', "CF-005"),
-                                         ("[1, 2]", "CF-005")])
+@pytest.mark.parametrize("extra, rule", [('{"max_steps": ', "CF-002"), ('{"learning_rat": 0.1}', "CF-005"), ("[1, 2]", "CF-005")])
 def test_the_all_arguments_editor_is_checked(services: Services, train_form, extra: str, rule: str) -> None:
     with pytest.raises(gr.Error, match=rule):
         train.start_training(services, train_form(extra_arguments=extra))
@@ -87,10 +86,9 @@ def test_start_queues_the_run_with_every_field_in_its_spec(services: Services, t
     assert run.status == "queued" and f"`{run.id}`" in text and "Runs" in text
     spec = json.loads(run.spec)
     assert spec["adapter_name"] == "tiny-intents" and spec["training_mode"] == "lora"
-    assert {k: spec["training"][k] for k in ("max_steps", "per_device_train_batch_size", "max_length",
-                                            "learning_rate", "lr_scheduler_type")} == {
-        "max_steps": 4, "per_device_train_batch_size": 4, "max_length": 64, "learning_rate": 3e-3,
-        "lr_scheduler_type": "constant"}
+    assert {
+        k: spec["training"][k] for k in ("max_steps", "per_device_train_batch_size", "max_length", "learning_rate", "lr_scheduler_type")
+    } == {"max_steps": 4, "per_device_train_batch_size": 4, "max_length": 64, "learning_rate": 3e-3, "lr_scheduler_type": "constant"}
     assert (spec["lora"]["r"], spec["lora"]["lora_alpha"]) == (8, 32)  # the changed rank reached the spec
     assert run.devices_requested == "cpu"
 
@@ -104,8 +102,9 @@ def test_zero_max_steps_trains_by_epochs(services: Services, train_form) -> None
 
 
 def test_every_gpu_is_offered_with_its_free_memory_and_all_of_them_together() -> None:
-    machine = Machine(gpus=(GpuInfo(0, "NVIDIA H200", 143771, 1024), GpuInfo(1, "NVIDIA H200", 143771, 71885)),
-                      cpu_count=32, memory_available_mib=200_000)
+    machine = Machine(
+        gpus=(GpuInfo(0, "NVIDIA H200", 143771, 1024), GpuInfo(1, "NVIDIA H200", 143771, 71885)), cpu_count=32, memory_available_mib=200_000
+    )
 
     choices = dict((value, label) for label, value in device_choices(machine))
 
@@ -127,8 +126,7 @@ def _adapter(services: Services, model_id: str, folder: Path, name: str):
 
 def _pairs(services: Services, tmp_path: Path) -> str:
     path = tmp_path / "pairs.jsonl"
-    path.write_text("".join(json.dumps({"prompt": f"Greet {i}", "chosen": f"Hello {i}!", "rejected": "No."}) + "\n"
-                            for i in range(10)))
+    path.write_text("".join(json.dumps({"prompt": f"Greet {i}", "chosen": f"Hello {i}!", "rejected": "No."}) + "\n" for i in range(10)))
     return services.datasets.add(AddDatasetRequest(name="pairs", location=str(path))).id
 
 
@@ -162,15 +160,24 @@ def test_the_start_from_list_holds_the_chosen_models_adapters(services: Services
     assert train_method.starting_adapters(services, registered.model_id, mine.id).value == mine.id
 
 
-def test_a_dpo_run_queued_from_the_tab_carries_its_settings_and_start(services: Services, registered, train_form,
-                                                                     tmp_path: Path) -> None:
+def test_a_dpo_run_queued_from_the_tab_carries_its_settings_and_start(services: Services, registered, train_form, tmp_path: Path) -> None:
     start = _adapter(services, registered.model_id, tmp_path / "sft", "sft-start")
     pairs = _pairs(services, tmp_path)
     prompt = train.prompts_for_dataset(services, pairs, None)
     assert prompt.value == NO_PROMPT and "preference" in prompt.label
 
-    train.start_training(services, train_form(method="dpo", dataset_id=pairs, prompt_id=prompt.value, dpo_beta=0.3,
-                                        dpo_loss_type="ipo", init_adapter_id=start.id, rewards=train_method.reward_rows(True)))
+    train.start_training(
+        services,
+        train_form(
+            method="dpo",
+            dataset_id=pairs,
+            prompt_id=prompt.value,
+            dpo_beta=0.3,
+            dpo_loss_type="ipo",
+            init_adapter_id=start.id,
+            rewards=train_method.reward_rows(True),
+        ),
+    )
 
     [run] = services.runs.list()
     spec = json.loads(run.spec)
@@ -185,13 +192,18 @@ def test_a_grpo_run_takes_the_rewards_switched_on(services: Services, registered
 
     text = train.preflight(services, train_form(method="grpo", rewards=table, num_generations=2.0, max_completion_length=16.0))
     assert "generation KV cache" in text
-    train.start_training(services, train_form(method="grpo", rewards=table, num_generations=2.0, max_completion_length=16.0,
-                                        init_adapter_id=train_method.NO_ADAPTER))
+    train.start_training(
+        services,
+        train_form(method="grpo", rewards=table, num_generations=2.0, max_completion_length=16.0, init_adapter_id=train_method.NO_ADAPTER),
+    )
 
     spec = json.loads(services.runs.list()[0].spec)
     assert spec["method_settings"] == {"num_generations": 2, "max_completion_length": 16, "temperature": 1.0, "beta": 0.0}
     assert [(r["kind"], r["weight"], r["pattern"], r["target_length"]) for r in spec["rewards"]] == [
-        ("exact_match", 1.0, None, None), ("regex_match", 0.5, r"^\w+$", None), ("length_penalty", 0.1, None, 40)]
+        ("exact_match", 1.0, None, None),
+        ("regex_match", 0.5, r"^\w+$", None),
+        ("length_penalty", 0.1, None, 40),
+    ]
     assert spec["init_adapter"] is None
 
 

@@ -89,13 +89,18 @@ def test_the_visitor_of_an_event_comes_from_gradios_request():
     peer = SimpleNamespace(host="198.51.100.4")
     assert visitor_for(None) == (NOBODY, None)  # building the page: nobody is asking
     assert visitor_for(SimpleNamespace(headers={"cookie": f"{VISITOR_COOKIE}={key}"}, client=peer, session_hash="s")) == (
-        key, "198.51.100.4")
+        key,
+        "198.51.100.4",
+    )
     # A client without cookies, or with one the server did not sign: a new visitor on every page load.
     assert visitor_for(SimpleNamespace(headers={}, client=peer, session_hash="s9"))[0] == "session:s9"
     assert visitor_for(SimpleNamespace(headers={"cookie": f"{VISITOR_COOKIE}=k1"}, client=peer, session_hash="s9"))[0] == "session:s9"
     # Behind one proxy (Spaces), the address the proxy appended; what the client wrote before it is ignored.
-    behind = SimpleNamespace(headers={"cookie": f"{VISITOR_COOKIE}={key}", "x-forwarded-for": "6.6.6.6, 203.0.113.9"},
-                             client=SimpleNamespace(host="10.16.3.80"), session_hash="s")
+    behind = SimpleNamespace(
+        headers={"cookie": f"{VISITOR_COOKIE}={key}", "x-forwarded-for": "6.6.6.6, 203.0.113.9"},
+        client=SimpleNamespace(host="10.16.3.80"),
+        session_hash="s",
+    )
     assert visitor_for(behind, hops=1) == (key, "203.0.113.9")
     assert visitor_for(behind, hops=0) == (key, "10.16.3.80")
 
@@ -129,8 +134,7 @@ def test_every_event_gets_the_services_of_the_visitor_who_sent_it(services):
         yield from [services.visitor.owner] * count
 
     def sent_by(key: str, address: str):
-        return SimpleNamespace(headers={"cookie": f"{VISITOR_COOKIE}={key}"}, client=SimpleNamespace(host=address),
-                               session_hash="s")
+        return SimpleNamespace(headers={"cookie": f"{VISITOR_COOKIE}={key}"}, client=SimpleNamespace(host=address), session_hash="s")
 
     assert services_for(services) is services and bind(owner_seen, services)("!") == "host!"  # the local app
     page = demo_services(services)

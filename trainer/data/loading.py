@@ -41,8 +41,13 @@ class DataSplit:
 
     def to_dict(self, data: DataSource) -> dict[str, Any]:
         return {
-            "source": {"kind": data.kind, "path": data.path, "hub_name": data.hub_name,
-                       "hub_config": data.hub_config, "hub_split": data.hub_split},
+            "source": {
+                "kind": data.kind,
+                "path": data.path,
+                "hub_name": data.hub_name,
+                "hub_config": data.hub_config,
+                "hub_split": data.hub_split,
+            },
             "seed": data.seed,
             "fraction": data.fraction,
             "train_split": data.train_split,

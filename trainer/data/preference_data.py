@@ -35,8 +35,7 @@ class PreferenceData:
     layout: str  # STANDARD or CONVERSATIONAL
 
 
-def build_preference_data(rows: datasets.Dataset, split: DataSplit, data: DataSource,
-                          tokenizer: PreTrainedTokenizerBase) -> PreferenceData:
+def build_preference_data(rows: datasets.Dataset, split: DataSplit, data: DataSource, tokenizer: PreTrainedTokenizerBase) -> PreferenceData:
     train_cases = preference_cases(rows, split.train_indices, data, tokenizer)
     validation_cases = preference_cases(rows, sorted(split.validation_indices), data, tokenizer)
     if len({case.conversational for case in train_cases + validation_cases}) > 1:
@@ -48,8 +47,11 @@ def build_preference_data(rows: datasets.Dataset, split: DataSplit, data: DataSo
 
 def trl_example(case: PreferenceCase) -> dict[str, Any]:
     if case.conversational:
-        return {"prompt": case.prompt, "chosen": [{"role": "assistant", "content": case.chosen}],
-                "rejected": [{"role": "assistant", "content": case.rejected}]}
+        return {
+            "prompt": case.prompt,
+            "chosen": [{"role": "assistant", "content": case.chosen}],
+            "rejected": [{"role": "assistant", "content": case.rejected}],
+        }
     return {"prompt": case.prompt, "chosen": case.chosen, "rejected": case.rejected}
 
 

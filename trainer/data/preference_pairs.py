@@ -37,8 +37,9 @@ class PreferenceCase:
     conversational: bool
 
 
-def preference_cases(rows: datasets.Dataset, indices: list[int], data: DataSource,
-                     tokenizer: PreTrainedTokenizerBase) -> list[PreferenceCase]:
+def preference_cases(
+    rows: datasets.Dataset, indices: list[int], data: DataSource, tokenizer: PreTrainedTokenizerBase
+) -> list[PreferenceCase]:
     cases = []
     for index, row in zip(indices, rows.select(indices)):
         try:
@@ -58,8 +59,10 @@ def pair_ids(tokenizer: PreTrainedTokenizerBase, case: PreferenceCase) -> tuple[
     else:
         assert isinstance(case.prompt, str)
         eos = tokenizer.eos_token or ""
-        prompt, chosen, rejected = (list(tokenizer(text)["input_ids"]) for text in (
-            case.prompt, case.prompt + _ending(case.chosen, eos), case.prompt + _ending(case.rejected, eos)))
+        prompt, chosen, rejected = (
+            list(tokenizer(text)["input_ids"])
+            for text in (case.prompt, case.prompt + _ending(case.chosen, eos), case.prompt + _ending(case.rejected, eos))
+        )
     length = min(_common_prefix(prompt, chosen), _common_prefix(prompt, rejected))
     return prompt[:length], chosen[length:], rejected[length:]
 
@@ -73,7 +76,7 @@ def _case(index: int, row: dict[str, Any], data: DataSource, has_template: bool)
         if isinstance(chosen, str):
             assert isinstance(rejected, str)
             shared = os.path.commonprefix([chosen, rejected])
-            prompt, chosen, rejected = shared, chosen[len(shared):], rejected[len(shared):]
+            prompt, chosen, rejected = shared, chosen[len(shared) :], rejected[len(shared) :]
         else:
             example = extract_prompt({"chosen": chosen, "rejected": rejected})
             prompt, chosen, rejected = example["prompt"], example["chosen"], example["rejected"]

@@ -30,27 +30,26 @@ class RewardPrompts:
     samples: list[SampleCase]  # a few validation rows for the final greedy answers
 
 
-def build_reward_prompts(rows: datasets.Dataset, split: DataSplit, data: DataSource,
-                         tokenizer: PreTrainedTokenizerBase, sample_limit: int = 3) -> RewardPrompts:
+def build_reward_prompts(
+    rows: datasets.Dataset, split: DataSplit, data: DataSource, tokenizer: PreTrainedTokenizerBase, sample_limit: int = 3
+) -> RewardPrompts:
     if data.format == "preference":
         raise ValueError("GRPO samples its own answers to prompts; preference pairs (chosen/rejected) train with DPO")
     train = _examples(rows, split.train_indices, data, tokenizer)
     validation = _examples(rows, sorted(split.validation_indices), data, tokenizer)
-    samples = [SampleCase(_shown(example["prompt"]), example["reference"] or "", example["prompt"])
-               for example in validation[:sample_limit]]
+    samples = [
+        SampleCase(_shown(example["prompt"]), example["reference"] or "", example["prompt"]) for example in validation[:sample_limit]
+    ]
     return RewardPrompts(datasets.Dataset.from_list(train), datasets.Dataset.from_list(validation), samples)
 
 
-def _examples(rows: datasets.Dataset, indices: list[int], data: DataSource,
-              tokenizer: PreTrainedTokenizerBase) -> list[dict]:
+def _examples(rows: datasets.Dataset, indices: list[int], data: DataSource, tokenizer: PreTrainedTokenizerBase) -> list[dict]:
     source = rows.select(indices)
     if data.prompt_template and not (data.input_template and data.completion_template):
         template = data.prompt_template
-        return [{"prompt": render_template(template, row), "reference": None,
-                 "row": json.dumps(row, default=str)} for row in source]
+        return [{"prompt": render_template(template, row), "reference": None, "row": json.dumps(row, default=str)} for row in source]
     cases = evaluation_cases(rows, indices, data, tokenizer)
-    return [{"prompt": case.prompt, "reference": case.reference, "row": json.dumps(row, default=str)}
-            for case, row in zip(cases, source)]
+    return [{"prompt": case.prompt, "reference": case.reference, "row": json.dumps(row, default=str)} for case, row in zip(cases, source)]
 
 
 def _shown(prompt: str | list[dict[str, str]]) -> str:

@@ -92,13 +92,14 @@ class EvalCase:
     answer: str  # text layouts: the completion with its leading space; chat: the assistant turn's content
 
 
-def evaluation_cases(rows: datasets.Dataset, indices: list[int], data: DataSource,
-                     tokenizer: PreTrainedTokenizerBase) -> list[EvalCase]:
+def evaluation_cases(rows: datasets.Dataset, indices: list[int], data: DataSource, tokenizer: PreTrainedTokenizerBase) -> list[EvalCase]:
     """The rows at ``indices`` prompted exactly as training prompted them (same layout choice)."""
     layout, convert = _choose_layout(data, tokenizer, assistant_only_loss=True)
     if layout == TEXT:
-        raise ValueError("the prompt has only a prompt_template, so rows have no reference answer to compare with; "
-                         "give the prompt an input_template and a completion_template")
+        raise ValueError(
+            "the prompt has only a prompt_template, so rows have no reference answer to compare with; "
+            "give the prompt an input_template and a completion_template"
+        )
     cases = []
     for index, row in zip(indices, rows.select(indices)):
         try:
@@ -108,8 +109,9 @@ def evaluation_cases(rows: datasets.Dataset, indices: list[int], data: DataSourc
         if layout == PROMPT_COMPLETION:
             cases.append(EvalCase(index, example["prompt"], example["completion"].strip(), example["prompt"], example["completion"]))
             continue
-        prompt, answer = (example["prompt"], example["completion"][0]) if layout == CHAT_PROMPT_COMPLETION \
-            else split_last_answer(example["messages"])
+        prompt, answer = (
+            (example["prompt"], example["completion"][0]) if layout == CHAT_PROMPT_COMPLETION else split_last_answer(example["messages"])
+        )
         cases.append(EvalCase(index, prompt[-1]["content"], answer["content"].strip(), prompt, answer["content"]))
     return cases
 

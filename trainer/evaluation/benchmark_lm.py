@@ -39,8 +39,15 @@ class SharedAnswers:
     combination (a name twice: the same combination twice, answered once); ``on_answers(count)`` hears of each
     answered batch (count = requests x distinct adapters), and ``on_requests(count)`` of each new list, for progress."""
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, adapters: Sequence[str], batch_size: int,
-                 on_requests: Callable[[int], None] = lambda count: None, on_answers: Callable[[int], None] = lambda count: None):
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        adapters: Sequence[str],
+        batch_size: int,
+        on_requests: Callable[[int], None] = lambda count: None,
+        on_answers: Callable[[int], None] = lambda count: None,
+    ):
         self.model, self.tokenizer, self.adapters = model, tokenizer, list(dict.fromkeys(adapters))
         self.consumers = len(adapters)
         self.batch_size = max(1, batch_size)
@@ -53,8 +60,7 @@ class SharedAnswers:
         key = (kind, hashlib.sha256(repr(args).encode()).hexdigest())
         if key not in self._pending:
             self.on_requests(len(args) * len(self.adapters))
-            compute = {"loglikelihood": self._loglikelihood, "loglikelihood_rolling": self._rolling,
-                       "generate_until": self._generate}[kind]
+            compute = {"loglikelihood": self._loglikelihood, "loglikelihood_rolling": self._rolling, "generate_until": self._generate}[kind]
             self._pending[key] = (compute(args), [self.consumers])
         answers, waiting = self._pending[key]
         waiting[0] -= 1
@@ -91,7 +97,7 @@ class SharedAnswers:
         results: dict[str, list[Any]] = {adapter: [None] * len(pairs) for adapter in self.adapters}
         order = sorted(range(len(pairs)), key=lambda i: -len(pairs[i][0]) - len(pairs[i][1]))
         for start in range(0, len(order), self.batch_size):
-            batch = order[start:start + self.batch_size]
+            batch = order[start : start + self.batch_size]
             contexts = [pairs[i][0] for _ in self.adapters for i in batch]
             continuations = [pairs[i][1] for _ in self.adapters for i in batch]
             scores = continuation_scores(self.model, contexts, continuations, self.tokenizer.pad_token_id, self._names(len(batch)))
@@ -109,13 +115,13 @@ class SharedAnswers:
         context_ids = list(self.tokenizer(context)["input_ids"]) if context else []
         whole = list(self.tokenizer(context + continuation)["input_ids"])
         if whole[: len(context_ids)] == context_ids:
-            continuation_ids = whole[len(context_ids):]
+            continuation_ids = whole[len(context_ids) :]
         else:
             continuation_ids = list(self.tokenizer(continuation, add_special_tokens=False)["input_ids"])
         if not context_ids:
             context_ids = [self._prefix_token()]
         room = self.max_length - len(continuation_ids)
-        return (context_ids[-room:] if room > 0 else context_ids[-1:]), continuation_ids[-(self.max_length - 1):]
+        return (context_ids[-room:] if room > 0 else context_ids[-1:]), continuation_ids[-(self.max_length - 1) :]
 
     def _prefix_token(self) -> int:
         token = self.tokenizer.bos_token_id if self.tokenizer.bos_token_id is not None else self.tokenizer.eos_token_id
@@ -134,16 +140,18 @@ class SharedAnswers:
             until = settings.get("until") or []
             until = [until] if isinstance(until, str) else list(until)
             max_new = int(settings["max_gen_toks"])
-            config = generation_config(self.model, self.tokenizer, {"max_new_tokens": max_new,
-                                                                    **{k: settings[k] for k in _SAMPLING_KEYS if k in settings}})
+            config = generation_config(
+                self.model, self.tokenizer, {"max_new_tokens": max_new, **{k: settings[k] for k in _SAMPLING_KEYS if k in settings}}
+            )
             config.stop_strings = until or None
             room = max(1, self.max_length - max_new)
             prompts = {i: encode_prompt(self.tokenizer, args[i][0])[-room:] for i in indices}
             order = sorted(indices, key=lambda i: -len(prompts[i]))
             for start in range(0, len(order), self.batch_size):
-                batch = order[start:start + self.batch_size]
-                generated = generate_batch(self.model, self.tokenizer, [prompts[i] for _ in self.adapters for i in batch],
-                                           config, self._names(len(batch)))
+                batch = order[start : start + self.batch_size]
+                generated = generate_batch(
+                    self.model, self.tokenizer, [prompts[i] for _ in self.adapters for i in batch], config, self._names(len(batch))
+                )
                 for k, (adapter, i) in enumerate((adapter, i) for adapter in self.adapters for i in batch):
                     results[adapter][i] = cut_at_stop(generated.texts[k], until)
                 self.on_answers(len(batch) * len(self.adapters))

@@ -26,12 +26,25 @@ class BenchmarkStage:
     tasks: LoadedTasks
     raw: dict[int, dict[str, Any]] = field(default_factory=dict)  # position -> lm-eval's results
 
-    def score(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, combinations: list[EvalCombination],
-              adapters: list[str], events: Any, progress: Any) -> dict[int, dict[str, float]]:
+    def score(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        combinations: list[EvalCombination],
+        adapters: list[str],
+        events: Any,
+        progress: Any,
+    ) -> dict[int, dict[str, float]]:
         """Every combination of one loaded model on every task: one shared pass of each batch for all of them."""
         assert self.spec.benchmark is not None
-        shared = SharedAnswers(model, tokenizer, adapters, self.spec.batch_size, on_requests=progress.expect,
-                               on_answers=lambda count: progress.advance(events, count, phase=PHASE))
+        shared = SharedAnswers(
+            model,
+            tokenizer,
+            adapters,
+            self.spec.batch_size,
+            on_requests=progress.expect,
+            on_answers=lambda count: progress.advance(events, count, phase=PHASE),
+        )
         scores = {}
         for combo, adapter in zip(combinations, adapters):
             results = evaluate_combination(AdapterLM(shared, adapter), self.tasks, self.spec.benchmark, self.spec.seed)
@@ -41,15 +54,25 @@ class BenchmarkStage:
 
     def every_task_metrics(self) -> dict[str, float]:
         """``c<position>.bench/...`` for every task and group lm-eval scored, subtasks included (MLflow)."""
-        return {f"c{position}.{name}": value for position, results in self.raw.items()
-                for name, value in task_scores(results, self.tasks, every_task=True).items()}
+        return {
+            f"c{position}.{name}": value
+            for position, results in self.raw.items()
+            for name, value in task_scores(results, self.tasks, every_task=True).items()
+        }
 
     def lower_is_better(self) -> list[str]:
         return sorted({name for results in self.raw.values() for name in lower_is_better(results)})
 
     def save(self, path: Path) -> None:
         keep = ("results", "groups", "group_subtasks", "higher_is_better", "n-samples", "versions", "n-shot")
-        path.write_text(json.dumps({
-            "tasks": self.tasks.names,
-            "combinations": {str(position): {key: results.get(key) for key in keep} for position, results in self.raw.items()},
-        }, indent=1, default=str), encoding="utf-8")
+        path.write_text(
+            json.dumps(
+                {
+                    "tasks": self.tasks.names,
+                    "combinations": {str(position): {key: results.get(key) for key in keep} for position, results in self.raw.items()},
+                },
+                indent=1,
+                default=str,
+            ),
+            encoding="utf-8",
+        )

@@ -69,8 +69,10 @@ def load_tasks(spec: BenchmarkSpec) -> LoadedTasks:
     unknown = [name for name in names if name not in manager.all_tasks]
     if unknown:
         where = f" or in {spec.task_dir}" if spec.task_dir else ""
-        raise ValueError(f"unknown lm-eval task(s) {', '.join(map(repr, unknown))}: not in lm-eval {_version()}'s registry{where}; "
-                         "`lm-eval ls tasks` lists them")
+        raise ValueError(
+            f"unknown lm-eval task(s) {', '.join(map(repr, unknown))}: not in lm-eval {_version()}'s registry{where}; "
+            "`lm-eval ls tasks` lists them"
+        )
     loaded = LoadedTasks(manager, names, [])
     with inside(task_dir):
         for name in names:
@@ -97,9 +99,11 @@ def _is_connection_error(error: BaseException) -> bool:
 
 def network_message(task: str, error: BaseException) -> str:
     reason = "HF_HUB_OFFLINE=1 is set" if offline() else "the Hugging Face Hub cannot be reached"
-    return (f"benchmark task '{task}' needs the network: its data set is on the Hugging Face Hub and not in the local cache, "
-            f"and {reason} ({str(error)[:300]}). Run it once with network access so the data set is cached (unset "
-            "HF_HUB_OFFLINE), or give a local task folder in lm-eval's YAML format (--benchmark-dir) whose data files are local.")
+    return (
+        f"benchmark task '{task}' needs the network: its data set is on the Hugging Face Hub and not in the local cache, "
+        f"and {reason} ({str(error)[:300]}). Run it once with network access so the data set is cached (unset "
+        "HF_HUB_OFFLINE), or give a local task folder in lm-eval's YAML format (--benchmark-dir) whose data files are local."
+    )
 
 
 def folder_tasks(manager: Any) -> list[str]:
@@ -121,9 +125,19 @@ def evaluate_combination(lm: Any, tasks: LoadedTasks, spec: BenchmarkSpec, seed:
     from lm_eval import simple_evaluate
 
     with inside(spec.task_dir):
-        results = simple_evaluate(model=lm, tasks=tasks.objects, task_manager=tasks.manager, limit=spec.limit,
-                                  num_fewshot=spec.num_fewshot, bootstrap_iters=BOOTSTRAP_ITERS, log_samples=False,
-                                  random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed)
+        results = simple_evaluate(
+            model=lm,
+            tasks=tasks.objects,
+            task_manager=tasks.manager,
+            limit=spec.limit,
+            num_fewshot=spec.num_fewshot,
+            bootstrap_iters=BOOTSTRAP_ITERS,
+            log_samples=False,
+            random_seed=seed,
+            numpy_random_seed=seed,
+            torch_random_seed=seed,
+            fewshot_random_seed=seed,
+        )
     if results is None:  # lm-eval returns None off rank 0; one process here
         raise RuntimeError("lm-eval returned no results")
     return results
@@ -170,4 +184,3 @@ def lower_is_better(results: dict[str, Any]) -> list[str]:
     for task, metrics in (results.get("higher_is_better") or {}).items():
         names += [f"{BENCHMARK_PREFIX}{task}/{metric}" for metric, higher in (metrics or {}).items() if higher is False]
     return names
-

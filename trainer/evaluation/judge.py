@@ -63,14 +63,18 @@ def parse_verdict(text: str) -> str:
 def prompts_for(rubric: str, pair: Pair) -> tuple[str, str]:
     """(#1's answer as A, the combination's as A): the two orders of one pair."""
     fields = {"input": pair.input, "reference": pair.reference}
-    return (render_template(rubric, {**fields, "answer_a": pair.baseline, "answer_b": pair.answer}),
-            render_template(rubric, {**fields, "answer_a": pair.answer, "answer_b": pair.baseline}))
+    return (
+        render_template(rubric, {**fields, "answer_a": pair.baseline, "answer_b": pair.answer}),
+        render_template(rubric, {**fields, "answer_a": pair.answer, "answer_b": pair.baseline}),
+    )
 
 
 def outcome(baseline_first: str, combination_first: str) -> str:
     """The combination's result against #1 from both orders' verdicts; "" when neither order gave one."""
-    points = {VERDICT_B: 1, VERDICT_A: -1, VERDICT_TIE: 0}.get(baseline_first), {VERDICT_A: 1, VERDICT_B: -1, VERDICT_TIE: 0}.get(
-        combination_first)
+    points = (
+        {VERDICT_B: 1, VERDICT_A: -1, VERDICT_TIE: 0}.get(baseline_first),
+        {VERDICT_A: 1, VERDICT_B: -1, VERDICT_TIE: 0}.get(combination_first),
+    )
     known = [p for p in points if p is not None]
     if not known:
         return ""
@@ -78,15 +82,16 @@ def outcome(baseline_first: str, combination_first: str) -> str:
     return WIN if total > 0 else LOSS if total < 0 else TIE
 
 
-def judge_pairs(judge: Judge, rubric: str, pairs: list[Pair], batch_size: int,
-                on_batch: Callable[[list[dict[str, Any]]], None]) -> dict[int, dict[str, float]]:
+def judge_pairs(
+    judge: Judge, rubric: str, pairs: list[Pair], batch_size: int, on_batch: Callable[[list[dict[str, Any]]], None]
+) -> dict[int, dict[str, float]]:
     """Judge every pair in both orders; ``on_batch`` gets each batch's verdict rows (for ``sample`` events).
 
     Returns the judge's rates per position: judge_win_rate, judge_tie_rate, judge_loss_rate over the rows with an
     outcome, and judged_rows."""
     counts: dict[int, dict[str, int]] = {}
     for start in range(0, len(pairs), max(1, batch_size)):
-        batch = pairs[start:start + max(1, batch_size)]
+        batch = pairs[start : start + max(1, batch_size)]
         prompts = [prompt for pair in batch for prompt in prompts_for(rubric, pair)]
         judgements = judge.judge(prompts)
         rows = []
@@ -96,17 +101,26 @@ def judge_pairs(judge: Judge, rubric: str, pairs: list[Pair], batch_size: int,
             tally = counts.setdefault(pair.position, {WIN: 0, TIE: 0, LOSS: 0})
             if result:
                 tally[result] += 1
-            rows.append({"position": pair.position, "row_index": pair.row_index, "outcome": result,
-                         "verdict_ab": first.verdict, "reason_ab": first.reason,
-                         "verdict_ba": second.verdict, "reason_ba": second.reason})
+            rows.append(
+                {
+                    "position": pair.position,
+                    "row_index": pair.row_index,
+                    "outcome": result,
+                    "verdict_ab": first.verdict,
+                    "reason_ab": first.reason,
+                    "verdict_ba": second.verdict,
+                    "reason_ba": second.reason,
+                }
+            )
         on_batch(rows)
     rates: dict[int, dict[str, float]] = {}
     for position, tally in counts.items():
         judged = sum(tally.values())
         rates[position] = {"judged_rows": float(judged)}
         if judged:
-            rates[position].update({"judge_win_rate": tally[WIN] / judged, "judge_tie_rate": tally[TIE] / judged,
-                                    "judge_loss_rate": tally[LOSS] / judged})
+            rates[position].update(
+                {"judge_win_rate": tally[WIN] / judged, "judge_tie_rate": tally[TIE] / judged, "judge_loss_rate": tally[LOSS] / judged}
+            )
     return rates
 
 
@@ -122,13 +136,21 @@ class EndpointJudge:
         return [self._ask(prompt) for prompt in prompts]
 
     def _ask(self, prompt: str) -> Judgement:
-        body = {"model": self.spec.api_model or "", "messages": [{"role": "user", "content": prompt}],
-                "temperature": 0, "max_tokens": self.spec.max_new_tokens}
+        body = {
+            "model": self.spec.api_model or "",
+            "messages": [{"role": "user", "content": prompt}],
+            "temperature": 0,
+            "max_tokens": self.spec.max_new_tokens,
+        }
         headers = {"Content-Type": "application/json"}
         if self.key:
             headers["Authorization"] = f"Bearer {self.key}"
-        request = urllib.request.Request(self.spec.url.rstrip("/") + "/chat/completions",  # type: ignore[union-attr]
-                                         data=json.dumps(body).encode(), headers=headers, method="POST")
+        request = urllib.request.Request(
+            self.spec.url.rstrip("/") + "/chat/completions",  # type: ignore[union-attr]
+            data=json.dumps(body).encode(),
+            headers=headers,
+            method="POST",
+        )
         try:
             with self.opener(request, timeout=HTTP_TIMEOUT_S) as response:
                 answer = json.loads(response.read().decode("utf-8"))
@@ -140,8 +162,9 @@ class EndpointJudge:
         try:
             text = str(answer["choices"][0]["message"]["content"] or "")
         except (KeyError, IndexError, TypeError):
-            raise RuntimeError(f"the judge endpoint {self.spec.url} did not answer as an OpenAI chat completion: "
-                               f"{json.dumps(answer)[:300]}") from None
+            raise RuntimeError(
+                f"the judge endpoint {self.spec.url} did not answer as an OpenAI chat completion: {json.dumps(answer)[:300]}"
+            ) from None
         return Judgement(parse_verdict(text), text.strip())
 
 
@@ -154,6 +177,14 @@ def rows_to_pairs(answers: dict[tuple[int, int], dict[str, Any]], positions: Seq
         for (where, row_index), row in sorted(answers.items()):
             baseline = answers.get((1, row_index))
             if where == position and baseline is not None:
-                pairs.append(Pair(position, row_index, str(row.get("input") or ""), str(row.get("reference") or ""),
-                                  str(baseline.get("output") or ""), str(row.get("output") or "")))
+                pairs.append(
+                    Pair(
+                        position,
+                        row_index,
+                        str(row.get("input") or ""),
+                        str(row.get("reference") or ""),
+                        str(baseline.get("output") or ""),
+                        str(row.get("output") or ""),
+                    )
+                )
     return pairs

@@ -35,17 +35,20 @@ class LocalJudge:
             unstated = [i for i, verdict in enumerate(verdicts) if not verdict]
             for i, verdict in zip(unstated, self._likeliest([ids[i] for i in unstated], [texts[i] for i in unstated])):
                 verdicts[i] = verdict
-        return [Judgement(verdict, text + (LIKELIHOOD_NOTE if i in unstated else "")) for i, (verdict, text)
-                in enumerate(zip(verdicts, texts))]
+        return [
+            Judgement(verdict, text + (LIKELIHOOD_NOTE if i in unstated else "")) for i, (verdict, text) in enumerate(zip(verdicts, texts))
+        ]
 
     def _likeliest(self, prompt_ids: list[list[int]], texts: list[str]) -> list[str]:
         if not prompt_ids:
             return []
-        contexts = [ids + list(self.tokenizer(text + "\nVerdict:", add_special_tokens=False)["input_ids"])
-                    for ids, text in zip(prompt_ids, texts)]
+        contexts = [
+            ids + list(self.tokenizer(text + "\nVerdict:", add_special_tokens=False)["input_ids"]) for ids, text in zip(prompt_ids, texts)
+        ]
         options = [list(self.tokenizer(word, add_special_tokens=False)["input_ids"]) for _, word in _CHOICES]
-        scores = continuation_scores(self.model, [c for c in contexts for _ in options], [o for _ in contexts for o in options],
-                                     self.tokenizer.pad_token_id)
+        scores = continuation_scores(
+            self.model, [c for c in contexts for _ in options], [o for _ in contexts for o in options], self.tokenizer.pad_token_id
+        )
         picked = []
         for row in range(len(contexts)):
             row_scores = [scores[row * len(options) + k][0] for k in range(len(options))]

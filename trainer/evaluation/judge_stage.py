@@ -23,8 +23,15 @@ from trainer.protocol import SAMPLE, EvaluationSpec, ModelSource
 PHASE = "judge"  # progress events of this stage: their steps are judged orders (two per row and combination)
 
 
-def judge_answers(spec: EvaluationSpec, results_path: Path, kept: tuple[str, Any, Any] | None, device: DeviceCaps,
-                  loads: Counter[str], events: Any, progress: Any) -> dict[int, dict[str, float]]:
+def judge_answers(
+    spec: EvaluationSpec,
+    results_path: Path,
+    kept: tuple[str, Any, Any] | None,
+    device: DeviceCaps,
+    loads: Counter[str],
+    events: Any,
+    progress: Any,
+) -> dict[int, dict[str, float]]:
     """Each combination's rates against #1 (judge_win_rate, judge_tie_rate, judge_loss_rate, judged_rows)."""
     assert spec.judge is not None, "callers check spec.judge"
     answers: dict[tuple[int, int], dict[str, Any]] = {}
@@ -54,8 +61,10 @@ def _judge(spec: EvaluationSpec, kept: tuple[str, Any, Any] | None, device: Devi
     if kept is not None and kept[0] == judge.model:
         return LocalJudge(kept[1], kept[2], judge.max_new_tokens)
     source = ModelSource(judge.model, revision=judge.model_revision)
-    kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if device.kind == "cuda" and device.bf16 else torch.float32,
-                              "revision": judge.model_revision}
+    kwargs: dict[str, Any] = {
+        "dtype": torch.bfloat16 if device.kind == "cuda" and device.bf16 else torch.float32,
+        "revision": judge.model_revision,
+    }
     if device.kind == "cuda":
         kwargs["device_map"] = {"": 0}
     print(f"loading judge model {judge.model}", file=sys.stderr, flush=True)

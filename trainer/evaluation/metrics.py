@@ -90,8 +90,9 @@ def label_set(references: Sequence[str]) -> list[str] | None:
     return labels
 
 
-def aggregate(rows: Sequence[RowResult], generation_seconds: float, labels: list[str] | None,
-              batch_tokens: int | None = None) -> dict[str, float]:
+def aggregate(
+    rows: Sequence[RowResult], generation_seconds: float, labels: list[str] | None, batch_tokens: int | None = None
+) -> dict[str, float]:
     """One number per metric for a combination; ``labels`` from ``label_set`` over every row's reference;
     ``generation_seconds`` and ``batch_tokens``: the time and the tokens of the batches the rows were generated in,
     every combination's (None: these rows' tokens alone, when they had the batches to themselves)."""

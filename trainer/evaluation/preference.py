@@ -49,9 +49,18 @@ class PairScore:
         return self.logp_chosen - self.logp_rejected
 
 
-def score_pairs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, combos: list[EvalCombination], names: list[str],
-                cases: list[PreferenceCase], spec: EvaluationSpec, events: EventSink, progress: Any,
-                results_file: Any, reference: EvalCombination | None) -> dict[int, list[dict[str, float]]]:
+def score_pairs(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    combos: list[EvalCombination],
+    names: list[str],
+    cases: list[PreferenceCase],
+    spec: EvaluationSpec,
+    events: EventSink,
+    progress: Any,
+    results_file: Any,
+    reference: EvalCombination | None,
+) -> dict[int, list[dict[str, float]]]:
     """Every pair with every combination of one base model; per position, each pair's scores (``pair_scores``)."""
     encoded = [pair_ids(tokenizer, case) for case in cases]
     order = sorted(range(len(cases)), key=lambda i: -len(encoded[i][0]) - max(len(encoded[i][1]), len(encoded[i][2])))
@@ -80,11 +89,21 @@ def score_pairs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, comb
                 values = pair_scores(pair, base, combo.dpo_beta)
                 scores[combo.position].append(values)
                 case = cases[i]
-                row = {"position": combo.position, "row_index": case.row_index, "input": case.input,
-                       "reference": case.chosen + REJECTED_DIVIDER + case.rejected, "output": verdict(values),
-                       "scores": values, "chosen": case.chosen, "rejected": case.rejected, "new_tokens": 0,
-                       "latency_s": seconds, "log_likelihood": pair.logp_chosen, "reference_tokens": pair.chosen_tokens,
-                       "logp_rejected": pair.logp_rejected}
+                row = {
+                    "position": combo.position,
+                    "row_index": case.row_index,
+                    "input": case.input,
+                    "reference": case.chosen + REJECTED_DIVIDER + case.rejected,
+                    "output": verdict(values),
+                    "scores": values,
+                    "chosen": case.chosen,
+                    "rejected": case.rejected,
+                    "new_tokens": 0,
+                    "latency_s": seconds,
+                    "log_likelihood": pair.logp_chosen,
+                    "reference_tokens": pair.chosen_tokens,
+                    "logp_rejected": pair.logp_rejected,
+                }
                 rows.append(row)
                 results_file.write(json.dumps(row) + "\n")
         progress.report(events, results_file, rows)
@@ -93,8 +112,12 @@ def score_pairs(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, comb
 
 def pair_scores(pair: PairScore, reference: PairScore | None, beta: float | None) -> dict[str, float]:
     """One pair's metrics; their means over the pairs are the combination's aggregates."""
-    values = {"preference_accuracy": float(pair.logp_chosen > pair.logp_rejected), "mean_margin": pair.margin,
-              "mean_logp_chosen": pair.logp_chosen, "mean_logp_rejected": pair.logp_rejected}
+    values = {
+        "preference_accuracy": float(pair.logp_chosen > pair.logp_rejected),
+        "mean_margin": pair.margin,
+        "mean_logp_chosen": pair.logp_chosen,
+        "mean_logp_rejected": pair.logp_rejected,
+    }
     if reference is not None:
         scale = 1.0 if beta is None else beta
         reward = scale * (pair.margin - reference.margin)
@@ -111,8 +134,10 @@ def preference_aggregates(rows: list[dict[str, float]]) -> dict[str, float]:
 def verdict(values: dict[str, float]) -> str:
     """What a person reads in the combination's cell of the side-by-side view."""
     side = "chosen" if values["preference_accuracy"] else "rejected"
-    lines = [f"prefers {side} · margin {values['mean_margin']:+.3f}",
-             f"log p chosen {values['mean_logp_chosen']:.2f}, rejected {values['mean_logp_rejected']:.2f}"]
+    lines = [
+        f"prefers {side} · margin {values['mean_margin']:+.3f}",
+        f"log p chosen {values['mean_logp_chosen']:.2f}, rejected {values['mean_logp_rejected']:.2f}",
+    ]
     if "reward_margin" in values:
         lines.append(f"reward margin vs #1 {values['reward_margin']:+.3f} (β {values['reward_beta']:g})")
     return "\n".join(lines)

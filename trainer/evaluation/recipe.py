@@ -84,8 +84,13 @@ class Progress:
     def advance(self, events: Any, count: int, **extra: Any) -> None:
         self.done += count
         elapsed = time.monotonic() - self.started
-        events.emit(PROGRESS, step=self.done, total_steps=self.total, **extra,
-                    eta_s=round(elapsed / max(self.done, 1) * (self.total - self.done), 1))
+        events.emit(
+            PROGRESS,
+            step=self.done,
+            total_steps=self.total,
+            **extra,
+            eta_s=round(elapsed / max(self.done, 1) * (self.total - self.done), 1),
+        )
 
 
 def group_by_model(combinations: tuple[EvalCombination, ...]) -> list[Group]:
@@ -113,11 +118,19 @@ def run_evaluation(spec: EvaluationSpec, events: EventSink, tasks: LoadedTasks |
     benchmarks = BenchmarkStage(spec, tasks or load_tasks(spec.benchmark)) if spec.benchmark else None
     groups = group_by_model(spec.combinations)
     tracking = _start_tracking(spec)
-    events.emit(STARTED, run_id=spec.run_id, device=device.kind, device_name=device.name, num_rows=len(spec.row_indices),
-                rows_from=spec.rows_from, total_steps=len(spec.row_indices) * len(spec.combinations),
-                combinations=[{"position": c.position, "label": c.label} for c in spec.combinations],
-                benchmarks=benchmarks.tasks.names if benchmarks else [], judge=spec.judge.label if spec.judge else None,
-                mlflow_run_id=tracking.run_id if tracking else None)
+    events.emit(
+        STARTED,
+        run_id=spec.run_id,
+        device=device.kind,
+        device_name=device.name,
+        num_rows=len(spec.row_indices),
+        rows_from=spec.rows_from,
+        total_steps=len(spec.row_indices) * len(spec.combinations),
+        combinations=[{"position": c.position, "label": c.label} for c in spec.combinations],
+        benchmarks=benchmarks.tasks.names if benchmarks else [],
+        judge=spec.judge.label if spec.judge else None,
+        mlflow_run_id=tracking.run_id if tracking else None,
+    )
     progress = Progress(0, len(spec.row_indices) * len(spec.combinations), time.monotonic())
     loads: Counter[str] = Counter()
     aggregates: dict[int, dict[str, float]] = {}
@@ -137,8 +150,18 @@ def run_evaluation(spec: EvaluationSpec, events: EventSink, tasks: LoadedTasks |
                     pairs = preference_cases(rows, list(spec.row_indices), spec.data, tokenizer)
                     model = load_model(group, device, loads)
                     reference = spec.combinations[0] if spec.combinations[0] in group.combinations else None
-                    scored = score_pairs(model, tokenizer, group.combinations, [adapter_name(c) for c in group.combinations],
-                                         pairs, spec, events, progress, results_file, reference)
+                    scored = score_pairs(
+                        model,
+                        tokenizer,
+                        group.combinations,
+                        [adapter_name(c) for c in group.combinations],
+                        pairs,
+                        spec,
+                        events,
+                        progress,
+                        results_file,
+                        reference,
+                    )
                     aggregates.update({position: preference_aggregates(values) for position, values in scored.items()})
                 else:
                     cases = evaluation_cases(rows, list(spec.row_indices), spec.data, tokenizer)
@@ -147,16 +170,18 @@ def run_evaluation(spec: EvaluationSpec, events: EventSink, tasks: LoadedTasks |
                     model = load_model(group, device, loads)
                     results: dict[int, list[RowResult]] = {}
                     rewarded: dict[int, list[dict[str, float]]] = {}
-                    seconds = answer_rows(model, tokenizer, group, cases, spec, events, progress, results, results_file,
-                                          rows, rewarded)
+                    seconds = answer_rows(model, tokenizer, group, cases, spec, events, progress, results, results_file, rows, rewarded)
                     batch_tokens = sum(r.new_tokens for combo in group.combinations for r in results[combo.position])
                     for combo in group.combinations:
-                        aggregates[combo.position] = {**aggregate(results[combo.position], seconds, labels, batch_tokens),
-                                                      **reward_aggregates(rewarded.get(combo.position, []))}
+                        aggregates[combo.position] = {
+                            **aggregate(results[combo.position], seconds, labels, batch_tokens),
+                            **reward_aggregates(rewarded.get(combo.position, [])),
+                        }
                 if benchmarks:
                     model = model if model is not None else load_model(group, device, loads)
-                    for position, scores in benchmarks.score(model, tokenizer, group.combinations,
-                                                             [adapter_name(c) for c in group.combinations], events, progress).items():
+                    for position, scores in benchmarks.score(
+                        model, tokenizer, group.combinations, [adapter_name(c) for c in group.combinations], events, progress
+                    ).items():
                         aggregates.setdefault(position, {}).update(scores)
                 if spec.judge and spec.judge.model == group.source and number == len(groups) - 1 and model is not None:
                     kept = (group.source, model, tokenizer)  # the judge is this base: no second load
@@ -181,12 +206,20 @@ def run_evaluation(spec: EvaluationSpec, events: EventSink, tasks: LoadedTasks |
             benchmarks.save(output_dir / BENCHMARKS_FILE)
             if tracking:
                 tracking.log_metrics(benchmarks.every_task_metrics(), step=0)
-        (output_dir / AGGREGATES_FILE).write_text(json.dumps({
-            "rows_from": spec.rows_from, "labels": labels,
-            "lower_is_better": benchmarks.lower_is_better() if benchmarks else [],
-            "combinations": [{"position": c.position, "label": c.label, "metrics": aggregates.get(c.position, {})}
-                             for c in spec.combinations],
-        }, indent=1), encoding="utf-8")
+        (output_dir / AGGREGATES_FILE).write_text(
+            json.dumps(
+                {
+                    "rows_from": spec.rows_from,
+                    "labels": labels,
+                    "lower_is_better": benchmarks.lower_is_better() if benchmarks else [],
+                    "combinations": [
+                        {"position": c.position, "label": c.label, "metrics": aggregates.get(c.position, {})} for c in spec.combinations
+                    ],
+                },
+                indent=1,
+            ),
+            encoding="utf-8",
+        )
         events.emit(ARTIFACT, kind="evaluation", path=str(output_dir))
         if tracking:
             tracking.log_output(output_dir, include_weights=False)
@@ -208,8 +241,10 @@ def deltas(aggregates: dict[int, dict[str, float]], position: int) -> dict[str, 
 
 def load_model(group: Group, device: DeviceCaps, loads: Counter[str]) -> PreTrainedModel:
     """The group's base model once, with every adapter of the group attached under its own name."""
-    kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if device.kind == "cuda" and device.bf16 else torch.float32,
-                              "revision": group.combinations[0].model.revision}
+    kwargs: dict[str, Any] = {
+        "dtype": torch.bfloat16 if device.kind == "cuda" and device.bf16 else torch.float32,
+        "revision": group.combinations[0].model.revision,
+    }
     if device.kind == "cuda":
         kwargs["device_map"] = {"": 0}
     print(f"loading base model {group.source}", file=sys.stderr, flush=True)
@@ -227,9 +262,19 @@ def load_model(group: Group, device: DeviceCaps, loads: Counter[str]) -> PreTrai
     return model
 
 
-def answer_rows(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, group: Group, cases: list[EvalCase],
-                spec: EvaluationSpec, events: EventSink, progress: Progress, results: dict[int, list[RowResult]],
-                results_file: Any, source_rows: Any, rewarded: dict[int, list[dict[str, float]]]) -> float:
+def answer_rows(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    group: Group,
+    cases: list[EvalCase],
+    spec: EvaluationSpec,
+    events: EventSink,
+    progress: Progress,
+    results: dict[int, list[RowResult]],
+    results_file: Any,
+    source_rows: Any,
+    rewarded: dict[int, list[dict[str, float]]],
+) -> float:
     """Generate and score every case with every combination of the group; returns the generation seconds.
 
     With rewards in the spec, each answer's rewards join its scores and ``rewarded[position]``."""
@@ -255,17 +300,22 @@ def answer_rows(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, grou
         rows = []
         for k, (combo, i) in enumerate((combo, i) for combo in combos for i in batch):
             case = cases[i]
-            result = RowResult(generated.texts[k], case.reference, generated.new_tokens[k], generated.seconds,
-                               scored[k][0], scored[k][1])
+            result = RowResult(generated.texts[k], case.reference, generated.new_tokens[k], generated.seconds, scored[k][0], scored[k][1])
             results[combo.position].append(result)
             if rewards:
                 rewarded.setdefault(combo.position, []).append(rewards[k])
-            row = {"position": combo.position, "row_index": case.row_index, "input": case.input,
-                   "scores": {**score_row(result.output, result.reference), **(rewards[k] if rewards else {})}, **asdict(result)}
+            row = {
+                "position": combo.position,
+                "row_index": case.row_index,
+                "input": case.input,
+                "scores": {**score_row(result.output, result.reference), **(rewards[k] if rewards else {})},
+                **asdict(result),
+            }
             rows.append(row)
             results_file.write(json.dumps(row) + "\n")
-        progress.report(events, results_file, rows,
-                        tokens_per_s=round(sum(generated.new_tokens) / generated.seconds, 1) if generated.seconds else None)
+        progress.report(
+            events, results_file, rows, tokens_per_s=round(sum(generated.new_tokens) / generated.seconds, 1) if generated.seconds else None
+        )
     return seconds
 
 

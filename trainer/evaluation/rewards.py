@@ -15,13 +15,13 @@ from trainer.protocol import RewardSpec
 from trainer.recipes.rewards import TOTAL, score_completions
 
 
-def reward_scores(rewards: Sequence[RewardSpec], outputs: Sequence[str], references: Sequence[str | None],
-                  rows: Sequence[dict[str, Any]]) -> list[dict[str, float]]:
+def reward_scores(
+    rewards: Sequence[RewardSpec], outputs: Sequence[str], references: Sequence[str | None], rows: Sequence[dict[str, Any]]
+) -> list[dict[str, float]]:
     """Per answer, ``reward`` and ``reward/<name>`` of each reward."""
     scored = score_completions(rewards, outputs, references, rows)
     names = [name for name in scored if name != TOTAL]
-    return [{TOTAL: float(scored[TOTAL][k]), **{f"{TOTAL}/{name}": float(scored[name][k]) for name in names}}
-            for k in range(len(outputs))]
+    return [{TOTAL: float(scored[TOTAL][k]), **{f"{TOTAL}/{name}": float(scored[name][k]) for name in names}} for k in range(len(outputs))]
 
 
 def reward_aggregates(rows: Sequence[dict[str, float]]) -> dict[str, float]:

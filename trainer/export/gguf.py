@@ -50,8 +50,15 @@ def run_gguf(spec: ExportSpec, events: EventSink) -> bool:
         torch.set_num_threads(spec.cpu_threads)
     source = Path(spec.source)
     adapter = (source / "adapter_config.json").is_file()
-    events.emit(STARTED, run_id=spec.run_id, action="gguf", device=device.kind, types=list(spec.gguf_types),
-                base=spec.base.source if spec.base else None, source=str(source))
+    events.emit(
+        STARTED,
+        run_id=spec.run_id,
+        action="gguf",
+        device=device.kind,
+        types=list(spec.gguf_types),
+        base=spec.base.source if spec.base else None,
+        source=str(source),
+    )
     steps, step = 1 + 2 * len(spec.gguf_types), 0
     spec.gguf_dir.mkdir(parents=True, exist_ok=True)
     model_dir, reference, tokenizer, generation = _reference(spec, source, adapter, device.kind)
@@ -86,9 +93,15 @@ def run_gguf(spec: ExportSpec, events: EventSink) -> bool:
     spec.verification_path.write_text(json.dumps(verdict, indent=2), encoding="utf-8")
     events.emit(EVAL, step=0, **{f"{r['type']}.{key}": r[key] for r in results for key in ("token_agreement", "max_logit_diff")})
     events.emit(ARTIFACT, kind="verification", path=str(spec.verification_path))
-    events.emit(DONE, action="gguf", verified=verdict["verified"], files=[
-        {key: r[key] for key in ("type", "path", "size_bytes", "verified", "token_agreement", "max_logit_diff", "ollama_command")}
-        for r in results])
+    events.emit(
+        DONE,
+        action="gguf",
+        verified=verdict["verified"],
+        files=[
+            {key: r[key] for key in ("type", "path", "size_bytes", "verified", "token_agreement", "max_logit_diff", "ollama_command")}
+            for r in results
+        ],
+    )
     return True
 
 
@@ -133,11 +146,19 @@ def _verify(reference: Reference, file: Written, max_new_tokens: int, device: st
     result = compare_gguf(reference, model, tokenizer, file.gguf_type, max_new_tokens)
     del model
     _free_memory()
-    print(f"verification of {file.path.name}: {result['tokens_agreed']}/{result['tokens']} tokens agree teacher-forced, "
-          f"{result['prompts_matched']}/{result['prompts']} answers identical, max logit difference "
-          f"{result['max_logit_diff']:.3g}", flush=True)
-    return {**result, "path": str(file.path), "size_bytes": file.size_bytes, "convert_seconds": file.seconds,
-            "verify_seconds": round(time.monotonic() - started, 2)}
+    print(
+        f"verification of {file.path.name}: {result['tokens_agreed']}/{result['tokens']} tokens agree teacher-forced, "
+        f"{result['prompts_matched']}/{result['prompts']} answers identical, max logit difference "
+        f"{result['max_logit_diff']:.3g}",
+        flush=True,
+    )
+    return {
+        **result,
+        "path": str(file.path),
+        "size_bytes": file.size_bytes,
+        "convert_seconds": file.seconds,
+        "verify_seconds": round(time.monotonic() - started, 2),
+    }
 
 
 def _ollama(spec: ExportSpec, file: Written, tokenizer: PreTrainedTokenizerBase, generation: dict[str, Any]) -> dict[str, Any]:
@@ -145,20 +166,27 @@ def _ollama(spec: ExportSpec, file: Written, tokenizer: PreTrainedTokenizerBase,
     system = None
     if spec.prompt_format == "text":
         template = text_template(spec.input_template)
-        how = (f"Trained on raw-text prompts: the input template {spec.input_template!r} filled in (TEMPLATE wraps a "
-               "one-field prompt in it; otherwise send the template filled in)." if spec.input_template
-               else "Trained on raw text: TEMPLATE passes the prompt as it is.")
+        how = (
+            f"Trained on raw-text prompts: the input template {spec.input_template!r} filled in (TEMPLATE wraps a "
+            "one-field prompt in it; otherwise send the template filled in)."
+            if spec.input_template
+            else "Trained on raw text: TEMPLATE passes the prompt as it is."
+        )
     else:
-        turns = chat_turns(lambda messages, generate: tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=generate), tokenizer.bos_token, _adds_bos(file.path))
+        turns = chat_turns(
+            lambda messages, generate: tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generate),
+            tokenizer.bos_token,
+            _adds_bos(file.path),
+        )
         template, system = chat_template(turns), turns.default_system
         how = "Prompted in chat turns, as in training: TEMPLATE renders them as the model's chat template does."
     name = ollama_name(spec.name, file.gguf_type)
     modelfile = file.path.parent / MODELFILE
     command = f"ollama create {name} -f {modelfile}"
     note = f"{spec.name} ({file.gguf_type}), exported by ftapp run {spec.run_id}.\n{how}\nCreate it: {command}"
-    modelfile.write_text(modelfile_text(file.path.name, template, stop_words(tokenizer, generation), parameters(generation),
-                                        system, note), encoding="utf-8")
+    modelfile.write_text(
+        modelfile_text(file.path.name, template, stop_words(tokenizer, generation), parameters(generation), system, note), encoding="utf-8"
+    )
     return {"modelfile": str(modelfile), "ollama_name": name, "ollama_command": command, **_create_in_ollama(name, modelfile)}
 
 
@@ -172,12 +200,20 @@ def _create_in_ollama(name: str, modelfile: Path) -> dict[str, Any]:
     tool = shutil.which("ollama")
     if tool is None:
         return {"ollama_created": False, "ollama_note": "ollama is not on PATH here: run the command where it is"}
-    completed = subprocess.run([tool, "create", name, "-f", str(modelfile)], cwd=modelfile.parent, capture_output=True, text=True,
-                               timeout=OLLAMA_TIMEOUT_S, check=False)
+    completed = subprocess.run(
+        [tool, "create", name, "-f", str(modelfile)],
+        cwd=modelfile.parent,
+        capture_output=True,
+        text=True,
+        timeout=OLLAMA_TIMEOUT_S,
+        check=False,
+    )
     print(completed.stdout + completed.stderr, flush=True)
     if completed.returncode != 0:  # the GGUF and its Modelfile stand on their own; a stopped Ollama server is no failed export
-        return {"ollama_created": False, "ollama_note": f"ollama create failed ({completed.returncode}): "
-                                                        f"{(completed.stderr or completed.stdout).strip()[-300:]}"}
+        return {
+            "ollama_created": False,
+            "ollama_note": f"ollama create failed ({completed.returncode}): {(completed.stderr or completed.stdout).strip()[-300:]}",
+        }
     return {"ollama_created": True, "ollama_note": f"created in Ollama as {name}"}
 
 

@@ -55,7 +55,7 @@ def forced_logits(model: PreTrainedModel, prompt_ids: list[int], tokens: list[in
         return torch.zeros(0, model.config.vocab_size)
     ids = torch.tensor([prompt_ids + tokens[:-1]], device=model.device)
     logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0]
-    return logits[len(prompt_ids) - 1:].float().cpu()
+    return logits[len(prompt_ids) - 1 :].float().cpu()
 
 
 def take_reference(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, max_new_tokens: int) -> Reference:
@@ -81,8 +81,9 @@ def load_gguf(path: Path, dtype: torch.dtype, device: str) -> tuple[PreTrainedMo
     return model, AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
 
 
-def compare_gguf(reference: Reference, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, gguf_type: str,
-                 max_new_tokens: int) -> dict[str, Any]:
+def compare_gguf(
+    reference: Reference, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, gguf_type: str, max_new_tokens: int
+) -> dict[str, Any]:
     exported = greedy_traces(model, tokenizer, max_new_tokens)
     rows, worst, agreed, total = [], 0.0, 0, 0
     for prompt, ref, forced_ref, got in zip(PROMPTS, reference.traces, reference.forced, exported):
@@ -92,19 +93,34 @@ def compare_gguf(reference: Reference, model: PreTrainedModel, tokenizer: PreTra
         diff = float((forced_ref - forced).abs().max()) if ref.tokens else 0.0
         worst, agreed, total = max(worst, diff), agreed + row_agreed, total + len(ref.tokens)
         same_prompt = ref.prompt_ids == got.prompt_ids
-        rows.append({
-            "prompt": prompt, "prompt_ids_match": same_prompt, "tokens_match": same_prompt and ref.tokens == got.tokens,
-            "reference": tokenizer.decode(ref.tokens, skip_special_tokens=True),
-            "exported": tokenizer.decode(got.tokens, skip_special_tokens=True),
-            "tokens_agreed": row_agreed, "tokens": len(ref.tokens), "max_logit_diff": diff,
-            "diagnosis": diagnose(ref, got, picks, forced_ref, gguf_type),
-        })
+        rows.append(
+            {
+                "prompt": prompt,
+                "prompt_ids_match": same_prompt,
+                "tokens_match": same_prompt and ref.tokens == got.tokens,
+                "reference": tokenizer.decode(ref.tokens, skip_special_tokens=True),
+                "exported": tokenizer.decode(got.tokens, skip_special_tokens=True),
+                "tokens_agreed": row_agreed,
+                "tokens": len(ref.tokens),
+                "max_logit_diff": diff,
+                "diagnosis": diagnose(ref, got, picks, forced_ref, gguf_type),
+            }
+        )
     agreement = agreed / total if total else 1.0
     metadata_intact = all(r["prompt_ids_match"] for r in rows)
-    return {"type": gguf_type, "verified": metadata_intact and agreement >= agreement_floor(gguf_type),
-            "prompts": len(rows), "prompts_matched": sum(r["tokens_match"] for r in rows), "tokens_agreed": agreed,
-            "tokens": total, "token_agreement": agreement, "agreement_floor": agreement_floor(gguf_type),
-            "max_logit_diff": worst, "dtype": str(reference.dtype).removeprefix("torch."), "rows": rows}
+    return {
+        "type": gguf_type,
+        "verified": metadata_intact and agreement >= agreement_floor(gguf_type),
+        "prompts": len(rows),
+        "prompts_matched": sum(r["tokens_match"] for r in rows),
+        "tokens_agreed": agreed,
+        "tokens": total,
+        "token_agreement": agreement,
+        "agreement_floor": agreement_floor(gguf_type),
+        "max_logit_diff": worst,
+        "dtype": str(reference.dtype).removeprefix("torch."),
+        "rows": rows,
+    }
 
 
 def diagnose(ref: Trace, got: Trace, picks: list[int], forced_ref: torch.Tensor, gguf_type: str) -> str | None:
@@ -118,8 +134,9 @@ def diagnose(ref: Trace, got: Trace, picks: list[int], forced_ref: torch.Tensor,
         return "the answers stop at different points: the GGUF's EOS token is not the one the model stops with"
     first = next((i for i, (a, b) in enumerate(zip(ref.tokens, picks)) if a != b), None)
     if first is None:
-        return (f"every token agrees when both read the same text; the free-running answers part after a near-tie "
-                f"({gguf_type} rounding)")
+        return f"every token agrees when both read the same text; the free-running answers part after a near-tie ({gguf_type} rounding)"
     top = forced_ref[first].topk(2).values
-    return (f"at token {first + 1} the {gguf_type} weights pick another token; base + adapter's top two logits there "
-            f"were {float(top[0] - top[1]):.3g} apart")
+    return (
+        f"at token {first + 1} the {gguf_type} weights pick another token; base + adapter's top two logits there "
+        f"were {float(top[0] - top[1]):.3g} apart"
+    )

@@ -29,9 +29,11 @@ from trainer.protocol import ARTIFACT, DONE, EVAL, STARTED, ExportSpec, ModelSou
 from trainer.run_events import EventSink
 
 VERIFY_TIMEOUT_S = 3600
-QLORA_NOTE = ("This adapter was trained against the 4-bit (QLoRA) quantised base. It was merged into the "
-              "de-quantised base (the original {dtype} weights), the only form that can hold merged weights, "
-              "so answers may differ slightly from the 4-bit base + adapter used during training.")
+QLORA_NOTE = (
+    "This adapter was trained against the 4-bit (QLoRA) quantised base. It was merged into the "
+    "de-quantised base (the original {dtype} weights), the only form that can hold merged weights, "
+    "so answers may differ slightly from the 4-bit base + adapter used during training."
+)
 
 
 def tokenizer_source(adapter_dir: Path, base: ModelSource) -> ModelSource:
@@ -77,8 +79,9 @@ def run_merge(spec: ExportSpec, events: EventSink) -> bool:
     device = detect_device(spec.device)
     if device.kind == "cpu" and spec.cpu_threads:
         torch.set_num_threads(spec.cpu_threads)
-    events.emit(STARTED, run_id=spec.run_id, action="merge", device=device.kind, device_name=device.name,
-                base=spec.base.source, adapter=spec.source)
+    events.emit(
+        STARTED, run_id=spec.run_id, action="merge", device=device.kind, device_name=device.name, base=spec.base.source, adapter=spec.source
+    )
     adapted, tokenizer = load_adapted(spec.base, Path(spec.source), device.kind)
     reference_path = Path(spec.run_dir) / "verify" / "reference.pt"
     save_traces(greedy_traces(adapted, tokenizer, spec.max_new_tokens), reference_path)
@@ -93,18 +96,33 @@ def run_merge(spec: ExportSpec, events: EventSink) -> bool:
     result_path.write_text(json.dumps(result, indent=2), encoding="utf-8")
     reference_path.unlink(missing_ok=True)  # logits of the whole vocabulary: megabytes nobody needs now
     _append_card_notes(spec.merged_dir / CARD_FILE, result)
-    events.emit(EVAL, step=0, max_logit_diff=result["max_logit_diff"], prompts_matched=result["prompts_matched"],
-                verified=result["verified"])
+    events.emit(
+        EVAL, step=0, max_logit_diff=result["max_logit_diff"], prompts_matched=result["prompts_matched"], verified=result["verified"]
+    )
     events.emit(ARTIFACT, kind="verification", path=str(result_path))
-    events.emit(DONE, action="merge", merged_dir=str(spec.merged_dir), verified=result["verified"],
-                max_logit_diff=result["max_logit_diff"], dtype=dtype)
+    events.emit(
+        DONE,
+        action="merge",
+        merged_dir=str(spec.merged_dir),
+        verified=result["verified"],
+        max_logit_diff=result["max_logit_diff"],
+        dtype=dtype,
+    )
     return True
 
 
 def _verify_in_fresh_process(spec: ExportSpec, reference: Path, device: str) -> dict[str, Any]:
     result = Path(spec.run_dir) / "verify" / "result.json"
-    command = [sys.executable, "-m", "trainer.export.verify", str(spec.merged_dir), str(reference), str(result),
-               str(spec.max_new_tokens), device]
+    command = [
+        sys.executable,
+        "-m",
+        "trainer.export.verify",
+        str(spec.merged_dir),
+        str(reference),
+        str(result),
+        str(spec.max_new_tokens),
+        device,
+    ]
     print(f"verifying the export in a fresh process: {' '.join(command[1:])}", flush=True)
     # Same stdout/stderr (the run's log) and the same process group, so a cancel reaches it too.
     completed = subprocess.run(command, timeout=VERIFY_TIMEOUT_S, check=False)
@@ -116,14 +134,23 @@ def _verify_in_fresh_process(spec: ExportSpec, reference: Path, device: str) -> 
 def _append_card_notes(card: Path, result: dict[str, Any]) -> None:
     if not card.is_file():
         return
-    notes = [card.read_text(encoding="utf-8").rstrip(), "", "## Merge and verification", "",
-             f"The LoRA adapter was merged into the base weights in {result['dtype']}, the base's own dtype."]
+    notes = [
+        card.read_text(encoding="utf-8").rstrip(),
+        "",
+        "## Merge and verification",
+        "",
+        f"The LoRA adapter was merged into the base weights in {result['dtype']}, the base's own dtype.",
+    ]
     if result["qlora"]:
         notes += ["", QLORA_NOTE.format(dtype=result["dtype"])]
     verdict = "**verified**" if result["verified"] else "**NOT verified: the merged model answers differently**"
-    notes += ["", f"The saved model, loaded in a fresh process, answered {result['prompts']} fixed prompts greedily: "
-              f"{result['prompts_matched']}/{result['prompts']} token-for-token identical to base + adapter, "
-              f"largest logit difference {result['max_logit_diff']:.3g}; {verdict}.", ""]
+    notes += [
+        "",
+        f"The saved model, loaded in a fresh process, answered {result['prompts']} fixed prompts greedily: "
+        f"{result['prompts_matched']}/{result['prompts']} token-for-token identical to base + adapter, "
+        f"largest logit difference {result['max_logit_diff']:.3g}; {verdict}.",
+        "",
+    ]
     card.write_text("\n".join(notes), encoding="utf-8")
 
 

@@ -48,10 +48,20 @@ class ChatTurns:
 
 def chat_turns(render: Render, bos_token: str | None, adds_bos: bool) -> ChatTurns:
     """The pieces of ``render``'s chat template; ValueError when it is not one turn after another."""
-    later_user = _split(_after(render(_turns([("user", USER), ("assistant", ASSISTANT), ("user", USER_2)]), False),
-                               render(_turns([("user", USER), ("assistant", ASSISTANT)]), False), "a second user turn"), USER_2)[0]
+    later_user = _split(
+        _after(
+            render(_turns([("user", USER), ("assistant", ASSISTANT), ("user", USER_2)]), False),
+            render(_turns([("user", USER), ("assistant", ASSISTANT)]), False),
+            "a second user turn",
+        ),
+        USER_2,
+    )[0]
     # A BOS printed once before the first turn (not the first piece of every turn, as ChatML's <|im_start|> may be).
-    once = bool(bos_token) and render(_turns([("user", USER)]), False).startswith(bos_token or "") and not later_user.startswith(bos_token or "")
+    once = (
+        bool(bos_token)
+        and render(_turns([("user", USER)]), False).startswith(bos_token or "")
+        and not later_user.startswith(bos_token or "")
+    )
     skip = len(bos_token or "") if once else 0
 
     def probe(turns: list[tuple[str, str]], generation: bool = False) -> str:
@@ -80,7 +90,7 @@ def chat_turns(render: Render, bos_token: str | None, adds_bos: bool) -> ChatTur
         if default and not (default.startswith(system_before) and default.endswith(after["system"])):
             raise ValueError("the chat template opens with text that is not a system turn")
         if default:  # a default system prompt: Ollama's SYSTEM, replaced by the client's own as the template does
-            default_system, default = default[len(system_before): len(default) - len(after["system"])], ""
+            default_system, default = default[len(system_before) : len(default) - len(after["system"])], ""
     # llama.cpp adds BOS itself when the file says so; then the template must not print a second one.
     opening = (bos_token or "") if once and not adds_bos else ""
     return ChatTurns(opening=opening + default, before=before, after=after, generation=generation, default_system=default_system)
@@ -100,13 +110,16 @@ def _split(text: str, marker: str) -> tuple[str, str]:
 def _after(longer: str, shorter: str, what: str) -> str:
     if not longer.startswith(shorter):
         raise ValueError(f"the chat template renders the conversation differently once {what} follows")
-    return longer[len(shorter):]
+    return longer[len(shorter) :]
 
 
 def chat_template(turns: ChatTurns) -> str:
     """The Go template Ollama renders: no ``{{-``, which would trim the newlines the pieces end in."""
-    branches = "".join(f'{{{{ {"if" if i == 0 else "else if"} eq .Role "{role}" }}}}{_literal(turns.before[role])}{{{{ .Content }}}}'
-                       f"{_literal(turns.after[role])}" for i, role in enumerate(turns.before))
+    branches = "".join(
+        f'{{{{ {"if" if i == 0 else "else if"} eq .Role "{role}" }}}}{_literal(turns.before[role])}{{{{ .Content }}}}'
+        f"{_literal(turns.after[role])}"
+        for i, role in enumerate(turns.before)
+    )
     return f"{_literal(turns.opening)}{{{{ range .Messages }}}}{branches}{{{{ end }}}}{{{{ end }}}}{_literal(turns.generation)}"
 
 
@@ -150,8 +163,7 @@ def parameters(generation: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def modelfile_text(gguf_name: str, template: str, stops: list[str], settings: dict[str, Any], system: str | None,
-                   note: str) -> str:
+def modelfile_text(gguf_name: str, template: str, stops: list[str], settings: dict[str, Any], system: str | None, note: str) -> str:
     for text in (template, system or "", *stops):
         if '"""' in text:
             raise ValueError('a Modelfile cannot hold text with """ in it')

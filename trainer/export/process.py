@@ -22,7 +22,6 @@ def main(spec_path: str) -> NoReturn:
     run_process.main("export", spec_path, run_process.spec_reader(ExportSpec), check_spec, _export)
 
 
-
 def check_spec(spec: ExportSpec) -> None:
     if spec.action not in EXPORT_ACTIONS:
         raise ValueError(f"spec.action must be one of {', '.join(EXPORT_ACTIONS)}, got {spec.action!r}")

@@ -35,6 +35,13 @@ def run_push(spec: ExportSpec, events: EventSink) -> bool:
     if card is not None:
         operations.append(CommitOperationAdd(CARD_FILE, card.encode("utf-8")))
     commit = api.create_commit(repo.repo_id, operations, commit_message=f"Upload {spec.name} from ftapp", repo_type="model")
-    events.emit(DONE, action="push", repo_id=repo.repo_id, repo_url=str(repo), commit_url=commit.commit_url,
-                private=spec.private, files=len(operations))
+    events.emit(
+        DONE,
+        action="push",
+        repo_id=repo.repo_id,
+        repo_url=str(repo),
+        commit_url=commit.commit_url,
+        private=spec.private,
+        files=len(operations),
+    )
     return True

@@ -57,19 +57,33 @@ def run_register(spec: ExportSpec, events: EventSink) -> bool:
         for key, value in tags.items():
             client.set_tag(mlflow_run_id, key, value)
         _ensure_registered_model(client, spec.name)
-        version = client.create_model_version(spec.name, source=f"{run.info.artifact_uri}/{ARTIFACT_PATH}",
-                                              run_id=mlflow_run_id, tags=tags, description=f"ftapp export run {spec.run_id}")
+        version = client.create_model_version(
+            spec.name,
+            source=f"{run.info.artifact_uri}/{ARTIFACT_PATH}",
+            run_id=mlflow_run_id,
+            tags=tags,
+            description=f"ftapp export run {spec.run_id}",
+        )
     except BaseException:
         client.set_terminated(mlflow_run_id, status="FAILED")
         raise
     client.set_terminated(mlflow_run_id, status="FINISHED")
-    events.emit(DONE, action="register", registered_model=spec.name, version=str(version.version), kind=kind,
-                model_uri=f"models:/{spec.name}/{version.version}", mlflow_run_id=mlflow_run_id, flavor="transformers")
+    events.emit(
+        DONE,
+        action="register",
+        registered_model=spec.name,
+        version=str(version.version),
+        kind=kind,
+        model_uri=f"models:/{spec.name}/{version.version}",
+        mlflow_run_id=mlflow_run_id,
+        flavor="transformers",
+    )
     return True
 
 
-def _log_model(client: MlflowClient, run_id: str, artifact_uri: str, spec: ExportSpec, source: Path, files: list[Path],
-               card: str | None, kind: str) -> None:
+def _log_model(
+    client: MlflowClient, run_id: str, artifact_uri: str, spec: ExportSpec, source: Path, files: list[Path], card: str | None, kind: str
+) -> None:
     """Save the MLflow model straight into the run's artifacts when they are a local folder (one copy of the
     weights), else into a temporary folder that is then uploaded."""
     with tempfile.TemporaryDirectory(dir=spec.run_dir) as temp:
@@ -130,9 +144,15 @@ def _save(spec: ExportSpec, staged: Path, target: Path, card: str | None, kind: 
         base_path = str(base_dir) if base_dir.is_dir() else None  # a Hub base is named by its repo id instead
     else:
         model, tokenizer = AutoModelForCausalLM.from_pretrained(staged, dtype="auto"), load_tokenizer(ModelSource(str(staged)))
-    mlflow.transformers.save_model(transformers_model={"model": model, "tokenizer": tokenizer}, path=str(target), task=TASK,
-                                   model_card=_model_card(card), base_model_path=base_path,
-                                   pip_requirements=requirements(kind), signature=_signature(model.generation_config))
+    mlflow.transformers.save_model(
+        transformers_model={"model": model, "tokenizer": tokenizer},
+        path=str(target),
+        task=TASK,
+        model_card=_model_card(card),
+        base_model_path=base_path,
+        pip_requirements=requirements(kind),
+        signature=_signature(model.generation_config),
+    )
     if kind == "model":
         tokenizer.save_pretrained(target / "model")
         if card is not None:
@@ -144,9 +164,13 @@ def _signature(generation: Any) -> Any:
     param its signature does not declare); the defaults are the model's own, greedy unless it samples."""
     from mlflow.models import infer_signature
 
-    params = {"max_new_tokens": int(generation.max_new_tokens or 256), "do_sample": bool(generation.do_sample),
-              "temperature": float(generation.temperature or 1.0), "top_p": float(generation.top_p or 1.0),
-              "repetition_penalty": float(generation.repetition_penalty or 1.0)}
+    params = {
+        "max_new_tokens": int(generation.max_new_tokens or 256),
+        "do_sample": bool(generation.do_sample),
+        "temperature": float(generation.temperature or 1.0),
+        "top_p": float(generation.top_p or 1.0),
+        "repetition_penalty": float(generation.repetition_penalty or 1.0),
+    }
     return infer_signature(["a prompt"], ["an answer"], params=params)
 
 

@@ -51,22 +51,26 @@ def encode(tokenizer: PreTrainedTokenizerBase, prompt: str) -> list[int]:
 @torch.no_grad()
 def greedy_traces(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, max_new_tokens: int) -> list[Trace]:
     """One prompt at a time: no padding, so both sides compute exactly the same thing."""
-    config = generation_config(model, tokenizer, {"do_sample": False, "num_beams": 1, "max_new_tokens": max_new_tokens,
-                                                  "output_logits": True, "return_dict_in_generate": True})
+    config = generation_config(
+        model,
+        tokenizer,
+        {"do_sample": False, "num_beams": 1, "max_new_tokens": max_new_tokens, "output_logits": True, "return_dict_in_generate": True},
+    )
     traces = []
     for prompt in PROMPTS:
         ids = encode(tokenizer, prompt)
         inputs = torch.tensor([ids], device=model.device)
         out = model.generate(input_ids=inputs, attention_mask=torch.ones_like(inputs), generation_config=config)
-        tokens = out.sequences[0, len(ids):].tolist()
+        tokens = out.sequences[0, len(ids) :].tolist()
         traces.append(Trace(ids, tokens, torch.stack(out.logits, dim=1)[0, : len(tokens)].float().cpu()))
     return traces
 
 
 def save_traces(traces: list[Trace], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"prompt_ids": [t.prompt_ids for t in traces], "tokens": [t.tokens for t in traces],
-                "logits": [t.logits for t in traces]}, path)
+    torch.save(
+        {"prompt_ids": [t.prompt_ids for t in traces], "tokens": [t.tokens for t in traces], "logits": [t.logits for t in traces]}, path
+    )
 
 
 def load_traces(path: Path) -> list[Trace]:
@@ -80,15 +84,19 @@ def compare(reference: list[Trace], exported: list[Trace], tokenizer: PreTrained
         same_prompt = ref.prompt_ids == got.prompt_ids
         diff = _max_logit_difference(ref, got) if same_prompt else None
         worst = max(worst, diff or 0.0)
-        rows.append({
-            "prompt": prompt, "prompt_ids_match": same_prompt, "tokens_match": same_prompt and ref.tokens == got.tokens,
-            "reference": tokenizer.decode(ref.tokens, skip_special_tokens=True),
-            "exported": tokenizer.decode(got.tokens, skip_special_tokens=True), "max_logit_diff": diff,
-            "diagnosis": diagnose(ref, got, diff),
-        })
+        rows.append(
+            {
+                "prompt": prompt,
+                "prompt_ids_match": same_prompt,
+                "tokens_match": same_prompt and ref.tokens == got.tokens,
+                "reference": tokenizer.decode(ref.tokens, skip_special_tokens=True),
+                "exported": tokenizer.decode(got.tokens, skip_special_tokens=True),
+                "max_logit_diff": diff,
+                "diagnosis": diagnose(ref, got, diff),
+            }
+        )
     matched = sum(r["tokens_match"] for r in rows)
-    return {"verified": matched == len(rows), "prompts": len(rows), "prompts_matched": matched,
-            "max_logit_diff": worst, "rows": rows}
+    return {"verified": matched == len(rows), "prompts": len(rows), "prompts_matched": matched, "max_logit_diff": worst, "rows": rows}
 
 
 def diagnose(ref: Trace, got: Trace, diff: float | None) -> str | None:
@@ -130,8 +138,11 @@ def main(argv: list[str]) -> int:
     model_dir, reference, result, max_new_tokens, device = argv
     outcome = verify(Path(model_dir), Path(reference), int(max_new_tokens), device)
     Path(result).write_text(json.dumps(outcome, indent=2), encoding="utf-8")
-    print(f"verification: {outcome['prompts_matched']}/{outcome['prompts']} prompts identical, "
-          f"max logit difference {outcome['max_logit_diff']:.3g}", flush=True)
+    print(
+        f"verification: {outcome['prompts_matched']}/{outcome['prompts']} prompts identical, "
+        f"max logit difference {outcome['max_logit_diff']:.3g}",
+        flush=True,
+    )
     return 0
 
 

@@ -46,14 +46,17 @@ def encode_answer(tokenizer: PreTrainedTokenizerBase, prompt: Prompt, prompt_ids
     """The token ids of ``answer`` as training saw them after ``prompt``, its stop token included."""
     if isinstance(prompt, str):
         full = list(tokenizer(prompt + answer)["input_ids"])
-        tail = full[len(prompt_ids):] if full[: len(prompt_ids)] == prompt_ids else list(
-            tokenizer(answer, add_special_tokens=False)["input_ids"])
+        tail = (
+            full[len(prompt_ids) :]
+            if full[: len(prompt_ids)] == prompt_ids
+            else list(tokenizer(answer, add_special_tokens=False)["input_ids"])
+        )
         return tail + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])  # TRL appends EOS
     conversation = [*prompt, {"role": "assistant", "content": answer}]
     full = list(tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=True)["input_ids"])
     if full[: len(prompt_ids)] != prompt_ids:
         raise ValueError("the chat template renders the prompt differently once the answer follows; cannot score the answer")
-    return full[len(prompt_ids):]
+    return full[len(prompt_ids) :]
 
 
 def left_pad(rows: Sequence[list[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,8 +65,8 @@ def left_pad(rows: Sequence[list[int]], pad_id: int, device: torch.device) -> tu
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
         if row:
-            ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
-            mask[i, width - len(row):] = 1
+            ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+            mask[i, width - len(row) :] = 1
     return ids.to(device), mask.to(device)
 
 
@@ -81,8 +84,14 @@ def _known(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def generate_batch(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompt_ids: Sequence[list[int]],
-                   config: GenerationConfig, adapter_names: list[str] | None = None, streamer: Any = None) -> Generated:
+def generate_batch(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompt_ids: Sequence[list[int]],
+    config: GenerationConfig,
+    adapter_names: list[str] | None = None,
+    streamer: Any = None,
+) -> Generated:
     """One answer per prompt; ``adapter_names[i]`` picks row i's adapter when the model carries adapters."""
     inputs, mask = left_pad(prompt_ids, tokenizer.pad_token_id, model.device)
     start = time.perf_counter()
@@ -94,7 +103,7 @@ def generate_batch(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, p
     if model.device.type == "cuda":
         torch.cuda.synchronize(model.device)
     seconds = time.perf_counter() - start
-    generated = output[:, inputs.shape[1]:].tolist()
+    generated = output[:, inputs.shape[1] :].tolist()
     stops = _stop_ids(config, tokenizer)
     texts, counts = [], []
     for row in generated:
@@ -143,8 +152,12 @@ def _equal_blocks(names: list[str] | None) -> list[str] | None:
 
 def _plain_lora(layer: LoraLinear, blocks: list[str]) -> bool:
     used = [name for name in blocks if name in layer.lora_A]
-    return (type(layer) is LoraLinear and not layer.merged and not layer.disable_adapters
-            and not any(name in layer.lora_variant or layer.lora_B[name].bias is not None for name in used))
+    return (
+        type(layer) is LoraLinear
+        and not layer.merged
+        and not layer.disable_adapters
+        and not any(name in layer.lora_variant or layer.lora_B[name].bias is not None for name in used)
+    )
 
 
 def _stacked(layer: LoraLinear, blocks: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,8 +192,13 @@ def _stop_ids(config: GenerationConfig, tokenizer: PreTrainedTokenizerBase) -> s
 
 
 @torch.no_grad()
-def answer_log_likelihood(model: PreTrainedModel, prompt_ids: Sequence[list[int]], answer_ids: Sequence[list[int]],
-                          pad_id: int, adapter_names: list[str] | None = None) -> list[tuple[float, int]]:
+def answer_log_likelihood(
+    model: PreTrainedModel,
+    prompt_ids: Sequence[list[int]],
+    answer_ids: Sequence[list[int]],
+    pad_id: int,
+    adapter_names: list[str] | None = None,
+) -> list[tuple[float, int]]:
     """(sum of log p(answer token | everything before it), answer tokens) per row, teacher-forced.
 
     Rows are left-padded, so every answer ends in the last column: only the last ``longest answer + 1``
@@ -194,15 +212,21 @@ def answer_log_likelihood(model: PreTrainedModel, prompt_ids: Sequence[list[int]
         extra = {"adapter_names": adapter_names} if adapter_names is not None and not grouped else {}
         logits = model(input_ids=inputs, attention_mask=mask, logits_to_keep=keep, **extra).logits
     log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    targets = inputs[:, inputs.shape[1] - keep + 1:]
+    targets = inputs[:, inputs.shape[1] - keep + 1 :]
     picked = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    return [(float(picked[i, picked.shape[1] - len(answer):].sum()) if answer else 0.0, len(answer))
-            for i, answer in enumerate(answer_ids)]
+    return [
+        (float(picked[i, picked.shape[1] - len(answer) :].sum()) if answer else 0.0, len(answer)) for i, answer in enumerate(answer_ids)
+    ]
 
 
 @torch.no_grad()
-def continuation_scores(model: PreTrainedModel, context_ids: Sequence[list[int]], continuation_ids: Sequence[list[int]],
-                        pad_id: int, adapter_names: list[str] | None = None) -> list[tuple[float, bool]]:
+def continuation_scores(
+    model: PreTrainedModel,
+    context_ids: Sequence[list[int]],
+    continuation_ids: Sequence[list[int]],
+    pad_id: int,
+    adapter_names: list[str] | None = None,
+) -> list[tuple[float, bool]]:
     """(sum of log p(continuation | context), whether greedy decoding would produce the continuation) per row.
 
     What lm-evaluation-harness asks of a model for multiple-choice and likelihood tasks; like
@@ -215,11 +239,11 @@ def continuation_scores(model: PreTrainedModel, context_ids: Sequence[list[int]]
         extra = {"adapter_names": adapter_names} if adapter_names is not None and not grouped else {}
         logits = model(input_ids=inputs, attention_mask=mask, logits_to_keep=keep, **extra).logits
     log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    targets = inputs[:, inputs.shape[1] - keep + 1:]
+    targets = inputs[:, inputs.shape[1] - keep + 1 :]
     picked = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     greedy = log_probs.argmax(-1) == targets
     scores = []
     for i, continuation in enumerate(continuation_ids):
         n = len(continuation)
-        scores.append((float(picked[i, picked.shape[1] - n:].sum()), bool(greedy[i, greedy.shape[1] - n:].all())) if n else (0.0, True))
+        scores.append((float(picked[i, picked.shape[1] - n :].sum()), bool(greedy[i, greedy.shape[1] - n :].all())) if n else (0.0, True))
     return scores

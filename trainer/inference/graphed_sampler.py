@@ -76,9 +76,15 @@ class MergedAdapters:
     def build(cls, model: torch.nn.Module) -> MergedAdapters | None:
         """None unless every adapted layer is a plain one-adapter linear LoRA and the copies fit the memory to spare."""
         layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
-        plain = all(isinstance(m.base_layer, torch.nn.Linear) and len(m.active_adapters) == 1 and not m.merged
-                    and not m.use_dora.get(m.active_adapters[0], False) and not getattr(m, "fan_in_fan_out", False)
-                    and m.active_adapters[0] in m.lora_A for m in layers)
+        plain = all(
+            isinstance(m.base_layer, torch.nn.Linear)
+            and len(m.active_adapters) == 1
+            and not m.merged
+            and not m.use_dora.get(m.active_adapters[0], False)
+            and not getattr(m, "fan_in_fan_out", False)
+            and m.active_adapters[0] in m.lora_A
+            for m in layers
+        )
         if not layers or not plain:
             return None
         weight = layers[0].base_layer.weight
@@ -111,8 +117,16 @@ class MergedAdapters:
 
 
 class GraphedSampler:
-    def __init__(self, model: PreTrainedModel, *, eos_token_ids: Sequence[int], pad_token_id: int, sampling: Sampling,
-                 use_graphs: bool = True, merge_adapters: bool = True):
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        *,
+        eos_token_ids: Sequence[int],
+        pad_token_id: int,
+        sampling: Sampling,
+        use_graphs: bool = True,
+        merge_adapters: bool = True,
+    ):
         self.model = model
         self.sampling = sampling
         self.pad = int(pad_token_id)
@@ -123,8 +137,12 @@ class GraphedSampler:
         self._cache_argument = "cache" if "cache" in parameters else "past_key_values"  # renamed in transformers 5.2x
         self._shapes: OrderedDict[tuple[int, int, int], _Decode] = OrderedDict()
         self.merged = MergedAdapters.build(model) if merge_adapters else None
-        print(f"note: sampling with {'CUDA graphs' if self.use_graphs else 'eager decode steps'}, "
-              f"{'adapters folded into weight copies' if self.merged else 'adapters as they are'}", file=sys.stderr, flush=True)
+        print(
+            f"note: sampling with {'CUDA graphs' if self.use_graphs else 'eager decode steps'}, "
+            f"{'adapters folded into weight copies' if self.merged else 'adapters as they are'}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:
@@ -170,13 +188,19 @@ class GraphedSampler:
         mask = torch.zeros((len(prompts), width), dtype=torch.bool)
         for row, prompt in enumerate(prompts):
             if prompt:
-                ids[row, width - len(prompt):] = torch.tensor(list(prompt), dtype=torch.long)
-                mask[row, width - len(prompt):] = True
+                ids[row, width - len(prompt) :] = torch.tensor(list(prompt), dtype=torch.long)
+                mask[row, width - len(prompt) :] = True
         return ids.to(self.device), mask.to(self.device)
 
     def _forward(self, state: _Decode, ids: torch.Tensor, mask4d: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        output = self.model(input_ids=ids, attention_mask=mask4d, position_ids=positions, use_cache=True, logits_to_keep=1,
-                            **{self._cache_argument: state.cache})
+        output = self.model(
+            input_ids=ids,
+            attention_mask=mask4d,
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=1,
+            **{self._cache_argument: state.cache},
+        )
         return output.logits[:, -1, :]
 
     def _prefill(self, state: _Decode, ids: torch.Tensor, mask: torch.Tensor) -> None:

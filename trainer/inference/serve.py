@@ -52,7 +52,6 @@ def main(spec_path: str) -> NoReturn:
     run_process.main("serve", spec_path, run_process.spec_reader(ServeSpec), check_spec, _serve)
 
 
-
 def check_spec(spec: ServeSpec) -> None:
     if spec.engine not in SERVE_ENGINES:
         raise ValueError(f"spec.engine must be one of {', '.join(SERVE_ENGINES)}, got {spec.engine!r}")
@@ -72,8 +71,13 @@ def check_spec(spec: ServeSpec) -> None:
         raise FileNotFoundError(f"model not found: {source}")
     if spec.adapter_path and not (Path(spec.adapter_path) / "adapter_config.json").is_file():
         raise FileNotFoundError(f"adapter not found (no adapter_config.json): {spec.adapter_path}")
-    for name, low, high in (("max_request_bytes", 1024, 64 << 20), ("max_tokens", 1, 1 << 20), ("request_timeout_s", 1, 86_400),
-                            ("max_concurrent", 0, 1024), ("max_queue", 0, 100_000)):
+    for name, low, high in (
+        ("max_request_bytes", 1024, 64 << 20),
+        ("max_tokens", 1, 1 << 20),
+        ("request_timeout_s", 1, 86_400),
+        ("max_concurrent", 0, 1024),
+        ("max_queue", 0, 100_000),
+    ):
         value = getattr(spec, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
             raise ValueError(f"spec.{name} must be a number from {low} to {high}, got {value!r}")
@@ -87,14 +91,27 @@ def free_port(host: str) -> int:
 
 def transformers_command(spec: ServeSpec, port: int) -> list[str]:
     # The model is the relative path ``served_name`` inside the server's working directory.
-    return [sys.executable, "-m", "transformers.cli.transformers", "serve", spec.served_name, "--host", spec.host,
-            "--port", str(port), "--device", "cuda" if spec.device == "cuda" else "cpu", "--dtype", "auto",
-            "--log-level", "info"]
+    return [
+        sys.executable,
+        "-m",
+        "transformers.cli.transformers",
+        "serve",
+        spec.served_name,
+        "--host",
+        spec.host,
+        "--port",
+        str(port),
+        "--device",
+        "cuda" if spec.device == "cuda" else "cpu",
+        "--dtype",
+        "auto",
+        "--log-level",
+        "info",
+    ]
 
 
 def vllm_command(spec: ServeSpec, port: int) -> list[str]:
-    command = [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", spec.model.source, "--host", spec.host,
-               "--port", str(port)]
+    command = [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", spec.model.source, "--host", spec.host, "--port", str(port)]
     if spec.model.revision:
         command += ["--revision", spec.model.revision]
     if not spec.adapter_path:
@@ -102,8 +119,17 @@ def vllm_command(spec: ServeSpec, port: int) -> list[str]:
     rank = int(json.loads((Path(spec.adapter_path) / "adapter_config.json").read_text(encoding="utf-8")).get("r") or 8)
     max_rank = next((r for r in VLLM_LORA_RANKS if r >= rank), rank)
     # The base answers as "<name>-base"; the adapter under the name clients are told to use.
-    return command + ["--served-model-name", f"{spec.served_name}-base", "--enable-lora", "--max-loras", "1",
-                      "--max-lora-rank", str(max_rank), "--lora-modules", f"{spec.served_name}={spec.adapter_path}"]
+    return command + [
+        "--served-model-name",
+        f"{spec.served_name}-base",
+        "--enable-lora",
+        "--max-loras",
+        "1",
+        "--max-lora-rank",
+        str(max_rank),
+        "--lora-modules",
+        f"{spec.served_name}={spec.adapter_path}",
+    ]
 
 
 def server_environment(spec: ServeSpec) -> dict[str, str]:
@@ -151,9 +177,14 @@ def _url(host: str, port: int) -> str:
 def guard_limits(spec: ServeSpec, context_tokens: int) -> Limits:
     from trainer.inference.serve_requests import Limits
 
-    return Limits(context_tokens=context_tokens, max_tokens=spec.max_tokens, max_request_bytes=spec.max_request_bytes,
-                  request_timeout_s=float(spec.request_timeout_s),
-                  max_concurrent=spec.max_concurrent or DEFAULT_CONCURRENCY[spec.engine], max_queue=spec.max_queue)
+    return Limits(
+        context_tokens=context_tokens,
+        max_tokens=spec.max_tokens,
+        max_request_bytes=spec.max_request_bytes,
+        request_timeout_s=float(spec.request_timeout_s),
+        max_concurrent=spec.max_concurrent or DEFAULT_CONCURRENCY[spec.engine],
+        max_queue=spec.max_queue,
+    )
 
 
 def tokenizer_dir(spec: ServeSpec, served_dir: Path | None) -> Path:
@@ -194,10 +225,21 @@ def _serve(spec: ServeSpec, events: Any, cancellation: Cancellation) -> bool:
         guard_server = GuardServer(guard.app(), spec.host, port, limits)
         guard_server.start()
         print(f"request guard on {url} in front of {upstream_url}: {json.dumps(limits.to_dict())}", flush=True)
-        events.emit(STARTED, run_id=spec.run_id, url=url, base_url=f"{url}/v1", served_model=spec.served_name,
-                    engine=spec.engine, auth="bearer" if spec.engine == "vllm" else "none", server_pid=server.pid,
-                    merged_adapter=merged, device=spec.device, port=port, upstream_port=upstream_port,
-                    limits=limits.to_dict())
+        events.emit(
+            STARTED,
+            run_id=spec.run_id,
+            url=url,
+            base_url=f"{url}/v1",
+            served_model=spec.served_name,
+            engine=spec.engine,
+            auth="bearer" if spec.engine == "vllm" else "none",
+            server_pid=server.pid,
+            merged_adapter=merged,
+            device=spec.device,
+            port=port,
+            upstream_port=upstream_port,
+            limits=limits.to_dict(),
+        )
         while not cancellation.requested and server.poll() is None and guard_server.alive:
             time.sleep(POLL_S)
         if not cancellation.requested:

@@ -65,6 +65,7 @@ TOKENIZER_THREADS = 2
 
 # ---- the guard ----
 
+
 @dataclass(frozen=True)
 class _Prompt:
     requested: int | None  # the completion tokens asked for (max_completion_tokens, else max_tokens)
@@ -96,8 +97,16 @@ class _Runtime:
 
 
 class Guard:
-    def __init__(self, upstream_url: str, limits: Limits, counter: PromptCounter, *, max_time: bool = True,
-                 api_key: str | None = None, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self,
+        upstream_url: str,
+        limits: Limits,
+        counter: PromptCounter,
+        *,
+        max_time: bool = True,
+        api_key: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
         """``max_time``: the server honours ``generation_config.max_time`` (transformers serve; vLLM does not)."""
         self.upstream_url, self.limits, self.counter = upstream_url, limits, counter
         self.max_time, self.api_key, self.transport = max_time, api_key, transport
@@ -116,8 +125,12 @@ class Guard:
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         connections = self.limits.max_concurrent + 16
-        client = httpx.AsyncClient(base_url=self.upstream_url, transport=self.transport, timeout=httpx.Timeout(30.0, connect=5.0),
-                                   limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections))
+        client = httpx.AsyncClient(
+            base_url=self.upstream_url,
+            transport=self.transport,
+            timeout=httpx.Timeout(30.0, connect=5.0),
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        )
         self._runtime = _Runtime(anyio.Semaphore(self.limits.max_concurrent), anyio.CapacityLimiter(TOKENIZER_THREADS), client)
         try:
             yield
@@ -125,9 +138,12 @@ class Guard:
             await client.aclose()
 
     def app(self) -> Starlette:
-        routes = [Route("/health", self.health, methods=["GET"]), Route("/v1/models", self.models, methods=["GET"]),
-                  Route("/v1/chat/completions", self.chat, methods=["POST"]),
-                  Route("/v1/completions", self.completion, methods=["POST"])]
+        routes = [
+            Route("/health", self.health, methods=["GET"]),
+            Route("/v1/models", self.models, methods=["GET"]),
+            Route("/v1/chat/completions", self.chat, methods=["POST"]),
+            Route("/v1/completions", self.completion, methods=["POST"]),
+        ]
         app = Starlette(routes=routes, lifespan=self.lifespan)
         app.add_exception_handler(404, _not_found)
         app.add_exception_handler(405, _not_allowed)
@@ -167,8 +183,12 @@ class Guard:
         declared = request.headers.get("content-length")
         if declared is not None and not declared.isdigit():
             raise ApiError(400, "invalid Content-Length", "invalid_request")
-        too_large = ApiError(413, f"the request body is larger than this endpoint's limit of {limit:,} bytes",
-                             "request_too_large", headers={"Connection": "close"})
+        too_large = ApiError(
+            413,
+            f"the request body is larger than this endpoint's limit of {limit:,} bytes",
+            "request_too_large",
+            headers={"Connection": "close"},
+        )
         over = declared is not None and int(declared) > limit
         waits_for_go_ahead = request.headers.get("expect", "").lower() == "100-continue"  # curl, for large bodies
         if over and (waits_for_go_ahead or int(declared or 0) > DRAIN_MAX_BYTES):
@@ -184,8 +204,9 @@ class Guard:
         if over or size > limit:
             raise too_large
         if waited.cancelled_caught:
-            raise ApiError(408, f"the request body did not arrive within {BODY_TIMEOUT_S:.0f} s", "request_timeout",
-                           headers={"Connection": "close"})
+            raise ApiError(
+                408, f"the request body did not arrive within {BODY_TIMEOUT_S:.0f} s", "request_timeout", headers={"Connection": "close"}
+            )
         return b"".join(chunks)
 
     async def _generate(self, request: Request, schema: type[ChatRequest] | type[CompletionRequest]) -> Response:
@@ -197,8 +218,12 @@ class Guard:
             parsed = validated(schema, body)
             prompt = self._prompt(parsed)
             if self.pending >= self.limits.max_concurrent + self.limits.max_queue:
-                raise ApiError(429, f"the endpoint is busy ({self.pending} requests generating or waiting); retry shortly",
-                               "server_busy", headers={"Retry-After": "2"})
+                raise ApiError(
+                    429,
+                    f"the endpoint is busy ({self.pending} requests generating or waiting); retry shortly",
+                    "server_busy",
+                    headers={"Retry-After": "2"},
+                )
             ticket = _Ticket(self)
             forwarded = self._forwarded(body, await self._budget(prompt))
             await self._take_slot(ticket)
@@ -253,10 +278,14 @@ class Guard:
     def _too_long(self, prompt: int, completion: int, param: str, exact: bool) -> ApiError:
         where = "messages" if param == "messages" else "prompt"
         amount = f"{prompt + completion}" if exact else f"at least {prompt + completion}"
-        return ApiError(400, f"This model's maximum context length is {self.limits.context_tokens} tokens. However, you "
-                             f"requested {amount} tokens ({'' if exact else 'at least '}{prompt} in the {where}, {completion} "
-                             f"in the completion). Please reduce the length of the {where} or completion.",
-                        "context_length_exceeded", param)
+        return ApiError(
+            400,
+            f"This model's maximum context length is {self.limits.context_tokens} tokens. However, you "
+            f"requested {amount} tokens ({'' if exact else 'at least '}{prompt} in the {where}, {completion} "
+            f"in the completion). Please reduce the length of the {where} or completion.",
+            "context_length_exceeded",
+            param,
+        )
 
     def _forwarded(self, body: dict[str, Any], completion: int) -> bytes:
         forwarded = dict(body, max_tokens=completion)
@@ -271,8 +300,12 @@ class Guard:
             await self.slots.acquire()
             ticket.slot = True
         if not ticket.slot:
-            raise ApiError(503, f"no generation slot became free within {self.limits.request_timeout_s:.0f} s; retry later",
-                           "server_busy", headers={"Retry-After": "5"})
+            raise ApiError(
+                503,
+                f"no generation slot became free within {self.limits.request_timeout_s:.0f} s; retry later",
+                "server_busy",
+                headers={"Retry-After": "5"},
+            )
 
     # ---- talking to the server ----
 
@@ -348,8 +381,7 @@ class Guard:
             upstream = await self._runtime_client().get(path, timeout=timeout_s)
         except httpx.HTTPError as error:
             return error_response(503, f"the model server is not answering: {type(error).__name__}", "upstream_unavailable")
-        return Response(upstream.content, upstream.status_code, _passed_headers(upstream),
-                        media_type=upstream.headers.get("content-type"))
+        return Response(upstream.content, upstream.status_code, _passed_headers(upstream), media_type=upstream.headers.get("content-type"))
 
 
 class _Relay(StreamingResponse):
@@ -383,8 +415,7 @@ def upstream_error(status: int, raw: bytes) -> JSONResponse:
         return JSONResponse(body, status)
     detail = body.get("detail") if isinstance(body, dict) else raw.decode("utf-8", "replace")
     message = detail if isinstance(detail, str) else json.dumps(detail)
-    return error_response(400 if status == 422 else status, message[:1000] or f"the model server answered {status}",
-                          "upstream_error")
+    return error_response(400 if status == 422 else status, message[:1000] or f"the model server answered {status}", "upstream_error")
 
 
 def _length_finish(answer: bytes) -> bytes:
@@ -408,8 +439,11 @@ def _error_event(message: str, code: str) -> bytes:
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
-    return error_response(404, f"{request.url.path} is not offered by this endpoint (it serves /v1/chat/completions, "
-                               "/v1/completions and /v1/models)", "not_found")
+    return error_response(
+        404,
+        f"{request.url.path} is not offered by this endpoint (it serves /v1/chat/completions, /v1/completions and /v1/models)",
+        "not_found",
+    )
 
 
 async def _not_allowed(request: Request, exc: Exception) -> Response:
@@ -418,13 +452,23 @@ async def _not_allowed(request: Request, exc: Exception) -> Response:
 
 # ---- running it ----
 
+
 class GuardServer:
     """The guard's uvicorn in a thread of the serve process; uvicorn leaves signals to the main thread."""
 
     def __init__(self, app: Starlette, host: str, port: int, limits: Limits):
-        config = uvicorn.Config(app, host=host, port=port, http="h11", lifespan="on", log_level="warning", access_log=False,
-                                timeout_keep_alive=5, timeout_graceful_shutdown=5,
-                                limit_concurrency=max(64, 4 * (limits.max_concurrent + limits.max_queue)))
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            http="h11",
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
+            timeout_keep_alive=5,
+            timeout_graceful_shutdown=5,
+            limit_concurrency=max(64, 4 * (limits.max_concurrent + limits.max_queue)),
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="serve-guard", daemon=True)
 

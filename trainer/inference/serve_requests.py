@@ -39,10 +39,12 @@ class ApiError(Exception):
         return error_response(self.status, self.message, self.code, self.param, self.headers)
 
 
-def error_response(status: int, message: str, code: str | None, param: str | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int, message: str, code: str | None, param: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
     kind = {401: "authentication_error", 404: "not_found_error", 429: "rate_limit_error"}.get(
-        status, "invalid_request_error" if status < 500 else "server_error")
+        status, "invalid_request_error" if status < 500 else "server_error"
+    )
     return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}}, status, headers)
 
 
@@ -85,8 +87,9 @@ class _Sampling(_Open):
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
     stop: Stop | Annotated[list[Stop], Field(max_length=4)] | None = None
-    logit_bias: dict[Annotated[str, Field(pattern=r"^\d{1,9}$")], Annotated[float, Field(ge=-100, le=100)]] | None = \
-        Field(None, max_length=300)
+    logit_bias: dict[Annotated[str, Field(pattern=r"^\d{1,9}$")], Annotated[float, Field(ge=-100, le=100)]] | None = Field(
+        None, max_length=300
+    )
 
 
 class ChatRequest(_Sampling):
@@ -125,8 +128,12 @@ def parse_json(raw: bytes) -> dict[str, Any]:
 
 def validated(schema: type[ChatRequest] | type[CompletionRequest], body: dict[str, Any]) -> ChatRequest | CompletionRequest:
     if "generation_config" in body:
-        raise ApiError(400, "generation_config is not accepted here: use max_tokens, temperature, top_p, stop and seed",
-                       "unsupported_parameter", "generation_config")
+        raise ApiError(
+            400,
+            "generation_config is not accepted here: use max_tokens, temperature, top_p, stop and seed",
+            "unsupported_parameter",
+            "generation_config",
+        )
     try:
         return schema.model_validate(body)
     except ValidationError as error:
@@ -137,6 +144,7 @@ def validated(schema: type[ChatRequest] | type[CompletionRequest], body: dict[st
 
 
 # ---- counting prompt tokens ----
+
 
 class PromptCounter:
     """Prompt tokens as the server will count them: the chat template for chat requests, plain text otherwise."""
@@ -156,11 +164,13 @@ class PromptCounter:
         if clash:
             raise ApiError(400, f"chat_template_kwargs may not set {', '.join(clash)}", "invalid_request", "chat_template_kwargs")
         try:
-            encoded = self.tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=True,
-                                                         return_dict=True, **template_kwargs)
+            encoded = self.tokenizer.apply_chat_template(
+                messages, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=True, **template_kwargs
+            )
         except (TemplateError, ValueError, TypeError, KeyError, IndexError) as error:
-            raise ApiError(400, f"the model's chat template refused these messages: {str(error)[:300]}", "invalid_messages",
-                           "messages") from None
+            raise ApiError(
+                400, f"the model's chat template refused these messages: {str(error)[:300]}", "invalid_messages", "messages"
+            ) from None
         return len(encoded["input_ids"])
 
     def text(self, prompt: str) -> int:
@@ -181,8 +191,7 @@ def chat_messages(request: ChatRequest) -> list[dict[str, Any]]:
                     try:
                         dumped["function"]["arguments"] = json.loads(arguments)
                     except ValueError:
-                        raise ApiError(400, f"messages.{index}: tool call arguments are not JSON", "invalid_messages",
-                                       "messages") from None
+                        raise ApiError(400, f"messages.{index}: tool call arguments are not JSON", "invalid_messages", "messages") from None
                 calls.append(dumped)
             parsed["tool_calls"] = calls
         elif isinstance(message.content, str):
@@ -190,8 +199,12 @@ def chat_messages(request: ChatRequest) -> list[dict[str, Any]]:
         elif message.content:
             kinds = sorted({part.type for part in message.content if part.type not in TEXT_PARTS})
             if kinds:
-                raise ApiError(400, f"messages.{index}: this endpoint serves a text model; content of type "
-                                    f"{', '.join(kinds)} is not supported", "unsupported_content", "messages")
+                raise ApiError(
+                    400,
+                    f"messages.{index}: this endpoint serves a text model; content of type {', '.join(kinds)} is not supported",
+                    "unsupported_content",
+                    "messages",
+                )
             parsed["content"] = " ".join(part.text or "" for part in message.content)
         if message.tool_call_id is not None:
             parsed["tool_call_id"] = message.tool_call_id

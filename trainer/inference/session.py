@@ -37,8 +37,9 @@ class TextsSoFar(BaseStreamer):
     (shape ``(batch,)``). A row that emitted a stop token is finished: what follows is padding.
     """
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, rows: int, stop_ids: set[int], write: Write,
-                 interval_s: float = LINE_INTERVAL_S):
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, rows: int, stop_ids: set[int], write: Write, interval_s: float = LINE_INTERVAL_S
+    ):
         self.tokenizer, self.stop_ids, self.write, self.interval_s = tokenizer, stop_ids, write, interval_s
         self.tokens: list[list[int]] = [[] for _ in range(rows)]
         self.finished = [False] * rows
@@ -89,8 +90,10 @@ class InferenceSession:
             torch.set_num_threads(spec.cpu_threads)
         self.device = device
         self.tokenizer = load_tokenizer(spec.model)
-        kwargs: dict[str, Any] = {"dtype": torch.bfloat16 if device.kind == "cuda" and device.bf16 else torch.float32,
-                                  "revision": spec.model.revision}
+        kwargs: dict[str, Any] = {
+            "dtype": torch.bfloat16 if device.kind == "cuda" and device.bf16 else torch.float32,
+            "revision": spec.model.revision,
+        }
         if device.kind == "cuda":
             kwargs["device_map"] = {"": 0}  # CUDA_VISIBLE_DEVICES holds the one GPU the scheduler gave us
         print(f"loading base model {spec.model.source}", file=sys.stderr, flush=True)
@@ -110,12 +113,15 @@ class InferenceSession:
         config = generation_config(self.model, self.tokenizer, request.generation)
         streamer = TextsSoFar(self.tokenizer, len(names), stop_ids(self.model, self.tokenizer), write)
         torch.manual_seed(request.seed)  # sampling draws from the global generator (CUDA's included)
-        generated = generate_batch(self.model, self.tokenizer, [prompt_ids] * len(names), config,
-                                   names if mixed else None, streamer)
+        generated = generate_batch(self.model, self.tokenizer, [prompt_ids] * len(names), config, names if mixed else None, streamer)
         tokens = sum(generated.new_tokens)
-        return {"texts": generated.texts, "new_tokens": generated.new_tokens, "seconds": round(generated.seconds, 4),
-                "tokens_per_s": round(tokens / generated.seconds, 1) if generated.seconds > 0 else None,
-                "prompt_tokens": len(prompt_ids)}
+        return {
+            "texts": generated.texts,
+            "new_tokens": generated.new_tokens,
+            "seconds": round(generated.seconds, 4),
+            "tokens_per_s": round(tokens / generated.seconds, 1) if generated.seconds > 0 else None,
+            "prompt_tokens": len(prompt_ids),
+        }
 
     def _attach(self, path: str) -> str:
         """The adapter's name in the model, loading it the first time it is asked for."""

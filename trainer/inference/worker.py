@@ -47,7 +47,6 @@ def main(spec_path: str) -> NoReturn:
     run_process.main("infer", spec_path, run_process.spec_reader(InferenceSpec), check_spec, _serve)
 
 
-
 def check_spec(spec: InferenceSpec) -> None:
     check_device(spec.device)
     if not spec.idle_timeout_s > 0:
@@ -98,8 +97,9 @@ def serve(spec: InferenceSpec, session: Session, events) -> int:
 def take_oldest(folder: Path) -> Path | None:
     """The oldest waiting request, renamed so that it is taken exactly once; None when there is none."""
     try:
-        waiting = [(entry.stat().st_mtime_ns, entry.name) for entry in os.scandir(folder)
-                   if entry.name.endswith(".json") and entry.is_file()]
+        waiting = [
+            (entry.stat().st_mtime_ns, entry.name) for entry in os.scandir(folder) if entry.name.endswith(".json") and entry.is_file()
+        ]
     except FileNotFoundError:
         return None
     for _, name in sorted(waiting):

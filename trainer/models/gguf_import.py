@@ -123,8 +123,10 @@ def drop_spent_quantizer(model: PreTrainedModel) -> None:
     packed = sorted({type(m).__name__ for m in model.modules() if type(m).__name__.startswith(_PACKED_MODULE_PREFIX)})
     not_float = sorted({str(p.dtype) for p in model.parameters() if not p.dtype.is_floating_point})
     if packed or not_float:
-        raise RuntimeError(f"the GGUF weights were not fully de-quantized (packed modules {packed}, dtypes {not_float}); "
-                           "cannot save them as a plain checkpoint")
+        raise RuntimeError(
+            f"the GGUF weights were not fully de-quantized (packed modules {packed}, dtypes {not_float}); "
+            "cannot save them as a plain checkpoint"
+        )
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config

@@ -42,7 +42,13 @@ REJECTED_DIVIDER = "\n\n--- rejected ---\n"
 
 # Event types, in the order a healthy run emits them (progress/eval/sample/artifact repeat).
 STARTED, PROGRESS, EVAL, SAMPLE, ARTIFACT, FAILED, DONE = (
-    "started", "progress", "eval", "sample", "artifact", "failed", "done",
+    "started",
+    "progress",
+    "eval",
+    "sample",
+    "artifact",
+    "failed",
+    "done",
 )
 EVENT_TYPES = (STARTED, PROGRESS, EVAL, SAMPLE, ARTIFACT, FAILED, DONE)
 
@@ -175,9 +181,7 @@ class EvaluationSpec(RunSpecFile):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvaluationSpec:
         values = _checked_fields(cls, data)
-        values["combinations"] = tuple(
-            EvalCombination(**{**c, "model": ModelSource(**c["model"])}) for c in data["combinations"]
-        )
+        values["combinations"] = tuple(EvalCombination(**{**c, "model": ModelSource(**c["model"])}) for c in data["combinations"])
         values["data"] = DataSource(**data["data"]) if data["data"] is not None else None
         values["row_indices"] = tuple(data["row_indices"])
         values["rewards"] = tuple(RewardSpec(**r) for r in data.get("rewards", ()))
@@ -244,9 +248,13 @@ class InferenceRequest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InferenceRequest:
-        return cls(request_id=str(data["request_id"]), prompt=data["prompt"],
-                   targets=tuple(InferenceTarget(**t) for t in data["targets"]),
-                   generation=dict(data.get("generation") or {}), seed=int(data.get("seed", 0)))
+        return cls(
+            request_id=str(data["request_id"]),
+            prompt=data["prompt"],
+            targets=tuple(InferenceTarget(**t) for t in data["targets"]),
+            generation=dict(data.get("generation") or {}),
+            seed=int(data.get("seed", 0)),
+        )
 
 
 REQUESTS_DIR, RESPONSES_DIR = "requests", "responses"

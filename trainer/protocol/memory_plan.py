@@ -206,12 +206,22 @@ def plan_fit(shape: ModelShape, work: Workload, free_bytes: int, levers: Levers 
     none does, the requested recipe with ``fits`` False and advice."""
     asked = requested_recipe(work, bool(levers.checkpointing))
     budget = int(USABLE_FRACTION * free_bytes)
-    fitting = [(slowdown(work, asked, recipe), recipe) for recipe in _candidates(work, levers)
-               if memory_needed(shape, work, recipe).total <= budget]
+    fitting = [
+        (slowdown(work, asked, recipe), recipe)
+        for recipe in _candidates(work, levers)
+        if memory_needed(shape, work, recipe).total <= budget
+    ]
     if not fitting:
         need = memory_needed(shape, work, asked)
-        return FitPlan(asked, need, free_bytes, False, 1.0, _cost(work, asked) / _cost(work, Recipe(work.rows, work.accumulation)),
-                       advice=tuple(advise(shape, work, free_bytes, levers)))
+        return FitPlan(
+            asked,
+            need,
+            free_bytes,
+            False,
+            1.0,
+            _cost(work, asked) / _cost(work, Recipe(work.rows, work.accumulation)),
+            advice=tuple(advise(shape, work, free_bytes, levers)),
+        )
     cost, best = min(fitting, key=lambda pair: (round(pair[0], 6), -pair[1].rows))
     need = memory_needed(shape, work, best)
     changes = tuple(_describe(shape, work, asked, best, free_bytes))
@@ -243,9 +253,11 @@ def _candidates(work: Workload, levers: Levers) -> list[Recipe]:
     checkpoint_options = [levers.checkpointing] if levers.checkpointing is not None else [False, True]
     offload_options = [False, True] if levers.offload and levers.checkpointing is not False else [False]
     eight_bit = [False, True] if levers.optimizer_8bit and work.training_mode == "full" and work.optimizer in ADAMW else [False]
-    return [Recipe(rows, total_rows // rows, checkpointing or offload, offload, bits)
-            for rows, checkpointing, offload, bits in itertools.product(rows_options, checkpoint_options, offload_options, eight_bit)
-            if not (offload and not checkpointing)]
+    return [
+        Recipe(rows, total_rows // rows, checkpointing or offload, offload, bits)
+        for rows, checkpointing, offload, bits in itertools.product(rows_options, checkpoint_options, offload_options, eight_bit)
+        if not (offload and not checkpointing)
+    ]
 
 
 def _describe(shape: ModelShape, work: Workload, asked: Recipe, best: Recipe, free_bytes: int) -> list[str]:
@@ -253,20 +265,26 @@ def _describe(shape: ModelShape, work: Workload, asked: Recipe, best: Recipe, fr
     why = f"the requested recipe needs ~{before / GIB:.1f} GiB, {free_bytes / GIB:.1f} GiB is free"
     changes = []
     if best.rows != asked.rows:
-        changes.append(f"micro-batches of {best.rows} rows (up to {best.rows * work.sequence_tokens:,} tokens) accumulated "
-                       f"{best.accumulation}x instead of {asked.rows} x {asked.accumulation}: the same "
-                       f"{asked.rows * asked.accumulation} rows per optimizer step ({why})")
+        changes.append(
+            f"micro-batches of {best.rows} rows (up to {best.rows * work.sequence_tokens:,} tokens) accumulated "
+            f"{best.accumulation}x instead of {asked.rows} x {asked.accumulation}: the same "
+            f"{asked.rows * asked.accumulation} rows per optimizer step ({why})"
+        )
     if best.offload:
         changes.append(f"gradient checkpointing on, with the checkpoints offloaded to host memory ({why})")
     elif best.checkpointing and not asked.checkpointing:
-        changes.append(f"gradient checkpointing on: recomputing activations costs ~{(CHECKPOINT_COST[work.training_mode] - 1):.0%} "
-                       f"more time, less than any smaller micro-batch that fits without it ({why})")
+        changes.append(
+            f"gradient checkpointing on: recomputing activations costs ~{(CHECKPOINT_COST[work.training_mode] - 1):.0%} "
+            f"more time, less than any smaller micro-batch that fits without it ({why})"
+        )
     if best.optimizer_8bit:
         changes.append(f"8-bit AdamW states (bitsandbytes) instead of {work.optimizer} ({why})")
     if changes:
         after = memory_needed(shape, work, best).total
-        changes.append(f"planned peak ~{after / GIB:.1f} GiB of {free_bytes / GIB:.1f} GiB free, ~{slowdown(work, asked, best):.2f}x "
-                       "the time per token of the requested recipe")
+        changes.append(
+            f"planned peak ~{after / GIB:.1f} GiB of {free_bytes / GIB:.1f} GiB free, ~{slowdown(work, asked, best):.2f}x "
+            "the time per token of the requested recipe"
+        )
     return changes
 
 
@@ -291,26 +309,47 @@ def advise(shape: ModelShape, work: Workload, free_bytes: int, levers: Levers) -
             per = work.sequences_per_row
             advice.append(f"a max_length of {tokens // per:,} tokens (instead of {work.sequence_tokens // per:,}) would fit")
             break
-    advice.append(f"a GPU with ~{leanest / USABLE_FRACTION / GIB:.0f} GiB free would fit it as it is "
-                  f"({free_bytes / GIB:.1f} GiB is free)")
+    advice.append(f"a GPU with ~{leanest / USABLE_FRACTION / GIB:.0f} GiB free would fit it as it is ({free_bytes / GIB:.1f} GiB is free)")
     return advice
 
 
-def method_workload(method: str, training_mode: str, *, rows: int, accumulation: int, max_length: int, lora_rank: int = 16,
-                    liger: bool = False, optimizer: str = "adamw_torch_fused", prompt_tokens: int | None = None,
-                    completion_tokens: int = 0, beta: float = 0.0) -> Workload:
+def method_workload(
+    method: str,
+    training_mode: str,
+    *,
+    rows: int,
+    accumulation: int,
+    max_length: int,
+    lora_rank: int = 16,
+    liger: bool = False,
+    optimizer: str = "adamw_torch_fused",
+    prompt_tokens: int | None = None,
+    completion_tokens: int = 0,
+    beta: float = 0.0,
+) -> Workload:
     """A run's workload as its method shapes the rows: an SFT row is up to ``max_length`` tokens (a packed row when
     padding-free); a DPO row is a pair, both sequences up to ``max_length``; a GRPO row is one completion of up to
     ``completion_tokens`` after its prompt, and the whole generation batch (``rows`` x ``accumulation``) holds its
     keys and values while sampling. Full fine-tunes of DPO (and GRPO with a KL term) keep a reference copy."""
-    sft = Workload(training_mode, rows=rows, accumulation=accumulation, sequence_tokens=max_length, lora_rank=lora_rank,
-                   liger=liger, optimizer=optimizer)
+    sft = Workload(
+        training_mode,
+        rows=rows,
+        accumulation=accumulation,
+        sequence_tokens=max_length,
+        lora_rank=lora_rank,
+        liger=liger,
+        optimizer=optimizer,
+    )
     if method == "dpo":
         return replace(sft, sequence_tokens=2 * max_length, sequences_per_row=2, reference_copy=training_mode == "full")
     if method == "grpo":
         sequence = min(prompt_tokens or max_length, max_length) + completion_tokens
-        return replace(sft, sequence_tokens=sequence, reference_copy=training_mode == "full" and beta > 0,
-                       generation_tokens=rows * accumulation * sequence)
+        return replace(
+            sft,
+            sequence_tokens=sequence,
+            reference_copy=training_mode == "full" and beta > 0,
+            generation_tokens=rows * accumulation * sequence,
+        )
     return sft
 
 

@@ -20,7 +20,7 @@ REWARD_KINDS: dict[str, str] = {
     "valid_json": "1 when the completion parses as JSON, else 0.",
     "length_penalty": "0 up to `target_length` characters, then minus the share it runs over (-1 at twice the length).",
     "custom_python": "A function `reward(completion, reference, row) -> float` in the file `code_path`; "
-                     "only when the app runs locally and unshared.",
+    "only when the app runs locally and unshared.",
 }
 CUSTOM_REWARD = "custom_python"  # the one kind that runs code someone supplied
 

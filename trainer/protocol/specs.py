@@ -11,7 +11,12 @@ from trainer.protocol.core import SPEC_FILE, EvaluationSpec, InferenceSpec, Trai
 from trainer.protocol.export import ExportSpec, ServeSpec
 
 RunSpec = TrainSpec | EvaluationSpec | InferenceSpec | ExportSpec | ServeSpec
-_SPEC_KINDS: dict[str, type[EvaluationSpec] | type[InferenceSpec] | type[ExportSpec] | type[ServeSpec]] = {"evaluate": EvaluationSpec, "infer": InferenceSpec, "export": ExportSpec, "serve": ServeSpec}
+_SPEC_KINDS: dict[str, type[EvaluationSpec] | type[InferenceSpec] | type[ExportSpec] | type[ServeSpec]] = {
+    "evaluate": EvaluationSpec,
+    "infer": InferenceSpec,
+    "export": ExportSpec,
+    "serve": ServeSpec,
+}
 
 
 def write_spec(spec: RunSpec, path: Path | None = None) -> Path:

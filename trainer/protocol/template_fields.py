@@ -28,7 +28,7 @@ class TemplateError(ValueError):
 
 
 def _quoted(text: str) -> str:
-    return repr(text if len(text) <= _SHOWN else text[:_SHOWN - 3] + "...")
+    return repr(text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "...")
 
 
 def template_problems(template: str) -> tuple[list[str], list[str]]:
@@ -50,11 +50,13 @@ def template_problems(template: str) -> tuple[list[str], list[str]]:
         elif any(c in name for c in ".["):
             problems.append(f"placeholder {_quoted(field)} uses attribute or index access; use a plain column name")
         elif conversion:
-            problems.append(f"placeholder {_quoted(field)} has a conversion ('!{conversion}'); write the plain column "
-                            f"{_quoted('{' + name + '}')}")
+            problems.append(
+                f"placeholder {_quoted(field)} has a conversion ('!{conversion}'); write the plain column {_quoted('{' + name + '}')}"
+            )
         elif spec:
-            problems.append(f"placeholder {_quoted(field)} has a format spec; templates take plain fields only, "
-                            f"write {_quoted('{' + name + '}')}")
+            problems.append(
+                f"placeholder {_quoted(field)} has a format spec; templates take plain fields only, write {_quoted('{' + name + '}')}"
+            )
         elif name not in names:
             names.append(name)
     return names, problems

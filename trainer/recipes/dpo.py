@@ -46,9 +46,16 @@ def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> Dpo
     args = DPOConfig(**config, **dpo_arguments(spec.method_settings))
     pairs_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * spec.num_processes
     facts = {
-        "run_id": spec.run_id, "device": device.kind, "device_name": device.name, "training_mode": spec.training_mode,
-        "num_train_rows": len(data.train), "num_eval_rows": len(data.validation), "data_layout": data.layout,
-        "notes": notes, "recipe": None, "mlflow_run_id": None,
+        "run_id": spec.run_id,
+        "device": device.kind,
+        "device_name": device.name,
+        "training_mode": spec.training_mode,
+        "num_train_rows": len(data.train),
+        "num_eval_rows": len(data.validation),
+        "data_layout": data.layout,
+        "notes": notes,
+        "recipe": None,
+        "mlflow_run_id": None,
     }
     run_events = RunEvents(events, facts, method_metrics=True, items_per_step=("pairs_per_s", pairs_per_step))
     trainer = DPOTrainer(
@@ -64,8 +71,9 @@ def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> Dpo
     dropped = len(data.train) - len(trainer.train_dataset)
     if dropped:
         # TRL drops pairs whose prompt alone fills max_length: no answer token would be left to compare.
-        notes.append(f"{dropped} of {len(data.train)} training pairs dropped: their prompt alone fills max_length "
-                     f"({args.max_length} tokens)")
+        notes.append(
+            f"{dropped} of {len(data.train)} training pairs dropped: their prompt alone fills max_length ({args.max_length} tokens)"
+        )
         facts["num_train_rows"] = len(trainer.train_dataset)
     facts["recipe"] = announce_recipe(spec, resolved, notes)
     prepare_trainer(trainer, resolved)

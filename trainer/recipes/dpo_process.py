@@ -30,8 +30,9 @@ def check_spec(spec: TrainSpec) -> None:
     """Refuse specs this verb cannot run, with the field to fix, before the expensive imports."""
     check_training_spec(spec, "dpo")
     if spec.data.format != "preference":
-        raise ValueError(f"DPO trains on preference data (prompt, chosen, rejected): spec.data.format is "
-                         f"{spec.data.format!r}, expected 'preference'")
+        raise ValueError(
+            f"DPO trains on preference data (prompt, chosen, rejected): spec.data.format is {spec.data.format!r}, expected 'preference'"
+        )
     if spec.rewards:
         raise ValueError("spec.rewards are GRPO's; a DPO run learns from the chosen/rejected pairs")
     resolved_settings("dpo", spec.method_settings)

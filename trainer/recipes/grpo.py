@@ -45,8 +45,13 @@ def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> Grp
     device, tokenizer = inputs.device, inputs.tokenizer
     data = build_reward_prompts(inputs.rows, inputs.split, spec.data, tokenizer)
     inputs.clock.lap("data")
-    policy = prepare_policy(spec, device, has_validation=len(data.validation) > 0, config_class=GRPOConfig,
-                            prompt_tokens=longest_prompt_tokens(data.train["prompt"], tokenizer))
+    policy = prepare_policy(
+        spec,
+        device,
+        has_validation=len(data.validation) > 0,
+        config_class=GRPOConfig,
+        prompt_tokens=longest_prompt_tokens(data.train["prompt"], tokenizer),
+    )
     model, peft_config, resolved, config, notes = policy.model, policy.peft_config, policy.resolved, policy.config, policy.notes
     inputs.clock.lap("model")
     method = grpo_arguments(spec.method_settings, eval_batch_size=config.get("per_device_eval_batch_size"), notes=notes)
@@ -54,9 +59,16 @@ def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> Grp
     args = GRPOConfig(**{**config, **method, **engine_arguments(engine)}, reward_weights=[float(reward.weight) for reward in spec.rewards])
     generations_per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * spec.num_processes
     facts = {
-        "run_id": spec.run_id, "device": device.kind, "device_name": device.name, "training_mode": spec.training_mode,
-        "num_train_rows": len(data.train), "num_eval_rows": len(data.validation), "data_layout": "prompt_reference",
-        "notes": notes, "recipe": announce_recipe(spec, resolved, notes), "mlflow_run_id": None,
+        "run_id": spec.run_id,
+        "device": device.kind,
+        "device_name": device.name,
+        "training_mode": spec.training_mode,
+        "num_train_rows": len(data.train),
+        "num_eval_rows": len(data.validation),
+        "data_layout": "prompt_reference",
+        "notes": notes,
+        "recipe": announce_recipe(spec, resolved, notes),
+        "mlflow_run_id": None,
         "reward_names": [function.__name__ for function in functions],
     }
     run_events = RunEvents(events, facts, method_metrics=True, items_per_step=("generations_per_s", generations_per_step))

@@ -43,8 +43,10 @@ def check_spec(spec: TrainSpec) -> None:
         if reward.kind == CUSTOM_REWARD and not (reward.code_path and Path(reward.code_path).is_file()):
             raise FileNotFoundError(f"spec.rewards[{number}]: custom reward file not found: {reward.code_path}")
         if reward.kind in REFERENCE_REWARDS and not _has_answers(spec):
-            raise ValueError(f"spec.rewards[{number}]: {reward.kind} compares with each row's answer, but the data has "
-                             "none: give the prompt a completion_template (or use alpaca, messages or sharegpt data)")
+            raise ValueError(
+                f"spec.rewards[{number}]: {reward.kind} compares with each row's answer, but the data has "
+                "none: give the prompt a completion_template (or use alpaca, messages or sharegpt data)"
+            )
     settings = resolved_settings("grpo", spec.method_settings)
     problem = grpo_batch_problem(spec.training, settings, spec.num_processes)
     if problem:

@@ -15,8 +15,21 @@ from typing import Any
 
 # TRL 1.16's DPOConfig.loss_type values (one per run here).
 DPO_LOSS_TYPES = (
-    "sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
-    "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm",
+    "sigmoid",
+    "hinge",
+    "ipo",
+    "exo_pair",
+    "nca_pair",
+    "robust",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "aot_unpaired",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "sft",
+    "sigmoid_norm",
 )
 # Reward kinds that compare with the row's reference answer, so the data must have one.
 REFERENCE_REWARDS = frozenset({"exact_match", "numeric_match"})
@@ -33,19 +46,35 @@ class Setting:
 
 
 DPO_SETTINGS: dict[str, Setting] = {
-    "beta": Setting(0.1, float, "How far the model may move from the reference (the base model, or the adapter "
-                                "the run starts from): higher stays closer.", minimum=0.0, above_minimum=True),
-    "loss_type": Setting("sigmoid", str, "The preference loss: sigmoid is the DPO paper's; ipo, hinge, robust... "
-                                         "are TRL's variants.", choices=DPO_LOSS_TYPES),
+    "beta": Setting(
+        0.1,
+        float,
+        "How far the model may move from the reference (the base model, or the adapter the run starts from): higher stays closer.",
+        minimum=0.0,
+        above_minimum=True,
+    ),
+    "loss_type": Setting(
+        "sigmoid", str, "The preference loss: sigmoid is the DPO paper's; ipo, hinge, robust... are TRL's variants.", choices=DPO_LOSS_TYPES
+    ),
 }
 GRPO_SETTINGS: dict[str, Setting] = {
-    "num_generations": Setting(4, int, "Completions sampled per prompt; rewards are compared within each group. "
-                                       "per_device_train_batch_size × gradient_accumulation_steps counts completions "
-                                       "and must be a multiple of it.", minimum=2),
+    "num_generations": Setting(
+        4,
+        int,
+        "Completions sampled per prompt; rewards are compared within each group. "
+        "per_device_train_batch_size × gradient_accumulation_steps counts completions "
+        "and must be a multiple of it.",
+        minimum=2,
+    ),
     "max_completion_length": Setting(64, int, "Longest completion sampled, in tokens.", minimum=1),
     "temperature": Setting(1.0, float, "Sampling temperature of the completions.", minimum=0.0, above_minimum=True),
-    "beta": Setting(0.0, float, "KL coefficient against the reference model (the base, or the adapter the run starts "
-                                "from). 0 skips the reference pass: faster, and no KL is reported.", minimum=0.0),
+    "beta": Setting(
+        0.0,
+        float,
+        "KL coefficient against the reference model (the base, or the adapter the run starts "
+        "from). 0 skips the reference pass: faster, and no KL is reported.",
+        minimum=0.0,
+    ),
 }
 METHOD_SETTINGS = {"dpo": DPO_SETTINGS, "grpo": GRPO_SETTINGS}
 
@@ -73,14 +102,20 @@ def dpo_arguments(settings: dict[str, Any]) -> dict[str, Any]:
 
 def grpo_arguments(settings: dict[str, Any], *, eval_batch_size: int | None, notes: list[str]) -> dict[str, Any]:
     values = resolved_settings("grpo", settings)
-    arguments = {"num_generations": int(values["num_generations"]), "max_completion_length": int(values["max_completion_length"]),
-                 "temperature": float(values["temperature"]), "beta": float(values["beta"])}
+    arguments = {
+        "num_generations": int(values["num_generations"]),
+        "max_completion_length": int(values["max_completion_length"]),
+        "temperature": float(values["temperature"]),
+        "beta": float(values["beta"]),
+    }
     if eval_batch_size is not None and eval_batch_size % arguments["num_generations"]:
         # An evaluation batch holds whole groups too; round it up rather than fail a run over it.
         whole = -(-eval_batch_size // arguments["num_generations"]) * arguments["num_generations"]
         arguments["per_device_eval_batch_size"] = whole
-        notes.append(f"per_device_eval_batch_size raised from {eval_batch_size} to {whole}: "
-                     f"a multiple of num_generations ({arguments['num_generations']})")
+        notes.append(
+            f"per_device_eval_batch_size raised from {eval_batch_size} to {whole}: "
+            f"a multiple of num_generations ({arguments['num_generations']})"
+        )
     return arguments
 
 
@@ -90,9 +125,11 @@ def grpo_batch_problem(training: dict[str, Any], settings: dict[str, Any], num_p
     rows = int(training.get("per_device_train_batch_size") or 8)
     accumulation = int(training.get("gradient_accumulation_steps") or 1)
     if generations >= 2 and (rows * accumulation * num_processes) % generations:
-        return (f"per_device_train_batch_size × gradient_accumulation_steps × processes ({rows} × {accumulation} × "
-                f"{num_processes}) must be a multiple of num_generations ({generations}): GRPO batches count "
-                "completions, and each prompt's completions must share a batch")
+        return (
+            f"per_device_train_batch_size × gradient_accumulation_steps × processes ({rows} × {accumulation} × "
+            f"{num_processes}) must be a multiple of num_generations ({generations}): GRPO batches count "
+            "completions, and each prompt's completions must share a batch"
+        )
     return None
 
 

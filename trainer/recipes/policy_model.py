@@ -35,22 +35,29 @@ class Policy:
     notes: list[str]
 
 
-def prepare_policy(spec: TrainSpec, device: DeviceCaps, *, has_validation: bool, config_class: type,
-                   prompt_tokens: int | None = None) -> Policy:
+def prepare_policy(
+    spec: TrainSpec, device: DeviceCaps, *, has_validation: bool, config_class: type, prompt_tokens: int | None = None
+) -> Policy:
     """The DPO/GRPO run's training settings for this device (``trainer.training_arguments``, as for SFT, minus
     what only SFT's data supports) and its model. ``prompt_tokens``: GRPO's longest prompt, for the memory plan."""
     notes: list[str] = []
     method = resolved_settings(spec.method, spec.method_settings)
     resolved = resolve_training(
-        preference_training(spec.training, spec.method, notes), device,
+        preference_training(spec.training, spec.method, notes),
+        device,
         training_mode=spec.training_mode,
         output_dir=str(spec.checkpoint_dir),
         has_validation=has_validation,
         completion_only_loss=None,
         assistant_only_loss=False,
         model=read_model_shape(spec.model) if device.kind == "cuda" else None,
-        load=MethodLoad(spec.method, lora_rank=int(spec.lora.get("r", 16)), prompt_tokens=prompt_tokens,
-                        completion_tokens=int(method.get("max_completion_length", 0)), beta=float(method["beta"])),
+        load=MethodLoad(
+            spec.method,
+            lora_rank=int(spec.lora.get("r", 16)),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=int(method.get("max_completion_length", 0)),
+            beta=float(method["beta"]),
+        ),
     )
     notes += resolved.notes
     model, peft_config = load_policy(spec, resolved, device, notes)
@@ -59,14 +66,17 @@ def prepare_policy(spec: TrainSpec, device: DeviceCaps, *, has_validation: bool,
     return Policy(model, peft_config, resolved, config, notes)
 
 
-def load_policy(spec: TrainSpec, resolved: ResolvedTraining, device: DeviceCaps,
-                notes: list[str]) -> tuple[PreTrainedModel | PeftModel, LoraConfig | None]:
+def load_policy(
+    spec: TrainSpec, resolved: ResolvedTraining, device: DeviceCaps, notes: list[str]
+) -> tuple[PreTrainedModel | PeftModel, LoraConfig | None]:
     """The model to train and the LoRA config for the trainer to apply (None when there is nothing to apply)."""
     model, peft_config = load_model(spec, resolved, device)
     if not spec.init_adapter:
         return model, peft_config
-    notes.append(f"continuing the adapter {spec.init_adapter} (its own LoRA settings; spec.lora is not used), "
-                 "with a frozen copy of it as the reference model")
+    notes.append(
+        f"continuing the adapter {spec.init_adapter} (its own LoRA settings; spec.lora is not used), "
+        "with a frozen copy of it as the reference model"
+    )
     return PeftModel.from_pretrained(model, spec.init_adapter, is_trainable=True), None
 
 

@@ -26,12 +26,15 @@ CUSTOM_FUNCTION = "reward"  # what a custom_python file must define: reward(comp
 Scorer = Callable[[str, "str | None", "dict[str, Any]"], float]
 
 
-def score_completions(rewards: Sequence[RewardSpec], completions: Sequence[str], references: Sequence[str | None],
-                      rows: Sequence[dict] | None = None) -> dict[str, list[float]]:
+def score_completions(
+    rewards: Sequence[RewardSpec], completions: Sequence[str], references: Sequence[str | None], rows: Sequence[dict] | None = None
+) -> dict[str, list[float]]:
     """Per reward name (``reward_names``) the score of every completion, plus "reward": the weighted sum."""
     if len(references) != len(completions) or (rows is not None and len(rows) != len(completions)):
-        raise ValueError(f"{len(completions)} completions need as many references and rows, "
-                         f"got {len(references)} references and {len(rows) if rows is not None else 'no'} rows")
+        raise ValueError(
+            f"{len(completions)} completions need as many references and rows, "
+            f"got {len(references)} references and {len(rows) if rows is not None else 'no'} rows"
+        )
     row_dicts: Sequence[dict] = rows if rows is not None else [{}] * len(completions)
     scores: dict[str, list[float]] = {}
     total = [0.0] * len(completions)
@@ -60,8 +63,9 @@ class RewardFunction:
         self.__name__ = name  # trl.trainer.utils.get_callable_name reads this
         self.scorer = scorer
 
-    def __call__(self, prompts: list[Any], completions: list[Any], reference: list[str | None] | None = None,
-                 row: list[str] | None = None, **_: Any) -> list[float]:
+    def __call__(
+        self, prompts: list[Any], completions: list[Any], reference: list[str | None] | None = None, row: list[str] | None = None, **_: Any
+    ) -> list[float]:
         references = reference if reference is not None else [None] * len(completions)
         rows = [json.loads(r) if r else {} for r in row] if row is not None else [{}] * len(completions)
         return [self.scorer(completion_text(c), r, source) for c, r, source in zip(completions, references, rows)]

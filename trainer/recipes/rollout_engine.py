@@ -17,8 +17,9 @@ from trainer.protocol import choose_generation_engine
 
 
 def rollout_engine(device_kind: str, training_mode: str, notes: list[str]) -> str:
-    engine = choose_generation_engine(os.environ, device_kind=device_kind, training_mode=training_mode,
-                                      vllm_installed=find_spec("vllm") is not None)
+    engine = choose_generation_engine(
+        os.environ, device_kind=device_kind, training_mode=training_mode, vllm_installed=find_spec("vllm") is not None
+    )
     notes.append(f"GRPO samples its completions with the {engine!r} engine")
     return engine
 
@@ -61,9 +62,12 @@ class GraphedGRPOTrainer(TimedGRPOTrainer):
             # Images, min-p and repetition penalties are generate()'s own: leave those runs to TRL.
             return super()._sample(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
         if self._sampler is None:
-            self._sampler = GraphedSampler(_transformers_model(self.accelerator.unwrap_model(self.model)),
-                                           eos_token_ids=self.eos_token_ids, pad_token_id=self._tokenizer.pad_token_id,
-                                           sampling=Sampling(self.temperature, self.top_k or 0, self.top_p))
+            self._sampler = GraphedSampler(
+                _transformers_model(self.accelerator.unwrap_model(self.model)),
+                eos_token_ids=self.eos_token_ids,
+                pad_token_id=self._tokenizer.pad_token_id,
+                sampling=Sampling(self.temperature, self.top_k or 0, self.top_p),
+            )
         return self._sampler.generate(prompt_ids, self.max_completion_length), None
 
 

@@ -42,13 +42,17 @@ def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> Sft
     inputs = load_inputs(spec)
     device, tokenizer = inputs.device, inputs.tokenizer
     data = build_training_data(
-        inputs.rows, inputs.split, spec.data, tokenizer,
+        inputs.rows,
+        inputs.split,
+        spec.data,
+        tokenizer,
         completion_only_loss=bool(spec.training.get("completion_only_loss", True)),
         assistant_only_loss=bool(spec.training.get("assistant_only_loss", True)),
     )
     inputs.clock.lap("data")
     resolved = resolve_training(
-        spec.training, device,
+        spec.training,
+        device,
         training_mode=spec.training_mode,
         output_dir=str(spec.checkpoint_dir),
         has_validation=len(data.validation) > 0,
@@ -62,9 +66,16 @@ def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> Sft
     model, peft_config = load_model(spec, resolved, device)
     inputs.clock.lap("model")
     facts = {
-        "run_id": spec.run_id, "device": device.kind, "device_name": device.name, "training_mode": spec.training_mode,
-        "num_train_rows": len(data.train), "num_eval_rows": len(data.validation), "data_layout": data.layout,
-        "notes": resolved.notes, "recipe": recipe, "mlflow_run_id": None,
+        "run_id": spec.run_id,
+        "device": device.kind,
+        "device_name": device.name,
+        "training_mode": spec.training_mode,
+        "num_train_rows": len(data.train),
+        "num_eval_rows": len(data.validation),
+        "data_layout": data.layout,
+        "notes": resolved.notes,
+        "recipe": recipe,
+        "mlflow_run_id": None,
     }
     run_events = RunEvents(events, facts)
     trainer = SFTTrainer(

@@ -27,8 +27,10 @@ def check_training_spec(spec: TrainSpec, verb: str) -> None:
         raise FileNotFoundError(f"spec.resume_from is not a checkpoint directory (no trainer_state.json): {spec.resume_from}")
     if spec.init_adapter:
         if verb == "sft":
-            raise ValueError("spec.init_adapter continues an adapter with DPO or GRPO; an SFT run starts a new one "
-                             "(or continues a checkpoint of its own with resume_from)")
+            raise ValueError(
+                "spec.init_adapter continues an adapter with DPO or GRPO; an SFT run starts a new one "
+                "(or continues a checkpoint of its own with resume_from)"
+            )
         if spec.training_mode == "full":
             raise ValueError("spec.init_adapter continues a LoRA adapter: use training_mode 'lora' or 'qlora'")
         if not (Path(spec.init_adapter) / "adapter_config.json").is_file():

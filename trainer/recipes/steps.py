@@ -82,8 +82,10 @@ def check_tokenizer_reads(tokenizer: PreTrainedTokenizerBase, rows: datasets.Dat
     transformers forces over the files it was saved with)."""
     texts = [text for row in rows.select(range(min(sample, len(rows)))) for text in _strings(row) if text.strip()]
     if texts and not any(tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts):
-        raise ValueError(f"the tokenizer of {model} ({type(tokenizer).__name__}) turns the dataset's text into no tokens "
-                         f"(e.g. {texts[0][:60]!r} -> []); it does not read this vocabulary: check the model's tokenizer files")
+        raise ValueError(
+            f"the tokenizer of {model} ({type(tokenizer).__name__}) turns the dataset's text into no tokens "
+            f"(e.g. {texts[0][:60]!r} -> []); it does not read this vocabulary: check the model's tokenizer files"
+        )
 
 
 def _strings(value: Any) -> list[str]:
@@ -181,9 +183,12 @@ def done_details(run: RecipeRun) -> dict[str, Any]:
     """What the ``done`` event adds: the out-of-memory recoveries, when there were any."""
     if not run.recoveries:
         return {}
-    return {"notes": [r.note for r in run.recoveries],
-            "recovered_from_oom": [{"step": r.step, "rows_per_micro_batch": r.rows, "gradient_accumulation_steps": r.accumulation}
-                                   for r in run.recoveries]}
+    return {
+        "notes": [r.note for r in run.recoveries],
+        "recovered_from_oom": [
+            {"step": r.step, "rows_per_micro_batch": r.rows, "gradient_accumulation_steps": r.accumulation} for r in run.recoveries
+        ],
+    }
 
 
 def save(run: RecipeRun, spec: TrainSpec, events: EventSink) -> None:

@@ -17,8 +17,9 @@ MAX_NEW_TOKENS = 32  # enough for a label or a sentence; a sample is a glance, n
 
 
 @torch.no_grad()
-def generate_samples(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, cases: list[SampleCase],
-                     max_new_tokens: int = MAX_NEW_TOKENS) -> list[dict[str, Any]]:
+def generate_samples(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, cases: list[SampleCase], max_new_tokens: int = MAX_NEW_TOKENS
+) -> list[dict[str, Any]]:
     model.eval()
     rows = []
     for case in cases:

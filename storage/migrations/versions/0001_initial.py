@@ -73,9 +73,7 @@ def upgrade() -> None:
         sa.Column("completion_template", sa.Text(), nullable=False),
         sa.Column("description", sa.Text(), nullable=False),
         _created(),
-        sa.ForeignKeyConstraint(
-            ["dataset_id"], ["datasets.id"], name="fk_prompts_dataset_id_datasets", ondelete="RESTRICT"
-        ),
+        sa.ForeignKeyConstraint(["dataset_id"], ["datasets.id"], name="fk_prompts_dataset_id_datasets", ondelete="RESTRICT"),
         sa.PrimaryKeyConstraint("id", name="pk_prompts"),
         sa.UniqueConstraint("name", name="uq_prompts_name"),
     )
@@ -91,9 +89,7 @@ def upgrade() -> None:
         sa.Column("is_default", sa.Boolean(), nullable=False),
         _created(),
         sa.PrimaryKeyConstraint("id", name="pk_configs"),
-        sa.UniqueConstraint(
-            "type", "model_family", "content_hash", name="uq_configs_type_model_family_content_hash"
-        ),
+        sa.UniqueConstraint("type", "model_family", "content_hash", name="uq_configs_type_model_family_content_hash"),
     )
     # runs and adapters refer to each other (an evaluation reads an adapter; a fine-tune makes one).
     # SQLite accepts a foreign key to a table created later, so both are declared inline.
@@ -123,21 +119,11 @@ def upgrade() -> None:
         sa.Column("mlflow_run_id", sa.String(64), nullable=True),
         sa.Column("events_offset", sa.Integer(), nullable=False),
         sa.Column("malformed_events", sa.Integer(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["base_model_id"], ["models.id"], name="fk_runs_base_model_id_models", ondelete="SET NULL"
-        ),
-        sa.ForeignKeyConstraint(
-            ["dataset_id"], ["datasets.id"], name="fk_runs_dataset_id_datasets", ondelete="SET NULL"
-        ),
-        sa.ForeignKeyConstraint(
-            ["prompt_id"], ["prompts.id"], name="fk_runs_prompt_id_prompts", ondelete="SET NULL"
-        ),
-        sa.ForeignKeyConstraint(
-            ["adapter_id"], ["adapters.id"], name="fk_runs_adapter_id_adapters", ondelete="SET NULL"
-        ),
-        sa.ForeignKeyConstraint(
-            ["parent_run_id"], ["runs.id"], name="fk_runs_parent_run_id_runs", ondelete="SET NULL"
-        ),
+        sa.ForeignKeyConstraint(["base_model_id"], ["models.id"], name="fk_runs_base_model_id_models", ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["dataset_id"], ["datasets.id"], name="fk_runs_dataset_id_datasets", ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["prompt_id"], ["prompts.id"], name="fk_runs_prompt_id_prompts", ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["adapter_id"], ["adapters.id"], name="fk_runs_adapter_id_adapters", ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(["parent_run_id"], ["runs.id"], name="fk_runs_parent_run_id_runs", ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id", name="pk_runs"),
     )
     op.create_table(
@@ -154,13 +140,9 @@ def upgrade() -> None:
         sa.Column("peft_type", sa.String(32), nullable=True),
         sa.Column("description", sa.Text(), nullable=False),
         _created(),
-        sa.ForeignKeyConstraint(
-            ["model_id"], ["models.id"], name="fk_adapters_model_id_models", ondelete="RESTRICT"
-        ),
+        sa.ForeignKeyConstraint(["model_id"], ["models.id"], name="fk_adapters_model_id_models", ondelete="RESTRICT"),
         sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_adapters_run_id_runs", ondelete="SET NULL"),
-        sa.ForeignKeyConstraint(
-            ["prompt_id"], ["prompts.id"], name="fk_adapters_prompt_id_prompts", ondelete="SET NULL"
-        ),
+        sa.ForeignKeyConstraint(["prompt_id"], ["prompts.id"], name="fk_adapters_prompt_id_prompts", ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id", name="pk_adapters"),
         sa.UniqueConstraint("name", name="uq_adapters_name"),
     )
@@ -172,9 +154,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(100), nullable=False),
         sa.Column("value", sa.Float(), nullable=False),
         sa.Column("time", sa.Float(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["run_id"], ["runs.id"], name="fk_metric_points_run_id_runs", ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name="fk_metric_points_run_id_runs", ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name="pk_metric_points"),
         sa.UniqueConstraint("run_id", "name", "step", name="uq_metric_points_run_id_name_step"),
     )

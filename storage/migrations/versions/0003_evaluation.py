@@ -33,8 +33,9 @@ def upgrade() -> None:
         sa.Column("model_id", sa.String(36), nullable=True),
         sa.Column("adapter_id", sa.String(36), nullable=True),
         sa.ForeignKeyConstraint(["model_id"], ["models.id"], name="fk_evaluation_combinations_model_id_models", ondelete="SET NULL"),
-        sa.ForeignKeyConstraint(["adapter_id"], ["adapters.id"], name="fk_evaluation_combinations_adapter_id_adapters",
-                                ondelete="SET NULL"),
+        sa.ForeignKeyConstraint(
+            ["adapter_id"], ["adapters.id"], name="fk_evaluation_combinations_adapter_id_adapters", ondelete="SET NULL"
+        ),
         sa.UniqueConstraint("run_id", "position", name="uq_evaluation_combinations_run_id_position"),
     )
     op.create_table(
