@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ftapp.run_vocabulary import RunKind, RunStatus
-from ftapp.runs.supervisor import Supervisor, launch_folder
+from ftapp.runs.launching import launch_folder
+from ftapp.runs.supervisor import Supervisor
 from ftapp.settings import Settings
 from storage import Database, RunRecord, Transaction
 from trainer.protocol import LOG_FILE, SPEC_FILE, RunSpec, write_spec

@@ -21,7 +21,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,16 +28,17 @@ from datetime import timedelta
 from pathlib import Path
 
 from ftapp import rules
-from ftapp.errors import ConflictError, FtappError, NotFoundError, ValidationError
+from ftapp.errors import ConflictError, NotFoundError, ValidationError
 from ftapp.home_paths import run_folder
-from ftapp.ids import is_uuid
-from ftapp.models.adapters import AdapterService, AddAdapterRequest
-from ftapp.models.service import AddModelRequest, ModelService
+from ftapp.models.adapters import AdapterService
+from ftapp.models.service import ModelService
 from ftapp.run_vocabulary import TERMINAL, RunKind, RunStatus
 from ftapp.runs.failure_causes import SUPERVISION_CAUSES, classify, read_tail, vanished
 from ftapp.runs.ingest import backfill_outcome, ingest
+from ftapp.runs.launching import LaunchRefused, launch_command, launch_spec
 from ftapp.runs.machine import detect_gpus
 from ftapp.runs.outcome import output_on_disk, read_outcome
+from ftapp.runs.output_registration import register_merged, register_output
 from ftapp.runs.process_identity import is_alive, process_start_time, signal_group
 from ftapp.runs.scheduler import Placement, plan_starts, readable_request
 from ftapp.runs.standby import TrainerStandby, standby_wanted
@@ -46,25 +46,13 @@ from ftapp.secrets import ApiKeys, HfToken
 from ftapp.settings import Settings
 from storage import Database, RunRecord
 from storage.types import utc_now
-from trainer.protocol import JUDGE_KEY_ENV, LOG_FILE, SPEC_FILE, EvaluationSpec, RunSpec, read_run_spec, read_spec
+from trainer.protocol import JUDGE_KEY_ENV, LOG_FILE, EvaluationSpec
 
 log = logging.getLogger("ftapp.runs.supervisor")
 # Inference workers and servers idle most of their life (a server lives until stopped); on CPU they
 # do not count against the one CPU run at a time, or an endpoint left running would block all training.
 CPU_EXEMPT_KINDS = (RunKind.INFERENCE, RunKind.SERVE)
 _ERROR_TRACE = re.compile(r"Traceback \(most recent call last\)|Fatal Python error|Segmentation fault|cannot read the spec")
-
-
-class LaunchRefused(Exception):
-    """A queued run whose row or folder is not what ftapp made: it is failed, and nothing is started."""
-
-
-def launch_folder(settings: Settings, run_id: str) -> Path:
-    """Where the spec of a run that ftapp launches lives: ``<home>/runs/<run id>``, always; refused for an id that is
-    not a UUID (an imported ``../../x`` names no folder of this home)."""
-    if not is_uuid(run_id):
-        raise LaunchRefused(f"run id {run_id[:100]!r} is not a UUID, so it names no run folder of this home")
-    return settings.runs_dir / run_id
 
 
 class Supervisor:
@@ -247,7 +235,7 @@ class Supervisor:
                 error_text=("it did not stop within the grace period after SIGTERM, so it was killed (SIGKILL)" if escalated else None),
             )
         elif outcome.done and code in (0, None) and run.kind != RunKind.FINETUNE:
-            values.update(status=RunStatus.SUCCEEDED, **self._register_merged(run, outcome.outputs))
+            values.update(status=RunStatus.SUCCEEDED, **register_merged(self.settings, self.models, run, outcome.outputs))
         elif outcome.done and code in (0, None):
             output = output_on_disk(outcome)
             if output is None:
@@ -257,7 +245,9 @@ class Supervisor:
                     error_text="the trainer reported JOB_DONE but its output is not on disk",
                 )
             else:
-                values.update(status=RunStatus.SUCCEEDED, **self._register_output(run, output))
+                values.update(
+                    status=RunStatus.SUCCEEDED, **register_output(self.settings, self.db, self.models, self.adapters, run, output)
+                )
         else:
             error_type, message = outcome.failure or ("", "")
             cause = classify(code, tail, error_type)
@@ -280,63 +270,6 @@ class Supervisor:
             )
         with self.db.transaction() as tx:
             tx.runs.update(run.id, **values)
-
-    def _register_merged(self, run: RunRecord, outputs: list[Path]) -> dict:
-        """A merge's model becomes a model of its own, to serve, evaluate or export; a clash is noted, not fatal."""
-        if run.kind != RunKind.EXPORT or not outputs:
-            return {}
-        try:
-            spec = read_run_spec(launch_folder(self.settings, run.id) / SPEC_FILE)
-            self.models.add(
-                AddModelRequest(
-                    type="project",
-                    name=getattr(spec, "name", ""),
-                    location=str(outputs[-1]),
-                    description=f"{run.name} (export run {run.id})",
-                )
-            )
-        except (FtappError, LaunchRefused, OSError, ValueError, TypeError, KeyError) as error:
-            return {"error_text": f"merged, but not registered as a model: {error}"}
-        return {}
-
-    def _register_output(self, run: RunRecord, output: Path) -> dict:
-        """Register the adapter (or full model) with its lineage; a clash is noted, not fatal."""
-        try:
-            spec = read_spec(launch_folder(self.settings, run.id) / SPEC_FILE)  # the spec it was launched with
-        except (LaunchRefused, OSError, ValueError, TypeError, KeyError) as error:
-            return {"error_text": f"trained, but not registered: its spec is unreadable ({type(error).__name__}: {error})"}
-        try:
-            if spec.training_mode == "full":
-                self.models.add(
-                    AddModelRequest(
-                        type="project", name=spec.adapter_name, location=str(output), description=f"full fine-tune by run {run.id}"
-                    )
-                )
-            else:
-                # A demo visitor's adapter is theirs, like the run that made it.
-                adapters = AdapterService(self.settings, self.db.for_owner(run.owner)) if run.owner else self.adapters
-                adapters.add(
-                    AddAdapterRequest(
-                        name=spec.adapter_name,
-                        model_id=run.base_model_id or "",
-                        location=str(output),
-                        run_id=run.id,
-                        prompt_id=run.prompt_id,
-                        description=f"{spec.method} {spec.training_mode} run {run.id}{self._started_from(run)}",
-                    )
-                )
-        except FtappError as error:
-            return {"error_text": f"trained, but not registered: {error}"}
-        return {}
-
-    def _started_from(self, run: RunRecord) -> str:
-        # Adapters have no parent column: the run's adapter_id holds where a DPO/GRPO run started,
-        # and the description says it for people.
-        if not run.adapter_id:
-            return ""
-        with self.db.transaction() as tx:
-            start = tx.adapters.get(run.adapter_id)
-        return f", from adapter '{start.name}' ({start.id})" if start else f", from adapter {run.adapter_id}"
 
     # -- starting ---------------------------------------------------------------------------------
     def _start_queued(self) -> None:
@@ -367,48 +300,8 @@ class Supervisor:
             except Exception as error:  # this run fails; the next ones still start
                 self._give_up(run, "launch failed", error)
 
-    def _command(self, verb: str, spec_path: Path, processes: int) -> list[str]:
-        if processes > 1:
-            # Several GPUs: DDP through accelerate, one process per GPU, same entry point.
-            # Precision is the trainer's business (bf16 through SFTConfig), so accelerate adds none.
-            return [
-                sys.executable,
-                "-m",
-                "accelerate.commands.launch",
-                "--num_processes",
-                str(processes),
-                "--num_machines",
-                "1",
-                "--mixed_precision",
-                "no",
-                "--dynamo_backend",
-                "no",
-                "-m",
-                "trainer",
-                verb,
-                str(spec_path),
-            ]
-        return [sys.executable, "-m", "trainer", verb, str(spec_path)]
-
-    def _launch_spec(self, run: RunRecord) -> tuple[Path, RunSpec]:
-        """The spec ftapp wrote for this run into ``<home>/runs/<run id>``, and nothing else: the row (which an
-        import or a hand may have written) only names the run; a row whose run_dir is not where that spec puts the
-        run's files is refused, and so is an id that is not a UUID."""
-        runs_dir = self.settings.runs_dir.resolve()
-        folder = launch_folder(self.settings, run.id).resolve()
-        spec_path = folder / SPEC_FILE
-        if folder.parent != runs_dir or not spec_path.is_file() or spec_path.resolve().parent != folder:
-            raise LaunchRefused(f"no spec.json that ftapp wrote in {runs_dir / run.id}")
-        spec = read_run_spec(spec_path)
-        where = Path(spec.run_dir).resolve() if spec.run_id == run.id else None
-        if where is None or where.name != run.id or (where != folder and run.kind != RunKind.FINETUNE):
-            raise LaunchRefused(f"{spec_path} is not the spec of run {run.id}")
-        if not run.run_dir or Path(run.run_dir).resolve() != where:
-            raise LaunchRefused(f"the run's row names the folder {str(run.run_dir)[:300]!r}, not {where}, where its spec puts its files")
-        return spec_path, spec
-
     def _launch(self, run: RunRecord, placement: Placement) -> None:
-        spec_path, spec = self._launch_spec(run)
+        spec_path, spec = launch_spec(self.settings, run)
         run_dir = Path(spec.run_dir)
         env = dict(os.environ, PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES=",".join(map(str, placement.gpu_ids)))
         token = HfToken(self.settings.secrets_dir).value()
@@ -423,7 +316,7 @@ class Supervisor:
         if child is None:
             with open(log_path, "ab") as log_file:
                 child = subprocess.Popen(
-                    self._command(spec.verb, spec_path, spec.num_processes),
+                    launch_command(spec.verb, spec_path, spec.num_processes),
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
