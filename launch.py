@@ -183,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
             auth=auth,
             root_path=args.root_path,
             ssr_mode=False,
+            # gradio's run history stores every public call's inputs in the browser (an HF token, API keys,
+            # uploads) and offers to copy them to a Hugging Face bucket: a studio that handles secrets keeps none
+            run_history=False,
             allowed_paths=[str(settings.exports_dir)],  # archives of the Export tab's download button
             **edge_options(settings, demo, exposed, auth),
         )

@@ -18,8 +18,10 @@ from cli.compare import run_compare
 from cli.evaluations import run_evaluate
 from cli.exports import run_export, run_serve
 from cli.output import details, plain, table, to_json
+from cli.presets import run_presets
 from cli.references import resolve_arguments
 from cli.runs import run_runs, run_train
+from cli.secrets import run_secrets
 from ftapp.datasets import AddDatasetRequest
 from ftapp.errors import FtappError, ValidationError
 from ftapp.models import AddAdapterRequest, AddModelRequest
@@ -244,6 +246,8 @@ RUNNERS = {
     "configs": run_configs,
     "db": run_db,
     "token": run_token,
+    "secrets": run_secrets,
+    "presets": run_presets,
 }
 
 

@@ -7,7 +7,9 @@ import argparse
 from cli.compare import add_compare_parser
 from cli.evaluations import add_evaluate_parser
 from cli.exports import add_export_parsers
+from cli.presets import add_preset_parsers
 from cli.runs import add_run_parsers
+from cli.secrets import add_secrets_parser
 from ftapp.datasets import DATASET_TYPES
 from ftapp.prompts import CONFIG_TYPES
 
@@ -131,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(groups, common)
     add_export_parsers(groups, common)
     add_compare_parser(groups, common)
+    add_secrets_parser(groups, common)
+    add_preset_parsers(groups, common)
 
     token = groups.add_parser("token", help="the Hugging Face token (stored 0600, never in the database)").add_subparsers(dest="action")
     token.add_parser("set", help="read a token from standard input and store it")

@@ -34,6 +34,7 @@ OPTION_KINDS = {
     "lora_config": "config",
     "bnb_config": "config",
     "generation_config": "config",
+    "axolotl_config": "config",
 }
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
+from dataclasses import replace
 from typing import Any
 
 from cli.bundles import BUNDLE_ACTIONS, add_bundle_parsers, run_bundle_action
@@ -12,7 +14,7 @@ from cli.output import details, plain, table, to_json
 from ftapp.errors import FtappError
 from ftapp.prompts import MODERN
 from ftapp.run_vocabulary import RunKind, RunStatus
-from ftapp.runs import REWARD_KINDS, FineTuneRequest, RunRecord
+from ftapp.runs import REWARD_KINDS, STRATEGY_HELP, FineTuneRequest, RunRecord
 from ftapp.services import Services
 
 RUN_COLUMNS = ["id", "kind", "name", "status", "step", "total_steps", "gpus", "created_at", "error_cause"]
@@ -42,10 +44,18 @@ def _reward_value(key: str, raw: str) -> Any:
 
 
 def parse_reward(text: str) -> dict[str, Any]:
-    """``KIND[:WEIGHT][,param=value...]``, e.g. ``regex_match:0.5,pattern=^\\d+$``.
+    """``KIND[:WEIGHT][,param=value...]``, e.g. ``regex_match:0.5,pattern=^\\d+$``, or the reward as a JSON object.
 
     A comma followed by text without ``=`` belongs to the value before it, so ``pattern=\\d{1,3}`` survives.
     """
+    if text.lstrip().startswith("{"):
+        try:
+            given = json.loads(text)
+        except ValueError as error:
+            raise FtappError(f"--reward {text!r} is no JSON object: {error}") from error
+        if not isinstance(given, dict):
+            raise FtappError(f"--reward {text!r} is no JSON object")
+        return given
     head, _, rest = text.partition(",")
     kind, sep, weight = head.partition(":")
     reward: dict[str, Any] = {"kind": kind.strip()}
@@ -65,37 +75,64 @@ def parse_reward(text: str) -> dict[str, Any]:
     return reward
 
 
-def _preset_config(services: Services, preset: str, config_type: str) -> str | None:
-    for candidate in services.configs.presets():
-        if candidate.name == preset and config_type in candidate.configs:
-            return candidate.configs[config_type].id
-    raise FtappError(f"unknown preset {preset!r}; see `ftapp configs presets`")
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    """The request fields the command line sets; the preset (or the request's defaults) gives the others."""
+    flags = {
+        "base_model_id": args.model,
+        "dataset_id": args.dataset,
+        "prompt_id": args.prompt,
+        "adapter_name": args.name,
+        "method": args.method,
+        "gpus": args.gpus,
+        "num_processes": args.processes,
+        "strategy": args.strategy,
+        "num_epochs": args.epochs,
+        "learning_rate": args.lr,
+        "dataset_fraction": args.fraction,
+        "train_test_split": args.split,
+        "init_adapter_id": args.init_adapter,
+        "framework": args.framework,
+        "axolotl_config_id": args.axolotl_config,
+    }
+    return {field: value for field, value in flags.items() if value is not None}
 
 
-def request_from_args(services: Services, args: argparse.Namespace) -> FineTuneRequest:
-    mode = "qlora" if args.qlora else "full" if args.full else "lora"
-    return FineTuneRequest(
-        base_model_id=args.model,
-        dataset_id=args.dataset,
-        prompt_id=args.prompt,
-        adapter_name=args.name,
-        method=args.method,
-        training_mode=mode,
-        gpus=args.gpus,
-        num_processes=args.processes,
-        num_epochs=args.epochs,
-        learning_rate=args.lr,
-        dataset_fraction=args.fraction,
-        train_test_split=args.split,
-        training_arguments_config_id=args.training_config or _preset_config(services, args.preset, "training_arguments"),
-        lora_config_id=args.lora_config or (_preset_config(services, args.preset, "lora_config") if mode != "full" else None),
-        bitsandbytes_config_id=args.bnb_config
-        or (_preset_config(services, args.preset, "bitsandbytes_config") if mode == "qlora" else None),
-        overrides=parse_assignments(args.set or []),
-        method_settings=parse_assignments(args.method_set or [], "--method-set"),
-        rewards=tuple(parse_reward(text) for text in args.reward or []),
-        init_adapter_id=args.init_adapter,
+def request_from_args(services: Services, args: argparse.Namespace) -> tuple[FineTuneRequest, str | None]:
+    """The request this command line builds, and the shipped config preset its configs come from (None when
+    they are given by id). ``--preset`` names a saved training preset (its fields, then the options given here)
+    or a shipped config preset; the configs follow the training mode as in the Train tab (``preset_configs``)."""
+    base, config_preset = services.training_presets.start_from(args.preset or MODERN)
+    mode = "qlora" if args.qlora else "full" if args.full else "lora" if args.lora else base.training_mode
+    configs: dict[str, Any] = (
+        services.training_presets.config_ids(config_preset, mode)
+        if config_preset
+        else {
+            f: getattr(base, f)
+            for f in ("training_arguments_config_id", "lora_config_id", "bitsandbytes_config_id", "generation_config_id")
+        }
     )
+    chosen = {
+        "training_arguments_config_id": args.training_config,
+        "lora_config_id": args.lora_config,
+        "bitsandbytes_config_id": args.bnb_config,
+    }
+    if any(chosen.values()):
+        config_preset = None  # a config given by id: the request no longer starts from the shipped preset alone
+    configs.update({field: value for field, value in chosen.items() if value})
+    lora = {"r": args.lora_r, "lora_alpha": args.lora_alpha}
+    request = replace(
+        base,
+        **_given(args),
+        **configs,
+        training_mode=mode,
+        overrides={**base.overrides, **parse_assignments(args.set or [])},
+        lora_overrides={**base.lora_overrides, **{key: value for key, value in lora.items() if value is not None}}
+        if mode != "full"
+        else {},
+        method_settings={**base.method_settings, **parse_assignments(args.method_set or [], "--method-set")},
+        rewards=tuple(parse_reward(text) for text in args.reward) if args.reward else base.rewards,
+    )
+    return request, config_preset
 
 
 def _progress_line(run: RunRecord) -> str:
@@ -140,7 +177,16 @@ def _submitted_state(run: RunRecord) -> str:
 
 
 def run_train(services: Services, args: argparse.Namespace) -> int:
-    run, preflight = services.runs.submit(request_from_args(services, args))
+    request, config_preset = request_from_args(services, args)
+    if args.save_preset:
+        preset = services.training_presets.save(args.save_preset, request, config_preset)
+        print(
+            to_json(preset)
+            if args.json
+            else f"saved preset '{preset.name}'; start a run from it with `ftapp train --preset {shlex.quote(preset.name)} --name ADAPTER`"
+        )
+        return 0
+    run, preflight = services.runs.submit(request)
     if not args.json:
         print(f"preflight: {preflight.summary()}", file=sys.stderr)
     services.supervisor.tick()  # start it now if its devices are free; it keeps running after this command returns
@@ -199,26 +245,40 @@ def run_runs(services: Services, args: argparse.Namespace) -> int:
 
 def add_run_parsers(groups, common: argparse.ArgumentParser) -> None:
     train = groups.add_parser("train", parents=[common], help="fine-tune a model (starts a supervised run)")
-    train.add_argument("--model", required=True, help="base model id")
-    train.add_argument("--dataset", required=True, help="dataset id")
+    # No option is required by the grammar: a saved preset may give the model and dataset, and a missing one is
+    # refused by the service with its rule (FT-013, FT-014; FT-002 "name the adapter").
+    train.add_argument("--model", help="base model id")
+    train.add_argument("--dataset", help="dataset id")
     train.add_argument("--prompt", help="prompt id (needed for plain-column datasets)")
-    train.add_argument("--name", required=True, help="name of the adapter it produces (letters, digits, -)")
-    train.add_argument("--method", default="sft", help="sft, dpo (preference pairs) or grpo (verifiable rewards)")
+    train.add_argument("--name", help="name of the adapter it produces (letters, digits, -)")
+    train.add_argument("--method", help="sft (default), dpo (preference pairs) or grpo (verifiable rewards)")
     mode = train.add_mutually_exclusive_group()
     mode.add_argument("--lora", action="store_true", help="LoRA adapter (default)")
     mode.add_argument("--qlora", action="store_true", help="LoRA on a 4-bit base (CUDA only)")
     mode.add_argument("--full", action="store_true", help="train every parameter")
-    train.add_argument("--gpus", default="auto", help="'auto', 'cpu' or GPU ids like 0,1")
-    train.add_argument("--processes", type=int, default=1, help="processes (one per GPU) for DDP")
-    train.add_argument("--epochs", type=float, default=1.0)
-    train.add_argument("--lr", type=float, default=2e-4)
-    train.add_argument("--fraction", type=float, default=1.0, help="fraction of rows used")
-    train.add_argument("--split", type=float, default=0.9, help="train fraction; the rest validates")
-    train.add_argument("--preset", default=MODERN, help="config preset (see `ftapp configs presets`)")
+    train.add_argument("--gpus", help="'auto' (default), 'cpu' or GPU ids like 0,1")
+    train.add_argument("--processes", type=int, help="processes (one per GPU) for DDP (default 1)")
+    train.add_argument("--strategy", help=f"auto (default), ddp or fsdp2. {STRATEGY_HELP}")
+    train.add_argument("--epochs", type=float, help="passes over the training split (default 1)")
+    train.add_argument("--lr", type=float, help="peak learning rate (default 2e-4)")
+    train.add_argument("--fraction", type=float, help="fraction of rows used (default 1)")
+    train.add_argument("--split", type=float, help="train fraction; the rest validates (default 0.9)")
+    train.add_argument(
+        "--preset",
+        help=f"a preset saved with --save-preset (its settings; options given here win) or a shipped config preset (default {MODERN!r}; "
+        "see `ftapp presets list`)",
+    )
+    train.add_argument(
+        "--save-preset", metavar="NAME", help="save these settings as a preset (without the adapter's name) instead of training"
+    )
     train.add_argument("--training-config", help="training_arguments config id (overrides the preset)")
     train.add_argument("--lora-config", help="lora_config id (overrides the preset)")
     train.add_argument("--bnb-config", help="bitsandbytes_config id (overrides the preset)")
-    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="a training argument, e.g. --set max_steps=50")
+    train.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="a training argument, e.g. --set max_steps=50 (max_steps=-1: run the epochs)"
+    )
+    train.add_argument("--lora-r", type=int, help="LoRA rank, set on top of the preset's LoRA config")
+    train.add_argument("--lora-alpha", type=float, help="LoRA alpha, set on top of the preset's LoRA config")
     train.add_argument(
         "--method-set",
         action="append",
@@ -234,6 +294,13 @@ def add_run_parsers(groups, common: argparse.ArgumentParser) -> None:
         f"(kinds: {', '.join(REWARD_KINDS)}; params: pattern, tolerance, target_length, code_path)",
     )
     train.add_argument("--init-adapter", metavar="ID", help="DPO/GRPO: id of an adapter on the same base model to keep training")
+    train.add_argument(
+        "--framework",
+        help="trl (default: ftapp's own recipes) or axolotl (Axolotl trains --axolotl-config; --set KEY=VALUE then sets its YAML keys)",
+    )
+    train.add_argument(
+        "--axolotl-config", metavar="ID", help="the stored axolotl config an Axolotl run trains (see `ftapp configs list --type axolotl`)"
+    )
     train.add_argument("--wait", action="store_true", help="follow the run until it ends")
 
     runs = groups.add_parser("runs", help="training and evaluation runs").add_subparsers(dest="action")

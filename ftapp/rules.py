@@ -25,6 +25,16 @@ class Rule:
 
 TRAINING_MODE = Rule("FT-001", "training_mode", "one of lora, qlora, full (the seed's framework_type)", origin="reread")
 METHOD = Rule("FT-001a", "method", "one of sft, dpo, grpo", origin="added")
+FRAMEWORK = Rule(
+    "FT-001b", "framework", "one of trl (ftapp's own recipes: the seed's legacy) or axolotl (the seed's framework_type)", origin="added"
+)
+AXOLOTL_INSTALLED = Rule(
+    "FT-001c",
+    "framework",
+    "axolotl: the axolotl package is importable by ftapp's Python or by the Python FTAPP_AXOLOTL_PYTHON names (its own "
+    "environment: Axolotl pins older transformers, TRL, PEFT and gradio); never replaced by the TRL recipe",
+    origin="added",
+)
 ADAPTER_NAME = Rule("FT-002", "adapter_name", f"{rn.ADAPTER_NAME_RULE} (the rule AD-001 applies) and names no registered adapter")
 OUTPUT_DIR = Rule("FT-003", "output_dir", "when given, an existing writable directory")
 CPU_THREADS = Rule("FT-004", "cpu_threads", "a whole number between 1 and this machine's core count (the seed's num_cpu)", origin="reread")
@@ -47,6 +57,12 @@ QLORA_NEEDS_CUDA = Rule(
     "training_mode",
     "QLoRA needs a bitsandbytes config and a CUDA GPU (the seed's axolotl_config_id cross-check)",
     origin="reread",
+)
+AXOLOTL_CONFIG_REQUIRED = Rule(
+    "FT-012a",
+    "axolotl_config_id",
+    "required when framework is axolotl and given only then (the seed's FT-012); an Axolotl run is SFT in one process",
+    origin="added",
 )
 TRAIN_BASE_MODEL = Rule("FT-013", "base_model_id", "exists in models")
 TRAIN_DATASET = Rule("FT-014", "dataset_id", "exists in datasets")
@@ -86,6 +102,26 @@ STARTING_ADAPTER = Rule(
     "FT-019b",
     "init_adapter_id",
     "DPO/GRPO with LoRA or QLoRA only; the starting adapter exists, has local files and was trained on the same base model",
+    origin="added",
+)
+TRAIN_STRATEGY = Rule(
+    "FT-020",
+    "strategy",
+    "auto, ddp or fsdp2; FSDP2 (the model sharded over the GPUs) needs 2 or more GPUs with one process each, and trains SFT "
+    "only; the preflight chooses for auto and refuses (FT-006) when neither DDP nor FSDP2 fits",
+    origin="added",
+)
+TRAINING_PRESET_NAME = Rule(
+    "TP-001",
+    "name",
+    f"a saved training preset's name: required, unique, {rn.NAME_RULE}; not a shipped config preset's name",
+    origin="added",
+)
+TRAINING_PRESET = Rule(
+    "TP-002",
+    "preset",
+    "names a saved training preset or a shipped config preset; a saved one holds a fine-tuning request of known fields "
+    "(an import may bring any text), and the Train tab loads only one that starts from a shipped config preset",
     origin="added",
 )
 EVAL_COMBINATIONS = Rule("EV-001", "combinations", "non-empty")
@@ -200,6 +236,16 @@ TEMPLATE_SYNTAX = Rule(
 CONFIG_TYPE = Rule("CF-001", "type", "one of the config types")
 CONFIG_JSON = Rule("CF-002", "config", "valid JSON (non-axolotl types)")
 CONFIG_YAML = Rule("CF-003", "config", "valid YAML (axolotl type)")
+AXOLOTL_CONFIG_SAFE = Rule(
+    "CF-003a",
+    "config",
+    "an axolotl config, on save: at most 64 KiB of YAML, nested at most 12 deep, no anchors or aliases, values JSON can "
+    "hold, no key that runs code (trust_remote_code, plugins, reward_funcs, torchdistx_path, use_kernels, a Hub kernel as "
+    "attn_implementation), dataset types of Axolotl's (no dotted module). When a run uses it, again, and: no key that "
+    "reaches outside the run (deepspeed, use_ray, vllm, rl, Hub pushes, trackers such as wandb_*, another model, tokenizer, "
+    "adapter or dataset), no absolute or '..' path, one datasets entry with its type, adapter lora, qlora or none",
+    origin="added",
+)
 CONFIG_DEDUPLICATED = Rule("CF-004", "config", "identical content returns the existing config", severity="INFO")
 CONFIG_FIELDS = Rule(
     "CF-005",
@@ -363,12 +409,21 @@ REFERENCE = Rule(
 VOTE = Rule(
     "CP-009", "winner", "vote: once every output finished, one of the shown labels or 'tie', between at least two outputs", origin="added"
 )
+API_KEY = Rule(
+    "SK-001",
+    "name, key",
+    "a stored API key (an LLM judge's endpoint): a name of a letter, then letters, digits, '_', '.' or '-', at most 64 "
+    "characters; a key of one line of printable ASCII without spaces, 1 to 4,096 characters; delete names a stored key",
+    origin="added",
+)
 
 RULES: dict[str, Rule] = {
     rule.id: rule
     for rule in (
         TRAINING_MODE,
         METHOD,
+        FRAMEWORK,
+        AXOLOTL_INSTALLED,
         ADAPTER_NAME,
         OUTPUT_DIR,
         CPU_THREADS,
@@ -380,6 +435,7 @@ RULES: dict[str, Rule] = {
         DATASET_FRACTION,
         TRAIN_TEST_SPLIT,
         QLORA_NEEDS_CUDA,
+        AXOLOTL_CONFIG_REQUIRED,
         TRAIN_BASE_MODEL,
         TRAIN_DATASET,
         TRAIN_PROMPT,
@@ -391,6 +447,9 @@ RULES: dict[str, Rule] = {
         METHOD_SETTINGS,
         GRPO_GROUPS_FIT_BATCH,
         STARTING_ADAPTER,
+        TRAIN_STRATEGY,
+        TRAINING_PRESET_NAME,
+        TRAINING_PRESET,
         EVAL_COMBINATIONS,
         EVAL_DATASET_REQUIRED,
         EVAL_PROMPT_REQUIRED,
@@ -435,6 +494,7 @@ RULES: dict[str, Rule] = {
         CONFIG_TYPE,
         CONFIG_JSON,
         CONFIG_YAML,
+        AXOLOTL_CONFIG_SAFE,
         CONFIG_DEDUPLICATED,
         CONFIG_FIELDS,
         EXPORT_BASE_MODEL,
@@ -475,5 +535,6 @@ RULES: dict[str, Rule] = {
         RUN_EXISTS,
         REFERENCE,
         VOTE,
+        API_KEY,
     )
 }

@@ -27,3 +27,6 @@ class RunKind(StrEnum):
 LIVE: tuple[RunStatus, ...] = (RunStatus.QUEUED, RunStatus.RUNNING)
 TERMINAL: tuple[RunStatus, ...] = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 RESUMABLE: tuple[RunStatus, ...] = (RunStatus.FAILED, RunStatus.CANCELLED)
+# Workers that wait for requests until stopped (a server) or idle (a compare worker): they train nothing, a stop is
+# how they end, and on a CPU they do not take the one slot of a training run.
+LONG_LIVED: tuple[RunKind, ...] = (RunKind.INFERENCE, RunKind.SERVE)

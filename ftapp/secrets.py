@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ftapp import rules
 from ftapp.demo.policy import host_only
-from ftapp.errors import FtappError, ValidationError
+from ftapp.errors import FtappError, NotFoundError, Problem, ValidationError
 
 if TYPE_CHECKING:
     from ftapp.demo.visitor import Visitor
@@ -124,41 +125,83 @@ def find_secrets(value: Any) -> list[tuple[str, str]]:
 
 
 API_KEY_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+MAX_API_KEY_CHARS = 4096
+_PRINTABLE_LINE = re.compile(r"^[\x21-\x7e]+$")  # what an HTTP Authorization header can carry, no spaces
 
 
 class ApiKeys:
     """Keys of OpenAI-compatible endpoints (an LLM judge's), by name: the environment variable of that name, else
     the 0600 file ``<secrets>/api_keys/<name>``. Like the Hugging Face token, a key is never stored in the database
-    or a spec: the run launcher puts it into the child's environment."""
+    or a spec: the run launcher puts it into the child's environment. Nothing here returns a key except ``value``,
+    which only the launcher and the judge's check call; ``names`` lists names, never values."""
 
     def __init__(self, secrets_dir: Path, visitor: Visitor | None = None):
+        """``visitor``: a demo visitor, who may neither list, store nor delete the host's keys."""
         self.folder, self.visitor = secrets_dir / "api_keys", visitor
 
     def _path(self, name: str) -> Path:
-        if not API_KEY_NAME.match(name or ""):
-            raise FtappError(f"an API key's name is a letter, then letters, digits, '_', '.' or '-', at most 64 (got {name[:80]!r})")
+        if not isinstance(name, str) or not API_KEY_NAME.match(name):
+            shown = name[:80] if isinstance(name, str) else name
+            raise ValidationError(
+                Problem(
+                    rules.API_KEY,
+                    f"an API key's name is a letter, then letters, digits, '_', '.' or '-', at most 64 (got {shown!r})",
+                    "name",
+                )
+            )
         return self.folder / name
+
+    def _refuse_visitor(self, action: str) -> None:
+        if self.visitor:
+            raise ValidationError(host_only(action, "name"))
 
     def value(self, name: str) -> str | None:
         path = self._path(name)
-        if os.environ.get(name):
+        # The Hugging Face token's variables are not judge keys: naming one would send the host's token to any URL.
+        if name not in ENV_NAMES and os.environ.get(name):
             return os.environ[name]
         return (path.read_text(encoding="utf-8").strip() or None) if path.is_file() else None
 
-    def store(self, name: str, key: str) -> None:
-        if self.visitor:
-            raise ValidationError(host_only("storing an API key"))
-        path, key = self._path(name), key.strip()
-        if not key:
-            raise FtappError("the API key is empty")
+    def names(self) -> list[str]:
+        """The names of the stored keys (files of a valid name; a half-written temporary file is none)."""
+        self._refuse_visitor("listing the API keys")
+        if not self.folder.is_dir():
+            return []
+        return sorted(p.name for p in self.folder.iterdir() if p.is_file() and API_KEY_NAME.match(p.name))
+
+    def in_environment(self, name: str) -> bool:
+        """Whether an environment variable of this name overrides the stored key (``value`` prefers it)."""
+        return name not in ENV_NAMES and bool(os.environ.get(name))
+
+    def store(self, name: str, key: str) -> Path:
+        self._refuse_visitor("storing an API key")
+        path, key = self._path(name), (key or "").strip()
+        problem = _key_problem(key)
+        if problem:
+            raise ValidationError(problem)
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        temp = path.with_suffix(".tmp")
+        # A name never starts with '.', so the temporary file can be no other key's.
+        temp = self.folder / f".{name}.tmp"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others, even briefly
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(key)
         os.replace(temp, path)
+        return path
 
-    def clear(self, name: str) -> None:
-        if self.visitor:
-            raise ValidationError(host_only("clearing an API key"))
-        self._path(name).unlink(missing_ok=True)
+    def delete(self, name: str) -> None:
+        self._refuse_visitor("deleting an API key")
+        path = self._path(name)
+        if not path.is_file():
+            raise NotFoundError("stored API key", name, rules.API_KEY)
+        path.unlink()
+
+
+def _key_problem(key: str) -> Problem | None:
+    if not key:
+        return Problem(rules.API_KEY, "the API key is empty: paste the key (it is read, never shown)", "key")
+    if len(key) > MAX_API_KEY_CHARS:
+        return Problem(rules.API_KEY, f"the API key has {len(key):,} characters; at most {MAX_API_KEY_CHARS:,}", "key")
+    if not _PRINTABLE_LINE.match(key):
+        # The value itself stays out of the message: it is a secret even when malformed.
+        return Problem(rules.API_KEY, "the API key must be one line of printable ASCII without spaces", "key")
+    return None

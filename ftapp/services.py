@@ -16,7 +16,8 @@ from ftapp.prompts.service import PromptService
 from ftapp.runs.machine import Machine, detect_machine
 from ftapp.runs.service import RunService
 from ftapp.runs.supervisor import Supervisor
-from ftapp.secrets import HfToken
+from ftapp.runs.training_presets import TrainingPresetService
+from ftapp.secrets import ApiKeys, HfToken
 from ftapp.settings import Settings
 from ftapp.shipping.exports import ExportService
 from ftapp.shipping.serving import ServeService
@@ -36,12 +37,14 @@ class Services:
     database: DatabaseTransfer
     demo: DemoInstaller
     hf_token: HfToken
+    api_keys: ApiKeys  # an LLM judge endpoint's keys, by name
     supervisor: Supervisor
     runs: RunService
     comparisons: ComparisonService
     evaluations: EvaluationService
     exports: ExportService
     serving: ServeService
+    training_presets: TrainingPresetService
     # The public demo's visitor these services act for (``ftapp.visitors``); None: the local app, which sees everything.
     visitor: Visitor | None = None
 
@@ -78,10 +81,12 @@ def open_services(settings: Settings) -> Services:
         database=DatabaseTransfer(db, settings),
         demo=DemoInstaller(settings, models, datasets, prompts),
         hf_token=HfToken(settings.secrets_dir),
+        api_keys=ApiKeys(settings.secrets_dir),
         supervisor=supervisor,
         runs=RunService(settings, db, datasets, supervisor),
         comparisons=ComparisonService(settings, db, datasets, supervisor),
         evaluations=EvaluationService(settings, db, supervisor),
         exports=ExportService(settings, db, supervisor),
         serving=ServeService(settings, db, supervisor),
+        training_presets=TrainingPresetService(settings, db, configs),
     )

@@ -24,7 +24,8 @@ from ftapp.models.service import ModelService
 from ftapp.prompts.configs import ConfigService
 from ftapp.prompts.service import PromptService
 from ftapp.runs.service import RunService
-from ftapp.secrets import HfToken
+from ftapp.runs.training_presets import TrainingPresetService
+from ftapp.secrets import ApiKeys, HfToken
 from ftapp.services import Services
 from ftapp.shipping.exports import ExportService
 from ftapp.shipping.serving import ServeService
@@ -38,6 +39,7 @@ def visitor_services(services: Services, visitor: Visitor) -> Services:
     """``services`` (the host's, or any visitor's: ``db`` is the whole database in both) as ``visitor`` sees them."""
     settings, db, supervisor = services.settings, services.db, services.supervisor
     datasets = DatasetService(settings, db, visitor)
+    configs = ConfigService(db, visitor)
     return Services(
         settings=settings,
         db=db,
@@ -45,16 +47,18 @@ def visitor_services(services: Services, visitor: Visitor) -> Services:
         models=ModelService(settings, db, visitor),
         adapters=AdapterService(settings, db, visitor),
         prompts=PromptService(db, datasets, visitor),
-        configs=ConfigService(db, visitor),
+        configs=configs,
         database=DatabaseTransfer(db, settings, visitor),
         demo=services.demo,
         hf_token=HfToken(settings.secrets_dir, visitor),
+        api_keys=ApiKeys(settings.secrets_dir, visitor),
         supervisor=supervisor,
         runs=RunService(settings, db, datasets, supervisor, visitor),
         comparisons=ComparisonService(settings, db, datasets, supervisor, visitor=visitor),
         evaluations=EvaluationService(settings, db, supervisor, visitor),
         exports=ExportService(settings, db, supervisor, visitor),
         serving=ServeService(settings, db, supervisor, visitor),
+        training_presets=TrainingPresetService(settings, db, configs, visitor),
         visitor=visitor,
     )
 

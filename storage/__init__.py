@@ -19,6 +19,7 @@ from storage.records import (
     ModelRecord,
     PromptRecord,
     RunRecord,
+    TrainingPresetRecord,
 )
 
 __all__ = [
@@ -41,5 +42,6 @@ __all__ = [
     "RunRecord",
     "SnapshotError",
     "StorageError",
+    "TrainingPresetRecord",
     "Transaction",
 ]

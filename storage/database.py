@@ -26,6 +26,7 @@ from storage.records import (
     ModelRecord,
     PromptRecord,
     RunRecord,
+    TrainingPresetRecord,
 )
 from storage.repository import MetricPointRepository, Repository
 from storage.tables import (
@@ -41,6 +42,7 @@ from storage.tables import (
     ModelRow,
     PromptRow,
     RunRow,
+    TrainingPresetRow,
 )
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -112,6 +114,7 @@ class Transaction:
         self.evaluation_scores = Repository(session, EvaluationScoreRow, EvaluationScoreRecord)
         self.evaluation_verdicts = Repository(session, EvaluationVerdictRow, EvaluationVerdictRecord)
         self.comparison_votes = Repository(session, ComparisonVoteRow, ComparisonVoteRecord)
+        self.training_presets = Repository(session, TrainingPresetRow, TrainingPresetRecord, owner)
 
 
 class Database:

@@ -237,5 +237,15 @@ class ComparisonVoteRecord:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class TrainingPresetRecord:
+    id: str
+    name: str
+    config_preset: str | None
+    settings: str
+    created_at: datetime
+    owner: str | None = None
+
+
 def to_record(record_cls: type[R], row: object) -> R:
     return record_cls(**{f.name: getattr(row, f.name) for f in fields(record_cls)})  # type: ignore[arg-type]

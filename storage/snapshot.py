@@ -32,14 +32,15 @@ from storage.tables import (
     ModelRow,
     PromptRow,
     RunRow,
+    TrainingPresetRow,
 )
 from storage.types import UTCDateTime
 
 SNAPSHOT_FORMAT = "ftapp-database"
 # Older revisions whose exports still import: every column added since is nullable (0006: the runs' outcome
-# columns), so their rows come in with NULL there, and a table added since (0007: evaluation_verdicts) comes in
-# empty. An export of any other revision is refused.
-READABLE_REVISIONS = ("0005", "0006")
+# columns), so their rows come in with NULL there, and a table added since (0007: evaluation_verdicts, 0008:
+# training_presets) comes in empty. An export of any other revision is refused.
+READABLE_REVISIONS = ("0005", "0006", "0007")
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec("evaluation_scores", EvaluationScoreRow, (("run_id", "position", "metric"),), {"run_id": "runs"}, False),
     TableSpec("evaluation_verdicts", EvaluationVerdictRow, (("run_id", "position", "row_index"),), {"run_id": "runs"}, False),
     TableSpec("comparison_votes", ComparisonVoteRow, (("id",),), {"model_id": "models"}),
+    TableSpec("training_presets", TrainingPresetRow, (("id",), ("name",)), {}),
 )
 
 

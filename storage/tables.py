@@ -251,3 +251,17 @@ class ComparisonVoteRow(Base):
     blind: Mapped[bool] = mapped_column(Boolean, default=False)
     winner: Mapped[str] = mapped_column(String(200))  # a candidate's label, or "tie"
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+
+
+class TrainingPresetRow(Base):
+    """A Train form saved under a name: the fine-tuning request it builds, without the adapter's name (JSON)."""
+
+    __tablename__ = "training_presets"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    # The shipped config preset the request's configs come from (None: configs chosen by id on the command line).
+    config_preset: Mapped[str | None] = mapped_column(String(200))
+    settings: Mapped[str] = mapped_column(Text, default="{}")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utc_now)
+    # The visitor of a public demo who made the row; NULL: the host's, visible to everyone.
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)

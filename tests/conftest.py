@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -120,3 +121,16 @@ def smollm2(tmp_path_factory) -> RealModel:
         return RealModel(gguf_file, record, time.monotonic() - started)
     finally:
         opened.close()
+
+
+@pytest.fixture
+def stand_in_axolotl_python(tmp_path: Path) -> Path:
+    """An interpreter that has a package named ``axolotl`` (empty): this Python with it on its path, for the checks
+    and the hand-over that only look the package up. Runs that train need the real one (``FTAPP_AXOLOTL_PYTHON``)."""
+    site = tmp_path / "stand-in-site"
+    (site / "axolotl").mkdir(parents=True)
+    (site / "axolotl" / "__init__.py").write_text("")
+    python = tmp_path / "stand-in-python"
+    python.write_text(f'#!/bin/sh\nPYTHONPATH="{site}${{PYTHONPATH:+:$PYTHONPATH}}" exec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    return python

@@ -129,6 +129,9 @@ def test_the_app_serves_its_page(tmp_path: Path, record_property) -> None:
         print(f"launch.py served / after {startup_s:.1f} s")
         assert status == 200, log_path.read_text(encoding="utf-8")
         assert "ftapp" in page
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/config", timeout=5) as response:
+            config = json.loads(response.read())
+        assert config["run_history"] is False  # no browser-side copy of calls' inputs (tokens, API keys)
         assert (home / "ftapp.db").is_file()
         assert not (home / "models" / "demo-tiny-llama.build.log").exists()  # --no-demo
     finally:

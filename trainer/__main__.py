@@ -2,7 +2,7 @@
 
 Result verbs (``demo``, ``import-gguf``) print progress however they like but end with ONE line of JSON on stdout,
 which the caller parses; failures go to stderr with exit status 1 (2 for a malformed command line).
-Run verbs (``sft``, ``dpo``, ``grpo``, ``evaluate``, ``infer``, ``export``, ``serve`` SPEC_JSON) follow the run contract instead: events in
+Run verbs (``sft``, ``dpo``, ``grpo``, ``axolotl``, ``evaluate``, ``infer``, ``export``, ``serve`` SPEC_JSON) follow the run contract instead: events in
 ``<run_dir>/events.jsonl`` and the exit statuses documented in ``trainer.run_process``.
 ``python -m trainer standby`` imports everything first and then becomes the run the supervisor hands
 it (``trainer.standby``).
@@ -16,6 +16,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
+
+from trainer.library_noise import quiet_library_noise
 
 
 def _demo(out_dir: str) -> str:
@@ -46,6 +48,12 @@ def _grpo(spec_path: str) -> NoReturn:
     from trainer.recipes.grpo_process import main as run_grpo_process
 
     run_grpo_process(spec_path)
+
+
+def _axolotl(spec_path: str) -> NoReturn:
+    from trainer.recipes.axolotl_process import main as run_axolotl_process
+
+    run_axolotl_process(spec_path)
 
 
 def _evaluate(spec_path: str) -> NoReturn:
@@ -80,6 +88,7 @@ RUN_VERBS: dict[str, Callable[[str], NoReturn]] = {
     "sft": _sft,
     "dpo": _dpo,
     "grpo": _grpo,
+    "axolotl": _axolotl,
     "evaluate": _evaluate,
     "infer": _infer,
     "export": _export,
@@ -88,6 +97,7 @@ RUN_VERBS: dict[str, Callable[[str], NoReturn]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_library_noise()  # before any verb imports the libraries that print it
     args = sys.argv[1:] if argv is None else argv
     if args == ["standby"]:
         from trainer.standby import main as wait_for_a_run

@@ -26,7 +26,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from trainer.protocol import CONTEXT_BYTES, ModelSource, TrainSpec
+from trainer.protocol import CONTEXT_BYTES, FSDP2, ModelSource, TrainSpec
 from trainer.training_arguments import VARLEN_ATTENTION, DeviceCaps, ModelShape, ResolvedTraining
 from trainer.varlen_attention import is_available as varlen_available
 from trainer.varlen_attention import register as register_varlen_attention
@@ -117,14 +117,23 @@ def load_model(spec: TrainSpec, resolved: ResolvedTraining, device: DeviceCaps) 
     if spec.training_mode not in ("lora", "qlora", "full"):
         raise ValueError(f"spec.training_mode must be lora, qlora or full, got {spec.training_mode!r}")
     kwargs: dict[str, Any] = {"dtype": getattr(torch, resolved.dtype), "revision": spec.model.revision}
-    if device.kind == "cuda":
-        kwargs["device_map"] = {"": local_rank()}  # one whole copy per process; quantised weights load in place
+    sharded = spec.strategy == FSDP2
+    if device.kind == "cuda" and (not sharded or spec.training_mode == "qlora"):
+        # One whole copy per process; quantised weights load in place (bitsandbytes quantizes on the GPU, so QLoRA
+        # under FSDP2 loads whole too and is sharded after). Other FSDP2 runs load in host memory, on rank 0 only,
+        # and accelerate moves each rank's slice to its GPU.
+        kwargs["device_map"] = {"": local_rank()}
     if resolved.attn_implementation == VARLEN_ATTENTION:
         register_varlen_attention()
     if resolved.attn_implementation:
         kwargs["attn_implementation"] = resolved.attn_implementation
     if spec.training_mode == "qlora":  # trainer.recipes.sft_process refused QLoRA on CPU already
-        kwargs["quantization_config"] = quantization_config(spec.bitsandbytes or {})
+        settings = dict(spec.bitsandbytes or {})
+        if sharded:
+            # FSDP2 shards floating-point tensors only: 4-bit weights packed in the compute dtype shard like the rest
+            # (accelerate leaves uint8-packed ones whole on every GPU).
+            settings["bnb_4bit_quant_storage"] = settings.get("bnb_4bit_compute_dtype") or resolved.dtype
+        kwargs["quantization_config"] = quantization_config(settings)
     model = AutoModelForCausalLM.from_pretrained(spec.model.source, **kwargs)
     if spec.training_mode == "full":
         return model, None

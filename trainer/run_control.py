@@ -5,11 +5,15 @@
 would at the start of optimizer step N, so the failure path (``failed`` event, exit status 1, the
 "out of GPU memory" diagnosis) can be exercised on a machine without a GPU; ``cuda_oom_once_at_step=N`` raises
 it once only, as a long batch late in an epoch does, so the recovery (``trainer.oom_recovery``) can be. ``ignore_sigterm``
-(``trainer.cancellation``) makes it a trainer that a cancel's SIGTERM does not stop.
+(``trainer.cancellation``) makes it a trainer that a cancel's SIGTERM does not stop. ``sigkill_rank_at_step=R:N``: rank R
+of a multi-process run kills itself with SIGKILL at the start of step N, as the kernel's out-of-memory killer would, so
+that a rank dying under the others can be tested.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,6 +54,15 @@ class OutOfMemoryAtStep(TrainerCallback):
             raise torch.OutOfMemoryError(OOM_MESSAGE)
 
 
+class KilledAtStep(TrainerCallback):
+    def __init__(self, rank: int, step: int):
+        self.rank, self.step = rank, step
+
+    def on_step_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        if state.global_step + 1 == self.step and args.process_index == self.rank:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
 def injected_faults(environ: Mapping[str, str]) -> list[TrainerCallback]:
     """The fault callbacks ``FTAPP_TRAINER_FAULT`` asks for; a value we do not know is an error, not a no-op."""
     value = environ.get(FAULT_ENV, "").strip()
@@ -58,7 +71,10 @@ def injected_faults(environ: Mapping[str, str]) -> list[TrainerCallback]:
     name, _, argument = value.partition("=")
     if name in ("cuda_oom_at_step", "cuda_oom_once_at_step") and argument.isdigit() and int(argument) >= 1:
         return [OutOfMemoryAtStep(int(argument), once=name == "cuda_oom_once_at_step")]
+    rank, _, step = argument.partition(":")
+    if name == "sigkill_rank_at_step" and rank.isdigit() and step.isdigit() and int(step) >= 1:
+        return [KilledAtStep(int(rank), int(step))]
     raise ValueError(
         f"{FAULT_ENV}={value!r} is not a known fault; expected cuda_oom_at_step=N or cuda_oom_once_at_step=N "
-        f"with N >= 1, or {IGNORE_SIGTERM}"
+        f"with N >= 1, sigkill_rank_at_step=R:N, or {IGNORE_SIGTERM}"
     )

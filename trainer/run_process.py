@@ -24,7 +24,8 @@ S = TypeVar("S")
 
 
 class SilentEvents:
-    """Events of non-main processes of a multi-GPU run: rank 0 alone reports, or every line would repeat."""
+    """Events of non-main processes of a multi-GPU run: rank 0 alone reports, or every line would repeat (a rank's
+    ``failed`` is the exception: ``run`` writes it)."""
 
     def emit(self, kind: str, /, **data: Any) -> None:
         return None
@@ -74,15 +75,22 @@ def run(
     except Exception as exc:  # no spec, no events path: stderr is all there is
         print(f"{verb} failed: cannot read the spec {spec_path}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    main_process = os.environ.get("RANK", "0") == "0"
-    events = EventWriter(spec.events_path, stdout=sys.stdout) if main_process else SilentEvents()  # type: ignore[attr-defined]
+    rank, world = os.environ.get("RANK", "0"), os.environ.get("WORLD_SIZE", "1")
+    events = EventWriter(spec.events_path, stdout=sys.stdout) if rank == "0" else SilentEvents()  # type: ignore[attr-defined]
     try:
         check(spec)
         return 0 if body(spec, events, cancellation) else EXIT_CANCELLED
     except BaseException as exc:  # the process ends here either way; the supervisor needs to know why
         traceback.print_exc()
         message = (str(exc) or type(exc).__name__)[:MAX_MESSAGE_CHARS]
-        events.emit(FAILED, error_type=type(exc).__name__, message=message)
+        if world != "1":
+            # Every rank says why it failed, named: the first failure is the run's cause (the supervisor keeps the
+            # first ``failed``), the others' errors are mostly about losing it.
+            message = f"rank {rank} of {world}: {message}"
+        report = events if rank == "0" else EventWriter(spec.events_path)  # type: ignore[attr-defined]
+        report.emit(FAILED, error_type=type(exc).__name__, message=message)
+        if report is not events:
+            report.close()
         return 1
     finally:
         events.close()

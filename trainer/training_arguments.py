@@ -122,6 +122,7 @@ class MethodLoad:
     prompt_tokens: int | None = None  # GRPO: the longest prompt
     completion_tokens: int = 0  # GRPO: max_completion_length
     beta: float = 0.0  # DPO/GRPO: a KL term needs a reference model
+    shards: int = 1  # FSDP2: the ranks the weights and trained state are split over (trainer.protocol.parallelism)
 
 
 @dataclass(frozen=True)
@@ -203,9 +204,12 @@ def resolve_training(
     # Trainer's torch_compile compiles the whole model (minutes, and a recompile per batch shape);
     # ftapp compiles each decoder layer instead (model_loading.compile_blocks), once for all layers.
     config["torch_compile"] = False
-    compile_blocks = bool(settings.get("torch_compile")) and device.kind == "cuda"
+    compile_blocks = bool(settings.get("torch_compile")) and device.kind == "cuda" and load.shards == 1
     if settings.get("torch_compile") and device.kind != "cuda":
         notes.append("torch_compile off on CPU: compiling costs minutes and needs a C++ toolchain")
+    elif settings.get("torch_compile") and load.shards > 1:
+        # FSDP2 gathers each layer's weights in hooks around its forward; compiled layers would have to trace them.
+        notes.append("torch_compile off under FSDP2: the layers' all-gather hooks stay outside compiled code")
     attn = _batching(settings, device, config, notes, training_mode)
     plan = _fit_memory(settings, device, training_mode, config, model, load, notes)
 
@@ -278,8 +282,9 @@ def _fit_memory(
         prompt_tokens=load.prompt_tokens,
         completion_tokens=load.completion_tokens,
         beta=load.beta,
+        shards=load.shards,
     )
-    levers = method_levers(load.method, training_mode, wanted, bitsandbytes=device.bitsandbytes)
+    levers = method_levers(load.method, training_mode, wanted, bitsandbytes=device.bitsandbytes, sharded=load.shards > 1)
     plan = plan_fit(model, work, device.memory_free_bytes, levers)
     if not plan.fits:
         config["activation_checkpointing"] = bool(levers.checkpointing)

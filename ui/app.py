@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gradio as gr
 
 from ftapp.demo import DemoCaps
 from ftapp.services import Services
 from ftapp.visitors import demo_services
 from ui import adapters, compare, configs, datasets, evaluate, export, home, models, prompts, runs, serve, settings, train
+from ui.page_address import KEEP_SHOWN_TAB, RESTORED, restore_tab, tab_elem_id
+from ui.wiring import PRIVATE
 
 
 def demo_notice(caps: DemoCaps) -> str:
@@ -30,7 +34,7 @@ def build_app(services: Services) -> gr.Blocks:
         gr.Markdown("## ftapp — fine-tuning studio")
         if demo:
             gr.Markdown(demo_notice(services.visitor.caps), elem_id="demo-notice")  # type: ignore[union-attr]
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             home.render(services)
             datasets.render(services)
             models.render(services)
@@ -44,4 +48,19 @@ def build_app(services: Services) -> gr.Blocks:
             export.render(services)
             serve.render(services)
             settings.render(services)
+        keep_tab_in_address(app, tabs)
     return app
+
+
+def keep_tab_in_address(app: gr.Blocks, tabs: gr.Tabs) -> None:
+    """Selecting a tab writes it into the address; loading the page selects the tab the address names."""
+    tab_ids = [child.id for child in tabs.children if isinstance(child, gr.Tab)]
+    for child in tabs.children:
+        if isinstance(child, gr.Tab):
+            child.elem_id = tab_elem_id(child.id)
+            child.select(None, js=KEEP_SHOWN_TAB)
+
+    def reopen_tab() -> Any:  # the tab bar's update, or gr.skip()
+        return restore_tab(tab_ids)
+
+    app.load(reopen_tab, outputs=tabs, js=RESTORED, show_progress="hidden", api_visibility=PRIVATE)

@@ -19,6 +19,7 @@ from ftapp.services import Services
 from ui.choices import Picker
 from ui.compare_text import status_text, vote_text, worker_text
 from ui.errors import error_message, shows_errors
+from ui.stop_buttons import stop_button
 from ui.wiring import PRIVATE, bind
 
 MAX_OUTPUTS = MAX_ADAPTERS + 1  # the adapters and the base model
@@ -51,7 +52,7 @@ def show_choices(
         gr.Dropdown(choices=models, value=model_id),
         adapter_choices(services, model_id, adapter_ids),
         gr.Dropdown(choices=datasets, value=dataset_id),
-        template_choices(services, dataset_id, None),
+        template_choices(services, dataset_id),
         worker_status(services, model_id),
     )
 
@@ -70,9 +71,11 @@ def pick_model(services: Services, model_id: str | None) -> tuple[gr.Dropdown, s
 
 
 @shows_errors
-def template_choices(services: Services, dataset_id: str | None, prompt_id: str | None) -> gr.Dropdown:
+def template_choices(services: Services, dataset_id: str | None) -> gr.Dropdown:
+    """The dataset's prompts, the first chosen: choices and value together, so the page never holds a prompt of
+    another dataset (a template belongs to one dataset: none of the previous one's can be kept)."""
     choices = [(p.name, p.id) for p in services.prompts.list(dataset_id)] if dataset_id else []
-    return gr.Dropdown(choices=choices, value=_keep(choices, prompt_id))
+    return gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)
 
 
 @shows_errors
@@ -85,6 +88,12 @@ def sample_row(services: Services, dataset_id: str | None, prompt_id: str | None
 def worker_status(services: Services, model_id: str | None) -> str:
     worker = services.comparisons.worker(model_id) if model_id else None
     return worker_text(worker, _model_name(services, model_id))
+
+
+def worker_panel(services: Services, model_id: str | None) -> tuple[str, gr.Button]:
+    """The worker line, and the stop button live only while there is a worker to stop."""
+    worker = services.comparisons.worker(model_id) if model_id else None
+    return worker_text(worker, _model_name(services, model_id)), stop_button(worker is not None)
 
 
 @shows_errors
@@ -290,7 +299,9 @@ def render(services: Services) -> None:
             vote_result = gr.Markdown(elem_id="compare-vote-result")
         with gr.Row(equal_height=True):
             worker = gr.Markdown(elem_id="compare-worker")
-            stop = gr.Button("Stop worker", variant="stop", size="sm", elem_id="compare-stop-worker", scale=0, min_width=150)
+            stop = gr.Button(
+                "Stop worker", variant="secondary", size="sm", interactive=False, elem_id="compare-stop-worker", scale=0, min_width=150
+            )
             stop_result = gr.Markdown(elem_id="compare-stop-result")
         shown = gr.State(None)  # the last snapshot: what a vote is about (kept on the server, never in the page)
         timer = gr.Timer(WORKER_POLL_S)
@@ -307,7 +318,9 @@ def render(services: Services) -> None:
     )
     tab.select(bind(show_choices, services), [model, dataset, adapters], choices, show_progress="hidden", api_visibility=PRIVATE)
     model.input(bind(pick_model, services), model, [adapters, worker], show_progress="hidden", api_visibility=PRIVATE)
-    dataset.input(bind(template_choices, services), [dataset, template], template, show_progress="hidden", api_visibility=PRIVATE)
+    # The dataset alone goes in: the template's value is the previous dataset's, and a picker fires input twice
+    # (choice, then blur), so the second event would carry it after the first reply replaced the choices.
+    dataset.input(bind(template_choices, services), dataset, template, show_progress="hidden", api_visibility=PRIVATE)
     sample.click(bind(sample_row, services), [dataset, template, row], prompt, api_name="sample_row")
     settings = [max_new_tokens, do_sample, temperature, top_p, top_k, repetition_penalty, seed]
     generate_button.click(
@@ -316,10 +329,12 @@ def render(services: Services) -> None:
         [shown, status, vote_result, vote_row, *columns, *boxes, *votes, tie],
         show_progress="minimal",
         api_name="generate_answers",
-    ).then(bind(worker_status, services), model, worker, show_progress="hidden", api_visibility=PRIVATE)
+    ).then(bind(worker_panel, services), model, [worker, stop], show_progress="hidden", api_visibility=PRIVATE)
     vote_outputs = [vote_result, *boxes, *votes, tie]
     for index, button in enumerate(votes):
         button.click(_vote_handler(services, index), shown, vote_outputs, api_name=f"vote_{index}")
     tie.click(_vote_handler(services, None), shown, vote_outputs, api_name="vote_tie")
-    stop.click(bind(stop_worker, services), model, [stop_result, worker], api_name="stop_worker")
-    timer.tick(bind(worker_status, services), model, worker, show_progress="hidden", concurrency_limit=None, api_visibility=PRIVATE)
+    stop.click(bind(stop_worker, services), model, [stop_result, worker], api_name="stop_worker").then(
+        bind(worker_panel, services), model, [worker, stop], show_progress="hidden", api_visibility=PRIVATE
+    )
+    timer.tick(bind(worker_panel, services), model, [worker, stop], show_progress="hidden", concurrency_limit=None, api_visibility=PRIVATE)

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import gradio as gr
 import pandas as pd
 
-from ftapp.datasets import AddDatasetRequest
+from ftapp.datasets import FILE_TYPES, AddDatasetRequest, accepted_files, type_label
 from ftapp.services import Services
 from ui.choices import Picker
 from ui.errors import shows_errors
@@ -16,7 +16,6 @@ from ui.tables import clicked_id, frame
 from ui.wiring import PRIVATE, bind, check_removal, on_show, picker
 
 PAGE_SIZE = 10
-FILE_TYPES = [".csv", ".json", ".jsonl", ".parquet"]
 LIST_COLUMNS = ["name", "format", "rows", "type", "source", "added", "id"]
 # Without widths, an empty column shrinks until its header wraps one letter per line.
 COLUMN_WIDTHS = ["17%", "8%", "6%", "12%", "26%", "11%", "20%"]
@@ -45,7 +44,7 @@ def list_datasets(services: Services, selected: str | None = None) -> tuple[pd.D
             "name": r.name,
             "format": r.format,
             "rows": r.num_rows,
-            "type": r.type,
+            "type": type_label(r.type),
             "source": source_label(r),
             "added": r.created_at,
             "id": r.id,
@@ -68,9 +67,12 @@ def _imported(services: Services, request: AddDatasetRequest) -> tuple[str, str]
 @shows_errors
 def import_upload(services: Services, upload: str | None, name: str, description: str) -> tuple[str, str]:
     """Import an uploaded CSV, JSON, JSONL or Parquet file (copied into the home)."""
-    # An absent upload still goes to the service, so the user sees its DS-003 message.
+    # An absent upload (the picker refused the file, or none was chosen) still goes to the service, which asks for one (DS-003).
     origin = f"upload: {Path(upload).name}" if upload else None
-    return _imported(services, AddDatasetRequest(name=name.strip(), location=upload or None, description=description, origin=origin))
+    return _imported(
+        services,
+        AddDatasetRequest(name=name.strip(), location=upload or None, description=description, origin=origin, from_upload=True),
+    )
 
 
 @shows_errors
@@ -188,8 +190,8 @@ def render(services: Services) -> None:
                 description = gr.Textbox(label="Description")
             with gr.Tabs():
                 with gr.Tab("Upload a file", id="dataset-upload"):
-                    upload = gr.File(label="CSV, JSON, JSONL or Parquet", file_types=FILE_TYPES, height=150)
-                    upload_button = gr.Button("Import the upload", variant="primary")
+                    upload = gr.File(label=accepted_files(), file_types=list(FILE_TYPES), height=150, elem_id="dataset-upload-file")
+                    upload_button = gr.Button("Import the upload", variant="primary", elem_id="dataset-upload-import")
                 # The public demo takes uploads only (its services refuse paths and Hub ids anyway).
                 with gr.Tab("Local path", id="dataset-path", visible=not services.settings.demo):
                     path = gr.Textbox(label="File or Hugging Face dataset directory on this machine", placeholder="/data/train.jsonl")
@@ -200,9 +202,14 @@ def render(services: Services) -> None:
                         hf_config = gr.Textbox(label="Config", placeholder="default")
                         hf_split = gr.Textbox(label="Split", value="train")
                     hub_button = gr.Button("Import from the Hub", variant="primary")
-            import_status = gr.Markdown()
+            import_status = gr.Markdown(elem_id="dataset-import-status")
         table = gr.Dataframe(
-            label="Datasets (click a row to preview it)", interactive=False, wrap=True, max_height=320, column_widths=COLUMN_WIDTHS
+            label="Datasets (click a row to preview it)",
+            interactive=False,
+            wrap=True,
+            max_height=320,
+            column_widths=COLUMN_WIDTHS,
+            elem_id="datasets-table",
         )
         chosen = Picker(label="Dataset", choices=[], value=None)
         details = gr.Markdown()

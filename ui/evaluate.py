@@ -135,12 +135,12 @@ def evaluation_request(
         gpus=devices or "auto",
         generation={"max_new_tokens": int(max_new_tokens)},
         dataset_fraction=float(fraction),
-        max_rows=int(max_rows) if max_rows else None,
+        max_rows=int(max_rows) if max_rows else None,  # 0 (or cleared): all rows, as the label says; below 0 EV-010 refuses
         batch_size=int(batch_size),
         rewards=rewards_from_table(rewards) or None,  # none ticked: the adapters' GRPO rewards
         benchmarks=parse_task_names(benchmarks or ""),
         benchmark_dir=(benchmark_dir or "").strip() or None,
-        benchmark_limit=int(benchmark_limit) if benchmark_limit else None,
+        benchmark_limit=int(benchmark_limit) if benchmark_limit else None,  # 0 (or cleared): every document
         judge=judge,
     )
 
@@ -204,7 +204,18 @@ def poll_evaluation(services: Services, run_id: str | None, shown: Drawn | None,
     return (*show_evaluation(services, run_id, only_disagreements), pick)
 
 
+@shows_errors
+def store_api_key(services: Services, name: str | None, key: str | None) -> tuple[str, str]:
+    """Store a judge endpoint's API key under ``name`` (the secrets store, 0600); the key box is emptied and the key
+    is never shown again. Outputs: the note, the key box."""
+    name = (name or "").strip()
+    services.api_keys.store(name, key or "")
+    return f"Stored the API key **{name}** on this machine. Stored keys: {', '.join(services.api_keys.names())}.", ""
+
+
 def render(services: Services) -> None:
+    caps = services.visitor.caps if services.visitor else None
+    all_rows = f"{caps.max_eval_rows}, the demo's most" if caps else "all"
     with gr.Tab("Evaluate", id="evaluate") as tab:
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
@@ -225,7 +236,8 @@ def render(services: Services) -> None:
                     fraction = gr.Slider(
                         0.01, 1.0, value=1.0, step=0.01, label="Fraction of rows (when no held-out split applies)", elem_id="eval-fraction"
                     )
-                    max_rows = gr.Number(label="At most this many rows (empty: all)", value=None, precision=0, elem_id="eval-max-rows")
+                    # 0, not empty, means all: gradio's number field shows an empty value as 0 whatever its placeholder.
+                    max_rows = gr.Number(label=f"At most this many rows (0: {all_rows})", value=0, precision=0, elem_id="eval-max-rows")
                     max_new_tokens = gr.Number(
                         label="Max new tokens",
                         value=32,
@@ -261,7 +273,7 @@ def render(services: Services) -> None:
                     benchmarks = gr.Textbox(label="lm-eval tasks", placeholder="mmlu, gsm8k, arc_easy", elem_id="eval-benchmarks")
                     benchmark_dir = gr.Textbox(label="Local task folder (lm-eval YAML; empty: none)", elem_id="eval-benchmark-dir")
                     benchmark_limit = gr.Number(
-                        label="At most this many documents per task (empty: all)", value=None, precision=0, elem_id="eval-benchmark-limit"
+                        label="At most this many documents per task (0: all)", value=0, precision=0, elem_id="eval-benchmark-limit"
                     )
                 with gr.Accordion("LLM judge", open=False):
                     gr.Markdown(JUDGE_HELP)
@@ -272,6 +284,16 @@ def render(services: Services) -> None:
                         )
                         judge_api_model = gr.Textbox(label="Endpoint's model name", elem_id="eval-judge-api-model")
                         judge_key = gr.Textbox(label="API key name (secrets store or environment)", elem_id="eval-judge-key")
+                    # The host's keys are no visitor's to set (DM-007): the demo has no URL judge either.
+                    with gr.Row(equal_height=True, visible=not services.settings.demo):
+                        judge_key_value = gr.Textbox(
+                            label="Store a key under that name (kept 0600 on this machine, never shown again; or `ftapp secrets set NAME`)",
+                            type="password",
+                            elem_id="eval-judge-key-value",
+                            scale=4,
+                        )
+                        store_key = gr.Button("Store the key", elem_id="eval-judge-key-store", scale=1, min_width=140)
+                    key_status = gr.Markdown(elem_id="eval-judge-key-status")
                     judge_rubric = gr.Textbox(
                         label="Rubric: {input}, {reference}, {answer_a}, {answer_b}",
                         value=DEFAULT_RUBRIC,
@@ -329,6 +351,9 @@ def render(services: Services) -> None:
         outputs=[started, pick],
         api_name="start_evaluation",
     )
+    # Private: no API endpoint, and out of gradio's run history in the browser, which keeps public events' inputs (a key
+    # typed here would be stored there). A harness stores keys with `ftapp secrets set`; no reply holds a key.
+    store_key.click(bind(store_api_key, services), [judge_key, judge_key_value], [key_status, judge_key_value], api_visibility=PRIVATE)
     pick.change(bind(show_evaluation, services), [pick, only_disagreements], view, show_progress="hidden", api_name="show_evaluation")
     only_disagreements.change(
         bind(show_evaluation, services), [pick, only_disagreements], view, show_progress="hidden", api_visibility=PRIVATE

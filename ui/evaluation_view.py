@@ -47,6 +47,8 @@ GOOD, BAD, NEUTRAL = "#e6f4ea", "#fde8e8", "transparent"
 TABLE = "border-collapse:collapse;width:100%;font-size:0.9em"
 SCROLL = "overflow-x:auto;max-width:100%"
 CELL = "border:1px solid #ddd;padding:4px 6px;vertical-align:top;text-align:left"
+# User text: a long unbroken word (a URL, code, an id) wraps in its cell instead of widening the table past the page.
+TEXT = "white-space:pre-wrap;overflow-wrap:anywhere"
 
 
 def _clip(text: str) -> str:
@@ -68,23 +70,31 @@ def _delta(metric: str, delta: float | None) -> str:
 
 
 def aggregate_html(results: EvaluationResults) -> str:
+    """One row per metric, one column per combination: a few combinations fit the page side by side, where dozens of
+    metrics as columns ran past its edge."""
     names = results.metric_names()
     metrics = [m for m in LEADING if m in names] + [m for m in names if m not in LEADING]
     if not metrics:
         return "<p>No answers yet.</p>"
-    head = "".join(f"<th style='{CELL}'{_title(m)}>{escape(m)}</th>" for m in ["#", "combination", *metrics])
-    body = []
+    heads = [f"<th style='{CELL}'>metric</th>"]
     for combo in results.combinations:
         state = "" if combo.final else " <em style='color:#888'>(so far)</em>"
-        cells = [str(combo.position), escape(combo.label) + (" <b>baseline</b>" if combo.position == 1 else "") + state]
-        cells += [(_number(combo.metrics[m]) + _delta(m, combo.deltas.get(m))) if m in combo.metrics else "" for m in metrics]
-        body.append("<tr>" + "".join(f"<td style='{CELL}'>{c}</td>" for c in cells) + "</tr>")
+        baseline = " <b>baseline</b>" if combo.position == 1 else ""
+        heads.append(f"<th style='{CELL}'>#{combo.position} {escape(combo.label)}{baseline}{state}</th>")
+    body = []
+    for m in metrics:
+        cells = [f"<th style='{CELL};font-weight:normal'{_title(m)}>{escape(m)}</th>"]
+        cells += [
+            f"<td style='{CELL}'>{_number(c.metrics[m]) + _delta(m, c.deltas.get(m)) if m in c.metrics else ''}</td>"
+            for c in results.combinations
+        ]
+        body.append("<tr>" + "".join(cells) + "</tr>")
     note = (
         "<p style='font-size:0.85em;color:#666'>Deltas are against #1 (green: better). Lower is better for "
         f"{', '.join(sorted(LOWER_IS_BETTER))} and lm-eval's perplexities and bits per byte. Rows: {escape(results.rows_from)}.{_method_note(metrics)} "
-        "Hover a column name for what it measures.</p>"
+        "Hover a metric's name for what it measures.</p>"
     )
-    return f"<div style='{SCROLL}'><table style='{TABLE}' id='eval-aggregate-table'><tr>{head}</tr>{''.join(body)}</table></div>{note}"
+    return f"<div style='{SCROLL}'><table style='{TABLE}' id='eval-aggregate-table'><tr>{''.join(heads)}</tr>{''.join(body)}</table></div>{note}"
 
 
 def _title(metric: str) -> str:
@@ -117,10 +127,10 @@ def _right(row: AnswerRow, position: int) -> bool:
 
 def _reference_cell(row: AnswerRow) -> str:
     if row.pair is None:
-        return f"<td style='{CELL};white-space:pre-wrap'>{_clip(row.reference)}</td>"
+        return f"<td style='{CELL};{TEXT}'>{_clip(row.reference)}</td>"
     chosen, rejected = row.pair
     return (
-        f"<td style='{CELL};white-space:pre-wrap'><div style='background:{GOOD}'><b>chosen</b>\n{_clip(chosen)}</div>"
+        f"<td style='{CELL};{TEXT}'><div style='background:{GOOD}'><b>chosen</b>\n{_clip(chosen)}</div>"
         f"<div style='background:{BAD};margin-top:4px'><b>rejected</b>\n{_clip(rejected)}</div></td>"
     )
 
@@ -143,7 +153,7 @@ def rows_html(results: EvaluationResults, only_disagreements: bool = False, limi
         baseline = _verdict(row, 1) if 1 in row.outputs else None
         cells = [
             f"<td style='{CELL}'>{row.row_index}</td>",
-            f"<td style='{CELL};white-space:pre-wrap'>{_clip(row.input)}</td>",
+            f"<td style='{CELL};{TEXT}'>{_clip(row.input)}</td>",
             _reference_cell(row),
         ]
         for position in positions:
@@ -153,9 +163,7 @@ def rows_html(results: EvaluationResults, only_disagreements: bool = False, limi
             output = row.outputs[position]
             colour = GOOD if _right(row, position) else BAD
             border = ";outline:2px solid #444" if position != 1 and baseline is not None and _verdict(row, position) != baseline else ""
-            cells.append(
-                f"<td style='{CELL};background:{colour};white-space:pre-wrap{border}'>{_clip(output)}{_judged(row, position)}</td>"
-            )
+            cells.append(f"<td style='{CELL};background:{colour};{TEXT}{border}'>{_clip(output)}{_judged(row, position)}</td>")
         body.append("<tr class='eval-row'>" + "".join(cells) + "</tr>")
     more = f"<p style='font-size:0.85em;color:#666'>Showing {min(limit, len(rows))} of {len(rows)} rows.</p>"
     return f"<div style='{SCROLL}'><table style='{TABLE}' id='eval-rows-table'><tr>{head}</tr>{''.join(body)}</table></div>{more}"

@@ -156,19 +156,26 @@ def result_markdown(result: ExportResult) -> str:
 
 
 def gguf_markdown(result: ExportResult) -> list[str]:
+    """The numbers per type in a narrow table; each file's path and Ollama command below it, where a long path wraps
+    (as table cells they pushed the table past the page's edge)."""
     lines = [
         f"Each GGUF file, reloaded with transformers ({result.dtype}), against base + adapter on the fixed prompts "
         "(tokens: teacher-forced agreement; answers: free-running greedy, token for token):",
         "",
-        "| type | | size | tokens | answers | max logit diff | file | Ollama |",
-        "|---|---|---|---|---|---|---|---|",
+        "| type | | size | tokens | answers | max logit diff |",
+        "|---|---|---|---|---|---|",
     ]
     for f in result.gguf:
         lines.append(
             f"| {f.type} | {'✅' if f.verified else '❌'} | {f.size_bytes / 1e6:,.0f} MB | {f.tokens_agreed}/{f.tokens} | "
-            f"{f.prompts_matched}/{f.prompts} | {f.max_logit_diff:.3g} | `{html.escape(f.path)}` | "
-            f"`{html.escape(f.ollama_command)}` ({html.escape(f.ollama_note)}) |"
+            f"{f.prompts_matched}/{f.prompts} | {f.max_logit_diff:.3g} |"
         )
+    lines.append("")
+    for f in result.gguf:
+        lines += [
+            f"- **{f.type}**: `{html.escape(f.path)}`  ",
+            f"  Ollama: `{html.escape(f.ollama_command)}` ({html.escape(f.ollama_note)})",
+        ]
     return lines
 
 
@@ -259,6 +266,8 @@ def render(services: Services) -> None:
                 status = gr.Markdown(NOTHING_CHOSEN, elem_id="export-status")
                 checks = gr.Dataframe(
                     headers=["prompt", "same tokens", "base + adapter", "exported", "max logit diff", "why"],
+                    # Without widths the first column took the table's width and pushed the others out of sight.
+                    column_widths=["28%", "9%", "22%", "22%", "9%", "10%"],
                     value=[],
                     visible=False,
                     wrap=True,

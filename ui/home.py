@@ -8,10 +8,10 @@ from typing import Any
 import gradio as gr
 
 from ftapp.demo_kit import REAL_MODEL_HINT
-from ftapp.run_vocabulary import RunStatus
+from ftapp.run_vocabulary import LONG_LIVED, RunKind, RunStatus
 from ftapp.services import Services
 from ui.errors import shows_errors
-from ui.run_text import duration, local_time, progress_bar, progress_fraction, progress_text, status_label
+from ui.run_text import duration, elapsed_s, local_time, progress_bar, progress_fraction, progress_text, status_label
 from ui.wiring import PRIVATE, bind, on_show
 
 RECENT_ADAPTERS = 5
@@ -43,7 +43,7 @@ def machine_summary(services: Services, running: Sequence[Any] = ()) -> str:
         f"- **Memory available:** {memory_gib:.1f} GiB",
     ]
     if holders.get("cpu"):
-        lines.append(f"- **Training on the CPU:** {', '.join(holders['cpu'])}")
+        lines.append(f"- **Running on the CPU:** {', '.join(holders['cpu'])}")
     if not machine.gpus:
         lines.append("- **GPUs:** none found (nvidia-smi); runs go to the CPU")
         return "\n".join(lines)
@@ -79,9 +79,41 @@ def summaries(services: Services) -> tuple[str, str, gr.Button]:
     return machine_summary(services, running), registry_summary(services), gr.Button(variant=variant)
 
 
+def worker_state(services: Services, run: Any, workers: dict[str, Any]) -> str:
+    """What a live endpoint or compare worker is doing, in a few words."""
+    if run.cancel_requested_at is not None:
+        return "stopping"
+    if run.status == RunStatus.QUEUED:
+        return "⏳ waiting for its devices"
+    if run.kind == RunKind.SERVE:
+        endpoint = services.serving.endpoint(run.id)
+        return f"🟢 serving at `{endpoint.base_url}`" if endpoint.state == "serving" else "loading the model"
+    worker = workers.get(run.id)
+    if worker is None or not worker.ready:
+        return "loading the model"
+    return f"ready · {worker.served} answered"
+
+
+def workers_summary(services: Services, live: Sequence[Any]) -> list[str]:
+    """Endpoints and compare workers: they wait for requests until stopped or idle, so they are not training."""
+    lines = ["\n### Serving / workers"]
+    if not live:
+        return [*lines, "No endpoint or compare worker is running."]
+    workers = {w.run_id: w for w in services.comparisons.workers()}
+    what = {RunKind.SERVE: "endpoint (**Serve** tab)", RunKind.INFERENCE: "compare worker (**Compare** tab)"}
+    lines += ["| What | Run | State | Up for | Devices |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {what.get(run.kind, run.kind)} | {run.name or run.kind} (`{run.id[:8]}`) | {worker_state(services, run, workers)} | "
+        f"{duration(elapsed_s(run)) if run.started_at else ''} | {run.gpus or run.devices_requested} |"
+        for run in live
+    ]
+    return lines
+
+
 def activity_summary(services: Services) -> str:
-    """Running and queued runs with their progress, then the newest adapters."""
-    live = [*services.runs.list(RunStatus.RUNNING), *services.runs.list(RunStatus.QUEUED)]
+    """Running and queued runs with their progress, the endpoints and compare workers, then the newest adapters."""
+    everything = [*services.runs.list(RunStatus.RUNNING), *services.runs.list(RunStatus.QUEUED)]
+    live = [run for run in everything if run.kind not in LONG_LIVED]
     lines = ["### Training now"]
     if not live:
         lines.append("Nothing is training or queued. Start a run in the **Train** tab.")
@@ -95,6 +127,7 @@ def activity_summary(services: Services) -> str:
                 f"| {status_label(run.status)} | {run.name or run.kind} (`{run.id[:8]}`) | {bar}{step} | "
                 f"{eta} | {run.gpus or run.devices_requested} |"
             )
+    lines += workers_summary(services, [run for run in everything if run.kind in LONG_LIVED])
     adapters = sorted(services.adapters.list(), key=lambda a: a.created_at, reverse=True)[:RECENT_ADAPTERS]
     lines.append("\n### Recent adapters")
     if not adapters:

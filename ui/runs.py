@@ -8,11 +8,12 @@ import gradio as gr
 import pandas as pd
 
 from ftapp.run_vocabulary import LIVE, RESUMABLE, RunKind, RunStatus
-from ftapp.runs import TrainSpec, UnreadableSpecError, run_spec, spec_dict
+from ftapp.runs import PROGRESS_PREFIX, TrainSpec, UnreadableSpecError, run_spec, spec_dict
 from ftapp.services import Services
 from ui import charts
 from ui.choices import Picker
 from ui.errors import shows_errors
+from ui.page_address import RUN, remember, requested
 from ui.polling import Drawn, relabels, settled
 from ui.run_compare import compare_runs
 from ui.run_text import (
@@ -23,9 +24,11 @@ from ui.run_text import (
     progress_bar,
     progress_fraction,
     progress_text,
+    readable_log,
     run_label,
     status_label,
 )
+from ui.stop_buttons import stop_button
 from ui.tables import clicked_id, frame
 from ui.wiring import PRIVATE, bind, on_show, unchanged
 
@@ -42,6 +45,12 @@ NOTHING_CHOSEN = "No run chosen. Start one in the **Train** tab; it appears here
 FOLLOW_LOG = """() => {
   const box = document.querySelector('#runs-log textarea');
   if (box && document.activeElement !== box) { box.scrollTop = box.scrollHeight; }
+}"""
+# A cancel stops hours of training: ask first. Throwing ends the event here, so the chained cancel never runs.
+CONFIRM_CANCEL = """() => {
+  if (!window.confirm('Cancel this run? A running trainer saves a checkpoint and stops; Resume continues from it.')) {
+    throw new Error('cancel not confirmed');
+  }
 }"""
 
 
@@ -107,20 +116,26 @@ def list_runs(services: Services, status_filter: str | None = ALL, selected: str
     return Listing(
         table=runs_frame(services, runs),
         pick=gr.Dropdown(choices=choices, value=selected if selected in ids else (ids[0] if ids else None)),
-        compare=gr.Dropdown(choices=[(run_label(r), r.id) for r in everything]),
+        # Only fine-tunes have loss curves to chart; a server, a merge or an evaluation would be an empty line.
+        compare=gr.Dropdown(choices=[(run_label(r), r.id) for r in everything if r.kind == RunKind.FINETUNE]),
     )
 
 
 def show_runs(services: Services, status_filter: str | None, selected: str | None, newest_seen: str | None) -> tuple[Any, ...]:
     """The listing when the tab opens: a run started since the last look (from the Train tab, the
-    CLI) is chosen, since that is the one the user came to see; otherwise the choice is kept.
+    CLI) is chosen, since that is the one the user came to see; otherwise the choice is kept. A fresh
+    page (nothing chosen or seen yet) chooses the run its address names: a reload shows it again.
 
     Outputs: the ``Listing``, then the newest run's id.
     """
+    fresh = selected is None and newest_seen is None
+    if fresh:
+        selected = requested(RUN)
     listing = list_runs(services, status_filter, selected)
     choices = listing.pick.choices
     newest = choices[0][1] if choices else None
-    if newest != newest_seen:
+    reopened = fresh and selected in [value for _, value in choices]  # (an update made in an event has no .value)
+    if newest != newest_seen and not reopened:
         listing = listing._replace(pick=gr.Dropdown(choices=choices, value=newest))
     return (*listing, newest)
 
@@ -150,6 +165,8 @@ def status_markdown(run: Any) -> str:
 
 
 def error_markdown(run: Any) -> gr.Markdown:
+    if run.status == RunStatus.CANCELLED and run.kind != RunKind.FINETUNE:
+        return gr.Markdown("#### Stopped\nStopped on request.", visible=True)
     if run.status == RunStatus.CANCELLED:
         text = (
             "#### Cancelled\nStopped on request. **Resume** continues from the last checkpoint, if the trainer wrote one before it stopped."
@@ -187,6 +204,11 @@ def output_markdown(services: Services, run: Any) -> str:
     return "The run succeeded but registered nothing; the note above says why."
 
 
+def log_text(services: Services, run: Any) -> str:
+    """The log's last lines, progress as readable lines (the file keeps its JSON lines for programs)."""
+    return readable_log(services.runs.log_tail(run.id, LOG_CHARS), PROGRESS_PREFIX)
+
+
 def drawn(run: Any) -> Drawn:
     """What changes when there is something new to draw: status and how far the events were read."""
     return Drawn(run.id, run.status, run.events_offset)
@@ -210,12 +232,13 @@ def run_view(services: Services, run: Any) -> RunView:
         lr_chart=charts.learning_rate_figure(metrics),
         grad_chart=charts.grad_norm_figure(metrics),
         speed_chart=charts.throughput_figure(metrics),
-        log=services.runs.log_tail(run.id, LOG_CHARS),
+        log=log_text(services, run),
         spec=spec,
         error=error_markdown(run),
         produced=output_markdown(services, run),
-        cancel_button=gr.Button(interactive=run.status in LIVE),
-        resume_button=gr.Button(interactive=run.status in RESUMABLE),
+        # Once asked to stop there is nothing left to cancel; only a fine-tune has checkpoints to resume from.
+        cancel_button=stop_button(run.status in LIVE and run.cancel_requested_at is None),
+        resume_button=gr.Button(interactive=run.status in RESUMABLE and run.kind == RunKind.FINETUNE),
         method_chart=method_chart,
         method_detail_chart=method_detail_chart,
         drawn=drawn(run),
@@ -234,7 +257,7 @@ def _empty_view() -> RunView:
         spec=None,
         error=gr.Markdown("", visible=False),
         produced="",
-        cancel_button=gr.Button(interactive=False),
+        cancel_button=stop_button(False),
         resume_button=gr.Button(interactive=False),
         method_chart=method_chart,
         method_detail_chart=method_detail_chart,
@@ -260,7 +283,7 @@ def poll_run(services: Services, run_id: str | None, shown: Drawn | None, status
     now = drawn(run)
     if now == shown:
         # No new events: the log may still grow (model loading) and "running for" moves on.
-        log = services.runs.log_tail(run.id, LOG_CHARS) if run.status == RunStatus.RUNNING else gr.skip()
+        log = log_text(services, run) if run.status == RunStatus.RUNNING else gr.skip()
         return (*unchanged(RunView)._replace(status=status_markdown(run), log=log), *unchanged(Listing))
     listing = list_runs(services, status_filter, run_id)
     if not relabels(shown, now):
@@ -304,7 +327,7 @@ def render(services: Services) -> None:
         pick = Picker(label="Run", choices=[], value=None, elem_id="runs-pick")
         status = gr.Markdown(NOTHING_CHOSEN, elem_id="runs-status")
         with gr.Row(equal_height=True):
-            cancel_button = gr.Button("⏹ Cancel", variant="stop", interactive=False, elem_id="runs-cancel", scale=0, min_width=150)
+            cancel_button = gr.Button("⏹ Cancel", variant="secondary", interactive=False, elem_id="runs-cancel", scale=0, min_width=150)
             resume_button = gr.Button("↻ Resume", interactive=False, elem_id="runs-resume", scale=0, min_width=150)
             action_result = gr.Markdown(elem_id="runs-action-result")
         error = gr.Markdown(visible=False, elem_id="runs-error")
@@ -353,6 +376,7 @@ def render(services: Services) -> None:
     status_filter.change(refresh, [status_filter, pick], listing, show_progress="hidden", api_name="list_runs")
     table.select(clicked_id, outputs=pick, show_progress="hidden", api_visibility=PRIVATE)
     pick.change(bind(show_run, services), pick, view, show_progress="hidden", api_name="show_run")
+    pick.change(None, pick, js=remember(RUN))
     # Cheap and read-only, so ticks of several open pages need not wait for each other.
     timer.tick(
         bind(poll_run, services),
@@ -362,7 +386,7 @@ def render(services: Services) -> None:
         concurrency_limit=None,
         api_visibility=PRIVATE,
     )
-    cancel_button.click(bind(cancel_run, services), pick, action_result, api_name="cancel_run").success(
+    cancel_button.click(None, js=CONFIRM_CANCEL).success(bind(cancel_run, services), pick, action_result, api_name="cancel_run").success(
         bind(show_run, services),
         pick,
         view,

@@ -20,6 +20,7 @@ from ui.choices import Picker
 from ui.errors import shows_errors
 from ui.polling import Drawn, relabels, settled
 from ui.run_text import FINISHED
+from ui.stop_buttons import stop_button
 from ui.train_form import device_choices
 from ui.wiring import PRIVATE, bind, bind_request, named_inputs, on_show, run_picker, unchanged
 
@@ -126,13 +127,14 @@ def drawn(endpoint: Endpoint) -> Drawn:
 def show_endpoint(services: Services, run_id: str | None) -> EndpointView:
     """One endpoint: its state, base URL, model name and authentication, and a curl to try it."""
     if not run_id:
-        return EndpointView(status=NOTHING_CHOSEN, curl=gr.Code(value="", visible=False), stop=gr.Button(interactive=False), drawn=None)
+        return EndpointView(status=NOTHING_CHOSEN, curl=gr.Code(value="", visible=False), stop=stop_button(False), drawn=None)
     endpoint = services.serving.endpoint(run_id)
     curl = endpoint.curl
     return EndpointView(
         status=endpoint_markdown(endpoint),
         curl=gr.Code(value=curl or "", visible=bool(curl)),
-        stop=gr.Button(interactive=endpoint.run.status not in FINISHED),
+        # Live until it is asked to stop: a second stop would have nothing left to do.
+        stop=stop_button(endpoint.run.status not in FINISHED and endpoint.run.cancel_requested_at is None),
         drawn=drawn(endpoint),
     )
 
@@ -176,9 +178,14 @@ def render(services: Services) -> None:
                 pick = Picker(label="Endpoint (newest first)", choices=[], elem_id="serve-pick")
                 status = gr.Markdown(NOTHING_CHOSEN, elem_id="serve-status")
                 curl = gr.Code(
-                    label="Try it: copy, paste into a terminal", language="shell", visible=False, interactive=False, elem_id="serve-curl"
+                    label="Try it: copy, paste into a terminal",
+                    language="shell",
+                    visible=False,
+                    interactive=False,
+                    wrap_lines=True,  # the request body is one long line: wrapped, it stays on the page (a copy keeps it whole)
+                    elem_id="serve-curl",
                 )
-                stop = gr.Button("⏹ Stop (frees the GPU)", variant="stop", interactive=False, elem_id="serve-stop")
+                stop = gr.Button("⏹ Stop (frees the GPU)", variant="secondary", interactive=False, elem_id="serve-stop")
         shown = gr.State(None)
         timer = gr.Timer(POLL_S)
 

@@ -8,10 +8,12 @@ import gradio as gr
 
 from ftapp.errors import ValidationError
 from ftapp.prompts import DESCRIPTIONS, MODERN, LoraSettings, TrainingSettings, defaults, help_text
+from ftapp.runs import ADAPTER_NAME_HINT, STRATEGY_CHOICES, STRATEGY_HELP
 from ftapp.services import Services
 from ui.choices import Picker
 from ui.configs import field_help
 from ui.errors import shows_errors
+from ui.shares import Share
 from ui.train_form import (
     NO_PROMPT,
     SELF_DESCRIBING_FORMATS,
@@ -22,7 +24,18 @@ from ui.train_form import (
     fine_tune_request,
     preflight_markdown,
 )
+from ui.train_framework import axolotl_configs, render_framework, show_framework
 from ui.train_method import DATA_NEEDS, METHODS, MethodView, render_fields, show_method, starting_adapters
+from ui.train_presets import (
+    LOADED_FIELDS,
+    PresetSaving,
+    by_component,
+    command_text,
+    delete_preset,
+    load_preset,
+    save_preset,
+    saved_presets,
+)
 from ui.wiring import PRIVATE, bind, bind_request, named_inputs, on_show
 
 TRAINING_HELP = help_text(TrainingSettings)
@@ -59,8 +72,11 @@ class PresetFields(NamedTuple):
 
 
 def _keep(choices: list[tuple[str, str]], selected: str | None) -> str | None:
-    """The user's choice while it still exists, else the first one, so a fresh page is ready to go."""
+    """The user's choice while it still exists, else the first one, so a fresh page is ready to go; a picker the
+    user cleared ("") stays cleared."""
     values = [value for _, value in choices]
+    if selected == "":
+        return None
     return selected if selected in values else (values[0] if values else None)
 
 
@@ -118,7 +134,7 @@ def apply_preset(services: Services, preset_name: str | None) -> PresetFields:
     full = {**defaults("training_arguments"), **training}
     return PresetFields(
         num_epochs=full["num_train_epochs"],
-        max_steps=max(0, full["max_steps"]),
+        max_steps=full["max_steps"],
         learning_rate=full["learning_rate"],
         batch_size=full["per_device_train_batch_size"],
         grad_accumulation=full["gradient_accumulation_steps"],
@@ -154,8 +170,10 @@ def start_training(services: Services, form: TrainForm) -> str:
     )
 
 
-def _number(label: str, value: float, help_text: str, elem_id: str, precision: int | None = 0, minimum: float | None = None) -> gr.Number:
-    return gr.Number(label=label, value=value, info=help_text, precision=precision, minimum=minimum, elem_id=elem_id)
+def _number(label: str, value: float, help_text: str, elem_id: str, precision: int | None = 0) -> gr.Number:
+    # No minimum or maximum: gradio would refuse an out-of-range number itself, with neither the field's name nor a
+    # rule id (``Value -1 is less than minimum value 0.``); ftapp's own checks answer instead (FT-009, CF-005, ...).
+    return gr.Number(label=label, value=value, info=help_text, precision=precision, elem_id=elem_id)
 
 
 def render(services: Services) -> None:
@@ -166,14 +184,36 @@ def render(services: Services) -> None:
             "before anything runs; **Start** queues the run, which keeps going if this page is closed."
         )
         with gr.Row():
-            model = Picker(label="Base model", choices=[], value=None, elem_id="train-model")
-            dataset = Picker(label="Dataset", choices=[], value=None, elem_id="train-dataset", info=DATA_NEEDS["sft"])
-            prompt = Picker(label="Prompt", choices=[], value=None, elem_id="train-prompt")
+            saved = Picker(
+                label="Saved presets",
+                choices=[],
+                value=None,
+                elem_id="train-saved-preset",
+                info="Train forms saved under a name: Load fills the form with one (all but the adapter's name).",
+            )
+            load_button = gr.Button("Load", elem_id="train-load-preset", scale=0, min_width=90)
+            delete_button = gr.Button("Delete", elem_id="train-delete-preset", scale=0, min_width=90)
+            preset_name = gr.Textbox(
+                label="Save the form as",
+                placeholder="e.g. support-recipe",
+                info="A name for these settings, used again here or with `ftapp train --preset NAME`.",
+                elem_id="train-preset-name",
+            )
+            save_button = gr.Button("Save preset", elem_id="train-save-preset", scale=0, min_width=130)
+        preset_status = gr.Markdown(elem_id="train-preset-status")
+        with gr.Row():
+            # Clearable (allow_custom_value): gradio's dropdown otherwise puts the last choice back when its text is
+            # deleted, so a cleared dataset silently trained on the one before. Cleared, it sends "" and Start says FT-014.
+            model = Picker(label="Base model", choices=[], value=None, elem_id="train-model", allow_custom_value=True)
+            dataset = Picker(
+                label="Dataset", choices=[], value=None, elem_id="train-dataset", info=DATA_NEEDS["sft"], allow_custom_value=True
+            )
+            prompt = Picker(label="Prompt", choices=[], value=None, elem_id="train-prompt", allow_custom_value=True)
         with gr.Row():
             adapter_name = gr.Textbox(
                 label="Adapter name",
-                placeholder="letters, digits and -, e.g. support-intents-v1",
-                info="The name the trained adapter is registered under; it must be new.",
+                placeholder="e.g. support-intents-v1",
+                info=f"The name the trained adapter is registered under: {ADAPTER_NAME_HINT}.",
                 elem_id="train-adapter-name",
             )
             devices = Picker(
@@ -182,6 +222,9 @@ def render(services: Services) -> None:
                 value="auto",
                 elem_id="train-devices",
                 info="Where the run trains; a queued run waits until these are free.",
+            )
+            strategy = gr.Dropdown(
+                label="Strategy", choices=list(STRATEGY_CHOICES), value="auto", elem_id="train-strategy", info=STRATEGY_HELP
             )
         with gr.Row():
             method = gr.Radio(
@@ -202,15 +245,15 @@ def render(services: Services) -> None:
                     info="Stored configs the run starts from; the fields below fill from it.",
                 )
                 preset_note = gr.Markdown(f"*{DESCRIPTIONS[MODERN]}*")
+        with gr.Row():
+            framework = render_framework()
         method_fields = render_fields(services)
         gr.Markdown("### Hyper-parameters")
         with gr.Row():
-            epochs = _number(
-                "Epochs", training["num_train_epochs"], TRAINING_HELP["num_train_epochs"], "train-epochs", precision=None, minimum=0
-            )
-            max_steps = _number("Max steps (0: use the epochs)", 0, "Stop after this many optimizer steps.", "train-max-steps", minimum=0)
+            epochs = _number("Epochs", training["num_train_epochs"], TRAINING_HELP["num_train_epochs"], "train-epochs", precision=None)
+            max_steps = _number("Max steps (-1: run the epochs)", training["max_steps"], TRAINING_HELP["max_steps"], "train-max-steps")
             learning_rate = _number(
-                "Learning rate", training["learning_rate"], TRAINING_HELP["learning_rate"], "train-learning-rate", precision=None, minimum=0
+                "Learning rate", training["learning_rate"], TRAINING_HELP["learning_rate"], "train-learning-rate", precision=None
             )
         with gr.Row():
             batch_size = _number(
@@ -218,20 +261,18 @@ def render(services: Services) -> None:
                 training["per_device_train_batch_size"],
                 TRAINING_HELP["per_device_train_batch_size"],
                 "train-batch-size",
-                minimum=1,
             )
             grad_accumulation = _number(
                 "Gradient accumulation",
                 training["gradient_accumulation_steps"],
                 TRAINING_HELP["gradient_accumulation_steps"],
                 "train-grad-accumulation",
-                minimum=1,
             )
-            max_length = _number("Max length (tokens)", training["max_length"], TRAINING_HELP["max_length"], "train-max-length", minimum=8)
+            max_length = _number("Max length (tokens)", training["max_length"], TRAINING_HELP["max_length"], "train-max-length")
         with gr.Row():
-            lora_r = _number("LoRA r", lora["r"], LORA_HELP["r"] + " Not used by a full fine-tune.", "train-lora-r", minimum=1)
-            lora_alpha = _number("LoRA alpha", lora["lora_alpha"], LORA_HELP["lora_alpha"], "train-lora-alpha", precision=None, minimum=0)
-            fraction = gr.Slider(
+            lora_r = _number("LoRA r", lora["r"], LORA_HELP["r"] + " Not used by a full fine-tune.", "train-lora-r")
+            lora_alpha = _number("LoRA alpha", lora["lora_alpha"], LORA_HELP["lora_alpha"], "train-lora-alpha", precision=None)
+            fraction = Share(
                 0.01,
                 1.0,
                 value=1.0,
@@ -240,7 +281,7 @@ def render(services: Services) -> None:
                 elem_id="train-dataset-fraction",
                 info="Share of the rows used, sampled with the seed before splitting.",
             )
-            split = gr.Slider(
+            split = Share(
                 0.5,
                 1.0,
                 value=0.9,
@@ -262,6 +303,15 @@ def render(services: Services) -> None:
                 max_height=360,
                 column_widths=["18%", "12%", "12%", "22%", "36%"],
             )
+        command = gr.Code(
+            language="shell",
+            label="The same run from the command line (follows the form)",
+            interactive=False,
+            lines=3,
+            max_lines=30,
+            wrap_lines=True,
+            elem_id="train-command",
+        )
         with gr.Row():
             preflight_button = gr.Button("Preflight", elem_id="train-preflight", scale=0, min_width=180)
             start_button = gr.Button("Start training", variant="primary", elem_id="train-start", scale=0, min_width=220)
@@ -274,6 +324,10 @@ def render(services: Services) -> None:
     dataset.change(bind(prompts_for_dataset, services), [dataset, prompt], prompt, show_progress="hidden", api_visibility=PRIVATE)
     start_adapter = method_fields.start_adapter
     on_show(tab, bind(starting_adapters, services), [start_adapter], inputs=[model, start_adapter])
+    on_show(tab, bind(axolotl_configs, services), [framework.axolotl_config], inputs=[framework.axolotl_config])
+    framework.framework.change(
+        show_framework, framework.framework, framework.axolotl_config, show_progress="hidden", api_visibility=PRIVATE
+    )
     model.change(bind(starting_adapters, services), [model, start_adapter], start_adapter, show_progress="hidden", api_visibility=PRIVATE)
     method.change(
         show_method,
@@ -282,7 +336,9 @@ def render(services: Services) -> None:
         show_progress="hidden",
         api_visibility=PRIVATE,
     )
-    preset.change(
+    # input, not change: only the user's choice fills the fields from the configs; a loaded preset sets the picker
+    # together with its own values for them.
+    preset.input(
         bind(apply_preset, services),
         preset,
         PresetFields(
@@ -299,31 +355,54 @@ def render(services: Services) -> None:
         show_progress="hidden",
         api_visibility=PRIVATE,
     )
-    form = named_inputs(
-        {
-            "model_id": model,
-            "dataset_id": dataset,
-            "prompt_id": prompt,
-            "adapter_name": adapter_name,
-            "method": method,
-            "training_mode": mode,
-            "preset": preset,
-            "devices": devices,
-            "num_epochs": epochs,
-            "max_steps": max_steps,
-            "learning_rate": learning_rate,
-            "batch_size": batch_size,
-            "grad_accumulation": grad_accumulation,
-            "max_length": max_length,
-            "lora_r": lora_r,
-            "lora_alpha": lora_alpha,
-            "dataset_fraction": fraction,
-            "train_split": split,
-            "extra_arguments": extra,
-            **method_fields.inputs,
-        },
-        TrainForm,
+    widgets = {
+        "model_id": model,
+        "dataset_id": dataset,
+        "prompt_id": prompt,
+        "adapter_name": adapter_name,
+        "method": method,
+        "training_mode": mode,
+        "preset": preset,
+        "devices": devices,
+        "strategy": strategy,
+        "num_epochs": epochs,
+        "max_steps": max_steps,
+        "learning_rate": learning_rate,
+        "batch_size": batch_size,
+        "grad_accumulation": grad_accumulation,
+        "max_length": max_length,
+        "lora_r": lora_r,
+        "lora_alpha": lora_alpha,
+        "dataset_fraction": fraction,
+        "train_split": split,
+        "extra_arguments": extra,
+        **method_fields.inputs,
+        "framework": framework.framework,
+        "axolotl_config_id": framework.axolotl_config,
+    }
+    form = named_inputs(widgets, TrainForm)
+    # Page load and every change of a field: the command that queues what Start would.
+    gr.on(
+        None,
+        bind_request(command_text, services, TrainForm),
+        inputs_kwargs=form,
+        outputs=command,
+        show_progress="hidden",
+        trigger_mode="always_last",
+        api_visibility=PRIVATE,
     )
+    on_show(tab, bind(saved_presets, services), [saved], inputs=[saved], api_name="list_presets")
+    save_button.click(
+        bind_request(save_preset, services, PresetSaving),
+        inputs_kwargs=named_inputs({**widgets, "preset_name": preset_name}, PresetSaving),
+        outputs=[saved, preset_status],
+        api_name="save_preset",
+    )
+    loaded = {**{name: widgets[name] for name in LOADED_FIELDS}, "preset_note": preset_note, "status": preset_status}
+    load_button.click(
+        by_component(bind(load_preset, services), loaded), inputs=saved, outputs=list(loaded.values()), api_name="load_preset"
+    )
+    delete_button.click(bind(delete_preset, services), inputs=saved, outputs=[saved, preset_status], api_name="delete_preset")
     preflight_button.click(bind_request(preflight, services, TrainForm), inputs_kwargs=form, outputs=preflight_result, api_name="preflight")
     # One start at a time: a double click must not queue the same adapter twice.
     start_button.click(

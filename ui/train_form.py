@@ -8,7 +8,8 @@ from typing import Any
 
 from ftapp.errors import NotFoundError, Problem, ValidationError
 from ftapp.prompts import Preset, check_config, parse_config
-from ftapp.runs import FineTuneRequest, Machine, MemoryEstimate, Preflight
+from ftapp.runs import FineTuneRequest, Machine, MemoryEstimate, Preflight, preset_configs
+from ui.train_framework import NO_CONFIG
 from ui.train_method import NO_ADAPTER, method_settings, rewards_from_table
 
 NO_PROMPT = "none"  # prompt ids are UUIDs, so this cannot name a real prompt
@@ -52,6 +53,10 @@ class TrainForm:
     grpo_beta: float | None = None
     rewards: Any = None  # the rewards table: rows of [use, kind, weight, setting, help]
     init_adapter_id: str | None = None
+    # ui.train_framework: trl, or axolotl with a stored axolotl config (its YAML replaces the hyper-parameter fields).
+    framework: str = "trl"
+    axolotl_config_id: str | None = None
+    strategy: str | None = "auto"  # auto | ddp | fsdp2: how several GPUs share the model (ftapp.runs.STRATEGY_HELP)
 
 
 def find_preset(presets: list[Preset], name: str | None) -> Preset:
@@ -79,10 +84,8 @@ def _int(value: float | None) -> int | None:
 
 def training_overrides(form: TrainForm) -> dict[str, Any]:
     """The main fields as TrainingArguments keys; the editor's keys come last and win."""
-    max_steps = _int(form.max_steps)
     fields = {
-        # 0 in the form reads "no step limit"; the trainer's spelling of that is -1.
-        "max_steps": None if max_steps is None else (max_steps if max_steps > 0 else -1),
+        "max_steps": _int(form.max_steps),  # -1 runs the epochs, as everywhere (TrainingSettings, the CLI, the spec)
         "per_device_train_batch_size": _int(form.batch_size),
         "gradient_accumulation_steps": _int(form.grad_accumulation),
         "max_length": _int(form.max_length),
@@ -113,6 +116,8 @@ def devices_and_processes(devices: str | None) -> tuple[str, int]:
 def fine_tune_request(form: TrainForm, preset: Preset) -> FineTuneRequest:
     training = preset.configs["training_arguments"].values
     gpus, processes = devices_and_processes(form.devices)
+    axolotl = form.framework == "axolotl"  # the YAML decides an Axolotl run's hyper-parameters, not the fields
+    # A cleared picker sends "" and a fresh API call may send None: both mean "none chosen" (FT-013, FT-014).
     return FineTuneRequest(
         base_model_id=form.model_id or "",
         dataset_id=form.dataset_id or "",
@@ -122,16 +127,14 @@ def fine_tune_request(form: TrainForm, preset: Preset) -> FineTuneRequest:
         training_mode=form.training_mode,
         gpus=gpus,
         num_processes=processes,
+        strategy=form.strategy or "auto",
         num_epochs=form.num_epochs if form.num_epochs is not None else float(training["num_train_epochs"]),
         learning_rate=form.learning_rate if form.learning_rate is not None else float(training["learning_rate"]),
         dataset_fraction=form.dataset_fraction,
         train_test_split=form.train_split,
-        training_arguments_config_id=preset.configs["training_arguments"].id,
-        lora_config_id=preset.configs["lora_config"].id,
-        bitsandbytes_config_id=preset.configs["bitsandbytes_config"].id,
-        generation_config_id=preset.configs["generation_config"].id,
-        overrides=training_overrides(form),
-        lora_overrides=lora_overrides(form) if form.training_mode != "full" else {},
+        **preset_configs(preset, form.training_mode),
+        overrides={} if axolotl else training_overrides(form),
+        lora_overrides=lora_overrides(form) if form.training_mode != "full" and not axolotl else {},
         method_settings=method_settings(
             form.method,
             form.dpo_beta,
@@ -146,6 +149,8 @@ def fine_tune_request(form: TrainForm, preset: Preset) -> FineTuneRequest:
         init_adapter_id=form.init_adapter_id
         if form.method in ("dpo", "grpo") and form.init_adapter_id not in (None, "", NO_ADAPTER)
         else None,
+        framework=form.framework or "trl",
+        axolotl_config_id=form.axolotl_config_id if axolotl and form.axolotl_config_id not in ("", NO_CONFIG) else None,
     )
 
 
@@ -192,6 +197,13 @@ def _method_memory(memory: MemoryEstimate) -> str:
     return "".join(f" · {part}" for part in parts if part)
 
 
+def _pace(preflight: Preflight) -> str:
+    timing = preflight.timing
+    if timing.step_s is None or preflight.paced_seconds < preflight.compute_seconds:
+        return ""
+    return f": {preflight.optimizer_steps:,} steps at {timing.step_s:.2f} s each, {timing.pace_source()}"
+
+
 def preflight_markdown(preflight: Preflight, problems: list[Problem]) -> str:
     memory = preflight.memory
     share = memory.total_mib / preflight.available_mib if preflight.available_mib else float("inf")
@@ -206,10 +218,16 @@ def preflight_markdown(preflight: Preflight, problems: list[Problem]) -> str:
         f"activations {_size(memory.activations_mib)}{_method_memory(memory)} |",
         f"| Training tokens | ~{preflight.train_tokens:,} |",
         f"| Speed | ~{preflight.tokens_per_s:,.0f} tokens/s |",
+        f"| Start-up | {_time(preflight.timing.startup_s)}: Python, the torch/transformers imports, model and data loading |",
+        f"| Steps | {_time(preflight.step_seconds)}{_pace(preflight)} |",
+        f"| Finishing | {_time(preflight.timing.finish_s)}: saving the adapter, the last evaluation, MLflow |",
         f"| Time | **{when}** |",
         "",
-        "An order-of-magnitude estimate from the model's size and a sample of the rows; the run's own throughput shows in the Runs tab.",
+        "An order-of-magnitude estimate: the steps from the model's size and a sample of the rows, the start-up and "
+        f"finishing from {preflight.timing_source}. The run's own throughput shows in the Runs tab.",
     ]
+    if preflight.strategy_reasons:  # DDP or FSDP2, with both per-GPU peaks
+        lines += ["", f"**Strategy: {preflight.strategy.upper()}**", *(f"- {reason}" for reason in preflight.strategy_reasons)]
     if preflight.changes:  # the recipe the trainer will run to fit this GPU's free memory, and why
         lines += ["", "**Changed to fit the free memory:**", *(f"- {change}" for change in preflight.changes)]
     lines += [f"\n**{problem}**" for problem in problems]

@@ -161,8 +161,9 @@ def starting_adapters(services: Services, model_id: str | None, selected: str | 
     return gr.Dropdown(choices=choices, value=selected if selected in values else NO_ADAPTER)
 
 
-def _number(label: str, value: float, help_text: str, elem_id: str, precision: int | None = 0, minimum: float | None = None) -> gr.Number:
-    return gr.Number(label=label, value=value, info=help_text, precision=precision, minimum=minimum, elem_id=elem_id)
+def _number(label: str, value: float, help_text: str, elem_id: str, precision: int | None = 0) -> gr.Number:
+    # No minimum: FT-019 names the field and its range; gradio's own check would name neither.
+    return gr.Number(label=label, value=value, info=help_text, precision=precision, elem_id=elem_id)
 
 
 def render_fields(services: Services) -> MethodWidgets:
@@ -171,7 +172,7 @@ def render_fields(services: Services) -> MethodWidgets:
     with gr.Column(visible=False) as dpo_fields:
         gr.Markdown("#### DPO")
         with gr.Row():
-            dpo_beta = _number("Beta", dpo["beta"], DPO_HELP["beta"], "train-dpo-beta", precision=None, minimum=0)
+            dpo_beta = _number("Beta", dpo["beta"], DPO_HELP["beta"], "train-dpo-beta", precision=None)
             loss_type = gr.Dropdown(
                 label="Loss type",
                 choices=list(DPO_LOSS_TYPES),
@@ -182,20 +183,15 @@ def render_fields(services: Services) -> MethodWidgets:
     with gr.Column(visible=False) as grpo_fields:
         gr.Markdown("#### GRPO")
         with gr.Row():
-            generations = _number(
-                "Generations per prompt", grpo["num_generations"], GRPO_HELP["num_generations"], "train-grpo-generations", minimum=2
-            )
+            generations = _number("Generations per prompt", grpo["num_generations"], GRPO_HELP["num_generations"], "train-grpo-generations")
             completion_length = _number(
                 "Max completion length (tokens)",
                 grpo["max_completion_length"],
                 GRPO_HELP["max_completion_length"],
                 "train-grpo-completion-length",
-                minimum=1,
             )
-            temperature = _number(
-                "Temperature", grpo["temperature"], GRPO_HELP["temperature"], "train-grpo-temperature", precision=None, minimum=0
-            )
-            grpo_beta = _number("KL beta", grpo["beta"], GRPO_HELP["beta"], "train-grpo-beta", precision=None, minimum=0)
+            temperature = _number("Temperature", grpo["temperature"], GRPO_HELP["temperature"], "train-grpo-temperature", precision=None)
+            grpo_beta = _number("KL beta", grpo["beta"], GRPO_HELP["beta"], "train-grpo-beta", precision=None)
         rewards = gr.Dataframe(
             value=reward_rows(services.settings.allows_custom_code),
             headers=REWARD_COLUMNS,

@@ -40,6 +40,7 @@ __all__ = [
     "MAX_FIELD_CHARS",
     "MAX_REPORTED_PROBLEMS",
     "SAMPLE_ROWS",
+    "TYPE_LABELS",
     "DatasetTable",
     "dataset_type_for",
     "infer_features",
@@ -48,6 +49,8 @@ __all__ = [
     "iter_rows",
     "read_directory_rows",
     "read_rows",
+    "type_label",
+    "accepted_files",
 ]
 
 FILE_TYPES: dict[str, str] = {
@@ -59,8 +62,28 @@ FILE_TYPES: dict[str, str] = {
 DIRECTORY_TYPE = "project"
 HUB_TYPE = "huggingface"
 DATASET_TYPES = (HUB_TYPE, DIRECTORY_TYPE, *FILE_TYPES.values())
+# The types in a user's words, for tables and messages; the ids above stay what the CLI's --type and the database take.
+TYPE_LABELS: dict[str, str] = {
+    HUB_TYPE: "Hugging Face",
+    DIRECTORY_TYPE: "Dataset folder",
+    "project_csv": "CSV",
+    "project_json": "JSON",
+    "project_jsonl": "JSON lines",
+    "project_parquet": "Parquet",
+}
 
 _EXTENSION_FOR_TYPE = {dataset_type: ext for ext, dataset_type in FILE_TYPES.items()}
+
+
+def type_label(dataset_type: str) -> str:
+    """A dataset type as a user would name it; an unknown one (an old import's) as it is stored."""
+    return TYPE_LABELS.get(dataset_type, dataset_type)
+
+
+def accepted_files() -> str:
+    """The file types an upload may be, in words: "CSV, JSON, JSON lines or Parquet (.csv, .json, .jsonl, .parquet)"."""
+    words = [TYPE_LABELS[t] for t in FILE_TYPES.values()]
+    return f"{', '.join(words[:-1])} or {words[-1]} ({', '.join(FILE_TYPES)})"
 
 
 def dataset_type_for(path: Path) -> str:

@@ -25,7 +25,7 @@ from ftapp.secrets import HfToken
 from ftapp.settings import Settings
 from storage import Database, DatasetRecord, DuplicateError
 
-DATASET_TYPES = ("huggingface", "project", "project_csv", "project_json", "project_jsonl", "project_parquet")
+DATASET_TYPES = dataset_files.DATASET_TYPES
 MAX_NAME = 200
 STATS_ROWS = 5000
 HUB_STATS_ROWS = 200
@@ -43,6 +43,8 @@ class AddDatasetRequest:
     # Where the file came from, as the user knows it (e.g. "upload: train.json"); the location is
     # then only the temp copy a web upload made, which is not worth remembering.
     origin: str | None = None
+    # Sent by an upload form: a missing location is then a missing upload, and the user is asked for a file.
+    from_upload: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ def _resolve_type(request: AddDatasetRequest) -> tuple[str | None, list[Problem]
             return dataset_files.dataset_type_for(path), []
         except ValidationError as error:
             return None, error.problems
+    if request.from_upload:
+        return None, [Problem(rules.DATASET_LOCATION, f"no file was uploaded: upload a {dataset_files.accepted_files()} file", "location")]
     return None, [Problem(rules.DATASET_LOCATION, "give a file or directory location, or a Hugging Face dataset id", "location")]
 
 
@@ -91,7 +95,8 @@ class DatasetService:
             raise ValidationError(refused)
         dataset_type, problems = _resolve_type(request)
         name = (request.name or _default_name(request)).strip()
-        if not name:
+        has_source = bool(request.location or request.huggingface_name)
+        if not name and has_source:  # without a source the name had nothing to default to: the source's problem says it all
             problems.append(Problem(rules.DATASET_NAME, "name is required", "name"))
         elif len(name) > MAX_NAME:
             problems.append(Problem(rules.DATASET_NAME, f"name is longer than {MAX_NAME} characters", "name"))

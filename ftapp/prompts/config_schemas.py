@@ -17,6 +17,7 @@ from ftapp import number_bounds as nb
 from ftapp import rules
 from ftapp.errors import Problem
 from ftapp.number_bounds import Bound, shown_value
+from ftapp.prompts.axolotl_formats import format_problem
 from ftapp.secrets import SECRET_KEY, TOKEN_ADVICE, find_secrets
 from storage import ConfigRecord
 
@@ -47,7 +48,7 @@ def _f(default: Any, help: str, bound: Bound | None = None, **extra: Any) -> Any
 @dataclass(frozen=True)
 class TrainingSettings:
     num_train_epochs: float = _f(1.0, "Passes over the training split.", nb.EPOCHS)
-    max_steps: int = _f(-1, "Stop after this many optimizer steps (-1: run the epochs).", nb.STEPS.above(-1))
+    max_steps: int = _f(-1, "Stop after this many optimizer steps (-1: run the epochs; not 0, which trains no step).", nb.STEPS.above(-1))
     learning_rate: float = _f(2e-4, "Peak learning rate.", nb.LEARNING_RATE)
     lr_scheduler_type: str = _f(
         "cosine",
@@ -246,6 +247,8 @@ def _coerce_flag(value: Any, choices: tuple) -> Any:
 def check_config(config_type: str, values: Any) -> list[Problem]:
     """CF-005 problems for a parsed config: secrets in any kind, at any depth; fields of a typed kind."""
     secrets = secret_problems(values)
+    if config_type == "axolotl_dataset_formats" and (unusable := format_problem(values)):
+        return [*secrets, Problem(rules.CONFIG_FIELDS, unusable, "config")]
     schema = SCHEMAS.get(config_type)
     if schema is None:
         return secrets

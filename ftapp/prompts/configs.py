@@ -16,6 +16,9 @@ from ftapp.demo.policy import host_only
 from ftapp.demo.visitor import Visitor
 from ftapp.errors import ConflictError, Problem, ValidationError, require_found
 from ftapp.ids import new_id
+from ftapp.prompts.axolotl_formats import FORMATS
+from ftapp.prompts.axolotl_template import TEMPLATE_NAME, TEMPLATE_YAML
+from ftapp.prompts.axolotl_yaml import read_axolotl_yaml
 from ftapp.prompts.config_schemas import check_config
 from ftapp.prompts.presets import DESCRIPTIONS, PRESETS
 from storage import ConfigRecord, Database, DuplicateError
@@ -61,19 +64,22 @@ class Preset:
 
 
 def parse_config(config_type: str, config: str | dict | list) -> tuple[Any, list[Problem]]:
+    if config_type == "axolotl":  # hostile YAML: read within limits and checked for keys that run code (CF-003a)
+        return read_axolotl_yaml(axolotl_text(config))
     if not isinstance(config, str):
         return config, []
-    if config_type == "axolotl":
-        try:
-            return yaml.safe_load(config), []
-        except yaml.YAMLError as error:
-            return None, [Problem(rules.CONFIG_YAML, f"config is not valid YAML: {error}", "config")]
     try:
         return json.loads(config), []
     except json.JSONDecodeError as error:
         return None, [
             Problem(rules.CONFIG_JSON, f"config is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}", "config")
         ]
+
+
+def axolotl_text(config: str | dict | list) -> str:
+    """The YAML stored for an Axolotl config: the user's text byte for byte (comments and key order kept), or the
+    values given as data written out in their own order."""
+    return config if isinstance(config, str) else yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
 
 
 def canonical(values: Any) -> str:
@@ -96,15 +102,15 @@ class ConfigService:
                 Problem(rules.CONFIG_TYPE, f"type must be one of {', '.join(CONFIG_TYPES)} (got {request.type!r})", "type")
             )
         values, problems = parse_config(request.type, request.config)
-        if not problems and request.type != "axolotl" and values is None:
+        if not problems and values is None:
             problems = [Problem(rules.CONFIG_JSON, "config is empty; give a JSON object", "config")]
         if not problems:
             problems = check_config(request.type, values)
         if problems:
             raise ValidationError(problems)
-        text = canonical(values)
+        text = canonical(values)  # identical content, whatever its comments, key order or spacing, is one config (CF-004)
         content_hash = hashlib.sha256(text.encode()).hexdigest()
-        stored = yaml.safe_dump(values, sort_keys=True) if request.type == "axolotl" else text
+        stored = axolotl_text(request.config) if request.type == "axolotl" else text
         with self.db.transaction() as tx:
             existing = tx.configs.find_one(type=request.type, model_family=request.model_family, content_hash=content_hash)
             if existing:
@@ -141,6 +147,12 @@ class ConfigService:
                 request = AddConfigRequest(config_type, values, DESCRIPTIONS[preset], name=preset)
                 preset_id = str(uuid.uuid5(PRESET_NAMESPACE, f"{preset}/{config_type}/{canonical(values)}"))
                 self._store(request, is_default=True, config_id=preset_id, created_at=SHIPPED_AT)
+        template = AddConfigRequest("axolotl", TEMPLATE_YAML, "seed 001's Axolotl template: a LoRA run", name=TEMPLATE_NAME)
+        self._store(template, is_default=True, config_id=str(uuid.uuid5(PRESET_NAMESPACE, TEMPLATE_YAML)), created_at=SHIPPED_AT)
+        for dataset_type, columns in FORMATS.items():  # seed 001's axolotl_dataset_formats, found by their description
+            request = AddConfigRequest("axolotl_dataset_formats", columns, dataset_type, name=f"axolotl {dataset_type}")
+            format_id = str(uuid.uuid5(PRESET_NAMESPACE, f"axolotl_dataset_formats/{dataset_type}/{canonical(columns)}"))
+            self._store(request, is_default=True, config_id=format_id, created_at=SHIPPED_AT)
 
     def presets(self) -> list[Preset]:
         with self.db.transaction() as tx:

@@ -2,25 +2,35 @@
 
 Its public surface: what ``ui`` and ``cli`` import. Modules inside ftapp import the submodules."""
 
-from ftapp.runs.fine_tune_request import FineTuneRequest
+from ftapp.runs.command_line import train_command
+from ftapp.runs.fine_tune_request import ADAPTER_NAME_HINT, FineTuneRequest, preset_configs
 from ftapp.runs.ingest import RunRecord
 from ftapp.runs.machine import Machine
 from ftapp.runs.memory import MemoryEstimate
 from ftapp.runs.method_request import CUSTOM_REWARD, REWARD_KINDS
 from ftapp.runs.preflight import Preflight
 from ftapp.runs.specs import UnreadableSpecError, run_spec, spec_dict
-from trainer.protocol import TrainSpec
+from ftapp.runs.strategy import STRATEGY_CHOICES, STRATEGY_HELP
+from ftapp.runs.training_presets import TrainingPreset
+from trainer.protocol import PROGRESS_PREFIX, TrainSpec
 
 __all__ = [
+    "ADAPTER_NAME_HINT",
     "CUSTOM_REWARD",
     "FineTuneRequest",
     "Machine",
     "MemoryEstimate",
     "Preflight",
+    "preset_configs",
+    "PROGRESS_PREFIX",
     "REWARD_KINDS",
     "RunRecord",
+    "STRATEGY_CHOICES",
+    "STRATEGY_HELP",
     "TrainSpec",
     "UnreadableSpecError",
     "run_spec",
     "spec_dict",
+    "train_command",
+    "TrainingPreset",
 ]

@@ -38,13 +38,40 @@ _PATTERNS: tuple[tuple[re.Pattern[str], FailureCause], ...] = (
 )
 
 
+# torchrun's summary when ranks of a multi-GPU run end badly (accelerate launch runs torchrun): each failed rank with
+# its exit code, negative for a signal. Its "Root Cause" line names the lowest rank of those seen at once, so it is
+# not read: a signal comes from outside the run (the kernel's out-of-memory killer, a hand), never from another rank.
+_RANK_EXIT = re.compile(r"rank\s*:\s*(\d+) \(local_rank: \d+\)\s*\n\s*exitcode\s*:\s*(-?\d+)")
+
+
+def _signal_name(number: int) -> str:
+    return signal.Signals(number).name if number in signal.Signals._value2member_map_ else f"signal {number}"
+
+
+def rank_killed(log_tail: str) -> FailureCause | None:
+    """The cause when a rank of a multi-GPU run was killed by a signal: the other ranks then fail too, with errors
+    about the lost rank that say nothing of why, so the launcher's word on which rank a signal ended comes first."""
+    killed = [(rank, -int(code)) for rank, code in _RANK_EXIT.findall(log_tail) if int(code) < 0]
+    if not killed:
+        return None  # a rank that raised reports its own error (its ``failed`` event and traceback)
+    rank, number = killed[0]
+    return FailureCause(
+        f"rank {rank} killed",
+        f"rank {rank} was stopped by {_signal_name(number)} (out of host memory, or killed by hand) and the other ranks "
+        "stopped with it; give the run more host memory, or resume it from its last checkpoint",
+    )
+
+
 def classify(exit_code: int | None, log_tail: str, error_type: str | None = None) -> FailureCause:
+    killed = rank_killed(log_tail)
+    if killed is not None:
+        return killed
     text = f"{error_type or ''}\n{log_tail}"
     for pattern, cause in _PATTERNS:
         if pattern.search(text):
             return cause
     if exit_code is not None and exit_code < 0:
-        name = signal.Signals(-exit_code).name if -exit_code in signal.Signals._value2member_map_ else str(-exit_code)
+        name = _signal_name(-exit_code)
         return FailureCause("killed", f"the trainer was stopped by {name} (out of host memory, or killed by hand)")
     return FailureCause("crashed", "see the log tail")
 

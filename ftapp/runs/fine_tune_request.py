@@ -13,17 +13,21 @@ from ftapp.demo import policy
 from ftapp.errors import Problem
 from ftapp.number_bounds import Bound, shown_value
 from ftapp.prompts.config_schemas import check_config, defaults, stored_config_problems
+from ftapp.prompts.configs import Preset
 from ftapp.prompts.templates import check_templates, stored_template_problems
-from ftapp.resource_names import adapter_name_problem, is_adapter_name
+from ftapp.resource_names import ADAPTER_NAME_MAX, adapter_name_problem, is_adapter_name
 from ftapp.rules import Rule
+from ftapp.runs.axolotl_request import framework_problems
 from ftapp.runs.devices import DeviceChoice, choose_devices
 from ftapp.runs.machine import Machine
 from ftapp.runs.method_request import method_problems
+from ftapp.runs.strategy import strategy_problems
 from ftapp.settings import Settings
 from storage import Transaction
-from trainer.protocol import RewardSpec
+from trainer.protocol import AXOLOTL, RewardSpec
 
 METHODS = ("sft", "dpo", "grpo")
+ADAPTER_NAME_HINT = f"letters, digits and - (at most {ADAPTER_NAME_MAX}), e.g. support-intents-v1; a name no adapter has yet"
 TRAINING_MODES = ("lora", "qlora", "full")
 CONFIG_REFERENCES = {
     "training_arguments_config_id": "training_arguments",
@@ -43,6 +47,7 @@ class FineTuneRequest:
     training_mode: str = "lora"
     gpus: str = "auto"
     num_processes: int = 1
+    strategy: str = "auto"  # auto | ddp | fsdp2: how several GPUs share the model (ftapp.runs.strategy)
     cpu_threads: int | None = None
     output_dir: str | None = None
     num_epochs: float = 1.0
@@ -63,6 +68,22 @@ class FineTuneRequest:
     rewards: tuple[RewardSpec | dict[str, Any], ...] = ()
     # DPO/GRPO: a registered adapter on the same base model to keep training (e.g. an SFT run's).
     init_adapter_id: str | None = None
+    # trl (ftapp's recipes) or axolotl: Axolotl trains the stored axolotl config, with ``overrides`` as its own keys.
+    framework: str = "trl"
+    axolotl_config_id: str | None = None
+
+
+def preset_configs(preset: Preset, training_mode: str) -> dict[str, str | None]:
+    """The config ids a request takes from a shipped preset: the training arguments, LoRA's unless the whole model
+    trains, bitsandbytes' for QLoRA only (training uses no generation config). The Train tab and ``ftapp train
+    --preset`` both build their requests with it, so the command the tab shows builds the request the tab does."""
+    ids = {field: (preset.configs[kind].id if kind in preset.configs else None) for field, kind in CONFIG_REFERENCES.items()}
+    ids["generation_config_id"] = None
+    if training_mode == "full":
+        ids["lora_config_id"] = None
+    if training_mode != "qlora":
+        ids["bitsandbytes_config_id"] = None
+    return ids
 
 
 def config_values(tx: Transaction, config_id: str | None, config_type: str) -> dict[str, Any]:
@@ -98,7 +119,9 @@ def _local_problems(request: FineTuneRequest, machine: Machine) -> list[Problem]
                 "training_mode",
             )
         )
-    if problem := adapter_name_problem(rules.ADAPTER_NAME, request.adapter_name, "adapter_name"):
+    if not request.adapter_name:
+        problems.append(Problem(rules.ADAPTER_NAME, f"name the adapter: {ADAPTER_NAME_HINT}", "adapter_name"))
+    elif problem := adapter_name_problem(rules.ADAPTER_NAME, request.adapter_name, "adapter_name"):
         problems.append(problem)
     if request.output_dir is not None:
         out = Path(request.output_dir).expanduser()
@@ -113,6 +136,15 @@ def _local_problems(request: FineTuneRequest, machine: Machine) -> list[Problem]
     problems += _bounded(rules.DATASET_FRACTION, "dataset_fraction", request.dataset_fraction, nb.FRACTION)
     problems += _bounded(rules.TRAIN_TEST_SPLIT, "train_test_split", request.train_test_split, nb.FRACTION)
     return problems
+
+
+def _step_limit_problems(training: dict[str, Any]) -> list[Problem]:
+    """max_steps 0 passes the field's range (-1 and up) but trains no step at all in transformers, while -1 runs the
+    epochs: refused, so that one number means "run the epochs" in the form, the command line and the spec."""
+    steps = training.get("max_steps")
+    if isinstance(steps, int) and not isinstance(steps, bool) and steps == 0:
+        return [Problem(rules.CONFIG_FIELDS, "max_steps 0 would train no step: give -1 to run the epochs, or 1 or more", "max_steps")]
+    return []
 
 
 def _bounded(rule: Rule, field: str, value: Any, bound: Bound) -> list[Problem]:
@@ -144,11 +176,13 @@ def validate_fine_tune(tx: Transaction, request: FineTuneRequest, machine: Machi
     """Every problem of the request; ``settings`` says whether custom reward code may run (FT-018)."""
     problems = _local_problems(request, machine)
     _devices, device_problems = _device_problems(request, machine)
-    problems += device_problems
+    problems += device_problems + strategy_problems(request.strategy, request.method, _devices, request.num_processes)
     if is_adapter_name(request.adapter_name) and tx.adapters.find_one(name=request.adapter_name):
         problems.append(Problem(rules.ADAPTER_NAME, f"an adapter named '{request.adapter_name}' already exists", "adapter_name"))
     model = tx.models.get(request.base_model_id or "")
-    if model is None:
+    if not request.base_model_id:
+        problems.append(Problem(rules.TRAIN_BASE_MODEL, "choose a base model to train", "base_model_id"))
+    elif model is None:
         problems.append(Problem(rules.TRAIN_BASE_MODEL, f"model '{request.base_model_id}' not found", "base_model_id"))
     elif model.gated and model.license_accepted_at is None:
         # seed 002: a gated model's licence is accepted explicitly before its first use.
@@ -160,7 +194,9 @@ def validate_fine_tune(tx: Transaction, request: FineTuneRequest, machine: Machi
             )
         )
     dataset = tx.datasets.get(request.dataset_id or "")
-    if dataset is None:
+    if not request.dataset_id:
+        problems.append(Problem(rules.TRAIN_DATASET, "choose a dataset to train on", "dataset_id"))
+    elif dataset is None:
         problems.append(Problem(rules.TRAIN_DATASET, f"dataset '{request.dataset_id}' not found", "dataset_id"))
     prompt = None
     if request.prompt_id:
@@ -183,7 +219,7 @@ def validate_fine_tune(tx: Transaction, request: FineTuneRequest, machine: Machi
                         "prompt_id",
                     )
                 )
-    elif dataset is not None and dataset.format == "plain" and request.method == "sft":
+    elif dataset is not None and dataset.format == "plain" and request.method == "sft" and request.framework != AXOLOTL:
         problems.append(
             Problem(
                 rules.TRAIN_PROMPT_REQUIRED,
@@ -201,12 +237,15 @@ def validate_fine_tune(tx: Transaction, request: FineTuneRequest, machine: Machi
                 problems.append(Problem(rules.TRAIN_CONFIGS, f"{name} '{config_id}' is a {record.type} config, not {config_type}", name))
             else:  # checked when it was saved, but an import or an older version may have stored other numbers
                 problems += stored_config_problems(record, config_type, name)
-    problems += check_config("training_arguments", request.overrides)
+    if request.framework != AXOLOTL:  # an Axolotl run's overrides are keys of its YAML: framework_problems checks them
+        problems += check_config("training_arguments", request.overrides)
+        problems += _step_limit_problems(training_values(tx, request))
     problems += check_config("lora_config", request.lora_overrides)
-    if request.training_mode == "qlora" and not request.bitsandbytes_config_id:
+    if request.training_mode == "qlora" and not request.bitsandbytes_config_id and request.framework != AXOLOTL:
         problems.append(
             Problem(rules.QLORA_NEEDS_CUDA, "QLoRA needs a bitsandbytes_config_id (the presets ship one)", "bitsandbytes_config_id")
         )
+    problems += framework_problems(tx, request, dataset, prompt, _devices)
     problems += method_problems(tx, request, model, dataset, prompt, training_values(tx, request), settings)
     # FT-006 (memory) needs the preflight estimate: RunService.check adds it once these pass.
     return problems
@@ -219,6 +258,8 @@ def cap_problems(tx: Transaction, request: FineTuneRequest, caps: policy.DemoCap
     problems: list[Problem] = []
     if request.output_dir is not None:
         problems.append(policy.upload_only("an output_dir on the server", "output_dir"))
+    if request.framework == AXOLOTL:
+        problems.append(policy.host_only("training with Axolotl (it runs a YAML config as it says)", "framework"))
     if request.training_mode == "full":
         problems.append(
             Problem(

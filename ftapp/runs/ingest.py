@@ -139,7 +139,7 @@ def method_points(run_id: str, step: int, event: Event) -> list[dict[str, Any]]:
 
 
 def outcome_values(run: RunRecord, events: list[Event]) -> tuple[dict[str, Any], int]:
-    """The row's outcome columns these events set: the first ``started`` payload, the last ``done`` payload and
+    """The row's outcome columns these events set: the first ``started`` payload, the last ``done`` payload, the first
     ``failed`` event, the last event's time; and how many payloads could not be stored (kept as {})."""
     values: dict[str, Any] = {}
     dropped = 0
@@ -150,7 +150,9 @@ def outcome_values(run: RunRecord, events: list[Event]) -> tuple[dict[str, Any],
         elif event.type == DONE:
             values["done_payload"], bad = _payload(event.data)
             dropped += bad
-        elif event.type == FAILED:
+        elif event.type == FAILED and run.failure_type is None and "failure_type" not in values:
+            # The first: each rank of a multi-GPU run reports its own failure, and the later ones are mostly about
+            # losing the rank that failed first.
             values.update(
                 failure_type=str(event.data.get("error_type", ""))[:MAX_FAILURE_TYPE_CHARS],
                 failure_message=str(event.data.get("message", ""))[:MAX_FAILURE_MESSAGE_CHARS],

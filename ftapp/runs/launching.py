@@ -1,4 +1,4 @@
-"""Which spec a queued run is launched with, and the command that launches it.
+"""Which spec a queued run is launched with, and the command that launches it (with accelerate's FSDP2 config).
 
 Only a spec ftapp wrote into the run's own folder, ``<home>/runs/<run id>``, is ever launched: the row (which an
 import or a hand may have written) only names the run.
@@ -6,14 +6,16 @@ import or a hand may have written) only names the run.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from ftapp.ids import is_uuid
 from ftapp.run_vocabulary import RunKind
 from ftapp.settings import Settings
 from storage import RunRecord
-from trainer.protocol import SPEC_FILE, RunSpec, read_run_spec
+from trainer.protocol import DDP, FSDP2, SPEC_FILE, RunSpec, read_run_spec
 
 
 class LaunchRefused(Exception):
@@ -28,28 +30,78 @@ def launch_folder(settings: Settings, run_id: str) -> Path:
     return settings.runs_dir / run_id
 
 
-def launch_command(verb: str, spec_path: Path, processes: int) -> list[str]:
-    if processes > 1:
-        # Several GPUs: DDP through accelerate, one process per GPU, same entry point.
+FSDP_CONFIG_FILE = "accelerate_fsdp2.json"  # in the run's folder, next to spec.json
+RANK_LOGS_DIR = "ranks"  # torchrun's per-rank stdout/stderr files, also teed into trainer.log with a [rank] prefix
+
+
+def fsdp_config(processes: int) -> dict[str, Any]:
+    """accelerate's config for FSDP2 (full shard) on this machine's GPUs; ``accelerate launch`` reads it into the
+    FSDP_* environment the trainer's accelerate plugin starts from."""
+    return {
+        "compute_environment": "LOCAL_MACHINE",
+        "distributed_type": "FSDP",
+        "num_machines": 1,
+        "machine_rank": 0,
+        "num_processes": processes,
+        "mixed_precision": "no",  # the trainer's business (bf16 through SFTConfig), as for DDP
+        "use_cpu": False,
+        "fsdp_config": {
+            "fsdp_version": 2,
+            # Each decoder layer is a unit, its LoRA adapters inside it: FSDP2 shards per parameter, so frozen base
+            # weights and trained adapters share a unit. No fsdp_transformer_layer_cls_to_wrap: accelerate then takes
+            # the model's own _no_split_modules (its decoder layer class), which config.json alone cannot name.
+            "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+            "fsdp_reshard_after_forward": True,  # full shard: a layer's gathered weights are freed after its forward
+            # Checkpoints: each rank writes its own slice (torch.distributed.checkpoint) and reads it back on resume;
+            # the adapter or model a run saves is gathered on rank 0 by the trainer (trainer.fsdp).
+            "fsdp_state_dict_type": "SHARDED_STATE_DICT",
+            "fsdp_cpu_ram_efficient_loading": True,  # rank 0 reads the weights, the others get their slices from it
+            "fsdp_sync_module_states": True,  # accelerate requires it with the above
+            "fsdp_offload_params": False,
+            "fsdp_activation_checkpointing": False,  # the memory plan turns on the trainer's own checkpointing
+        },
+    }
+
+
+def write_fsdp_config(run_dir: Path, processes: int) -> Path:
+    path = run_dir / FSDP_CONFIG_FILE
+    path.write_text(json.dumps(fsdp_config(processes), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def launch_command(verb: str, spec_path: Path, processes: int, strategy: str = DDP) -> list[str]:
+    """The command that starts the run. Several processes go through ``accelerate launch``, one per GPU; FSDP2 reads
+    its config from the run's folder, written here from the spec's strategy (the spec itself is never rewritten)."""
+    if processes <= 1 and strategy != FSDP2:
+        return [sys.executable, "-m", "trainer", verb, str(spec_path)]
+    run_dir = spec_path.parent
+    distributed = ["--config_file", str(write_fsdp_config(run_dir, processes))] if strategy == FSDP2 else []
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        *distributed,
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        "1",
         # Precision is the trainer's business (bf16 through SFTConfig), so accelerate adds none.
-        return [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--num_processes",
-            str(processes),
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "-m",
-            "trainer",
-            verb,
-            str(spec_path),
-        ]
-    return [sys.executable, "-m", "trainer", verb, str(spec_path)]
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "0",  # a free port: runs on disjoint GPUs start side by side
+        # Every rank's stdout and stderr in trainer.log, each line prefixed with its rank, and in ranks/ per rank.
+        "--tee",
+        "3",
+        "--log_dir",
+        str(run_dir / RANK_LOGS_DIR),
+        "-m",
+        "trainer",
+        verb,
+        str(spec_path),
+    ]
 
 
 def launch_spec(settings: Settings, run: RunRecord) -> tuple[Path, RunSpec]:

@@ -12,7 +12,10 @@ forward pass (DPO's and GRPO's reference) ~2N, and the recomputation the memory 
 fixed cost per optimizer step too (their passes over short padded batches are launch-bound), and GRPO samples its
 completions token by token: each of max_completion_length decode steps costs the larger of reading the weights
 from memory and the engine's per-layer overhead (``trainer.protocol.choose_generation_engine`` says which engine).
-It is an order-of-magnitude estimate shown to the user, not a promise.
+The trainer process's start-up (imports, model and data loading) and finish (saving, MLflow) come on top, and the
+steps take at least as long as the same model's steps took here (``run_timing`` measures both on this home's last
+runs; a small model's steps cost the framework's per-step work, not its FLOPs). It is an order-of-magnitude
+estimate shown to the user, not a promise.
 """
 
 from __future__ import annotations
@@ -29,7 +32,19 @@ from ftapp.prompts.templates import render
 from ftapp.runs.devices import DeviceChoice
 from ftapp.runs.machine import Machine
 from ftapp.runs.memory import MemoryEstimate, estimate_training_memory
-from trainer.protocol import FitPlan, ModelShape, choose_generation_engine, method_levers, method_workload, plan_fit
+from ftapp.runs.run_timing import FIRST_RUN, RunTiming
+from trainer.protocol import (
+    DDP,
+    FSDP2,
+    FSDP_COST,
+    FitPlan,
+    ModelShape,
+    StrategyPlan,
+    choose_generation_engine,
+    choose_strategy,
+    method_levers,
+    method_workload,
+)
 
 PEAK_BF16_TFLOPS = {
     "H200": 790,
@@ -47,8 +62,6 @@ PEAK_BF16_TFLOPS = {
 CPU_TFLOPS = 0.05  # a few cores of fp32 matmul in practice
 UTILISATION = 0.4
 CHARS_PER_TOKEN = 4.0
-# Starting the trainer process (torch/transformers/TRL imports, loading the model) before the first step.
-STARTUP_S = 15.0
 HBM_BYTES_PER_S = {
     "H200": 4.8e12,
     "H100": 3.35e12,
@@ -87,16 +100,40 @@ class Preflight:
     planned: bool = False  # the memory plan decided ``fits`` (a GPU with the model's config known)
     planned_fits: bool = False
     method_seconds: float = 0.0  # DPO/GRPO: per-step overhead and GRPO's sampling, besides the training FLOPs
+    strategy: str = DDP  # how several GPUs share the model: what the spec will say (trainer.protocol.choose_strategy)
+    strategy_reasons: tuple[str, ...] = ()  # why, with DDP's and FSDP2's per-GPU peaks
+    # The trainer process's start-up and finishing, and the pace of this model's steps here (``run_timing``).
+    timing: RunTiming = FIRST_RUN["cpu"]
+    optimizer_steps: int = 0
 
     @property
     def fits(self) -> bool:
         return self.planned_fits if self.planned else self.memory.total_mib <= self.available_mib
 
     @property
-    def seconds(self) -> float:
+    def compute_seconds(self) -> float:
+        """The steps' FLOPs at the estimated throughput, and DPO's and GRPO's own costs."""
         if self.tokens_per_s <= 0:
             return float("inf")
-        return STARTUP_S + self.train_tokens / self.tokens_per_s + self.method_seconds
+        return self.train_tokens / self.tokens_per_s + self.method_seconds
+
+    @property
+    def paced_seconds(self) -> float:
+        """The steps at the pace this model's steps were measured at here (0 when never)."""
+        return self.optimizer_steps * (self.timing.step_s or 0.0)
+
+    @property
+    def step_seconds(self) -> float:
+        return max(self.compute_seconds, self.paced_seconds)
+
+    @property
+    def seconds(self) -> float:
+        return self.timing.startup_s + self.step_seconds + self.timing.finish_s
+
+    @property
+    def timing_source(self) -> str:
+        """Where the start-up and finishing times come from, for the preflight's reader."""
+        return self.timing.source("cpu" if self.device == "cpu" else "cuda")
 
     def summary(self) -> str:
         minutes = self.seconds / 60
@@ -104,8 +141,11 @@ class Preflight:
         text = (
             f"peak memory ~{self.memory.total_mib / 1024:.1f} GiB of {self.available_mib / 1024:.1f} GiB "
             f"on {self.device} ({verdict}); ~{self.train_tokens:,} training tokens at ~{self.tokens_per_s:,.0f} "
-            f"tokens/s ≈ {minutes:.1f} min"
+            f"tokens/s ≈ {minutes:.1f} min with the process's start-up (~{self.timing.startup_s:.0f} s) and finish "
+            f"(~{self.timing.finish_s:.0f} s)"
         )
+        if self.strategy_reasons:
+            text += "; strategy: " + "; ".join(self.strategy_reasons)
         if self.changes:
             text += "; to fit: " + "; ".join(self.changes)
         if self.advice:
@@ -193,6 +233,9 @@ def estimate(
     kv_units: int = 0,
     config: dict | None = None,
     lora_rank: int = 16,
+    timing: RunTiming | None = None,
+    strategy: str = "auto",
+    processes: int = 1,
 ) -> Preflight:
     args = resolve(TrainingSettings, training)
     load = workload(method, args, sample_rows, template, input_template, method_settings or {})
@@ -219,7 +262,7 @@ def estimate(
         # The chosen GPUs are the machine's (choose_devices checked); none found would be no memory, not a crash.
         available = min((g.memory_free_mib for g in machine.gpus if g.index in devices.gpu_ids), default=0)
     shape = ModelShape.from_config(config) if config and devices.kind == "cuda" else None
-    plan = (
+    choice = (
         _plan(
             shape,
             method,
@@ -231,13 +274,16 @@ def estimate(
             input_template,
             lora_rank,
             int(available * 1024 * 1024),
+            strategy,
+            processes if devices.kind == "cuda" else 1,
         )
         if shape
         else None
     )
-    if plan is not None:
+    plan = choice.plan if choice else None
+    if choice is not None and plan is not None:
         memory = _planned_memory(plan)
-        tokens_per_s /= plan.time_factor
+        tokens_per_s /= plan.time_factor * (FSDP_COST if choice.strategy == FSDP2 else 1.0)
     steps = _optimizer_steps(args, train_rows, method, method_settings or {})
     extra = _method_seconds(
         method, training_mode, args, method_settings or {}, load, steps, num_layers, num_parameters, devices, machine, plan
@@ -252,7 +298,11 @@ def estimate(
         advice=plan.advice if plan else (),
         planned=plan is not None,
         planned_fits=bool(plan and plan.fits),
+        strategy=choice.strategy if choice else (FSDP2 if strategy == FSDP2 else DDP),  # unplanned: as asked, auto is DDP
+        strategy_reasons=choice.reasons if choice and processes > 1 else (),
         method_seconds=extra,
+        timing=timing or FIRST_RUN[devices.kind if devices.kind == "cpu" else "cuda"],
+        optimizer_steps=steps,
     )
 
 
@@ -267,9 +317,12 @@ def _plan(
     input_template: str | None,
     lora_rank: int,
     free_bytes: int,
-) -> FitPlan:
-    """What the trainer will run on this GPU: the same ``plan_fit`` call as ``trainer.training_arguments``, with
-    what is known before the run (the prompts' length from the sample, the packages installed here)."""
+    strategy: str,
+    gpus: int,
+) -> StrategyPlan:
+    """What the trainer will run on these GPUs: DDP or FSDP2 (``choose_strategy``), each planned with the same
+    ``plan_fit`` call as ``trainer.training_arguments``, with what is known before the run (the prompts' length from
+    the sample, the packages installed here)."""
     rows, max_length, accumulation = args.per_device_train_batch_size, args.max_length, args.gradient_accumulation_steps
     if method == "sft" and args.padding_free and args.max_tokens_per_batch:
         max_length = min(max_length, args.max_tokens_per_batch)
@@ -302,7 +355,7 @@ def _plan(
         beta=grpo.beta if grpo else float(method_settings.get("beta", 0.0)),
     )
     levers = method_levers(method, training_mode, args.gradient_checkpointing, bitsandbytes=find_spec("bitsandbytes") is not None)
-    return plan_fit(shape, work, free_bytes, levers)
+    return choose_strategy(shape, work, free_bytes, gpus, strategy, levers, method)
 
 
 def _planned_memory(plan: FitPlan) -> MemoryEstimate:

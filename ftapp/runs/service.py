@@ -15,6 +15,7 @@ from ftapp.home_paths import run_folder, run_log
 from ftapp.ids import new_id
 from ftapp.models.config_json import read_local_model_config
 from ftapp.run_vocabulary import RESUMABLE, TERMINAL, RunKind
+from ftapp.runs.axolotl_request import preflight_inputs, with_generated_prompt
 from ftapp.runs.devices import choose_devices
 from ftapp.runs.enqueue import enqueue
 from ftapp.runs.failure_causes import read_tail
@@ -22,6 +23,7 @@ from ftapp.runs.fine_tune_request import FineTuneRequest, cap_problems, lora_val
 from ftapp.runs.machine import Machine, detect_machine
 from ftapp.runs.method_request import reward_problems
 from ftapp.runs.preflight import Preflight, estimate, kv_size
+from ftapp.runs.run_timing import measured_timing
 from ftapp.runs.specs import build_train_spec, run_spec
 from ftapp.runs.supervisor import Supervisor
 from ftapp.settings import Settings
@@ -50,9 +52,14 @@ class RunService:
             prompt = tx.prompts.get(request.prompt_id) if request.prompt_id else None
             training = training_values(tx, request)
             lora_rank = int(lora_values(tx, request).get("r") or 16)
+            training_mode = request.training_mode
+            if axolotl := preflight_inputs(tx, request):  # the YAML decides an Axolotl run's settings
+                training, training_mode, lora_rank = axolotl
         devices, device_problems = choose_devices(request.gpus, machine, rules.TRAIN_DEVICES)
         if devices is None:  # validate_fine_tune reported FT-005 already unless the GPUs changed since
             return problems + device_problems, None
+        with self.everyone.transaction() as tx:  # every visitor's runs time the same machine
+            timing = measured_timing(tx, devices.kind, model.id)
         config = read_local_model_config(model.location) if model.location else None
         rows = self.datasets.read_rows(dataset, 0, PREFLIGHT_SAMPLE_ROWS) if dataset.type != "huggingface" else []
         train_rows = int((dataset.num_rows or len(rows)) * request.dataset_fraction * request.train_test_split)
@@ -60,7 +67,7 @@ class RunService:
             num_parameters=model.num_parameters or 0,
             hidden_size=int((config or {}).get("hidden_size") or 0),
             num_layers=int((config or {}).get("num_hidden_layers") or 0),
-            training_mode=request.training_mode,
+            training_mode=training_mode,
             training=training,
             train_rows=train_rows,
             sample_rows=rows,
@@ -73,6 +80,9 @@ class RunService:
             kv_units=kv_size(config or {}),
             config=config,
             lora_rank=lora_rank,
+            timing=timing,
+            strategy=request.strategy,
+            processes=request.num_processes,
         )
         if model.num_parameters and not preflight.fits:
             # Planned (a GPU and the model's config): no recipe fits and the advice says what would; otherwise generic.
@@ -95,19 +105,26 @@ class RunService:
             raise ValidationError(problems)
         assert preflight is not None, "check estimates whenever it finds no problem"
         with self.db.transaction() as tx:
-            spec = build_train_spec(tx, self.settings, request, new_id(), device=AUTO_DEVICE)
-        run = enqueue(
-            self.db,
-            self.supervisor,
-            spec,
-            kind=RunKind.FINETUNE,
-            name=request.adapter_name,
-            base_model_id=request.base_model_id,
-            dataset_id=request.dataset_id,
-            prompt_id=request.prompt_id,
-            devices_requested=request.gpus,
-            adapter_id=request.init_adapter_id,
-        )  # the adapter it starts from (DPO/GRPO), for lineage
+            request, generated_prompt = with_generated_prompt(tx, request)  # an Axolotl run given no prompt
+            spec = build_train_spec(tx, self.settings, request, new_id(), device=AUTO_DEVICE, strategy=preflight.strategy)
+        try:
+            run = enqueue(
+                self.db,
+                self.supervisor,
+                spec,
+                kind=RunKind.FINETUNE,
+                name=request.adapter_name,
+                base_model_id=request.base_model_id,
+                dataset_id=request.dataset_id,
+                prompt_id=request.prompt_id,
+                devices_requested=request.gpus,
+                adapter_id=request.init_adapter_id,
+            )  # the adapter it starts from (DPO/GRPO), for lineage
+        except Exception:
+            if generated_prompt:  # a refused run leaves nothing behind
+                with self.db.transaction() as tx:
+                    tx.prompts.remove(generated_prompt)
+            raise
         return run, preflight
 
     def resume(self, run_id: str) -> RunRecord:

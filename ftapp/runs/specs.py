@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any, TypeVar, overload
 
 from ftapp.errors import ConflictError
+from ftapp.runs.axolotl_request import axolotl_spec
 from ftapp.runs.fine_tune_request import FineTuneRequest, config_values, lora_values, training_values
 from ftapp.runs.method_request import resolved_settings, reward_specs
 from ftapp.settings import Settings
 from storage import DatasetRecord, PromptRecord, RunRecord, Transaction
 from trainer.protocol import (
+    AXOLOTL,
+    DDP,
     DataSource,
     EvaluationSpec,
     ExportSpec,
@@ -49,7 +52,13 @@ def data_source(dataset: DatasetRecord, prompt: PromptRecord | None, **sampling:
 
 
 def build_train_spec(
-    tx: Transaction, settings: Settings, request: FineTuneRequest, run_id: str, device: str, resume_from: str | None = None
+    tx: Transaction,
+    settings: Settings,
+    request: FineTuneRequest,
+    run_id: str,
+    device: str,
+    resume_from: str | None = None,
+    strategy: str = DDP,  # as the preflight decided it for the request's "auto" (ftapp.runs.strategy)
 ) -> TrainSpec:
     model = tx.models.get(request.base_model_id)
     dataset = tx.datasets.get(request.dataset_id)
@@ -58,7 +67,7 @@ def build_train_spec(
     assert model is not None and dataset is not None, "validate the request first"
     training = training_values(tx, request)
     data = data_source(dataset, prompt, fraction=request.dataset_fraction, train_split=request.train_test_split, seed=int(training["seed"]))
-    return TrainSpec(
+    spec = TrainSpec(
         run_id=run_id,
         run_dir=str(Path(request.output_dir) / run_id if request.output_dir else settings.runs_dir / run_id),
         method=request.method,
@@ -71,6 +80,7 @@ def build_train_spec(
         bitsandbytes=config_values(tx, request.bitsandbytes_config_id, "bitsandbytes_config") if request.training_mode == "qlora" else None,
         device=device,
         num_processes=request.num_processes,
+        strategy=strategy,
         cpu_threads=request.cpu_threads,
         resume_from=resume_from,
         init_adapter=init_adapter.location if init_adapter else None,
@@ -79,6 +89,7 @@ def build_train_spec(
         mlflow_tracking_uri=settings.mlflow_tracking_uri if settings.mlflow_enabled else None,
         mlflow_experiment="ftapp",
     )
+    return axolotl_spec(tx, request, spec) if request.framework == AXOLOTL else spec
 
 
 @overload

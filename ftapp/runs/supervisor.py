@@ -32,7 +32,7 @@ from ftapp.errors import ConflictError, NotFoundError, ValidationError
 from ftapp.home_paths import run_folder
 from ftapp.models.adapters import AdapterService
 from ftapp.models.service import ModelService
-from ftapp.run_vocabulary import TERMINAL, RunKind, RunStatus
+from ftapp.run_vocabulary import LONG_LIVED, TERMINAL, RunKind, RunStatus
 from ftapp.runs.failure_causes import SUPERVISION_CAUSES, classify, read_tail, vanished
 from ftapp.runs.ingest import backfill_outcome, ingest
 from ftapp.runs.launching import LaunchRefused, launch_command, launch_spec
@@ -46,12 +46,9 @@ from ftapp.secrets import ApiKeys, HfToken
 from ftapp.settings import Settings
 from storage import Database, RunRecord
 from storage.types import utc_now
-from trainer.protocol import JUDGE_KEY_ENV, LOG_FILE, EvaluationSpec
+from trainer.protocol import DDP, JUDGE_KEY_ENV, LOG_FILE, EvaluationSpec
 
 log = logging.getLogger("ftapp.runs.supervisor")
-# Inference workers and servers idle most of their life (a server lives until stopped); on CPU they
-# do not count against the one CPU run at a time, or an endpoint left running would block all training.
-CPU_EXEMPT_KINDS = (RunKind.INFERENCE, RunKind.SERVE)
 _ERROR_TRACE = re.compile(r"Traceback \(most recent call last\)|Fatal Python error|Segmentation fault|cannot read the spec")
 
 
@@ -227,7 +224,10 @@ class Supervisor:
             outcome = read_outcome(run, tx.artifacts.find(run_id=run.id))  # the events, as ingested just before
         tail = read_tail(run.log_path)
         values: dict = {"finished_at": utc_now(), "exit_code": code}
-        if run.cancel_requested_at is not None and not (outcome.done and code in (0, None)):
+        # A server answers a stop by shutting down cleanly, with ``done`` and exit 0: it was stopped all the same.
+        # A training run that finished before the signal reached it did succeed.
+        stopped = run.kind in LONG_LIVED or not (outcome.done and code in (0, None))
+        if run.cancel_requested_at is not None and stopped:
             escalated = code == -signal.SIGKILL or code is None and run.kill_after is not None and utc_now() >= run.kill_after
             values.update(
                 status=RunStatus.CANCELLED,
@@ -286,9 +286,10 @@ class Supervisor:
         if not queued:
             return
         busy = {int(g) for r in running for g in r.gpus.split(",") if g.isdigit()}
-        cpu_runs = sum(1 for r in running if r.gpus == "cpu" and r.kind not in CPU_EXEMPT_KINDS)
+        # Idle workers do not take the one CPU slot: an endpoint left running must not block all training.
+        cpu_runs = sum(1 for r in running if r.gpus == "cpu" and r.kind not in LONG_LIVED)
         gpus = [g.index for g in detect_gpus()]
-        exempt = [r for r in queued if r.kind in CPU_EXEMPT_KINDS and (r.devices_requested == "cpu" or not gpus)]
+        exempt = [r for r in queued if r.kind in LONG_LIVED and (r.devices_requested == "cpu" or not gpus)]
         placements = [Placement(r.id, "cpu", ()) for r in exempt]
         placements += plan_starts([(r.id, r.devices_requested) for r in queued if r not in exempt], busy, cpu_runs, gpus, self.max_cpu_runs)
         for placement in placements:
@@ -312,11 +313,13 @@ class Supervisor:
         if key:
             env[JUDGE_KEY_ENV] = key  # an LLM judge's endpoint key, like the token: only in the child's environment
         log_path = run_dir / LOG_FILE
-        child = self.standby.take(spec.verb, spec_path, env, log_path, run_dir) if spec.num_processes == 1 else None
+        # The warm trainer is one plain process: a run under accelerate launch (several, or FSDP2) starts fresh.
+        alone = spec.num_processes == 1 and spec.strategy == DDP
+        child = self.standby.take(spec.verb, spec_path, env, log_path, run_dir) if alone else None
         if child is None:
             with open(log_path, "ab") as log_file:
                 child = subprocess.Popen(
-                    launch_command(spec.verb, spec_path, spec.num_processes),
+                    launch_command(spec.verb, spec_path, spec.num_processes, spec.strategy),
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,

@@ -56,6 +56,7 @@ JSON_COLUMNS: dict[tuple[str, str], type | None] = {
     ("comparison_votes", "settings"): dict,
     ("comparison_votes", "candidates"): list,
     ("evaluation_answers", "scores"): dict,
+    ("training_presets", "settings"): dict,
 }
 YAML_CONFIG_TYPES = ("axolotl",)
 MAX_JSON_DEPTH = 64

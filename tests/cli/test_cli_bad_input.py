@@ -127,6 +127,10 @@ CASES: dict[str, tuple[Case, str]] = {
     "db import not json": (lambda h: ["db", "import", write(h, "x.json", "{nope")], "DB-001"),
     "db import foreign json": (lambda h: ["db", "import", write(h, "y.json", '{"datasets": []}')], "DB-001"),
     "remove unknown adapter": (lambda h: ["adapters", "remove", "no-such-id"], "not found"),
+    "fsdp2 on the cpu": (
+        lambda h: ["train", "--model", h.model_id, "--dataset", h.dataset_id, "--name", "x", "--gpus", "cpu", "--strategy", "fsdp2"],
+        "FT-020",
+    ),
 }
 
 

@@ -72,7 +72,7 @@ def test_the_method_flags_reach_the_request(services, registered, tmp_path: Path
         )
     )
 
-    request = request_from_args(services, args)
+    request, _ = request_from_args(services, args)
 
     assert (request.method, request.init_adapter_id) == ("grpo", start.id)
     assert request.method_settings == {"num_generations": 2, "temperature": 0.7}

@@ -32,6 +32,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+# Debian's packages of the fonts that screenshots need for emoji (the status icons are emoji too) and CJK text:
+# without them Chromium draws each such character as the same empty box. .ci/run installs them.
+GLYPH_FONTS = {"fonts-noto-color-emoji": "Noto Color Emoji", "fonts-noto-cjk": "Noto Sans CJK"}
 STARTUP_LIMIT_S = 90
 STOP_GRACE_S = 15
 TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_ACCESS_TOKEN")
@@ -57,6 +60,15 @@ class Studio:
             return self.log_path.read_text(encoding="utf-8", errors="replace")[-chars:]
         except OSError:
             return ""
+
+
+def missing_glyph_fonts() -> list[str]:
+    """The packages of ``GLYPH_FONTS`` whose font fontconfig (which Chromium asks) does not know."""
+    try:
+        known = subprocess.run(["fc-list", ":", "family"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return list(GLYPH_FONTS)
+    return [package for package, family in GLYPH_FONTS.items() if family not in known]
 
 
 def free_port() -> int:
@@ -201,6 +213,8 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     chosen = os.environ.get("FTAPP_E2E_SHOTS")
     folder = Path(chosen) if chosen else tmp_path_factory.mktemp("shots")
     folder.mkdir(parents=True, exist_ok=True)
+    if missing := missing_glyph_fonts():
+        print(f"[e2e] emoji and CJK will show as empty boxes in the screenshots: apt-get install {' '.join(missing)}")
     return folder
 
 

@@ -344,6 +344,7 @@ def cancel_a_run(steps: Steps) -> None:
     cancel = steps.by_id("runs-cancel")
     expect(cancel).to_be_enabled()
     started = time.monotonic()
+    steps.page.once("dialog", lambda dialog: dialog.accept())  # "Cancel this run?" (tests/e2e/test_runs_page.py)
     cancel.click()
     expect(status).to_contain_text("cancelled", timeout=CANCEL_LIMIT_MS)
     steps.timed("run 2: Cancel click → status cancelled", started)

@@ -47,6 +47,12 @@ def fine_tune(ctx, machine: Machine = CPU, **changes) -> list[Problem]:
         return validate_fine_tune(tx, FineTuneRequest(**values), machine)
 
 
+def without_axolotl(ctx) -> list[Problem]:
+    ctx.monkeypatch.delenv("FTAPP_AXOLOTL_PYTHON", raising=False)  # and ftapp's own Python has no axolotl
+    template = ctx.services.configs.list("axolotl")[0]
+    return fine_tune(ctx, framework="axolotl", axolotl_config_id=template.id)
+
+
 def preflight_problems(ctx, machine: Machine) -> list[Problem]:
     request = FineTuneRequest(
         base_model_id=ctx.reg.model.id, dataset_id=ctx.reg.dataset.id, prompt_id=ctx.reg.prompt.id, adapter_name="ok-adapter", gpus="cpu"
@@ -249,6 +255,8 @@ def crowded_address(ctx) -> list[Problem]:
 TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
     "FT-001": lambda c: fine_tune(c, training_mode="lorax"),
     "FT-001a": lambda c: fine_tune(c, method="ppo"),
+    "FT-001b": lambda c: fine_tune(c, framework="megatron"),
+    "FT-001c": lambda c: without_axolotl(c),
     "FT-002": lambda c: fine_tune(c, adapter_name="my adapter"),
     "FT-003": lambda c: fine_tune(c, output_dir=str(c.tmp / "missing")),
     "FT-004": lambda c: fine_tune(c, cpu_threads=99),
@@ -260,6 +268,7 @@ TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
     "FT-010": lambda c: fine_tune(c, dataset_fraction=1.5),
     "FT-011": lambda c: fine_tune(c, train_test_split=0),
     "FT-012": lambda c: fine_tune(c, machine=ONE_GPU, gpus="0", training_mode="qlora"),
+    "FT-012a": lambda c: fine_tune(c, framework="axolotl"),
     "FT-013": lambda c: fine_tune(c, base_model_id="no-such-model"),
     "FT-014": lambda c: fine_tune(c, dataset_id="no-such-dataset"),
     "FT-015": lambda c: fine_tune(c, prompt_id="no-such-prompt"),
@@ -273,6 +282,7 @@ TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
     "FT-019": lambda c: fine_tune(c, method="grpo", rewards=({"kind": "exact_match"},), method_settings={"temperature": -1}),
     "FT-019a": lambda c: fine_tune(c, method="grpo", rewards=({"kind": "exact_match"},), method_settings={"num_generations": 3}),
     "FT-019b": lambda c: fine_tune(c, method="grpo", rewards=({"kind": "exact_match"},), init_adapter_id="no-such-adapter"),
+    "FT-020": lambda c: fine_tune(c, strategy="fsdp2"),  # on the CPU: nothing to shard over
     "EV-001": lambda c: evaluation(c, combinations=()),
     "EV-002": lambda c: evaluation(c, dataset_id=""),
     "EV-003": lambda c: evaluation(c, prompt_id=""),
@@ -390,6 +400,11 @@ TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
     "CF-001": lambda c: raised(lambda: c.services.configs.add(AddConfigRequest(type="yaml", config="{}"))),
     "CF-002": lambda c: raised(lambda: c.services.configs.add(AddConfigRequest(type="lora_config", config='{"r": 8,'))),
     "CF-003": lambda c: raised(lambda: c.services.configs.add(AddConfigRequest(type="axolotl", config="base_model: [unclosed"))),
+    "CF-003a": lambda c: raised(
+        lambda: c.services.configs.add(
+            AddConfigRequest(type="axolotl", config="datasets: [{path: a, type: alpaca}]\ntrust_remote_code: true\n")
+        )
+    ),
     "CF-004": lambda c: deduplicated_config(c),
     "CF-005": lambda c: raised(lambda: c.services.configs.add(AddConfigRequest(type="training_arguments", config='{"learning_rat": 0.1}'))),
     "EX-001": lambda c: export(c, base_model_id=""),
@@ -442,6 +457,13 @@ TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
     "DM-007": lambda c: raised(lambda: visitor(c).hf_token.store("hf_" + "x" * 34)),
     "DM-008": lambda c: raised(lambda: visitor(c).datasets.remove(c.reg.dataset.id)),
     "DM-009": lambda c: crowded_address(c),
+    "TP-001": lambda c: raised(
+        lambda: c.services.training_presets.save(
+            "modern default", FineTuneRequest(base_model_id="", dataset_id="", adapter_name=""), None, CPU
+        )
+    ),
+    "TP-002": lambda c: raised(lambda: c.services.training_presets.start_from("no-such-preset")),
+    "SK-001": lambda c: raised(lambda: c.services.api_keys.store("judge-key", "two words")),
 }
 
 

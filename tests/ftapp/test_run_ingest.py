@@ -197,6 +197,24 @@ def test_a_run_whose_done_was_ingested_succeeds_though_its_events_file_is_gone_w
     assert endpoint.state == "stopped" and endpoint.url is None and endpoint.merged_adapter and endpoint.limits == LIMITS
 
 
+def test_a_server_the_user_stopped_ends_cancelled_though_it_shut_down_cleanly(services, registered):
+    # Its own session, as the supervisor starts trainers: the stop signals the whole group.
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], start_new_session=True)
+    try:
+        run = serve_run(services, registered)
+        running_as(services, run, server)
+        # What a real server writes when SIGTERM asks it to stop: ``done``, then exit 0.
+        write_events(run, {"type": "started", "time": 1.0, "url": "http://127.0.0.1:4321"}, {"type": "done", "time": 2.0, "stopped": True})
+        services.serving.stop(run.id)
+        server.wait(timeout=10)
+        services.supervisor.tick()
+    finally:
+        server.kill()
+    final = services.runs.get(run.id)
+    assert (final.status, final.error_cause) == ("cancelled", "cancelled")
+    assert services.serving.endpoint(run.id).state == "stopped"
+
+
 def test_a_serving_endpoint_shows_its_url_from_its_row(services, registered, alive):
     run = serve_run(services, registered)
     running_as(services, run, alive)

@@ -63,7 +63,7 @@ def test_serve_answers_a_chat_completion_and_stops_cleanly(services, registered,
     finally:
         services.serving.stop(run_id)
         final = services.runs.wait(run_id, timeout_s=60)
-    assert final.status == "succeeded", final.error_text
+    assert final.status == "cancelled", final.error_text  # stopped by the user, though it shut down cleanly
     started = json.loads(final.started_payload)  # as the supervisor ingested it
     Path(final.run_dir, "events.jsonl").unlink()  # the row alone tells how the endpoint ran
     stopped = services.serving.endpoint(run_id)
@@ -172,4 +172,4 @@ def test_the_endpoint_refuses_huge_and_malformed_requests_fast_and_keeps_answeri
     finally:
         services.serving.stop(run.id)
         final = services.runs.wait(run.id, timeout_s=60)
-    assert final.status == "succeeded", final.error_text
+    assert final.status == "cancelled", final.error_text  # stopped by the user: a clean shutdown still reads as stopped

@@ -149,6 +149,6 @@ def test_an_export_of_revision_0005_imports_with_null_outcome_columns(tmp_path: 
         imported = tx.runs.get(run_id)
     assert imported.status == "succeeded" and all(getattr(imported, column) is None for column in outcome)
     snapshot["schema_revision"] = "0004"  # older than that, the rows may not fit: refused
-    with pytest.raises(SnapshotError, match="schema revision '0004'; this version reads '0007', '0005', '0006'"):
+    with pytest.raises(SnapshotError, match="schema revision '0004'; this version reads '0008', '0005', '0006', '0007'"):
         with Database.open(tmp_path / "c.db").transaction() as tx:
             import_snapshot(tx, snapshot)

@@ -40,11 +40,14 @@ def code_block(language: str) -> str:
 
 
 def documented_endpoints() -> dict[str, list[str]]:
-    """``/name(a, b)`` of README's list as {"/name": ["a", "b"]}; ``FORM`` stands for the Train form's fields."""
+    """``/name(a, b)`` of README's list as {"/name": ["a", "b"]}; ``FORM`` stands for the Train form's fields, alone or
+    among others (``/save_preset(FORM, preset_name)``)."""
     listing = code_block("text")
     form = [name.strip() for name in re.search(r"^FORM\s+(.*)", listing, re.M | re.S).group(1).split(",")]
     return {
-        f"/{name}": [p.strip() for p in params.replace("\n", " ").split(",") if p.strip()] if params != "FORM" else form
+        f"/{name}": [
+            field for p in params.replace("\n", " ").split(",") if p.strip() for field in (form if p.strip() == "FORM" else [p.strip()])
+        ]
         for name, params in re.findall(r"/(\w+)\(([^)]*)\)", listing)
     }
 

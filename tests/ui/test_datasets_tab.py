@@ -103,6 +103,29 @@ def test_a_missing_path_is_refused_with_its_rule_and_nothing_is_written(services
     assert list(services.settings.datasets_dir.iterdir()) == []
 
 
+def test_import_without_an_upload_asks_for_a_file_of_the_accepted_types(services: Services) -> None:
+    """The picker refused a .txt (or nothing was chosen): the message is about the upload, not about paths or Hub ids."""
+    with pytest.raises(gr.Error) as caught:
+        datasets.import_upload(services, None, "", "")
+
+    message = caught.value.message
+    assert message.startswith("DS-003: no file was uploaded: upload a CSV, JSON, JSON lines or Parquet")
+    assert ".jsonl" in message and "location" not in message and "Hugging Face" not in message
+    assert "DS-004" not in message  # no "name is required": the name defaults to the file's, and there is no file yet
+    assert services.datasets.list() == []
+
+
+def test_the_table_names_types_in_a_users_words(services: Services, alpaca: Path, tmp_path: Path) -> None:
+    import_alpaca(services, alpaca)
+    lines = tmp_path / "rows.jsonl"
+    lines.write_text('{"text": "一行 ✅"}\n', encoding="utf-8")
+    datasets.import_path(services, str(lines), "", "")
+
+    table, _ = datasets.list_datasets(services)
+    assert sorted(table["type"]) == ["JSON", "JSON lines"]
+    assert not any("project" in str(cell) for cell in table.to_numpy().ravel())
+
+
 def test_every_problem_of_a_request_is_reported(services: Services, alpaca: Path, tmp_path: Path) -> None:
     import_alpaca(services, alpaca)
     bad = tmp_path / "notes.txt"

@@ -126,7 +126,7 @@ def test_preference_rows_show_the_pair_and_each_verdict():
     html = rows_html(preference_results(PAIRS))
     assert "chosen / rejected" in html and "&lt;b&gt;No&lt;/b&gt;" in html and "<b>rejected</b>" in html
     # Green where the combination finds the chosen answer likelier; outlined only where its verdict differs from #1's.
-    assert "background:#fde8e8;white-space:pre-wrap'>prefers rejected" in html
+    assert "background:#fde8e8;white-space:pre-wrap;overflow-wrap:anywhere'>prefers rejected" in html
     assert html.count("outline:2px") == 1
     only = rows_html(preference_results(PAIRS), only_disagreements=True)
     assert only.count("class='eval-row'") == 1 and "Help?" in only
@@ -147,3 +147,42 @@ def test_ticked_rewards_go_into_the_request_and_none_ticked_leaves_the_default()
         {"kind": "regex_match", "weight": 0.5, "pattern": "^[a-z]+$"},
     )
     assert evaluate.evaluation_request(*form, [[False, *row[1:]] for row in table]).rewards is None
+
+
+def test_zero_max_rows_means_all_as_the_label_says_and_below_zero_is_refused(services, registered):
+    form = (registered.dataset_id, registered.prompt_id, registered.model_id, [], True, 1.0)
+    assert evaluate.evaluation_request(*form, 0, 16, 8, "cpu").max_rows is None
+    assert evaluate.evaluation_request(*form, None, 16, 8, "cpu").max_rows is None  # a cleared field
+    with pytest.raises(gr.Error, match="EV-010"):
+        evaluate.start_evaluation(services, evaluate.evaluation_request(*form, -1, 16, 8, "cpu"))
+    assert services.evaluations.list() == []
+
+
+def test_the_row_limits_start_at_the_value_their_labels_explain(services):
+    """gradio's number field shows an empty value as 0: a label promising "empty: all" over a 0 was untrue."""
+    with gr.Blocks() as page:
+        evaluate.render(services)
+    for elem_id in ("eval-max-rows", "eval-benchmark-limit"):
+        field = next(c for c in page.blocks.values() if getattr(c, "elem_id", None) == elem_id)
+        assert field.value == 0 and "(0: all)" in field.label
+
+
+def test_a_judge_key_is_stored_under_its_name_and_never_echoed(services):
+    key = "sk-judge-" + "Zy3" * 10
+    note, box = evaluate.store_api_key(services, " judge-key ", key)
+    assert box == "" and key not in note and "judge-key" in note
+    assert services.api_keys.value("judge-key") == key
+    with pytest.raises(gr.Error, match="SK-001") as caught:
+        evaluate.store_api_key(services, "judge-key", "two words " + key)
+    assert key not in caught.value.message and services.api_keys.value("judge-key") == key
+
+
+def test_a_demo_visitor_cannot_store_or_overwrite_the_hosts_judge_key(services):
+    from ftapp.demo.policy import DemoCaps
+    from ftapp.visitors import demo_services, services_for_key
+
+    services.api_keys.store("judge-key", "sk-host")
+    visitor = services_for_key(demo_services(services, DemoCaps()), "visitor-key")
+    with pytest.raises(gr.Error, match="DM-007"):
+        evaluate.store_api_key(visitor, "judge-key", "sk-visitor")
+    assert services.api_keys.value("judge-key") == "sk-host"

@@ -9,9 +9,12 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from ftapp.compare import CompareRequest
 from ftapp.datasets.service import AddDatasetRequest
 from ftapp.runs.machine import GpuInfo, Machine
 from ftapp.services import Services
+from ftapp.shipping import ServeRequest
+from storage.types import utc_now
 from ui import build_app, home, train
 
 
@@ -117,7 +120,7 @@ def test_gpus_are_listed_with_the_runs_that_hold_them(services: Services, monkey
 
     assert "| 0 | NVIDIA H200 | 40.0 of 140.4 GiB | big-run (`abcdef01`) |" in text
     assert "| 1 | NVIDIA H200 | 0.0 of 140.4 GiB | free |" in text
-    assert "**Training on the CPU:** cpu-run (`98765432`)" in text
+    assert "**Running on the CPU:** cpu-run (`98765432`)" in text
 
 
 def test_activity_shows_queued_runs_and_says_when_nothing_happens(services: Services, train_form) -> None:
@@ -128,3 +131,20 @@ def test_activity_shows_queued_runs_and_says_when_nothing_happens(services: Serv
 
     busy = home.activity_summary(services)
     assert "| ⏳ queued | waiting (`" in busy and "| cpu |" in busy
+
+
+def test_endpoints_and_compare_workers_are_listed_apart_from_training(services: Services, registered) -> None:
+    comparison = services.comparisons.start(CompareRequest(model_id=registered.model_id, prompt="hello"))
+    endpoint = services.serving.submit(ServeRequest(registered.model_id, "", gpus="cpu", engine="transformers"))
+    with services.db.transaction() as tx:
+        # An idle worker that answered two comparisons, and an endpoint that said where it listens.
+        tx.runs.update(comparison.worker_run_id, status="running", started_at=utc_now(), gpus="cpu", step=2, started_payload="{}")
+        tx.runs.update(endpoint.id, status="running", started_at=utc_now(), gpus="cpu", started_payload='{"url": "http://127.0.0.1:4321"}')
+
+    text = home.activity_summary(services)
+
+    training, rest = text.split("### Serving / workers")
+    workers = rest.split("### Recent adapters")[0]
+    assert "Nothing is training or queued" in training and "step 2" not in training
+    assert f"| compare worker (**Compare** tab) | compare · tiny (`{comparison.worker_run_id[:8]}`) | ready · 2 answered |" in workers
+    assert f"| endpoint (**Serve** tab) | serve tiny (`{endpoint.id[:8]}`) | 🟢 serving at `http://127.0.0.1:4321/v1` |" in workers

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
 import pytest
 
 from ftapp.services import Services
+from ftapp.shipping import ServeRequest
+from storage.types import utc_now
 from ui import adapters, home, runs, train
 from ui.run_compare import spec_differences
 
@@ -224,3 +227,50 @@ def test_a_failed_run_says_why_above_the_log_instead_of_repeating_it() -> None:
     assert "Suggestion: halve" in error.value and "FINETUNE_PROGRESS" not in error.value
     assert "❌ failed" in status and "step 14 of 40" in status and "ran 1 min 15 s" in status
     assert "ETA" not in status and "devices **0**" in status
+
+
+def test_compare_offers_only_runs_with_loss_curves(services: Services, train_form, registered) -> None:
+    tuned = queue(services, train_form, "tuned")
+    served = services.serving.submit(ServeRequest(registered.model_id, "", gpus="cpu", engine="transformers"))
+
+    listing = runs.list_runs(services, runs.ALL, None)
+
+    assert {value for _, value in listing.pick.choices} == {tuned, served.id}  # every run can be followed
+    assert [value for _, value in listing.compare.choices] == [tuned]
+
+
+def test_a_stopped_server_reads_stopped_and_offers_neither_cancel_nor_resume(services: Services, registered) -> None:
+    served = services.serving.submit(ServeRequest(registered.model_id, "", gpus="cpu", engine="transformers"))
+    with services.db.transaction() as tx:
+        tx.runs.update(served.id, status="running", cancel_requested_at=utc_now())  # asked to stop, still shutting down
+
+    stopping = runs.show_run(services, served.id)
+    assert stopping.cancel_button.interactive is False  # nothing left to cancel
+
+    with services.db.transaction() as tx:
+        tx.runs.update(served.id, status="cancelled", finished_at=utc_now())
+    stopped = runs.show_run(services, served.id)
+    assert "⏹ cancelled" in stopped.status and stopped.error.visible and "Stopped on request" in stopped.error.value
+    assert "Resume" not in stopped.error.value and stopped.resume_button.interactive is False
+
+
+def test_the_log_shows_progress_as_readable_lines(services: Services, train_form) -> None:
+    run_id = queue(services, train_form, "logged")
+    run = services.runs.get(run_id)
+    log = Path(run.run_dir) / "trainer.log"
+    log.write_text(
+        "setup: imports took 6.8s\n"
+        'FINETUNE_PROGRESS {"step": 20, "total_steps": 100, "loss": 1.2341, "lr": 0.0002, "tokens_per_s": 3100.4, "eta_s": 12}\n'
+        "FINETUNE_PROGRESS {not json\n",
+        encoding="utf-8",
+    )
+    with services.db.transaction() as tx:
+        tx.runs.update(run_id, log_path=str(log))
+
+    shown = runs.show_run(services, run_id).log
+
+    assert shown.splitlines() == [
+        "setup: imports took 6.8s",
+        "step 20/100 · loss 1.234 · lr 0.0002 · 3,100 tokens/s · ETA 12 s",
+        "FINETUNE_PROGRESS {not json",  # a line that does not parse is shown as written
+    ]

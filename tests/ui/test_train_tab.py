@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 from pathlib import Path
@@ -16,6 +17,7 @@ from ftapp.prompts.presets import SEED_001
 from ftapp.runs.machine import GpuInfo, Machine
 from ftapp.services import Services
 from ui import train, train_method
+from ui.app import build_app
 from ui.train_form import NO_PROMPT, device_choices, devices_and_processes
 
 
@@ -48,7 +50,8 @@ def test_a_plain_dataset_needs_its_prompt_and_alpaca_data_may_go_without(service
 def test_a_preset_fills_the_main_fields(services: Services) -> None:
     epochs, max_steps, lr, batch, accumulation, max_length, r, alpha, note = train.apply_preset(services, SEED_001)
 
-    assert (epochs, max_steps, lr, batch, accumulation, max_length, r, alpha) == (1, 0, 2e-4, 1, 4, 512, 16, 32)
+    # -1 runs the epochs, as TrainingSettings, the command line and the spec say it (the form once said 0)
+    assert (epochs, max_steps, lr, batch, accumulation, max_length, r, alpha) == (1, -1, 2e-4, 1, 4, 512, 16, 32)
     assert "QLoRA nf4" in note
 
 
@@ -93,8 +96,13 @@ def test_start_queues_the_run_with_every_field_in_its_spec(services: Services, t
     assert run.devices_requested == "cpu"
 
 
-def test_zero_max_steps_trains_by_epochs(services: Services, train_form) -> None:
-    train.start_training(services, train_form(max_steps=0, num_epochs=2.0))
+def test_max_steps_minus_one_trains_by_epochs_and_zero_is_refused(services: Services, train_form) -> None:
+    # transformers trains no step at all for max_steps=0, while the preflight counted the epochs: one meaning, -1
+    with pytest.raises(gr.Error, match="CF-005: max_steps 0 would train no step: give -1 to run the epochs"):
+        train.start_training(services, train_form(max_steps=0))
+    assert services.runs.list() == []
+
+    train.start_training(services, train_form(max_steps=-1, num_epochs=2.0))
 
     [run] = services.runs.list()
     training = json.loads(run.spec)["training"]
@@ -225,3 +233,73 @@ def test_sft_ignores_the_fields_of_other_methods(services: Services, registered,
 
     spec = json.loads(services.runs.list()[0].spec)
     assert (spec["method"], spec["method_settings"], spec["rewards"], spec["init_adapter"]) == ("sft", {}, [], None)
+
+
+# -- issue 16: papercuts of the form ------------------------------------------------------------------------------
+
+
+def _refused(action) -> str:
+    """The toast's text of a refused action (``gr.Error`` shows HTML, so quotes come escaped)."""
+    with pytest.raises(gr.Error) as caught:
+        action()
+    return html.unescape(caught.value.message)
+
+
+def _train_widgets(services: Services) -> dict[str, gr.components.Component]:
+    return {b.elem_id: b for b in build_app(services).blocks.values() if str(getattr(b, "elem_id", "")).startswith("train-")}
+
+
+def test_a_cleared_dataset_stays_cleared_and_start_refuses_to_train(services: Services, registered, train_form) -> None:
+    # The browser's dropdown puts the last choice back when its text is deleted, unless it takes custom values.
+    widgets = _train_widgets(services)
+    assert all(widgets[f"train-{name}"].allow_custom_value for name in ("model", "dataset", "prompt"))
+
+    _, dataset, _, _, prompt = train.refresh_choices(services, registered.model_id, "", None, "cpu", "")
+
+    assert dataset.value is None and prompt.value is None  # not the first dataset again
+    message = _refused(lambda: train.start_training(services, train_form(dataset_id="", prompt_id="")))
+    assert message == "FT-014: choose a dataset to train on"
+    assert _refused(lambda: train.preflight(services, train_form(model_id=None))) == "FT-013: choose a base model to train"
+    assert services.runs.list() == []
+
+
+def test_an_empty_adapter_name_asks_for_one_and_the_field_says_how(services: Services, train_form) -> None:
+    message = _refused(lambda: train.start_training(services, train_form(adapter_name="  ")))
+
+    assert message.startswith("FT-002: name the adapter: letters, digits and - (at most 64), e.g. support-intents-v1")
+    assert "must match" not in message and services.runs.list() == []
+    info = _train_widgets(services)["train-adapter-name"].info
+    assert "letters, digits and -" in info and "support-intents-v1" in info  # help text that stays, not a placeholder
+
+
+# Each numeric field with a value out of its range, and the rule and field name the refusal must carry.
+OUT_OF_RANGE = [
+    ({"num_epochs": -1.0}, "FT-008: num_epochs must be"),
+    ({"max_steps": -5}, "CF-005: max_steps must be"),
+    ({"learning_rate": -1.0}, "FT-009: learning_rate must be"),
+    ({"batch_size": 0}, "CF-005: per_device_train_batch_size must be"),
+    ({"grad_accumulation": -2}, "CF-005: gradient_accumulation_steps must be"),
+    ({"max_length": 4}, "CF-005: max_length must be"),
+    ({"lora_r": -8}, "CF-005: r must be"),
+    ({"lora_alpha": -16.0}, "CF-005: lora_alpha must be"),
+    ({"dataset_fraction": 5.0}, "FT-010: dataset_fraction must be"),
+    ({"train_split": -0.5}, "FT-011: train_test_split must be"),
+    ({"method": "dpo", "dpo_beta": -0.1}, "FT-019: method_settings: beta must be"),
+    ({"method": "grpo", "num_generations": 1}, "FT-019: method_settings: num_generations must be"),
+    ({"method": "grpo", "max_completion_length": -1}, "FT-019: method_settings: max_completion_length must be"),
+    ({"method": "grpo", "temperature": -1.0}, "FT-019: method_settings: temperature must be"),
+    ({"method": "grpo", "grpo_beta": -1.0}, "FT-019: method_settings: beta must be"),
+]
+
+
+def test_every_number_of_the_form_is_judged_by_ftapp_with_its_field_and_rule(services: Services, train_form) -> None:
+    # gradio's own range check would answer first, with "Value -1 is less than minimum value 0." and nothing more.
+    numbers = [w for w in _train_widgets(services).values() if isinstance(w, (gr.Number, gr.Slider))]
+    assert len(numbers) >= 15
+    for widget in numbers:
+        assert widget.preprocess(-1) == -1 and widget.preprocess(10**6) == 10**6, widget.elem_id
+
+    for changes, expected in OUT_OF_RANGE:
+        form = train_form(**changes)
+        assert expected in _refused(lambda: train.preflight(services, form)), changes  # noqa: B023 - called at once
+    assert services.runs.list() == []

@@ -1,9 +1,22 @@
 """The run contract shared by ftapp and the trainer processes. Standard library only.
 
-Each part imports only the parts it builds on, never this package: memory_plan, rollouts, rewards, evaluation_parts <- template_fields <- core <- export <- specs.
+Each part imports only the parts it builds on, never this package: memory_plan <- parallelism; memory_plan, rollouts, rewards, evaluation_parts <- template_fields <- core <- axolotl_config, export <- specs.
 Everything outside the package imports ``trainer.protocol``.
 """
 
+from trainer.protocol.axolotl_config import (
+    AXOLOTL,
+    AXOLOTL_INSTALL,
+    AXOLOTL_PYTHON_ENV,
+    FRAMEWORKS,
+    MAX_CONFIG_CHARS,
+    MAX_DEPTH,
+    RUN_CONFIG_FILE,
+    axolotl_config_problems,
+    axolotl_python,
+    axolotl_run_config,
+    axolotl_training_mode,
+)
 from trainer.protocol.core import (
     ARTIFACT,
     AUTO_DEVICE,
@@ -83,6 +96,16 @@ from trainer.protocol.memory_plan import (
     method_workload,
     plan_fit,
 )
+from trainer.protocol.parallelism import (
+    DDP,
+    FSDP2,
+    FSDP_COST,
+    FSDP_METHODS,
+    SPEC_STRATEGIES,
+    STRATEGIES,
+    StrategyPlan,
+    choose_strategy,
+)
 from trainer.protocol.rewards import (
     CUSTOM_REWARD,
     REWARD_KINDS,
@@ -110,7 +133,26 @@ from trainer.protocol.template_fields import (
 )
 
 __all__ = [
+    "AXOLOTL",
+    "AXOLOTL_INSTALL",
+    "AXOLOTL_PYTHON_ENV",
+    "axolotl_python",
+    "axolotl_config_problems",
+    "FRAMEWORKS",
+    "MAX_CONFIG_CHARS",
+    "MAX_DEPTH",
+    "RUN_CONFIG_FILE",
+    "axolotl_run_config",
+    "axolotl_training_mode",
     "CONTEXT_BYTES",
+    "DDP",
+    "FSDP2",
+    "FSDP_COST",
+    "FSDP_METHODS",
+    "SPEC_STRATEGIES",
+    "STRATEGIES",
+    "StrategyPlan",
+    "choose_strategy",
     "choose_generation_engine",
     "GENERATION_ENV",
     "GENERATION_ENGINES",

@@ -81,6 +81,7 @@ class RunSpecFile:
 
     run_dir: str
     num_processes = 1  # a class default; TrainSpec has it as a field (DDP)
+    strategy = "ddp"  # likewise: how several processes share the model (trainer.protocol.parallelism)
 
     @property
     def events_path(self) -> Path:
@@ -104,6 +105,7 @@ class TrainSpec(RunSpecFile):
     bitsandbytes: dict[str, Any] | None = None
     device: str = AUTO_DEVICE  # cpu | cuda | auto (placed_device decides at start)
     num_processes: int = 1
+    strategy: str = "ddp"  # ddp | fsdp2, as ftapp's preflight decided (trainer.protocol.parallelism); one process: ddp
     cpu_threads: int | None = None
     resume_from: str | None = None  # a checkpoint directory of an earlier run
     init_adapter: str | None = None  # DPO/GRPO: an adapter directory (e.g. an SFT run's) to keep training
@@ -111,6 +113,9 @@ class TrainSpec(RunSpecFile):
     rewards: tuple[RewardSpec, ...] = ()  # GRPO: the weighted verifiable rewards
     mlflow_tracking_uri: str | None = None
     mlflow_experiment: str = "ftapp"
+    # trl: ftapp's own recipes (the method's verb); axolotl: Axolotl trains ``axolotl_config`` (trainer.protocol.axolotl_config).
+    framework: str = "trl"
+    axolotl_config: dict[str, Any] | None = None  # the stored YAML, parsed and checked; the run's paths are written in at start
     protocol_version: int = PROTOCOL_VERSION
 
     @property
@@ -131,7 +136,7 @@ class TrainSpec(RunSpecFile):
 
     @property
     def verb(self) -> str:
-        return self.method
+        return self.method if self.framework == "trl" else self.framework
 
 
 @dataclass(frozen=True)

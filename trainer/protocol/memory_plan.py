@@ -126,6 +126,7 @@ class Workload:
     reference_copy: bool = False  # a frozen second copy of the weights (DPO/GRPO full fine-tunes)
     generation_tokens: int = 0  # GRPO: tokens whose keys and values are cached while sampling
     optimizer: str = "adamw_torch_fused"
+    shards: int = 1  # processes the weights and trained state are split over (FSDP2); 1: each process holds all of it
 
     @property
     def micro_batch_tokens(self) -> int:
@@ -159,6 +160,7 @@ class MemoryNeed:
     loss_tile: int
     reference: int
     generation: int
+    loading: int = 0  # a peak before training: QLoRA under FSDP2 quantizes the whole model on each GPU, then shards it
 
     @property
     def tensors(self) -> int:
@@ -166,8 +168,9 @@ class MemoryNeed:
 
     @property
     def total(self) -> int:
-        """The peak the GPU's used memory shows: what tensors hold, the allocator's slack and the CUDA context."""
-        return int(ALLOCATOR_SLACK * self.tensors) + CONTEXT_BYTES
+        """The peak the GPU's used memory shows: what tensors hold (or held while loading), the allocator's slack and
+        the CUDA context."""
+        return int(ALLOCATOR_SLACK * max(self.tensors, self.loading)) + CONTEXT_BYTES
 
 
 @dataclass(frozen=True)
@@ -187,14 +190,35 @@ def memory_needed(shape: ModelShape, work: Workload, recipe: Recipe) -> MemoryNe
     per_token = shape.activation_bytes_per_token(checkpointing=recipe.checkpointing, liger=work.liger, offload=recipe.offload)
     vocab = shape.vocab_size or shape.embedding_parameters // max(1, shape.hidden_size)
     weights = shape.weight_bytes(work.training_mode)
+    trained = trained_state_bytes(shape, work.training_mode, work.lora_rank, optimizer_8bit=recipe.optimizer_8bit)
+    held, loading = weights, 0
+    if work.shards > 1:
+        held, trained = sharded_bytes(shape, work.training_mode, weights, trained, work.shards)
+        loading = weights if work.training_mode == "qlora" else 0
     return MemoryNeed(
-        weights=weights,
-        trained_state=trained_state_bytes(shape, work.training_mode, work.lora_rank, optimizer_8bit=recipe.optimizer_8bit),
+        weights=held,
+        trained_state=trained,
         activations=tokens * per_token,
         loss_tile=min(tokens, LOSS_TILE_TOKENS) * vocab * 8,  # fp32 logits and their gradient
         reference=weights if work.reference_copy else 0,
         generation=work.generation_tokens * shape.num_layers * shape.kv_size * 4,  # bf16 keys and values
+        loading=loading,
     )
+
+
+def sharded_bytes(shape: ModelShape, training_mode: str, weights: int, trained: int, shards: int) -> tuple[int, int]:
+    """Weights and trained state one GPU holds under FSDP2 (full shard): its slice of each, plus what is gathered whole
+    at a time. Forward and backward gather a decoder layer while the next one's gather is in flight (two layers), the
+    LM head stays gathered from the loss into the backward, and a full fine-tune holds one layer's unsharded gradients
+    before their reduce-scatter. A full fine-tune trains fp32 master weights: accelerate upcasts trained parameters
+    under FSDP2 mixed precision (weight, gradient and two AdamW moments, 4 bytes each; bf16 copies are gathered)."""
+    per_layer = (shape.num_parameters - shape.embedding_parameters) // max(1, shape.num_layers)
+    head = (shape.vocab_size or shape.embedding_parameters // max(1, shape.hidden_size)) * shape.hidden_size
+    layer_bytes = BYTES_PER_WEIGHT[training_mode] * per_layer
+    gathered = int((3 if training_mode == "full" else 2) * layer_bytes + 2 * head)
+    if training_mode == "full":
+        return -(-shape.num_parameters * 4 // shards) + gathered, -(-shape.num_parameters * 12 // shards)
+    return -(-weights // shards) + gathered, -(-trained // shards)
 
 
 def requested_recipe(work: Workload, checkpointing: bool) -> Recipe:
@@ -288,10 +312,16 @@ def _describe(shape: ModelShape, work: Workload, asked: Recipe, best: Recipe, fr
     return changes
 
 
+def leanest_need(shape: ModelShape, work: Workload, levers: Levers) -> int:
+    """The smallest peak any recipe reaches, every lever pulled (checkpointing too, whatever the user said)."""
+    smallest = replace(levers, checkpointing=None, shrink=True)
+    return min(memory_needed(shape, work, r).total for r in _candidates(work, smallest))
+
+
 def advise(shape: ModelShape, work: Workload, free_bytes: int, levers: Levers) -> list[str]:
     """What would fit when nothing does: QLoRA, a shorter max_length, or a GPU with more free memory."""
     smallest = replace(levers, checkpointing=None, shrink=True)  # every lever, checkpointing too
-    leanest = min(memory_needed(shape, work, r).total for r in _candidates(work, smallest))
+    leanest = leanest_need(shape, work, levers)
     budget = int(USABLE_FRACTION * free_bytes)
     advice = []
     if levers.checkpointing is False and leanest <= budget:
@@ -326,6 +356,7 @@ def method_workload(
     prompt_tokens: int | None = None,
     completion_tokens: int = 0,
     beta: float = 0.0,
+    shards: int = 1,
 ) -> Workload:
     """A run's workload as its method shapes the rows: an SFT row is up to ``max_length`` tokens (a packed row when
     padding-free); a DPO row is a pair, both sequences up to ``max_length``; a GRPO row is one completion of up to
@@ -339,6 +370,7 @@ def method_workload(
         lora_rank=lora_rank,
         liger=liger,
         optimizer=optimizer,
+        shards=shards,
     )
     if method == "dpo":
         return replace(sft, sequence_tokens=2 * max_length, sequences_per_row=2, reference_copy=training_mode == "full")
@@ -353,10 +385,11 @@ def method_workload(
     return sft
 
 
-def method_levers(method: str, training_mode: str, checkpointing: str, *, bitsandbytes: bool) -> Levers:
+def method_levers(method: str, training_mode: str, checkpointing: str, *, bitsandbytes: bool, sharded: bool = False) -> Levers:
     """What the plan may change for this run: checkpointing unless the user said true/false (QLoRA's "auto" keeps it:
-    its point is a small footprint), offloading where TRL offers it (SFT), 8-bit states where bitsandbytes is installed."""
+    its point is a small footprint), offloading where TRL offers it (SFT), 8-bit states where bitsandbytes is installed
+    and the states are not sharded (bitsandbytes' 8-bit AdamW keeps no FSDP2 slices)."""
     wanted = None if checkpointing == "auto" else checkpointing == "true"
     if training_mode == "qlora" and wanted is None:
         wanted = True
-    return Levers(checkpointing=wanted, offload=method == "sft", optimizer_8bit=bitsandbytes)
+    return Levers(checkpointing=wanted, offload=method == "sft", optimizer_8bit=bitsandbytes and not sharded)

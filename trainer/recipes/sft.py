@@ -16,6 +16,7 @@ from trl import SFTConfig, SFTTrainer
 
 from trainer.cancellation import Cancellation
 from trainer.data.training_data import TrainingData, build_training_data, sample_cases
+from trainer.fsdp import is_sharded, shard_on_cpu, start_process_group
 from trainer.model_loading import load_model, read_model_shape
 from trainer.protocol import DONE, SAMPLE, TrainSpec
 from trainer.recipes.steps import (
@@ -41,6 +42,8 @@ SftRun = RecipeRun[TrainingData]
 def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> SftRun:
     inputs = load_inputs(spec)
     device, tokenizer = inputs.device, inputs.tokenizer
+    if is_sharded(spec):
+        start_process_group(device.kind)  # before the weights load: rank 0 reads them, the others get slices
     data = build_training_data(
         inputs.rows,
         inputs.split,
@@ -59,7 +62,7 @@ def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> Sft
         completion_only_loss=data.completion_only_loss,
         assistant_only_loss=data.assistant_only_loss,
         model=read_model_shape(spec.model) if device.kind == "cuda" else None,
-        load=MethodLoad("sft", lora_rank=int(spec.lora.get("r", 16))),
+        load=MethodLoad("sft", lora_rank=int(spec.lora.get("r", 16)), shards=spec.num_processes if is_sharded(spec) else 1),
     )
     recipe = announce_recipe(spec, resolved)
 
@@ -78,9 +81,12 @@ def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> Sft
         "mlflow_run_id": None,
     }
     run_events = RunEvents(events, facts)
+    args = SFTConfig(**fit_to_installed(resolved.config, {f.name for f in fields(SFTConfig)}))
+    if is_sharded(spec) and device.kind == "cpu":
+        shard_on_cpu()
     trainer = SFTTrainer(
         model=model,
-        args=SFTConfig(**fit_to_installed(resolved.config, {f.name for f in fields(SFTConfig)})),
+        args=args,
         train_dataset=data.train,
         eval_dataset=data.validation if len(data.validation) else None,
         processing_class=tokenizer,
@@ -98,8 +104,11 @@ def report_final(run: SftRun, events: EventSink) -> None:
     trainer = run.trainer
     step = evaluate_final_weights(run, len(run.data.validation))
     cases = sample_cases(run.data.validation, run.data.layout)
-    if cases and trainer.is_world_process_zero():
-        events.emit(SAMPLE, step=step, rows=generate_samples(trainer.model, run.tokenizer, cases))
+    # Under FSDP2 every rank generates: each layer's weights are gathered from all of them at every token.
+    if cases and (trainer.is_fsdp_enabled or trainer.is_world_process_zero()):
+        rows = generate_samples(trainer.model, run.tokenizer, cases)
+        if trainer.is_world_process_zero():
+            events.emit(SAMPLE, step=step, rows=rows)
 
 
 def run_sft(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> bool:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 import trainer as trainer_package
 from trainer.cancellation import Cancellation
 from trainer.data.loading import DataSplit, load_rows, split_rows, write_split
+from trainer.fsdp import save_gathered
 from trainer.model_loading import compile_blocks, detect_device, load_tokenizer, speed_up_adapters
 from trainer.oom_recovery import Recovery, train_recovering
 from trainer.protocol import ARTIFACT, SPLIT_FILE, TrainSpec
@@ -192,8 +193,12 @@ def done_details(run: RecipeRun) -> dict[str, Any]:
 
 
 def save(run: RecipeRun, spec: TrainSpec, events: EventSink) -> None:
-    # An adapter (plus tokenizer) for LoRA/QLoRA, the whole model (plus tokenizer) for full fine-tuning.
-    run.trainer.save_model(str(spec.output_dir))
+    # An adapter (plus tokenizer) for LoRA/QLoRA, the whole model (plus tokenizer) for full fine-tuning; FSDP2's
+    # sharded state gathered on rank 0 first (trainer.fsdp), into the same files.
+    if run.trainer.is_fsdp_enabled:
+        save_gathered(run.trainer, str(spec.output_dir), spec.training_mode)
+    else:
+        run.trainer.save_model(str(spec.output_dir))
     events.emit(ARTIFACT, kind="model" if spec.training_mode == "full" else "adapter", path=str(spec.output_dir))
     if run.tracking:
         run.tracking.log_output(spec.output_dir, include_weights=spec.training_mode != "full")

@@ -1,0 +1,99 @@
+"""The preflight's time counts the trainer process's start-up and finish and a model's measured step pace, taken
+from this home's own finished runs (issue 16: it said 15 s for a 76 s CPU run whose imports alone took 15 s)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from ftapp.runs import FineTuneRequest
+from ftapp.runs.run_timing import FIRST_RUN, measured_timing
+from ftapp.services import Services
+from tests.ftapp.test_rule_catalogue import CPU
+from ui.train_form import preflight_markdown
+
+LAUNCH = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def finished_run(
+    services: Services, model_id: str | None, startup: float, step_s: float, finish: float, steps: int = 10, **row: object
+) -> str:
+    """A succeeded training run as the supervisor leaves it: launched, a loss per step, finished."""
+    run_id = str(uuid.uuid4())
+    first_step_at = LAUNCH.timestamp() + startup + step_s  # step 1 ends one step after the start-up
+    last_time = first_step_at + (steps - 1) * step_s
+    values = dict(
+        id=run_id,
+        kind="finetune",
+        name=run_id[:8],
+        status="succeeded",
+        spec="{}",
+        gpus="cpu",
+        base_model_id=model_id,
+        started_at=LAUNCH,
+        finished_at=datetime.fromtimestamp(last_time + finish, UTC),
+    )
+    values.update(row)
+    with services.db.transaction() as tx:
+        tx.runs.add(**values)
+        points = [
+            {"run_id": run_id, "step": s, "name": "loss", "value": 1.0, "time": first_step_at + (s - 1) * step_s}
+            for s in range(1, steps + 1)
+        ]
+        tx.metric_points.add_many(points)
+    return run_id
+
+
+def test_a_fresh_home_uses_the_figures_measured_once(services: Services) -> None:
+    with services.db.transaction() as tx:
+        assert measured_timing(tx, "cpu", "any-model") == FIRST_RUN["cpu"]
+        assert measured_timing(tx, "cuda") == FIRST_RUN["cuda"]
+
+
+def test_start_up_and_finish_are_medians_of_the_last_runs_and_the_pace_is_the_models_own(services: Services, registered) -> None:
+    for startup, finish in ((10.0, 4.0), (12.0, 6.0), (30.0, 5.0)):
+        finished_run(services, registered.model_id, startup, step_s=1.5, finish=finish)
+    finished_run(services, None, 11.0, step_s=9.0, finish=5.0)  # another model: its start-up counts, not its pace
+    finished_run(services, registered.model_id, 99.0, step_s=0.1, finish=99.0, parent_run_id=None, gpus="0")  # a GPU run
+    resumed = finished_run(services, registered.model_id, 1.0, step_s=1.0, finish=1.0)
+    with services.db.transaction() as tx:
+        tx.runs.update(resumed, parent_run_id=tx.runs.list()[0].id)  # resumed from a checkpoint: no start-up to learn from
+
+    with services.db.transaction() as tx:
+        timing = measured_timing(tx, "cpu", registered.model_id)
+
+    assert (round(timing.startup_s, 3), round(timing.finish_s, 3), timing.runs) == (11.5, 5.0, 4)
+    assert (round(timing.step_s, 3), timing.step_runs) == (1.5, 3)
+
+
+def test_the_preflight_counts_them_and_says_where_they_come_from(services: Services, registered) -> None:
+    request = FineTuneRequest(
+        base_model_id=registered.model_id,
+        dataset_id=registered.dataset_id,
+        prompt_id=registered.prompt_id,
+        adapter_name="timed",
+        gpus="cpu",
+        overrides={"max_steps": 40},
+    )
+    _, fresh = services.runs.check(request, CPU)
+    assert fresh.seconds == FIRST_RUN["cpu"].startup_s + fresh.compute_seconds + FIRST_RUN["cpu"].finish_s  # no pace known yet
+    assert "no finished run on the CPU here yet" in preflight_markdown(fresh, [])
+
+    finished_run(services, registered.model_id, 12.7, step_s=1.19, finish=6.4)  # the demo model's run of the issue
+    _, measured = services.runs.check(request, CPU)
+
+    assert abs(measured.seconds - (12.7 + 40 * 1.19 + 6.4)) < 1  # the 67 s that run took, not its FLOPs' 20 s
+    text = preflight_markdown(measured, [])
+    assert "| Start-up | ≈ 13 s: Python, the torch/transformers imports, model and data loading |" in text
+    assert "| Steps | ≈ 48 s: 40 steps at 1.19 s each, this model's pace in its last run here |" in text
+    assert "| Finishing | ≈ 6 s" in text and "this home's last finished run on the CPU" in text
+    assert "start-up (~13 s) and finish (~6 s)" in measured.summary()  # what the command line prints
+
+
+def test_rows_that_do_not_fit_together_measure_nothing(services: Services, registered) -> None:
+    finished_run(services, registered.model_id, -50.0, step_s=1.0, finish=3.0)  # a loss before the launch (an import)
+    finished_run(services, registered.model_id, 5.0, step_s=1.0, finish=3.0, steps=1)  # one loss: no pace
+    finished_run(services, registered.model_id, 5.0, step_s=1.0, finish=3.0, finished_at=LAUNCH - timedelta(seconds=1))
+
+    with services.db.transaction() as tx:
+        assert measured_timing(tx, "cpu", registered.model_id) == FIRST_RUN["cpu"]

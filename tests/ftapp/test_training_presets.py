@@ -1,0 +1,51 @@
+"""Training presets travel with a database export, and an import cannot bring one whose settings are no JSON object."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ftapp.errors import ValidationError
+from ftapp.runs import FineTuneRequest
+from ftapp.services import Services, open_services
+from ftapp.settings import Settings
+from tests.ftapp.test_rule_catalogue import CPU
+
+
+def test_a_preset_comes_along_in_a_database_export(services: Services, registered, demo_kit, tmp_path: Path) -> None:
+    request = FineTuneRequest(
+        base_model_id=registered.model_id,
+        dataset_id=registered.dataset_id,
+        prompt_id=registered.prompt_id,
+        adapter_name="",
+        gpus="cpu",
+        method="grpo",
+        overrides={"max_steps": 5},
+        rewards=({"kind": "exact_match"},),
+    )
+    saved = services.training_presets.save("travelling", request, "modern default", CPU)
+    services.database.export_to(tmp_path / "export.json")
+
+    other = open_services(Settings.from_env(tmp_path / "other-home"))
+    try:
+        report = other.database.import_from(tmp_path / "export.json", trusted_roots=(services.settings.home, demo_kit.model_dir))
+        assert report.imported["training_presets"] == 1
+        arrived = other.training_presets.get("travelling")
+        assert (arrived.id, arrived.config_preset, arrived.request) == (saved.id, "modern default", request)
+    finally:
+        other.close()
+
+
+def test_an_import_refuses_settings_that_are_no_json_object(services: Services, tmp_path: Path) -> None:
+    data = json.loads(services.database.export_json())
+    data["tables"]["training_presets"].append(
+        {"id": str(uuid.uuid4()), "name": "evil", "config_preset": None, "settings": "[1, 2]", "created_at": "2026-01-01T00:00:00+00:00"}
+    )
+    (tmp_path / "crafted.json").write_text(json.dumps(data), encoding="utf-8")
+
+    with pytest.raises(ValidationError, match="DB-001: training_presets row 0 \\('evil'\\): settings must be a JSON object"):
+        services.database.import_from(tmp_path / "crafted.json")
+    assert services.training_presets.list() == []
