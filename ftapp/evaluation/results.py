@@ -31,8 +31,10 @@ LOWER_IS_BETTER = frozenset({"perplexity", "latency_s", "batch_latency_s", "judg
 LOWER_IS_BETTER_BENCHMARK = frozenset({"perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte", "ter"})
 TIE_VOTE = "tie"  # the Compare tab's vote for neither answer
 BATCH_NOTE = (
-    "Every combination of a base model answers in the same batches (one forward pass for all of them), so this "
-    "is the shared batch's cost, equal for those combinations, not one combination's own."
+    "Where the combinations of a base model answer in turn (on a CUDA GPU, each adapter folded into the weights in "
+    "its turn) this is the combination's own cost; where they answer in the same batches (mixed-adapter batches on "
+    "the CPU, or with beams, penalties or stop strings; all adapters in one decode step when there are few rows) it "
+    "is the shared batch's cost, equal for those combinations."
 )
 # What the metrics of preference pairs (DPO) and rewards (GRPO) mean, for the table's readers.
 METRIC_HELP = {

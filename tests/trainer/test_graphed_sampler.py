@@ -90,3 +90,51 @@ def test_sampling_draws_from_the_softmax_and_its_filters() -> None:
     assert set(sampler._sample(logits).tolist()) == {0, 1}
     sampler.sampling = Sampling(temperature=1.0, top_p=0.5)  # 0.6 alone crosses 0.5
     assert set(sampler._sample(logits).tolist()) == {0}
+
+
+def test_answers_are_scored_in_the_prefill_of_rows_prefilled_in_parts_by_length(model, monkeypatch) -> None:
+    """Evaluation's ``answer``: each answer's teacher-forced log-likelihood from the prefill, completions unchanged."""
+    import random
+
+    from trainer.inference import graphed_sampler
+
+    monkeypatch.setattr(graphed_sampler, "PREFILL_TOKENS", 60)  # parts of a few rows, each padded to its own longest
+    rng = random.Random(0)
+    prompts = [[rng.randint(3, 63) for _ in range(rng.randint(1, 40))] for _ in range(9)]
+    answers = [[rng.randint(3, 63) for _ in range(rng.randint(0, 6))] for _ in range(9)]
+    assert len(graphed_sampler._parts(sorted(prompts, key=len, reverse=True), None)) > 3
+    sampler = GraphedSampler(model, eos_token_ids=[EOS], pad_token_id=0, sampling=Sampling(temperature=0.0))
+    answered = sampler.answer(prompts, answers, 12)
+    assert answered.completions == [reference(model, p, 12) for p in prompts]
+    for prompt, answer, likelihood in zip(prompts, answers, answered.log_likelihoods):
+        log_probs = model(input_ids=torch.tensor([prompt + answer])).logits.float().log_softmax(-1)[0]
+        expected = sum(log_probs[len(prompt) + j - 1, token].item() for j, token in enumerate(answer))
+        assert likelihood == pytest.approx(expected, abs=1e-4)
+
+
+def test_min_new_tokens_hold_the_end_of_sequence_back(model) -> None:
+    prompts = [[5, 9, 11, 3], [4, 4], [30, 31]]
+    stop = reference(model, prompts[0], 10)[1]  # a token the first completion reaches at its second step: an end of sequence
+    sampler = GraphedSampler(model, eos_token_ids=[EOS, stop], pad_token_id=0, sampling=Sampling(temperature=0.0))
+    completions = sampler.generate(prompts, 10, min_new_tokens=4)
+    expected = [
+        model.generate(torch.tensor([p]), max_new_tokens=10, min_new_tokens=4, do_sample=False, eos_token_id=[EOS, stop], pad_token_id=0)[
+            0, len(p) :
+        ].tolist()
+        for p in prompts
+    ]
+    assert completions == [next((e[: i + 1] for i, t in enumerate(e) if t in (EOS, stop)), e) for e in expected]
+    assert all(EOS not in c[:4] and stop not in c[:4] for c in completions) and len(completions[0]) >= 4
+
+
+def test_decoding_starts_from_the_prefilled_state_after_a_capture_moved_it_on(model) -> None:
+    """On a GPU a new shape is captured after its prefill: the warm-up steps write tokens and advance the cache, and
+    the prefilled state is restored before decoding (here the capture's steps run eagerly)."""
+    prompts, answers = [[5, 9, 11, 3, 7, 8, 21], [4], [30, 31, 32, 33]], [[6, 7], [8], []]
+    sampler = GraphedSampler(model, eos_token_ids=[EOS], pad_token_id=0, sampling=Sampling(temperature=0.0))
+    plain = sampler.answer(prompts, answers, 12)
+    captured = GraphedSampler(model, eos_token_ids=[EOS], pad_token_id=0, sampling=Sampling(temperature=0.0))
+    captured.use_graphs = True
+    steps: list[int] = []
+    captured._capture = lambda state: steps.extend(captured._step(state) or 1 for _ in range(3))
+    assert captured.answer(prompts, answers, 12) == plain and len(steps) == 3

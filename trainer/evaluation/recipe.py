@@ -5,7 +5,8 @@ Events, in order: ``started {combinations, num_rows, total_steps}``; per batch o
 combination, once its base model's rows are done, ``eval {position, label, <metric>: value,
 delta_<metric>: value}``; ``artifact {kind: evaluation}`` (results.jsonl + aggregates.json); ``done
 {models_loaded}``. Combinations are grouped by base model: each base loads once, its adapters are
-attached under their own names and answer the same prompts in the same batches.
+attached under their own names and answer the same rows, chunk by chunk: in turn through the graphed sampler where
+it can, else together in mixed-adapter batches (``trainer.evaluation.answer_batches``).
 
 Preference data is scored, not generated (``trainer.evaluation.preference``); the spec's rewards
 score every generated answer (``trainer.evaluation.rewards``).
@@ -35,20 +36,13 @@ from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokeni
 from trainer.data.loading import load_rows
 from trainer.data.preference_pairs import preference_cases
 from trainer.data.training_data import EvalCase, evaluation_cases
-from trainer.evaluation.benchmark_stage import BenchmarkStage
+from trainer.evaluation.answer_batches import answer_batches
 from trainer.evaluation.benchmarks import LoadedTasks, load_tasks
 from trainer.evaluation.judge_stage import judge_answers
 from trainer.evaluation.metrics import RowResult, aggregate, label_set, score_row
 from trainer.evaluation.preference import preference_aggregates, score_pairs
 from trainer.evaluation.rewards import reward_aggregates, reward_scores
-from trainer.inference.generation import (
-    BASE_ADAPTER,
-    answer_log_likelihood,
-    encode_answer,
-    encode_prompt,
-    generate_batch,
-    generation_config,
-)
+from trainer.inference.generation import BASE_ADAPTER, encode_answer, encode_prompt, generation_config
 from trainer.model_loading import DeviceCaps, detect_device, load_tokenizer
 from trainer.protocol import ARTIFACT, DONE, EVAL, PROGRESS, SAMPLE, STARTED, EvalCombination, EvaluationSpec
 from trainer.run_events import EventSink
@@ -115,7 +109,11 @@ def run_evaluation(spec: EvaluationSpec, events: EventSink, tasks: LoadedTasks |
     if missing:
         raise ValueError(f"row_indices {missing[:5]} are outside the dataset's {len(rows)} rows; was the file changed after training?")
     # Before any model loads: an unknown task, or a Hub data set that is not cached while offline, fails at once.
-    benchmarks = BenchmarkStage(spec, tasks or load_tasks(spec.benchmark)) if spec.benchmark else None
+    benchmarks = None
+    if spec.benchmark:
+        from trainer.evaluation.benchmark_stage import BenchmarkStage  # lm-eval, only for runs that use it
+
+        benchmarks = BenchmarkStage(spec, tasks or load_tasks(spec.benchmark))
     groups = group_by_model(spec.combinations)
     tracking = _start_tracking(spec)
     events.emit(
@@ -167,16 +165,18 @@ def run_evaluation(spec: EvaluationSpec, events: EventSink, tasks: LoadedTasks |
                     cases = evaluation_cases(rows, list(spec.row_indices), spec.data, tokenizer)
                     if labels is None:
                         labels = label_set([case.reference for case in cases])
-                    model = load_model(group, device, loads)
+                    model = load_model(group, device, loads, every_adapter=False)  # answering attaches the others if it must
                     results: dict[int, list[RowResult]] = {}
                     rewarded: dict[int, list[dict[str, float]]] = {}
-                    seconds = answer_rows(model, tokenizer, group, cases, spec, events, progress, results, results_file, rows, rewarded)
-                    batch_tokens = sum(r.new_tokens for combo in group.combinations for r in results[combo.position])
+                    costs = answer_rows(model, tokenizer, group, cases, spec, events, progress, results, results_file, rows, rewarded)
                     for combo in group.combinations:
+                        seconds, batch_tokens = costs[combo.position]
                         aggregates[combo.position] = {
                             **aggregate(results[combo.position], seconds, labels, batch_tokens),
                             **reward_aggregates(rewarded.get(combo.position, [])),
                         }
+                if model is not None and (benchmarks or spec.judge):
+                    attach_adapters(model, group)
                 if benchmarks:
                     model = model if model is not None else load_model(group, device, loads)
                     for position, scores in benchmarks.score(
@@ -239,8 +239,9 @@ def deltas(aggregates: dict[int, dict[str, float]], position: int) -> dict[str, 
     return {f"delta_{k}": v - baseline[k] for k, v in aggregates[position].items() if k in baseline}
 
 
-def load_model(group: Group, device: DeviceCaps, loads: Counter[str]) -> PreTrainedModel:
-    """The group's base model once, with every adapter of the group attached under its own name."""
+def load_model(group: Group, device: DeviceCaps, loads: Counter[str], every_adapter: bool = True) -> PreTrainedModel:
+    """The group's base model once, with every adapter of the group attached under its own name (the first alone
+    unless ``every_adapter``: ``attach_adapters`` adds the others)."""
     kwargs: dict[str, Any] = {
         "dtype": torch.bfloat16 if device.kind == "cuda" and device.bf16 else torch.float32,
         "revision": group.combinations[0].model.revision,
@@ -248,18 +249,33 @@ def load_model(group: Group, device: DeviceCaps, loads: Counter[str]) -> PreTrai
     if device.kind == "cuda":
         kwargs["device_map"] = {"": 0}
     print(f"loading base model {group.source}", file=sys.stderr, flush=True)
+    started = time.monotonic()
     model = AutoModelForCausalLM.from_pretrained(group.source, **kwargs)
     loads[group.source] += 1
+    loaded = time.monotonic()
     adapters = [c for c in group.combinations if c.adapter_path]
-    for number, combo in enumerate(adapters):
+    for combo in adapters:
         if not Path(combo.adapter_path or "").exists():
             raise FileNotFoundError(f"combination {combo.position} ({combo.label}): adapter not found at {combo.adapter_path}")
-        if number == 0:
-            model = PeftModel.from_pretrained(model, combo.adapter_path, adapter_name=adapter_name(combo))
-        else:
+    if adapters:
+        model = PeftModel.from_pretrained(model, adapters[0].adapter_path, adapter_name=adapter_name(adapters[0]))
+        if every_adapter:
+            attach_adapters(model, group)
+    model.eval()
+    print(
+        f"loaded in {loaded - started:.1f}s, {len(model.peft_config) if adapters else 0} adapter(s) in {time.monotonic() - loaded:.1f}s",
+        file=sys.stderr,
+        flush=True,
+    )
+    return model
+
+
+def attach_adapters(model: PreTrainedModel, group: Group) -> None:
+    """Every adapter of the group not attached yet, under its own name."""
+    for combo in group.combinations:
+        if combo.adapter_path and adapter_name(combo) not in getattr(model, "peft_config", {}):
             model.load_adapter(combo.adapter_path, adapter_name=adapter_name(combo))
     model.eval()
-    return model
 
 
 def answer_rows(
@@ -274,31 +290,28 @@ def answer_rows(
     results_file: Any,
     source_rows: Any,
     rewarded: dict[int, list[dict[str, float]]],
-) -> float:
-    """Generate and score every case with every combination of the group; returns the generation seconds.
+) -> dict[int, tuple[float, int]]:
+    """Generate and score every case with every combination of the group.
 
-    With rewards in the spec, each answer's rewards join its scores and ``rewarded[position]``."""
+    Returns per combination position the seconds and tokens of the batches its rows were generated in (shared with
+    the group's other combinations in mixed batches). With rewards in the spec, each answer's rewards join its
+    scores and ``rewarded[position]``."""
     config = generation_config(model, tokenizer, spec.generation)
-    mixed = isinstance(model, PeftModel)
     prompts = [encode_prompt(tokenizer, case.prompt) for case in cases]
     answers = [encode_answer(tokenizer, case.prompt, ids, case.answer) for case, ids in zip(cases, prompts)]
     # Longest first: similar lengths share a batch (less padding), and a batch too big for memory fails early.
     order = sorted(range(len(cases)), key=lambda i: -len(prompts[i]) - len(answers[i]))
+    costs = {combo.position: (0.0, 0) for combo in group.combinations}
     for combo in group.combinations:
         results.setdefault(combo.position, [])
-    seconds = 0.0
-    for start in range(0, len(order), max(1, spec.batch_size)):
-        batch = order[start : start + spec.batch_size]
-        combos = group.combinations
-        batch_prompts = [prompts[i] for combo in combos for i in batch]
-        batch_answers = [answers[i] for combo in combos for i in batch]
-        names = [adapter_name(combo) for combo in combos for _ in batch] if mixed else None
-        generated = generate_batch(model, tokenizer, batch_prompts, config, names)
-        scored = answer_log_likelihood(model, batch_prompts, batch_answers, tokenizer.pad_token_id, names)
-        seconds += generated.seconds
-        rewards = _reward_scores(spec, generated.texts, [cases[i] for combo in combos for i in batch], source_rows)
+    names = [adapter_name(combo) for combo in group.combinations]
+    files = {adapter_name(combo): combo.adapter_path for combo in group.combinations if combo.adapter_path}
+    for batch in answer_batches(model, tokenizer, config, names, prompts, answers, order, max(1, spec.batch_size), files):
+        combos = [group.combinations[k] for k in batch.combinations]
+        generated, scored = batch.generated, batch.scored
+        rewards = _reward_scores(spec, generated.texts, [cases[i] for combo in combos for i in batch.rows], source_rows)
         rows = []
-        for k, (combo, i) in enumerate((combo, i) for combo in combos for i in batch):
+        for k, (combo, i) in enumerate((combo, i) for combo in combos for i in batch.rows):
             case = cases[i]
             result = RowResult(generated.texts[k], case.reference, generated.new_tokens[k], generated.seconds, scored[k][0], scored[k][1])
             results[combo.position].append(result)
@@ -313,10 +326,13 @@ def answer_rows(
             }
             rows.append(row)
             results_file.write(json.dumps(row) + "\n")
+        for combo in combos:
+            seconds, tokens = costs[combo.position]
+            costs[combo.position] = (seconds + generated.seconds, tokens + sum(generated.new_tokens))
         progress.report(
             events, results_file, rows, tokens_per_s=round(sum(generated.new_tokens) / generated.seconds, 1) if generated.seconds else None
         )
-    return seconds
+    return costs
 
 
 def _reward_scores(spec: EvaluationSpec, outputs: list[str], cases: list[EvalCase], source_rows: Any) -> list[dict[str, float]]:

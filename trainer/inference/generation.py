@@ -103,40 +103,79 @@ def generate_batch(
     if model.device.type == "cuda":
         torch.cuda.synchronize(model.device)
     seconds = time.perf_counter() - start
-    generated = output[:, inputs.shape[1] :].tolist()
-    stops = _stop_ids(config, tokenizer)
+    texts, counts = decode_completions(tokenizer, output[:, inputs.shape[1] :].tolist(), stop_ids(config, tokenizer))
+    return Generated(texts, counts, seconds)
+
+
+def decode_completions(tokenizer: PreTrainedTokenizerBase, rows: list[list[int]], stops: set[int]) -> tuple[list[str], list[int]]:
+    """Each row's text up to its first stop token, and how many tokens that was (the stop token included)."""
     texts, counts = [], []
-    for row in generated:
+    for row in rows:
         length = next((i + 1 for i, token in enumerate(row) if token in stops), len(row))
         counts.append(length)
         texts.append(tokenizer.decode(row[:length], skip_special_tokens=True).strip())
-    return Generated(texts, counts, seconds)
+    return texts, counts
 
 
 @contextmanager
 def _grouped_lora(model: PreTrainedModel, adapter_names: list[str] | None) -> Iterator[bool]:
-    """Mixed-adapter LoRA as two batched matmuls per layer, when rows come in equal blocks, one per adapter.
+    """Mixed-adapter LoRA as two batched matmuls per layer (``GroupedLora``), when rows come in equal blocks, one
+    per adapter. Yields whether the layers were switched; otherwise (other layouts, LoRA variants such as DoRA,
+    merged or quantised layers) nothing changes and the caller passes ``adapter_names`` to PEFT as before."""
+    blocks = _equal_blocks(adapter_names)
+    grouped = GroupedLora.build(model, blocks) if blocks and not model.training else None
+    if grouped is None:
+        yield False
+        return
+    with grouped.active():
+        yield True
+
+
+class GroupedLora:
+    """Every LoRA layer computing rows in equal blocks, block k through adapter k, as two batched matmuls.
 
     PEFT's mixed batches loop over the adapters in every LoRA layer at every decoding step (index the
     sub-batch, two small matmuls, scatter back: about 8 tiny kernels per adapter and layer), which left
-    a GPU waiting on Python for most of each step. Evaluation batches are laid out adapter-major in equal
-    blocks, so the input reshapes to (adapters, rows x tokens, features) and every adapter's A and B,
-    stacked once per call (``__base__`` as zeros), apply as one ``bmm`` and one ``baddbmm`` into the base
-    output. Yields whether the layers were switched; otherwise (other layouts, LoRA variants such as DoRA,
-    merged or quantised layers) nothing changes and the caller passes ``adapter_names`` to PEFT as before.
+    a GPU waiting on Python for most of each step. Rows laid out adapter-major in equal blocks reshape to
+    (adapters, rows x tokens, features), and every adapter's A and B, stacked (``__base__`` as zeros), apply
+    as one ``bmm`` and one ``baddbmm`` into the base output. The stacks live as long as this object, so a
+    CUDA graph captured while it is active keeps reading them.
     """
-    blocks = _equal_blocks(adapter_names)
-    layers = [m for m in model.modules() if isinstance(m, LoraLinear)] if blocks and isinstance(model, PeftModel) else []
-    if not layers or not all(_plain_lora(layer, blocks) for layer in layers) or model.training:
-        yield False
-        return
-    for layer in layers:
-        layer.forward = partial(_grouped_forward, layer, *_stacked(layer, blocks))  # shadows the class's forward
-    try:
-        yield True
-    finally:
-        for layer in layers:
-            del layer.forward
+
+    def __init__(self, layers: list[LoraLinear], blocks: list[str]):
+        self.layers = layers
+        self.stacks = [_allocated(layer, blocks) for layer in layers]
+        for block, name in enumerate(blocks):
+            self.fill(block, name)
+
+    @classmethod
+    def build(cls, model: PreTrainedModel, blocks: list[str]) -> GroupedLora | None:
+        """None unless ``model`` carries PEFT's LoRA layers, all plain (``_plain_lora``) for these adapters."""
+        layers = [m for m in model.modules() if isinstance(m, LoraLinear)] if isinstance(model, PeftModel) else []
+        if not layers or not all(_plain_lora(layer, blocks) for layer in layers):
+            return None
+        return cls(layers, blocks)
+
+    @torch.no_grad()
+    def fill(self, block: int, name: str) -> None:
+        """Block ``block`` computes as adapter ``name`` holds its weights now (zeros where it has no LoRA on a layer)."""
+        for layer, (a, b) in zip(self.layers, self.stacks):
+            a[block].zero_()
+            b[block].zero_()
+            if name in layer.lora_A:
+                r = layer.lora_A[name].weight.shape[0]
+                a[block, :, :r] = layer.lora_A[name].weight.T
+                b[block, :r] = layer.lora_B[name].weight.T * layer.scaling[name]
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        for layer, (a, b) in zip(self.layers, self.stacks):
+            layer.forward = partial(_grouped_forward, layer, a, b)  # shadows the class's forward
+        try:
+            yield
+        finally:
+            for layer in self.layers:
+                del layer.forward
 
 
 def _equal_blocks(names: list[str] | None) -> list[str] | None:
@@ -160,9 +199,8 @@ def _plain_lora(layer: LoraLinear, blocks: list[str]) -> bool:
     )
 
 
-def _stacked(layer: LoraLinear, blocks: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """A as (blocks, in, r) and B x scaling as (blocks, r, out), zero-padded to the largest rank; zeros where a
-    block's adapter has no LoRA on this layer (the base model, or an adapter that skips the layer).
+def _allocated(layer: LoraLinear, blocks: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zeros for A as (blocks, in, r) and B x scaling as (blocks, r, out), r the largest rank of the blocks' adapters.
 
     In the base layer's dtype, so the two matmuls need no casts: PEFT keeps a bf16 model's adapters in
     float32, but each cast is one more kernel per layer and step, and the matmuls accumulate in float32.
@@ -171,11 +209,6 @@ def _stacked(layer: LoraLinear, blocks: list[str]) -> tuple[torch.Tensor, torch.
     rank = max((layer.lora_A[name].weight.shape[0] for name in blocks if name in layer.lora_A), default=1)
     a = torch.zeros(len(blocks), layer.in_features, rank, dtype=weight.dtype, device=weight.device)
     b = torch.zeros(len(blocks), rank, layer.out_features, dtype=weight.dtype, device=weight.device)
-    for k, name in enumerate(blocks):
-        if name in layer.lora_A:
-            r = layer.lora_A[name].weight.shape[0]
-            a[k, :, :r] = layer.lora_A[name].weight.T
-            b[k, :r] = layer.lora_B[name].weight.T * layer.scaling[name]
     return a, b
 
 
@@ -186,7 +219,7 @@ def _grouped_forward(layer: LoraLinear, a: torch.Tensor, b: torch.Tensor, x: tor
     return torch.baddbmm(grouped, torch.bmm(x.reshape(len(a), -1, x.shape[-1]).to(a.dtype), a), b).view(result.shape)
 
 
-def _stop_ids(config: GenerationConfig, tokenizer: PreTrainedTokenizerBase) -> set[int]:
+def stop_ids(config: GenerationConfig, tokenizer: PreTrainedTokenizerBase) -> set[int]:
     eos = config.eos_token_id if config.eos_token_id is not None else tokenizer.eos_token_id
     return set(eos if isinstance(eos, list) else [eos]) - {None}
 

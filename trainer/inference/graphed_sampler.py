@@ -18,6 +18,16 @@ small ones otherwise, and inside a graph each kernel still costs its few microse
 
 Keys: ``(rows, cache length)``, the prompts left-padded to a multiple of ``PROMPT_BUCKET`` tokens so a run's batches
 share a few graphs; the least recently used are dropped beyond ``MAX_GRAPHS``.
+
+Where every cache layer is a plain ``StaticLayer`` (full attention), the rows are sorted by length and prefilled in
+parts of about ``PREFILL_TOKENS`` tokens, each padded to its own longest prompt, not to the batch's: with prompts
+of 60 to 220 tokens a third of a one-part prefill was padding. ``answer`` (evaluation) also scores a given answer
+after each prompt, teacher-forced, in that same prefill: the answer's keys and values land in the slots decoding
+overwrites next, and the first generated token comes from the logits that score the answer's first token.
+
+``answer`` also takes rows in equal ``Blocks`` (evaluation: one block of rows per adapter): each block is prefilled
+as its own variant of the model, and every row decodes at once as the blocks' mixed variant (one grouped LoRA matmul
+per layer), so a step's few thousand small kernels serve every block's rows instead of one adapter's.
 """
 
 from __future__ import annotations
@@ -28,12 +38,16 @@ import sys
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 from peft.tuners.lora import LoraLayer
 from transformers import PreTrainedModel, StaticCache
+from transformers.cache_utils import StaticLayer
 
 PROMPT_BUCKET = 64
+PREFILL_TOKENS = 8192  # padded tokens in one prefill forward, when the rows are prefilled in parts
+SCORED_ROWS = 16  # rows whose answer logits go to float32 at once (rows x answer tokens x vocabulary x 4 bytes)
 MERGE_MEMORY_SHARE = 0.1
 CHECK_EVERY = 16  # decode steps between looks at whether every completion has ended (each look syncs)
 MAX_GRAPHS = 3
@@ -44,6 +58,26 @@ class Sampling:
     temperature: float = 1.0
     top_k: int = 0  # 0: off
     top_p: float = 1.0  # 1: off
+
+
+class Blocks(Protocol):
+    """Rows in ``count`` equal blocks, block-major, each block answered by its own variant of the model."""
+
+    count: int
+
+    def prefill(self, block: int) -> contextlib.AbstractContextManager[None]:
+        """The model as block ``block``'s variant alone."""
+        ...
+
+    def decode(self) -> contextlib.AbstractContextManager[None]:
+        """The model computing each block's rows as its variant: a captured graph keeps what this sets up."""
+        ...
+
+
+@dataclass(frozen=True)
+class Answered:
+    completions: list[list[int]]
+    log_likelihoods: list[float]  # per row: the sum of log p(answer token | prompt, answer tokens before it)
 
 
 class _Decode:
@@ -58,11 +92,39 @@ class _Decode:
         self.step = torch.zeros(1, dtype=torch.long, device=device)  # the output column being written
         self.out = torch.zeros(rows, max_new_tokens, dtype=torch.long, device=device)
         self.finished = torch.zeros(rows, dtype=torch.bool, device=device)
+        self.min_new = torch.zeros(1, dtype=torch.long, device=device)  # no end of sequence before this output column
         self.graph: torch.cuda.CUDAGraph | None = None
 
     def reset_cache(self) -> None:
+        self.set_cache_length(0)  # the slots before it are overwritten or masked: no need to clear them
+
+    def set_cache_length(self, length: int) -> None:
+        """The slot the next keys and values are written to (every row's)."""
         for layer in self.cache.layers:
-            layer.cumulative_length.zero_()  # the slots before it are overwritten or masked: no need to clear them
+            layer.cumulative_length.fill_(length)
+
+    def snapshot(self) -> list[torch.Tensor]:
+        return [buffer.clone() for buffer in self._buffers()]
+
+    def restore(self, saved: list[torch.Tensor]) -> None:
+        for buffer, value in zip(self._buffers(), saved):
+            buffer.copy_(value)
+
+    def _buffers(self) -> list[torch.Tensor]:
+        every = [self.ids, self.positions, self.allowed, self.cursor, self.step, self.out, self.finished]
+        return every + [layer.cumulative_length for layer in self.cache.layers]
+
+    @contextlib.contextmanager
+    def rows(self, start: int, end: int) -> Iterator[None]:
+        """The cache as rows ``start:end`` alone (views of its tensors), for a prefill part of those rows."""
+        whole = [(layer.keys, layer.values) for layer in self.cache.layers]
+        for layer, (keys, values) in zip(self.cache.layers, whole):
+            layer.keys, layer.values = keys[start:end], values[start:end]
+        try:
+            yield
+        finally:
+            for layer, (keys, values) in zip(self.cache.layers, whole):
+                layer.keys, layer.values = keys, values
 
 
 class MergedAdapters:
@@ -73,29 +135,36 @@ class MergedAdapters:
         self.weights = [torch.empty_like(layer.base_layer.weight) for layer in layers]
 
     @classmethod
-    def build(cls, model: torch.nn.Module) -> MergedAdapters | None:
-        """None unless every adapted layer is a plain one-adapter linear LoRA and the copies fit the memory to spare."""
+    def build(cls, model: torch.nn.Module, memory_share: float = MERGE_MEMORY_SHARE) -> MergedAdapters | None:
+        """None unless every adapted layer is a linear LoRA with one active adapter, every adapter it carries folds
+        in as ``W + scaling * B @ A`` (no DoRA or other variant, no LoRA bias), and the copies fit ``memory_share`` of
+        the free memory. A layer the active adapter skips, or whose adapters are disabled, copies the base weight."""
         layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
         plain = all(
             isinstance(m.base_layer, torch.nn.Linear)
             and len(m.active_adapters) == 1
             and not m.merged
-            and not m.use_dora.get(m.active_adapters[0], False)
             and not getattr(m, "fan_in_fan_out", False)
-            and m.active_adapters[0] in m.lora_A
+            and all(
+                not m.use_dora.get(name, False) and name not in getattr(m, "lora_variant", {}) and m.lora_B[name].bias is None
+                for name in m.lora_A
+            )
             for m in layers
         )
         if not layers or not plain:
             return None
         weight = layers[0].base_layer.weight
         needed = sum(m.base_layer.weight.numel() for m in layers) * weight.element_size()
-        free = torch.cuda.mem_get_info(weight.device)[0] if weight.device.type == "cuda" else needed / MERGE_MEMORY_SHARE
-        return cls(layers) if needed <= MERGE_MEMORY_SHARE * free else None
+        free = torch.cuda.mem_get_info(weight.device)[0] if weight.device.type == "cuda" else needed / memory_share
+        return cls(layers) if needed <= memory_share * free else None
 
     @torch.no_grad()
     def refresh(self) -> None:
         for layer, merged in zip(self.layers, self.weights):
             name = layer.active_adapters[0]
+            if layer.disable_adapters or name not in layer.lora_A:
+                merged.copy_(layer.base_layer.weight)
+                continue
             delta = layer.lora_B[name].weight.float() @ layer.lora_A[name].weight.float()
             merged.copy_(torch.add(layer.base_layer.weight.float(), delta, alpha=layer.scaling[name]))  # never in place
 
@@ -126,6 +195,7 @@ class GraphedSampler:
         sampling: Sampling,
         use_graphs: bool = True,
         merge_adapters: bool = True,
+        merge_memory_share: float = MERGE_MEMORY_SHARE,
     ):
         self.model = model
         self.sampling = sampling
@@ -135,8 +205,11 @@ class GraphedSampler:
         self.use_graphs = use_graphs and self.device.type == "cuda"
         parameters = inspect.signature(type(model).forward).parameters
         self._cache_argument = "cache" if "cache" in parameters else "past_key_values"  # renamed in transformers 5.2x
-        self._shapes: OrderedDict[tuple[int, int, int], _Decode] = OrderedDict()
-        self.merged = MergedAdapters.build(model) if merge_adapters else None
+        self._shapes: OrderedDict[tuple[int, int, int, bool], _Decode] = OrderedDict()
+        self._blocks: Blocks | None = None  # the blocks the graphs of block-mode shapes were captured with
+        self.merged = MergedAdapters.build(model, merge_memory_share) if merge_adapters else None
+        # Sliding-window and linear-attention layers keep their own positions: those models prefill in one part.
+        self.scores_answers = all(type(layer) is StaticLayer for layer in StaticCache(config=model.config, max_cache_len=1).layers)
         print(
             f"note: sampling with {'CUDA graphs' if self.use_graphs else 'eager decode steps'}, "
             f"{'adapters folded into weight copies' if self.merged else 'adapters as they are'}",
@@ -144,91 +217,201 @@ class GraphedSampler:
             flush=True,
         )
 
+    def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int, *, min_new_tokens: int = 0) -> list[list[int]]:
+        """One completion per prompt: token ids up to and including the first end-of-sequence token (none among the
+        first ``min_new_tokens``)."""
+        return self._run(prompts, None, max_new_tokens, min_new_tokens).completions
+
+    def answer(
+        self,
+        prompts: Sequence[Sequence[int]],
+        answers: Sequence[Sequence[int]],
+        max_new_tokens: int,
+        *,
+        min_new_tokens: int = 0,
+        blocks: Blocks | None = None,
+    ) -> Answered:
+        """``generate``, and each answer's log-likelihood after its prompt, teacher-forced (needs ``scores_answers``).
+        With ``blocks``, the rows are ``blocks.count`` equal blocks, block-major (needs ``merge_adapters=False``)."""
+        if not self.scores_answers:
+            raise ValueError("this model's cache has sliding-window or linear-attention layers: answers are scored apart")
+        if blocks is not None and (self.merged is not None or len(prompts) % blocks.count):
+            raise ValueError("blocks need equal blocks of rows and a sampler that does not fold adapters in")
+        if blocks is not None and blocks is not self._blocks:
+            self._shapes.clear()  # graphs captured for other blocks replay those blocks' adapters
+            self._blocks = blocks
+        return self._run(prompts, answers, max_new_tokens, min_new_tokens, blocks)
+
     @torch.no_grad()
-    def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:
-        """One completion per prompt: token ids up to and including the first end-of-sequence token."""
+    def _run(
+        self,
+        prompts: Sequence[Sequence[int]],
+        answers: Sequence[Sequence[int]] | None,
+        max_new_tokens: int,
+        min_new: int,
+        blocks: Blocks | None = None,
+    ) -> Answered:
         was_training = self.model.training
         self.model.eval()  # no dropout; and Trainer's gradient checkpointing only acts in training mode
         try:
             with self.merged.active() if self.merged else contextlib.nullcontext():
                 if self.merged:
                     self.merged.refresh()  # the adapters moved since the last generation
-                out = self._generate(prompts, max_new_tokens)
+                out, likelihoods = self._generate(prompts, answers, max_new_tokens, min_new, blocks)
         finally:
             self.model.train(was_training)
-        return [_until_eos(row, set(self.eos.tolist())) for row in out.tolist()]
+        eos = set(self.eos.tolist())
+        return Answered([_until_eos(row, eos) for row in out.tolist()], likelihoods.tolist() if likelihoods is not None else [])
 
-    def _generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> torch.Tensor:
+    def _generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        answers: Sequence[Sequence[int]] | None,
+        max_new_tokens: int,
+        min_new: int,
+        blocks: Blocks | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         rows = len(prompts)
-        width = -(-max(len(p) for p in prompts) // PROMPT_BUCKET) * PROMPT_BUCKET
-        key = (rows, width + max_new_tokens, max_new_tokens)
+        size = rows // blocks.count if blocks is not None else rows
+        # Longest first within each block, so that a prefill part holds rows of similar lengths; the caller's order
+        # comes back at the end.
+        order = [
+            start + i
+            for start in range(0, rows, size)
+            for i in sorted(range(size), key=lambda i: -len(prompts[start + i]) - (len(answers[start + i]) if answers is not None else 0))
+        ]
+        prompts = [prompts[i] for i in order]
+        answers = [answers[i] for i in order] if answers is not None else None
+        width = _bucket(max(len(p) for p in prompts))
+        room = _bucket(max((len(a) for a in answers), default=0)) if answers is not None else 0  # slots decoding overwrites
+        length = width + max(max_new_tokens, room)
+        key = (rows, length, max_new_tokens, blocks is not None)
         state = self._shapes.pop(key, None)
         fresh = state is None
         if state is None:
             while len(self._shapes) >= MAX_GRAPHS:
                 self._shapes.popitem(last=False)
-            state = _Decode(self.model, rows, width + max_new_tokens, max_new_tokens, self.device)
+            state = _Decode(self.model, rows, length, max_new_tokens, self.device)
         self._shapes[key] = state
-        ids, mask = self._left_padded(prompts, width)
-        if fresh and self.use_graphs and max_new_tokens > 1:
-            self._prefill(state, ids, mask)  # the cache's tensors exist only once it has been written
-            self._capture(state)
-        self._prefill(state, ids, mask)
-        for index in range(1, max_new_tokens):
-            if state.graph is not None:
-                state.graph.replay()
-            else:
-                self._step(state)
-            if index % CHECK_EVERY == 0 and bool(state.finished.all()):
-                break
-        return state.out
+        if not self.scores_answers:
+            parts = [(0, rows, None)]
+        else:
+            parts = [
+                (start + first, start + last, None if blocks is None else start // size)
+                for start in range(0, rows, size)
+                for first, last in _parts(prompts[start : start + size], answers[start : start + size] if answers is not None else None)
+            ]
+        likelihoods = self._prefill(state, prompts, answers, width, min_new, parts, blocks)
+        with blocks.decode() if blocks is not None else contextlib.nullcontext():
+            if fresh and self.use_graphs and max_new_tokens > 1:
+                prefilled = state.snapshot()  # capturing runs warm-up steps, which move the buffers on
+                self._capture(state)
+                state.restore(prefilled)
+            for index in range(1, max_new_tokens):
+                if state.graph is not None:
+                    state.graph.replay()
+                else:
+                    self._step(state)
+                if index % CHECK_EVERY == 0 and bool(state.finished.all()):
+                    break
+        back = torch.tensor(order, device=self.device).argsort()
+        return state.out[back], likelihoods[back] if likelihoods is not None else None
 
-    def _left_padded(self, prompts: Sequence[Sequence[int]], width: int) -> tuple[torch.Tensor, torch.Tensor]:
-        ids = torch.full((len(prompts), width), self.pad, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.bool)
-        for row, prompt in enumerate(prompts):
-            if prompt:
-                ids[row, width - len(prompt) :] = torch.tensor(list(prompt), dtype=torch.long)
-                mask[row, width - len(prompt) :] = True
-        return ids.to(self.device), mask.to(self.device)
-
-    def _forward(self, state: _Decode, ids: torch.Tensor, mask4d: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def _forward(self, state: _Decode, ids: torch.Tensor, mask4d: torch.Tensor, positions: torch.Tensor, keep: int = 1) -> torch.Tensor:
         output = self.model(
             input_ids=ids,
             attention_mask=mask4d,
             position_ids=positions,
             use_cache=True,
-            logits_to_keep=1,
+            logits_to_keep=keep,
             **{self._cache_argument: state.cache},
         )
-        return output.logits[:, -1, :]
+        return output.logits
 
-    def _prefill(self, state: _Decode, ids: torch.Tensor, mask: torch.Tensor) -> None:
-        """Fill the cache with the prompts, sample each completion's first token, and set the decode buffers."""
+    def _prefill(
+        self,
+        state: _Decode,
+        prompts: list[Sequence[int]],
+        answers: list[Sequence[int]] | None,
+        width: int,
+        min_new: int,
+        parts: list[tuple[int, int, int | None]],
+        blocks: Blocks | None,
+    ) -> torch.Tensor | None:
+        """Fill the cache with the prompts (and the answers after them), part by part of rows (``(start, end, block)``),
+        sample each completion's first token, and set the decode buffers; returns each answer's log-likelihood. Every
+        prompt ends at slot ``width``."""
         state.reset_cache()
-        width, length = ids.shape[1], state.allowed.shape[1]
-        causal = torch.ones(width, width, dtype=torch.bool, device=self.device).tril()
-        attend = causal[None] & mask[:, None, :]
-        attend |= torch.eye(width, dtype=torch.bool, device=self.device)[None]  # a padding row attends to itself, not to nothing
-        mask4d = torch.zeros(len(ids), 1, width, length, dtype=torch.bool, device=self.device)
-        mask4d[:, 0, :, :width] = attend
-        positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        first = self._sample(self._forward(state, ids, mask4d, positions))
+        if len(parts) > 1:
+            self._initialize_cache(state)
+        state.min_new.fill_(min_new)
+        first = torch.empty(len(prompts), dtype=torch.long, device=self.device)
+        likelihoods = torch.zeros(len(prompts), dtype=torch.float32, device=self.device) if answers is not None else None
+        for start, end, block in parts:
+            own = max(len(p) for p in prompts[start:end]) if self.scores_answers else width
+            extra = max((len(a) for a in answers[start:end]), default=0) if answers is not None else 0
+            ids, mask = self._laid_out(prompts[start:end], answers[start:end] if answers is not None else None, own, extra)
+            columns = own + extra
+            causal = torch.ones(columns, columns, dtype=torch.bool, device=self.device).tril()
+            attend = causal[None] & mask[:, None, :]
+            attend |= torch.eye(columns, dtype=torch.bool, device=self.device)[None]  # a padding slot attends to itself, not to nothing
+            mask4d = torch.zeros(end - start, 1, columns, state.allowed.shape[1], dtype=torch.bool, device=self.device)
+            mask4d[:, 0, :, width - own : width - own + columns] = attend
+            positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+            with (
+                state.rows(start, end) if len(parts) > 1 else contextlib.nullcontext(),
+                blocks.prefill(block) if blocks is not None and block is not None else contextlib.nullcontext(),
+            ):
+                if self.scores_answers:
+                    state.set_cache_length(width - own)
+                # Logits column j (input column own - 1 + j) scores answer token j; column 0 also picks the first token.
+                logits = self._forward(state, ids, mask4d, positions, keep=extra + 1)
+            first[start:end] = self._sample(logits[:, 0], torch.tensor([min_new > 0], device=self.device))
+            if likelihoods is not None and extra:
+                likelihoods[start:end] = _answer_log_likelihoods(logits, ids[:, own:], mask[:, own:])
+        if self.scores_answers:
+            state.set_cache_length(width)  # decoding overwrites the answers' slots, which stay masked until then
+        lengths = torch.tensor([len(p) for p in prompts], device=self.device)
         state.ids.copy_(first[:, None])
-        state.positions.copy_(mask.sum(-1, keepdim=True))
+        state.positions.copy_(lengths[:, None])
         state.allowed.zero_()
-        state.allowed[:, :width] = mask
+        state.allowed[:, :width] = torch.arange(width, device=self.device)[None] >= width - lengths[:, None]
         state.cursor.fill_(width)
         state.step.fill_(1)
         state.out.fill_(self.pad)
         state.out[:, 0] = first
         state.finished.copy_(torch.isin(first, self.eos))
+        return likelihoods
+
+    def _laid_out(
+        self, prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[int]] | None, width: int, extra: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids and mask of ``width + extra`` columns: each prompt left-padded to end at ``width``, its answer after."""
+        ids = torch.full((len(prompts), width + extra), self.pad, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width + extra), dtype=torch.bool)
+        for row, prompt in enumerate(prompts):
+            if prompt:
+                ids[row, width - len(prompt) : width] = torch.tensor(list(prompt), dtype=torch.long)
+                mask[row, width - len(prompt) : width] = True
+            if answers is not None and answers[row]:
+                ids[row, width : width + len(answers[row])] = torch.tensor(list(answers[row]), dtype=torch.long)
+                mask[row, width : width + len(answers[row])] = True
+        return ids.to(self.device), mask.to(self.device)
+
+    def _initialize_cache(self, state: _Decode) -> None:
+        """Allocate every layer's cache for all rows (transformers does so at the first write) before a part writes
+        into views of it: one token for every row, into slot 0, which the prefill then overwrites."""
+        if all(layer.is_initialized for layer in state.cache.layers):
+            return
+        mask = torch.zeros(len(state.ids), 1, 1, state.allowed.shape[1], dtype=torch.bool, device=self.device)
+        mask[..., 0] = True
+        self._forward(state, state.ids, mask, state.positions)
 
     def _step(self, state: _Decode) -> None:
         """One token for every row, all on the GPU with fixed shapes and no host sync: what the graph holds."""
         state.allowed.index_fill_(1, state.cursor, True)
-        logits = self._forward(state, state.ids, state.allowed[:, None, None, :], state.positions)
-        token = torch.where(state.finished, self.pad, self._sample(logits))
+        logits = self._forward(state, state.ids, state.allowed[:, None, None, :], state.positions)[:, -1]
+        token = torch.where(state.finished, self.pad, self._sample(logits, state.step < state.min_new))
         state.out.index_copy_(1, state.step, token[:, None])
         state.finished |= torch.isin(token, self.eos)
         state.ids.copy_(token[:, None])
@@ -255,8 +438,11 @@ class GraphedSampler:
             self.use_graphs = False
             torch.cuda.synchronize()
 
-    def _sample(self, logits: torch.Tensor) -> torch.Tensor:
+    def _sample(self, logits: torch.Tensor, eos_blocked: torch.Tensor | None = None) -> torch.Tensor:
+        """One token per row; ``eos_blocked`` (one boolean, on the device): no end of sequence yet (``min_new_tokens``)."""
         logits = logits.float()
+        if eos_blocked is not None:
+            logits.index_copy_(1, self.eos, logits.index_select(1, self.eos).masked_fill(eos_blocked, float("-inf")))
         if self.sampling.temperature <= 0:
             return logits.argmax(-1)
         logits = logits / self.sampling.temperature
@@ -277,3 +463,33 @@ def _until_eos(tokens: list[int], eos: set[int]) -> list[int]:
         if token in eos:
             return tokens[: index + 1]
     return tokens
+
+
+def _bucket(tokens: int) -> int:
+    return -(-tokens // PROMPT_BUCKET) * PROMPT_BUCKET
+
+
+def _parts(prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[int]] | None) -> list[tuple[int, int]]:
+    """Row ranges of rows sorted longest first, each about ``PREFILL_TOKENS`` tokens once padded to its longest row."""
+    parts: list[tuple[int, int]] = []
+    start, widest, longest = 0, 0, 0
+    for row, prompt in enumerate(prompts):
+        answer = len(answers[row]) if answers is not None else 0
+        columns = max(widest, len(prompt)) + max(longest, answer)
+        if row > start and (row - start + 1) * columns > PREFILL_TOKENS:
+            parts.append((start, row))
+            start, widest, longest = row, 0, 0
+        widest, longest = max(widest, len(prompt)), max(longest, answer)
+    parts.append((start, len(prompts)))
+    return parts
+
+
+def _answer_log_likelihoods(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Per row, the summed log-probabilities of ``targets`` (rows x answer columns) where ``valid``, from logits whose
+    column j predicts target column j; a few rows at a time, as float32 logits over a large vocabulary are big."""
+    sums = []
+    for start in range(0, len(logits), SCORED_ROWS):
+        part = logits[start : start + SCORED_ROWS, : targets.shape[1]].float().log_softmax(-1)
+        picked = part.gather(-1, targets[start : start + SCORED_ROWS, :, None]).squeeze(-1)
+        sums.append(picked.masked_fill(~valid[start : start + SCORED_ROWS], 0.0).sum(-1))
+    return torch.cat(sums)

@@ -154,8 +154,9 @@ class EvalCombination:
 class EvaluationSpec(RunSpecFile):
     """``python -m trainer evaluate``: every combination generates an answer for every row.
 
-    Combinations sharing a base model share one loaded copy of it and are generated in the same
-    batches (PEFT's mixed-adapter batches), so a row's answers arrive together. Preference data
+    Combinations sharing a base model share one loaded copy of it and answer each chunk of rows before the
+    next chunk starts (in turn or in blocks on the graphed path, else in PEFT's mixed-adapter batches:
+    ``trainer.evaluation.answer_batches``), so a row's answers arrive chunk by chunk. Preference data
     (``data.format`` "preference") is scored instead of generated: each combination's log-likelihood
     of the chosen and the rejected answer. ``rewards`` score every generated answer (GRPO's rewards).
     ``benchmark``: lm-eval tasks every combination is scored on (then ``data`` may be None and
