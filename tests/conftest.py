@@ -89,6 +89,8 @@ def random_adapter(demo_kit, tmp_path_factory):
         for name, parameter in model.named_parameters():
             if "lora_B" in name:
                 parameter.data = torch.randn(parameter.shape, generator=generator) * scale
+            elif "lora_A" in name:  # PEFT drew these from the global generator: whatever ran before would decide them
+                parameter.data = torch.randn(parameter.shape, generator=generator) / parameter.shape[1] ** 0.5
         model.save_pretrained(out)
         return out
 
