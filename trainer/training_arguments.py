@@ -23,7 +23,6 @@ unless told otherwise: its point is a small footprint.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,17 +162,6 @@ def _flag(value: Any) -> str:
     return str(value).lower()
 
 
-ROWS_PER_TOKENIZING_PROCESS = 500  # ~1 s of TRL's per-row tokenizing: below that a worker costs more than it saves
-
-
-def tokenizing_processes(train_rows: int, cpus: int) -> int | None:
-    """Processes TRL's SFTTrainer tokenizes the rows with. It tokenizes one row at a time in its __init__, before the
-    first step: 4 s of the 16 s from submit to the first loss of an 8B run on 2,000 rows (bench/train_throughput.py,
-    profile). Half the cores, at most 8, one per 500 rows; None (in this process) when that is fewer than 2."""
-    processes = min(8, cpus // 2, train_rows // ROWS_PER_TOKENIZING_PROCESS)
-    return processes if processes >= 2 else None
-
-
 def resolve_training(
     settings: dict[str, Any],
     device: DeviceCaps,
@@ -185,7 +173,6 @@ def resolve_training(
     assistant_only_loss: bool,
     model: ModelShape | None = None,
     load: MethodLoad = MethodLoad(),
-    train_rows: int = 0,
 ) -> ResolvedTraining:
     unknown = sorted(set(settings) - KNOWN_SETTINGS)
     if unknown:
@@ -207,7 +194,6 @@ def resolve_training(
         config["eval_strategy"] = "no"
         notes.append("no validation rows (train_split is 1): eval loss is not computed")
     config["warmup_steps"] = _warmup(settings)
-    config["dataset_num_proc"] = tokenizing_processes(train_rows, os.cpu_count() or 1)
     if settings.get("neftune_noise_alpha"):
         config["neftune_noise_alpha"] = settings["neftune_noise_alpha"]
 

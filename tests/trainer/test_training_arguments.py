@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import fields
 
 import pytest
 
 from ftapp.prompts.config_schemas import BitsAndBytesSettings, LoraSettings, TrainingSettings
-from trainer.training_arguments import GIB, KNOWN_SETTINGS, DeviceCaps, ModelShape, resolve_training, tokenizing_processes
+from trainer.training_arguments import GIB, KNOWN_SETTINGS, DeviceCaps, ModelShape, resolve_training
 
 CPU = DeviceCaps("cpu", "cpu")
 AMPERE = DeviceCaps("cuda", "NVIDIA A100", bf16=True)
@@ -215,30 +214,3 @@ def test_new_names_fall_back_to_what_an_older_transformers_accepts():
     assert fit_to_installed(config, {"activation_checkpointing", "warmup_steps", "bf16"}) == config
     older = fit_to_installed(config, {"gradient_checkpointing", "warmup_steps", "warmup_ratio", "bf16"})
     assert older == {"gradient_checkpointing": True, "warmup_steps": 0, "warmup_ratio": 0.03, "bf16": True}
-
-
-@pytest.mark.parametrize(
-    ("rows", "cpus", "expected"),
-    [
-        (2000, 16, 4),  # the bench's 2,000 rows on a 16-core GPU host: 4 processes of 500 rows
-        (100_000, 64, 8),  # at most 8
-        (2000, 2, None),  # CI's 2 cores: tokenized in the trainer process
-        (600, 16, None),  # too few rows to pay for a second process
-    ],
-)
-def test_trl_tokenizes_in_several_processes_only_when_that_pays(rows: int, cpus: int, expected: int | None) -> None:
-    assert tokenizing_processes(rows, cpus) == expected
-
-
-def test_the_resolved_config_carries_the_tokenizing_processes_to_sft_config() -> None:
-    resolved = resolve_training(
-        {},
-        CPU,
-        training_mode="lora",
-        output_dir="/runs/r/checkpoints",
-        has_validation=False,
-        completion_only_loss=True,
-        assistant_only_loss=False,
-        train_rows=10_000,
-    )
-    assert resolved.config["dataset_num_proc"] == tokenizing_processes(10_000, os.cpu_count() or 1)

@@ -62,7 +62,6 @@ def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> Sft
         completion_only_loss=data.completion_only_loss,
         assistant_only_loss=data.assistant_only_loss,
         model=read_model_shape(spec.model) if device.kind == "cuda" else None,
-        train_rows=len(data.train),
         load=MethodLoad("sft", lora_rank=int(spec.lora.get("r", 16)), shards=spec.num_processes if is_sharded(spec) else 1),
     )
     recipe = announce_recipe(spec, resolved)
