@@ -208,7 +208,8 @@ def breakdown(device: str, seconds: dict[str, float]):
     a little slower than without)."""
     from unittest import mock
 
-    from trainer.inference.graphed_sampler import GraphedSampler, MergedAdapters
+    from trainer.inference.graphed_sampler import GraphedSampler
+    from trainer.inference.merged_adapters import MergedAdapters
 
     def timed(name: str, function):
         def run(*args, **kwargs):

@@ -129,9 +129,12 @@ MAX_API_KEY_CHARS = 4096
 _PRINTABLE_LINE = re.compile(r"^[\x21-\x7e]+$")  # what an HTTP Authorization header can carry, no spaces
 
 
+ENV_KEY_SUFFIX = "_API_KEY"  # the environment variables an API key name may read
+
+
 class ApiKeys:
-    """Keys of OpenAI-compatible endpoints (an LLM judge's), by name: the environment variable of that name, else
-    the 0600 file ``<secrets>/api_keys/<name>``. Like the Hugging Face token, a key is never stored in the database
+    """Keys of OpenAI-compatible endpoints (an LLM judge's), by name: the environment variable of that name (names
+    ending in ``_API_KEY`` only), else the 0600 file ``<secrets>/api_keys/<name>``. Like the Hugging Face token, a key is never stored in the database
     or a spec: the run launcher puts it into the child's environment. Nothing here returns a key except ``value``,
     which only the launcher and the judge's check call; ``names`` lists names, never values."""
 
@@ -157,8 +160,7 @@ class ApiKeys:
 
     def value(self, name: str) -> str | None:
         path = self._path(name)
-        # The Hugging Face token's variables are not judge keys: naming one would send the host's token to any URL.
-        if name not in ENV_NAMES and os.environ.get(name):
+        if self.in_environment(name):
             return os.environ[name]
         return (path.read_text(encoding="utf-8").strip() or None) if path.is_file() else None
 
@@ -170,8 +172,12 @@ class ApiKeys:
         return sorted(p.name for p in self.folder.iterdir() if p.is_file() and API_KEY_NAME.match(p.name))
 
     def in_environment(self, name: str) -> bool:
-        """Whether an environment variable of this name overrides the stored key (``value`` prefers it)."""
-        return name not in ENV_NAMES and bool(os.environ.get(name))
+        """Whether an environment variable of this name overrides the stored key (``value`` prefers it).
+
+        Only variables named like an endpoint's key (``OPENAI_API_KEY``...): the judge sends the key to a URL of the
+        requester's choosing, and the host's other variables (cloud credentials, HF_TOKEN, a database URL) are not
+        theirs to send."""
+        return name.endswith(ENV_KEY_SUFFIX) and name not in ENV_NAMES and bool(os.environ.get(name))
 
     def store(self, name: str, key: str) -> Path:
         self._refuse_visitor("storing an API key")

@@ -283,7 +283,9 @@ def render(services: Services) -> None:
                             label="…or an OpenAI-compatible URL", placeholder="http://127.0.0.1:8000/v1", elem_id="eval-judge-url"
                         )
                         judge_api_model = gr.Textbox(label="Endpoint's model name", elem_id="eval-judge-api-model")
-                        judge_key = gr.Textbox(label="API key name (secrets store or environment)", elem_id="eval-judge-key")
+                        judge_key = gr.Textbox(
+                            label="API key name (secrets store, or an environment variable ending in _API_KEY)", elem_id="eval-judge-key"
+                        )
                     # The host's keys are no visitor's to set (DM-007): the demo has no URL judge either.
                     with gr.Row(equal_height=True, visible=not services.settings.demo):
                         judge_key_value = gr.Textbox(

@@ -15,7 +15,7 @@ from ftapp import number_bounds as nb
 from ftapp import rules
 from ftapp.demo import policy
 from ftapp.errors import Problem
-from ftapp.secrets import API_KEY_NAME, ApiKeys
+from ftapp.secrets import API_KEY_NAME, ENV_KEY_SUFFIX, ApiKeys
 from ftapp.settings import Settings
 from storage import DatasetRecord, Transaction
 from trainer.protocol import JUDGE_FIELDS, JudgeSpec, template_problems
@@ -46,7 +46,7 @@ class JudgeRequest:
     model_id: str | None = None  # a registered model judges ...
     url: str | None = None  # ... or an OpenAI-compatible endpoint (base URL, e.g. http://127.0.0.1:8000/v1)
     api_model: str | None = None  # the model name the endpoint expects
-    api_key_name: str | None = None  # a key of the secrets store (or an environment variable of that name)
+    api_key_name: str | None = None  # a key of the secrets store (or an environment variable of that name, *_API_KEY)
     rubric: str | None = None  # None or "": DEFAULT_RUBRIC
     max_new_tokens: int = 128
 
@@ -114,7 +114,10 @@ def _endpoint_problems(judge: JudgeRequest, settings: Settings | None, caps: pol
         elif settings is not None and ApiKeys(settings.secrets_dir).value(judge.api_key_name) is None:
             problems.append(
                 Problem(
-                    rules.JUDGE, f"no API key named '{judge.api_key_name}' in the secrets store or the environment", "judge.api_key_name"
+                    rules.JUDGE,
+                    f"no API key named '{judge.api_key_name}' in the secrets store or the environment (where only "
+                    f"variables ending in {ENV_KEY_SUFFIX} count)",
+                    "judge.api_key_name",
                 )
             )
     return problems

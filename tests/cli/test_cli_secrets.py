@@ -34,8 +34,15 @@ def test_a_key_is_stored_from_stdin_listed_by_name_only_and_deleted(tmp_path, ca
 
     code, out = cli(capsys, "--home", home, "secrets", "list", "--json")
     assert code == 0 and json.loads(out) == [{"name": "judge-key", "overridden_by_environment": False}] and KEY not in out
-    monkeypatch.setenv("judge-key", "from-the-environment")  # a name the environment also has wins, and list says so
-    assert json.loads(cli(capsys, "--home", home, "secrets", "list", "--json")[1])[0]["overridden_by_environment"] is True
+    monkeypatch.setenv("judge-key", "from-the-environment")  # not named like an API key: the host's, not a key
+    assert json.loads(cli(capsys, "--home", home, "secrets", "list", "--json")[1])[0]["overridden_by_environment"] is False
+    cli(capsys, "--home", home, "secrets", "set", "JUDGE_API_KEY", stdin=KEY + "\n", monkeypatch=monkeypatch)
+    monkeypatch.setenv("JUDGE_API_KEY", "from-the-environment")  # a key's name the environment also has wins, list says so
+    listed = json.loads(cli(capsys, "--home", home, "secrets", "list", "--json")[1])
+    assert listed == [
+        {"name": "JUDGE_API_KEY", "overridden_by_environment": True},
+        {"name": "judge-key", "overridden_by_environment": False},
+    ]
 
     assert cli(capsys, "--home", home, "secrets", "delete", "judge-key") == (0, "deleted API key 'judge-key'\n")
     assert not stored.exists()

@@ -20,13 +20,17 @@ def test_a_demo_visitor_can_neither_list_store_nor_delete_the_hosts_keys(service
     assert services.api_keys.names() == ["host-key"] and services.api_keys.value("host-key") == "sk-host"
 
 
-def test_the_hugging_face_tokens_variables_are_no_api_key(services, monkeypatch):
-    """A judge URL of the sender's choosing plus the key name HF_TOKEN would otherwise send the host's token there."""
-    monkeypatch.setenv("HF_TOKEN", "hf_" + "x" * 34)
-    monkeypatch.setenv("MY_JUDGE_KEY", "sk-env")
+def test_only_variables_named_like_an_api_key_are_api_keys(services, monkeypatch):
+    """A judge URL of the sender's choosing plus the name of any host variable (HF_TOKEN, cloud credentials, a
+    database URL) would otherwise send its value there."""
+    host = {"HF_TOKEN": "hf_" + "x" * 34, "AWS_SECRET_ACCESS_KEY": "aws-secret", "DATABASE_URL": "postgres://u:p@h/db"}
+    for name, value in {**host, "MY_JUDGE_API_KEY": "sk-env"}.items():
+        monkeypatch.setenv(name, value)
     keys = services.api_keys
-    assert keys.value("HF_TOKEN") is None and keys.value("MY_JUDGE_KEY") == "sk-env"
-    assert not keys.in_environment("HF_TOKEN") and keys.in_environment("MY_JUDGE_KEY")
+    assert [keys.value(name) for name in host] == [None, None, None] and keys.value("MY_JUDGE_API_KEY") == "sk-env"
+    assert not any(keys.in_environment(name) for name in host) and keys.in_environment("MY_JUDGE_API_KEY")
+    keys.store("AWS_SECRET_ACCESS_KEY", "sk-stored")  # a stored key of that name is the store's, not the variable's
+    assert keys.value("AWS_SECRET_ACCESS_KEY") == "sk-stored"
 
 
 def test_names_with_dots_keep_their_own_files_and_a_temporary_file_is_no_key(tmp_path):

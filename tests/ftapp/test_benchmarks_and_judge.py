@@ -240,8 +240,8 @@ def test_a_judge_endpoints_key_is_named_and_kept_in_the_secrets_store(services, 
         keys.value("judge-key") == "sk-secret"
         and oct((services.settings.secrets_dir / "api_keys" / "judge-key").stat().st_mode)[-3:] == "600"
     )
-    monkeypatch.setenv("MY_JUDGE_KEY", "sk-env")
-    assert keys.value("MY_JUDGE_KEY") == "sk-env"
+    monkeypatch.setenv("MY_JUDGE_API_KEY", "sk-env")
+    assert keys.value("MY_JUDGE_API_KEY") == "sk-env"
     ok = JudgeRequest(url="http://127.0.0.1:8000/v1", api_model="judge", api_key_name="judge-key")
     missing = JudgeRequest(url="http://127.0.0.1:8000/v1", api_model="judge", api_key_name="nobody-stored-this")
     base = dict(

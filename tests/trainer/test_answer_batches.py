@@ -181,15 +181,20 @@ def test_too_few_rows_to_fill_a_chunk_decode_every_adapter_at_once_in_blocks(loa
     from trainer.evaluation.answer_batches import answer_batches, only_adapter
     from trainer.inference import graphed_sampler
     from trainer.inference.generation import BASE_ADAPTER, answer_log_likelihood, generate_batch, generation_config
+    from trainer.inference.merged_adapters import MergedAdapters
 
     model, tokenizer = loaded
     monkeypatch.setattr(graphed_sampler, "PREFILL_TOKENS", 96)
     monkeypatch.setattr(module, "mixed_batches", None)  # not the mixed generate() path, which batches the same way
+    folds: list[str] = []
+    refresh = MergedAdapters.refresh
+    monkeypatch.setattr(MergedAdapters, "refresh", lambda self: (folds.append(model.active_adapter), refresh(self))[1])
     config = generation_config(model, tokenizer, {"max_new_tokens": 8, "do_sample": False})
     adapters = [BASE_ADAPTER, "one", "two"]
     prompts, answers, order = encoded(tokenizer, demo_kit)
     batches = list(answer_batches(model, tokenizer, config, adapters, prompts, answers, order, batch_size=4))
     assert [(b.combinations, b.rows) for b in batches] == [([0, 1, 2], order[:4]), ([0, 1, 2], order[4:])]
+    assert len(folds) == 6 and folds[1:3] == ["one", "two"], "each block prefilled with its adapter folded in"
     for batch in batches:
         for k, (text, (likelihood, _)) in enumerate(zip(batch.generated.texts, batch.scored)):
             name, i = adapters[k // len(batch.rows)], batch.rows[k % len(batch.rows)]

@@ -12,7 +12,7 @@ better:
   every combination;
 * in blocks, where they do not (say 8 adapters and 128 rows, which would make 128-row steps): every combination's
   copy of ``batch_size`` rows decodes in one step, each block through its own adapter with one grouped LoRA matmul
-  per layer (``GroupedLora``), each block prefilled with its adapter alone.
+  per layer (``GroupedLora``), each block prefilled with its adapter alone (folded into weight copies where they fit).
 
 Mixed otherwise (and for LoRA variants that do not fold in, adapters with their own modules such as a trained
 ``lm_head``, or copies that do not fit in memory): every combination answers the same rows in one mixed-adapter
@@ -47,6 +47,7 @@ from trainer.inference.generation import (
     stop_ids,
 )
 from trainer.inference.graphed_sampler import GraphedSampler, Sampling
+from trainer.inference.merged_adapters import MergedAdapters
 
 # Evaluation trains nothing: the folded copies may take half the free memory (GRPO's sampler leaves it a tenth).
 MERGE_MEMORY_SHARE = 0.5
@@ -208,11 +209,20 @@ def graphed_batches(
 class AdapterBlocks:
     """The graphed sampler's ``Blocks``: block k of the rows answered by ``adapters[k]``."""
 
-    def __init__(self, model: PreTrainedModel, adapters: list[str], turns: AdapterTurns | None, grouped: GroupedLora):
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        adapters: list[str],
+        turns: AdapterTurns | None,
+        grouped: GroupedLora,
+        folded: MergedAdapters | None = None,
+    ):
         self.model = model
         self.adapters = adapters
         self.turns = turns
         self.grouped = grouped
+        self.folded = folded  # weight copies each block prefills with, its adapter folded in
+        self.folded_block: int | None = None  # the block whose adapter the copies hold (evaluation changes no weights)
         self.count = len(adapters)
 
     @classmethod
@@ -226,10 +236,21 @@ class AdapterBlocks:
             if borrowing[block] and turns is not None:
                 turns.take(name)
                 grouped.fill(block, turns.slot)
-        return cls(model, adapters, turns, grouped)
+        # Prefilling through PEFT's unfolded layers (three matmuls and a few small kernels each) took a 3B model 2.35 s
+        # for 8 blocks of 64 rows on an H200; with the adapter folded into weight copies first, one matmul each.
+        return cls(model, adapters, turns, grouped, MergedAdapters.build(model, MERGE_MEMORY_SHARE))
 
-    def prefill(self, block: int) -> contextlib.AbstractContextManager[None]:
-        return only_adapter(self.model, self.adapters[block], self.turns)
+    @contextlib.contextmanager
+    def prefill(self, block: int) -> Iterator[None]:
+        with only_adapter(self.model, self.adapters[block], self.turns):
+            if self.folded is None:
+                yield
+                return
+            if self.folded_block != block:  # a block's rows are prefilled in parts, one after the other
+                self.folded.refresh()  # this block's adapter, as only_adapter left the layers
+                self.folded_block = block
+            with self.folded.active():
+                yield
 
     def decode(self) -> contextlib.AbstractContextManager[None]:
         return self.grouped.active()

@@ -15,6 +15,7 @@ from dataclasses import fields
 from trl import SFTConfig, SFTTrainer
 
 from trainer.cancellation import Cancellation
+from trainer.data.tokenized_rows import tokenize_rows
 from trainer.data.training_data import TrainingData, build_training_data, sample_cases
 from trainer.fsdp import is_sharded, shard_on_cpu, start_process_group
 from trainer.model_loading import load_model, read_model_shape
@@ -84,11 +85,15 @@ def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> Sft
     args = SFTConfig(**fit_to_installed(resolved.config, {f.name for f in fields(SFTConfig)}))
     if is_sharded(spec) and device.kind == "cpu":
         shard_on_cpu()
+    # Tokenized in batches here, so that TRL skips its per-row passes over the rows (same tokens and labels).
+    train_rows = tokenize_rows(data.train, tokenizer, args)
+    eval_rows = tokenize_rows(data.validation, tokenizer, args) if len(data.validation) else None
+    inputs.clock.lap("tokens")
     trainer = SFTTrainer(
         model=model,
         args=args,
-        train_dataset=data.train,
-        eval_dataset=data.validation if len(data.validation) else None,
+        train_dataset=train_rows,
+        eval_dataset=eval_rows,
         processing_class=tokenizer,
         peft_config=peft_config,
         callbacks=[run_events, StopOnCancel(cancellation), *inputs.faults],

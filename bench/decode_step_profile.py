@@ -1,0 +1,214 @@
+"""What one graphed decode step costs: seconds of an answer (first call, capture included; second call; its prefill)
+and milliseconds per decode step, for the evaluation shapes (Llama-3.2-3B, 8 LoRA adapters: 64 rows per adapter in
+blocks, ``eval-blocks:N`` for N rows per adapter, or 128 rows of one adapter folded in, ``eval-turn``) and GRPO's
+(Llama-3.2-1B, one adapter folded in, 64 completions of 64 tokens), per variant of the model: ``plain``, ``liger``
+(Liger's fused RMSNorm, rotary embedding and SwiGLU) and ``compiled`` (``torch.compile`` on each decoder layer).
+
+    python bench/decode_step_profile.py --cases eval-blocks,eval-blocks:128,eval-turn,grpo --variants plain,compiled,liger
+    python bench/decode_step_profile.py --smoke         # tiny shapes on the CPU (checks the script, not speed)
+
+Random weights and prompts: speed does not depend on them. The variants patch the models in place, in the order given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import random
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from trainer.inference.generation import GroupedLora
+from trainer.inference.graphed_sampler import GraphedSampler, Sampling
+
+SHAPES: dict[str, dict[str, Any]] = {
+    "3b": dict(
+        hidden_size=3072,
+        intermediate_size=8192,
+        num_hidden_layers=28,
+        num_attention_heads=24,
+        num_key_value_heads=8,
+        head_dim=128,
+        vocab_size=128256,
+        tie_word_embeddings=True,
+    ),
+    "1b": dict(
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=64,
+        vocab_size=128256,
+        tie_word_embeddings=True,
+    ),
+    "tiny": dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        vocab_size=1000,
+        tie_word_embeddings=True,
+    ),
+}
+
+
+class Blocks:
+    def __init__(self, model, names: list[str]):
+        self.model, self.names, self.count = model, names, len(names)
+        self.grouped = GroupedLora.build(model, names)
+
+    def prefill(self, block: int):
+        self.model.set_adapter(self.names[block])
+        return contextlib.nullcontext()
+
+    def decode(self):
+        return self.grouped.active()
+
+
+def build(shape: str, adapters: int, device: str):
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = LlamaForCausalLM(LlamaConfig(**SHAPES[shape], pad_token_id=0, bos_token_id=1, eos_token_id=2)).to(dtype)
+    config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", init_lora_weights=False, task_type="CAUSAL_LM")
+    model = get_peft_model(model, config, adapter_name="a0")
+    for number in range(1, adapters):
+        model.add_adapter(f"a{number}", config)
+    for module in model.modules():  # PEFT keeps bf16 models' adapters in float32 unless told otherwise
+        if hasattr(module, "lora_A"):
+            module.to(dtype)
+    model.eval()
+    return model
+
+
+def rows(count: int, lengths: tuple[int, int], vocab: int, seed: int = 0) -> list[list[int]]:
+    rng = random.Random(seed)
+    return [[rng.randrange(3, vocab) for _ in range(rng.randint(*lengths))] for _ in range(count)]
+
+
+@contextlib.contextmanager
+def timed(device: str, into: dict[str, float], name: str) -> Iterator[None]:
+    if device == "cuda":
+        torch.cuda.synchronize()
+    began = time.perf_counter()
+    yield
+    if device == "cuda":
+        torch.cuda.synchronize()
+    into[name] = into.get(name, 0.0) + time.perf_counter() - began
+
+
+def measure(sampler: GraphedSampler, prompts, answers, new_tokens: int, blocks, device: str) -> dict[str, Any]:
+    """Seconds of a first answer() (capture included), of a second one and of its prefill; ms per decode step."""
+    out: dict[str, Any] = {}
+    original = sampler._prefill
+
+    def prefill(*args, **kwargs):
+        with timed(device, out, "prefill_s"):
+            return original(*args, **kwargs)
+
+    sampler._prefill = prefill
+    with timed(device, out, "first_s"):
+        sampler.answer(prompts, answers, new_tokens, min_new_tokens=new_tokens, blocks=blocks)
+    out.pop("prefill_s")
+    with timed(device, out, "second_s"):
+        sampler.answer(prompts, answers, new_tokens, min_new_tokens=new_tokens, blocks=blocks)
+    sampler._prefill = original
+    out["decode_ms_per_step"] = (out["second_s"] - out["prefill_s"]) / max(1, new_tokens - 1) * 1000
+    return out
+
+
+def apply_liger(model) -> None:
+    from liger_kernel.transformers import apply_liger_kernel_to_llama
+
+    apply_liger_kernel_to_llama(rope=True, rms_norm=True, swiglu=True, fused_linear_cross_entropy=False, model=model.get_base_model())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--cases", default="eval-blocks,eval-turn,grpo")
+    parser.add_argument("--variants", default="plain,liger")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    device = "cpu" if args.smoke else "cuda"
+    results: dict[str, Any] = {}
+    models: dict[str, Any] = {}
+    for variant in args.variants.split(","):
+        for case in args.cases.split(","):
+            shape = "tiny" if args.smoke else ("1b" if case == "grpo" else "3b")
+            adapters = 1 if case == "grpo" else (2 if args.smoke else 8)
+            key = f"{shape}-{adapters}"
+            if key not in models:
+                models[key] = build(shape, adapters, device)
+            model = models[key]
+            if variant == "liger" and not getattr(model, "_liger", False):
+                apply_liger(model)
+                model._liger = True
+            if variant == "compiled" and not getattr(model, "_compiled", False):
+                for layer in model.get_base_model().model.layers:
+                    layer.compile(dynamic=False)
+                model._compiled = True
+            vocab = SHAPES[shape]["vocab_size"]
+            if case.startswith("eval-blocks"):
+                per_block = 8 if args.smoke else int(case.partition(":")[2] or 64)
+                base = rows(per_block, (16, 40) if args.smoke else (64, 200), vocab)
+                prompts = [p for _ in range(adapters) for p in base]
+                answers = [[5, 6, 7]] * len(prompts)
+                new_tokens = 8 if args.smoke else 128
+                blocks = Blocks(model, [f"a{n}" for n in range(adapters)])
+                sampler = GraphedSampler(
+                    model.get_base_model(), eos_token_ids=[2], pad_token_id=0, sampling=Sampling(0.0), merge_adapters=False
+                )
+            elif case == "eval-turn":
+                prompts = rows(8 if args.smoke else 128, (16, 40) if args.smoke else (64, 200), vocab)
+                answers = [[5, 6, 7]] * len(prompts)
+                new_tokens = 8 if args.smoke else 128
+                blocks = None
+                model.set_adapter("a0")
+                sampler = GraphedSampler(
+                    model.get_base_model(), eos_token_ids=[2], pad_token_id=0, sampling=Sampling(0.0), merge_memory_share=0.5
+                )
+            else:  # GRPO: 8 prompts x 8 generations of 64 tokens, sampled at temperature 1
+                prompts = [p for p in rows(8, (10, 24), vocab) for _ in range(8)]
+                answers = None
+                new_tokens = 8 if args.smoke else 64
+                blocks = None
+                model.set_adapter("a0")
+                sampler = GraphedSampler(model.get_base_model(), eos_token_ids=[2], pad_token_id=0, sampling=Sampling(1.0))
+            if answers is None:
+                out: dict[str, Any] = {}
+                with timed(device, out, "first_s"):
+                    sampler.generate(prompts, new_tokens, min_new_tokens=new_tokens)
+                with timed(device, out, "second_s"):
+                    sampler.generate(prompts, new_tokens, min_new_tokens=new_tokens)
+            else:
+                out = measure(sampler, prompts, answers, new_tokens, blocks, device)
+            if answers is None:
+                out["decode_ms_per_step"] = out["second_s"] / new_tokens * 1000  # prefill included: short prompts
+            out["rows"] = len(prompts)
+            results[f"{case}/{variant}"] = out
+            print(f"{case}/{variant}: " + json.dumps(out), flush=True)
+            del sampler
+    print("\ncase/variant               rows  first s  second s  prefill s  decode ms/step")
+    for name, out in results.items():
+        print(
+            f"{name:26} {out['rows']:5d} {out['first_s']:8.2f} {out['second_s']:9.2f} {out.get('prefill_s', 0):10.2f} "
+            f"{out['decode_ms_per_step']:15.2f}"
+        )
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle)
+
+
+if __name__ == "__main__":
+    main()
