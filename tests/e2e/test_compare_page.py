@@ -22,13 +22,13 @@ from ftapp.models.service import AddModelRequest
 from ftapp.prompts.service import AddPromptRequest
 from ftapp.services import open_services
 from ftapp.settings import Settings
+from tests.e2e.browser import UI_LIMIT_MS, expect
 
 pytestmark = pytest.mark.browser
 
 MODEL, DATASET, PROMPT = "e2e-tiny", "e2e-intents", "e2e-intent-prompt"
 ADAPTERS = ("e2e-random-a", "e2e-random-b")
 MAX_NEW_TOKENS = 300
-UI_LIMIT_MS = 30_000
 ANSWER_LIMIT_MS = 180_000  # the first Generate starts the worker: python, torch, the model (~15-30 s on 2 cores)
 # Runs in the page every 20 ms: each output's text length and whether the status says done yet.
 WATCH_OUTPUTS = """
@@ -47,12 +47,6 @@ WATCH_OUTPUTS = """
 class Stocked:
     model_id: str
     adapter_ids: tuple[str, ...]
-
-
-def expect(target):
-    from playwright.sync_api import expect as playwright_expect  # lazy: collecting the suite never needs playwright
-
-    return playwright_expect(target)
 
 
 @pytest.fixture(scope="module")

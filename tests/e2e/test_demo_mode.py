@@ -22,17 +22,11 @@ from ftapp.runs.fine_tune_request import FineTuneRequest
 from ftapp.services import open_services
 from ftapp.settings import Settings
 from ftapp.visitors import demo_services, services_for_key
+from tests.e2e.browser import UI_LIMIT_MS, expect
 
 pytestmark = pytest.mark.browser
 
-UI_LIMIT_MS = 30_000
 CAPS = DemoCaps()
-
-
-def expect(target):
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(target)
 
 
 def shows(target) -> None:

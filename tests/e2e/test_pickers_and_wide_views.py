@@ -25,12 +25,12 @@ from ftapp.settings import Settings
 from ftapp.shipping.export_results import ExportResult, GgufFile
 from ftapp.shipping.serving import Endpoint
 from tests.conftest import TEST_DATA
-from tests.e2e.conftest import free_port, missing_glyph_fonts
+from tests.e2e.browser import UI_LIMIT_MS, expect, served
+from tests.e2e.conftest import missing_glyph_fonts
 
 pytestmark = pytest.mark.browser
 
 WIDTH, HEIGHT = 1440, 900
-UI_LIMIT_MS = 30_000
 CJK_EMOJI = "我想取消订单 😀 ✅ 予約をキャンセル"
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 RUN_HOME = "/home/someone/.ftapp/runs/11111111-1111-4111-8111-111111111111"
@@ -67,13 +67,6 @@ GLYPH = """
   return {pixels: Array.from(pixels).join(','), coloured};
 }
 """
-
-
-def expect(target):
-    from playwright.sync_api import expect as playwright_expect  # lazy: collecting the suite never needs playwright
-
-    playwright_expect.set_options(timeout=UI_LIMIT_MS)  # a busy 2-core machine answers in seconds, not always in 5
-    return playwright_expect(target)
 
 
 @dataclass(frozen=True)
@@ -186,8 +179,6 @@ def give_finished_results(services: Services) -> None:
 
 @pytest.fixture(scope="module")
 def stocked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stocked]:
-    import ui
-
     home = tmp_path_factory.mktemp("papercuts") / "home"
     services = open_services(Settings.from_env(home))
     texts = home.parent / "texts.jsonl"
@@ -212,14 +203,8 @@ def stocked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stocked]:
             )
         ).id
     give_finished_results(services)
-    app = ui.build_app(services)
-    port = free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
-    try:
-        yield Stocked(f"http://127.0.0.1:{port}/", services, datasets, prompts)
-    finally:
-        app.close()
-        services.close()
+    with served(services) as url:
+        yield Stocked(url, services, datasets, prompts)
 
 
 @pytest.fixture(scope="module")

@@ -19,10 +19,10 @@ from ftapp.prompts.service import AddPromptRequest
 from ftapp.runs.fine_tune_request import FineTuneRequest
 from ftapp.services import open_services
 from ftapp.settings import Settings
+from tests.e2e.browser import UI_LIMIT_MS, expect
 
 pytestmark = pytest.mark.browser
 
-UI_LIMIT_MS = 30_000
 START_LIMIT_MS = 90_000  # queued → running: the app's supervisor launches the trainer
 CANCEL_LIMIT_S = 60
 # Long enough to be cancelled mid-run; no checkpoints or evals to slow the shared CPU down.
@@ -33,12 +33,6 @@ LONG = {"max_steps": 100_000, "logging_steps": 1, "eval_steps": 100_000, "save_s
 class TwoRuns:
     training: str  # submitted first: it has the CPU
     waiting: str  # queued behind it, the newest run
-
-
-def expect(target):
-    from playwright.sync_api import expect as playwright_expect  # lazy: collecting the suite never needs playwright
-
-    return playwright_expect(target)
 
 
 @pytest.fixture(scope="module")

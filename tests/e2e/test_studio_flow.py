@@ -19,6 +19,7 @@ import pytest
 
 from ftapp.demo_kit import DEMO_DATASET, DEMO_MODEL, DEMO_PROMPT
 from tests.conftest import TEST_DATA
+from tests.e2e.browser import UI_LIMIT_MS, expect
 
 pytestmark = pytest.mark.browser
 
@@ -31,7 +32,6 @@ ADAPTER_NAME, LONG_ADAPTER_NAME = "e2e-support-lora", "e2e-long-lora"
 MAX_STEPS, LONG_MAX_STEPS = 120, 100_000  # 60 steps once ended before the page saw them live on an idle CI machine
 
 DEMO_BUILD_LIMIT_MS = 180_000  # ~20-40 s on a 2-core machine; generous for a loaded CI runner
-UI_LIMIT_MS = 30_000
 RUN_START_LIMIT_MS = 90_000  # queued → running → first step: trainer start-up, model and data loading
 RUN_LIMIT_MS = 240_000  # the whole short CPU run
 CANCEL_LIMIT_MS = 15_000
@@ -62,12 +62,6 @@ WATCH_CHART = """
   }, 25);
 }
 """.replace("CHART_STEPS", CHART_STEPS.strip())
-
-
-def expect(target):
-    from playwright.sync_api import expect as playwright_expect  # lazy: collecting the suite never needs playwright
-
-    return playwright_expect(target)
 
 
 def _contains(fragment: str) -> re.Pattern:

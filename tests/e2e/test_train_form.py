@@ -18,37 +18,20 @@ from ftapp.models import AddModelRequest
 from ftapp.prompts import AddPromptRequest
 from ftapp.services import Services, open_services
 from ftapp.settings import Settings
-from tests.e2e.conftest import free_port
+from tests.e2e.browser import UI_LIMIT_MS, expect, served
 
 pytestmark = pytest.mark.browser
-
-UI_LIMIT_MS = 30_000
-
-
-def expect(target):
-    from playwright.sync_api import expect as playwright_expect  # lazy: collecting the suite never needs playwright
-
-    playwright_expect.set_options(timeout=UI_LIMIT_MS)
-    return playwright_expect(target)
 
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory: pytest.TempPathFactory, demo_kit) -> Iterator[tuple[str, Services]]:
-    import ui
-
     services = open_services(Settings.from_env(tmp_path_factory.mktemp("train-form") / "home"))
     services.models.add(AddModelRequest(type="project", name="tiny", location=str(demo_kit.model_dir)))
     dataset = services.datasets.add(AddDatasetRequest(name="intents", location=str(demo_kit.dataset_path)))
     templates = {k: demo_kit.prompt[k] for k in ("prompt_template", "input_template", "completion_template")}
     services.prompts.add(AddPromptRequest(name="intent-prompt", dataset_id=dataset.id, **templates))
-    app = ui.build_app(services)
-    port = free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/", services
-    finally:
-        app.close()
-        services.close()
+    with served(services) as url:
+        yield url, services
 
 
 @pytest.fixture(scope="module")
