@@ -141,6 +141,9 @@ def test_base_and_two_adapters_stream_side_by_side_then_vote(services, registere
 
     runs = services.runs.list()
     assert [(r.kind, r.status, r.gpus) for r in runs] == [("inference", "running", "cpu")]
+    # The answers stream from the worker's own file; its row learns of "started" when the supervisor next reads its
+    # events, which on a loaded machine can come after the comparison is done.
+    wait_for(lambda: comparisons.worker(registered.model.id).ready)
     worker = comparisons.worker(registered.model.id)
     assert worker.ready and worker.run_id == runs[0].id and worker.idle_timeout_s == 60.0 and worker.devices == "cpu"
 
