@@ -129,7 +129,7 @@ def answer_batches(
 
 def attach(model: PreTrainedModel, adapters: dict[str, str]) -> None:
     for name, folder in adapters.items():
-        model.load_adapter(folder, adapter_name=name)
+        model.load_adapter(folder, adapter_name=name, low_cpu_mem_usage=True)
 
 
 def graphed_sampling(config: GenerationConfig) -> Sampling | None:

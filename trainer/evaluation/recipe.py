@@ -258,7 +258,7 @@ def load_model(group: Group, device: DeviceCaps, loads: Counter[str], every_adap
         if not Path(combo.adapter_path or "").exists():
             raise FileNotFoundError(f"combination {combo.position} ({combo.label}): adapter not found at {combo.adapter_path}")
     if adapters:
-        model = PeftModel.from_pretrained(model, adapters[0].adapter_path, adapter_name=adapter_name(adapters[0]))
+        model = PeftModel.from_pretrained(model, adapters[0].adapter_path, adapter_name=adapter_name(adapters[0]), low_cpu_mem_usage=True)
         if every_adapter:
             attach_adapters(model, group)
     model.eval()
@@ -274,7 +274,7 @@ def attach_adapters(model: PreTrainedModel, group: Group) -> None:
     """Every adapter of the group not attached yet, under its own name."""
     for combo in group.combinations:
         if combo.adapter_path and adapter_name(combo) not in getattr(model, "peft_config", {}):
-            model.load_adapter(combo.adapter_path, adapter_name=adapter_name(combo))
+            model.load_adapter(combo.adapter_path, adapter_name=adapter_name(combo), low_cpu_mem_usage=True)
     model.eval()
 
 

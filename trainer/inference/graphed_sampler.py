@@ -307,12 +307,12 @@ class GraphedSampler:
                     state.set_cache_length(width - own)
                 # Logits column j (input column own - 1 + j) scores answer token j; column 0 also picks the first token.
                 logits = self._forward(state, ids, mask4d, positions, keep=extra + 1)
-            first[start:end] = self._sample(logits[:, 0], torch.tensor([min_new > 0], device=self.device))
+            first[start:end] = self._sample(logits[:, 0], state.min_new > 0)
             if likelihoods is not None and extra:
                 likelihoods[start:end] = _answer_log_likelihoods(logits, ids[:, own:], mask[:, own:])
         if self.scores_answers:
             state.set_cache_length(width)  # decoding overwrites the answers' slots, which stay masked until then
-        lengths = torch.tensor([len(p) for p in prompts], device=self.device)
+        lengths = self._to_device(torch.tensor([len(p) for p in prompts]))
         state.ids.copy_(first[:, None])
         state.positions.copy_(lengths[:, None])
         state.allowed.zero_()
@@ -337,7 +337,15 @@ class GraphedSampler:
             if answers is not None and answers[row]:
                 ids[row, width : width + len(answers[row])] = torch.tensor(list(answers[row]), dtype=torch.long)
                 mask[row, width : width + len(answers[row])] = True
-        return ids.to(self.device), mask.to(self.device)
+        return self._to_device(ids), self._to_device(mask)
+
+    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A host tensor on the device without waiting for the GPU: a copy from pageable memory first waits for every
+        kernel queued before it, so a prefill in parts would queue each part only once the GPU had run the last (a
+        3B model's 28 layers are a thousand launches: the GPU idled a fifth of an evaluation's prefill)."""
+        if self.device.type != "cuda":
+            return tensor.to(self.device)
+        return tensor.pin_memory().to(self.device, non_blocking=True)
 
     def _initialize_cache(self, state: _Decode) -> None:
         """Allocate every layer's cache for all rows (transformers does so at the first write) before a part writes
