@@ -10,7 +10,7 @@ from cli.output import table, to_json
 from ftapp.run_vocabulary import RunStatus
 from ftapp.runs import RunRecord
 from ftapp.services import Services
-from ftapp.shipping import ENGINE_CHOICES, GGUF_TYPES, Endpoint, ExportRequest, ExportResult, ServeRequest
+from ftapp.shipping import ENGINE_CHOICES, GGUF_TYPES, Endpoint, EndpointState, ExportRequest, ExportResult, ServeRequest
 
 
 def _what(parser: argparse.ArgumentParser, model_only: bool) -> None:
@@ -214,7 +214,7 @@ def run_serve(services: Services, args: argparse.Namespace) -> int:
     endpoint = services.serving.wait_ready(run.id, timeout_s=args.timeout)
     if args.json:
         print(to_json(endpoint_view(endpoint)))
-    elif endpoint.state == "serving":
+    elif endpoint.state == EndpointState.SERVING:
         print(f"serving {endpoint.served_model} at {endpoint.base_url} ({endpoint.engine})\n{endpoint.format_note}\n{endpoint.auth_note}")
         if endpoint.limits_note:
             print(endpoint.limits_note)
@@ -223,4 +223,4 @@ def run_serve(services: Services, args: argparse.Namespace) -> int:
         print(f"try it:\n{endpoint.curl}\nstop it: ftapp runs cancel {run.id}")
     else:
         print(f"the endpoint did not start ({endpoint.run.status}):\n{endpoint.run.error_text or ''}", file=sys.stderr)
-    return 0 if endpoint.state == "serving" else 1
+    return 0 if endpoint.state == EndpointState.SERVING else 1

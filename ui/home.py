@@ -10,6 +10,7 @@ import gradio as gr
 from ftapp.demo_kit import REAL_MODEL_HINT
 from ftapp.run_vocabulary import LONG_LIVED, RunKind, RunStatus
 from ftapp.services import Services
+from ftapp.shipping import EndpointState
 from ui.errors import shows_errors
 from ui.run_text import duration, elapsed_s, local_time, progress_bar, progress_fraction, progress_text, status_label
 from ui.wiring import PRIVATE, bind, on_show
@@ -87,7 +88,7 @@ def worker_state(services: Services, run: Any, workers: dict[str, Any]) -> str:
         return "⏳ waiting for its devices"
     if run.kind == RunKind.SERVE:
         endpoint = services.serving.endpoint(run.id)
-        return f"🟢 serving at `{endpoint.base_url}`" if endpoint.state == "serving" else "loading the model"
+        return f"🟢 serving at `{endpoint.base_url}`" if endpoint.state == EndpointState.SERVING else "loading the model"
     worker = workers.get(run.id)
     if worker is None or not worker.ready:
         return "loading the model"

@@ -15,7 +15,7 @@ import gradio as gr
 
 from ftapp.run_vocabulary import RunStatus
 from ftapp.services import Services
-from ftapp.shipping import Endpoint, ServeRequest, vllm_installed
+from ftapp.shipping import Endpoint, EndpointState, ServeRequest, vllm_installed
 from ui.choices import Picker
 from ui.errors import shows_errors
 from ui.polling import Drawn, relabels, settled
@@ -28,12 +28,12 @@ POLL_S = 1.0
 NOTHING_CHOSEN = "No endpoint chosen. Pick a model (and optionally an adapter), then **Start endpoint**."
 NO_ADAPTER = ""
 STATE_LABELS = {
-    RunStatus.QUEUED: "⏳ Queued",
-    "starting": "🔄 Starting (loading the model)",
-    "serving": "🟢 Serving",
-    "stopped": "⏹ Stopped",
-    RunStatus.FAILED: "❌ Failed",
-    RunStatus.CANCELLED: "⏹ Cancelled before it served",
+    EndpointState.QUEUED: "⏳ Queued",
+    EndpointState.STARTING: "🔄 Starting (loading the model)",
+    EndpointState.SERVING: "🟢 Serving",
+    EndpointState.STOPPED: "⏹ Stopped",
+    EndpointState.FAILED: "❌ Failed",
+    EndpointState.CANCELLED: "⏹ Cancelled before it served",
 }
 
 
@@ -98,17 +98,17 @@ def list_endpoints(services: Services, selected: str | None = None) -> gr.Dropdo
 
 def endpoint_markdown(endpoint: Endpoint) -> str:
     lines = [f"### {STATE_LABELS.get(endpoint.state, endpoint.state)} · {html.escape(endpoint.run.name or '')}", ""]
-    if endpoint.state == "serving":
+    if endpoint.state == EndpointState.SERVING:
         lines += [
             f"**Base URL** (OpenAI-compatible): `{endpoint.base_url}`  ",
             f"**Model name**: `{endpoint.served_model}`  ",
             f"**Engine**: {endpoint.engine}",
             "",
         ]
-    if endpoint.state in ("serving", RunStatus.QUEUED, "starting"):
+    if endpoint.state in (EndpointState.SERVING, EndpointState.QUEUED, EndpointState.STARTING):
         lines.append(f"**Prompt format**: {html.escape(endpoint.format_note)}  ")
         lines.append(f"**Authentication**: {html.escape(endpoint.auth_note)}")
-    if endpoint.state == "serving" and endpoint.limits_note:
+    if endpoint.state == EndpointState.SERVING and endpoint.limits_note:
         lines.append(f"\n{html.escape(endpoint.limits_note)}")
     if endpoint.merge_note:
         lines.append(f"\n{endpoint.merge_note}")

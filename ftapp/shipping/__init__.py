@@ -7,13 +7,14 @@ from ftapp.shipping.export_request import ExportRequest
 from ftapp.shipping.export_results import ExportResult, GgufFile
 from ftapp.shipping.gguf_request import detect_gguf_tools, offered_types
 from ftapp.shipping.serve_request import ENGINE_CHOICES, ServeRequest, vllm_installed
-from ftapp.shipping.serving import Endpoint
+from ftapp.shipping.serving import Endpoint, EndpointState
 from trainer.protocol import GGUF_TYPES
 
 __all__ = [
     "BundleRequest",
     "BundleService",
     "Endpoint",
+    "EndpointState",
     "ENGINE_CHOICES",
     "ExportRequest",
     "ExportResult",

@@ -21,6 +21,7 @@ import secrets
 import shlex
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from ftapp.demo.visitor import Visitor, require_own, visible_to
@@ -43,10 +44,22 @@ API_KEY_FILE = "api_key"
 LIMIT_KEYS = {"max_request_bytes", "context_tokens", "max_tokens", "request_timeout_s", "max_concurrent", "max_queue"}
 
 
+class EndpointState(StrEnum):
+    """Where a serve run's endpoint is, defined once: its run's statuses before it listens or when it never did,
+    then starting (the process runs, the model loads), serving (the server said it listens) and stopped."""
+
+    QUEUED = RunStatus.QUEUED.value
+    STARTING = "starting"
+    SERVING = "serving"
+    STOPPED = "stopped"
+    FAILED = RunStatus.FAILED.value
+    CANCELLED = RunStatus.CANCELLED.value
+
+
 @dataclass(frozen=True)
 class Endpoint:
     run: RunRecord
-    state: str  # queued | starting | serving | stopped | failed
+    state: EndpointState
     served_model: str
     engine: str
     url: str | None = None
@@ -199,15 +212,18 @@ class ServeService:
         started = started_payload(run)  # None until the server said it listens; untrusted, so every field is optional
         details = started or {}
         if run.status in LIVE:
-            state = "serving" if started is not None else ("starting" if run.status == RunStatus.RUNNING else RunStatus.QUEUED)
+            running = EndpointState.STARTING if run.status == RunStatus.RUNNING else EndpointState.QUEUED
+            state = EndpointState.SERVING if started is not None else running
+        elif run.status == RunStatus.FAILED or (started is None and run.status == RunStatus.CANCELLED):
+            state = EndpointState(run.status)
         else:
-            state = "stopped" if started is not None and run.status != RunStatus.FAILED else run.status
+            state = EndpointState.STOPPED  # it served, or ended without a failure
         return Endpoint(
             run=run,
             state=state,
             served_model=spec.served_name,
             engine=spec.engine,
-            url=str(details["url"]) if details.get("url") and state == "serving" else None,
+            url=str(details["url"]) if details.get("url") and state == EndpointState.SERVING else None,
             api_key_file=spec.api_key_file,
             merged_adapter=bool(details.get("merged_adapter")),
             limits=_limits(details.get("limits")),
@@ -224,7 +240,7 @@ class ServeService:
             endpoint = self.endpoint(run_id)
             if on_tick:
                 on_tick(endpoint)
-            if endpoint.state == "serving" or endpoint.run.status in TERMINAL:
+            if endpoint.state == EndpointState.SERVING or endpoint.run.status in TERMINAL:
                 return endpoint
             if time.monotonic() > deadline:
                 raise NotFoundError("serving endpoint", run_id)

@@ -227,6 +227,22 @@ def test_a_serving_endpoint_shows_its_url_from_its_row(services, registered, ali
     assert endpoint.limits is None and not endpoint.merged_adapter  # limits it could not show are left out
 
 
+@pytest.mark.parametrize(
+    ("status", "said_started", "state"),
+    [("queued", False, "queued"), ("failed", True, "failed"), ("cancelled", False, "cancelled"), ("succeeded", False, "stopped")],
+)
+def test_an_endpoint_state_is_one_of_the_defined_states_whatever_its_run_ended_as(services, registered, status, said_started, state):
+    """A server that exited cleanly before it said it listens is stopped, not a state the Serve tab has no label for."""
+    from ui.serve import STATE_LABELS
+
+    run = serve_run(services, registered)
+    started = json.dumps({"type": "started", "time": 1.0, "url": "http://127.0.0.1:4321"}) if said_started else None
+    with services.db.transaction() as tx:
+        tx.runs.update(run.id, status=status, started_payload=started)
+    endpoint = services.serving.endpoint(run.id)
+    assert endpoint.state == state and endpoint.state in STATE_LABELS
+
+
 def test_a_compare_workers_readiness_and_last_activity_come_from_its_row(services, registered, alive):
     comparison = services.comparisons.start(CompareRequest(model_id=registered.model.id, prompt="hello"))
     worker_run = services.runs.get(comparison.worker_run_id)
