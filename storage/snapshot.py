@@ -7,6 +7,7 @@ silently dropped; references to a skipped row are pointed at the row that alread
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,7 +51,25 @@ class TableSpec:
     unique_keys: tuple[tuple[str, ...], ...]
     references: dict[str, str]  # column -> referenced table
     exported_id: bool = True
+    # Ids inside a JSON object column (column -> key -> referenced table), remapped like ``references`` but no foreign
+    # keys: a saved request may name a row this database lacks, which using it reports.
+    json_references: dict[str, dict[str, str]] = field(default_factory=dict)
 
+
+# The ids a training preset's saved request holds (``FineTuneRequest``'s ``*_id`` fields; a test keeps them equal). An
+# import that finds a config or a model already here under another id would otherwise leave the preset naming ids this
+# database does not have, so that using it fails with "not found".
+PRESET_REFERENCES = {
+    "base_model_id": "models",
+    "dataset_id": "datasets",
+    "prompt_id": "prompts",
+    "init_adapter_id": "adapters",
+    "training_arguments_config_id": "configs",
+    "lora_config_id": "configs",
+    "bitsandbytes_config_id": "configs",
+    "generation_config_id": "configs",
+    "axolotl_config_id": "configs",
+}
 
 # Parents before children; runs <-> adapters is a cycle, handled with deferred foreign keys.
 TABLES: tuple[TableSpec, ...] = (
@@ -90,7 +109,7 @@ TABLES: tuple[TableSpec, ...] = (
     TableSpec("evaluation_scores", EvaluationScoreRow, (("run_id", "position", "metric"),), {"run_id": "runs"}, False),
     TableSpec("evaluation_verdicts", EvaluationVerdictRow, (("run_id", "position", "row_index"),), {"run_id": "runs"}, False),
     TableSpec("comparison_votes", ComparisonVoteRow, (("id",),), {"model_id": "models"}),
-    TableSpec("training_presets", TrainingPresetRow, (("id",), ("name",)), {}),
+    TableSpec("training_presets", TrainingPresetRow, (("id",), ("name",)), {}, json_references={"settings": PRESET_REFERENCES}),
 )
 
 
@@ -205,6 +224,21 @@ def _decode(spec: TableSpec, row: dict[str, Any], index: int) -> dict[str, Any]:
     return out
 
 
+def _remapped_json(value: Any, keys: dict[str, str], remap: dict[str, dict[Any, Any]]) -> Any:
+    """A JSON object's text with the ids under ``keys`` pointed at the rows they were found to duplicate; anything
+    else as it came (what reads the column judges it)."""
+    try:
+        values = json.loads(value) if isinstance(value, str) else None
+    except (ValueError, RecursionError):
+        return value
+    if not isinstance(values, dict) or not any(values.get(key) in remap[target] for key, target in keys.items()):
+        return value
+    for key, target in keys.items():
+        if values.get(key) in remap[target]:
+            values[key] = remap[target][values[key]]
+    return json.dumps(values, sort_keys=True)
+
+
 def _existing_id(tx: Transaction, spec: TableSpec, keys: tuple[str, ...], row: dict[str, Any]) -> Any:
     table = spec.row_cls.__table__
     query = select(table.c.id).where(*(table.c[k] == row.get(k) for k in keys))
@@ -257,6 +291,8 @@ def import_snapshot(tx: Transaction, data: Any, vet: Callable[[Planned], None] |
         for column, target in spec.references.items():
             if row.get(column) is not None:
                 row[column] = remap[target].get(row[column], row[column])
+        for column, held in spec.json_references.items():
+            row[column] = _remapped_json(row.get(column), held, remap)
         tx.session.add(spec.row_cls(**row))
         report[spec.name].imported += 1
     try:
