@@ -20,8 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
-from trainer.inference import serve, serve_guard
-from trainer.inference.serve_guard import Guard, Limits, PromptCounter
+from trainer.inference import serve, serve_relay
+from trainer.inference.serve_guard import Guard
+from trainer.inference.serve_requests import Limits, PromptCounter
 from trainer.protocol import ModelSource, ServeSpec
 
 CHAT_TEMPLATE = (
@@ -249,7 +250,7 @@ def test_a_full_queue_is_answered_429_at_once_and_every_place_is_given_back(coun
 
 @pytest.mark.slow  # starts real processes
 def test_generation_time_is_bounded(counter, monkeypatch):
-    monkeypatch.setattr(serve_guard, "GRACE_S", 0.5)
+    monkeypatch.setattr(serve_relay, "GRACE_S", 0.5)
     # transformers serve stops at max_time by itself: an answer that took that long is marked as cut.
     slow = Upstream(sleep_s=1.2)
     stopped = make_guard(counter, slow, request_timeout_s=1.0)
@@ -290,7 +291,7 @@ def test_streams_are_relayed_and_server_refusals_come_back_in_the_openai_format(
     assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
     assert len(events) == 3 and '"finish_reason":"stop"' in events[-1] and guard.pending == 0
     assert health.status_code == 200
-    refused = serve_guard.upstream_error(422, b'{"detail": "Unexpected fields in the request: {\'bogus\'}"}')
+    refused = serve_relay.upstream_error(422, b'{"detail": "Unexpected fields in the request: {\'bogus\'}"}')
     assert refused.status_code == 400 and json.loads(refused.body)["error"]["message"].startswith("Unexpected fields")
 
 

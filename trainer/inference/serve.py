@@ -197,7 +197,8 @@ def tokenizer_dir(spec: ServeSpec, served_dir: Path | None) -> Path:
 
 
 def _serve(spec: ServeSpec, events: Any, cancellation: Cancellation) -> bool:
-    from trainer.inference.serve_guard import Guard, GuardServer
+    from trainer.inference.guard_server import GuardServer
+    from trainer.inference.serve_guard import Guard
     from trainer.inference.serve_requests import context_tokens, load_counter
 
     port = spec.port or free_port(spec.host)

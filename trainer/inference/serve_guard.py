@@ -1,7 +1,8 @@
 """The guard in front of the model server: the request limits that ``transformers serve`` lacks.
 
 ``python -m trainer serve`` starts the model server on an internal loopback port and this guard, in a
-thread of its own process (uvicorn + Starlette, httpx to the server), on the port clients are given.
+thread of its own process (``trainer.inference.guard_server``), on the port clients are given; what passes
+goes on to the server through ``trainer.inference.serve_relay``.
 Each request passes these checks in order; a refusal is an OpenAI-style error body
 ``{"error": {"message", "type", "param", "code"}}`` and costs the model nothing:
 
@@ -19,18 +20,14 @@ Each request passes these checks in order; a refusal is an OpenAI-style error bo
 6. a generation slot (``max_concurrent``: 1 for transformers serve, which generates one request at a
    time anyway) within ``request_timeout_s``, or 503;
 7. the generation, bounded in time: transformers serve stops at ``max_time`` (handed over in its
-   ``generation_config``) and the answer says ``finish_reason: "length"``; ``GRACE_S`` later the guard
+   ``generation_config``) and the answer says ``finish_reason: "length"``; ``serve_relay.GRACE_S`` later the relay
    gives up with 504 (vLLM: at once), closing the connection, on which both servers abort the generation.
-
-Streaming answers (SSE) are relayed as they come.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
-import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -38,12 +35,12 @@ from typing import Any
 
 import anyio
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
+from trainer.inference.serve_relay import Relay, RelayedStream
 from trainer.inference.serve_requests import (
     ApiError,
     ChatRequest,
@@ -57,7 +54,6 @@ from trainer.inference.serve_requests import (
 )
 
 BODY_TIMEOUT_S = 30.0
-GRACE_S = 15.0  # transformers serve stops at max_time by itself; this is for a server that does not
 DRAIN_MAX_BYTES = 64 << 20  # an oversized body up to this size is read and dropped, so that the client sees the 413
 DRAIN_TIMEOUT_S = 5.0
 TOKENIZER_THREADS = 2
@@ -93,7 +89,7 @@ class _Ticket:
 class _Runtime:
     slots: anyio.Semaphore
     tokenizer_threads: anyio.CapacityLimiter
-    client: httpx.AsyncClient
+    relay: Relay
 
 
 class Guard:
@@ -118,10 +114,6 @@ class Guard:
         assert self._runtime is not None
         return self._runtime.slots
 
-    @property
-    def backstop_s(self) -> float:
-        return self.limits.request_timeout_s + (GRACE_S if self.max_time else 0.0)
-
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         connections = self.limits.max_concurrent + 16
@@ -131,7 +123,8 @@ class Guard:
             timeout=httpx.Timeout(30.0, connect=5.0),
             limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         )
-        self._runtime = _Runtime(anyio.Semaphore(self.limits.max_concurrent), anyio.CapacityLimiter(TOKENIZER_THREADS), client)
+        relay = Relay(client, self.limits.request_timeout_s, self.max_time)
+        self._runtime = _Runtime(anyio.Semaphore(self.limits.max_concurrent), anyio.CapacityLimiter(TOKENIZER_THREADS), relay)
         try:
             yield
         finally:
@@ -152,14 +145,14 @@ class Guard:
     # ---- routes ----
 
     async def health(self, request: Request) -> Response:
-        return await self._plain_get("/health", timeout_s=5.0)
+        return await self._relay().get("/health", timeout_s=5.0)
 
     async def models(self, request: Request) -> Response:
         try:
             self._authorize(request)
         except ApiError as error:
             return error.response()
-        return await self._plain_get("/v1/models", timeout_s=10.0)
+        return await self._relay().get("/v1/models", timeout_s=10.0)
 
     async def chat(self, request: Request) -> Response:
         return await self._generate(request, ChatRequest)
@@ -235,16 +228,16 @@ class Guard:
             if "x-request-id" in request.headers:
                 headers["X-Request-ID"] = request.headers["x-request-id"][:128]
             if parsed.stream:
-                response = await self._stream(request.url.path, forwarded, headers, ticket)
+                response = await self._relay().stream(request.url.path, forwarded, headers, ticket.release)
             else:
-                response = await self._answer(request.url.path, forwarded, headers)
+                response = await self._relay().answer(request.url.path, forwarded, headers)
             return response
         except ApiError as error:
             return error.response()
         except ClientDisconnect:
             return Response(status_code=499)
         finally:
-            if ticket is not None and not isinstance(response, _Relay):  # a relay gives its ticket back when its stream ends
+            if ticket is not None and not isinstance(response, RelayedStream):  # a relay gives its ticket back when its stream ends
                 ticket.release()
 
     def _prompt(self, parsed: ChatRequest | CompletionRequest) -> _Prompt:
@@ -307,135 +300,9 @@ class Guard:
                 headers={"Retry-After": "5"},
             )
 
-    # ---- talking to the server ----
-
-    def _timeout(self) -> httpx.Timeout:
-        return httpx.Timeout(self.backstop_s, connect=5.0)
-
-    def _timed_out(self, started: float) -> bool:
-        return self.max_time and time.monotonic() - started >= self.limits.request_timeout_s
-
-    async def _answer(self, path: str, content: bytes, headers: dict[str, str]) -> Response:
-        started = time.monotonic()
-        try:
-            with anyio.fail_after(self.backstop_s):  # cancelling closes the connection: the server aborts the generation
-                upstream = await self._runtime_client().post(path, content=content, headers=headers, timeout=self._timeout())
-        except (TimeoutError, httpx.TimeoutException):
-            raise ApiError(504, f"the generation did not finish within {self.backstop_s:g} s", "timeout") from None
-        except httpx.TransportError as error:
-            raise ApiError(502, f"the model server is not answering: {error!r}"[:300], "upstream_unavailable") from None
-        if upstream.status_code >= 400:
-            return upstream_error(upstream.status_code, upstream.content)
-        answer = upstream.content
-        if self._timed_out(started):
-            answer = _length_finish(answer)
-        return Response(answer, upstream.status_code, _passed_headers(upstream), media_type="application/json")
-
-    async def _stream(self, path: str, content: bytes, headers: dict[str, str], ticket: _Ticket) -> Response:
-        client = self._runtime_client()
-        started = time.monotonic()
-        outbound = client.build_request("POST", path, content=content, headers=headers, timeout=self._timeout())
-        try:
-            with anyio.fail_after(self.backstop_s):
-                upstream = await client.send(outbound, stream=True)
-        except (TimeoutError, httpx.TimeoutException):
-            raise ApiError(504, f"the generation did not start within {self.backstop_s:g} s", "timeout") from None
-        except httpx.TransportError as error:
-            raise ApiError(502, f"the model server is not answering: {error!r}"[:300], "upstream_unavailable") from None
-        if upstream.status_code >= 400:
-            raw = await upstream.aread()
-            await upstream.aclose()
-            return upstream_error(upstream.status_code, raw)
-        deadline = started + self.backstop_s
-
-        async def events() -> AsyncIterator[bytes]:
-            pending = b""
-            try:
-                async for chunk in upstream.aiter_raw():
-                    pending += chunk
-                    *complete, pending = pending.split(b"\n\n")
-                    for event in complete:
-                        yield (_length_finish_event(event) if self._timed_out(started) else event) + b"\n\n"
-                    if time.monotonic() > deadline:
-                        yield _error_event(f"the generation did not finish within {self.backstop_s:g} s", "timeout")
-                        return
-                if pending:
-                    yield pending
-            except httpx.TimeoutException:
-                yield _error_event(f"the model server sent nothing for {self.backstop_s:g} s", "timeout")
-            except httpx.TransportError:
-                yield _error_event("the model server closed the stream", "upstream_unavailable")
-
-        async def close() -> None:
-            await upstream.aclose()  # closing the connection makes the server abort the generation
-            ticket.release()
-
-        return _Relay(events(), close, _passed_headers(upstream))
-
-    def _runtime_client(self) -> httpx.AsyncClient:
+    def _relay(self) -> Relay:
         assert self._runtime is not None, "the guard's lifespan has not started"
-        return self._runtime.client
-
-    async def _plain_get(self, path: str, timeout_s: float) -> Response:
-        try:
-            upstream = await self._runtime_client().get(path, timeout=timeout_s)
-        except httpx.HTTPError as error:
-            return error_response(503, f"the model server is not answering: {type(error).__name__}", "upstream_unavailable")
-        return Response(upstream.content, upstream.status_code, _passed_headers(upstream), media_type=upstream.headers.get("content-type"))
-
-
-class _Relay(StreamingResponse):
-    """An SSE relay that closes the server's stream and frees its slot however the client's stream ends."""
-
-    def __init__(self, content: AsyncIterator[bytes], close: Callable[[], Any], headers: dict[str, str]):
-        super().__init__(content, media_type="text/event-stream", headers=headers)
-        self._close = close
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            aclose = getattr(self.body_iterator, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            await self._close()
-
-
-def _passed_headers(upstream: httpx.Response) -> dict[str, str]:
-    return {name: upstream.headers[name] for name in ("x-request-id",) if name in upstream.headers}
-
-
-def upstream_error(status: int, raw: bytes) -> JSONResponse:
-    """The server's own refusal in the OpenAI error format (FastAPI says ``{"detail": ...}``); 422 becomes 400."""
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        return JSONResponse(body, status)
-    detail = body.get("detail") if isinstance(body, dict) else raw.decode("utf-8", "replace")
-    message = detail if isinstance(detail, str) else json.dumps(detail)
-    return error_response(400 if status == 422 else status, message[:1000] or f"the model server answered {status}", "upstream_error")
-
-
-def _length_finish(answer: bytes) -> bytes:
-    """A non-streamed answer cut by ``max_time`` says so: finish_reason ``length`` instead of ``stop``."""
-    try:
-        body = json.loads(answer)
-        for choice in body.get("choices", []):
-            if choice.get("finish_reason") == "stop":
-                choice["finish_reason"] = "length"
-        return json.dumps(body).encode()
-    except (ValueError, AttributeError):
-        return answer
-
-
-def _length_finish_event(event: bytes) -> bytes:
-    return event.replace(b'"finish_reason":"stop"', b'"finish_reason":"length"')
-
-
-def _error_event(message: str, code: str) -> bytes:
-    return b"data: " + json.dumps({"error": {"message": message, "type": "server_error", "param": None, "code": code}}).encode() + b"\n\n"
+        return self._runtime.relay
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -448,42 +315,3 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 async def _not_allowed(request: Request, exc: Exception) -> Response:
     return error_response(405, f"{request.method} is not allowed on {request.url.path}", "method_not_allowed")
-
-
-# ---- running it ----
-
-
-class GuardServer:
-    """The guard's uvicorn in a thread of the serve process; uvicorn leaves signals to the main thread."""
-
-    def __init__(self, app: Starlette, host: str, port: int, limits: Limits):
-        config = uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            http="h11",
-            lifespan="on",
-            log_level="warning",
-            access_log=False,
-            timeout_keep_alive=5,
-            timeout_graceful_shutdown=5,
-            limit_concurrency=max(64, 4 * (limits.max_concurrent + limits.max_queue)),
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, name="serve-guard", daemon=True)
-
-    def start(self, timeout_s: float = 30.0) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + timeout_s
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the request guard did not start (is its port taken?); see the log above")
-            time.sleep(0.05)
-
-    @property
-    def alive(self) -> bool:
-        return self.thread.is_alive()
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
