@@ -2,8 +2,10 @@
 
 Its public surface: what ``ui`` and ``cli`` import. Modules inside ftapp import the submodules."""
 
+from ftapp.compare.answers import CompareSnapshot
 from ftapp.compare.request import MAX_ADAPTERS, TIE, CompareRequest
-from ftapp.compare.service import CompareSnapshot, Vote, Worker
+from ftapp.compare.service import Vote
+from ftapp.compare.workers import Worker
 
 __all__ = [
     "CompareRequest",

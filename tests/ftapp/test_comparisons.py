@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from ftapp.compare.answers import DONE, GENERATING, ComparisonFailed
 from ftapp.compare.request import CompareRequest
-from ftapp.compare.service import DONE, GENERATING, ComparisonFailed
 from ftapp.errors import ConflictError, ValidationError
 from ftapp.models.adapters import AddAdapterRequest
 from ftapp.models.service import AddModelRequest
@@ -38,7 +38,7 @@ def adapters(services, registered, random_adapter):
 def comparisons(services):
     """The service with a short idle timeout and one CPU thread, and the supervisor watching in the background."""
     service = services.comparisons
-    service.idle_timeout_s, service.cpu_threads = 60.0, 1
+    service.inference_workers.idle_timeout_s, service.inference_workers.cpu_threads = 60.0, 1
     services.supervisor.poll_interval_s = 0.2
     services.supervisor.start_background()
     return service
