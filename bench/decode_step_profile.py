@@ -127,6 +127,34 @@ def measure(sampler: GraphedSampler, prompts, answers, new_tokens: int, blocks, 
     return out
 
 
+def kernel_table(sampler: GraphedSampler, prompts, answers, new_tokens: int, blocks, top: int) -> list[dict[str, Any]]:
+    """The GPU kernels of one eager answer (the decode steps the graph holds, run one by one, and the prefill), by
+    total time: which kernels a decode step spends its time in. Prints the table; returns its rows."""
+    from torch.profiler import ProfilerActivity, profile
+
+    sampler._shapes.clear()  # a fresh shape: eager steps, not the captured graph
+    sampler.use_graphs = False
+    with profile(activities=[ProfilerActivity.CUDA]) as trace:
+        if answers is None:
+            sampler.generate(prompts, new_tokens, min_new_tokens=new_tokens)
+        else:
+            sampler.answer(prompts, answers, new_tokens, min_new_tokens=new_tokens, blocks=blocks)
+        torch.cuda.synchronize()
+    sampler.use_graphs = True
+    totals: dict[str, list[float]] = {}
+    for event in trace.events():
+        if event.device_type == torch.autograd.DeviceType.CUDA:
+            entry = totals.setdefault(event.name, [0, 0.0])
+            entry[0] += 1
+            entry[1] += event.device_time_total if hasattr(event, "device_time_total") else event.cuda_time_total
+    table = sorted(({"kernel": k, "count": c, "ms": t / 1000} for k, (c, t) in totals.items()), key=lambda r: -r["ms"])
+    everything = sum(r["ms"] for r in table)
+    print(f"kernels of one eager answer: {sum(r['count'] for r in table)} launches, {everything:.1f} ms on the GPU")
+    for row in table[:top]:
+        print(f"{row['ms']:9.2f} ms {row['count']:7d} x {1000 * row['ms'] / row['count']:8.1f} us  {row['kernel'][:110]}")
+    return table[:top]
+
+
 def apply_liger(model) -> None:
     from liger_kernel.transformers import apply_liger_kernel_to_llama
 
@@ -139,6 +167,7 @@ def main() -> None:
     parser.add_argument("--cases", default="eval-blocks,eval-turn,grpo")
     parser.add_argument("--variants", default="plain,liger")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--kernels", type=int, default=0, help="also print the N costliest GPU kernels of an eager answer")
     args = parser.parse_args()
     device = "cpu" if args.smoke else "cuda"
     results: dict[str, Any] = {}
@@ -196,6 +225,8 @@ def main() -> None:
             if answers is None:
                 out["decode_ms_per_step"] = out["second_s"] / new_tokens * 1000  # prefill included: short prompts
             out["rows"] = len(prompts)
+            if args.kernels and device == "cuda":
+                out["kernels"] = kernel_table(sampler, prompts, answers, new_tokens, blocks, args.kernels)
             results[f"{case}/{variant}"] = out
             print(f"{case}/{variant}: " + json.dumps(out), flush=True)
             del sampler
