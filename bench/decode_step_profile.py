@@ -5,6 +5,7 @@ blocks, ``eval-blocks:N`` for N rows per adapter, or 128 rows of one adapter fol
 (Liger's fused RMSNorm, rotary embedding and SwiGLU) and ``compiled`` (``torch.compile`` on each decoder layer).
 
     python bench/decode_step_profile.py --cases eval-blocks,eval-blocks:128,eval-turn,grpo --variants plain,compiled,liger
+    python bench/decode_step_profile.py --cases grpo --variants liger --kernels 30   # + the costliest GPU kernels
     python bench/decode_step_profile.py --smoke         # tiny shapes on the CPU (checks the script, not speed)
 
 Random weights and prompts: speed does not depend on them. The variants patch the models in place, in the order given.
