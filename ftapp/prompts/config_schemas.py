@@ -20,6 +20,7 @@ from ftapp.number_bounds import Bound, shown_value
 from ftapp.prompts.axolotl_formats import format_problem
 from ftapp.secrets import SECRET_KEY, TOKEN_ADVICE, find_secrets
 from storage import ConfigRecord
+from trainer.protocol import DPO_LOSS_TYPES
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -145,26 +146,6 @@ class GenerationSettings:
     repetition_penalty: float = _f(1.0, "Penalty for repeated tokens (1: off).", nb.FACTOR.above(0, open=True))
     max_new_tokens: int = _f(128, "Most tokens to generate.", nb.TOKENS)
     max_length: int | None = _f(None, "Prompt + generation length cap (null: unused).", nb.TOKENS)
-
-
-# TRL 1.16's DPOConfig loss types (trl/trainer/dpo_trainer.py raises on any other); one per run here.
-DPO_LOSS_TYPES = (
-    "sigmoid",
-    "hinge",
-    "ipo",
-    "exo_pair",
-    "nca_pair",
-    "robust",
-    "bco_pair",
-    "sppo_hard",
-    "aot",
-    "aot_unpaired",
-    "apo_zero",
-    "apo_down",
-    "discopop",
-    "sft",
-    "sigmoid_norm",
-)
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,7 @@ from trainer.protocol.parallelism import (
 )
 from trainer.protocol.rewards import (
     CUSTOM_REWARD,
+    DPO_LOSS_TYPES,
     REWARD_KINDS,
     RewardSpec,
     reward_names,
@@ -174,6 +175,7 @@ __all__ = [
     "CLOSED_REQUESTS_DIR",
     "compile_template",
     "CUSTOM_REWARD",
+    "DPO_LOSS_TYPES",
     "DataSource",
     "DONE",
     "DONE_MARKER",

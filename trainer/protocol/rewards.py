@@ -12,6 +12,25 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+# TRL 1.16's DPOConfig loss types (trl/trainer/dpo_trainer.py raises on any other); one per run here.
+DPO_LOSS_TYPES = (
+    "sigmoid",
+    "hinge",
+    "ipo",
+    "exo_pair",
+    "nca_pair",
+    "robust",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "aot_unpaired",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "sft",
+    "sigmoid_norm",
+)
+
 # kind -> what it scores, for people (the UI's and the CLI's help text)
 REWARD_KINDS: dict[str, str] = {
     "exact_match": "1 when the completion, stripped and case-folded, equals the reference column's value, else 0.",

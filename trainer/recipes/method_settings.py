@@ -13,24 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-# TRL 1.16's DPOConfig.loss_type values (one per run here).
-DPO_LOSS_TYPES = (
-    "sigmoid",
-    "hinge",
-    "ipo",
-    "exo_pair",
-    "nca_pair",
-    "robust",
-    "bco_pair",
-    "sppo_hard",
-    "aot",
-    "aot_unpaired",
-    "apo_zero",
-    "apo_down",
-    "discopop",
-    "sft",
-    "sigmoid_norm",
-)
+from trainer.protocol import DPO_LOSS_TYPES
+
 # Reward kinds that compare with the row's reference answer, so the data must have one.
 REFERENCE_REWARDS = frozenset({"exact_match", "numeric_match"})
 
