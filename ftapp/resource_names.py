@@ -25,6 +25,9 @@ _ADAPTER_NAME = re.compile(f"[a-zA-Z0-9-]{{1,{ADAPTER_NAME_MAX}}}")
 NAME_MAX = 200
 NAME_RULE = f"1-{NAME_MAX} characters on one line (no control characters)"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Descriptions are free text of any lines; a request body has no size limit, so without one a visitor fills the database.
+DESCRIPTION_MAX = 10_000
+DESCRIPTION_RULE = f"at most {DESCRIPTION_MAX:,} characters"
 
 
 def is_adapter_name(name: str | None) -> bool:
@@ -38,6 +41,12 @@ def adapter_name_problem(rule: Rule, name: str | None, field: str) -> Problem | 
     return Problem(
         rule, f"{field} must match {ADAPTER_NAME_PATTERN} and be 1-{ADAPTER_NAME_MAX} characters (got {shown_value(name)})", field
     )
+
+
+def description_problem(rule: Rule, description: str | None) -> Problem | None:
+    if description is None or len(description) <= DESCRIPTION_MAX:
+        return None
+    return Problem(rule, f"description is {len(description):,} characters long; at most {DESCRIPTION_MAX:,}", "description")
 
 
 def name_problem(rule: Rule, name: str, field: str = "name") -> Problem | None:

@@ -177,7 +177,7 @@ JUDGE = Rule(
     "EV-015",
     "judge",
     "a judge has generated answers to compare (a dataset that is not preference pairs, two combinations or "
-    "more); exactly one of a registered model or an http(s) URL with api_model (not in the public demo) and, when named, a "
+    "more); exactly one of a registered model or an http(s) URL with api_model (not in the public demo nor a shared app) and, when named, a "
     "stored API key; a rubric of at most 20,000 characters whose plain fields are among input, reference, answer_a, answer_b "
     "and show both answers; max_new_tokens from 1 to 4,096",
     origin="added",
@@ -185,7 +185,10 @@ JUDGE = Rule(
 DATASET_TYPE = Rule("DS-001", "type", "one of huggingface, project, project_csv, project_json, project_jsonl, project_parquet")
 DATASET_HUB_NAME = Rule("DS-002", "huggingface_name", "resolves on the Hugging Face Hub (name, config, split)")
 DATASET_LOCATION = Rule("DS-003", "location", "exists and its extension matches the type")
-DATASET_NAME = Rule("DS-004", "name", f"required, unique, at most {rn.NAME_MAX} characters", origin="added")
+DESCRIPTION = Rule(
+    "DE-001", "description", f"a dataset's, model's, adapter's or prompt's description: {rn.DESCRIPTION_RULE}", origin="added"
+)
+DATASET_NAME = Rule("DS-004", "name", f"required, unique, {rn.NAME_RULE}", origin="added")
 DATASET_TABLE = Rule("DS-005", "content", "parses as a table: not empty, valid JSON/JSONL/CSV/Parquet, UTF-8, rectangular", origin="added")
 DATASET_VALUE_SIZE = Rule("DS-006", "content", "no single value longer than 1,000,000 characters", origin="added")
 PREFERENCE_PAIRS = Rule(
@@ -229,7 +232,7 @@ TEMPLATE_SYNTAX = Rule(
     "templates",
     "plain {column} fields and literal text only ('{{' and '}}' for braces): balanced braces; no "
     "format spec or nested field ({a:>10}, {a:>{b}}), conversion ({a!r}), attribute or index access ({a.b}, {a[0]}), "
-    "nor positional field ({}, {0}); checked on save and again when a stored prompt is used (an import may hold any "
+    "nor positional field ({}, {0}); at most 20,000 characters each; checked on save and again when a stored prompt is used (an import may hold any "
     "text); the trainer applies the same rule",
     origin="added",
 )
@@ -383,7 +386,7 @@ COMPARE_ADAPTERS = Rule(
 COMPARE_OUTPUTS = Rule(
     "CP-003", "adapter_ids, include_base, blind", "compare: at most 4 adapters, at least one output (two in blind A/B mode)", origin="added"
 )
-COMPARE_PROMPT = Rule("CP-004", "prompt", "compare: the prompt is not empty", origin="added")
+COMPARE_PROMPT = Rule("CP-004", "prompt", "compare: the prompt is not empty and at most 100,000 characters", origin="added")
 COMPARE_GENERATION = Rule(
     "CP-005",
     "generation",
@@ -468,6 +471,7 @@ RULES: dict[str, Rule] = {
         DATASET_TYPE,
         DATASET_HUB_NAME,
         DATASET_LOCATION,
+        DESCRIPTION,
         DATASET_NAME,
         DATASET_TABLE,
         DATASET_VALUE_SIZE,

@@ -47,10 +47,15 @@ class Settings:
     demo: bool = False
 
     @property
+    def is_local(self) -> bool:
+        """The app is local and unshared: whoever sends a request is the host (no ``--share``/``--host``, no demo)."""
+        return self.allowed_roots is None and not self.demo
+
+    @property
     def allows_custom_code(self) -> bool:
         """Whether a request may run code its sender supplied (custom reward functions): only when the
         app is local and unshared, since that code runs on the host with the app's rights."""
-        return self.allowed_roots is None and not self.demo
+        return self.is_local
 
     @classmethod
     def from_env(cls, home: str | Path | None = None, **overrides) -> Settings:

@@ -14,6 +14,7 @@ from storage import AdapterRecord, ModelRecord, Transaction
 
 MAX_ADAPTERS = 4
 MAX_NEW_TOKENS = 4096  # a playground answer; longer ones belong in an evaluation run
+MAX_PROMPT_CHARS = 100_000  # a request body has no size limit: a bigger prompt would fill the worker's memory and the votes table
 TIE = "tie"
 DEFAULT_GENERATION: dict[str, Any] = {**asdict(GenerationSettings()), "max_new_tokens": 128}
 
@@ -42,6 +43,10 @@ def validate_compare(tx: Transaction, request: CompareRequest) -> list[Problem]:
     problems += _target_count_problems(request)
     if not request.prompt.strip():
         problems.append(Problem(rules.COMPARE_PROMPT, "the prompt is empty: type one or sample a dataset row", "prompt"))
+    elif len(request.prompt) > MAX_PROMPT_CHARS:
+        problems.append(
+            Problem(rules.COMPARE_PROMPT, f"the prompt has {len(request.prompt):,} characters; at most {MAX_PROMPT_CHARS:,}", "prompt")
+        )
     problems += _generation_problems(request.generation)
     if problem := nb.SEED.problem(rules.COMPARE_SEED, "seed", request.seed):
         problems.append(problem)

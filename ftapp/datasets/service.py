@@ -21,6 +21,7 @@ from ftapp.errors import ConflictError, NotFoundError, Problem, ValidationError,
 from ftapp.home_paths import require_inside
 from ftapp.ids import is_uuid, new_id
 from ftapp.number_bounds import ROWS
+from ftapp.resource_names import DESCRIPTION_MAX, description_problem, name_problem
 from ftapp.secrets import HfToken
 from ftapp.settings import Settings
 from storage import Database, DatasetRecord, DuplicateError
@@ -100,10 +101,14 @@ class DatasetService:
             problems.append(Problem(rules.DATASET_NAME, "name is required", "name"))
         elif len(name) > MAX_NAME:
             problems.append(Problem(rules.DATASET_NAME, f"name is longer than {MAX_NAME} characters", "name"))
+        elif name and (invalid := name_problem(rules.DATASET_NAME, name)):  # one printable line: a name is shown in tables and headings
+            problems.append(invalid)
         else:
             with self.db.transaction() as tx:
                 if tx.datasets.find_one(name=name):
                     problems.append(Problem(rules.DATASET_NAME, f"a dataset named '{name}' already exists", "name"))
+        if too_long := description_problem(rules.DESCRIPTION, request.description):
+            problems.append(too_long)
         if dataset_type == "huggingface" and not (request.huggingface_name or "").strip():
             problems.append(Problem(rules.DATASET_HUB_NAME, "huggingface_name is required for a Hugging Face dataset", "huggingface_name"))
         if dataset_type and dataset_type != "huggingface":
@@ -178,7 +183,7 @@ class DatasetService:
             format=data_format,
             features=json.dumps(info.features),
             num_rows=info.num_rows,
-            description=request.description or info.description or "",
+            description=request.description or (info.description or "")[:DESCRIPTION_MAX],
         )
 
     def _add_local(self, request: AddDatasetRequest, name: str, dataset_type: str, location: str) -> DatasetRecord:

@@ -95,6 +95,16 @@ def judge_problems(
 def _endpoint_problems(judge: JudgeRequest, settings: Settings | None, caps: policy.DemoCaps | None) -> list[Problem]:
     if caps:  # the trainer would send requests wherever a visitor points it
         return [policy.host_only("an LLM judge behind a URL", "judge.url")]
+    if settings is not None and not settings.is_local:
+        # A user of a shared app would point the trainer at hosts only this machine reaches (SSRF), with the host's key.
+        return [
+            Problem(
+                rules.JUDGE,
+                "an LLM judge behind a URL is refused in a shared app: the trainer would send the rows, and the host's API key, "
+                "to any address a user names, including ones only this machine reaches; use a registered model as the judge",
+                "judge.url",
+            )
+        ]
     url = urlparse(judge.url or "")
     problems = []
     if url.scheme not in ("http", "https") or not url.hostname:

@@ -13,7 +13,7 @@ from ftapp.demo.visitor import Visitor, require_own, visible_to
 from ftapp.errors import NotFoundError, Problem, ValidationError, require_found
 from ftapp.ids import new_id
 from ftapp.models.hub import inspect_hub_repo
-from ftapp.resource_names import adapter_name_problem
+from ftapp.resource_names import adapter_name_problem, description_problem
 from ftapp.secrets import HfToken
 from ftapp.settings import Settings
 from storage import AdapterRecord, Database, DuplicateError
@@ -69,6 +69,8 @@ class AdapterService:
                 problems.append(invalid)  # the rule a training run's adapter_name follows (FT-002), on the name as given
             elif tx.adapters.find_one(name=name):
                 problems.append(Problem(rules.ADAPTER_REGISTERED_NAME, f"an adapter named '{name}' already exists", "name"))
+            if too_long := description_problem(rules.DESCRIPTION, request.description):
+                problems.append(too_long)
             if not request.model_id:
                 problems.append(
                     Problem(rules.ADAPTER_BASE_MODEL, "model_id is required: the base model this adapter was trained on", "model_id")

@@ -16,7 +16,7 @@ from ftapp.models.config_json import load_config_file, read_model_config
 from ftapp.models.gguf import gguf_problems, import_gguf, looks_like_gguf
 from ftapp.models.hub import inspect_hub_repo
 from ftapp.models.registry import resolve_registered_model
-from ftapp.resource_names import name_problem
+from ftapp.resource_names import description_problem, name_problem
 from ftapp.secrets import HfToken
 from ftapp.settings import Settings
 from storage import Database, DuplicateError, ModelRecord
@@ -63,6 +63,8 @@ class ModelService:
             with self.db.transaction() as tx:
                 if tx.models.find_one(name=name):
                     problems.append(Problem(rules.MODEL_NAME, f"a model named '{name}' already exists", "name"))
+        if too_long := description_problem(rules.DESCRIPTION, request.description):
+            problems.append(too_long)
         if request.type == "huggingface" and not source:
             problems.append(Problem(rules.MODEL_HUB_NAME, "huggingface_name is required for a Hub model", "huggingface_name"))
         if request.type == "model_registry" and not source:

@@ -10,7 +10,7 @@ from ftapp.demo.visitor import Visitor, require_own, visible_to
 from ftapp.errors import NotFoundError, Problem, ValidationError, require_found
 from ftapp.ids import new_id
 from ftapp.prompts.templates import GeneratedTemplates, check_templates, generate_templates, placeholders, render
-from ftapp.resource_names import name_problem
+from ftapp.resource_names import description_problem, name_problem
 from storage import Database, DuplicateError, PromptRecord
 
 
@@ -55,6 +55,8 @@ class PromptService:
                     problems.append(Problem(rules.PROMPT_DATASET, f"dataset '{request.dataset_id}' not found", "dataset_id"))
                 else:
                     columns = dataset.columns
+        if too_long := description_problem(rules.DESCRIPTION, request.description):
+            problems.append(too_long)
         if not request.prompt_template.strip():
             problems.append(Problem(rules.PROMPT_TEMPLATE, "prompt_template is required and may not be blank", "prompt_template"))
         if request.input_template is None:

@@ -17,6 +17,7 @@ from storage import PromptRecord
 from trainer.protocol import TemplateError, compile_template, is_plain_field, render_template, template_problems
 
 TEMPLATE_FIELDS = ("prompt_template", "input_template", "completion_template")
+MAX_TEMPLATE_CHARS = 20_000  # a template is a few lines around the columns; every training row repeats it
 
 # Most likely output column first (seed 001 ranks common output names; the first match wins,
 # and with no match the last column is the output).
@@ -87,6 +88,8 @@ class GeneratedTemplates:
 
 def placeholders(template: str, field: str = "template") -> tuple[list[str], list[Problem]]:
     """Named placeholders in order of appearance, or PR-007 problems: anything but plain ``{column}`` fields."""
+    if len(template) > MAX_TEMPLATE_CHARS:  # said before parsing: a request body has no size limit
+        return [], [Problem(rules.TEMPLATE_SYNTAX, f"{field} has {len(template):,} characters; at most {MAX_TEMPLATE_CHARS:,}", field)]
     names, problems = template_problems(template)
     return names, [Problem(rules.TEMPLATE_SYNTAX, f"{field} {problem}", field) for problem in problems]
 

@@ -303,6 +303,9 @@ TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
     ),
     "DS-002": lambda c: (c.offline(), raised(lambda: c.services.datasets.add(AddDatasetRequest(huggingface_name="tatsu-lab/alpaca"))))[1],
     "DS-003": lambda c: raised(lambda: c.services.datasets.add(AddDatasetRequest(location=str(c.tmp / "absent.csv")))),
+    "DE-001": lambda c: raised(
+        lambda: c.services.datasets.add(AddDatasetRequest(name="long", description="d" * 10_001, location=str(c.kit.dataset_path)))
+    ),
     "DS-004": lambda c: raised(lambda: c.services.datasets.add(AddDatasetRequest(name="intents", location=str(c.kit.dataset_path)))),
     "DS-005": lambda c: raised(lambda: c.services.datasets.add(AddDatasetRequest(location=c.file("bad.jsonl", '{"a": 1}\n{"a": \n')))),
     "DS-006": lambda c: raised(

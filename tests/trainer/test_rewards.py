@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,14 @@ def test_regex_match_searches_anywhere_in_the_completion() -> None:
     reward = RewardSpec("regex_match", pattern=r"<answer>\d+</answer>")
     scores = score_completions([reward], ["so <answer>12</answer> done", "<answer>x</answer>", ""], [None] * 3)
     assert scores["regex_match"] == [1.0, 0.0, 0.0]
+
+
+def test_a_catastrophically_backtracking_pattern_scores_zero_in_bounded_time() -> None:
+    # An attacker's GRPO or evaluation reward: with re, this search takes days and holds the run's slot for good.
+    reward = RewardSpec("regex_match", pattern=r"(a|aa)+$")
+    started = time.monotonic()
+    scores = score_completions([reward], ["a" * 60 + "b", "aaaa"], [None, None])
+    assert scores["regex_match"] == [0.0, 1.0] and time.monotonic() - started < 5
 
 
 def test_valid_json_accepts_any_json_value() -> None:

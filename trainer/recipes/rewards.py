@@ -1,7 +1,7 @@
 """The verifiable rewards of GRPO runs: each ``RewardSpec`` kind scored exactly as ``REWARD_KINDS`` says.
 
-Standard library only, so ftapp's tests and the evaluation of GRPO adapters can score completions
-without torch. ``score_completions`` scores a batch with every reward and their weighted sum;
+Standard library and ``regex`` (its searches take a timeout) only, so ftapp's tests and the evaluation of GRPO
+adapters can score completions without torch. ``score_completions`` scores a batch with every reward and their weighted sum;
 ``reward_functions`` gives the same scores as TRL ``reward_funcs``: one callable per reward whose
 ``__name__`` is the reward's name, so TRL logs ``rewards/<name>/mean`` under the name the UI charts.
 """
@@ -16,11 +16,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import regex
+
 from trainer.protocol.rewards import CUSTOM_REWARD, REWARD_KINDS, RewardSpec, reward_names
 
 TOTAL = "reward"  # the weighted sum, under TRL's name for it
 # A decimal number, with optional sign, thousands commas and fraction ("-1,234.5", "3", ".5").
 NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+")
+# A regex_match pattern is the requester's: one that backtracks for ever ("(a|aa)+$") would hold the run, and its GPU or
+# demo slot, for good. A search that takes longer than this does not match.
+REGEX_TIMEOUT_S = 0.1
 CUSTOM_FUNCTION = "reward"  # what a custom_python file must define: reward(completion, reference, row) -> float
 
 Scorer = Callable[[str, "str | None", "dict[str, Any]"], float]
@@ -89,10 +94,10 @@ def scorer_for(reward: RewardSpec) -> Scorer:
         if not reward.pattern:
             raise ValueError("a regex_match reward needs a pattern")
         try:
-            pattern = re.compile(reward.pattern)
-        except re.error as exc:
+            pattern = regex.compile(reward.pattern)
+        except regex.error as exc:
             raise ValueError(f"regex_match pattern {reward.pattern!r} is not a valid Python regex: {exc}") from exc
-        return lambda completion, reference, row: 1.0 if pattern.search(completion) else 0.0
+        return lambda completion, reference, row: _regex_match(pattern, completion)
     if kind == "valid_json":
         return _valid_json
     if kind == "length_penalty":
@@ -103,6 +108,13 @@ def scorer_for(reward: RewardSpec) -> Scorer:
     if kind == CUSTOM_REWARD:
         return _custom_scorer(reward.code_path)
     raise ValueError(f"unknown reward kind {kind!r}; expected one of {', '.join(REWARD_KINDS)}")
+
+
+def _regex_match(pattern: regex.Pattern, completion: str) -> float:
+    try:
+        return 1.0 if pattern.search(completion, timeout=REGEX_TIMEOUT_S) else 0.0
+    except TimeoutError:
+        return 0.0
 
 
 def last_number(text: str | None) -> float | None:
