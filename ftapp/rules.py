@@ -186,7 +186,7 @@ DATASET_TYPE = Rule("DS-001", "type", "one of huggingface, project, project_csv,
 DATASET_HUB_NAME = Rule("DS-002", "huggingface_name", "resolves on the Hugging Face Hub (name, config, split)")
 DATASET_LOCATION = Rule("DS-003", "location", "exists and its extension matches the type")
 DESCRIPTION = Rule(
-    "DE-001", "description", f"a dataset's, model's, adapter's or prompt's description: {rn.DESCRIPTION_RULE}", origin="added"
+    "DE-001", "description", f"a dataset's, model's, adapter's, prompt's or config's description: {rn.DESCRIPTION_RULE}", origin="added"
 )
 DATASET_NAME = Rule("DS-004", "name", f"required, unique, {rn.NAME_RULE}", origin="added")
 DATASET_TABLE = Rule("DS-005", "content", "parses as a table: not empty, valid JSON/JSONL/CSV/Parquet, UTF-8, rectangular", origin="added")
@@ -250,6 +250,7 @@ AXOLOTL_CONFIG_SAFE = Rule(
     origin="added",
 )
 CONFIG_DEDUPLICATED = Rule("CF-004", "config", "identical content returns the existing config", severity="INFO")
+CONFIG_NAME = Rule("CF-006", "name", f"optional; {rn.NAME_RULE}", origin="added")
 CONFIG_FIELDS = Rule(
     "CF-005",
     "config",
@@ -500,6 +501,7 @@ RULES: dict[str, Rule] = {
         CONFIG_YAML,
         AXOLOTL_CONFIG_SAFE,
         CONFIG_DEDUPLICATED,
+        CONFIG_NAME,
         CONFIG_FIELDS,
         EXPORT_BASE_MODEL,
         EXPORT_ADAPTER,

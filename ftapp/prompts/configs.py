@@ -21,6 +21,7 @@ from ftapp.prompts.axolotl_template import TEMPLATE_NAME, TEMPLATE_YAML
 from ftapp.prompts.axolotl_yaml import read_axolotl_yaml
 from ftapp.prompts.config_schemas import check_config
 from ftapp.prompts.presets import DESCRIPTIONS, PRESETS
+from ftapp.resource_names import description_problem, name_problem
 from storage import ConfigRecord, Database, DuplicateError
 from storage.types import utc_now
 
@@ -102,6 +103,12 @@ class ConfigService:
                 Problem(rules.CONFIG_TYPE, f"type must be one of {', '.join(CONFIG_TYPES)} (got {request.type!r})", "type")
             )
         values, problems = parse_config(request.type, request.config)
+        # A config's name and description are shown in the Train tab's pickers: one line, and bounded (a request
+        # body is not).
+        if request.name is not None and (invalid := name_problem(rules.CONFIG_NAME, request.name.strip())):
+            problems.append(invalid)
+        if too_long := description_problem(rules.DESCRIPTION, request.description):
+            problems.append(too_long)
         if not problems and values is None:
             problems = [Problem(rules.CONFIG_JSON, "config is empty; give a JSON object", "config")]
         if not problems:

@@ -410,6 +410,7 @@ TRIGGERS: dict[str, Callable[[Ctx], list[Problem]]] = {
     ),
     "CF-004": lambda c: deduplicated_config(c),
     "CF-005": lambda c: raised(lambda: c.services.configs.add(AddConfigRequest(type="training_arguments", config='{"learning_rat": 0.1}'))),
+    "CF-006": lambda c: raised(lambda: c.services.configs.add(AddConfigRequest(type="lora_config", config='{"r": 8}', name="two\nlines"))),
     "EX-001": lambda c: export(c, base_model_id=""),
     "EX-002": lambda c: export(c, adapter_id="no-such-adapter"),
     "EX-003": lambda c: export(c, model_name="bad name!"),

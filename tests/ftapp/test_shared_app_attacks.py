@@ -75,3 +75,19 @@ def test_a_dataset_name_or_description_cannot_carry_markup_lines_or_fill_the_dat
             services.datasets.add(request)
         assert caught.value.rule_ids == [rule]
     assert services.datasets.list() == before
+
+
+def test_a_config_name_or_description_cannot_carry_lines_or_fill_the_database(services):
+    """Configs are refused to demo visitors, but a shared app's users save them: their names fill the Train tab's pickers."""
+    from ftapp.prompts import AddConfigRequest
+
+    before = services.configs.list()
+    for request, rule in (
+        (AddConfigRequest(type="lora_config", config='{"r": 8}', name="ok\n\n# Click [here](https://evil.example)"), "CF-006"),
+        (AddConfigRequest(type="lora_config", config='{"r": 8}', name="x" * HUGE), "CF-006"),
+        (AddConfigRequest(type="lora_config", config='{"r": 8}', description="d" * HUGE), "DE-001"),
+    ):
+        with pytest.raises(ValidationError) as caught:
+            services.configs.add(request)
+        assert caught.value.rule_ids == [rule]
+    assert services.configs.list() == before
