@@ -44,6 +44,22 @@ def registered_home(studio, demo_kit, random_adapter):
     return studio
 
 
+def fill_numbers(page, values: dict[str, int], attempts: int = 3) -> None:
+    """Type each number field's value and check they all hold it before going on. A field typed into while the
+    accordion that holds it is still being drawn can be set back to its default (seen: max rows back at 0, so the
+    evaluation ran every row of the dataset); what is typed then is typed again."""
+    for _ in range(attempts):
+        for elem_id, value in values.items():
+            field = page.locator(f"#{elem_id} input")
+            if field.input_value() != str(value):
+                field.fill(str(value))
+                field.press("Tab")
+        page.wait_for_timeout(300)
+        if all(page.locator(f"#{elem_id} input").input_value() == str(value) for elem_id, value in values.items()):
+            return
+    raise AssertionError({elem_id: page.locator(f"#{elem_id} input").input_value() for elem_id in values})
+
+
 def test_rows_appear_while_the_evaluation_runs(page, registered_home, shots):
     page.goto(registered_home.url)
     page.get_by_role("tab", name="Evaluate").click()
@@ -53,9 +69,7 @@ def test_rows_appear_while_the_evaluation_runs(page, registered_home, shots):
     page.get_by_role("option", name="random-lora").click()
     page.locator("#eval-status").click()  # close the dropdown
     page.get_by_text("Rows and generation").click()
-    page.locator("#eval-max-rows input").fill(str(ROWS))
-    page.locator("#eval-batch-size input").fill(str(BATCH))
-    page.locator("#eval-max-new-tokens input").fill("8")
+    fill_numbers(page, {"eval-max-rows": ROWS, "eval-batch-size": BATCH, "eval-max-new-tokens": 8})
     page.locator("#eval-start").click()
     page.get_by_text("Queued evaluation").wait_for()
 
