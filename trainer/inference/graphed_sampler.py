@@ -341,8 +341,8 @@ class GraphedSampler:
 
     def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
         """A host tensor on the device without waiting for the GPU: a copy from pageable memory first waits for every
-        kernel queued before it, so a prefill in parts would queue each part only once the GPU had run the last (a
-        3B model's 28 layers are a thousand launches: the GPU idled a fifth of an evaluation's prefill)."""
+        kernel queued before it, so a prefill in parts queued each part only once the GPU had run the last (a 3B
+        model's 28 layers are a thousand launches; the 8-adapter bench's prefill went from 4.0 to 3.8 s)."""
         if self.device.type != "cuda":
             return tensor.to(self.device)
         return tensor.pin_memory().to(self.device, non_blocking=True)
