@@ -231,12 +231,12 @@ def _remapped_json(value: Any, keys: dict[str, str], remap: dict[str, dict[Any, 
         values = json.loads(value) if isinstance(value, str) else None
     except (ValueError, RecursionError):
         return value
-    if not isinstance(values, dict) or not any(values.get(key) in remap[target] for key, target in keys.items()):
+    if not isinstance(values, dict):
         return value
-    for key, target in keys.items():
-        if values.get(key) in remap[target]:
-            values[key] = remap[target][values[key]]
-    return json.dumps(values, sort_keys=True)
+    found = {
+        key: remap[target][values[key]] for key, target in keys.items() if isinstance(values.get(key), str) and values[key] in remap[target]
+    }
+    return json.dumps({**values, **found}, sort_keys=True) if found else value
 
 
 def _existing_id(tx: Transaction, spec: TableSpec, keys: tuple[str, ...], row: dict[str, Any]) -> Any:

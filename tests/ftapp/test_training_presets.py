@@ -85,3 +85,24 @@ def test_an_import_refuses_settings_that_are_no_json_object(services: Services, 
     with pytest.raises(ValidationError, match="DB-001: training_presets row 0 \\('evil'\\): settings must be a JSON object"):
         services.database.import_from(tmp_path / "crafted.json")
     assert services.training_presets.list() == []
+
+
+def test_an_import_keeps_a_preset_whose_ids_are_not_text_and_using_it_says_why(services: Services, tmp_path: Path) -> None:
+    """Ids of the wrong kind in a crafted export (a list where a model id goes) are not remapped and do not break the
+    import; the preset's own check names them when it is used."""
+    data = json.loads(services.database.export_json())
+    data["tables"]["training_presets"].append(
+        {
+            "id": str(uuid.uuid4()),
+            "name": "odd",
+            "config_preset": None,
+            "settings": json.dumps({"base_model_id": ["x"], "dataset_id": {"y": 1}}),
+            "created_at": "2026-01-01T00:00:00+00:00",
+        }
+    )
+    (tmp_path / "crafted.json").write_text(json.dumps(data), encoding="utf-8")
+
+    report = services.database.import_from(tmp_path / "crafted.json")
+    assert report.imported["training_presets"] == 1
+    with pytest.raises(ValidationError, match="TP-002"):
+        services.training_presets.get("odd")
