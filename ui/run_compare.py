@@ -55,7 +55,7 @@ def spec_differences(specs: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
 
 @shows_errors
 def compare_runs(services: Services, run_ids: Sequence[str] | None) -> tuple[go.Figure, pd.DataFrame]:
-    runs = [services.runs.get(run_id) for run_id in run_ids or []]
+    runs = services.runs.fine_tunes(run_ids or [])
     # Name and short id only: the status icon and date would make every legend entry and column wide.
     labels = {run.id: f"{run.name or run.kind} · {run.id[:8]}" for run in runs}
     curves = {labels[run.id]: services.runs.metrics(run.id).get("loss", []) for run in runs}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 
 from ftapp import rules
@@ -186,6 +187,15 @@ class RunService:
         if run is None:
             raise NotFoundError("run", run_id, rules.RUN_EXISTS)
         return run
+
+    def fine_tunes(self, run_ids: Sequence[str]) -> builtins.list[RunRecord]:
+        """The training runs ``run_ids`` name, in order, for a side-by-side comparison; any other kind of run (an
+        evaluation, an export, a server) has no loss curve or training settings to compare and is refused."""
+        found = [self.get(run_id) for run_id in run_ids]
+        for run in found:
+            if run.kind != RunKind.FINETUNE:
+                raise ConflictError(f"run {run.id} is a run of kind {run.kind}; only training runs are compared")
+        return found
 
     def metrics(self, run_id: str) -> dict[str, builtins.list[tuple[int, float]]]:  # builtins: ``list`` is the method
         self.get(run_id)

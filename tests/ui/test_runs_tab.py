@@ -141,6 +141,17 @@ def test_compare_lists_only_the_settings_that_differ(services: Services, train_f
     assert differences.columns[1].endswith(a[:8]) and differences.columns[2].endswith(b[:8])
 
 
+def test_compare_refuses_a_run_that_is_not_a_training_run(services: Services, train_form) -> None:
+    """The API takes any ids: an evaluation's has no loss curve or training settings to set beside a training run's."""
+    a = queue(services, train_form, "trained")
+    other = queue(services, train_form, "other")
+    with services.db.transaction() as tx:
+        tx.runs.update(other, kind="evaluation")
+
+    with pytest.raises(gr.Error, match=f"run {other} is a run of kind evaluation; only training runs are compared"):
+        runs.compare_runs(services, [a, other])
+
+
 def test_spec_differences_count_a_missing_section_as_different() -> None:
     table = spec_differences(
         {
