@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from ftapp import rules
 from ftapp.datasets.files import infer_features
 from ftapp.errors import NetworkRequiredError, Problem, ValidationError
+from ftapp.hub_ids import hub_id_problem
 
 SAMPLE_ROWS = 20
 # One metadata request; long enough for a slow link, short enough that a dead one fails quickly.
@@ -100,17 +101,11 @@ def read_hub_rows(name: str, config: str | None, split: str, offset: int = 0, li
 
 
 def _check_request(name: str, split: str) -> None:
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
     problems = []
     if not name or not name.strip():
         problems.append(Problem(rules.DATASET_HUB_NAME, "a Hugging Face dataset id is required, e.g. 'tatsu-lab/alpaca'", NAME_FIELD))
-    else:
-        try:
-            validate_repo_id(name)
-        except HFValidationError as exc:
-            problems.append(Problem(rules.DATASET_HUB_NAME, f"'{name}' is not a valid Hugging Face dataset id ({exc})", NAME_FIELD))
+    elif invalid := hub_id_problem(rules.DATASET_HUB_NAME, name, NAME_FIELD, "dataset"):
+        problems.append(invalid)
     if not split or not split.strip():
         problems.append(Problem(rules.DATASET_HUB_NAME, "a split name is required, e.g. 'train'", SPLIT_FIELD))
     if problems:

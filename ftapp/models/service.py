@@ -11,6 +11,7 @@ from ftapp.demo.path_policy import path_problem
 from ftapp.demo.policy import upload_only
 from ftapp.demo.visitor import Visitor, require_own
 from ftapp.errors import ConflictError, NotFoundError, Problem, ValidationError, require_found
+from ftapp.hub_ids import hub_id_problem
 from ftapp.ids import new_id
 from ftapp.models.config_json import load_config_file, read_model_config
 from ftapp.models.gguf import gguf_problems, import_gguf, looks_like_gguf
@@ -67,6 +68,8 @@ class ModelService:
             problems.append(too_long)
         if request.type == "huggingface" and not source:
             problems.append(Problem(rules.MODEL_HUB_NAME, "huggingface_name is required for a Hub model", "huggingface_name"))
+        elif request.type == "huggingface" and (invalid := hub_id_problem(rules.MODEL_HUB_NAME, source, "huggingface_name", "model")):
+            problems.append(invalid)
         if request.type == "model_registry" and not source:
             problems.append(Problem(rules.MODEL_REGISTRY_NAME, "registry_name is required for a registry model", "registry_name"))
         if request.type == "project":

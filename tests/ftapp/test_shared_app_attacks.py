@@ -9,11 +9,13 @@ from dataclasses import replace
 import pytest
 
 from ftapp.compare.request import CompareRequest
+from ftapp.datasets import hub as hub_datasets
 from ftapp.datasets.service import AddDatasetRequest
 from ftapp.errors import ValidationError
 from ftapp.evaluation.judging import JudgeRequest
 from ftapp.evaluation.request import Combination, EvaluationRequest
 from ftapp.evaluation.service import EvaluationService
+from ftapp.models.service import AddModelRequest
 from ftapp.prompts.service import AddPromptRequest
 from ftapp.visitors import demo_services, services_for_key
 
@@ -91,3 +93,23 @@ def test_a_config_name_or_description_cannot_carry_lines_or_fill_the_database(se
             services.configs.add(request)
         assert caught.value.rule_ids == [rule]
     assert services.configs.list() == before
+
+
+def test_a_hub_id_that_names_a_folder_on_the_server_is_refused_before_the_libraries_read_it(services, monkeypatch, tmp_path):
+    # The app runs from a folder holding someone's files; an attacker owns a Hub repo of the same name (the probe
+    # answers), so datasets.load_dataset would stream the local folder as that repo's rows.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "owner" / "private").mkdir(parents=True)
+    (tmp_path / "owner" / "private" / "rows.jsonl").write_text('{"text": "the host\'s secret"}\n')
+    monkeypatch.setattr(hub_datasets, "_refuse_when_offline", lambda name: None)
+    monkeypatch.setattr(hub_datasets, "_probe", lambda name, token: None)
+    with pytest.raises(ValidationError) as caught:
+        hub_datasets.read_hub_rows("owner/private", None, "train")
+    assert caught.value.rule_ids == ["DS-002"] and "also a path on this server" in str(caught.value)
+    with pytest.raises(ValidationError) as caught:
+        services.datasets.add(AddDatasetRequest(type="huggingface", name="stolen", huggingface_name="owner/private"))
+    assert caught.value.rule_ids == ["DS-002"] and services.datasets.list() == []
+    with pytest.raises(ValidationError) as caught:
+        services.models.add(AddModelRequest(type="huggingface", name="stolen", huggingface_name="owner/private"))
+    assert caught.value.rule_ids == ["MD-002"] and "also a path on this server" in str(caught.value)
+    assert services.models.list() == []
