@@ -1,4 +1,4 @@
-"""Which spec a queued run is launched with, and the command that launches it (with accelerate's FSDP2 config).
+"""Which spec a queued run is launched with, and the command that launches it (with accelerate's config for it).
 
 Only a spec ftapp wrote into the run's own folder, ``<home>/runs/<run id>``, is ever launched: the row (which an
 import or a hand may have written) only names the run.
@@ -30,21 +30,36 @@ def launch_folder(settings: Settings, run_id: str) -> Path:
     return settings.runs_dir / run_id
 
 
-FSDP_CONFIG_FILE = "accelerate_fsdp2.json"  # in the run's folder, next to spec.json
+# In the run's folder, next to spec.json: accelerate's config for the run's strategy. Always given to ``accelerate
+# launch``: without one it reads the user's own default (~/.cache/huggingface/accelerate/default_config.yaml), whose
+# distributed_type, gpu_ids or dynamo settings would turn ftapp's DDP run into DeepSpeed, another set of GPUs or a
+# refusal ("Less than two GPU ids...").
+CONFIG_FILES = {DDP: "accelerate_ddp.json", FSDP2: "accelerate_fsdp2.json"}
+FSDP_CONFIG_FILE = CONFIG_FILES[FSDP2]
 RANK_LOGS_DIR = "ranks"  # torchrun's per-rank stdout/stderr files, also teed into trainer.log with a [rank] prefix
+
+
+def ddp_config(processes: int) -> dict[str, Any]:
+    """accelerate's config for DDP, one process per GPU of the run's (CUDA_VISIBLE_DEVICES, set by the supervisor:
+    ``gpu_ids`` "all" leaves it as it is)."""
+    return {
+        "compute_environment": "LOCAL_MACHINE",
+        "distributed_type": "MULTI_GPU",
+        "num_machines": 1,
+        "machine_rank": 0,
+        "num_processes": processes,
+        "gpu_ids": "all",
+        "mixed_precision": "no",  # the trainer's business (bf16 through SFTConfig)
+        "use_cpu": False,
+    }
 
 
 def fsdp_config(processes: int) -> dict[str, Any]:
     """accelerate's config for FSDP2 (full shard) on this machine's GPUs; ``accelerate launch`` reads it into the
     FSDP_* environment the trainer's accelerate plugin starts from."""
     return {
-        "compute_environment": "LOCAL_MACHINE",
+        **ddp_config(processes),
         "distributed_type": "FSDP",
-        "num_machines": 1,
-        "machine_rank": 0,
-        "num_processes": processes,
-        "mixed_precision": "no",  # the trainer's business (bf16 through SFTConfig), as for DDP
-        "use_cpu": False,
         "fsdp_config": {
             "fsdp_version": 2,
             # Each decoder layer is a unit, its LoRA adapters inside it: FSDP2 shards per parameter, so frozen base
@@ -63,24 +78,25 @@ def fsdp_config(processes: int) -> dict[str, Any]:
     }
 
 
-def write_fsdp_config(run_dir: Path, processes: int) -> Path:
-    path = run_dir / FSDP_CONFIG_FILE
-    path.write_text(json.dumps(fsdp_config(processes), indent=2) + "\n", encoding="utf-8")
+def write_accelerate_config(run_dir: Path, processes: int, strategy: str) -> Path:
+    path = run_dir / CONFIG_FILES[strategy]
+    config = fsdp_config(processes) if strategy == FSDP2 else ddp_config(processes)
+    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return path
 
 
 def launch_command(verb: str, spec_path: Path, processes: int, strategy: str = DDP) -> list[str]:
-    """The command that starts the run. Several processes go through ``accelerate launch``, one per GPU; FSDP2 reads
-    its config from the run's folder, written here from the spec's strategy (the spec itself is never rewritten)."""
+    """The command that starts the run. Several processes go through ``accelerate launch``, one per GPU, with the
+    config of the spec's strategy written here into the run's folder (the spec itself is never rewritten)."""
     if processes <= 1 and strategy != FSDP2:
         return [sys.executable, "-m", "trainer", verb, str(spec_path)]
     run_dir = spec_path.parent
-    distributed = ["--config_file", str(write_fsdp_config(run_dir, processes))] if strategy == FSDP2 else []
     return [
         sys.executable,
         "-m",
         "accelerate.commands.launch",
-        *distributed,
+        "--config_file",
+        str(write_accelerate_config(run_dir, processes, strategy)),
         "--num_processes",
         str(processes),
         "--num_machines",

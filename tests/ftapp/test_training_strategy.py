@@ -178,9 +178,30 @@ def test_fsdp2_launches_through_accelerate_with_the_config_it_writes(tmp_path: P
     }
     assert env["FSDP_CPU_RAM_EFFICIENT_LOADING"] == env["FSDP_RESHARD_AFTER_FORWARD"] == "true"
     assert "FSDP_TRANSFORMER_CLS_TO_WRAP" not in env  # accelerate takes the model's own decoder layer class
-    ddp = launch_command("sft", spec_path, 2)
-    assert "--config_file" not in ddp and ddp[ddp.index("--tee") + 1] == "3"
     assert launch_command("sft", spec_path, 1) == [sys.executable, "-m", "trainer", "sft", str(spec_path)]
+
+
+def test_ddp_launches_with_its_own_config_whatever_the_users_default_accelerate_config_says(tmp_path: Path, monkeypatch) -> None:
+    import accelerate.commands.config.config_args as config_args
+    import accelerate.commands.launch as accelerate_launch
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+
+    # What `accelerate config` may have left in the user's cache: DeepSpeed on GPU 3 alone, compiled.
+    default = tmp_path / "default_config.yaml"
+    default.write_text(
+        "compute_environment: LOCAL_MACHINE\ndistributed_type: DEEPSPEED\ngpu_ids: '3'\nnum_processes: 1\n"
+        "deepspeed_config:\n  zero_stage: 3\ndynamo_config:\n  dynamo_backend: INDUCTOR\n",
+        encoding="utf-8",
+    )
+    for module in (accelerate_launch, config_args):  # where launch looks for it, and where it reads it from
+        monkeypatch.setattr(module, "default_config_file", str(default))
+    spec_path = tmp_path / "spec.json"
+    command = launch_command("sft", spec_path, 2)
+    assert command[command.index("--config_file") + 1] == str(tmp_path / "accelerate_ddp.json")
+    assert command[command.index("--tee") + 1] == "3"
+    args, _, _ = _validate_launch_command(launch_command_parser().parse_args(command[3:]))
+    assert (args.multi_gpu, args.use_deepspeed, args.use_fsdp, args.gpu_ids, args.num_processes) == (True, False, False, "all", 2)
+    assert args.dynamo_backend == "no" and args.mixed_precision == "no"
 
 
 def test_a_rank_killed_by_a_signal_is_the_cause_whatever_the_others_said() -> None:
