@@ -14,7 +14,7 @@ from cli.output import details, plain, table, to_json
 from ftapp.errors import FtappError
 from ftapp.prompts import MODERN
 from ftapp.run_vocabulary import RunKind, RunStatus
-from ftapp.runs import REWARD_KINDS, STRATEGY_HELP, FineTuneRequest, RunRecord
+from ftapp.runs import REWARD_KINDS, STRATEGY_HELP, FineTuneRequest, RunRecord, readable_log
 from ftapp.services import Services
 
 RUN_COLUMNS = ["id", "kind", "name", "status", "step", "total_steps", "gpus", "created_at", "error_cause"]
@@ -220,7 +220,8 @@ def run_runs(services: Services, args: argparse.Namespace) -> int:
 
                 print(results_table(results))
     elif args.action == "logs":
-        print(services.runs.log_tail(args.id, args.chars))
+        log = services.runs.log_tail(args.id, args.chars)
+        print(log if args.raw else readable_log(log))
     elif args.action == "cancel":
         run = services.runs.cancel(args.id)
         final = services.runs.wait(run.id, timeout_s=60) if args.wait else run
@@ -309,6 +310,7 @@ def add_run_parsers(groups, common: argparse.ArgumentParser) -> None:
     logs = runs.add_parser("logs", help="the tail of a run's log")
     logs.add_argument("id")
     logs.add_argument("--chars", type=int, default=4000)
+    logs.add_argument("--raw", action="store_true", help="the log as written (progress lines as JSON for programs)")
     cancel = runs.add_parser("cancel", help="stop a run (SIGTERM, then SIGKILL after a grace period)")
     cancel.add_argument("id")
     cancel.add_argument("--wait", action="store_true")

@@ -9,10 +9,11 @@ import gradio as gr
 
 from ftapp.demo_kit import REAL_MODEL_HINT
 from ftapp.run_vocabulary import LONG_LIVED, RunKind, RunStatus
+from ftapp.runs import duration
 from ftapp.services import Services
 from ftapp.shipping import EndpointState
 from ui.errors import shows_errors
-from ui.run_text import duration, elapsed_s, local_time, progress_bar, progress_fraction, progress_text, status_label
+from ui.run_text import elapsed_s, local_time, progress_bar, progress_fraction, progress_text, status_label
 from ui.wiring import PRIVATE, bind, on_show
 
 RECENT_ADAPTERS = 5

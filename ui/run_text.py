@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Protocol
 
 from ftapp.run_vocabulary import TERMINAL, RunStatus
+from ftapp.runs import duration
 
 STATUS_ICONS = {RunStatus.QUEUED: "⏳", RunStatus.RUNNING: "▶", RunStatus.SUCCEEDED: "✅", RunStatus.FAILED: "❌", RunStatus.CANCELLED: "⏹"}
 FINISHED = TERMINAL
@@ -41,19 +41,6 @@ def run_label(run: RunLike) -> str:
 def local_time(moment: datetime | None) -> str:
     # Stored in UTC; shown in the workstation's zone, which is the user's clock.
     return "" if moment is None else f"{moment.astimezone():%Y-%m-%d %H:%M}"
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None or seconds < 0 or seconds != seconds:  # NaN is what a broken estimate looks like
-        return "—"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    if minutes:
-        return f"{minutes} min {secs:02d} s"
-    return f"{secs} s"
 
 
 def elapsed_s(run: RunLike, now: datetime | None = None) -> float | None:
@@ -95,45 +82,3 @@ def progress_text(run: RunLike) -> str:
     if run.status == RunStatus.RUNNING and run.eta_s is not None:
         parts.append(f"ETA {duration(run.eta_s)}")
     return " · ".join(parts)
-
-
-def progress_line(fields: dict) -> str:
-    """A progress event as a person reads it: ``step 20/100 · loss 1.234 · lr 0.0002 · 3,100 tokens/s · ETA 12 s``."""
-    step, total = fields.get("step"), fields.get("total_steps")
-    parts = [f"step {step}/{total}" if total else f"step {step}"] if step is not None else []
-    shown = {
-        "epoch": lambda v: f"epoch {v:.2f}",
-        "loss": lambda v: f"loss {v:.4g}",
-        "lr": lambda v: f"lr {v:.3g}",
-        "grad_norm": lambda v: f"grad norm {v:.3g}",
-        "tokens_per_s": lambda v: f"{v:,.0f} tokens/s",
-        "seconds": lambda v: f"{v:.1f} s",
-        "eta_s": lambda v: f"ETA {duration(v)}",
-    }
-    for key, show in shown.items():
-        value = fields.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            parts.append(show(value))
-    # Anything else a verb reports (an evaluation's counts); ``metrics`` (DPO/GRPO) are the Runs tab's charts.
-    skipped = {"step", "total_steps", "metrics", *shown}
-    parts += [f"{key} {value}" for key, value in fields.items() if key not in skipped and isinstance(value, (str, int, float))]
-    return " · ".join(parts)
-
-
-def readable_log(text: str, prefix: str) -> str:
-    """A trainer log with its progress lines (``prefix`` + JSON, for programs) as readable lines; any other line as it is."""
-    lines = []
-    for line in text.splitlines():
-        fields = _progress_fields(line, prefix)
-        lines.append(line if fields is None else progress_line(fields))
-    return "\n".join(lines)
-
-
-def _progress_fields(line: str, prefix: str) -> dict | None:
-    if not line.startswith(prefix):
-        return None
-    try:
-        fields = json.loads(line[len(prefix) :])
-    except (ValueError, RecursionError):  # a line cut short, or not ours: shown as written
-        return None
-    return fields if isinstance(fields, dict) else None

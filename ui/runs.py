@@ -8,7 +8,7 @@ import gradio as gr
 import pandas as pd
 
 from ftapp.run_vocabulary import LIVE, RESUMABLE, RunKind, RunStatus
-from ftapp.runs import PROGRESS_PREFIX, TrainSpec, UnreadableSpecError, run_spec, spec_dict
+from ftapp.runs import TrainSpec, UnreadableSpecError, duration, readable_log, run_spec, spec_dict
 from ftapp.services import Services
 from ui import charts
 from ui.choices import Picker
@@ -18,13 +18,11 @@ from ui.polling import Drawn, relabels, settled
 from ui.run_compare import compare_runs
 from ui.run_text import (
     STATUS_ICONS,
-    duration,
     elapsed_s,
     local_time,
     progress_bar,
     progress_fraction,
     progress_text,
-    readable_log,
     run_label,
     status_label,
 )
@@ -206,7 +204,7 @@ def output_markdown(services: Services, run: Any) -> str:
 
 def log_text(services: Services, run: Any) -> str:
     """The log's last lines, progress as readable lines (the file keeps its JSON lines for programs)."""
-    return readable_log(services.runs.log_tail(run.id, LOG_CHARS), PROGRESS_PREFIX)
+    return readable_log(services.runs.log_tail(run.id, LOG_CHARS))
 
 
 def drawn(run: Any) -> Drawn:

@@ -5,6 +5,7 @@ Its public surface: what ``ui`` and ``cli`` import. Modules inside ftapp import 
 from ftapp.runs.command_line import train_command
 from ftapp.runs.fine_tune_request import ADAPTER_NAME_HINT, FineTuneRequest, preset_configs
 from ftapp.runs.ingest import RunRecord
+from ftapp.runs.log_text import duration, readable_log
 from ftapp.runs.machine import Machine
 from ftapp.runs.memory import MemoryEstimate
 from ftapp.runs.method_request import CUSTOM_REWARD, REWARD_KINDS
@@ -12,17 +13,18 @@ from ftapp.runs.preflight import Preflight
 from ftapp.runs.specs import UnreadableSpecError, run_spec, spec_dict
 from ftapp.runs.strategy import STRATEGY_CHOICES, STRATEGY_HELP
 from ftapp.runs.training_presets import TrainingPreset
-from trainer.protocol import PROGRESS_PREFIX, TrainSpec
+from trainer.protocol import TrainSpec
 
 __all__ = [
     "ADAPTER_NAME_HINT",
     "CUSTOM_REWARD",
+    "duration",
     "FineTuneRequest",
     "Machine",
     "MemoryEstimate",
     "Preflight",
     "preset_configs",
-    "PROGRESS_PREFIX",
+    "readable_log",
     "REWARD_KINDS",
     "RunRecord",
     "STRATEGY_CHOICES",

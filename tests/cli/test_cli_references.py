@@ -115,3 +115,30 @@ def test_a_reader_that_stops_early_is_no_error(tmp_path):
     err = child.stderr.read().decode()
     assert child.wait(timeout=120) == 0, err
     assert err == ""
+
+
+def test_runs_logs_shows_progress_lines_as_a_person_reads_them_and_raw_as_written(tmp_path, capsys):
+    home = str(tmp_path / "home")
+    services = open_services(Settings.from_env(home))
+    try:
+        folder = services.settings.runs_dir / OTHER
+        folder.mkdir(parents=True)
+        progress = 'FINETUNE_PROGRESS {"step": 20, "total_steps": 100, "loss": 1.23456, "tokens_per_s": 3100.4, "eta_s": 75}'
+        (folder / "trainer.log").write_text(f"loading the model\n{progress}\n", encoding="utf-8")
+        with services.db.transaction() as tx:
+            tx.runs.add(
+                id=OTHER,
+                kind="finetune",
+                name="other",
+                status="failed",
+                spec="{}",
+                run_dir=str(folder),
+                log_path=str(folder / "trainer.log"),
+            )
+    finally:
+        services.close()
+    code, out, err = cli(capsys, "--home", home, "runs", "logs", "other")
+    assert code == 0, err
+    assert out.splitlines() == ["loading the model", "step 20/100 · loss 1.235 · 3,100 tokens/s · ETA 1 min 15 s"]
+    code, out, _ = cli(capsys, "--home", home, "runs", "logs", "other", "--raw")
+    assert code == 0 and out.rstrip("\n").splitlines() == ["loading the model", progress]
