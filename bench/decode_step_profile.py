@@ -22,41 +22,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+from model_shapes import LLAMA_32_1B, LLAMA_32_3B, TINY
 
 from trainer.inference.generation import GroupedLora
 from trainer.inference.graphed_sampler import GraphedSampler, Sampling
 
 SHAPES: dict[str, dict[str, Any]] = {
-    "3b": dict(
-        hidden_size=3072,
-        intermediate_size=8192,
-        num_hidden_layers=28,
-        num_attention_heads=24,
-        num_key_value_heads=8,
-        head_dim=128,
-        vocab_size=128256,
-        tie_word_embeddings=True,
-    ),
-    "1b": dict(
-        hidden_size=2048,
-        intermediate_size=8192,
-        num_hidden_layers=16,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        head_dim=64,
-        vocab_size=128256,
-        tie_word_embeddings=True,
-    ),
-    "tiny": dict(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        vocab_size=1000,
-        tie_word_embeddings=True,
-    ),
+    "3b": LLAMA_32_3B,
+    "1b": LLAMA_32_1B,
+    "tiny": {**TINY, "vocab_size": 1000, "tie_word_embeddings": True},
 }
 
 

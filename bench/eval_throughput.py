@@ -39,36 +39,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from model_shapes import LLAMA_32_3B, TINY
 
-LLAMA_32_3B = dict(
-    hidden_size=3072,
-    intermediate_size=8192,
-    num_hidden_layers=28,
-    num_attention_heads=24,
-    num_key_value_heads=8,
-    head_dim=128,
-    vocab_size=128256,
-    max_position_embeddings=131072,
-    tie_word_embeddings=True,
-    rms_norm_eps=1e-5,
-    rope_parameters={
-        "rope_type": "llama3",
-        "rope_theta": 500000.0,
-        "factor": 32.0,
-        "low_freq_factor": 1.0,
-        "high_freq_factor": 4.0,
-        "original_max_position_embeddings": 8192,
-    },
-)
-TINY = {
-    **LLAMA_32_3B,
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 2,
-    "head_dim": 16,
-}
+TINY_3B = {**LLAMA_32_3B, **TINY}  # the 3B config with tiny dimensions: checks the script on the CPU
 
 
 class FirstRow(Exception):
@@ -493,7 +466,7 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(kit.model_dir)
-    model_dir = build_model(TINY if args.smoke else LLAMA_32_3B, tokenizer, work / "model", args.device)
+    model_dir = build_model(TINY_3B if args.smoke else LLAMA_32_3B, tokenizer, work / "model", args.device)
     adapters = build_adapters(model_dir, args.adapters, work, args.device)
     write_dataset(tokenizer, args.prompts, work / "prompts.jsonl", lengths)
     release(args.device)

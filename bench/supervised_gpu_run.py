@@ -17,17 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-LLAMA_32_1B = dict(
-    hidden_size=2048,
-    intermediate_size=8192,
-    num_hidden_layers=16,
-    num_attention_heads=32,
-    num_key_value_heads=8,
-    max_position_embeddings=2048,
-    rope_theta=500000.0,
-    tie_word_embeddings=True,
-    vocab_size=128256,
-)
+from model_shapes import LLAMA_32_1B
 
 
 def build_model(kit_dir: Path, out: Path) -> Path:

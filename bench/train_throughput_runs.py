@@ -19,80 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from model_shapes import LLAMA_31_8B, LLAMA_32_1B, QWEN_25_7B, TINY
 
 from trainer.training_arguments import VARLEN_ATTENTION
 from trainer.varlen_attention import register as register_varlen_attention
 
 WORDS = 4000
 MAX_TOKENS = 2048
-_LLAMA3_ROPE = {
-    "rope_type": "llama3",
-    "rope_theta": 500000.0,
-    "low_freq_factor": 1.0,
-    "high_freq_factor": 4.0,
-    "original_max_position_embeddings": 8192,
-}
-SHAPES: dict[str, dict[str, Any]] = {  # the real config.json values that matter for speed
-    "llama-1b": dict(
-        model_type="llama",
-        hidden_size=2048,
-        intermediate_size=8192,
-        num_hidden_layers=16,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        head_dim=64,
-        vocab_size=128256,
-        tie_word_embeddings=True,
-        max_position_embeddings=131072,
-        rms_norm_eps=1e-5,
-        rope_parameters={**_LLAMA3_ROPE, "factor": 32.0},
-    ),
-    "llama-8b": dict(
-        model_type="llama",
-        hidden_size=4096,
-        intermediate_size=14336,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        head_dim=128,
-        vocab_size=128256,
-        tie_word_embeddings=False,
-        max_position_embeddings=131072,
-        rms_norm_eps=1e-5,
-        rope_parameters={**_LLAMA3_ROPE, "factor": 8.0},
-    ),
-    # Qwen2.5-7B's dimensions and q/k/v biases, in Llama's classes: transformers 5 loads a model_type
-    # "qwen2" directory's tokenizer as Qwen2Tokenizer, which turns this bench's word-level vocabulary into
-    # nothing (every row trains on EOS alone). Llama with attention_bias is Qwen2 plus an o_proj bias
-    # (3,584 parameters a layer): the same matmuls, the same speed.
-    "qwen-7b": dict(
-        model_type="llama",
-        hidden_size=3584,
-        intermediate_size=18944,
-        num_hidden_layers=28,
-        num_attention_heads=28,
-        num_key_value_heads=4,
-        head_dim=128,
-        vocab_size=152064,
-        tie_word_embeddings=False,
-        attention_bias=True,
-        max_position_embeddings=32768,
-        rms_norm_eps=1e-6,
-        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
-    ),
-    "tiny": dict(
-        model_type="llama",
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        vocab_size=WORDS + 8,
-        tie_word_embeddings=False,
-        max_position_embeddings=4096,
-        rms_norm_eps=1e-5,
-    ),
+SHAPES: dict[str, dict[str, Any]] = {
+    "llama-1b": {"model_type": "llama", **LLAMA_32_1B},
+    "llama-8b": {"model_type": "llama", **LLAMA_31_8B},
+    "qwen-7b": {"model_type": "llama", **QWEN_25_7B},
+    "tiny": {"model_type": "llama", **TINY, "vocab_size": WORDS + 8, "tie_word_embeddings": False},
 }
 PEAK_TFLOPS = 790.0  # bf16 matmul measured on these H200s (KINDS.md)
 LORA_R16_ALL = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "target_modules": "all-linear"}  # ftapp's modern default
