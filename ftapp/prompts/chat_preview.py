@@ -18,6 +18,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +43,9 @@ TEMPLATE_FILE = "chat_template.jinja"
 CONFIG_FILES = ("tokenizer_config.json", "special_tokens_map.json")
 
 Message = dict[str, str]
+# A preview renders the conversation's prefixes too (2 x messages + 1 renders): the budget is for all of them.
+RENDER_LINES = 1_000_000
+MAX_RESULT_CHARS = 1_000_000  # of one string or list a template's arithmetic makes
 
 
 @dataclass(frozen=True)
@@ -125,8 +131,60 @@ def _strftime_now(format: str) -> str:
     return datetime.now().strftime(format)
 
 
+class _BoundedEnvironment(ImmutableSandboxedEnvironment):
+    """jinja's sandbox with bounded arithmetic: a model's template is a stranger's program (a GGUF file's metadata, a
+    Hub repo's file) run in the app's process, and ``{{ 'a' * 10**10 }}`` or a string doubled in a loop would take
+    the process's memory before anything else could stop it."""
+
+    intercepted_binops = frozenset({"*", "**", "+"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(left, int) and isinstance(right, int) and right > 0:
+            if max(left.bit_length(), 1) * right > MAX_RESULT_CHARS:
+                raise jinja2.exceptions.SecurityError(f"{left} ** {right} is too large for a chat template")
+        elif operator in ("*", "+") and _result_length(operator, left, right) > MAX_RESULT_CHARS:
+            raise jinja2.exceptions.SecurityError(f"a value of more than {MAX_RESULT_CHARS:,} items is too large for a chat template")
+        return super().call_binop(context, operator, left, right)
+
+
+def _result_length(operator: str, left: Any, right: Any) -> int:
+    sized = (str, list, tuple)
+    if operator == "+":
+        return len(left) + len(right) if isinstance(left, sized) and isinstance(right, sized) else 0
+    for sequence, times in ((left, right), (right, left)):
+        if isinstance(sequence, sized) and isinstance(times, int):
+            return len(sequence) * times
+    return 0
+
+
+class TemplateTooSlow(FtappError):
+    """A chat template that ran past ``RENDER_LINES`` lines of its compiled code: a loop no conversation needs."""
+
+
+@contextmanager
+def _bounded_work(lines: int) -> Iterator[None]:
+    """Run the body with at most ``lines`` traced lines of Python (this thread's): jinja compiles a template to Python,
+    and nested loops over ``range(100000)`` would hold a request thread for hours. Normal templates run a few hundred."""
+    left = lines
+    before = sys.gettrace()
+
+    def count(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal left
+        if event == "line":
+            left -= 1
+            if left < 0:
+                raise TemplateTooSlow(f"the chat template ran past {lines:,} steps without finishing; it is not previewed")
+        return count
+
+    sys.settrace(count)
+    try:
+        yield
+    finally:
+        sys.settrace(before)
+
+
 def _compile(template: str) -> jinja2.Template:
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+    env = _BoundedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
@@ -149,8 +207,11 @@ def render_conversation(template: str, messages: list[Message], bos_token: str =
     else (template preamble, system and user turns) is masked. Raises FtappError when the template
     cannot render the whole conversation.
     """
-    compiled = _compile(template)
+    with _bounded_work(RENDER_LINES):
+        return _segments(_compile(template), messages, bos_token, eos_token)
 
+
+def _segments(compiled: jinja2.Template, messages: list[Message], bos_token: str, eos_token: str) -> list[Segment]:
     def render(prefix: list[Message], generation_prompt: bool = False) -> str | None:
         try:
             return compiled.render(messages=prefix, add_generation_prompt=generation_prompt, bos_token=bos_token, eos_token=eos_token)

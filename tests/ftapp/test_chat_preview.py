@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -91,6 +92,23 @@ def test_a_template_that_refuses_the_conversation_is_an_ftapp_error() -> None:
 
     with pytest.raises(FtappError, match="must start with user"):
         render_conversation(template, [{"role": "assistant", "content": "hi"}])
+
+
+@pytest.mark.parametrize(
+    ("template", "says"),
+    [
+        # What a crafted GGUF's or Hub repo's template could do to the app process that previews it:
+        ("{{ 'a' * 10**10 }}", "too large"),  # ten GB in one allocation
+        ("{{ 7 ** 1000000000 }}", "too large"),  # an integer of a billion digits
+        ("{% set n = namespace(s='ab') %}{% for i in range(64) %}{% set n.s = n.s + n.s %}{% endfor %}{{ n.s }}", "too large"),
+        ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}x", "ran past"),  # hours
+    ],
+)
+def test_a_template_that_would_hold_the_apps_memory_or_a_thread_is_stopped(template: str, says: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(FtappError, match=says):
+        render_conversation(template, CONVERSATIONS[1])
+    assert time.monotonic() - started < 30
 
 
 def test_sharegpt_turns_become_messages() -> None:
