@@ -6,6 +6,7 @@ blocks, ``eval-blocks:N`` for N rows per adapter, or 128 rows of one adapter fol
 
     python bench/decode_step_profile.py --cases eval-blocks,eval-blocks:128,eval-turn,grpo --variants plain,compiled,liger
     python bench/decode_step_profile.py --cases grpo --variants liger --kernels 30   # + the costliest GPU kernels
+    python bench/decode_step_profile.py --cases eval-blocks --variants plain --without-cudnn   # another SDPA kernel
     python bench/decode_step_profile.py --smoke         # tiny shapes on the CPU (checks the script, not speed)
 
 Random weights and prompts: speed does not depend on them. The variants patch the models in place, in the order given.
@@ -143,7 +144,10 @@ def main() -> None:
     parser.add_argument("--variants", default="plain,liger")
     parser.add_argument("--json", default=None)
     parser.add_argument("--kernels", type=int, default=0, help="also print the N costliest GPU kernels of an eager answer")
+    parser.add_argument("--without-cudnn", action="store_true", help="SDPA without cuDNN's attention (its next choice, memory-efficient)")
     args = parser.parse_args()
+    if args.without_cudnn:
+        torch.backends.cuda.enable_cudnn_sdp(False)
     device = "cpu" if args.smoke else "cuda"
     results: dict[str, Any] = {}
     models: dict[str, Any] = {}
