@@ -3,7 +3,8 @@ own services and supervisor (spec.json -> `python -m trainer dpo|grpo` -> events
 synthetic preference pairs (a support request: the right intent chosen, a wrong one rejected); GRPO
 samples answers to small sums, scored by exact match and a length penalty. Prints one JSON summary:
 steps, seconds, pairs/s, generations/s, peak GPU memory and the final metrics of each run, and the preflight's
-estimate of the time next to the measured one. GRPO runs once per sampling engine of ``--grpo-engines`` (issue 19:
+estimate of the time next to the measured one. GRPO runs once per sampling engine of ``--grpo-engines`` (``+compile``
+after one: with the run's ``torch_compile`` setting on) (issue 19:
 ``generate`` is TRL's plain generate, the baseline; ``graphed`` the CUDA-graph sampler), same data, seed and rewards.
 
     FTAPP_MLFLOW=0 python bench/preference_gpu.py --steps 30 --grpo-engines generate,graphed
@@ -215,9 +216,12 @@ def main() -> None:
         rewards=({"kind": "exact_match", "weight": 1.0}, {"kind": "length_penalty", "weight": 0.2, "target_length": 8}),
     )
     results = [] if args.skip_dpo else [run(services, dpo, gpu)]
-    for index, engine in enumerate(args.grpo_engines.split(",")):
-        named = dataclasses.replace(grpo, adapter_name=f"bench-grpo-{index}")
-        results.append(run(services, named, gpu, engine))
+    for index, choice in enumerate(args.grpo_engines.split(",")):
+        # "graphed+compile": that engine with the run's torch_compile setting on (each decoder layer compiled).
+        engine, _, compiled = choice.partition("+")
+        overrides = {**grpo.overrides, "torch_compile": True} if compiled == "compile" else grpo.overrides
+        named = dataclasses.replace(grpo, adapter_name=f"bench-grpo-{index}", overrides=overrides)
+        results.append({**run(services, named, gpu, engine), "engine": choice})
         print(json.dumps(results[-1], default=str), flush=True)
     base = next((r for r in results if r.get("engine") == "generate" and r.get("generations_per_s")), None)
     for result in results:

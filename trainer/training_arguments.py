@@ -210,6 +210,14 @@ def resolve_training(
     elif settings.get("torch_compile") and load.shards > 1:
         # FSDP2 gathers each layer's weights in hooks around its forward; compiled layers would have to trace them.
         notes.append("torch_compile off under FSDP2: the layers' all-gather hooks stay outside compiled code")
+    if compile_blocks and config["use_liger_kernel"]:
+        # Measured on an H200 (torch 2.11, liger-kernel 0.8.5): dynamo fails on Liger's Triton kernels in a compiled
+        # layer's training forward (AssertionError), so the run failed; without Liger the compiled layers train.
+        config["use_liger_kernel"] = False
+        notes.append(
+            "liger kernels off: torch_compile is on, and torch.compile cannot trace Liger's Triton kernels (the run "
+            "would fail); the compiled layers fuse that element-wise work themselves"
+        )
     attn = _batching(settings, device, config, notes, training_mode)
     plan = _fit_memory(settings, device, training_mode, config, model, load, notes)
 

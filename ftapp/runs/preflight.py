@@ -333,7 +333,8 @@ def _plan(
         while rows % smaller:
             smaller -= 1
         rows, accumulation = smaller, accumulation * (rows // smaller)
-    liger = args.use_liger_kernel != "false" and find_spec("liger_kernel") is not None
+    # As the trainer resolves it (trainer.training_arguments): torch_compile turns Liger off, which it cannot trace.
+    liger = args.use_liger_kernel != "false" and find_spec("liger_kernel") is not None and not args.torch_compile
     grpo = resolve(GrpoSettings, method_settings) if method == "grpo" else None
     prompt_template = input_template or template
     prompt = (

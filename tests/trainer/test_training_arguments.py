@@ -194,6 +194,14 @@ def test_torch_compile_means_regional_compilation_on_cuda_only() -> None:
     assert resolve({"torch_compile": True}, CPU).compile_blocks is False
 
 
+def test_torch_compile_turns_liger_off_as_compiled_layers_cannot_trace_its_kernels() -> None:
+    assert resolve({}, HOPPER).config["use_liger_kernel"] is True
+    for wanted in ("auto", "true"):
+        compiled = resolve({"torch_compile": True, "use_liger_kernel": wanted}, HOPPER)
+        assert (compiled.compile_blocks, compiled.config["use_liger_kernel"]) == (True, False)
+        assert any(note.startswith("liger kernels off: torch_compile is on") for note in compiled.notes)
+
+
 def test_warmup_ratio_becomes_a_fractional_warmup_steps_unless_steps_are_given() -> None:
     assert resolve({"warmup_ratio": 0.03, "warmup_steps": 0}, CPU).config["warmup_steps"] == 0.03
     assert resolve({"warmup_ratio": 0.03, "warmup_steps": 10}, CPU).config["warmup_steps"] == 10
