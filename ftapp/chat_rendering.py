@@ -164,6 +164,8 @@ def main() -> None:
         answer = {"error": str(error)}
     except MemoryError:
         answer = {"error": f"the chat template needed more than {RENDER_MEMORY_BYTES // 2**30} GiB of memory; it is not previewed"}
+    except Exception as error:  # a template's own error that jinja does not wrap (a TypeError, a RecursionError...)
+        answer = {"error": f"the chat template failed: {type(error).__name__}: {str(error)[:500]}"}
     sys.stdout.write(json.dumps(answer))
 
 

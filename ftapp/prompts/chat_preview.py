@@ -128,11 +128,13 @@ def render_conversations(
         answer = json.loads(child.stdout)
     except ValueError:
         answer = None
-    if not isinstance(answer, dict):
+    if not isinstance(answer, dict) and child.returncode < 0:  # killed at its memory or CPU limit
         raise FtappError(
-            f"the chat template stopped the process that rendered it (exit status {child.returncode}: more than "
-            f"{RENDER_MEMORY_BYTES // 2**30} GiB of memory or {RENDER_TIMEOUT_S:g} s of work); it is not previewed"
+            f"the chat template stopped the process that rendered it (signal {-child.returncode}: more than "
+            f"{RENDER_MEMORY_BYTES // 2**30} GiB of memory or its CPU time); it is not previewed"
         )
+    if not isinstance(answer, dict):
+        raise FtappError(f"the chat template could not be rendered: {child.stderr.strip()[-500:] or f'exit status {child.returncode}'}")
     if "error" in answer:
         raise FtappError(str(answer["error"]))
     return [[Segment(text, trained) for text, trained in segments] for segments in answer["segments"]]

@@ -105,6 +105,7 @@ def test_a_template_that_refuses_the_conversation_is_an_ftapp_error() -> None:
         ("{% set n = namespace(s='ab') %}{% for i in range(64) %}{% set n.s = n.s ~ n.s %}{% endfor %}{{ n.s }}", "more than 1 GiB"),
         ("{{ '%09999999999d' % 1 }}", "more than 1 GiB"),  # a ten GB wide number
         ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}x", "did not finish within 3 s"),  # hours
+        ("{{ messages[0]['content'] - 1 }}", "the chat template failed: TypeError"),  # an error jinja does not wrap
     ],
 )
 def test_a_template_that_would_take_the_apps_memory_or_a_thread_is_stopped_in_its_own_process(template, says, monkeypatch) -> None:
