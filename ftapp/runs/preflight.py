@@ -13,9 +13,9 @@ fixed cost per optimizer step too (their passes over short padded batches are la
 completions token by token: each of max_completion_length decode steps costs the larger of reading the weights
 from memory and the engine's per-layer overhead (``trainer.protocol.choose_generation_engine`` says which engine).
 The trainer process's start-up (imports, model and data loading) and finish (saving, MLflow) come on top, and the
-steps take at least as long as the same model's steps took here (``run_timing`` measures both on this home's last
-runs; a small model's steps cost the framework's per-step work, not its FLOPs). It is an order-of-magnitude
-estimate shown to the user, not a promise.
+steps take at least as long as the same model's steps of the same kind took here (``run_timing`` measures both on
+this home's last runs; a small model's steps cost the framework's per-step work, not its FLOPs). It is an
+order-of-magnitude estimate shown to the user, not a promise.
 """
 
 from __future__ import annotations
@@ -404,16 +404,21 @@ def _method_seconds(
     seconds = METHOD_SETUP_S + steps * micro_batches * passes * num_layers * PASS_LAYER_S
     if method == "grpo":
         grpo = resolve(GrpoSettings, method_settings)
-        try:
-            engine = choose_generation_engine(
-                os.environ, device_kind="cuda", training_mode=training_mode, vllm_installed=find_spec("vllm") is not None
-            )
-        except ValueError:  # a mistyped FTAPP_GRPO_GENERATION: the trainer will refuse it; estimate the slowest
-            engine = "generate"
+        engine = expected_generation_engine("cuda", training_mode)
         weight_bytes = num_parameters * (0.56 if training_mode == "qlora" else 2.0)
         per_token = max(weight_bytes / _bandwidth(devices, machine), num_layers * DECODE_LAYER_S[engine])
         seconds += steps * grpo.max_completion_length * per_token
     return seconds
+
+
+def expected_generation_engine(device_kind: str, training_mode: str) -> str:
+    """The engine a GRPO run started now would sample with (this process's environment, what is installed)."""
+    try:
+        return choose_generation_engine(
+            os.environ, device_kind=device_kind, training_mode=training_mode, vllm_installed=find_spec("vllm") is not None
+        )
+    except ValueError:  # a mistyped FTAPP_GRPO_GENERATION: the trainer will refuse it; estimate the slowest
+        return "generate"
 
 
 def _bandwidth(devices: DeviceChoice, machine: Machine) -> float:

@@ -9,7 +9,8 @@ as measured on the last succeeded runs on the same device kind (CPU or CUDA):
 - start-up: from the supervisor's launch (``started_at``) to the first logged loss, less the steps up to that
   one at the pace of the run's later steps;
 - finishing: from the last logged loss to the run's end (``finished_at``);
-- a step's pace, from the same base model's runs only: the steps take at least that long each.
+- a step's pace, from the same base model's runs of the same kind of step only (``StepKind``: method, training mode
+  and GRPO's sampling engine): the steps take at least that long each.
 
 Each is the median of up to RECENT_RUNS runs (resumed runs start from a checkpoint: left out). A home without
 such runs uses FIRST_RUN's start-up and finish, measured once, and no pace: the FLOPs estimate alone.
@@ -21,10 +22,38 @@ import statistics
 from dataclasses import dataclass
 
 from ftapp.run_vocabulary import RunKind, RunStatus
+from ftapp.runs.outcome import started_payload
+from ftapp.runs.specs import spec_dict
 from storage import RunRecord, Transaction
 
 RECENT_RUNS = 5
 SCANNED_RUNS = 50  # the newest runs looked at for them, so a long history costs no more
+
+
+@dataclass(frozen=True)
+class StepKind:
+    """What a step's pace depends on: the model, and on one model an SFT, a DPO and a GRPO step differ many times
+    over, a GRPO step more with its sampling engine (bench/preference_gpu.py, H200: 2.8 s a step with TRL's generate,
+    0.2-0.4 s graphed), so one kind's pace says nothing about another's."""
+
+    model_id: str | None
+    method: str
+    training_mode: str
+    generation_engine: str | None = None  # GRPO's (``trainer.protocol.choose_generation_engine``); None otherwise
+
+    def describe(self) -> str:
+        sampling = f", sampling with {self.generation_engine}" if self.generation_engine else ""
+        return f"{self.training_mode} {self.method.upper()}{sampling}"
+
+
+def step_kind(run: RunRecord) -> StepKind:
+    """The kind of step a stored run took: its spec's method and training mode, and for GRPO the engine its started
+    event named (rows are untrusted: anything unreadable is a kind no request matches)."""
+    spec = spec_dict(run)
+    method, engine = spec.get("method"), None
+    if method == "grpo":
+        engine = (started_payload(run) or {}).get("generation_engine")
+    return StepKind(run.base_model_id, str(method), str(spec.get("training_mode")), engine if isinstance(engine, str) else None)
 
 
 @dataclass(frozen=True)
@@ -33,7 +62,8 @@ class RunTiming:
     finish_s: float  # the last step to the end: saving, the last evaluation, MLflow
     runs: int  # how many of this home's runs measured the two; 0: FIRST_RUN's figures
     step_s: float | None = None  # the least a step of the model takes: its median pace here; None: never run here
-    step_runs: int = 0  # how many of this home's runs of the model measured ``step_s``
+    step_runs: int = 0  # how many of this home's runs with steps of that kind measured ``step_s``
+    step_kind: StepKind | None = None  # the kind of step ``step_s`` was measured on
 
     def source(self, device_kind: str) -> str:
         where = "the CPU" if device_kind == "cpu" else "a GPU"
@@ -46,10 +76,11 @@ class RunTiming:
         return f"{FIRST_RUN_SOURCE['cpu' if device_kind == 'cpu' else 'cuda']} (no finished run on {where} here yet)"
 
     def pace_source(self) -> str:
+        kind = f" {self.step_kind.describe()}" if self.step_kind else ""
         return (
-            "this model's pace in its last run here"
+            f"this model's pace in its last{kind} run here"
             if self.step_runs == 1
-            else f"this model's median pace in its last {self.step_runs} runs here"
+            else f"this model's median pace in its last {self.step_runs}{kind} runs here"
         )
 
 
@@ -95,34 +126,36 @@ def measure_run(tx: Transaction, run: RunRecord) -> _Measured | None:
     return _Measured(startup, finish, step_s)
 
 
-def measured_timing(tx: Transaction, kind: str, model_id: str | None = None) -> RunTiming:
-    """The medians over the last finished training runs on ``kind`` ("cpu" or "cuda"); the step time over those of
-    ``model_id``."""
+def measured_timing(tx: Transaction, kind: str, steps: StepKind | None = None) -> RunTiming:
+    """The medians over the last finished training runs on ``kind`` ("cpu" or "cuda"); the step time over those whose
+    steps were of the kind ``steps``."""
     runs = [
         r for r in tx.runs.find(kind=RunKind.FINETUNE, status=RunStatus.SUCCEEDED) if r.parent_run_id is None and device_kind(r) == kind
     ]
     runs.sort(key=lambda r: r.finished_at or r.created_at, reverse=True)
     del runs[SCANNED_RUNS:]
     overall: list[_Measured] = []
-    same_model: list[_Measured] = []
+    same_kind: list[_Measured] = []
     for run in runs:
-        if len(overall) == RECENT_RUNS and (len(same_model) == RECENT_RUNS or model_id is None):
+        if len(overall) == RECENT_RUNS and (len(same_kind) == RECENT_RUNS or steps is None):
             break
         measured = measure_run(tx, run)
         if measured is None:
             continue
         if len(overall) < RECENT_RUNS:
             overall.append(measured)
-        if model_id is not None and run.base_model_id == model_id and len(same_model) < RECENT_RUNS:
-            same_model.append(measured)
+        if steps is not None and len(same_kind) < RECENT_RUNS and step_kind(run) == steps:
+            same_kind.append(measured)
     first = FIRST_RUN["cpu" if kind == "cpu" else "cuda"]
-    step_s = statistics.median(m.step_s for m in same_model) if same_model else None
+    step_s = statistics.median(m.step_s for m in same_kind) if same_kind else None
+    paced = steps if same_kind else None
     if not overall:
-        return RunTiming(first.startup_s, first.finish_s, 0, step_s, len(same_model))
+        return RunTiming(first.startup_s, first.finish_s, 0, step_s, len(same_kind), paced)
     return RunTiming(
         statistics.median(m.startup_s for m in overall),
         statistics.median(m.finish_s for m in overall),
         len(overall),
         step_s,
-        len(same_model),
+        len(same_kind),
+        paced,
     )

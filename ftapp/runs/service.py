@@ -23,8 +23,8 @@ from ftapp.runs.failure_causes import read_tail
 from ftapp.runs.fine_tune_request import FineTuneRequest, cap_problems, lora_values, training_values, validate_fine_tune
 from ftapp.runs.machine import Machine, detect_machine
 from ftapp.runs.method_request import reward_problems
-from ftapp.runs.preflight import Preflight, estimate, kv_size
-from ftapp.runs.run_timing import measured_timing
+from ftapp.runs.preflight import Preflight, estimate, expected_generation_engine, kv_size
+from ftapp.runs.run_timing import StepKind, measured_timing
 from ftapp.runs.specs import build_train_spec, run_spec
 from ftapp.runs.supervisor import Supervisor
 from ftapp.settings import Settings
@@ -60,7 +60,8 @@ class RunService:
         if devices is None:  # validate_fine_tune reported FT-005 already unless the GPUs changed since
             return problems + device_problems, None
         with self.everyone.transaction() as tx:  # every visitor's runs time the same machine
-            timing = measured_timing(tx, devices.kind, model.id)
+            engine = expected_generation_engine(devices.kind, training_mode) if request.method == "grpo" else None
+            timing = measured_timing(tx, devices.kind, StepKind(model.id, request.method, training_mode, engine))
         config = read_local_model_config(model.location) if model.location else None
         rows = self.datasets.read_rows(dataset, 0, PREFLIGHT_SAMPLE_ROWS) if dataset.type != "huggingface" else []
         train_rows = int((dataset.num_rows or len(rows)) * request.dataset_fraction * request.train_test_split)

@@ -3,11 +3,12 @@ from this home's own finished runs (issue 16: it said 15 s for a 76 s CPU run wh
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
 from ftapp.runs import FineTuneRequest
-from ftapp.runs.run_timing import FIRST_RUN, measured_timing
+from ftapp.runs.run_timing import FIRST_RUN, StepKind, measured_timing
 from ftapp.services import Services
 from tests.ftapp.test_rule_catalogue import CPU
 from ui.train_form import preflight_markdown
@@ -27,7 +28,7 @@ def finished_run(
         kind="finetune",
         name=run_id[:8],
         status="succeeded",
-        spec="{}",
+        spec=json.dumps({"method": "sft", "training_mode": "lora"}),
         gpus="cpu",
         base_model_id=model_id,
         started_at=LAUNCH,
@@ -46,7 +47,7 @@ def finished_run(
 
 def test_a_fresh_home_uses_the_figures_measured_once(services: Services) -> None:
     with services.db.transaction() as tx:
-        assert measured_timing(tx, "cpu", "any-model") == FIRST_RUN["cpu"]
+        assert measured_timing(tx, "cpu", StepKind("any-model", "sft", "lora")) == FIRST_RUN["cpu"]
         assert measured_timing(tx, "cuda") == FIRST_RUN["cuda"]
 
 
@@ -60,7 +61,7 @@ def test_start_up_and_finish_are_medians_of_the_last_runs_and_the_pace_is_the_mo
         tx.runs.update(resumed, parent_run_id=tx.runs.list()[0].id)  # resumed from a checkpoint: no start-up to learn from
 
     with services.db.transaction() as tx:
-        timing = measured_timing(tx, "cpu", registered.model_id)
+        timing = measured_timing(tx, "cpu", StepKind(registered.model_id, "sft", "lora"))
 
     assert (round(timing.startup_s, 3), round(timing.finish_s, 3), timing.runs) == (11.5, 5.0, 4)
     assert (round(timing.step_s, 3), timing.step_runs) == (1.5, 3)
@@ -85,7 +86,7 @@ def test_the_preflight_counts_them_and_says_where_they_come_from(services: Servi
     assert abs(measured.seconds - (12.7 + 40 * 1.19 + 6.4)) < 1  # the 67 s that run took, not its FLOPs' 20 s
     text = preflight_markdown(measured, [])
     assert "| Start-up | ≈ 13 s: Python, the torch/transformers imports, model and data loading |" in text
-    assert "| Steps | ≈ 48 s: 40 steps at 1.19 s each, this model's pace in its last run here |" in text
+    assert "| Steps | ≈ 48 s: 40 steps at 1.19 s each, this model's pace in its last lora SFT run here |" in text
     assert "| Finishing | ≈ 6 s" in text and "this home's last finished run on the CPU" in text
     assert "start-up (~13 s) and finish (~6 s)" in measured.summary()  # what the command line prints
 
@@ -96,4 +97,69 @@ def test_rows_that_do_not_fit_together_measure_nothing(services: Services, regis
     finished_run(services, registered.model_id, 5.0, step_s=1.0, finish=3.0, finished_at=LAUNCH - timedelta(seconds=1))
 
     with services.db.transaction() as tx:
-        assert measured_timing(tx, "cpu", registered.model_id) == FIRST_RUN["cpu"]
+        assert measured_timing(tx, "cpu", StepKind(registered.model_id, "sft", "lora")) == FIRST_RUN["cpu"]
+
+
+def test_the_pace_is_that_of_the_same_kind_of_step(services: Services, registered) -> None:
+    """On one model a GRPO step that samples with TRL's generate took 2.8 s and one with the graphed sampler 0.19 s
+    (bench/preference_gpu.py on an H200, one after the other in one home): the graphed run's preflight took the first
+    run's pace and said 2.1 min for a 42 s run. An SFT step's pace says nothing about a DPO step's either."""
+    model = registered.model_id
+
+    def grpo(step_s: float, engine: object, **row: object) -> str:
+        spec = json.dumps({"method": "grpo", "training_mode": "lora"})
+        return finished_run(
+            services, model, 20.0, step_s=step_s, finish=5.0, spec=spec, started_payload=json.dumps({"generation_engine": engine}), **row
+        )
+
+    grpo(2.8, "generate")
+    grpo(0.19, "graphed")
+    grpo(9.0, ["graphed"])  # an imported row's payload is untrusted: not a name, not the engine
+    finished_run(services, model, 20.0, step_s=0.05, finish=5.0)  # SFT
+    finished_run(services, model, 20.0, step_s=7.0, finish=5.0, spec="not json")  # unreadable: no kind
+    finished_run(services, model, 20.0, step_s=3.0, finish=5.0, spec=json.dumps({"method": "sft", "training_mode": "qlora"}))
+
+    def pace(method: str, mode: str = "lora", engine: str | None = None) -> tuple[float | None, int]:
+        with services.db.transaction() as tx:
+            timing = measured_timing(tx, "cpu", StepKind(model, method, mode, engine))
+        return (round(timing.step_s, 3) if timing.step_s is not None else None, timing.step_runs)
+
+    assert pace("grpo", engine="graphed") == (0.19, 1)
+    assert pace("grpo", engine="generate") == (2.8, 1)
+    assert pace("sft") == (0.05, 1)
+    assert pace("sft", "qlora") == (3.0, 1)
+    assert pace("dpo") == (None, 0)
+    with services.db.transaction() as tx:
+        timing = measured_timing(tx, "cpu", StepKind(model, "grpo", "lora", "graphed"))
+    assert timing.pace_source() == "this model's pace in its last lora GRPO, sampling with graphed run here"
+
+
+def test_the_preflight_paces_a_request_by_the_runs_of_its_own_kind(services: Services, registered, monkeypatch) -> None:
+    request = FineTuneRequest(
+        base_model_id=registered.model_id,
+        dataset_id=registered.dataset_id,
+        prompt_id=registered.prompt_id,
+        adapter_name="timed",
+        gpus="cpu",
+        overrides={"max_steps": 40},
+    )
+    finished_run(services, registered.model_id, 12.7, step_s=1.19, finish=6.4)
+    finished_run(services, registered.model_id, 12.7, step_s=30.0, finish=6.4, spec=json.dumps({"method": "dpo", "training_mode": "lora"}))
+
+    _, preflight = services.runs.check(request, CPU)
+
+    assert preflight is not None and abs(preflight.seconds - (12.7 + 40 * 1.19 + 6.4)) < 1  # the SFT pace, not DPO's 30 s
+
+    grpo_spec = json.dumps({"method": "grpo", "training_mode": "lora"})
+    for step_s, engine in ((2.8, "generate"), (0.19, "graphed")):
+        payload = json.dumps({"generation_engine": engine})
+        finished_run(services, registered.model_id, 20.0, step_s=step_s, finish=5.0, spec=grpo_spec, started_payload=payload)
+    grpo = FineTuneRequest(**{**request.__dict__, "method": "grpo", "rewards": ({"kind": "exact_match"},)})
+    _, generate = services.runs.check(grpo, CPU)  # on a CPU GRPO samples with TRL's generate unless told otherwise
+    monkeypatch.setenv("FTAPP_GRPO_GENERATION", "graphed")
+    _, graphed = services.runs.check(grpo, CPU)
+
+    assert generate is not None and graphed is not None
+    assert (round(generate.timing.step_s or 0, 3), round(graphed.timing.step_s or 0, 3)) == (2.8, 0.19)
+    steps = "40 steps at 0.19 s each, this model's pace in its last lora GRPO, sampling with graphed run here"
+    assert steps in preflight_markdown(graphed, [])

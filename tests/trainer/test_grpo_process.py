@@ -166,6 +166,8 @@ def test_grpo_after_sft_raises_the_exact_match_reward(runs, engine: str) -> None
     run = runs[engine].wait()
     assert run.code == 0, run.stderr
     assert any("continuing the adapter" in note for note in run.events[0].data["notes"])
+    # The started event names the engine: the preflight paces later GRPO runs by the runs that sampled with it.
+    assert run.events[0].data["generation_engine"] == ("graphed" if engine == "learning_graphed" else "generate")
     rewards = [event.data["metrics"]["rewards/exact_match/mean"] for event in run.of_type("progress")]
     assert len(rewards) == 30
     early, late = sum(rewards[:5]) / 5, sum(rewards[-10:]) / 10

@@ -70,6 +70,7 @@ def setup(spec: TrainSpec, events: EventSink, cancellation: Cancellation) -> Grp
         "recipe": announce_recipe(spec, resolved, notes),
         "mlflow_run_id": None,
         "reward_names": [function.__name__ for function in functions],
+        "generation_engine": engine,  # the preflight times later GRPO runs by the pace of runs with the same engine
     }
     run_events = RunEvents(events, facts, method_metrics=True, items_per_step=("generations_per_s", generations_per_step))
     trainer = trainer_class(engine)(
