@@ -27,7 +27,6 @@ from ftapp.settings import Settings
 from storage import Database, DatasetRecord, DuplicateError
 
 DATASET_TYPES = dataset_files.DATASET_TYPES
-MAX_NAME = 200
 STATS_ROWS = 5000
 HUB_STATS_ROWS = 200
 
@@ -99,8 +98,6 @@ class DatasetService:
         has_source = bool(request.location or request.huggingface_name)
         if not name and has_source:  # without a source the name had nothing to default to: the source's problem says it all
             problems.append(Problem(rules.DATASET_NAME, "name is required", "name"))
-        elif len(name) > MAX_NAME:
-            problems.append(Problem(rules.DATASET_NAME, f"name is longer than {MAX_NAME} characters", "name"))
         elif name and (invalid := name_problem(rules.DATASET_NAME, name)):  # one printable line: a name is shown in tables and headings
             problems.append(invalid)
         else:

@@ -13,6 +13,7 @@ import gradio as gr
 import pytest
 
 from cli.main import main
+from ftapp import rules
 from ftapp.datasets.service import AddDatasetRequest
 from ftapp.errors import ValidationError
 from ftapp.ids import new_id
@@ -20,7 +21,7 @@ from ftapp.models.adapters import AddAdapterRequest
 from ftapp.models.service import AddModelRequest
 from ftapp.prompts.configs import AddConfigRequest
 from ftapp.prompts.service import AddPromptRequest
-from ftapp.resource_names import ADAPTER_NAME_MAX, ADAPTER_NAME_PATTERN, NAME_MAX
+from ftapp.resource_names import ADAPTER_NAME_MAX, ADAPTER_NAME_PATTERN, NAME_MAX, name_problem
 from ftapp.runs.fine_tune_request import FineTuneRequest, validate_fine_tune
 from ftapp.runs.machine import Machine
 from ftapp.services import Services
@@ -114,6 +115,11 @@ def test_other_names_are_bounded_and_one_line(services: Services, home, tmp_path
         with pytest.raises(ValidationError) as caught:
             services.models.add(AddModelRequest(type="project", name=name, location=str(tmp_path / "model")))
         assert caught.value.rule_ids == ["MD-005"]
+        with pytest.raises(ValidationError) as caught:
+            services.datasets.add(AddDatasetRequest(name=name, location=str(tmp_path / "qa.csv")))
+        assert caught.value.rule_ids == ["DS-004"]
+        # One rule, one wording (the dataset's length check said "longer than 200 characters" in words of its own).
+        assert caught.value.problems == [name_problem(rules.DATASET_NAME, name)]
     code, err = _cli(services, capsys, "prompts", "add", "--name", "p" * 5000, "--dataset", dataset_id, "--template", "{question}")
     assert code == 2 and f"PR-001: name is 5,000 characters long; at most {NAME_MAX}" in err
     assert _count(services, "prompts") == 0 and _count(services, "models") == 1
