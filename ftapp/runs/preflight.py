@@ -8,11 +8,8 @@ why, and refuses (FT-006) only what fits no way, saying what would. On the CPU, 
 
 Time comes from the number of training tokens and a per-device throughput table: peak bf16 TFLOP/s at an assumed
 40% utilisation, with LoRA costing ~4N FLOPs per token (forward + input gradients), full fine-tuning ~6N, each extra
-forward pass (DPO's and GRPO's reference) ~2N, and the recomputation the memory plan adds. DPO and GRPO pay a
-fixed cost per optimizer step too (their passes over short padded batches are launch-bound), and GRPO samples its
-completions token by token: each of max_completion_length decode steps costs the larger of reading the weights
-from memory and the engine's per-layer overhead (``trainer.protocol.choose_generation_engine`` says which engine).
-The trainer process's start-up (imports, model and data loading) and finish (saving, MLflow) come on top, and the
+forward pass (DPO's and GRPO's reference) ~2N, and the recomputation the memory plan adds; DPO's and GRPO's own
+costs besides (launch-bound passes, GRPO's sampling) come from ``method_time``. The trainer process's start-up (imports, model and data loading) and finish (saving, MLflow) come on top, and the
 steps take at least as long as the same model's steps of the same kind took here (``run_timing`` measures both on
 this home's last runs; a small model's steps cost the framework's per-step work, not its FLOPs). It is an
 order-of-magnitude estimate shown to the user, not a promise.
@@ -22,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from importlib.util import find_spec
 
@@ -32,6 +28,7 @@ from ftapp.prompts.templates import render
 from ftapp.runs.devices import DeviceChoice
 from ftapp.runs.machine import Machine
 from ftapp.runs.memory import MemoryEstimate, estimate_training_memory
+from ftapp.runs.method_time import method_seconds
 from ftapp.runs.run_timing import FIRST_RUN, RunTiming
 from trainer.protocol import (
     DDP,
@@ -40,7 +37,6 @@ from trainer.protocol import (
     FitPlan,
     ModelShape,
     StrategyPlan,
-    choose_generation_engine,
     choose_strategy,
     method_levers,
     method_workload,
@@ -62,30 +58,7 @@ PEAK_BF16_TFLOPS = {
 CPU_TFLOPS = 0.05  # a few cores of fp32 matmul in practice
 UTILISATION = 0.4
 CHARS_PER_TOKEN = 4.0
-HBM_BYTES_PER_S = {
-    "H200": 4.8e12,
-    "H100": 3.35e12,
-    "A100": 2.0e12,
-    "L40S": 0.86e12,
-    "L40": 0.86e12,
-    "4090": 1.0e12,
-    "A6000": 0.77e12,
-    "A10": 0.6e12,
-    "L4": 0.3e12,
-    "V100": 0.9e12,
-    "T4": 0.32e12,
-}
-# Per decoder layer and decode step, what an engine costs besides reading the weights: eager generate launches some
-# 60 kernels a layer (PEFT's unfused adapters included), ~40 ms a token for a 16-layer 1B shape on an H200 (issue 19:
-# 23 generations/s at 64 completions a step); a replayed CUDA graph or vLLM only the kernels' own time.
-DECODE_LAYER_S = {"generate": 3.8e-3, "paged": 3.0e-3, "graphed": 0.28e-3, "vllm": 0.2e-3}
-# Per decoder layer and pass (forward, backward x2, reference) over a micro-batch: the launch-bound floor of DPO's and
-# GRPO's short padded batches. DPO passes chosen and rejected separately: twice the passes.
-PASS_LAYER_S = 3.0e-3
 QLORA_TOKENS_PER_MICRO_BATCH = 8192  # trainer.training_arguments halves QLoRA micro-batches above this
-# DPO and GRPO set up more than SFT before their first step (TRL's trainer, the reference) and end with an evaluation
-# that samples: ~35-40 s besides the steps for a 1B shape (bench/preference_gpu.py, issue 19).
-METHOD_SETUP_S = 25.0
 
 
 @dataclass(frozen=True)
@@ -285,8 +258,8 @@ def estimate(
         memory = _planned_memory(plan)
         tokens_per_s /= plan.time_factor * (FSDP_COST if choice.strategy == FSDP2 else 1.0)
     steps = _optimizer_steps(args, train_rows, method, method_settings or {})
-    extra = _method_seconds(
-        method, training_mode, args, method_settings or {}, load, steps, num_layers, num_parameters, devices, machine, plan
+    extra = method_seconds(
+        method, training_mode, args, method_settings or {}, load.reference_model, steps, num_layers, num_parameters, devices, machine, plan
     )
     return Preflight(
         devices.label,
@@ -379,49 +352,3 @@ def _optimizer_steps(args: TrainingSettings, train_rows: int, method: str, metho
     if method == "grpo":  # a batch counts completions: each prompt row brings num_generations of them
         rows_per_step = max(1, rows_per_step // resolve(GrpoSettings, method_settings).num_generations)
     return max(1, math.ceil(train_rows * args.num_train_epochs / rows_per_step))
-
-
-def _method_seconds(
-    method: str,
-    training_mode: str,
-    args: TrainingSettings,
-    method_settings: dict,
-    load: Workload,
-    steps: int,
-    num_layers: int,
-    num_parameters: int,
-    devices: DeviceChoice,
-    machine: Machine,
-    plan: FitPlan | None,
-) -> float:
-    """DPO's and GRPO's time besides the training FLOPs: the launch-bound floor of each pass over their short padded
-    micro-batches, and GRPO's token-by-token sampling of each optimizer step's completions."""
-    if method == "sft" or devices.kind == "cpu" or not num_layers:
-        return 0.0
-    micro_batches = plan.recipe.accumulation if plan else args.gradient_accumulation_steps
-    passes = 3 + (1 if load.reference_model or method == "dpo" else 0)  # forward, backward (x2), reference
-    passes *= 2 if method == "dpo" else 1
-    seconds = METHOD_SETUP_S + steps * micro_batches * passes * num_layers * PASS_LAYER_S
-    if method == "grpo":
-        grpo = resolve(GrpoSettings, method_settings)
-        engine = expected_generation_engine("cuda", training_mode)
-        weight_bytes = num_parameters * (0.56 if training_mode == "qlora" else 2.0)
-        per_token = max(weight_bytes / _bandwidth(devices, machine), num_layers * DECODE_LAYER_S[engine])
-        seconds += steps * grpo.max_completion_length * per_token
-    return seconds
-
-
-def expected_generation_engine(device_kind: str, training_mode: str) -> str:
-    """The engine a GRPO run started now would sample with (this process's environment, what is installed)."""
-    try:
-        return choose_generation_engine(
-            os.environ, device_kind=device_kind, training_mode=training_mode, vllm_installed=find_spec("vllm") is not None
-        )
-    except ValueError:  # a mistyped FTAPP_GRPO_GENERATION: the trainer will refuse it; estimate the slowest
-        return "generate"
-
-
-def _bandwidth(devices: DeviceChoice, machine: Machine) -> float:
-    gpu = machine.gpu(devices.gpu_ids[0]) if devices.gpu_ids else None
-    name = gpu.name if gpu else ""
-    return next((rate for key, rate in HBM_BYTES_PER_S.items() if key in name), 1.0e12)

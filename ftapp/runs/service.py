@@ -23,7 +23,8 @@ from ftapp.runs.failure_causes import read_tail
 from ftapp.runs.fine_tune_request import FineTuneRequest, cap_problems, lora_values, training_values, validate_fine_tune
 from ftapp.runs.machine import Machine, detect_machine
 from ftapp.runs.method_request import reward_problems
-from ftapp.runs.preflight import Preflight, estimate, expected_generation_engine, kv_size
+from ftapp.runs.method_time import expected_generation_engine
+from ftapp.runs.preflight import Preflight, estimate, kv_size
 from ftapp.runs.run_timing import StepKind, measured_timing
 from ftapp.runs.specs import build_train_spec, run_spec
 from ftapp.runs.supervisor import Supervisor
