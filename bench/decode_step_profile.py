@@ -26,7 +26,8 @@ import torch
 from model_shapes import LLAMA_32_1B, LLAMA_32_3B, TINY
 
 from trainer.inference.generation import GroupedLora
-from trainer.inference.graphed_sampler import GraphedSampler, Sampling
+from trainer.inference.graphed_sampler import GraphedSampler
+from trainer.inference.token_sampling import Sampling
 
 SHAPES: dict[str, dict[str, Any]] = {
     "3b": LLAMA_32_3B,

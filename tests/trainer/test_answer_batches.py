@@ -99,7 +99,7 @@ def test_the_adapters_take_turns_in_one_sampler_with_the_weights_folded_in(loade
 def test_generation_settings_the_sampler_does_not_reproduce_keep_mixed_batches(loaded, demo_kit) -> None:
     from trainer.evaluation.answer_batches import answer_batches, graphed_sampling
     from trainer.inference.generation import BASE_ADAPTER, generation_config
-    from trainer.inference.graphed_sampler import Sampling
+    from trainer.inference.token_sampling import Sampling
 
     model, tokenizer = loaded
     for settings in ({"num_beams": 2}, {"repetition_penalty": 1.3}, {"no_repeat_ngram_size": 2}):

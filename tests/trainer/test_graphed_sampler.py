@@ -7,7 +7,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from trainer.inference.graphed_sampler import GraphedSampler, Sampling
+from trainer.inference.graphed_sampler import GraphedSampler
+from trainer.inference.token_sampling import Sampling
 
 EOS = 2
 
@@ -77,19 +78,6 @@ def test_lora_adapters_sample_the_same_folded_into_a_weight_copy_as_run_by_peft(
     # Sampling leaves the model as it was: the same weights, and PEFT's own forward back on every adapted layer.
     assert all(torch.equal(before[name], p) for name, p in base.named_parameters())
     assert all("forward" not in layer.__dict__ for layer in merged.merged.layers)
-
-
-def test_sampling_draws_from_the_softmax_and_its_filters() -> None:
-    sampler = GraphedSampler.__new__(GraphedSampler)
-    logits = torch.log(torch.tensor([[0.6, 0.3, 0.1, 1e-9]])).repeat(20000, 1)
-    torch.manual_seed(1)
-    sampler.sampling = Sampling(temperature=1.0)
-    counts = torch.bincount(sampler._sample(logits), minlength=4).float() / len(logits)
-    assert counts[:3].tolist() == pytest.approx([0.6, 0.3, 0.1], abs=0.02)
-    sampler.sampling = Sampling(temperature=1.0, top_k=2)
-    assert set(sampler._sample(logits).tolist()) == {0, 1}
-    sampler.sampling = Sampling(temperature=1.0, top_p=0.5)  # 0.6 alone crosses 0.5
-    assert set(sampler._sample(logits).tolist()) == {0}
 
 
 def test_answers_are_scored_in_the_prefill_of_rows_prefilled_in_parts_by_length(model, monkeypatch) -> None:

@@ -46,8 +46,9 @@ from trainer.inference.generation import (
     generate_batch,
     stop_ids,
 )
-from trainer.inference.graphed_sampler import GraphedSampler, Sampling
+from trainer.inference.graphed_sampler import GraphedSampler
 from trainer.inference.merged_adapters import MergedAdapters
+from trainer.inference.token_sampling import Sampling
 
 # Evaluation trains nothing: the folded copies may take half the free memory (GRPO's sampler leaves it a tenth).
 MERGE_MEMORY_SHARE = 0.5

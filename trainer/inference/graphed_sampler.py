@@ -7,9 +7,8 @@ over the last token, sampling, bookkeeping — is captured as a CUDA graph over 
 token. The graph reads the model's parameters where they live, so an optimizer step that updates them in place
 (LoRA adapters included) is seen by the next replay: no copy of the weights, nothing to sync.
 
-Sampling is the Gumbel-max trick (``argmax(logits / T + Gumbel noise)`` draws from ``softmax(logits / T)``), after
-top-k and top-p filtering when asked; ``torch.rand`` inside a graph draws new numbers at each replay. A completion
-ends after its first end-of-sequence token, as ``generate``'s do. Where capturing fails the same step runs eagerly.
+Tokens are drawn inside the graph (``trainer.inference.token_sampling``). A completion ends after its first
+end-of-sequence token, as ``generate``'s do. Where capturing fails the same step runs eagerly.
 
 With plain LoRA adapters and memory to spare (a copy of the adapted weights under ``MERGE_MEMORY_SHARE`` of the free
 memory), each adapted layer samples with one matmul over a copy of its weight with the adapter folded in
@@ -35,7 +34,7 @@ import contextlib
 import inspect
 import sys
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -43,20 +42,15 @@ import torch
 from transformers import PreTrainedModel, StaticCache
 from transformers.cache_utils import StaticLayer
 
+from trainer.inference.decode_state import DecodeState
 from trainer.inference.merged_adapters import MERGE_MEMORY_SHARE, MergedAdapters
+from trainer.inference.token_sampling import Sampling, sample_tokens
 
 PROMPT_BUCKET = 64
 PREFILL_TOKENS = 8192  # padded tokens in one prefill forward, when the rows are prefilled in parts
 SCORED_ROWS = 16  # rows whose answer logits go to float32 at once (rows x answer tokens x vocabulary x 4 bytes)
 CHECK_EVERY = 16  # decode steps between looks at whether every completion has ended (each look syncs)
 MAX_GRAPHS = 3
-
-
-@dataclass(frozen=True)
-class Sampling:
-    temperature: float = 1.0
-    top_k: int = 0  # 0: off
-    top_p: float = 1.0  # 1: off
 
 
 class Blocks(Protocol):
@@ -79,53 +73,6 @@ class Answered:
     log_likelihoods: list[float]  # per row: the sum of log p(answer token | prompt, answer tokens before it)
 
 
-class _Decode:
-    """The fixed buffers of one (rows, cache length) shape, its static cache and, once captured, its graph."""
-
-    def __init__(self, model: PreTrainedModel, rows: int, length: int, max_new_tokens: int, device: torch.device):
-        self.cache = StaticCache(config=model.config, max_cache_len=length)
-        self.ids = torch.zeros(rows, 1, dtype=torch.long, device=device)
-        self.positions = torch.zeros(rows, 1, dtype=torch.long, device=device)
-        self.allowed = torch.zeros(rows, length, dtype=torch.bool, device=device)  # which cache slots each row attends to
-        self.cursor = torch.zeros(1, dtype=torch.long, device=device)  # the cache slot of the token being fed
-        self.step = torch.zeros(1, dtype=torch.long, device=device)  # the output column being written
-        self.out = torch.zeros(rows, max_new_tokens, dtype=torch.long, device=device)
-        self.finished = torch.zeros(rows, dtype=torch.bool, device=device)
-        self.min_new = torch.zeros(1, dtype=torch.long, device=device)  # no end of sequence before this output column
-        self.graph: torch.cuda.CUDAGraph | None = None
-
-    def reset_cache(self) -> None:
-        self.set_cache_length(0)  # the slots before it are overwritten or masked: no need to clear them
-
-    def set_cache_length(self, length: int) -> None:
-        """The slot the next keys and values are written to (every row's)."""
-        for layer in self.cache.layers:
-            layer.cumulative_length.fill_(length)
-
-    def snapshot(self) -> list[torch.Tensor]:
-        return [buffer.clone() for buffer in self._buffers()]
-
-    def restore(self, saved: list[torch.Tensor]) -> None:
-        for buffer, value in zip(self._buffers(), saved):
-            buffer.copy_(value)
-
-    def _buffers(self) -> list[torch.Tensor]:
-        every = [self.ids, self.positions, self.allowed, self.cursor, self.step, self.out, self.finished]
-        return every + [layer.cumulative_length for layer in self.cache.layers]
-
-    @contextlib.contextmanager
-    def rows(self, start: int, end: int) -> Iterator[None]:
-        """The cache as rows ``start:end`` alone (views of its tensors), for a prefill part of those rows."""
-        whole = [(layer.keys, layer.values) for layer in self.cache.layers]
-        for layer, (keys, values) in zip(self.cache.layers, whole):
-            layer.keys, layer.values = keys[start:end], values[start:end]
-        try:
-            yield
-        finally:
-            for layer, (keys, values) in zip(self.cache.layers, whole):
-                layer.keys, layer.values = keys, values
-
-
 class GraphedSampler:
     def __init__(
         self,
@@ -146,7 +93,7 @@ class GraphedSampler:
         self.use_graphs = use_graphs and self.device.type == "cuda"
         parameters = inspect.signature(type(model).forward).parameters
         self._cache_argument = "cache" if "cache" in parameters else "past_key_values"  # renamed in transformers 5.2x
-        self._shapes: OrderedDict[tuple[int, int, int, bool], _Decode] = OrderedDict()
+        self._shapes: OrderedDict[tuple[int, int, int, bool], DecodeState] = OrderedDict()
         self._blocks: Blocks | None = None  # the blocks the graphs of block-mode shapes were captured with
         self.merged = MergedAdapters.build(model, merge_memory_share) if merge_adapters else None
         # Sliding-window and linear-attention layers keep their own positions: those models prefill in one part.
@@ -232,7 +179,7 @@ class GraphedSampler:
         if state is None:
             while len(self._shapes) >= MAX_GRAPHS:
                 self._shapes.popitem(last=False)
-            state = _Decode(self.model, rows, length, max_new_tokens, self.device)
+            state = DecodeState(self.model, rows, length, max_new_tokens, self.device)
         self._shapes[key] = state
         if not self.scores_answers:
             parts = [(0, rows, None)]
@@ -258,7 +205,7 @@ class GraphedSampler:
         back = torch.tensor(order, device=self.device).argsort()
         return state.out[back], likelihoods[back] if likelihoods is not None else None
 
-    def _forward(self, state: _Decode, ids: torch.Tensor, mask4d: torch.Tensor, positions: torch.Tensor, keep: int = 1) -> torch.Tensor:
+    def _forward(self, state: DecodeState, ids: torch.Tensor, mask4d: torch.Tensor, positions: torch.Tensor, keep: int = 1) -> torch.Tensor:
         output = self.model(
             input_ids=ids,
             attention_mask=mask4d,
@@ -271,7 +218,7 @@ class GraphedSampler:
 
     def _prefill(
         self,
-        state: _Decode,
+        state: DecodeState,
         prompts: list[Sequence[int]],
         answers: list[Sequence[int]] | None,
         width: int,
@@ -347,7 +294,7 @@ class GraphedSampler:
             return tensor.to(self.device)
         return tensor.pin_memory().to(self.device, non_blocking=True)
 
-    def _initialize_cache(self, state: _Decode) -> None:
+    def _initialize_cache(self, state: DecodeState) -> None:
         """Allocate every layer's cache for all rows (transformers does so at the first write) before a part writes
         into views of it: one token for every row, into slot 0, which the prefill then overwrites."""
         if all(layer.is_initialized for layer in state.cache.layers):
@@ -356,7 +303,7 @@ class GraphedSampler:
         mask[..., 0] = True
         self._forward(state, state.ids, mask, state.positions)
 
-    def _step(self, state: _Decode) -> None:
+    def _step(self, state: DecodeState) -> None:
         """One token for every row, all on the GPU with fixed shapes and no host sync: what the graph holds."""
         state.allowed.index_fill_(1, state.cursor, True)
         logits = self._forward(state, state.ids, state.allowed[:, None, None, :], state.positions)[:, -1]
@@ -368,7 +315,7 @@ class GraphedSampler:
         state.cursor.add_(1)
         state.step.add_(1)
 
-    def _capture(self, state: _Decode) -> None:
+    def _capture(self, state: DecodeState) -> None:
         """Capture ``_step`` after two eager warm-up steps on a side stream (what CUDA graphs need first); on failure
         the steps run eagerly from then on."""
         try:
@@ -388,23 +335,7 @@ class GraphedSampler:
             torch.cuda.synchronize()
 
     def _sample(self, logits: torch.Tensor, eos_blocked: torch.Tensor | None = None) -> torch.Tensor:
-        """One token per row; ``eos_blocked`` (one boolean, on the device): no end of sequence yet (``min_new_tokens``)."""
-        logits = logits.float()
-        if eos_blocked is not None:
-            logits.index_copy_(1, self.eos, logits.index_select(1, self.eos).masked_fill(eos_blocked, float("-inf")))
-        if self.sampling.temperature <= 0:
-            return logits.argmax(-1)
-        logits = logits / self.sampling.temperature
-        if 0 < self.sampling.top_k < logits.shape[-1]:
-            kth = torch.topk(logits, self.sampling.top_k, dim=-1).values[:, -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        if self.sampling.top_p < 1.0:
-            ordered, order = logits.sort(dim=-1, descending=True)
-            cumulative = ordered.softmax(-1).cumsum(-1)
-            drop = (cumulative - ordered.softmax(-1)) > self.sampling.top_p  # keep the token that crosses top_p
-            logits = logits.scatter(-1, order, ordered.masked_fill(drop, float("-inf")))
-        noise = torch.rand_like(logits).clamp_(min=1e-20)  # [0, 1): log(-log(u)) stays finite
-        return (logits - torch.log(-torch.log(noise))).argmax(-1)
+        return sample_tokens(logits, self.sampling, self.eos, eos_blocked)
 
 
 def _until_eos(tokens: list[int], eos: set[int]) -> list[int]:

@@ -12,7 +12,8 @@ import torch
 from transformers import PreTrainedModel
 from trl import GRPOTrainer
 
-from trainer.inference.graphed_sampler import GraphedSampler, Sampling
+from trainer.inference.graphed_sampler import GraphedSampler
+from trainer.inference.token_sampling import Sampling
 from trainer.protocol import choose_generation_engine
 
 
