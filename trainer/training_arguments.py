@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from trainer.protocol import FitPlan, ModelShape, method_levers, method_workload, plan_fit
+from trainer.protocol import FitPlan, ModelShape, method_levers, method_workload, plan_fit, qlora_micro_batch_rows
 
 KNOWN_SETTINGS = frozenset(
     {
@@ -96,7 +96,6 @@ CUDA_ONLY_OPTIMIZERS = frozenset({"adamw_torch_fused", "adamw_8bit", "paged_adam
 
 GIB = 1024**3
 FLEX_BLOCK = 128  # torch.nn.attention.flex_attention's default sparse block size
-QLORA_TOKENS_PER_MICRO_BATCH = 8192  # keeps an 8B model's QLoRA run under 14 GiB with checkpointing
 VARLEN_ATTENTION = "torch_varlen"  # trainer.varlen_attention registers it under this name
 
 
@@ -363,11 +362,8 @@ def _batching(
             config["max_length"] = max_length = budget
         config["per_device_train_batch_size"] = budget // max_length
     rows = int(config.get("per_device_train_batch_size") or 8)
-    if training_mode == "qlora" and not budget and rows > 1 and rows * max_length > QLORA_TOKENS_PER_MICRO_BATCH:
-        # QLoRA is chosen for a small footprint: smaller micro-batches, accumulated to the same rows per step.
-        smaller = max(1, QLORA_TOKENS_PER_MICRO_BATCH // max_length)
-        while rows % smaller:
-            smaller -= 1
+    smaller = qlora_micro_batch_rows(rows, max_length) if training_mode == "qlora" and not budget else rows
+    if smaller < rows:
         accumulate = int(config.get("gradient_accumulation_steps") or 1) * (rows // smaller)
         config.update(per_device_train_batch_size=smaller, gradient_accumulation_steps=accumulate)
         notes.append(

@@ -40,6 +40,7 @@ from trainer.protocol import (
     choose_strategy,
     method_levers,
     method_workload,
+    qlora_micro_batch_rows,
 )
 
 PEAK_BF16_TFLOPS = {
@@ -58,7 +59,6 @@ PEAK_BF16_TFLOPS = {
 CPU_TFLOPS = 0.05  # a few cores of fp32 matmul in practice
 UTILISATION = 0.4
 CHARS_PER_TOKEN = 4.0
-QLORA_TOKENS_PER_MICRO_BATCH = 8192  # trainer.training_arguments halves QLoRA micro-batches above this
 
 
 @dataclass(frozen=True)
@@ -300,11 +300,8 @@ def _plan(
     if method == "sft" and args.padding_free and args.max_tokens_per_batch:
         max_length = min(max_length, args.max_tokens_per_batch)
         rows = args.max_tokens_per_batch // max_length
-    elif method == "sft" and args.padding_free and training_mode == "qlora" and rows * max_length > QLORA_TOKENS_PER_MICRO_BATCH:
-        # The trainer's rule for QLoRA (trainer.training_arguments): smaller micro-batches, the same rows per step.
-        smaller = max(1, QLORA_TOKENS_PER_MICRO_BATCH // max_length)
-        while rows % smaller:
-            smaller -= 1
+    elif method == "sft" and args.padding_free and training_mode == "qlora":
+        smaller = qlora_micro_batch_rows(rows, max_length)  # the trainer's rule: the same rows per step
         rows, accumulation = smaller, accumulation * (rows // smaller)
     # As the trainer resolves it (trainer.training_arguments): torch_compile turns Liger off, which it cannot trace.
     liger = args.use_liger_kernel != "false" and find_spec("liger_kernel") is not None and not args.torch_compile

@@ -7,6 +7,7 @@ from dataclasses import fields
 import pytest
 
 from ftapp.prompts.config_schemas import BitsAndBytesSettings, LoraSettings, TrainingSettings
+from trainer.protocol import qlora_micro_batch_rows
 from trainer.training_arguments import GIB, KNOWN_SETTINGS, DeviceCaps, ModelShape, resolve_training
 
 CPU = DeviceCaps("cpu", "cpu")
@@ -141,6 +142,18 @@ def test_padding_free_needs_flash_attention_and_then_packs_by_token_budget() -> 
     assert no_budget.recipe()["tokens_per_micro_batch"] == 8 * 1024
     small_budget = resolve({"padding_free": True, "max_tokens_per_batch": 512, "max_length": 1024}, WITH_FLASH).config
     assert (small_budget["max_length"], small_budget["per_device_train_batch_size"]) == (512, 1)
+
+
+def test_qlora_splits_large_micro_batches_keeping_the_rows_per_step() -> None:
+    """QLoRA is chosen to be small: padding-free micro-batches over 8,192 tokens become smaller ones, accumulated to the
+    same rows per optimizer step (the preflight plans with the same rule, ``qlora_micro_batch_rows``)."""
+    settings = {"padding_free": True, "max_length": 1024, "per_device_train_batch_size": 12, "gradient_accumulation_steps": 2}
+    qlora = resolve(settings, WITH_FLASH, "qlora").config
+    # 8 rows of 1,024 tokens would fit, but 12 rows split evenly only into 6s: 2 micro-batches of 6, accumulated 4x.
+    assert (qlora["per_device_train_batch_size"], qlora["gradient_accumulation_steps"]) == (6, 4)
+    lora = resolve(settings, WITH_FLASH, "lora").config
+    assert (lora["per_device_train_batch_size"], lora["gradient_accumulation_steps"]) == (12, 2)
+    assert qlora_micro_batch_rows(8, 1024) == 8 and qlora_micro_batch_rows(1, 100_000) == 1 and qlora_micro_batch_rows(7, 4096) == 1
 
 
 def test_without_flash_attention_a_cuda_gpu_gets_flex_attention_and_cpu_gets_padded_sdpa() -> None:

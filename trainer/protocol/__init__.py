@@ -1,6 +1,6 @@
 """The run contract shared by ftapp and the trainer processes. Standard library only.
 
-Each part imports only the parts it builds on, never this package: memory_plan <- parallelism; memory_plan, rollouts, rewards, evaluation_parts <- template_fields <- core <- axolotl_config, export <- specs.
+Each part imports only the parts it builds on, never this package: memory_plan <- parallelism; memory_plan, micro_batches, rollouts, rewards, evaluation_parts <- template_fields <- core <- axolotl_config, export <- specs.
 Everything outside the package imports ``trainer.protocol``.
 """
 
@@ -96,6 +96,7 @@ from trainer.protocol.memory_plan import (
     method_workload,
     plan_fit,
 )
+from trainer.protocol.micro_batches import qlora_micro_batch_rows
 from trainer.protocol.parallelism import (
     DDP,
     FSDP2,
@@ -159,6 +160,7 @@ __all__ = [
     "GENERATION_ENGINES",
     "method_levers",
     "method_workload",
+    "qlora_micro_batch_rows",
     "plan_fit",
     "memory_needed",
     "Workload",
