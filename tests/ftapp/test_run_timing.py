@@ -67,8 +67,8 @@ def test_start_up_and_finish_are_medians_of_the_last_runs_and_the_pace_is_the_mo
     assert (round(timing.step_s, 3), timing.step_runs) == (1.5, 3)
 
 
-def test_the_preflight_counts_them_and_says_where_they_come_from(services: Services, registered) -> None:
-    request = FineTuneRequest(
+def forty_steps(registered, **changes: object) -> FineTuneRequest:
+    values: dict = dict(
         base_model_id=registered.model_id,
         dataset_id=registered.dataset_id,
         prompt_id=registered.prompt_id,
@@ -76,6 +76,11 @@ def test_the_preflight_counts_them_and_says_where_they_come_from(services: Servi
         gpus="cpu",
         overrides={"max_steps": 40},
     )
+    return FineTuneRequest(**{**values, **changes})
+
+
+def test_the_preflight_counts_them_and_says_where_they_come_from(services: Services, registered) -> None:
+    request = forty_steps(registered)
     _, fresh = services.runs.check(request, CPU)
     assert fresh.seconds == FIRST_RUN["cpu"].startup_s + fresh.compute_seconds + FIRST_RUN["cpu"].finish_s  # no pace known yet
     assert "no finished run on the CPU here yet" in preflight_markdown(fresh, [])
@@ -135,14 +140,7 @@ def test_the_pace_is_that_of_the_same_kind_of_step(services: Services, registere
 
 
 def test_the_preflight_paces_a_request_by_the_runs_of_its_own_kind(services: Services, registered, monkeypatch) -> None:
-    request = FineTuneRequest(
-        base_model_id=registered.model_id,
-        dataset_id=registered.dataset_id,
-        prompt_id=registered.prompt_id,
-        adapter_name="timed",
-        gpus="cpu",
-        overrides={"max_steps": 40},
-    )
+    request = forty_steps(registered)
     finished_run(services, registered.model_id, 12.7, step_s=1.19, finish=6.4)
     finished_run(services, registered.model_id, 12.7, step_s=30.0, finish=6.4, spec=json.dumps({"method": "dpo", "training_mode": "lora"}))
 
@@ -154,7 +152,7 @@ def test_the_preflight_paces_a_request_by_the_runs_of_its_own_kind(services: Ser
     for step_s, engine in ((2.8, "generate"), (0.19, "graphed")):
         payload = json.dumps({"generation_engine": engine})
         finished_run(services, registered.model_id, 20.0, step_s=step_s, finish=5.0, spec=grpo_spec, started_payload=payload)
-    grpo = FineTuneRequest(**{**request.__dict__, "method": "grpo", "rewards": ({"kind": "exact_match"},)})
+    grpo = forty_steps(registered, method="grpo", rewards=({"kind": "exact_match"},))
     _, generate = services.runs.check(grpo, CPU)  # on a CPU GRPO samples with TRL's generate unless told otherwise
     monkeypatch.setenv("FTAPP_GRPO_GENERATION", "graphed")
     _, graphed = services.runs.check(grpo, CPU)
