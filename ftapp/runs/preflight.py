@@ -9,10 +9,11 @@ why, and refuses (FT-006) only what fits no way, saying what would. On the CPU, 
 Time comes from the number of training tokens and a per-device throughput table: peak bf16 TFLOP/s at an assumed
 40% utilisation, with LoRA costing ~4N FLOPs per token (forward + input gradients), full fine-tuning ~6N, each extra
 forward pass (DPO's and GRPO's reference) ~2N, and the recomputation the memory plan adds; DPO's and GRPO's own
-costs besides (launch-bound passes, GRPO's sampling) come from ``method_time``. The trainer process's start-up (imports, model and data loading) and finish (saving, MLflow) come on top, and the
-steps take at least as long as the same model's steps of the same kind took here (``run_timing`` measures both on
-this home's last runs; a small model's steps cost the framework's per-step work, not its FLOPs). It is an
-order-of-magnitude estimate shown to the user, not a promise.
+costs besides (launch-bound passes, GRPO's sampling) come from ``method_time``. The trainer process's start-up
+(imports, model and data loading) and finish (saving, MLflow) come on top, and the steps take at least as long as
+the same model's steps of the same kind took here (``run_timing`` measures both on this home's last runs; a small
+model's steps cost the framework's per-step work, not its FLOPs). It is an order-of-magnitude estimate shown to the
+user, not a promise.
 """
 
 from __future__ import annotations
