@@ -51,15 +51,18 @@ def method_seconds(
     devices: DeviceChoice,
     machine: Machine,
     plan: FitPlan | None,
+    setup_measured: bool = False,
 ) -> float:
-    """DPO's and GRPO's time besides the training FLOPs: the launch-bound floor of each pass over their short padded
-    micro-batches, and GRPO's token-by-token sampling of each optimizer step's completions."""
+    """DPO's and GRPO's time besides the training FLOPs: their set-up before the first step and final evaluation
+    (unless ``setup_measured``: the start-up and finish figures come from runs of the same method, which had both),
+    the launch-bound floor of each pass over their short padded micro-batches, and GRPO's token-by-token sampling of
+    each optimizer step's completions."""
     if method == "sft" or devices.kind == "cpu" or not num_layers:
         return 0.0
     micro_batches = plan.recipe.accumulation if plan else args.gradient_accumulation_steps
     passes = 3 + (1 if reference_model or method == "dpo" else 0)  # forward, backward (x2), reference
     passes *= 2 if method == "dpo" else 1
-    seconds = METHOD_SETUP_S + steps * micro_batches * passes * num_layers * PASS_LAYER_S
+    seconds = (0.0 if setup_measured else METHOD_SETUP_S) + steps * micro_batches * passes * num_layers * PASS_LAYER_S
     if method == "grpo":
         grpo = resolve(GrpoSettings, method_settings)
         engine = expected_generation_engine("cuda", training_mode)

@@ -259,8 +259,20 @@ def estimate(
         memory = _planned_memory(plan)
         tokens_per_s /= plan.time_factor * (FSDP_COST if choice.strategy == FSDP2 else 1.0)
     steps = _optimizer_steps(args, train_rows, method, method_settings or {})
+    timing = timing or FIRST_RUN[devices.kind if devices.kind == "cpu" else "cuda"]
     extra = method_seconds(
-        method, training_mode, args, method_settings or {}, load.reference_model, steps, num_layers, num_parameters, devices, machine, plan
+        method,
+        training_mode,
+        args,
+        method_settings or {},
+        load.reference_model,
+        steps,
+        num_layers,
+        num_parameters,
+        devices,
+        machine,
+        plan,
+        setup_measured=timing.method == method,
     )
     return Preflight(
         devices.label,
@@ -275,7 +287,7 @@ def estimate(
         strategy=choice.strategy if choice else (FSDP2 if strategy == FSDP2 else DDP),  # unplanned: as asked, auto is DDP
         strategy_reasons=choice.reasons if choice and processes > 1 else (),
         method_seconds=extra,
-        timing=timing or FIRST_RUN[devices.kind if devices.kind == "cpu" else "cuda"],
+        timing=timing,
         optimizer_steps=steps,
     )
 

@@ -12,6 +12,10 @@ as measured on the last succeeded runs on the same device kind (CPU or CUDA):
 - a step's pace, from the same base model's runs of the same kind of step only (``StepKind``: method, training mode
   and GRPO's sampling engine): the steps take at least that long each.
 
+Start-up and finishing come from the runs of the same method when there are any (a DPO or GRPO run builds its
+reference and TRL's trainer before the first step and ends sampling an evaluation: an SFT run's figures are short of
+them), else from all.
+
 Each is the median of up to RECENT_RUNS runs (resumed runs start from a checkpoint: left out). A home without
 such runs uses FIRST_RUN's start-up and finish, measured once, and no pace: the FLOPs estimate alone.
 """
@@ -64,14 +68,16 @@ class RunTiming:
     step_s: float | None = None  # the least a step of the model takes: its median pace here; None: never run here
     step_runs: int = 0  # how many of this home's runs with steps of that kind measured ``step_s``
     step_kind: StepKind | None = None  # the kind of step ``step_s`` was measured on
+    method: str | None = None  # the method of the runs that measured start-up and finish; None: runs of any method
 
     def source(self, device_kind: str) -> str:
         where = "the CPU" if device_kind == "cpu" else "a GPU"
         if self.runs:
+            method = f" {self.method.upper()}" if self.method else ""
             return (
-                f"this home's last finished run on {where}"
+                f"this home's last finished{method} run on {where}"
                 if self.runs == 1
-                else f"the median of this home's last {self.runs} finished runs on {where}"
+                else f"the median of this home's last {self.runs} finished{method} runs on {where}"
             )
         return f"{FIRST_RUN_SOURCE['cpu' if device_kind == 'cpu' else 'cuda']} (no finished run on {where} here yet)"
 
@@ -135,27 +141,33 @@ def measured_timing(tx: Transaction, kind: str, steps: StepKind | None = None) -
     runs.sort(key=lambda r: r.finished_at or r.created_at, reverse=True)
     del runs[SCANNED_RUNS:]
     overall: list[_Measured] = []
+    same_method: list[_Measured] = []
     same_kind: list[_Measured] = []
     for run in runs:
-        if len(overall) == RECENT_RUNS and (len(same_kind) == RECENT_RUNS or steps is None):
+        if len(overall) == RECENT_RUNS and (steps is None or len(same_method) == len(same_kind) == RECENT_RUNS):
             break
         measured = measure_run(tx, run)
         if measured is None:
             continue
+        kind_of_run = step_kind(run)
         if len(overall) < RECENT_RUNS:
             overall.append(measured)
-        if steps is not None and len(same_kind) < RECENT_RUNS and step_kind(run) == steps:
+        if steps is not None and len(same_method) < RECENT_RUNS and kind_of_run.method == steps.method:
+            same_method.append(measured)
+        if steps is not None and len(same_kind) < RECENT_RUNS and kind_of_run == steps:
             same_kind.append(measured)
     first = FIRST_RUN["cpu" if kind == "cpu" else "cuda"]
     step_s = statistics.median(m.step_s for m in same_kind) if same_kind else None
     paced = steps if same_kind else None
     if not overall:
         return RunTiming(first.startup_s, first.finish_s, 0, step_s, len(same_kind), paced)
+    ends = same_method or overall
     return RunTiming(
-        statistics.median(m.startup_s for m in overall),
-        statistics.median(m.finish_s for m in overall),
-        len(overall),
+        statistics.median(m.startup_s for m in ends),
+        statistics.median(m.finish_s for m in ends),
+        len(ends),
         step_s,
         len(same_kind),
         paced,
+        steps.method if same_method and steps is not None else None,
     )

@@ -4,9 +4,13 @@ only what fits no way (with what would), and its time counts DPO's and GRPO's ow
 
 from __future__ import annotations
 
+import pytest
+
 from ftapp.runs.devices import DeviceChoice
 from ftapp.runs.machine import GpuInfo, Machine
+from ftapp.runs.method_time import METHOD_SETUP_S
 from ftapp.runs.preflight import estimate
+from ftapp.runs.run_timing import RunTiming
 
 LLAMA_8B = {
     "hidden_size": 4096,
@@ -82,6 +86,11 @@ def test_grpo_time_counts_sampling_token_by_token_and_the_engine(monkeypatch) ->
     monkeypatch.setenv("FTAPP_GRPO_GENERATION", "graphed")
     graphed = preflight(LLAMA_1B, 139, training=training, method="grpo", method_settings=settings)
     assert graphed.seconds < plain.seconds / 2
+    # Start-up and finish measured on this home's GRPO runs hold its set-up and final evaluation already.
+    measured = RunTiming(startup_s=27.0, finish_s=22.0, runs=1, method="grpo")
+    timed = preflight(LLAMA_1B, 139, training=training, method="grpo", method_settings=settings, timing=measured)
+    assert timed.method_seconds == pytest.approx(graphed.method_seconds - METHOD_SETUP_S)
+    assert timed.seconds == pytest.approx(27.0 + timed.compute_seconds + 22.0)
     dpo = preflight(
         LLAMA_1B,
         139,

@@ -92,7 +92,7 @@ def test_the_preflight_counts_them_and_says_where_they_come_from(services: Servi
     text = preflight_markdown(measured, [])
     assert "| Start-up | ≈ 13 s: Python, the torch/transformers imports, model and data loading |" in text
     assert "| Steps | ≈ 48 s: 40 steps at 1.19 s each, this model's pace in its last lora SFT run here |" in text
-    assert "| Finishing | ≈ 6 s" in text and "this home's last finished run on the CPU" in text
+    assert "| Finishing | ≈ 6 s" in text and "this home's last finished SFT run on the CPU" in text
     assert "start-up (~13 s) and finish (~6 s)" in measured.summary()  # what the command line prints
 
 
@@ -161,3 +161,17 @@ def test_the_preflight_paces_a_request_by_the_runs_of_its_own_kind(services: Ser
     assert (round(generate.timing.step_s or 0, 3), round(graphed.timing.step_s or 0, 3)) == (2.8, 0.19)
     steps = "40 steps at 0.19 s each, this model's pace in its last lora GRPO, sampling with graphed run here"
     assert steps in preflight_markdown(graphed, [])
+
+
+def test_start_up_and_finish_come_from_runs_of_the_same_method_which_had_its_set_up(services: Services, registered) -> None:
+    """A GRPO run builds TRL's trainer and its reference before the first step and samples an evaluation at the end:
+    an SFT run's start-up says too little, a GRPO run's says it all (the preflight then adds no set-up of its own)."""
+    finished_run(services, registered.model_id, 5.0, step_s=0.05, finish=1.0)  # SFT
+    grpo_spec = json.dumps({"method": "grpo", "training_mode": "lora"})
+    finished_run(services, registered.model_id, 20.0, step_s=0.4, finish=9.0, spec=grpo_spec)
+    with services.db.transaction() as tx:
+        grpo = measured_timing(tx, "cpu", StepKind(registered.model_id, "grpo", "lora", "graphed"))
+        dpo = measured_timing(tx, "cpu", StepKind(registered.model_id, "dpo", "lora"))
+    assert (round(grpo.startup_s, 3), round(grpo.finish_s, 3), grpo.runs, grpo.method) == (20.0, 9.0, 1, "grpo")
+    assert grpo.source("cpu") == "this home's last finished GRPO run on the CPU"
+    assert (round(dpo.startup_s, 3), round(dpo.finish_s, 3), dpo.runs, dpo.method) == (12.5, 5.0, 2, None)  # no DPO run: every run's median
