@@ -28,9 +28,11 @@ HBM_BYTES_PER_S = {
     "T4": 0.32e12,
 }
 # Per decoder layer and decode step, what an engine costs besides reading the weights: eager generate launches some
-# 60 kernels a layer (PEFT's unfused adapters included), ~40 ms a token for a 16-layer 1B shape on an H200 (issue 19:
-# 23 generations/s at 64 completions a step); a replayed CUDA graph or vLLM only the kernels' own time.
-DECODE_LAYER_S = {"generate": 3.8e-3, "paged": 3.0e-3, "graphed": 0.28e-3, "vllm": 0.2e-3}
+# 60 kernels a layer (PEFT's unfused adapters included); a replayed CUDA graph or vLLM only the kernels' own time.
+# Measured for a 16-layer 1B shape on an H200 with transformers 5.24, 64 completions of 64 tokens a step
+# (bench/preference_gpu.py): generate 2.44 s and graphed 0.178 s of sampling a step, prefill included. paged and
+# vllm are not measured here (neither runs on the GPU machine we measure on): paged as generate, vllm below graphed.
+DECODE_LAYER_S = {"generate": 2.4e-3, "paged": 2.4e-3, "graphed": 0.18e-3, "vllm": 0.15e-3}
 # Per decoder layer and pass (forward, backward x2, reference) over a micro-batch: the launch-bound floor of DPO's and
 # GRPO's short padded batches. DPO passes chosen and rejected separately: twice the passes.
 PASS_LAYER_S = 3.0e-3
