@@ -12,9 +12,10 @@ as measured on the last succeeded runs on the same device kind (CPU or CUDA):
 - a step's pace, from the same base model's runs of the same kind of step only (``StepKind``: method, training mode
   and GRPO's sampling engine): the steps take at least that long each.
 
-Start-up and finishing come from the runs of the same method when there are any (a DPO or GRPO run builds its
-reference and TRL's trainer before the first step and ends sampling an evaluation: an SFT run's figures are short of
-them), else from all.
+Start-up and finishing come from the runs of the same kind of step when there are any (the same model loads as long
+again; a GRPO run sampling with TRL's generate spends ~20 s on its final evaluation, a graphed one a few), else from
+the runs of the same method (a DPO or GRPO run builds its reference and TRL's trainer before the first step and ends
+sampling an evaluation: an SFT run's figures are short of them), else from all.
 
 Each is the median of up to RECENT_RUNS runs (resumed runs start from a checkpoint: left out). A home without
 such runs uses FIRST_RUN's start-up and finish, measured once, and no pace: the FLOPs estimate alone.
@@ -46,7 +47,7 @@ class StepKind:
     generation_engine: str | None = None  # GRPO's (``trainer.protocol.choose_generation_engine``); None otherwise
 
     def describe(self) -> str:
-        sampling = f", sampling with {self.generation_engine}" if self.generation_engine else ""
+        sampling = f" (sampling with {self.generation_engine})" if self.generation_engine else ""
         return f"{self.training_mode} {self.method.upper()}{sampling}"
 
 
@@ -69,9 +70,17 @@ class RunTiming:
     step_runs: int = 0  # how many of this home's runs with steps of that kind measured ``step_s``
     step_kind: StepKind | None = None  # the kind of step ``step_s`` was measured on
     method: str | None = None  # the method of the runs that measured start-up and finish; None: runs of any method
+    ends_kind: StepKind | None = None  # the kind of step of the runs that measured them; None: a wider choice of runs
 
     def source(self, device_kind: str) -> str:
         where = "the CPU" if device_kind == "cpu" else "a GPU"
+        if self.runs and self.ends_kind:
+            kind = self.ends_kind.describe()
+            return (
+                f"this model's last finished {kind} run on {where}"
+                if self.runs == 1
+                else f"the median of this model's last {self.runs} finished {kind} runs on {where}"
+            )
         if self.runs:
             method = f" {self.method.upper()}" if self.method else ""
             return (
@@ -161,7 +170,7 @@ def measured_timing(tx: Transaction, kind: str, steps: StepKind | None = None) -
     paced = steps if same_kind else None
     if not overall:
         return RunTiming(first.startup_s, first.finish_s, 0, step_s, len(same_kind), paced)
-    ends = same_method or overall
+    ends = same_kind or same_method or overall
     return RunTiming(
         statistics.median(m.startup_s for m in ends),
         statistics.median(m.finish_s for m in ends),
@@ -170,4 +179,5 @@ def measured_timing(tx: Transaction, kind: str, steps: StepKind | None = None) -
         len(same_kind),
         paced,
         steps.method if same_method and steps is not None else None,
+        paced,
     )

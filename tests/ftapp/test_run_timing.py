@@ -54,7 +54,7 @@ def test_a_fresh_home_uses_the_figures_measured_once(services: Services) -> None
 def test_start_up_and_finish_are_medians_of_the_last_runs_and_the_pace_is_the_models_own(services: Services, registered) -> None:
     for startup, finish in ((10.0, 4.0), (12.0, 6.0), (30.0, 5.0)):
         finished_run(services, registered.model_id, startup, step_s=1.5, finish=finish)
-    finished_run(services, None, 11.0, step_s=9.0, finish=5.0)  # another model: its start-up counts, not its pace
+    finished_run(services, None, 11.0, step_s=9.0, finish=5.0)  # another model: neither its start-up nor its pace counts
     finished_run(services, registered.model_id, 99.0, step_s=0.1, finish=99.0, parent_run_id=None, gpus="0")  # a GPU run
     resumed = finished_run(services, registered.model_id, 1.0, step_s=1.0, finish=1.0)
     with services.db.transaction() as tx:
@@ -62,9 +62,12 @@ def test_start_up_and_finish_are_medians_of_the_last_runs_and_the_pace_is_the_mo
 
     with services.db.transaction() as tx:
         timing = measured_timing(tx, "cpu", StepKind(registered.model_id, "sft", "lora"))
+        unknown = measured_timing(tx, "cpu", StepKind("a model never run here", "sft", "lora"))
 
-    assert (round(timing.startup_s, 3), round(timing.finish_s, 3), timing.runs) == (11.5, 5.0, 4)
+    assert (round(timing.startup_s, 3), round(timing.finish_s, 3), timing.runs) == (12.0, 5.0, 3)
     assert (round(timing.step_s, 3), timing.step_runs) == (1.5, 3)
+    # No run of that model: every SFT run's start-up and finish, the other model's too; no pace.
+    assert (round(unknown.startup_s, 3), round(unknown.finish_s, 3), unknown.runs, unknown.step_s) == (11.5, 5.0, 4, None)
 
 
 def forty_steps(registered, **changes: object) -> FineTuneRequest:
@@ -92,7 +95,7 @@ def test_the_preflight_counts_them_and_says_where_they_come_from(services: Servi
     text = preflight_markdown(measured, [])
     assert "| Start-up | ≈ 13 s: Python, the torch/transformers imports, model and data loading |" in text
     assert "| Steps | ≈ 48 s: 40 steps at 1.19 s each, this model's pace in its last lora SFT run here |" in text
-    assert "| Finishing | ≈ 6 s" in text and "this home's last finished SFT run on the CPU" in text
+    assert "| Finishing | ≈ 6 s" in text and "this model's last finished lora SFT run on the CPU" in text
     assert "start-up (~13 s) and finish (~6 s)" in measured.summary()  # what the command line prints
 
 
@@ -136,7 +139,7 @@ def test_the_pace_is_that_of_the_same_kind_of_step(services: Services, registere
     assert pace("dpo") == (None, 0)
     with services.db.transaction() as tx:
         timing = measured_timing(tx, "cpu", StepKind(model, "grpo", "lora", "graphed"))
-    assert timing.pace_source() == "this model's pace in its last lora GRPO, sampling with graphed run here"
+    assert timing.pace_source() == "this model's pace in its last lora GRPO (sampling with graphed) run here"
 
 
 def test_the_preflight_paces_a_request_by_the_runs_of_its_own_kind(services: Services, registered, monkeypatch) -> None:
@@ -159,7 +162,7 @@ def test_the_preflight_paces_a_request_by_the_runs_of_its_own_kind(services: Ser
 
     assert generate is not None and graphed is not None
     assert (round(generate.timing.step_s or 0, 3), round(graphed.timing.step_s or 0, 3)) == (2.8, 0.19)
-    steps = "40 steps at 0.19 s each, this model's pace in its last lora GRPO, sampling with graphed run here"
+    steps = "40 steps at 0.19 s each, this model's pace in its last lora GRPO (sampling with graphed) run here"
     assert steps in preflight_markdown(graphed, [])
 
 
@@ -175,3 +178,23 @@ def test_start_up_and_finish_come_from_runs_of_the_same_method_which_had_its_set
     assert (round(grpo.startup_s, 3), round(grpo.finish_s, 3), grpo.runs, grpo.method) == (20.0, 9.0, 1, "grpo")
     assert grpo.source("cpu") == "this home's last finished GRPO run on the CPU"
     assert (round(dpo.startup_s, 3), round(dpo.finish_s, 3), dpo.runs, dpo.method) == (12.5, 5.0, 2, None)  # no DPO run: every run's median
+
+
+def test_start_up_and_finish_come_first_from_runs_of_the_same_kind_of_step(services: Services, registered) -> None:
+    """A GRPO run sampling with TRL's generate ended 22 s after its last step (its final evaluation samples slowly), a
+    graphed one 4 s after (bench/preference_gpu.py, H200): a graphed run's finish is the graphed runs'."""
+    model = registered.model_id
+    grpo_spec = json.dumps({"method": "grpo", "training_mode": "lora"})
+    for startup, finish, engine in ((30.0, 22.0, "generate"), (26.0, 4.0, "graphed"), (28.0, 6.0, "graphed")):
+        payload = json.dumps({"generation_engine": engine})
+        finished_run(services, model, startup, step_s=0.3, finish=finish, spec=grpo_spec, started_payload=payload)
+    with services.db.transaction() as tx:
+        graphed = measured_timing(tx, "cpu", StepKind(model, "grpo", "lora", "graphed"))
+        generate = measured_timing(tx, "cpu", StepKind(model, "grpo", "lora", "generate"))
+        paged = measured_timing(tx, "cpu", StepKind(model, "grpo", "lora", "paged"))  # never run: every GRPO run's
+    assert (round(graphed.startup_s, 3), round(graphed.finish_s, 3), graphed.runs, graphed.method) == (27.0, 5.0, 2, "grpo")
+    assert graphed.source("cpu") == "the median of this model's last 2 finished lora GRPO (sampling with graphed) runs on the CPU"
+    assert (round(generate.finish_s, 3), generate.runs) == (22.0, 1)
+    assert generate.source("cpu") == "this model's last finished lora GRPO (sampling with generate) run on the CPU"
+    assert (round(paged.startup_s, 3), round(paged.finish_s, 3), paged.runs, paged.ends_kind) == (28.0, 6.0, 3, None)
+    assert paged.source("cpu") == "the median of this home's last 3 finished GRPO runs on the CPU"
