@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from model_shapes import LLAMA_31_8B, LLAMA_32_1B, QWEN_25_7B, TINY
 
-from trainer.training_arguments import VARLEN_ATTENTION
+from trainer.padding_free import VARLEN_ATTENTION
 from trainer.varlen_attention import register as register_varlen_attention
 
 WORDS = 4000

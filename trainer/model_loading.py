@@ -26,8 +26,9 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from trainer.padding_free import VARLEN_ATTENTION
 from trainer.protocol import CONTEXT_BYTES, FSDP2, ModelSource, TrainSpec
-from trainer.training_arguments import VARLEN_ATTENTION, DeviceCaps, ModelShape, ResolvedTraining
+from trainer.training_arguments import DeviceCaps, ModelShape, ResolvedTraining
 from trainer.varlen_attention import is_available as varlen_available
 from trainer.varlen_attention import register as register_varlen_attention
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from trainer.training_arguments import VARLEN_ATTENTION as VARLEN
+from trainer.padding_free import VARLEN_ATTENTION as VARLEN
 
 
 def is_available() -> bool:
