@@ -14,7 +14,7 @@ from ui.choices import Picker
 from ui.errors import shows_errors
 from ui.evaluation_view import aggregate_html, rows_html
 from ui.polling import Drawn, relabels, settled
-from ui.run_text import progress_bar, progress_fraction, status_label
+from ui.run_text import failure_lines, progress_bar, progress_fraction, status_label
 from ui.train_form import device_choices
 from ui.train_method import REWARD_COLUMNS, reward_rows, rewards_from_table
 from ui.wiring import PRIVATE, bind, bind_request, named_inputs, on_show, run_picker, unchanged
@@ -166,8 +166,7 @@ def status_markdown(run: Any, answers: int, expected: int) -> str:
     fraction = answers / expected if expected else progress_fraction(run)
     line = f"`{progress_bar(fraction)}` {answers}/{expected} answers"
     if run.status == RunStatus.FAILED:
-        summary = (run.error_text or "").partition("\n--- log tail ---\n")[0]
-        line += f"\n\n**Failed ({run.error_cause or 'unknown'}):**\n`````text\n{summary.strip()}\n`````"
+        line += "\n\n" + "\n".join(failure_lines(run))
     return f"### {status_label(run.status)} · {run.name}\n\n{line}  \nRun id `{run.id}` · see the Runs tab for its log"
 
 

@@ -19,7 +19,7 @@ from ftapp.shipping import GGUF_TYPES, ExportRequest, ExportResult, detect_gguf_
 from ui.choices import Picker
 from ui.errors import shows_errors
 from ui.polling import Drawn, relabels, settled
-from ui.run_text import status_label
+from ui.run_text import failure_lines, status_label
 from ui.train_form import device_choices
 from ui.wiring import PRIVATE, bind, bind_request, named_inputs, on_show, run_picker, unchanged
 
@@ -128,8 +128,7 @@ def result_markdown(result: ExportResult) -> str:
     run = result.run
     lines = [f"### {status_label(run.status)} · {html.escape(run.name or '')}", ""]
     if run.status == RunStatus.FAILED:
-        summary = (run.error_text or "").partition("\n--- log tail ---\n")[0].strip()
-        lines += [f"**Failed ({run.error_cause or 'unknown'}):**", "`````text", summary, "`````", ""]
+        lines += [*failure_lines(run), ""]
     if result.gguf:
         lines += gguf_markdown(result)
     elif result.verified is not None:

@@ -1,4 +1,4 @@
-"""How a run reads in text, shared by the Runs and Home tabs: icons, progress bars, durations."""
+"""How a run reads in text, shared by the tabs that show runs: icons, progress bars, durations, why one failed."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from ftapp.run_vocabulary import TERMINAL, RunStatus
-from ftapp.runs import duration
+from ftapp.runs import duration, failure_summary
 
 STATUS_ICONS = {RunStatus.QUEUED: "⏳", RunStatus.RUNNING: "▶", RunStatus.SUCCEEDED: "✅", RunStatus.FAILED: "❌", RunStatus.CANCELLED: "⏹"}
 FINISHED = TERMINAL
@@ -26,6 +26,17 @@ class RunLike(Protocol):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class FailedRun(Protocol):
+    error_cause: str | None
+    error_text: str | None
+
+
+def failure_lines(run: FailedRun) -> list[str]:
+    """Why a run failed, as Markdown lines: the cause and the supervisor's summary (the log's tail is in the Runs tab).
+    Five backticks: a log line of three (a markdown-printing library) cannot close the block early."""
+    return [f"**Failed ({run.error_cause or 'unknown'}):**", "`````text", failure_summary(run.error_text), "`````"]
 
 
 def status_label(status: str) -> str:

@@ -8,7 +8,7 @@ import gradio as gr
 import pandas as pd
 
 from ftapp.run_vocabulary import LIVE, RESUMABLE, RunKind, RunStatus
-from ftapp.runs import TrainSpec, UnreadableSpecError, duration, readable_log, run_spec, spec_dict
+from ftapp.runs import LOG_TAIL_MARKER, TrainSpec, UnreadableSpecError, duration, readable_log, run_spec, spec_dict
 from ftapp.services import Services
 from ui import charts
 from ui.choices import Picker
@@ -36,7 +36,6 @@ ALL = "all"
 FILTERS = [("All", ALL), *((status_label(s), s) for s in STATUS_ICONS)]
 LIST_COLUMNS = ["status", "name", "progress", "devices", "model", "dataset", "queued at", "ran", "id"]
 COLUMN_WIDTHS = ["11%", "14%", "8%", "7%", "12%", "14%", "12%", "8%", "14%"]
-LOG_TAIL_MARKER = "\n--- log tail ---\n"
 NOTHING_CHOSEN = "No run chosen. Start one in the **Train** tab; it appears here at once."
 # Keep the newest lines in sight, unless the user clicked into the log to read it. (Textbox's own
 # autoscroll left this log at its top in Chromium: the log is filled while the tab is hidden.)

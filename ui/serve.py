@@ -19,7 +19,7 @@ from ftapp.shipping import Endpoint, EndpointState, ServeRequest, vllm_installed
 from ui.choices import Picker
 from ui.errors import shows_errors
 from ui.polling import Drawn, relabels, settled
-from ui.run_text import FINISHED
+from ui.run_text import FINISHED, failure_lines
 from ui.stop_buttons import stop_button
 from ui.train_form import device_choices
 from ui.wiring import PRIVATE, bind, bind_request, named_inputs, on_show, run_picker, unchanged
@@ -113,8 +113,7 @@ def endpoint_markdown(endpoint: Endpoint) -> str:
     if endpoint.merge_note:
         lines.append(f"\n{endpoint.merge_note}")
     if endpoint.run.status == RunStatus.FAILED:
-        summary = (endpoint.run.error_text or "").partition("\n--- log tail ---\n")[0].strip()
-        lines += ["", f"**Failed ({endpoint.run.error_cause or 'unknown'}):**", "`````text", summary, "`````"]
+        lines += ["", *failure_lines(endpoint.run)]
     lines.append(f"\nRun id `{endpoint.run.id}` · the server's log is in the Runs tab")
     return "\n".join(lines)
 

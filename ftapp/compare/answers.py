@@ -19,6 +19,7 @@ from typing import Any
 from ftapp.compare.request import CompareRequest
 from ftapp.errors import FtappError
 from ftapp.run_vocabulary import TERMINAL, RunStatus
+from ftapp.runs.log_text import failure_summary
 from storage import AdapterRecord, Database, ModelRecord, RunRecord
 
 ANSWER_TIMEOUT_S = 900.0  # model start-up (minutes for a large one) plus the answer itself
@@ -169,7 +170,7 @@ def _worker_gone(run: RunRecord | None) -> str:
     if run.status == RunStatus.CANCELLED:
         return "the inference worker was stopped before it answered"
     if run.status == RunStatus.FAILED:
-        summary = (run.error_text or "no error text").split("\n--- log tail ---\n")[0].strip()
+        summary = failure_summary(run.error_text) or "no error text"
         return f"the inference worker failed ({run.error_cause or 'unknown cause'}): {summary}"
     return "the inference worker exited without answering; generate again to start a new one"
 

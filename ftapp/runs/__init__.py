@@ -5,7 +5,7 @@ Its public surface: what ``ui`` and ``cli`` import. Modules inside ftapp import 
 from ftapp.runs.command_line import train_command
 from ftapp.runs.fine_tune_request import ADAPTER_NAME_HINT, FineTuneRequest, preset_configs
 from ftapp.runs.ingest import RunRecord
-from ftapp.runs.log_text import duration, readable_log
+from ftapp.runs.log_text import LOG_TAIL_MARKER, duration, failure_summary, readable_log
 from ftapp.runs.machine import Machine
 from ftapp.runs.memory import MemoryEstimate
 from ftapp.runs.method_request import CUSTOM_REWARD, REWARD_KINDS
@@ -19,7 +19,9 @@ __all__ = [
     "ADAPTER_NAME_HINT",
     "CUSTOM_REWARD",
     "duration",
+    "failure_summary",
     "FineTuneRequest",
+    "LOG_TAIL_MARKER",
     "Machine",
     "MemoryEstimate",
     "Preflight",

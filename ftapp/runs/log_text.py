@@ -1,11 +1,26 @@
 """A run's log as a person reads it: the trainer's progress lines (``PROGRESS_PREFIX`` + JSON, written for programs)
-as one short line each, every other line as written. The Runs tab and ``ftapp runs logs`` show the same text."""
+as one short line each, every other line as written. The Runs tab and ``ftapp runs logs`` show the same text.
+
+A failed run's stored error text is the supervisor's summary and suggestion, then the log's tail after
+``LOG_TAIL_MARKER``: pages that show why a run failed show the part before it (``failure_summary``)."""
 
 from __future__ import annotations
 
 import json
 
 from trainer.protocol import PROGRESS_PREFIX
+
+LOG_TAIL_MARKER = "\n--- log tail ---\n"
+
+
+def failure_text(summary: str, suggestion: str, tail: str) -> str:
+    """What the supervisor stores as a failed run's error text."""
+    return f"{summary}\nSuggestion: {suggestion}{LOG_TAIL_MARKER}{tail}"
+
+
+def failure_summary(error_text: str | None) -> str:
+    """A failed run's error text without the log tail the supervisor appended (all of it when there is none)."""
+    return (error_text or "").partition(LOG_TAIL_MARKER)[0].strip()
 
 
 def duration(seconds: float | None) -> str:

@@ -36,6 +36,7 @@ from ftapp.run_vocabulary import LONG_LIVED, TERMINAL, RunKind, RunStatus
 from ftapp.runs.failure_causes import SUPERVISION_CAUSES, classify, read_tail, vanished
 from ftapp.runs.ingest import backfill_outcome, ingest
 from ftapp.runs.launching import LaunchRefused, launch_command, launch_spec
+from ftapp.runs.log_text import failure_text
 from ftapp.runs.machine import detect_gpus
 from ftapp.runs.outcome import output_on_disk, read_outcome
 from ftapp.runs.output_registration import register_merged, register_output
@@ -266,7 +267,7 @@ class Supervisor:
             values.update(
                 status=RunStatus.FAILED,
                 error_cause=cause.cause,
-                error_text=f"{summary}\nSuggestion: {cause.suggestion}\n--- log tail ---\n{tail}",
+                error_text=failure_text(summary, cause.suggestion, tail),
             )
         with self.db.transaction() as tx:
             tx.runs.update(run.id, **values)

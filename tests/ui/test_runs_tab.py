@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import gradio as gr
 import pytest
 
+from ftapp.runs.log_text import failure_text
 from ftapp.services import Services
 from ftapp.shipping import ServeRequest
 from storage.types import utc_now
@@ -228,7 +229,7 @@ def test_a_failed_run_says_why_above_the_log_instead_of_repeating_it() -> None:
         parent_run_id=None,
         mlflow_run_id=None,
         error_cause="out of GPU memory",
-        error_text="CUDA out of memory.\nSuggestion: halve per_device_train_batch_size\n--- log tail ---\nFINETUNE_PROGRESS {}",
+        error_text=failure_text("CUDA out of memory.", "halve per_device_train_batch_size", "FINETUNE_PROGRESS {}"),
     )
 
     error = runs.error_markdown(run)
