@@ -62,7 +62,7 @@ class Visitor:
     def upload(self, path: Path) -> None:
         self.tab("Datasets")
         self.page.locator('input[type="file"][accept*=".jsonl"]').set_input_files(str(path))
-        shows(self.visible(self.page.get_by_text(path.name)))
+        shows(self.visible(self.page.get_by_role("cell", name=path.name, exact=True)))  # listed: the upload is done
         self.visible(self.page.get_by_role("button", name="Import the upload", exact=True)).click()
 
     def error(self, rule: str):

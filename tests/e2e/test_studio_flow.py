@@ -178,8 +178,9 @@ def import_alpaca(steps: Steps) -> None:
     upload = page.locator('input[type="file"][accept*=".jsonl"]')  # the dataset upload (the Configs tab has a CSV one)
     expect(upload).to_have_count(1)
     upload.set_input_files(str(ALPACA))
-    # The upload is done when the widget lists the file.
-    expect(steps.visible(page.get_by_text(ALPACA.name))).to_be_visible(timeout=UI_LIMIT_MS)
+    # The upload is done when the widget lists the file: a cell named after it (its text is split into stem and
+    # extension; the file name as one text shows only while it uploads, which a busy machine can poll past).
+    expect(steps.visible(page.get_by_role("cell", name=ALPACA.name, exact=True))).to_be_visible(timeout=UI_LIMIT_MS)
     steps.button("Import the upload").click()
     expect(steps.visible(page.get_by_text(f"Imported {ALPACA_NAME}"))).to_be_visible(timeout=UI_LIMIT_MS)
     row = steps.row(ALPACA_NAME)
