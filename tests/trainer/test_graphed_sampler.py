@@ -126,3 +126,18 @@ def test_decoding_starts_from_the_prefilled_state_after_a_capture_moved_it_on(mo
     steps: list[int] = []
     captured._capture = lambda state: steps.extend(captured._step(state) or 1 for _ in range(3))
     assert captured.answer(prompts, answers, 12) == plain and len(steps) == 3
+
+
+def test_the_prefill_gives_the_lm_head_its_kept_columns_in_one_contiguous_block(model) -> None:
+    """A strided view of the kept columns made the LM head one matmul per row on a GPU, each reading the whole head."""
+    seen: list[tuple[tuple[int, ...], bool]] = []
+    hook = model.lm_head.register_forward_pre_hook(lambda _, inputs: seen.append((tuple(inputs[0].shape), inputs[0].is_contiguous())))
+    try:
+        sampler = GraphedSampler(model, eos_token_ids=[EOS], pad_token_id=0, sampling=Sampling(temperature=0.0))
+        answered = sampler.answer([[5, 6, 7, 8], [9, 10], [11, 12, 13]], [[3, 4], [5], [6, 7, 8]], 4)
+    finally:
+        hook.remove()
+    prefill = [(shape, contiguous) for shape, contiguous in seen if shape[1] > 1]
+    assert prefill and all(contiguous for _, contiguous in prefill), seen
+    assert prefill[0][0][:2] == (3, 4)  # three rows, the longest answer's three tokens and the first generated one
+    assert len(answered.completions) == 3
