@@ -207,11 +207,11 @@ class GraphedSampler:
 
     def _forward(self, state: DecodeState, ids: torch.Tensor, mask4d: torch.Tensor, positions: torch.Tensor, keep: int = 1) -> torch.Tensor:
         columns = ids.shape[1]
-        # The last ``keep`` columns by index, not as a count: transformers slices a count as a view, and the LM head
-        # over that strided view ran as one matmul per row, each reading the whole head (H200, a 3B model's prefill
-        # parts: ~6 ms a call instead of well under one); indexing copies the columns into one contiguous matmul.
-        # A decode step's single column is contiguous already (and a captured graph keeps no index tensor).
-        logits_to_keep = keep if columns == 1 else torch.arange(columns - keep, columns, device=self.device)
+        # Several last columns by index, not as a count: transformers slices a count as a view, and the LM head over
+        # that strided view ran as one matmul per row, each reading the whole head (H200, a 3B model's prefill parts:
+        # ~6 ms a call instead of well under one); indexing copies the columns into one contiguous matmul. A single
+        # column's view is contiguous already (decode steps, sampling without scored answers).
+        logits_to_keep = keep if keep == 1 else torch.arange(columns - keep, columns, device=self.device)
         output = self.model(
             input_ids=ids,
             attention_mask=mask4d,
