@@ -42,6 +42,7 @@ import torch
 from transformers import PreTrainedModel, StaticCache
 from transformers.cache_utils import StaticLayer
 
+from trainer.inference.decode_attention import decode_attention
 from trainer.inference.decode_state import DecodeState
 from trainer.inference.merged_adapters import MERGE_MEMORY_SHARE, MergedAdapters
 from trainer.inference.token_sampling import Sampling, sample_tokens
@@ -313,7 +314,8 @@ class GraphedSampler:
     def _step(self, state: DecodeState) -> None:
         """One token for every row, all on the GPU with fixed shapes and no host sync: what the graph holds."""
         state.allowed.index_fill_(1, state.cursor, True)
-        logits = self._forward(state, state.ids, state.allowed[:, None, None, :], state.positions)[:, -1]
+        with decode_attention(self.model):
+            logits = self._forward(state, state.ids, state.allowed[:, None, None, :], state.positions)[:, -1]
         token = torch.where(state.finished, self.pad, self._sample(logits, state.step < state.min_new))
         state.out.index_copy_(1, state.step, token[:, None])
         state.finished |= torch.isin(token, self.eos)
