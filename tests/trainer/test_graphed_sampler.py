@@ -129,7 +129,7 @@ def test_decoding_starts_from_the_prefilled_state_after_a_capture_moved_it_on(mo
 
 
 def test_the_prefill_gives_the_lm_head_its_kept_columns_in_one_contiguous_block(model) -> None:
-    """A strided view of the kept columns made the LM head one matmul per row on a GPU, each reading the whole head."""
+    """A strided view of the kept columns, which torch.matmul does not fold, ran the LM head as a batched matmul."""
     seen: list[tuple[tuple[int, ...], bool]] = []
     hook = model.lm_head.register_forward_pre_hook(lambda _, inputs: seen.append((tuple(inputs[0].shape), inputs[0].is_contiguous())))
     try:
