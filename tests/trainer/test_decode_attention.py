@@ -56,7 +56,7 @@ def test_the_sampler_attends_with_it_in_decode_steps_only_and_switches_back(monk
         return decode_sdpa_attention(module, query, *args, **kwargs)
 
     monkeypatch.setitem(ALL_ATTENTION_FUNCTIONS._global_mapping, DECODE_ATTENTION, counted)
-    monkeypatch.setattr(decode_attention, "MEASURED_TORCH", (0, 0))  # whatever torch runs the tests
+    monkeypatch.setattr(decode_attention, "measured_on", lambda device: True)  # the CPU stands in for an H200 here
     prompts = [[5, 6, 7, 8, 9], [10, 11]]
     sampler = GraphedSampler(model, eos_token_ids=[2], pad_token_id=0, sampling=Sampling(temperature=0.0))
     completions = sampler.generate(prompts, 6)
@@ -69,12 +69,19 @@ def test_the_sampler_attends_with_it_in_decode_steps_only_and_switches_back(monk
         assert completion == (tokens[: tokens.index(2) + 1] if 2 in tokens else tokens)
 
 
-def test_an_older_torch_keeps_transformers_attention(monkeypatch) -> None:
+def test_other_gpus_and_older_torch_keep_transformers_attention(monkeypatch) -> None:
     model = LlamaForCausalLM(LlamaConfig(vocab_size=16, hidden_size=8, intermediate_size=16, num_hidden_layers=1, num_attention_heads=2))
-    monkeypatch.setattr(decode_attention, "_torch_version", lambda: (2, 10))
-    with decode_attention.decode_attention(model):
+    cuda = torch.device("cuda", 0)
+    assert not decode_attention.measured_on(torch.device("cpu"))
+    for capability, version, used in [
+        ((9, 0), (2, 11), True),
+        ((9, 0), (2, 10), False),
+        ((8, 9), (2, 13), False),
+        ((10, 0), (2, 13), False),
+    ]:
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device, capability=capability: capability)
+        monkeypatch.setattr(decode_attention, "_torch_version", lambda version=version: version)
+        assert decode_attention.measured_on(cuda) is used
+        with decode_attention.decode_attention(model, cuda):
+            assert model.config._attn_implementation == (DECODE_ATTENTION if used else "sdpa")
         assert model.config._attn_implementation == "sdpa"
-    monkeypatch.setattr(decode_attention, "_torch_version", lambda: (2, 11))
-    with decode_attention.decode_attention(model):
-        assert model.config._attn_implementation == DECODE_ATTENTION
-    assert model.config._attn_implementation == "sdpa"

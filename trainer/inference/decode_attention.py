@@ -21,7 +21,10 @@ from transformers import AttentionInterface, PreTrainedModel
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 DECODE_ATTENTION = "ftapp_decode_sdpa"
-MEASURED_TORCH = (2, 11)  # where enable_gqa with a mask was measured to run a fused kernel, not the math path
+# Where enable_gqa with a mask was measured to run a fused kernel (cuDNN's, which PyTorch enables by default on Hopper
+# only), not the math path that copies the keys and values per query head: transformers' reason to avoid it on CUDA.
+MEASURED_TORCH = (2, 11)
+MEASURED_GPU = 9  # compute capability major: H100/H200
 
 
 def decode_sdpa_attention(
@@ -58,12 +61,17 @@ def _torch_version() -> tuple[int, int]:
     return int(major), int(minor)
 
 
+def measured_on(device: torch.device) -> bool:
+    """Whether this device and torch are where the decode attention was measured to be faster."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] == MEASURED_GPU and _torch_version() >= MEASURED_TORCH
+
+
 @contextlib.contextmanager
-def decode_attention(model: PreTrainedModel) -> Iterator[None]:
-    """The model attending with ``decode_sdpa_attention`` inside the block, where it would use SDPA and the installed
-    torch is one it was measured on; otherwise as it is. A captured graph keeps the kernels chosen here."""
+def decode_attention(model: PreTrainedModel, device: torch.device) -> Iterator[None]:
+    """The model attending with ``decode_sdpa_attention`` inside the block, where it would use SDPA and ``device`` is
+    ``measured_on``; otherwise as it is. A captured graph keeps the kernels chosen here."""
     config = model.config
-    if config._attn_implementation != "sdpa" or _torch_version() < MEASURED_TORCH:
+    if config._attn_implementation != "sdpa" or not measured_on(device):
         yield
         return
     config._attn_implementation = DECODE_ATTENTION

@@ -314,7 +314,7 @@ class GraphedSampler:
     def _step(self, state: DecodeState) -> None:
         """One token for every row, all on the GPU with fixed shapes and no host sync: what the graph holds."""
         state.allowed.index_fill_(1, state.cursor, True)
-        with decode_attention(self.model):
+        with decode_attention(self.model, self.device):
             logits = self._forward(state, state.ids, state.allowed[:, None, None, :], state.positions)[:, -1]
         token = torch.where(state.finished, self.pad, self._sample(logits, state.step < state.min_new))
         state.out.index_copy_(1, state.step, token[:, None])
