@@ -1,12 +1,14 @@
 """What one graphed decode step costs: seconds of an answer (first call, capture included; second call; its prefill)
 and milliseconds per decode step, for the evaluation shapes (Llama-3.2-3B, 8 LoRA adapters: 64 rows per adapter in
 blocks, ``eval-blocks:N`` for N rows per adapter, or 128 rows of one adapter folded in, ``eval-turn``) and GRPO's
-(Llama-3.2-1B, one adapter folded in, 64 completions of 64 tokens), per variant of the model: ``plain``, ``liger``
-(Liger's fused RMSNorm, rotary embedding and SwiGLU) and ``compiled`` (``torch.compile`` on each decoder layer).
+(Llama-3.2-1B, one adapter folded in, 64 completions of 64 tokens), per variant of the model: ``plain`` (as the sampler runs it: PyTorch's fused RMSNorm kernel on CUDA), ``hf-norms``
+(transformers' own RMSNorm instead), ``liger`` (Liger's fused RMSNorm, rotary embedding and SwiGLU) and ``compiled``
+(``torch.compile`` on each decoder layer).
 
     python bench/decode_step_profile.py --cases eval-blocks,eval-blocks:128,eval-turn,grpo --variants plain,compiled,liger
     python bench/decode_step_profile.py --cases grpo --variants liger --kernels 30   # + the costliest GPU kernels
     python bench/decode_step_profile.py --cases eval-blocks --variants plain --without-cudnn   # another SDPA kernel
+    python bench/decode_step_profile.py --cases eval-blocks,grpo --variants hf-norms,plain    # the fused RMSNorm's share
     python bench/decode_step_profile.py --smoke         # tiny shapes on the CPU (checks the script, not speed)
 
 Random weights and prompts: speed does not depend on them. The variants patch the models in place, in the order given.
@@ -19,12 +21,14 @@ import contextlib
 import json
 import random
 import time
+import unittest.mock
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 from model_shapes import LLAMA_32_1B, LLAMA_32_3B, TINY
 
+from trainer.inference import graphed_sampler
 from trainer.inference.generation import GroupedLora
 from trainer.inference.graphed_sampler import GraphedSampler
 from trainer.inference.token_sampling import Sampling
@@ -194,19 +198,26 @@ def main() -> None:
                 blocks = None
                 model.set_adapter("a0")
                 sampler = GraphedSampler(model.get_base_model(), eos_token_ids=[2], pad_token_id=0, sampling=Sampling(1.0))
-            if answers is None:
-                out: dict[str, Any] = {}
-                with timed(device, out, "first_s"):
-                    sampler.generate(prompts, new_tokens, min_new_tokens=new_tokens)
-                with timed(device, out, "second_s"):
-                    sampler.generate(prompts, new_tokens, min_new_tokens=new_tokens)
-            else:
-                out = measure(sampler, prompts, answers, new_tokens, blocks, device)
+            norms = (
+                unittest.mock.patch.object(graphed_sampler, "fused_norms", lambda model, device: contextlib.nullcontext(0))
+                if variant == "hf-norms"
+                else contextlib.nullcontext()
+            )
+            with norms:
+                if answers is None:
+                    out: dict[str, Any] = {}
+                    with timed(device, out, "first_s"):
+                        sampler.generate(prompts, new_tokens, min_new_tokens=new_tokens)
+                    with timed(device, out, "second_s"):
+                        sampler.generate(prompts, new_tokens, min_new_tokens=new_tokens)
+                else:
+                    out = measure(sampler, prompts, answers, new_tokens, blocks, device)
             if answers is None:
                 out["decode_ms_per_step"] = out["second_s"] / new_tokens * 1000  # prefill included: short prompts
             out["rows"] = len(prompts)
             if args.kernels and device == "cuda":
-                out["kernels"] = kernel_table(sampler, prompts, answers, new_tokens, blocks, args.kernels)
+                with norms:
+                    out["kernels"] = kernel_table(sampler, prompts, answers, new_tokens, blocks, args.kernels)
             results[f"{case}/{variant}"] = out
             print(f"{case}/{variant}: " + json.dumps(out), flush=True)
             del sampler

@@ -9,6 +9,7 @@ Llama-3.2-3B-shaped model. Both sides run in this one process on the same GPU:
   64 x 8, all adapters decode together in blocks, one grouped LoRA matmul per layer, and the adapters
   after the first take turns in its tensors), timed wall-clock as a whole, and the time to its first
   answered row. ``--breakdown`` times the sampler's prefill, weight refresh and graph capture apart.
+  ``--compare-norms N`` then runs it N times each with and without the sampler's fused RMSNorm, alternating.
   ``--compare-mixed`` also times the first row of the mixed-adapter ``generate`` path it replaced.
 * baseline (the seed): per adapter, load the model, wrap it with the adapter and run a transformers
   ``text-generation`` pipeline with ``batch_size=2``. Running all of it would take the better part of an
@@ -329,6 +330,39 @@ def run_baseline(model_dir: Path, adapters: list[Path], dataset: Path, args) -> 
     }
 
 
+def compare_norms(model_dir: Path, adapters: list[Path], dataset: Path, work: Path, args) -> dict[str, Any]:
+    """``run_ours`` ``--compare-norms`` times each with the sampler's fused RMSNorm and with transformers' own, alternating
+    in this process: wall, prefill and decoding seconds per run, and how far the answers and log-likelihoods moved."""
+    from unittest import mock
+
+    from trainer.inference import graphed_sampler
+
+    runs: dict[str, list[dict[str, float]]] = {"fused": [], "transformers": []}
+    answers: dict[str, dict] = {}
+    for _ in range(args.compare_norms):
+        for name in runs:
+            own = mock.patch.object(graphed_sampler, "fused_norms", lambda model, device: contextlib.nullcontext(0))
+            parts: dict[str, float] = {}
+            with breakdown(args.device, parts), own if name == "transformers" else contextlib.nullcontext():
+                result = run_ours(model_dir, adapters, dataset, work, args)
+            answers.setdefault(name, result.pop("answers"))
+            decode = result["generate_s"] - sum(parts.values())
+            runs[name].append(
+                {"wall_s": round(result["wall_s"], 2), "prefill_s": round(parts["prefill_s"], 2), "decode_s": round(decode, 2)}
+            )
+            print(f"norms {name}: {runs[name][-1]}", flush=True)
+            release(args.device)
+    fused, own = answers["fused"], answers["transformers"]
+    moved = [abs(fused[key]["log_likelihood"] - own[key]["log_likelihood"]) for key in fused if fused[key]["log_likelihood"] is not None]
+    return {
+        **runs,
+        "identical_answers": sum(fused[key]["output"] == own[key]["output"] for key in fused),
+        "answers": len(fused),
+        "log_likelihood_moved_max": max(moved, default=0.0),
+        "log_likelihood_moved_mean": sum(moved) / max(1, len(moved)),
+    }
+
+
 def profile_steps(model_dir: Path, adapters: list[Path], dataset: Path, args, steps: int = 32) -> dict[str, float]:
     """Milliseconds per decoding step of one evaluation batch (``--batch-size`` rows x every adapter) through
     ``generate_batch``: as ftapp runs it, with PEFT's own mixed-batch LoRA, and the base model without LoRA."""
@@ -449,6 +483,9 @@ def main() -> None:
     parser.add_argument("--near-tie", type=float, default=0.05, help="top-2 logit margin under which a differing token is a near-tie")
     parser.add_argument("--compare-mixed", action="store_true", help="also time the first row of the mixed-adapter generate() path")
     parser.add_argument("--breakdown", action="store_true", help="time the sampler's prefill, weight refresh and capture apart")
+    parser.add_argument(
+        "--compare-norms", type=int, default=0, metavar="N", help="then N runs each, alternating, with and without the fused RMSNorm"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if args.smoke:
@@ -490,10 +527,15 @@ def main() -> None:
     mixed = run_ours(model_dir, adapters, work / "prompts.jsonl", work, args, mixed=True) if args.compare_mixed else None
     release(args.device)
     steps = profile_steps(model_dir, adapters, work / "prompts.jsonl", args) if args.profile else None
+    norms = compare_norms(model_dir, adapters, work / "prompts.jsonl", work, args) if args.compare_norms else None
 
     shape = "tiny (smoke)" if args.smoke else "Llama-3.2-3B, random weights, bf16"
     device = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    print(json.dumps({"baseline": baseline, "ours": ours, "reference": reference, "mixed": mixed, "decode_step": steps}, indent=1))
+    print(
+        json.dumps(
+            {"baseline": baseline, "ours": ours, "reference": reference, "mixed": mixed, "decode_step": steps, "norms": norms}, indent=1
+        )
+    )
     print(
         f"\n{shape} on {device}: {args.adapters} adapters x {args.prompts} prompts x {args.new_tokens} new tokens"
         f"{' + the base model as a combination' if args.with_base else ' (the base alone is not a combination)'}; "
