@@ -10,6 +10,9 @@ token. The graph reads the model's parameters where they live, so an optimizer s
 Tokens are drawn inside the graph (``trainer.inference.token_sampling``). A completion ends after its first
 end-of-sequence token, as ``generate``'s do. Where capturing fails the same step runs eagerly.
 
+Llama-family RMSNorms run as PyTorch's fused kernel on CUDA while sampling (``trainer.inference.fused_norms``); the
+prefill's attention avoids cuDNN's kernel, which plans every new shape (``trainer.inference.prefill_attention``).
+
 With plain LoRA adapters and memory to spare (a copy of the adapted weights under ``MERGE_MEMORY_SHARE`` of the free
 memory), each adapted layer samples with one matmul over a copy of its weight with the adapter folded in
 (``trainer.inference.merged_adapters``), refreshed before every generation (the adapter changed since).
@@ -44,7 +47,9 @@ from transformers.cache_utils import StaticLayer
 
 from trainer.inference.decode_attention import decode_attention
 from trainer.inference.decode_state import DecodeState
+from trainer.inference.fused_norms import fused_norms
 from trainer.inference.merged_adapters import MERGE_MEMORY_SHARE, MergedAdapters
+from trainer.inference.prefill_attention import prefill_attention
 from trainer.inference.token_sampling import Sampling, sample_tokens
 
 PROMPT_BUCKET = 64
@@ -143,7 +148,7 @@ class GraphedSampler:
         was_training = self.model.training
         self.model.eval()  # no dropout; and Trainer's gradient checkpointing only acts in training mode
         try:
-            with self.merged.active() if self.merged else contextlib.nullcontext():
+            with self.merged.active() if self.merged else contextlib.nullcontext(), fused_norms(self.model, self.device):
                 if self.merged:
                     self.merged.refresh()  # the adapters moved since the last generation
                 out, likelihoods = self._generate(prompts, answers, max_new_tokens, min_new, blocks)
@@ -257,6 +262,7 @@ class GraphedSampler:
             with (
                 state.rows(start, end) if len(parts) > 1 else contextlib.nullcontext(),
                 blocks.prefill(block) if blocks is not None and block is not None else contextlib.nullcontext(),
+                prefill_attention(),
             ):
                 if self.scores_answers:
                     state.set_cache_length(width - own)
@@ -309,7 +315,8 @@ class GraphedSampler:
             return
         mask = torch.zeros(len(state.ids), 1, 1, state.allowed.shape[1], dtype=torch.bool, device=self.device)
         mask[..., 0] = True
-        self._forward(state, state.ids, mask, state.positions)
+        with prefill_attention():  # one call of this shape: a cuDNN plan for it would cost more than the call
+            self._forward(state, state.ids, mask, state.positions)
 
     def _step(self, state: DecodeState) -> None:
         """One token for every row, all on the GPU with fixed shapes and no host sync: what the graph holds."""
