@@ -186,9 +186,10 @@ def run_evaluation(spec: EvaluationSpec, events: EventSink, tasks: LoadedTasks |
                 if spec.judge and spec.judge.model == group.source and number == len(groups) - 1 and model is not None:
                     kept = (group.source, model, tokenizer)  # the judge is this base: no second load
                 del model
-                gc.collect()
-                if device.kind == "cuda":
-                    torch.cuda.empty_cache()
+                if number < len(groups) - 1 or spec.judge:  # room for the next model; the last one leaves with the process
+                    gc.collect()  # 0.23 s after an 8-adapter evaluation of a 3B model (cProfile, H200)
+                    if device.kind == "cuda":
+                        torch.cuda.empty_cache()
                 for combo in group.combinations:
                     report = {**aggregates[combo.position], **deltas(aggregates, combo.position)}
                     events.emit(EVAL, step=combo.position, position=combo.position, label=combo.label, **report)
