@@ -9,6 +9,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from tests.trainer.tiny_llama import tiny_llama
 from trainer.inference import decode_attention
 from trainer.inference.decode_attention import DECODE_ATTENTION, decode_sdpa_attention
 from trainer.inference.graphed_sampler import GraphedSampler
@@ -35,19 +36,7 @@ def test_it_answers_as_transformers_sdpa_does_with_grouped_heads_and_a_mask(quer
 
 
 def test_the_sampler_attends_with_it_in_decode_steps_only_and_switches_back(monkeypatch) -> None:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
-    model = LlamaForCausalLM(config).eval()
+    model = tiny_llama()
     assert model.config._attn_implementation == "sdpa"
     queries: list[int] = []
 
@@ -61,7 +50,7 @@ def test_the_sampler_attends_with_it_in_decode_steps_only_and_switches_back(monk
     sampler = GraphedSampler(model, eos_token_ids=[2], pad_token_id=0, sampling=Sampling(temperature=0.0))
     completions = sampler.generate(prompts, 6)
     assert queries and set(queries) == {1}  # one token a step, every layer; the prefill kept transformers' SDPA
-    assert len(queries) % config.num_hidden_layers == 0
+    assert len(queries) % model.config.num_hidden_layers == 0
     assert model.config._attn_implementation == "sdpa"
     for prompt, completion in zip(prompts, completions):  # greedy: transformers' own generate, cut after end of sequence
         reference = model.generate(torch.tensor([prompt]), max_new_tokens=6, do_sample=False, eos_token_id=2, pad_token_id=0)

@@ -5,32 +5,22 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 from transformers.models.gemma.modeling_gemma import GemmaRMSNorm
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 from transformers.models.mistral.modeling_mistral import MistralRMSNorm
 from transformers.models.qwen2.modeling_qwen2 import Qwen2RMSNorm
 
+from tests.trainer.tiny_llama import tiny_llama
 from trainer.inference import fused_norms
 from trainer.inference.graphed_sampler import GraphedSampler
 from trainer.inference.token_sampling import Sampling
 
 
-def tiny_llama(dtype: torch.dtype = torch.float32) -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
-    model = LlamaForCausalLM(config).to(dtype).eval()
-    for module in model.modules():  # weights other than ones, so that a norm that ignored them would show
+def llama_with_varied_norms() -> LlamaForCausalLM:
+    """Norm weights other than ones, so that a norm that ignored them would show."""
+    model = tiny_llama()
+    for module in model.modules():
         if isinstance(module, LlamaRMSNorm):
             torch.nn.init.uniform_(module.weight, 0.5, 1.5)
     return model
@@ -53,7 +43,7 @@ def test_llama_family_norms_qualify_and_other_formulas_do_not() -> None:
 
 
 def test_swapped_norms_give_the_same_logits_and_are_switched_back(monkeypatch) -> None:
-    model = tiny_llama()
+    model = llama_with_varied_norms()
     ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
     expected = model(ids).logits
     calls = count_rms_norm(monkeypatch)
@@ -88,7 +78,7 @@ def test_a_norm_whose_weight_has_another_dtype_keeps_its_own_forward() -> None:
 
 
 def test_the_sampler_samples_with_fused_norms_where_the_kernel_exists(monkeypatch) -> None:
-    model = tiny_llama()
+    model = llama_with_varied_norms()
     prompts = [[5, 6, 7, 8, 9], [10, 11]]
     references = []
     for prompt in prompts:

@@ -5,29 +5,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
+from tests.trainer.tiny_llama import EOS, tiny_llama
 from trainer.inference.graphed_sampler import GraphedSampler
 from trainer.inference.token_sampling import Sampling
-
-EOS = 2
 
 
 @pytest.fixture(scope="module")
 def model() -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        eos_token_id=EOS,
-        pad_token_id=0,
-    )
-    return LlamaForCausalLM(config).eval()
+    return tiny_llama(max_position_embeddings=256)
 
 
 def reference(model: LlamaForCausalLM, prompt: list[int], max_new_tokens: int) -> list[int]:

@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from tests.trainer.tiny_llama import tiny_llama
 from trainer.inference.graphed_sampler import GraphedSampler
 from trainer.inference.token_sampling import Sampling
 
 
 def test_prefill_calls_leave_cudnn_out_and_decode_steps_keep_it(monkeypatch) -> None:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
-    model = LlamaForCausalLM(config).eval()
+    model = tiny_llama()
     seen: list[tuple[int, bool]] = []
 
     def recorded(module, query, *args, **kwargs):
@@ -37,6 +25,6 @@ def test_prefill_calls_leave_cudnn_out_and_decode_steps_keep_it(monkeypatch) -> 
     sampler.answer([[5, 6, 7, 8, 9], [10, 11]], [[3, 4], [12]], 4, min_new_tokens=4)
     prefill = [cudnn for queries, cudnn in seen if queries > 1]
     decode = [cudnn for queries, cudnn in seen if queries == 1]
-    assert len(prefill) == config.num_hidden_layers and not any(prefill)
-    assert len(decode) == 3 * config.num_hidden_layers and all(decode)  # the first token comes from the prefill
+    assert len(prefill) == model.config.num_hidden_layers and not any(prefill)
+    assert len(decode) == 3 * model.config.num_hidden_layers and all(decode)  # the first token comes from the prefill
     assert torch.backends.cuda.cudnn_sdp_enabled()
