@@ -42,7 +42,7 @@ def is_llama_norm(module: torch.nn.Module) -> bool:
 
 
 def fused_kernel_on(device: torch.device) -> bool:
-    """Whether ``F.rms_norm`` runs as one kernel there (CUDA builds of torch that have the fused operator)."""
+    """Whether ``F.rms_norm`` runs as PyTorch's fused CUDA kernel there (a CUDA device, a torch with the operator)."""
     return device.type == "cuda" and hasattr(torch.ops.aten, "_fused_rms_norm")
 
 
@@ -68,8 +68,8 @@ def swapped_norms(model: torch.nn.Module) -> Iterator[int]:
 
 @contextlib.contextmanager
 def fused_norms(model: torch.nn.Module, device: torch.device) -> Iterator[int]:
-    """``swapped_norms`` where the fused kernel exists (``fused_kernel_on``); elsewhere the model as it is (yields 0):
-    on the CPU ``F.rms_norm`` is the same element-wise steps."""
+    """``swapped_norms`` where the fused kernel exists (``fused_kernel_on``); elsewhere (the CPU, where it was not
+    measured) the model as it is (yields 0)."""
     if not fused_kernel_on(device):
         yield 0
         return
