@@ -1,9 +1,9 @@
 """What one graphed decode step costs: seconds of an answer (first call, capture included; second call; its prefill)
 and milliseconds per decode step, for the evaluation shapes (Llama-3.2-3B, 8 LoRA adapters: 64 rows per adapter in
 blocks, ``eval-blocks:N`` for N rows per adapter, or 128 rows of one adapter folded in, ``eval-turn``) and GRPO's
-(Llama-3.2-1B, one adapter folded in, 64 completions of 64 tokens), per variant of the model: ``plain`` (as the sampler runs it: PyTorch's fused RMSNorm kernel on CUDA), ``hf-norms``
-(transformers' own RMSNorm instead), ``liger`` (Liger's fused RMSNorm, rotary embedding and SwiGLU) and ``compiled``
-(``torch.compile`` on each decoder layer).
+(Llama-3.2-1B, one adapter folded in, 64 completions of 64 tokens), per variant of the model: ``plain`` (as the
+sampler runs it: PyTorch's fused RMSNorm kernel on CUDA), ``hf-norms`` (transformers' own RMSNorm instead), ``liger``
+(Liger's fused RMSNorm, rotary embedding and SwiGLU) and ``compiled`` (``torch.compile`` on each decoder layer).
 
     python bench/decode_step_profile.py --cases eval-blocks,eval-blocks:128,eval-turn,grpo --variants plain,compiled,liger
     python bench/decode_step_profile.py --cases grpo --variants liger --kernels 30   # + the costliest GPU kernels
